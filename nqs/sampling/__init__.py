@@ -1,0 +1,21 @@
+"""Samplers: Metropolis chains and exact enumeration (see :mod:`nqs.sampling.base`)."""
+
+from nqs.sampling.base import Sampler, Samples
+from nqs.sampling.exact import ExactSampler, batched_log_psi, born_weights
+from nqs.sampling.metropolis import MetropolisSampler, MetropolisState
+from nqs.sampling.rules import ExchangeRule, HopRule, LocalRule, Rule, default_rule
+
+__all__ = [
+    "ExactSampler",
+    "ExchangeRule",
+    "HopRule",
+    "LocalRule",
+    "MetropolisSampler",
+    "MetropolisState",
+    "Rule",
+    "Sampler",
+    "Samples",
+    "batched_log_psi",
+    "born_weights",
+    "default_rule",
+]

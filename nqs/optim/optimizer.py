@@ -1,0 +1,48 @@
+"""Optimizers: SR / minSR as optax transformations, and plain optax optimizers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optax
+
+from nqs.errors import InputError
+from nqs.optim.sr import SRMode, sr
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optax transformation, and whether it needs the per-sample Jacobian (SR, minSR)."""
+
+    transformation: optax.GradientTransformation
+    needs_jacobian: bool = False
+
+
+OPTIMIZERS = ("sr", "minsr", "adam", "sgd")
+
+
+def sr_optimizer(
+    learning_rate: float | optax.Schedule, diag_shift: float = 1e-3, mode: SRMode = "auto"
+) -> Optimizer:
+    """SR natural gradient followed by a plain step of size ``learning_rate``."""
+    return Optimizer(optax.chain(sr(diag_shift, mode), optax.sgd(learning_rate)), True)
+
+
+def make_optimizer(
+    name: str, learning_rate: float, diag_shift: float = 1e-3
+) -> Optimizer:
+    """Build an optimizer by name: "sr" (dense or minSR picked by size), "minsr", "adam", "sgd"."""
+    if learning_rate <= 0:
+        raise InputError(f"learning rate must be positive, got {learning_rate}")
+    if name == "sr":
+        return sr_optimizer(learning_rate, diag_shift, "auto")
+    if name == "minsr":
+        return sr_optimizer(learning_rate, diag_shift, "minsr")
+    if name == "adam":
+        return Optimizer(optax.adam(learning_rate), False)
+    if name == "sgd":
+        return Optimizer(optax.sgd(learning_rate), False)
+    raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+

@@ -1,0 +1,99 @@
+"""Stochastic reconfiguration (SR) as optax transformations.
+
+With real parameters theta (complex ones split into real and imaginary parts), samples x_i with
+weights w_i, centred log-derivatives dO_i = d log psi(x_i)/d theta - <d log psi/d theta> and
+centred local energies e_i = E_loc(x_i) - <E_loc>, the engine passes
+
+    jacobian  J   [2n, P] = sqrt(w_i) [Re dO_i ; Im dO_i]
+    residuals eps [2n]    = 2 sqrt(w_i) [Re e_i ; Im e_i]
+
+so that the energy gradient is g = J^T eps and the quantum geometric tensor is S = J^T J
+(= Re <dO^* dO>). SR replaces the gradient by the natural gradient
+
+    dense:  delta = (S + lambda I)^-1 g                         (P x P solve)
+    minSR:  delta = J^T (J J^T + lambda I)^-1 eps               (2n x 2n solve, Chen & Heyl 2023)
+
+which are equal (push-through identity); minSR is cheaper when P > 2n. The update is then
+scaled by the next transformation in the chain, e.g.
+``optax.chain(sr(diag_shift=1e-3), optax.sgd(0.05))``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nqs.optim.flat import real_flat
+
+SRMode = Literal["dense", "minsr", "auto"]
+
+
+class SRState(NamedTuple):
+    """SR keeps no state: the transformation is a pure function of its inputs."""
+
+
+def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransformationExtraArgs:
+    """Natural-gradient preconditioner; needs ``jacobian`` and ``residuals`` as extra arguments.
+
+    Args:
+      diag_shift: lambda, added to the diagonal of S (dense) or of J J^T (minSR).
+      mode: "dense", "minsr", or "auto" (minSR when parameters outnumber the rows of J).
+    """
+    if diag_shift < 0:
+        raise ValueError(f"diag_shift must be >= 0, got {diag_shift}")
+    if mode not in ("dense", "minsr", "auto"):
+        raise ValueError(f"unknown SR mode {mode!r}")
+
+    def init_fn(params: optax.Params) -> SRState:
+        del params
+        return SRState()
+
+    def update_fn(updates, state, params=None, *, jacobian=None, residuals=None, **extra):
+        del params, extra
+        if jacobian is None or residuals is None:
+            raise ValueError("sr() needs the per-sample jacobian and residuals as extra args")
+        grad, unflatten = real_flat(updates)
+        n_rows, n_params = jacobian.shape
+        use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
+        if use_minsr:
+            delta = natural_gradient_minsr(jacobian, residuals, diag_shift)
+        else:
+            delta = natural_gradient_dense(jacobian, grad, diag_shift)
+        return unflatten(delta.astype(grad.dtype)), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def natural_gradient_dense(jacobian: jax.Array, grad: jax.Array, diag_shift: float) -> jax.Array:
+    """``(J^T J + lambda I)^-1 g`` by a Cholesky solve. jacobian [R, P], grad [P] -> [P]."""
+    s = jacobian.T @ jacobian
+    s = s + diag_shift * jnp.eye(s.shape[0], dtype=s.dtype)
+    return _spd_solve(s, grad)
+
+
+def natural_gradient_minsr(
+    jacobian: jax.Array, residuals: jax.Array, diag_shift: float
+) -> jax.Array:
+    """``J^T (J J^T + lambda I)^-1 eps``. jacobian [R, P], residuals [R] -> [P]."""
+    t = jacobian @ jacobian.T
+    t = t + diag_shift * jnp.eye(t.shape[0], dtype=t.dtype)
+    return jacobian.T @ _spd_solve(t, residuals)
+
+
+def _spd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Solve a symmetric positive (semi)definite system; falls back to lstsq-like eigh if needed."""
+    factor = jax.scipy.linalg.cho_factor(a, lower=True)
+    x = jax.scipy.linalg.cho_solve(factor, b)
+    # Cholesky fails (NaN) only for a numerically singular S with a zero shift; eigh is the
+    # robust but slower fallback, evaluated only then.
+    return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda: x, lambda: _eigh_solve(a, b))
+
+
+def _eigh_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    evals, evecs = jnp.linalg.eigh(a)
+    cutoff = 1e-12 * jnp.max(jnp.abs(evals))
+    inv = jnp.where(evals > cutoff, 1.0 / jnp.where(evals > cutoff, evals, 1.0), 0.0)
+    return evecs @ (inv * (evecs.T @ b))

@@ -1,0 +1,60 @@
+"""Builders shared by the CLI and experiment scripts: standard ansatz and sampler choices.
+
+These take objects and plain values (never a config dict) and return engine objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nqs.ansatz import Ansatz
+from nqs.errors import InputError
+from nqs.hilbert import FermionHilbert, SpinHilbert
+from nqs.sampling.base import Sampler
+
+
+def spin_ansatz(model, kind: str, alpha: float, complex_params: bool = True) -> Ansatz:
+    """RBM (``kind="rbm"``) or translation-symmetric RBM (``"rbm-symm"``) for a spin model."""
+    import jax.numpy as jnp
+
+    from nqs.models.rbm import make_rbm, make_rbm_symm
+
+    if not alpha > 0:
+        raise InputError(f"alpha must be positive, got {alpha}")
+    dtype = jnp.complex128 if complex_params else jnp.float64
+    n = model.hilbert.n_sites
+    if kind == "rbm":
+        return make_rbm(n, alpha, flip_constant=0.0, param_dtype=dtype)
+    if kind == "rbm-symm":
+        if float(alpha) != int(alpha):
+            raise InputError(f"rbm-symm needs an integer alpha, got {alpha}")
+        return make_rbm_symm(model.lattice.translations(), int(alpha), flip_constant=0.0,
+                             param_dtype=dtype)
+    raise InputError(f"unknown ansatz {kind!r}; choose rbm or rbm-symm")
+
+
+def spin_sampler(model, kind: str, n_samples: int, n_chains: int) -> Sampler:
+    """Metropolis (single flips, or bond exchanges in a fixed-S^z sector) or exact enumeration."""
+    from nqs.sampling.exact import ExactSampler
+    from nqs.sampling.metropolis import MetropolisSampler
+    from nqs.sampling.rules import ExchangeRule, LocalRule
+
+    hilbert: SpinHilbert = model.hilbert
+    if n_samples <= 0 or n_chains <= 0:
+        raise InputError("samples and chains must be positive integers")
+    if kind == "exact":
+        return ExactSampler(hilbert)
+    if kind != "mcmc":
+        raise InputError(f"unknown sampler {kind!r}; choose mcmc or exact")
+    if hilbert.total_sz is None:
+        rule = LocalRule()
+    else:
+        bonds = np.asarray(model.lattice.bonds)
+        rule = ExchangeRule(bonds)
+    return MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples), n_samples=n_samples)
+
+
+def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Alpha and beta spin-orbital index groups (electron hops stay inside a group)."""
+    n = hilbert.n_orbitals
+    return tuple(range(n)), tuple(range(n, 2 * n))

@@ -1,0 +1,187 @@
+"""Monte Carlo statistics of a weighted sample: mean, error bar, autocorrelation time, R-hat.
+
+Conventions (all documented here once):
+
+* ``mean = sum_i w_i v_i`` and ``variance = sum_i w_i |v_i - mean|^2`` for any weights.
+* Exact enumeration (``n_chains == 0``): no Monte Carlo error, ``error_of_mean = tau_corr = 0``
+  and ``r_hat = nan``.
+* Markov chains (``n_chains >= 1``, uniform weights, row ``i = t * n_chains + c``): the values
+  are viewed as ``[n_per_chain, n_chains]``. ``tau_corr`` is Sokal's *integrated*
+  autocorrelation time ``tau = 1/2 + sum_{t>=1} rho(t)`` in samples per chain (``1/2`` for
+  independent samples, ``(1 + rho) / (2 (1 - rho))`` for an AR(1) process), estimated from the
+  FFT autocovariance of every chain combined across chains as in Stan / Vehtari et al. (2021):
+  ``rho(t) = 1 - (W - mean_c acov_c(t)) / var_plus``, truncated with Geyer's initial positive
+  (and monotone) sequence. The error of the mean is ``sqrt(variance * 2 tau / n)``, i.e.
+  ``sqrt(variance / ESS)``. It can be *smaller* than the naive ``sqrt(variance / n)`` for
+  anti-correlated chains; like Stan, ``2 tau`` is floored at ``1 / log10(n)`` so the effective
+  sample size never exceeds ``n log10(n)``.
+* ``r_hat`` is the rank-normalized split R-hat of Vehtari et al. (2021): the max of the split
+  R-hat of the rank-normalized values and of the rank-normalized folded values
+  ``|v - median|``. It needs ``n_per_chain >= 4``; otherwise it is ``nan``. All-equal values
+  (a zero-variance eigenstate) give ``r_hat = 1``.
+* Complex values: ``tau_corr`` and ``r_hat`` use the real part; the mean stays complex and the
+  variance is ``sum w |v - mean|^2``.
+
+:func:`statistics` is pure and jit-compiled with ``n_chains`` static.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtri
+
+import nqs  # noqa: F401  (enables float64)
+
+
+class Stats(NamedTuple):
+    """Statistics of a Monte Carlo estimate (all 0-d arrays).
+
+    mean: weighted mean (complex if the values are complex).
+    error_of_mean: standard error of ``mean`` (0 for exact enumeration).
+    variance: weighted variance ``sum w |v - mean|^2`` (real).
+    tau_corr: integrated autocorrelation time in samples per chain (Sokal convention, 1/2 for
+      independent samples; 0 for exact enumeration).
+    r_hat: rank-normalized split R-hat (nan when it cannot be computed).
+    """
+
+    mean: jax.Array
+    error_of_mean: jax.Array
+    variance: jax.Array
+    tau_corr: jax.Array
+    r_hat: jax.Array
+
+
+def _next_pow_two(n: int) -> int:
+    p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+def autocovariance(chains: jax.Array) -> jax.Array:
+    """Biased autocovariance of each chain via FFT.
+
+    chains: [n_per_chain, n_chains] real. Returns [n_per_chain, n_chains] with
+    ``acov[t, c] = 1/N sum_s (x[s, c] - m_c)(x[s + t, c] - m_c)``.
+    """
+    n = chains.shape[0]
+    centered = chains - jnp.mean(chains, axis=0, keepdims=True)
+    size = _next_pow_two(2 * n)
+    f = jnp.fft.rfft(centered, n=size, axis=0)
+    acov = jnp.fft.irfft(f * jnp.conj(f), n=size, axis=0)[:n]
+    return acov / n
+
+
+def integrated_time(chains: jax.Array) -> jax.Array:
+    """Integrated autocorrelation time ``1/2 + sum_{t>=1} rho(t)`` of a set of chains.
+
+    chains: [n_per_chain, n_chains] real (n_per_chain >= 2). Multi-chain estimator of
+    Vehtari et al. (2021) with Geyer's initial monotone sequence; returns a 0-d array, floored
+    so that ``2 tau >= 1 / log10(n_total)``. All-constant chains give ``1/2``.
+    """
+    n, m = chains.shape
+    acov = autocovariance(chains)
+    mean_acov = jnp.mean(acov, axis=1)  # [n]
+    w = mean_acov[0] * n / (n - 1.0)  # mean within-chain variance (ddof=1)
+    var_plus = w * (n - 1.0) / n
+    if m > 1:
+        var_plus = var_plus + jnp.var(jnp.mean(chains, axis=0), ddof=1)
+    safe = jnp.where(var_plus > 0, var_plus, 1.0)
+    rho = 1.0 - (w - mean_acov) / safe  # rho[0] = 1 exactly when m == 1
+    rho = rho.at[0].set(1.0)
+    # Pairs P_k = rho(2k) + rho(2k+1); keep the initial positive run, made monotone.
+    n_pairs = n // 2
+    pairs = rho[: 2 * n_pairs].reshape(n_pairs, 2).sum(axis=1)
+    keep = jnp.cumprod(pairs > 0)
+    pairs = jax.lax.cummin(pairs, axis=0)
+    two_tau = -1.0 + 2.0 * jnp.sum(jnp.where(keep > 0, pairs, 0.0))
+    floor = 1.0 / jnp.log10(jnp.maximum(n * m, 10.0))
+    two_tau = jnp.maximum(two_tau, floor)
+    two_tau = jnp.where(var_plus > 0, two_tau, 1.0)
+    return 0.5 * two_tau
+
+
+def _split_rhat(chains: jax.Array) -> jax.Array:
+    """Classic split R-hat of [n_per_chain, n_chains] real chains (n_per_chain >= 4)."""
+    n, m = chains.shape
+    half = n // 2
+    split = jnp.concatenate([chains[:half], chains[n - half :]], axis=1)  # [half, 2m]
+    w = jnp.mean(jnp.var(split, axis=0, ddof=1))
+    b_over_n = jnp.var(jnp.mean(split, axis=0), ddof=1)
+    var_plus = (half - 1.0) / half * w + b_over_n
+    rhat = jnp.sqrt(var_plus / jnp.where(w > 0, w, 1.0))
+    return jnp.where(w > 0, rhat, jnp.where(b_over_n > 0, jnp.inf, 1.0))
+
+
+def _rank_normalize(x: jax.Array) -> jax.Array:
+    """Rank-normalized z-scores (average ranks for ties) of an array of any shape."""
+    flat = x.reshape(-1)
+    s = jnp.sort(flat)
+    lo = jnp.searchsorted(s, flat, side="left")
+    hi = jnp.searchsorted(s, flat, side="right")
+    rank = 0.5 * (lo + hi + 1.0)  # 1-based average rank
+    z = ndtri((rank - 0.375) / (flat.size + 0.25))
+    return z.reshape(x.shape)
+
+
+def split_rhat(chains: jax.Array) -> jax.Array:
+    """Rank-normalized split R-hat (max of bulk and folded) of [n_per_chain, n_chains] chains."""
+    if chains.shape[0] < 4:
+        return jnp.array(jnp.nan)
+    bulk = _split_rhat(_rank_normalize(chains))
+    folded = jnp.abs(chains - jnp.median(chains))
+    tail = _split_rhat(_rank_normalize(folded))
+    return jnp.maximum(bulk, tail)
+
+
+@partial(jax.jit, static_argnames=("n_chains",))
+def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
+    """Statistics of ``values`` [n] with ``weights`` [n] (summing to 1).
+
+    ``n_chains`` (a Python int, static) is the number of Markov chains, row
+    ``i = sample_index * n_chains + chain``; 0 means exact enumeration (no Monte Carlo error).
+    Markov chain weights are assumed uniform. See the module docstring for the conventions.
+    """
+    values = jnp.asarray(values)
+    weights = jnp.asarray(weights, dtype=jnp.result_type(float))
+    if values.ndim != 1 or weights.shape != values.shape:
+        raise ValueError(f"values and weights must be [n]; got {values.shape}, {weights.shape}")
+    mean = jnp.sum(weights * values)
+    variance = jnp.sum(weights * jnp.abs(values - mean) ** 2)
+    if n_chains == 0:
+        zero = jnp.zeros((), variance.dtype)
+        return Stats(mean, zero, variance, zero, jnp.full((), jnp.nan, variance.dtype))
+    n = values.shape[0]
+    if n_chains < 0 or n % n_chains != 0:
+        raise ValueError(f"{n} samples cannot be split into {n_chains} chains")
+    n_per_chain = n // n_chains
+    chains = jnp.real(values).reshape(n_per_chain, n_chains).astype(variance.dtype)
+    if n_per_chain < 2:
+        # One sample per chain: the chains are independent draws.
+        tau = jnp.full((), 0.5, variance.dtype)
+    else:
+        tau = integrated_time(chains)
+    error = jnp.sqrt(variance * 2.0 * tau / n)
+    r_hat = split_rhat(chains).astype(variance.dtype)
+    return Stats(mean, error, variance, tau, r_hat)
+
+
+def stats_to_dict(stats: Stats, prefix: str = "") -> dict[str, float | complex]:
+    """Python scalars for logging: ``{prefix + "mean": ..., prefix + "error": ..., ...}``.
+
+    A complex mean with zero imaginary part is reported as a float.
+    """
+    mean = complex(stats.mean) if jnp.iscomplexobj(stats.mean) else float(stats.mean)
+    if isinstance(mean, complex) and mean.imag == 0.0:
+        mean = mean.real
+    return {
+        f"{prefix}mean": mean,
+        f"{prefix}error": float(stats.error_of_mean),
+        f"{prefix}variance": float(stats.variance),
+        f"{prefix}tau_corr": float(stats.tau_corr),
+        f"{prefix}r_hat": float(stats.r_hat),
+    }

@@ -1,0 +1,212 @@
+"""The pure VMC step: sample, local energies, statistics, gradient, optimizer update.
+
+    x ~ |psi_theta|^2                      (sampler; exact enumeration gives weights instead)
+    E_loc(x) = (H psi)(x) / psi(x)
+    g = 2 Re < (O - <O>)^* (E_loc - <E_loc>) >,   O = d log psi / d theta (real parameters)
+    theta <- theta + optimizer(g, J, eps)
+
+Everything here is a pure function of a :class:`VMCState`; the driver (``nqs.driver``) is the
+impure shell around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nqs.ansatz import Ansatz, Params
+from nqs.local_energy import make_local_energy
+from nqs.operator import DiscreteOperator
+from nqs.optim.flat import real_flat
+from nqs.optim.optimizer import Optimizer
+from nqs.sampling.base import Sampler, Samples
+from nqs.stats import statistics
+
+
+class VMCState(NamedTuple):
+    """Everything a run needs to continue exactly: a checkpoint holds one of these."""
+
+    params: Params
+    opt_state: Any
+    sampler_state: Any
+    key: jax.Array
+    step: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """Per-step statistics (scalars). ``energy`` is the real part of <E_loc>."""
+
+    energy: jax.Array
+    energy_imag: jax.Array
+    energy_error: jax.Array
+    variance: jax.Array
+    tau_corr: jax.Array
+    r_hat: jax.Array
+    acceptance: jax.Array
+    grad_norm: jax.Array
+    accepted: jax.Array  # False when the step was rejected as non-finite
+
+
+class Estimate(NamedTuple):
+    """Energy statistics and the gradient ingredients for one set of samples."""
+
+    stats: Any
+    grad: jax.Array  # [P] real energy gradient in the real flat view
+    jacobian: jax.Array | None  # [2n, P] (or [n, P] for real log psi) scaled, centred
+    residuals: jax.Array | None
+
+
+def batched(fn: Callable, chunk_size: int | None) -> Callable:
+    """vmap ``fn(params, x)`` over x [n, ...], in chunks of ``chunk_size`` to bound memory."""
+    vfn = jax.vmap(fn, in_axes=(None, 0))
+    if chunk_size is None:
+        return vfn
+
+    def chunked(params: Params, xs: jax.Array) -> jax.Array:
+        return jax.lax.map(lambda x: fn(params, x), xs, batch_size=chunk_size)
+
+    return chunked
+
+
+def make_estimator(
+    ansatz: Ansatz,
+    operator: DiscreteOperator,
+    *,
+    needs_jacobian: bool,
+    chunk_size: int | None = None,
+) -> Callable[[Params, Samples], Estimate]:
+    """``estimate(params, samples) -> Estimate`` for the energy <H>."""
+    local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
+
+    def estimate(params: Params, samples: Samples) -> Estimate:
+        e_loc = local_energy(params, samples.x)
+        stats = statistics(e_loc, samples.weights, samples.n_chains)
+        w = samples.weights
+        centred = jax.lax.stop_gradient(e_loc - stats.mean)
+        flat, unflatten = real_flat(params)
+
+        def log_psi_flat(v: jax.Array, x: jax.Array) -> jax.Array:
+            return ansatz.log_psi(unflatten(v), x)
+
+        if not needs_jacobian:
+            # g = d/dtheta 2 Re sum_i w_i conj(e_i) log psi(x_i): one backward pass.
+            def surrogate(v: jax.Array) -> jax.Array:
+                logs = batched(log_psi_flat, chunk_size)(v, samples.x)
+                return 2.0 * jnp.sum(w * jnp.real(jnp.conj(centred) * logs))
+
+            return Estimate(stats, jax.grad(surrogate)(flat), None, None)
+
+        def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
+            def re_im(u: jax.Array) -> jax.Array:
+                lp = log_psi_flat(u, x)
+                return jnp.stack([jnp.real(lp), jnp.imag(lp)])
+
+            return jax.jacrev(re_im)(v)  # [2, P]
+
+        jac = batched(jac_one, chunk_size)(flat, samples.x)  # [n, 2, P]
+        jac = jac - jnp.einsum("i,ijk->jk", w, jac)[None]
+        sqrt_w = jnp.sqrt(w)[:, None]
+        jacobian = jnp.concatenate([sqrt_w * jac[:, 0], sqrt_w * jac[:, 1]], axis=0)
+        residuals = 2.0 * jnp.concatenate(
+            [sqrt_w[:, 0] * centred.real, sqrt_w[:, 0] * centred.imag]
+        )
+        grad = jacobian.T @ residuals
+        return Estimate(stats, grad, jacobian, residuals)
+
+    return estimate
+
+
+def make_vmc(
+    ansatz: Ansatz,
+    operator: DiscreteOperator,
+    sampler: Sampler,
+    optimizer: Optimizer,
+    chunk_size: int | None = None,
+) -> tuple[Callable[[jax.Array], VMCState], Callable[[VMCState], tuple[VMCState, StepInfo]]]:
+    """``(init(key) -> VMCState, step(state) -> (state, info))``, both pure; jit ``step``.
+
+    A step whose energy or gradient is not finite is rejected: parameters, optimizer state and
+    sampler state stay at their last good values and ``info.accepted`` is False.
+    """
+    estimate = make_estimator(
+        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+    )
+    tx = optimizer.transformation
+
+    def init(key: jax.Array) -> VMCState:
+        k_params, k_sampler, k_run = jax.random.split(key, 3)
+        x0 = operator.hilbert.random_state(k_params, 1)[0]
+        params = ansatz.init(k_params, x0)
+        sampler_state = sampler.init(k_sampler, ansatz, params)
+        return VMCState(params, tx.init(params), sampler_state, k_run, jnp.asarray(0))
+
+    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+        key, k_sample = jax.random.split(state.key)
+        samples, sampler_state, info = sampler.sample(
+            k_sample, ansatz, state.params, state.sampler_state
+        )
+        est = estimate(state.params, samples)
+        _, unflatten = real_flat(state.params)
+        extra = (
+            {"jacobian": est.jacobian, "residuals": est.residuals}
+            if optimizer.needs_jacobian
+            else {}
+        )
+        updates, opt_state = tx.update(unflatten(est.grad), state.opt_state, state.params, **extra)
+        params = optax.apply_updates(state.params, updates)
+        flat_new, _ = real_flat(params)
+        ok = (
+            jnp.isfinite(est.stats.mean).all()
+            & jnp.all(jnp.isfinite(est.grad))
+            & jnp.all(jnp.isfinite(flat_new))
+        )
+
+        def keep(new: Any, old: Any) -> Any:
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+        new_state = VMCState(
+            keep(params, state.params),
+            keep(opt_state, state.opt_state),
+            keep(sampler_state, state.sampler_state),
+            key,
+            state.step + 1,
+        )
+        mean = est.stats.mean
+        step_info = StepInfo(
+            energy=jnp.real(mean),
+            energy_imag=jnp.imag(mean),
+            energy_error=est.stats.error_of_mean,
+            variance=est.stats.variance,
+            tau_corr=est.stats.tau_corr,
+            r_hat=est.stats.r_hat,
+            acceptance=jnp.asarray(info["acceptance"], dtype=float),
+            grad_norm=jnp.linalg.norm(est.grad),
+            accepted=ok,
+        )
+        return new_state, step_info
+
+    return init, step
+
+
+def make_energy_evaluator(
+    ansatz: Ansatz,
+    operator: DiscreteOperator,
+    sampler: Sampler,
+    chunk_size: int | None = None,
+) -> Callable[[Params, Any, jax.Array], tuple[Any, Any, jax.Array]]:
+    """``evaluate(params, sampler_state, key) -> (stats, sampler_state, e_loc [n])``.
+
+    Fixed-parameter energy with fresh samples (the final estimate of a run).
+    """
+    local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
+
+    def evaluate(params: Params, sampler_state: Any, key: jax.Array):
+        samples, sampler_state, _ = sampler.sample(key, ansatz, params, sampler_state)
+        e_loc = local_energy(params, samples.x)
+        return statistics(e_loc, samples.weights, samples.n_chains), sampler_state, e_loc
+
+    return evaluate
