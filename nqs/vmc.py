@@ -24,7 +24,7 @@ from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
 from nqs.optim.optimizer import Optimizer
 from nqs.sampling.base import Sampler, Samples
-from nqs.stats import statistics
+from nqs.stats import Stats, statistics
 
 
 class VMCState(NamedTuple):
@@ -120,6 +120,49 @@ def make_estimator(
     return estimate
 
 
+def make_sampled_estimator(
+    ansatz: Ansatz,
+    operator: DiscreteOperator,
+    sampler: Sampler,
+    *,
+    needs_jacobian: bool,
+    chunk_size: int | None = None,
+) -> Callable[[Params, Any, jax.Array], tuple[Estimate, Any, jax.Array]]:
+    """``estimate(params, sampler_state, key) -> (Estimate, sampler_state, acceptance)``.
+
+    An exact sampler (``sampler.is_exact``) switches to exact summation with a sparse H
+    (``nqs.exact``), built once here; otherwise samples are drawn and local energies evaluated
+    configuration by configuration.
+    """
+    if getattr(sampler, "is_exact", False):
+        from nqs.exact import make_exact_estimator, sparse_hamiltonian
+
+        exact = make_exact_estimator(
+            ansatz, sparse_hamiltonian(operator), needs_jacobian=needs_jacobian,
+            chunk_size=chunk_size,
+        )
+
+        def estimate_exact(params: Params, sampler_state: Any, key: jax.Array):
+            del key
+            est = exact(params)
+            nan = jnp.asarray(jnp.nan)
+            stats = Stats(est.energy, jnp.asarray(0.0), est.variance, jnp.asarray(0.0), nan)
+            out = Estimate(stats, est.grad, est.jacobian, est.residuals)
+            return out, sampler_state, jnp.asarray(1.0)
+
+        return estimate_exact
+
+    estimate = make_estimator(
+        ansatz, operator, needs_jacobian=needs_jacobian, chunk_size=chunk_size
+    )
+
+    def estimate_sampled(params: Params, sampler_state: Any, key: jax.Array):
+        samples, sampler_state, info = sampler.sample(key, ansatz, params, sampler_state)
+        return estimate(params, samples), sampler_state, jnp.asarray(info["acceptance"], float)
+
+    return estimate_sampled
+
+
 def make_vmc(
     ansatz: Ansatz,
     operator: DiscreteOperator,
@@ -132,8 +175,8 @@ def make_vmc(
     A step whose energy or gradient is not finite is rejected: parameters, optimizer state and
     sampler state stay at their last good values and ``info.accepted`` is False.
     """
-    estimate = make_estimator(
-        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+    estimate = make_sampled_estimator(
+        ansatz, operator, sampler, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
     )
     tx = optimizer.transformation
 
@@ -146,10 +189,7 @@ def make_vmc(
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
         key, k_sample = jax.random.split(state.key)
-        samples, sampler_state, info = sampler.sample(
-            k_sample, ansatz, state.params, state.sampler_state
-        )
-        est = estimate(state.params, samples)
+        est, sampler_state, acceptance = estimate(state.params, state.sampler_state, k_sample)
         _, unflatten = real_flat(state.params)
         extra = (
             {"jacobian": est.jacobian, "residuals": est.residuals}
@@ -183,7 +223,7 @@ def make_vmc(
             variance=est.stats.variance,
             tau_corr=est.stats.tau_corr,
             r_hat=est.stats.r_hat,
-            acceptance=jnp.asarray(info["acceptance"], dtype=float),
+            acceptance=acceptance,
             grad_norm=jnp.linalg.norm(est.grad),
             accepted=ok,
         )
@@ -200,8 +240,22 @@ def make_energy_evaluator(
 ) -> Callable[[Params, Any, jax.Array], tuple[Any, Any, jax.Array]]:
     """``evaluate(params, sampler_state, key) -> (stats, sampler_state, e_loc [n])``.
 
-    Fixed-parameter energy with fresh samples (the final estimate of a run).
+    Fixed-parameter energy with fresh samples (the final estimate of a run); for an exact
+    sampler, the exact energy (e_loc is then empty).
     """
+    if getattr(sampler, "is_exact", False):
+        from nqs.exact import make_exact_energy, sparse_hamiltonian
+
+        exact_energy = make_exact_energy(ansatz, sparse_hamiltonian(operator), chunk_size)
+
+        def evaluate_exact(params: Params, sampler_state: Any, key: jax.Array):
+            del key
+            e, var = exact_energy(params)
+            stats = Stats(e, jnp.asarray(0.0), var, jnp.asarray(0.0), jnp.asarray(jnp.nan))
+            return stats, sampler_state, jnp.zeros((0,))
+
+        return evaluate_exact
+
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
 
     def evaluate(params: Params, sampler_state: Any, key: jax.Array):
