@@ -58,3 +58,51 @@ def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[
     """Alpha and beta spin-orbital index groups (electron hops stay inside a group)."""
     n = hilbert.n_orbitals
     return tuple(range(n)), tuple(range(n, 2 * n))
+
+
+EXACT_AUTO_LIMIT = 100_000
+
+
+def molecule_ansatz(
+    hilbert: FermionHilbert,
+    kind: str,
+    *,
+    alpha: float = 2.0,
+    hidden: tuple[int, ...] = (64,),
+    n_determinants: int = 1,
+) -> Ansatz:
+    """Neural backflow determinant(s) (``"backflow"``) or complex RBM (``"rbm"``, Choo et al.)."""
+    if kind == "backflow":
+        from nqs.models.backflow import make_backflow
+
+        return make_backflow(hilbert, hidden=hidden, n_determinants=n_determinants)
+    if kind == "rbm":
+        from nqs.models.rbm import make_rbm
+
+        if not alpha > 0:
+            raise InputError(f"alpha must be positive, got {alpha}")
+        return make_rbm(hilbert.n_sites, alpha, flip_constant=1.0)
+    raise InputError(f"unknown ansatz {kind!r}; choose backflow or rbm")
+
+
+def molecule_sampler(
+    hilbert: FermionHilbert, kind: str, n_samples: int, n_chains: int = 16
+) -> tuple[Sampler, str]:
+    """``(sampler, mode)``: exact summation over all determinants or Metropolis electron hops.
+
+    ``kind="auto"`` sums exactly when the space has at most ``EXACT_AUTO_LIMIT`` determinants.
+    """
+    from nqs.sampling.exact import ExactSampler
+    from nqs.sampling.metropolis import MetropolisSampler
+    from nqs.sampling.rules import HopRule
+
+    if kind not in ("auto", "exact", "mcmc"):
+        raise InputError(f"unknown sampler {kind!r}; choose auto, exact or mcmc")
+    if kind == "exact" or (kind == "auto" and hilbert.n_states <= EXACT_AUTO_LIMIT):
+        return ExactSampler(hilbert), "exact"
+    if n_samples <= 0 or n_chains <= 0:
+        raise InputError("samples and chains must be positive integers")
+    rule = HopRule(fermion_hop_groups(hilbert), occupied_value=1.0)
+    sampler = MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples),
+                                n_samples=n_samples)
+    return sampler, "mcmc"

@@ -1,0 +1,190 @@
+"""``nqs molecule`` (one molecule with the VMC driver) and ``nqs bench-fci`` (the benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nqs.cli import nonnegative_float, positive_float, positive_int
+
+
+def _molecule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--basis", default="sto-3g", help="Gaussian basis known to PySCF "
+                   "(default: sto-3g)")
+    p.add_argument("--charge", type=int, default=0, help="net charge (default: 0)")
+    p.add_argument("--spin", type=int, default=0, help="2S = N_alpha - N_beta (default: 0)")
+    p.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
+                   help="unit of the atom coordinates (default: angstrom)")
+    p.add_argument("--frozen-core", action="store_true",
+                   help="freeze the chemical core orbitals (1s of B-Ne, ...)")
+    p.add_argument("--cas", nargs=2, type=int, metavar=("NE", "NO"), default=None,
+                   help="active space of NE electrons in NO orbitals around the Fermi level")
+
+
+def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
+    p.add_argument("--ansatz", choices=("backflow", "rbm"), default="backflow",
+                   help="neural-network backflow determinant(s), or complex RBM (Choo et al. "
+                   "2020) (default: backflow)")
+    p.add_argument("--sampler", choices=("auto", "exact", "mcmc"), default="auto",
+                   help="exact summation over all determinants, Metropolis electron hops, or "
+                   "auto: exact up to 100000 determinants (default: auto)")
+    p.add_argument("--steps", type=positive_int, default=steps,
+                   help=f"optimization steps (default: {steps})")
+    p.add_argument("--samples", type=positive_int, default=2048,
+                   help="Monte Carlo samples per step (mcmc only) (default: 2048)")
+    p.add_argument("--optimizer", choices=("adam", "sr", "minsr", "sgd"), default="adam",
+                   help="optimizer (default: adam)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate "
+                   "(default: 3e-3)")
+    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
+                   help="SR diagonal shift (default: 1e-3)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[64],
+                   help="backflow hidden-layer widths (default: 64)")
+    p.add_argument("--determinants", type=positive_int, default=1,
+                   help="number of backflow determinants (default: 1)")
+    p.add_argument("--alpha", type=positive_float, default=2.0,
+                   help="RBM hidden-unit density (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``molecule`` and ``bench-fci`` subcommands."""
+    m = sub.add_parser(
+        "molecule",
+        help="solve one molecule in a basis by VMC and compare with FCI",
+        description="Build the second-quantized Hamiltonian of a molecule from PySCF integrals "
+        "(or an FCIDUMP file), optimize a neural-network state by VMC, and compare with HF, "
+        "CCSD(T) and FCI in the same basis and active space. Energies in Hartree.",
+    )
+    m.add_argument("--molecule", default=None,
+                   help='preset name (H2, LiH, H2O, NH3, N2, C2) or atoms "Li 0 0 0; H 0 0 1.548"')
+    m.add_argument("--fcidump", default=None, help="read the Hamiltonian from an FCIDUMP file")
+    _molecule_options(m)
+    _solver_options(m, steps=600)
+    m.add_argument("--out", type=Path, default=Path("runs/molecule"),
+                   help="output directory (default: runs/molecule)")
+    m.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (same options and seed)")
+    m.set_defaults(handler=run_molecule)
+
+    b = sub.add_parser(
+        "bench-fci",
+        help="benchmark neural-network states against FCI on a suite of molecules",
+        description="For each molecule: PySCF HF, CCSD(T) and FCI in the chosen basis, and a "
+        "VMC-optimized neural-network state. Prints a table (energies in Hartree, errors in "
+        "mHa; chemical accuracy is 1.6 mHa) and writes results.json, results.md and errors.png.",
+    )
+    b.add_argument("--suite", choices=("default", "choo2020"), default=None,
+                   help="default: H2 and LiH (minutes on a CPU); choo2020: H2, LiH, H2O, NH3, "
+                   "N2, C2 (used when no --molecule/--fcidump is given; default: default)")
+    b.add_argument("--molecule", action="append", default=[], metavar='NAME="ATOMS"',
+                   help='extra molecule, e.g. --molecule HF="H 0 0 0; F 0 0 0.917" or a preset '
+                   "name; repeatable")
+    b.add_argument("--fcidump", action="append", default=[], metavar="FILE",
+                   help="a Hamiltonian from an FCIDUMP file; repeatable")
+    _molecule_options(b)
+    _solver_options(b, steps=600)
+    b.add_argument("--out", type=Path, default=Path("runs/bench-fci"),
+                   help="output directory (default: runs/bench-fci)")
+    b.set_defaults(handler=run_bench)
+
+
+def _settings(args: argparse.Namespace):
+    from nqs.bench.fci import Settings
+
+    return Settings(ansatz=args.ansatz, sampler=args.sampler, steps=args.steps,
+                    samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
+                    diag_shift=args.diag_shift, hidden=tuple(args.hidden),
+                    n_determinants=args.determinants, alpha=args.alpha, seed=args.seed)
+
+
+def _echo(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_molecule(args: argparse.Namespace) -> int:
+    """One molecule with the VMC driver: result.json, log.jsonl, checkpoints, convergence.png."""
+    from hamiltonians.molecule import parse_molecule
+    from nqs.bench.fci import Job, load_job, solve
+    from nqs.errors import InputError
+    from nqs.io import write_json_atomic
+
+    if (args.molecule is None) == (args.fcidump is None):
+        raise InputError("give exactly one of --molecule or --fcidump")
+    if args.fcidump is not None:
+        job = Job(Path(args.fcidump).stem, fcidump=args.fcidump)
+    else:
+        spec = parse_molecule(args.molecule, basis=args.basis, charge=args.charge,
+                              spin=args.spin, unit=args.unit)
+        job = Job(spec.name or "molecule", spec, None, args.frozen_core,
+                  tuple(args.cas) if args.cas else None)
+    integrals, refs, basis = load_job(job)
+    e_fci = refs.get("e_fci")
+    _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
+          f"{refs.get('e_ccsd_t')}, E(FCI) = {e_fci}")
+    result, mode = solve(integrals, _settings(args), args.out, _echo, resume=args.resume,
+                         exact_energy=e_fci)
+    summary = result.summary() | {
+        "name": job.name, "basis": basis, "sampler": mode, "ansatz": args.ansatz,
+        "n_spin_orbitals": 2 * integrals.n_orbitals, "n_electrons": integrals.n_electrons,
+        "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": e_fci,
+        "error_mha": None if e_fci is None else (result.energy - e_fci) * 1e3,
+        "seed": args.seed,
+    }
+    write_json_atomic(args.out / "result.json", summary)
+    result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}")
+    err = summary["error_mha"]
+    _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
+          + ("" if err is None else f", E(NQS) - E(FCI) = {err:.4f} mHa")
+          + f" ({mode}); wrote {args.out}/result.json")
+    return 0
+
+
+def _named_molecule(text: str):
+    from hamiltonians.molecule import parse_molecule
+    from nqs.errors import InputError
+
+    if "=" in text:
+        name, atoms = text.split("=", 1)
+        name, atoms = name.strip(), atoms.strip().strip('"').strip("'")
+        if not name:
+            raise InputError(f"--molecule {text!r}: the name before '=' is empty")
+        return name, atoms
+    return parse_molecule(text).name or text, text
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """The benchmark against FCI: table on stdout, results.{json,md}, errors.png."""
+    from dataclasses import replace
+
+    from hamiltonians.molecule import parse_molecule
+    from nqs.bench.fci import Job, markdown_table, plot_errors, run_benchmark, suite_jobs
+    from nqs.io import write_json_atomic
+
+    cas = tuple(args.cas) if args.cas else None
+    jobs: list[Job] = []
+    for text in args.molecule:
+        name, atoms = _named_molecule(text)
+        spec = parse_molecule(atoms, basis=args.basis, charge=args.charge, spin=args.spin,
+                              unit=args.unit)
+        jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas))
+    for path in args.fcidump:
+        if not Path(path).exists():
+            from nqs.errors import InputError
+
+            raise InputError(f"FCIDUMP file {path} does not exist")
+        jobs.append(Job(Path(path).stem, fcidump=path))
+    if args.suite is not None or not jobs:
+        jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas) + jobs
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = run_benchmark(jobs, _settings(args), args.out, _echo)
+    table = markdown_table(records)
+    note = ("\nE(FCI) is exact in the basis; E(NQS) is variational in the same basis, so "
+            "E(NQS) >= E(FCI) up to the error bar. Chemical accuracy: |E(NQS) - E(FCI)| < 1.6 mHa.")
+    print("\n" + table + "\n" + note)
+    write_json_atomic(args.out / "results.json", records)
+    (args.out / "results.md").write_text(table + "\n" + note + "\n")
+    plot_errors(records, args.out / "errors.png")
+    print(f"wrote {args.out}/results.json, results.md, errors.png", file=sys.stderr)
+    return 0

@@ -1,0 +1,88 @@
+"""The ``nqs`` command: bad input gives one line and exit code 2; a small run writes its files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nqs.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+BAD_SPIN = [
+    (["--size", "0"], "size"),
+    (["--size", "-3"], "size"),
+    (["--alpha", "0"], "alpha"),
+    (["--alpha", "-1"], "alpha"),
+    (["--samples", "abc"], "samples"),
+    (["--samples", "0"], "samples"),
+    (["--samples", "2.5"], "samples"),
+    (["--model", "potts"], "model"),
+    (["--model", "heisenberg", "--size", "5"], "odd"),
+    (["--lr", "nan"], "lr"),
+]
+
+
+@pytest.mark.parametrize("args,word", BAD_SPIN, ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_bad_spin_input_one_line_exit_2(args, word, capsys, tmp_path):
+    code, err = _run(["spin", *args, "--steps", "1", "--out", str(tmp_path)], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert word in err.lower()
+    assert "Traceback" not in err
+
+
+def test_resume_without_checkpoint(capsys, tmp_path):
+    code, err = _run(["spin", "--size", "4", "--steps", "1", "--out", str(tmp_path / "none"),
+                      "--resume"], capsys)
+    assert code == 2
+    assert "checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_spin_command_writes_result(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _run(["spin", "--model", "ising", "--size", "6", "--steps", "20",
+                      "--samples", "256", "--out", str(out)], capsys)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    for key in ("energy", "energy_error", "variance", "energy_per_site", "exact_energy",
+                "relative_error", "n_parameters", "n_samples", "steps", "wall_time_s",
+                "time_per_step_s"):
+        assert key in result
+    assert result["steps"] == 20 and result["n_samples"] == 256
+    assert (out / "log.jsonl").exists() and (out / "convergence.png").exists()
+
+
+def test_help_mentions_every_option():
+    out = subprocess.run([sys.executable, "-m", "nqs.cli", "spin", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for opt in ("--model", "--lattice", "--size", "--open", "--h", "--j2", "--delta", "--ansatz",
+                "--alpha", "--samples", "--steps", "--lr", "--diag-shift", "--seed", "--out",
+                "--resume"):
+        assert opt in out
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README has a Python example"
+    code = blocks[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["result"].relative_error is not None

@@ -1,0 +1,99 @@
+"""The driver: convergence to exact energies, logs, checkpoints, exact resume, NaN guard."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401
+from hamiltonians.lattice import chain
+from hamiltonians.spin import TransverseFieldIsing
+from hamiltonians.spin_reference import lanczos_ground_state
+from nqs.driver import run_vmc
+from nqs.io import read_jsonl
+from nqs.models.rbm import make_rbm
+from nqs.optim import make_optimizer, sr_optimizer
+from nqs.optim.flat import real_flat
+from nqs.sampling import LocalRule, MetropolisSampler
+
+
+def _problem(n=6, samples=512):
+    model = TransverseFieldIsing(chain(n), h=1.0)
+    sampler = MetropolisSampler(model.hilbert, LocalRule(), n_chains=16, n_samples=samples)
+    return model, make_rbm(n, alpha=1), sampler
+
+
+def test_vmc_converges_to_exact_tfim_energy(tmp_path):
+    model, ansatz, sampler = _problem(6, 1024)
+    exact = float(lanczos_ground_state(model))
+    result = run_vmc(ansatz, model, sampler, sr_optimizer(0.05, 1e-3), 150, seed=1,
+                     out_dir=tmp_path, exact_energy=exact, progress=False)
+    assert abs(result.energy - exact) < 3 * result.energy_error + 2e-3 * abs(exact)
+    assert result.energy > exact - 4 * result.energy_error  # variational, within noise
+    log = read_jsonl(tmp_path / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(150))
+    assert {"energy", "energy_error", "variance", "acceptance", "r_hat", "wall_time_s"} <= set(log[0])
+
+
+def test_exact_sampler_run_reaches_ground_state():
+    from nqs.sampling import ExactSampler
+
+    model, ansatz, _ = _problem(6)
+    exact = float(lanczos_ground_state(model))
+    result = run_vmc(ansatz, model, ExactSampler(model.hilbert), sr_optimizer(0.05, 1e-4), 200,
+                     exact_energy=exact, progress=False)
+    assert result.energy_error == 0.0
+    assert result.energy >= exact - 1e-9
+    assert result.relative_error < 1e-4
+
+
+@pytest.mark.parametrize("optimizer", ["sr", "adam"])
+def test_resume_gives_the_same_parameters(tmp_path, optimizer):
+    model, ansatz, sampler = _problem(6, 256)
+    opt = make_optimizer(optimizer, 0.02)
+    straight = run_vmc(ansatz, model, sampler, opt, 12, seed=5, out_dir=tmp_path / "a",
+                       checkpoint_every=4, progress=False)
+    # an "interrupted" run: stops after 8 steps (checkpoint at 8), then resumes to 12
+    run_vmc(ansatz, model, sampler, opt, 8, seed=5, out_dir=tmp_path / "b",
+            checkpoint_every=4, progress=False)
+    resumed = run_vmc(ansatz, model, sampler, opt, 12, seed=5, out_dir=tmp_path / "b",
+                      checkpoint_every=4, resume=True, progress=False)
+    a, _ = real_flat(straight.params)
+    b, _ = real_flat(resumed.params)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    log = read_jsonl(tmp_path / "b" / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(12))
+    e_a = [r["energy"] for r in read_jsonl(tmp_path / "a" / "log.jsonl")]
+    assert e_a == [r["energy"] for r in log]
+
+
+def test_non_finite_step_is_rejected_and_reverted(tmp_path):
+    from nqs.vmc import make_vmc
+
+    model, ansatz, sampler = _problem(6, 256)
+    init, step = make_vmc(ansatz, model, sampler, sr_optimizer(0.05))
+    state = init(jax.random.PRNGKey(0))
+    flat, unflatten = real_flat(state.params)
+    bad = state._replace(params=unflatten(flat.at[0].set(jnp.nan)))
+    new, info = jax.jit(step)(bad)
+    assert not bool(info.accepted)
+    good, info_good = jax.jit(step)(state)
+    assert bool(info_good.accepted)
+    np.testing.assert_array_equal(
+        np.asarray(real_flat(new.params)[0]), np.asarray(real_flat(bad.params)[0])
+    )
+
+
+def test_result_history_and_plot(tmp_path):
+    model, ansatz, sampler = _problem(4, 128)
+    result = run_vmc(ansatz, model, sampler, sr_optimizer(0.05), 5, progress=False,
+                     exact_energy=-5.0)
+    df = result.to_pandas()
+    assert list(df["step"]) == list(range(5))
+    result.plot(tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    json.dumps(result.summary())
