@@ -64,7 +64,7 @@ class Lattice:
         return np.stack(np.unravel_index(np.arange(self.n_sites), self.extent), axis=1)
 
     def _neighbour_pairs(self, shifts: list[tuple[int, ...]]) -> np.ndarray:
-        """Unique pairs ``(i, j)``, ``i < j``, with ``coords_j = coords_i + shift`` (mod L if pbc)."""
+        """Unique pairs ``(i < j)`` with ``coords_j = coords_i + shift`` (mod L if periodic)."""
         ext = np.asarray(self.extent)
         pairs = set()
         for shift in shifts:
@@ -136,6 +136,8 @@ class Lattice:
     def describe(self) -> str:
         """One line, e.g. ``periodic 4x4 square lattice (16 sites, 32 bonds)``."""
         bc = "periodic" if self.pbc else "open"
+        if self.kind == "chain":
+            return f"{bc} chain of {self.n_sites} sites ({self.n_bonds} bonds)"
         size = "x".join(str(n) for n in self.extent)
         return f"{bc} {size} {self.kind} lattice ({self.n_sites} sites, {self.n_bonds} bonds)"
 

@@ -252,8 +252,7 @@ def _read_state(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable: not an nqs checkpoint")
     if state.get("version") != _FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {state.get('version')}, "
-            f"expected {_FORMAT_VERSION}"
+            f"checkpoint {path} has format version {state.get('version')}, expected {_FORMAT_VERSION}"
         )
     return state
 

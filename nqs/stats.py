@@ -96,9 +96,12 @@ def integrated_time(chains: jax.Array) -> jax.Array:
     # Pairs P_k = rho(2k) + rho(2k+1); keep the initial positive run, made monotone.
     n_pairs = n // 2
     pairs = rho[: 2 * n_pairs].reshape(n_pairs, 2).sum(axis=1)
-    keep = jnp.cumprod(pairs > 0)
-    pairs = jax.lax.cummin(pairs, axis=0)
-    two_tau = -1.0 + 2.0 * jnp.sum(jnp.where(keep > 0, pairs, 0.0))
+    nonpositive = pairs <= 0
+    first_bad = jnp.where(jnp.any(nonpositive), jnp.argmax(nonpositive), n_pairs)
+    keep = jnp.arange(n_pairs) < first_bad
+    # Running minimum (a plain scan: much cheaper to compile than lax.cummin on CPU).
+    _, pairs = jax.lax.scan(lambda c, p: (jnp.minimum(c, p),) * 2, jnp.inf, pairs)
+    two_tau = -1.0 + 2.0 * jnp.sum(jnp.where(keep, pairs, 0.0))
     floor = 1.0 / jnp.log10(jnp.maximum(n * m, 10.0))
     two_tau = jnp.maximum(two_tau, floor)
     two_tau = jnp.where(var_plus > 0, two_tau, 1.0)
@@ -117,12 +120,11 @@ def _split_rhat(chains: jax.Array) -> jax.Array:
     return jnp.where(w > 0, rhat, jnp.where(b_over_n > 0, jnp.inf, 1.0))
 
 
-def _rank_normalize(x: jax.Array) -> jax.Array:
-    """Rank-normalized z-scores (average ranks for ties) of an array of any shape."""
+def _rank_normalize(x: jax.Array, sorted_flat: jax.Array) -> jax.Array:
+    """Rank-normalized z-scores (average ranks for ties) of ``x``; ``sorted_flat`` = sort(x)."""
     flat = x.reshape(-1)
-    s = jnp.sort(flat)
-    lo = jnp.searchsorted(s, flat, side="left")
-    hi = jnp.searchsorted(s, flat, side="right")
+    lo = jnp.searchsorted(sorted_flat, flat, side="left", method="sort")
+    hi = jnp.searchsorted(sorted_flat, flat, side="right", method="sort")
     rank = 0.5 * (lo + hi + 1.0)  # 1-based average rank
     z = ndtri((rank - 0.375) / (flat.size + 0.25))
     return z.reshape(x.shape)
@@ -132,9 +134,11 @@ def split_rhat(chains: jax.Array) -> jax.Array:
     """Rank-normalized split R-hat (max of bulk and folded) of [n_per_chain, n_chains] chains."""
     if chains.shape[0] < 4:
         return jnp.array(jnp.nan)
-    bulk = _split_rhat(_rank_normalize(chains))
-    folded = jnp.abs(chains - jnp.median(chains))
-    tail = _split_rhat(_rank_normalize(folded))
+    s = jnp.sort(chains.reshape(-1))
+    bulk = _split_rhat(_rank_normalize(chains, s))
+    median = 0.5 * (s[(s.size - 1) // 2] + s[s.size // 2])
+    folded = jnp.abs(chains - median)
+    tail = _split_rhat(_rank_normalize(folded, jnp.sort(folded.reshape(-1))))
     return jnp.maximum(bulk, tail)
 
 

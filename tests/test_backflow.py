@@ -1,14 +1,16 @@
-"""Neural-network backflow determinants: finiteness, Hartree-Fock start, determinant algebra, signs."""
+"""Neural-network backflow determinants: finiteness, Hartree-Fock start, determinants, signs."""
 
 from __future__ import annotations
 
-import nqs  # noqa: F401  (enables float64 first)
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import nqs  # noqa: F401  (enables float64 first)
+from nqs.ansatz import Ansatz
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, SpinHilbert
 from nqs.models.backflow import Backflow, make_backflow
@@ -18,8 +20,7 @@ HILBERT = FermionHilbert(4, 2, 2)
 
 def _zero_backflow(params, rng: np.random.Generator, n_det: int, hilbert: FermionHilbert):
     """Params with the network output zeroed and random Phi0 [n_det, n_orb, n_a + n_b], random c."""
-    p = jax.tree_util.tree_map(lambda a: a, params)
-    inner = dict(p["params"])
+    inner = dict(params["params"])
     inner["backflow_out"] = jax.tree_util.tree_map(jnp.zeros_like, inner["backflow_out"])
     shape = (n_det, hilbert.n_orbitals, hilbert.n_electrons)
     inner["phi0"] = jnp.asarray(rng.normal(size=shape))
@@ -41,12 +42,23 @@ def _numpy_slater(phi: np.ndarray, x: np.ndarray, n_alpha: int) -> float:
     return float(np.linalg.det(full[rows])) if n_e else 1.0
 
 
-def _all_log_psi(ansatz, params, states) -> np.ndarray:
-    return np.asarray(jax.jit(jax.vmap(lambda s: ansatz.log_psi(params, s)))(jnp.asarray(states)))
+@functools.cache
+def _batched(ansatz: Ansatz):
+    """Jitted log psi over a batch, compiled once per ansatz configuration (keeps the tests fast)."""
+    return jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))
+
+
+def _all_log_psi(ansatz: Ansatz, params, states) -> np.ndarray:
+    return np.asarray(_batched(ansatz)(params, jnp.asarray(states)))
+
+
+def _standard() -> Ansatz:
+    """The configuration shared by several tests (one compilation)."""
+    return make_backflow(HILBERT, hidden=(16,), n_determinants=2)
 
 
 def test_finite_on_every_determinant():
-    ansatz = make_backflow(HILBERT, hidden=(16,), n_determinants=2)
+    ansatz = _standard()
     states = HILBERT.all_states()
     params = ansatz.init(jax.random.PRNGKey(0), states[0])
     logs = _all_log_psi(ansatz, params, states)
@@ -64,7 +76,7 @@ def test_one_spin_empty(hilbert: FermionHilbert):
 
 
 def test_hartree_fock_dominates_at_init():
-    ansatz = make_backflow(HILBERT, hidden=(32,), n_determinants=2, init_scale=0.05)
+    ansatz = _standard()  # init_scale = 0.05
     states = HILBERT.all_states()
     params = ansatz.init(jax.random.PRNGKey(2), states[0])
     log_abs = _all_log_psi(ansatz, params, states).real
@@ -76,7 +88,7 @@ def test_hartree_fock_dominates_at_init():
 
 @pytest.mark.parametrize("n_det", [1, 2])
 def test_zero_backflow_is_sum_of_slater_determinants(n_det: int):
-    ansatz = make_backflow(HILBERT, hidden=(8,), n_determinants=n_det)
+    ansatz = make_backflow(HILBERT, hidden=(16,), n_determinants=n_det)
     states = HILBERT.all_states()
     params = _zero_backflow(
         ansatz.init(jax.random.PRNGKey(3), states[0]), np.random.default_rng(n_det), n_det, HILBERT
@@ -86,14 +98,17 @@ def test_zero_backflow_is_sum_of_slater_determinants(n_det: int):
     logs = _all_log_psi(ansatz, params, states)
     psi = np.exp(logs)
     expected = np.array(
-        [sum(c[d] * _numpy_slater(phi0[d], s, HILBERT.n_alpha) for d in range(n_det)) for s in states]
+        [
+            sum(c[d] * _numpy_slater(phi0[d], s, HILBERT.n_alpha) for d in range(n_det))
+            for s in states
+        ]
     )
     np.testing.assert_allclose(psi.real, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(psi.imag, 0.0, atol=1e-10 * np.abs(expected).max())
 
 
 def test_matches_pyscf_rotated_determinant():
-    """Ordering convention: a determinant of rotated orbitals equals PySCF's transformed HF vector."""
+    """Ordering convention: a rotated-orbital determinant equals PySCF's transformed HF vector."""
     from pyscf.fci import addons, cistring
 
     hilbert = FermionHilbert(5, 3, 2)
@@ -124,7 +139,9 @@ def test_jit_and_vmap_agree_with_single_calls():
     states = HILBERT.all_states()
     params = ansatz.init(jax.random.PRNGKey(5), states[0])
     batched = _all_log_psi(ansatz, params, states)
-    single = np.array([complex(ansatz.log_psi(params, jnp.asarray(s))) for s in states])
+    one = jax.jit(ansatz.log_psi)
+    single = np.array([complex(one(params, jnp.asarray(s))) for s in states])
+    assert complex(ansatz.log_psi(params, jnp.asarray(states[3]))) == pytest.approx(single[3])
     np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-12)
 
 
@@ -141,7 +158,7 @@ def test_backflow_makes_orbitals_configuration_dependent():
 
 
 def test_sign_is_real_and_both_signs_occur():
-    ansatz = make_backflow(HILBERT, hidden=(16,), n_determinants=2, init_scale=0.5)
+    ansatz = _standard()
     states = HILBERT.all_states()
     params = ansatz.init(jax.random.PRNGKey(7), states[0])
     params = jax.tree_util.tree_map(
@@ -156,7 +173,7 @@ def test_sign_is_real_and_both_signs_occur():
 
 
 def test_gradient_is_finite():
-    ansatz = make_backflow(HILBERT, hidden=(16,), n_determinants=2)
+    ansatz = _standard()
     states = HILBERT.all_states()
     params = ansatz.init(jax.random.PRNGKey(9), states[0])
     for s in (HILBERT.hartree_fock_state(), states[-1]):
@@ -176,3 +193,27 @@ def test_invalid_arguments():
         make_backflow(HILBERT, hidden=(0,))
     with pytest.raises(InputError):
         make_backflow(HILBERT, init_scale=0.0)
+
+
+def test_enough_determinants_represent_any_state():
+    """Exactness: one determinant per configuration (Phi0 = its occupied unit vectors) + zero
+    backflow gives psi(x) = c_{d(x)}, i.e. an arbitrary state of the space."""
+    hilbert = FermionHilbert(3, 2, 1)
+    states = hilbert.all_states()
+    n = hilbert.n_orbitals
+    ansatz = make_backflow(hilbert, hidden=(4,), n_determinants=len(states))
+    rng = np.random.default_rng(11)
+    params = ansatz.init(jax.random.PRNGKey(10), states[0])
+    params = _zero_backflow(params, rng, len(states), hilbert)
+    eye = np.eye(n)
+    phi0 = np.stack(
+        [
+            np.concatenate([eye[:, s[:n] > 0.5], eye[:, s[n:] > 0.5]], axis=1)
+            for s in states
+        ]
+    )
+    target = rng.normal(size=len(states))
+    params["params"]["phi0"] = jnp.asarray(phi0)
+    params["params"]["coefficients"] = jnp.asarray(target)
+    psi = np.exp(_all_log_psi(ansatz, params, states)).real
+    np.testing.assert_allclose(psi, target, rtol=1e-12)

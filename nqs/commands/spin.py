@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "outnumber samples); minsr: always the samples x samples form (default: sr)")
     p.add_argument("--lr", type=positive_float, default=0.05,
                    help="learning rate (default: 0.05)")
-    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
-                   help="SR diagonal shift (default: 1e-3)")
+    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
+                   help="SR diagonal shift (default: 1e-2)")
     p.add_argument("--chunk-size", type=positive_int, default=None,
                    help="evaluate samples in chunks of this size to bound memory")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

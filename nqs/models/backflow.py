@@ -1,4 +1,6 @@
-"""Neural-network backflow Slater determinants (Luo & Clark, PRL 122, 226401 (2019); Liu & Clark 2024).
+"""Neural-network backflow Slater determinants.
+
+References: D. Luo and B. K. Clark, PRL 122, 226401 (2019); Liu and Clark (2024).
 
 A feed-forward network maps the occupation vector ``x`` [2 n_orbitals] to configuration-dependent
 orbitals. For each determinant ``d`` the spin-block orbital matrices are
@@ -137,7 +139,7 @@ class Backflow(nn.Module):
         )
 
     def orbitals(self, x: jax.Array) -> jax.Array:
-        """Configuration-dependent orbitals ``Phi0 + NN(x)``, shape [n_det, n_orbitals, n_alpha + n_beta].
+        """Configuration-dependent orbitals ``Phi0 + NN(x)``, [n_det, n_orbitals, n_alpha + n_beta].
 
         Args:
           x: ``[2 n_orbitals]`` occupations (0/1), alpha block then beta block.
@@ -187,7 +189,7 @@ def make_backflow(
     n_determinants: int = 1,
     init_scale: float = 0.05,
 ) -> Ansatz:
-    """Backflow ansatz for ``hilbert`` (no fast local updates: every amplitude is a full evaluation).
+    """Backflow ansatz for ``hilbert`` (no fast local updates: each amplitude is a full evaluation).
 
     Args:
       hilbert: the spin-orbital space (``n_orbitals``, ``n_alpha``, ``n_beta``).
@@ -197,7 +199,8 @@ def make_backflow(
     """
     if not isinstance(hilbert, FermionHilbert):
         raise InputError(
-            f"the backflow ansatz needs a fermionic (spin-orbital) space, got {type(hilbert).__name__}"
+            "the backflow ansatz needs a fermionic (spin-orbital) space, "
+            f"got {type(hilbert).__name__}"
         )
     hidden = tuple(int(w) for w in hidden)
     if any(w <= 0 for w in hidden):

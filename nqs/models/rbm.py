@@ -74,7 +74,7 @@ class RBM(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """``log psi`` of ``x [..., n_sites]``, complex ``[...]`` (a scalar for one configuration)."""
+        """``log psi`` of ``x [..., n_sites]``, complex ``[...]`` (scalar for one configuration)."""
         n_sites = x.shape[-1]
         n_hidden = max(1, int(self.alpha * n_sites))
         init = _normal(self.init_scale)
@@ -147,7 +147,9 @@ def translation_group(shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(perms)
 
 
-def _flip_deltas(x: jax.Array, sites: jax.Array, flip_constant: float) -> tuple[jax.Array, jax.Array]:
+def _flip_deltas(
+    x: jax.Array, sites: jax.Array, flip_constant: float
+) -> tuple[jax.Array, jax.Array]:
     """``(idx [k], delta [k])``: clamped site indices and ``x'_i - x_i`` (0 for padding)."""
     n_sites = x.shape[-1]
     valid = sites < n_sites

@@ -22,14 +22,14 @@ OPTIMIZERS = ("sr", "minsr", "adam", "sgd")
 
 
 def sr_optimizer(
-    learning_rate: float | optax.Schedule, diag_shift: float = 1e-3, mode: SRMode = "auto"
+    learning_rate: float | optax.Schedule, diag_shift: float = 1e-2, mode: SRMode = "auto"
 ) -> Optimizer:
     """SR natural gradient followed by a plain step of size ``learning_rate``."""
     return Optimizer(optax.chain(sr(diag_shift, mode), optax.sgd(learning_rate)), True)
 
 
 def make_optimizer(
-    name: str, learning_rate: float, diag_shift: float = 1e-3
+    name: str, learning_rate: float, diag_shift: float = 1e-2
 ) -> Optimizer:
     """Build an optimizer by name: "sr" (dense or minSR picked by size), "minsr", "adam", "sgd"."""
     if learning_rate <= 0:

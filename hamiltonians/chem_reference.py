@@ -1,0 +1,282 @@
+"""Quantum-chemistry reference energies (HF, MP2, CCSD, CCSD(T), FCI) with an on-disk cache.
+
+All energies are total energies in Hartree (``e_core`` included) computed in the same orbital
+space as :func:`hamiltonians.molecule.compute_integrals` (full, frozen core, or CAS), so they are
+directly comparable with a variational energy of
+:class:`hamiltonians.second_quantized.MolecularHamiltonian` built from those integrals.
+
+FCI returns the lowest state with the requested total spin: Davidson with several roots, keeping
+the lowest root with ``<S^2> = S (S + 1)``, ``S = (N_alpha - N_beta) / 2`` (a single root can
+land on a state of another spin, e.g. the triplet of C2/STO-3G near -74.6459 instead of the
+singlet -74.69078192).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hamiltonians.molecule import (
+    MolecularIntegrals,
+    MoleculeSpec,
+    compute_integrals,
+    normalized_unit,
+    parse_atoms,
+)
+from nqs.errors import InputError
+
+METHODS = ("hf", "mp2", "ccsd", "ccsd_t", "fci")
+MAX_FCI_DETERMINANTS = 5_000_000
+_CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """``$NQS_CACHE_DIR/references`` if set, else ``~/.cache/nqs/references``."""
+    env = os.environ.get("NQS_CACHE_DIR")
+    base = Path(env) if env else Path.home() / ".cache" / "nqs"
+    return base / "references"
+
+
+def cache_key(spec: MoleculeSpec, frozen_core: bool | int = False, cas: tuple[int, int] | None = None) -> str:
+    """sha256 of (normalized atoms, basis, charge, spin, unit, frozen_core, cas, PySCF version)."""
+    import pyscf
+
+    atoms = [[s, [f"{c:.10f}" for c in xyz]] for s, xyz in parse_atoms(spec.atoms)]
+    payload = {
+        "atoms": atoms,
+        "basis": spec.basis.strip().lower(),
+        "charge": int(spec.charge),
+        "spin": int(spec.spin),
+        "unit": normalized_unit(spec.unit),
+        "frozen_core": frozen_core if isinstance(frozen_core, bool) else int(frozen_core),
+        "cas": list(cas) if cas is not None else None,
+        "pyscf": pyscf.__version__,
+        "format": _CACHE_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def reference_energies(
+    spec: MoleculeSpec,
+    frozen_core: bool | int = False,
+    cas: tuple[int, int] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    cache_dir: str | Path | None = None,
+    max_fci_determinants: int = MAX_FCI_DETERMINANTS,
+) -> dict[str, Any]:
+    """Reference energies of ``spec`` in the orbital space of ``compute_integrals(spec, ...)``.
+
+    Returns ``{"e_hf", "e_mp2", "e_ccsd", "e_ccsd_t", "e_fci": float | None, "s2_fci": float | None,
+    "notes": {method: why it is None}, "key": cache key}``; a requested method that fails (or an
+    FCI space above ``max_fci_determinants``) gives None and a note. Results are cached as JSON
+    in ``cache_dir`` (default :func:`default_cache_dir`); only missing methods are computed.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown reference method(s) {unknown}; choose from {list(METHODS)}")
+    key = cache_key(spec, frozen_core, cas)
+    cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cdir / f"{key}.json"
+    cached: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            cached = {}
+    notes: dict[str, str] = dict(cached.get("notes", {}))
+    missing = [m for m in methods if f"e_{m}" not in cached]
+    if missing:
+        cached.update(_compute(spec, frozen_core, cas, tuple(missing), max_fci_determinants, notes))
+        cached["notes"] = notes
+        cached["key"] = key
+        cached["molecule"] = {
+            "name": spec.name,
+            "atoms": spec.atoms,
+            "basis": spec.basis,
+            "charge": spec.charge,
+            "spin": spec.spin,
+            "unit": spec.unit,
+            "frozen_core": frozen_core,
+            "cas": list(cas) if cas is not None else None,
+        }
+        try:
+            cdir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(cached, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache only costs recomputation
+    out: dict[str, Any] = {f"e_{m}": cached.get(f"e_{m}") for m in methods}
+    out["s2_fci"] = cached.get("s2_fci")
+    out["notes"] = {m: notes[m] for m in methods if m in notes}
+    out["key"] = key
+    return out
+
+
+def _compute(
+    spec: MoleculeSpec,
+    frozen_core: bool | int,
+    cas: tuple[int, int] | None,
+    methods: tuple[str, ...],
+    max_fci_determinants: int,
+    notes: dict[str, str],
+) -> dict[str, Any]:
+    integrals, mf = compute_integrals(spec, frozen_core=frozen_core, cas=cas)
+    res: dict[str, Any] = {}
+    if "hf" in methods:
+        res["e_hf"] = float(mf.e_tot)
+    post = [m for m in methods if m in ("mp2", "ccsd", "ccsd_t")]
+    if post:
+        res.update(_correlated(integrals, mf, frozen_core, cas, post, notes))
+    if "fci" in methods:
+        ndet = math.comb(integrals.n_orbitals, integrals.n_alpha) * math.comb(
+            integrals.n_orbitals, integrals.n_beta
+        )
+        if ndet > max_fci_determinants:
+            res["e_fci"], res["s2_fci"] = None, None
+            notes["fci"] = f"{ndet} determinants exceed the FCI limit {max_fci_determinants}"
+        else:
+            try:
+                e, s2 = fci_from_integrals(integrals)
+                res["e_fci"], res["s2_fci"] = e, s2
+                notes.pop("fci", None)
+            except Exception as exc:  # noqa: BLE001 - a reference may fail, the run goes on
+                res["e_fci"], res["s2_fci"] = None, None
+                notes["fci"] = f"FCI failed: {exc}"
+    return res
+
+
+def _correlated(
+    integrals: MolecularIntegrals,
+    mf: Any,
+    frozen_core: bool | int,
+    cas: tuple[int, int] | None,
+    methods: list[str],
+    notes: dict[str, str],
+) -> dict[str, Any]:
+    """MP2 / CCSD / CCSD(T) on the SCF of the full molecule (with ``frozen``), or for a CAS on a
+    model SCF built from the active-space integrals."""
+    from pyscf import cc, mp
+
+    n_core = 0
+    if cas is not None:
+        mf_used = model_scf(integrals)
+    else:
+        mf_used = mf
+        n_mo = mf.mo_coeff.shape[1]
+        n_core = n_mo - integrals.n_orbitals
+    open_shell = integrals.n_alpha != integrals.n_beta
+    if open_shell:
+        mf_used = mf_used.to_uhf()
+    frozen = n_core if n_core > 0 else None
+    res: dict[str, Any] = {}
+    if "mp2" in methods:
+        try:
+            pt = (mp.UMP2 if open_shell else mp.RMP2)(mf_used, frozen=frozen)
+            pt.verbose = 0
+            pt.kernel()
+            res["e_mp2"] = float(pt.e_tot)
+            notes.pop("mp2", None)
+        except Exception as exc:  # noqa: BLE001
+            res["e_mp2"] = None
+            notes["mp2"] = f"MP2 failed: {exc}"
+    if "ccsd" in methods or "ccsd_t" in methods:
+        try:
+            mycc = (cc.UCCSD if open_shell else cc.RCCSD)(mf_used, frozen=frozen)
+            mycc.verbose = 0
+            mycc.kernel()
+            if not mycc.converged:
+                raise RuntimeError("CCSD did not converge")
+            if "ccsd" in methods:
+                res["e_ccsd"] = float(mycc.e_tot)
+                notes.pop("ccsd", None)
+            if "ccsd_t" in methods:
+                res["e_ccsd_t"] = float(mycc.e_tot + mycc.ccsd_t())
+                notes.pop("ccsd_t", None)
+        except Exception as exc:  # noqa: BLE001
+            for m in ("ccsd", "ccsd_t"):
+                if m in methods:
+                    res[f"e_{m}"] = None
+                    notes[m] = f"CCSD failed: {exc}"
+    return res
+
+
+def model_scf(integrals: MolecularIntegrals) -> Any:
+    """A converged PySCF RHF/ROHF on the model Hamiltonian ``integrals`` (orthonormal basis).
+
+    Starts from the aufbau determinant of the given orbitals, so canonical HF orbitals (as in a
+    CAS of RHF orbitals) are reproduced.
+    """
+    from pyscf import ao2mo, gto, scf
+
+    n = integrals.n_orbitals
+    mol = gto.M(verbose=0)
+    mol.nelectron = integrals.n_electrons
+    mol.spin = integrals.spin
+    mol.incore_anyway = True
+    mol.nao_nr = lambda *a, **k: n  # type: ignore[method-assign]
+    mf = scf.RHF(mol) if integrals.spin == 0 else scf.ROHF(mol)
+    mf.get_hcore = lambda *a: integrals.h1
+    mf.get_ovlp = lambda *a: np.eye(n)
+    mf.energy_nuc = lambda *a: integrals.e_core
+    mf._eri = ao2mo.restore(8, integrals.h2, n)
+    dm_a = np.diag((np.arange(n) < integrals.n_alpha).astype(float))
+    dm_b = np.diag((np.arange(n) < integrals.n_beta).astype(float))
+    dm0 = dm_a + dm_b if integrals.spin == 0 else np.array([dm_a, dm_b])
+    mf.kernel(dm0=dm0)
+    return mf
+
+
+def fci_from_integrals(
+    integrals: MolecularIntegrals,
+    nroots: int = 4,
+    tol: float = 1e-10,
+) -> tuple[float, float]:
+    """``(E, <S^2>)`` of the lowest FCI state with ``S = |N_alpha - N_beta| / 2`` (incl. ``e_core``).
+
+    ``N_alpha = N_beta``: ``direct_spin0`` (CI vectors symmetric under alpha <-> beta, which
+    excludes S = 1, 3, ...), one root. Otherwise, or if that root has the wrong ``<S^2>``:
+    ``direct_spin1`` with ``nroots`` roots, lowest root with ``|<S^2> - S(S+1)| < 1e-3``; failing
+    that, ``fix_spin_`` (energy penalty on other spins).
+    """
+    from pyscf import fci
+    from pyscf.fci import direct_spin0, direct_spin1, spin_op
+
+    n, nelec = integrals.n_orbitals, (integrals.n_alpha, integrals.n_beta)
+    s = abs(integrals.spin) / 2
+    target = s * (s + 1)
+    ndet = math.comb(n, nelec[0]) * math.comb(n, nelec[1])
+    args = (integrals.h1, integrals.h2, n, nelec)
+
+    def run(solver: Any, roots: int) -> list[tuple[float, float]]:
+        solver.verbose = 0
+        solver.conv_tol = tol
+        solver.max_cycle = 300
+        e, c = solver.kernel(*args, ecore=integrals.e_core, nroots=roots)
+        es, cs = (np.atleast_1d(e), [c]) if roots == 1 else (np.asarray(e), list(c))
+        return [
+            (float(ei), float(spin_op.spin_square(ci, n, nelec)[0])) for ei, ci in zip(es, cs, strict=True)
+        ]
+
+    def lowest_with_spin(states: list[tuple[float, float]]) -> tuple[float, float] | None:
+        ok = [st for st in states if abs(st[1] - target) < 1e-3]
+        return min(ok) if ok else None
+
+    if nelec[0] == nelec[1]:
+        best = lowest_with_spin(run(direct_spin0.FCI(), 1))
+        if best is not None:
+            return best
+    best = lowest_with_spin(run(direct_spin1.FCI(), max(1, min(nroots, ndet))))
+    if best is not None:
+        return best
+    states = run(fci.addons.fix_spin_(direct_spin1.FCI(), shift=0.5, ss=target), 1)
+    best = lowest_with_spin(states)
+    if best is None:
+        raise RuntimeError(f"FCI found no state with S^2 = {target} (got {states[0][1]:.4f})")
+    return best

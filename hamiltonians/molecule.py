@@ -1,0 +1,435 @@
+"""Molecules in a Gaussian basis: specification, validation and molecular-orbital integrals.
+
+A molecule is a :class:`MoleculeSpec` (atoms as an XYZ-style string, basis, charge, 2S, unit).
+:func:`compute_integrals` runs RHF (closed shell) or ROHF (open shell) with PySCF and returns the
+integrals of the electronic Hamiltonian in the orthonormal MO basis,
+
+    H = e_core + sum_{pq,s} h1[p,q] a+_{ps} a_{qs}
+        + 1/2 sum_{pqrs,s,t} h2[p,q,r,s] a+_{ps} a+_{rt} a_{st} a_{qs},
+
+with ``h2`` in chemists' notation ``(pq|rs)``. With a frozen core or an active space (CAS), ``h1``
+is the effective one-body operator of the active orbitals and ``e_core`` includes the energy of
+the doubly occupied core.
+
+PySCF is imported lazily inside the functions that need it: :class:`MolecularIntegrals` and the
+``.npz`` reader/writer work on a machine without PySCF.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nqs  # noqa: F401  (float64 in JAX)
+from nqs.errors import InputError
+
+BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
+MIN_ATOM_DISTANCE_BOHR = 0.1
+
+#: Geometries in Angstrom (see /work/shared/references.md).
+PRESETS: dict[str, str] = {
+    "H2": "H 0 0 0; H 0 0 0.734",
+    "LiH": "Li 0 0 0; H 0 0 1.548",
+    "H2O": "H 0 0.769 -0.546; H 0 -0.769 -0.546; O 0 0 0.137",
+    "NH3": "N 0 0 0.149; H 0 0.947 -0.348; H 0.821 -0.474 -0.348; H -0.821 -0.474 -0.348",
+    "N2": "N 0 0 0; N 0 0 1.19",
+    "C2": "C 0 0 0; C 0 0 1.26",
+}
+
+_UNITS = {
+    "angstrom": "angstrom",
+    "ang": "angstrom",
+    "a": "angstrom",
+    "bohr": "bohr",
+    "au": "bohr",
+    "b": "bohr",
+}
+
+
+@dataclass(frozen=True)
+class MoleculeSpec:
+    """A molecule: ``atoms`` like ``"Li 0 0 0; H 0 0 1.548"`` (``;`` or newline separated).
+
+    ``spin`` is 2S = N_alpha - N_beta, ``charge`` the net charge; ``unit`` is ``"angstrom"``
+    (default) or ``"bohr"``.
+    """
+
+    atoms: str
+    basis: str = "sto-3g"
+    charge: int = 0
+    spin: int = 0
+    unit: str = "angstrom"
+    name: str | None = None
+
+    @classmethod
+    def from_preset(cls, name: str, basis: str = "sto-3g") -> MoleculeSpec:
+        """One of :data:`PRESETS` (case-insensitive name) in ``basis``."""
+        return from_preset(name, basis=basis)
+
+    @property
+    def n_electrons(self) -> int:
+        """Total number of electrons (sum of nuclear charges minus ``charge``)."""
+        from pyscf.data import elements
+
+        return sum(elements.charge(s) for s, _ in parse_atoms(self.atoms)) - self.charge
+
+    @property
+    def label(self) -> str:
+        return self.name or self.atoms
+
+
+def from_preset(name: str, basis: str = "sto-3g") -> MoleculeSpec:
+    """The preset molecule ``name`` (H2, LiH, H2O, NH3, N2, C2; case-insensitive), singlet, neutral."""
+    key = _preset_key(name)
+    if key is None:
+        raise InputError(f"unknown molecule preset {name!r}; known: {', '.join(PRESETS)}")
+    return MoleculeSpec(atoms=PRESETS[key], basis=basis, name=key)
+
+
+def parse_molecule(
+    text_or_preset: str,
+    basis: str = "sto-3g",
+    charge: int = 0,
+    spin: int = 0,
+    unit: str = "angstrom",
+) -> MoleculeSpec:
+    """A preset name (``"LiH"``) or an atoms string (``"H 0 0 0; H 0 0 0.74"``) as a validated spec."""
+    key = _preset_key(text_or_preset)
+    if key is not None:
+        spec = MoleculeSpec(PRESETS[key], basis=basis, charge=charge, spin=spin, unit=unit, name=key)
+    else:
+        spec = MoleculeSpec(text_or_preset, basis=basis, charge=charge, spin=spin, unit=unit)
+    validate(spec)
+    return spec
+
+
+def _preset_key(name: str) -> str | None:
+    lower = {k.lower(): k for k in PRESETS}
+    return lower.get(name.strip().lower())
+
+
+def parse_atoms(atoms: str) -> list[tuple[str, tuple[float, float, float]]]:
+    """``[(symbol, (x, y, z)), ...]`` from an XYZ-style string; symbols are normalized ("li" -> "Li").
+
+    Raises InputError on malformed lines or unknown elements.
+    """
+    from pyscf.data import elements
+
+    known = {e.lower(): e for e in elements.ELEMENTS[1:]}
+    lines = [ln.strip() for ln in re.split(r"[;\n]", atoms) if ln.strip()]
+    if not lines:
+        raise InputError("the molecule has no atoms")
+    out = []
+    for ln in lines:
+        tokens = ln.replace(",", " ").split()
+        if len(tokens) != 4:
+            raise InputError(f"malformed atom line {ln!r}: expected 'Symbol x y z'")
+        m = re.fullmatch(r"([A-Za-z]{1,3})\d*", tokens[0])
+        if m is None or m.group(1).lower() not in known:
+            raise InputError(f"unknown element {tokens[0]!r} in atom line {ln!r}")
+        try:
+            xyz = tuple(float(t) for t in tokens[1:])
+        except ValueError:
+            raise InputError(f"malformed atom line {ln!r}: coordinates must be numbers") from None
+        if not all(math.isfinite(c) for c in xyz):
+            raise InputError(f"malformed atom line {ln!r}: coordinates must be finite")
+        out.append((known[m.group(1).lower()], xyz))
+    return out
+
+
+def normalized_unit(unit: str) -> str:
+    """``"angstrom"`` or ``"bohr"``; InputError for anything else."""
+    u = _UNITS.get(str(unit).strip().lower())
+    if u is None:
+        raise InputError(f"unknown unit {unit!r}: use 'angstrom' or 'bohr'")
+    return u
+
+
+def validate(spec: MoleculeSpec) -> None:
+    """Raise InputError (one line) if ``spec`` cannot describe a molecule PySCF can treat."""
+    from pyscf.data import elements
+
+    unit = normalized_unit(spec.unit)
+    atoms = parse_atoms(spec.atoms)
+    if not isinstance(spec.charge, int | np.integer) or not isinstance(spec.spin, int | np.integer):
+        raise InputError(f"charge and spin must be integers, got {spec.charge!r}, {spec.spin!r}")
+    n_elec = sum(elements.charge(s) for s, _ in atoms) - spec.charge
+    if n_elec < 0:
+        raise InputError(f"charge {spec.charge} leaves a negative number of electrons ({n_elec})")
+    if n_elec == 0:
+        raise InputError(f"charge {spec.charge} leaves no electrons")
+    if abs(spec.spin) > n_elec:
+        raise InputError(f"spin 2S = {spec.spin} is impossible with {n_elec} electrons")
+    if (n_elec - spec.spin) % 2 != 0:
+        raise InputError(
+            f"{n_elec} electrons cannot have spin 2S = {spec.spin}: N and 2S must have the "
+            f"same parity (e.g. spin={abs(spec.spin) - 1 if spec.spin else 1})"
+        )
+    scale = BOHR_PER_ANGSTROM if unit == "angstrom" else 1.0
+    xyz = np.array([c for _, c in atoms]) * scale
+    for i in range(len(atoms)):
+        for j in range(i):
+            d = float(np.linalg.norm(xyz[i] - xyz[j]))
+            if d < MIN_ATOM_DISTANCE_BOHR:
+                raise InputError(
+                    f"atoms {j} ({atoms[j][0]}) and {i} ({atoms[i][0]}) are {d:.3g} bohr apart "
+                    f"(minimum {MIN_ATOM_DISTANCE_BOHR} bohr)"
+                )
+    _check_basis(spec.basis, sorted({s for s, _ in atoms}))
+
+
+def _check_basis(basis: str, symbols: list[str]) -> None:
+    from pyscf.gto import basis as pyscf_basis
+
+    if not isinstance(basis, str) or not basis.strip():
+        raise InputError(f"basis must be a non-empty name, got {basis!r}")
+    for s in symbols:
+        try:
+            shells = pyscf_basis.load(basis, s)
+        except Exception:  # PySCF raises KeyError, RuntimeError, BasisNotFoundError, ...
+            raise InputError(f"basis {basis!r} is unknown to PySCF or has no {s}") from None
+        if not shells:
+            raise InputError(f"basis {basis!r} has no functions for element {s}")
+
+
+def build_mole(spec: MoleculeSpec) -> Any:
+    """A built ``pyscf.gto.Mole`` (validated first, ``verbose=0``)."""
+    from pyscf import gto
+
+    validate(spec)
+    atoms = parse_atoms(spec.atoms)
+    return gto.M(
+        atom=[(s, c) for s, c in atoms],
+        basis=spec.basis,
+        charge=int(spec.charge),
+        spin=int(spec.spin),
+        unit="Angstrom" if normalized_unit(spec.unit) == "angstrom" else "Bohr",
+        verbose=0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class MolecularIntegrals:
+    """MO integrals of ``H`` (module docstring): ``h1 [n, n]``, ``h2 [n, n, n, n]`` = (pq|rs).
+
+    ``h2`` has the full 8-fold symmetry (pq|rs) = (qp|rs) = (rs|pq) = ...; ``e_core`` is the
+    nuclear repulsion plus the frozen-core energy; ``n_alpha``/``n_beta`` count active electrons.
+    """
+
+    h1: np.ndarray
+    h2: np.ndarray
+    e_core: float
+    n_orbitals: int
+    n_alpha: int
+    n_beta: int
+    mo_coeff: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        n = self.n_orbitals
+        if np.shape(self.h1) != (n, n) or np.shape(self.h2) != (n, n, n, n):
+            raise InputError(
+                f"integral shapes {np.shape(self.h1)}, {np.shape(self.h2)} do not match {n} orbitals"
+            )
+        if not (0 <= self.n_alpha <= n and 0 <= self.n_beta <= n):
+            raise InputError(
+                f"{self.n_alpha} alpha / {self.n_beta} beta electrons do not fit in {n} orbitals"
+            )
+
+    @property
+    def n_electrons(self) -> int:
+        return self.n_alpha + self.n_beta
+
+    @property
+    def spin(self) -> int:
+        """2S = N_alpha - N_beta."""
+        return self.n_alpha - self.n_beta
+
+    def hf_energy(self) -> float:
+        """Energy of the aufbau determinant (lowest orbitals filled) with these integrals."""
+        h1, h2 = self.h1, self.h2
+        occ_a, occ_b = np.arange(self.n_alpha), np.arange(self.n_beta)
+        jj = np.einsum("iijj->ij", h2)
+        kk = np.einsum("ijji->ij", h2)
+        e = self.e_core + np.trace(h1[np.ix_(occ_a, occ_a)]) + np.trace(h1[np.ix_(occ_b, occ_b)])
+        for oa, ob in ((occ_a, occ_a), (occ_b, occ_b)):
+            e += 0.5 * (jj[np.ix_(oa, ob)].sum() - kk[np.ix_(oa, ob)].sum())
+        e += jj[np.ix_(occ_a, occ_b)].sum()
+        return float(e)
+
+
+def compute_integrals(
+    spec: MoleculeSpec,
+    frozen_core: bool | int = False,
+    cas: tuple[int, int] | None = None,
+) -> tuple[MolecularIntegrals, Any]:
+    """MO integrals of ``spec`` and the converged PySCF SCF object (RHF, or ROHF if ``spin != 0``).
+
+    ``frozen_core``: ``True`` freezes PySCF's chemical core (``pyscf.data.elements.chemcore``:
+    1s for B-Ne, none for H-Be), an int freezes that many lowest orbitals.
+    ``cas = (n_electrons, n_orbitals)``: active space of the lowest virtual-most orbitals above a
+    doubly occupied core, as in ``pyscf.mcscf.CASCI(mf, n_orbitals, n_electrons)``.
+    """
+    from pyscf import ao2mo, scf
+    from pyscf.data import elements
+
+    if frozen_core is not False and frozen_core != 0 and cas is not None:
+        raise InputError("give either frozen_core or cas, not both (a CAS already freezes its core)")
+    mol = build_mole(spec)
+    mf = scf.RHF(mol) if mol.spin == 0 else scf.ROHF(mol)
+    mf.kernel()
+    if not mf.converged:
+        mf = mf.newton()
+        mf.kernel()
+        if not mf.converged:
+            raise InputError(f"the SCF of {spec.label} in {spec.basis} did not converge")
+    n_mo = mf.mo_coeff.shape[1]
+    n_elec = mol.nelectron
+    if cas is not None:
+        n_el_act, n_orb_act = _check_cas(cas, n_elec, mol.spin, n_mo)
+        n_core = (n_elec - n_el_act) // 2
+    elif frozen_core is not False and frozen_core != 0:
+        n_core = int(elements.chemcore(mol)) if frozen_core is True else int(frozen_core)
+        if n_core < 0 or 2 * n_core > n_elec - abs(mol.spin) or n_core >= n_mo:
+            raise InputError(f"cannot freeze {n_core} core orbitals of {spec.label}")
+        n_orb_act, n_el_act = n_mo - n_core, n_elec - 2 * n_core
+    else:
+        n_core, n_orb_act, n_el_act = 0, n_mo, n_elec
+    n_alpha = (n_el_act + mol.spin) // 2
+    n_beta = n_el_act - n_alpha
+
+    if n_core == 0 and n_orb_act == n_mo:
+        c = mf.mo_coeff
+        h1 = c.T @ mf.get_hcore() @ c
+        h2 = ao2mo.restore(1, ao2mo.kernel(mol, c), n_mo)
+        e_core = float(mol.energy_nuc())
+        mo = c
+    else:
+        from pyscf import mcscf
+
+        mc = mcscf.CASCI(mf, n_orb_act, (n_alpha, n_beta))
+        h1, e_core = mc.get_h1eff()
+        h2 = ao2mo.restore(1, mc.get_h2eff(), n_orb_act)
+        mo = mf.mo_coeff[:, n_core : n_core + n_orb_act]
+    integrals = MolecularIntegrals(
+        h1=np.ascontiguousarray(h1, dtype=np.float64),
+        h2=np.ascontiguousarray(h2, dtype=np.float64),
+        e_core=float(e_core),
+        n_orbitals=int(n_orb_act),
+        n_alpha=int(n_alpha),
+        n_beta=int(n_beta),
+        mo_coeff=np.asarray(mo),
+    )
+    return integrals, mf
+
+
+def _check_cas(cas: tuple[int, int], n_elec: int, spin: int, n_mo: int) -> tuple[int, int]:
+    try:
+        n_el, n_orb = (int(v) for v in cas)
+    except (TypeError, ValueError):
+        raise InputError(f"cas must be (n_electrons, n_orbitals), got {cas!r}") from None
+    if n_orb <= 0 or n_el <= 0:
+        raise InputError(f"CAS({n_el}, {n_orb}) needs positive electron and orbital counts")
+    if n_orb > n_mo:
+        raise InputError(f"CAS({n_el}, {n_orb}) has more orbitals than the basis ({n_mo})")
+    if n_el > n_elec:
+        raise InputError(f"CAS({n_el}, {n_orb}) has more electrons than the molecule ({n_elec})")
+    if (n_elec - n_el) % 2 != 0:
+        raise InputError(
+            f"CAS({n_el}, {n_orb}) leaves an odd number of core electrons ({n_elec - n_el}); "
+            "the core must be doubly occupied"
+        )
+    if (n_el - spin) % 2 != 0 or abs(spin) > n_el:
+        raise InputError(f"CAS({n_el}, {n_orb}) cannot hold spin 2S = {spin}")
+    n_core = (n_elec - n_el) // 2
+    if n_core + n_orb > n_mo:
+        raise InputError(
+            f"CAS({n_el}, {n_orb}) with {n_core} core orbitals needs {n_core + n_orb} orbitals, "
+            f"the basis has {n_mo}"
+        )
+    if (n_el + abs(spin)) // 2 > n_orb:
+        raise InputError(f"{n_el} electrons with 2S = {spin} do not fit in {n_orb} orbitals")
+    return n_el, n_orb
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_fcidump(path: str | Path, integrals: MolecularIntegrals) -> None:
+    """Write ``integrals`` as a Molpro FCIDUMP file (17 significant digits, no symmetry)."""
+    from pyscf.tools import fcidump
+
+    fcidump.from_integrals(
+        str(path),
+        integrals.h1,
+        integrals.h2,
+        integrals.n_orbitals,
+        (integrals.n_alpha, integrals.n_beta),
+        nuc=integrals.e_core,
+        ms=integrals.spin,
+        tol=0.0,
+        float_format=" %.17g",
+    )
+
+
+def read_fcidump(path: str | Path) -> MolecularIntegrals:
+    """Integrals from an FCIDUMP file (``MS2`` gives 2S; 8-fold ``h2`` restored to 4 indices)."""
+    from pyscf import ao2mo
+    from pyscf.tools import fcidump
+
+    if not Path(path).is_file():
+        raise InputError(f"FCIDUMP file {str(path)!r} does not exist")
+    try:
+        d = fcidump.read(str(path), verbose=False)
+    except Exception as e:
+        raise InputError(f"cannot read FCIDUMP file {str(path)!r}: {e}") from None
+    n = int(d["NORB"])
+    n_elec = int(d["NELEC"])
+    ms2 = int(d.get("MS2", 0))
+    if (n_elec - ms2) % 2 != 0 or abs(ms2) > n_elec:
+        raise InputError(f"FCIDUMP {str(path)!r}: NELEC={n_elec} and MS2={ms2} are inconsistent")
+    h2 = ao2mo.restore(1, np.asarray(d["H2"]), n)
+    return MolecularIntegrals(
+        h1=np.asarray(d["H1"], dtype=np.float64),
+        h2=np.ascontiguousarray(h2, dtype=np.float64),
+        e_core=float(d.get("ECORE", 0.0)),
+        n_orbitals=n,
+        n_alpha=(n_elec + ms2) // 2,
+        n_beta=(n_elec - ms2) // 2,
+    )
+
+
+def save_npz(path: str | Path, integrals: MolecularIntegrals) -> None:
+    """Save ``integrals`` to a compressed ``.npz`` (readable without PySCF)."""
+    arrays: dict[str, np.ndarray] = {
+        "h1": integrals.h1,
+        "h2": integrals.h2,
+        "e_core": np.float64(integrals.e_core),
+        "n_orbitals": np.int64(integrals.n_orbitals),
+        "n_alpha": np.int64(integrals.n_alpha),
+        "n_beta": np.int64(integrals.n_beta),
+    }
+    if integrals.mo_coeff is not None:
+        arrays["mo_coeff"] = integrals.mo_coeff
+    np.savez_compressed(path, **arrays)
+
+
+def load_npz(path: str | Path) -> MolecularIntegrals:
+    """Integrals saved by :func:`save_npz`."""
+    try:
+        with np.load(path) as d:
+            return MolecularIntegrals(
+                h1=np.array(d["h1"]),
+                h2=np.array(d["h2"]),
+                e_core=float(d["e_core"]),
+                n_orbitals=int(d["n_orbitals"]),
+                n_alpha=int(d["n_alpha"]),
+                n_beta=int(d["n_beta"]),
+                mo_coeff=np.array(d["mo_coeff"]) if "mo_coeff" in d else None,
+            )
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(f"cannot read integrals from {str(path)!r}: {e}") from None

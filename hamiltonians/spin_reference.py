@@ -1,0 +1,203 @@
+"""Exact ground-state energies of the spin models of :mod:`hamiltonians.spin`.
+
+Three sources, best first:
+
+* free fermions for the periodic transverse-field Ising chain (closed formula);
+* tabulated Bethe-ansatz / exact-diagonalisation values for the periodic Heisenberg chain
+  (from ``references.md``);
+* exact diagonalisation (Lanczos, ``scipy.sparse.linalg.eigsh``) of the model's sparse matrix
+  for small systems (at most :data:`MAX_LANCZOS_SPINS` spins and
+  :data:`MAX_AUTO_LANCZOS_STATES` states).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from hamiltonians.spin import J1J2, XXZ, Heisenberg, SpinModel, TransverseFieldIsing
+from nqs.errors import InputError
+from nqs.hilbert import MAX_ENUMERATED_STATES
+
+MAX_LANCZOS_SPINS = 26
+"""``lanczos_ground_state`` refuses larger systems."""
+
+MAX_AUTO_LANCZOS_STATES = MAX_ENUMERATED_STATES
+"""``exact_energy`` only diagonalises spaces up to this dimension (seconds to a minute)."""
+
+DENSE_MAX_STATES = 64
+"""Below this dimension a dense ``eigvalsh`` replaces Lanczos (which needs ``k < n_states``)."""
+
+# Periodic Heisenberg chain, H = J sum S_i.S_j with S = sigma/2, J = 1 (references.md).
+# L=20: exact diagonalisation, agrees with the Bethe ansatz; L=80: Bethe ansatz.
+_HEISENBERG_CHAIN_TABLE: dict[int, float] = {20: -8.904386529876, 80: -35.4620761497}
+
+
+def tfim_chain_energy(length: int, h: float, J: float = 1.0) -> float:
+    """Ground-state energy of the periodic TFIM chain ``H = -J sum sz_i sz_{i+1} - h sum sx_i``.
+
+    Free fermions (even-parity sector, antiperiodic fermion momenta):
+
+        E = -sum_k sqrt(J^2 + h^2 - 2 |J h| cos k),   k = pi (2n + 1) / L,  n = 0 .. L-1.
+
+    For ``h != 0`` the ground state is unique and in the even sector (the Hamiltonian is
+    stoquastic in the sigma^z basis), and the formula was checked against exact diagonalisation
+    for all signs of h, L = 3..12. It is invalid for ``L < 3`` (a periodic chain of 2 sites has
+    a single bond here) and for an odd ring with antiferromagnetic ``J < 0`` (frustrated); both
+    raise InputError.
+    """
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 3:
+        raise InputError(
+            f"the free-fermion TFIM formula needs a periodic chain of >= 3 sites, got {length}"
+        )
+    if J < 0 and length % 2 == 1:
+        raise InputError("the free-fermion TFIM formula does not hold for an odd ring with J < 0")
+    k = np.pi * (2 * np.arange(length) + 1) / length
+    return float(-np.sum(np.sqrt(J**2 + h**2 - 2 * abs(J * h) * np.cos(k))))
+
+
+def heisenberg_chain_energy(length: int, J: float = 1.0) -> float | None:
+    """Tabulated ground-state energy of the periodic Heisenberg chain ``J sum S_i.S_j``, J > 0.
+
+    Known lengths: 20 (exact diagonalisation, -8.904386529876) and 80 (Bethe ansatz,
+    -35.4620761497), both from ``references.md``. Returns None for any other length or J <= 0.
+    """
+    value = _HEISENBERG_CHAIN_TABLE.get(int(length))
+    if value is None or J <= 0:
+        return None
+    return J * value
+
+
+def netket_sparse(model: SpinModel) -> sp.csr_matrix:
+    """NetKet's matrix of ``model.to_netket()`` in the basis ``model.hilbert.all_states()``.
+
+    NetKet orders the full space like we do but a fixed-S^z sector differently, hence the
+    permutation ``states_to_numbers``. Uses NetKet's numba ``LocalOperator`` (its JAX operators
+    take seconds to compile per shape). For tests and cross-checks of small systems.
+    """
+    op = model.to_netket()
+    if hasattr(op, "to_local_operator"):  # Ising: share the LocalOperator numba kernels
+        op = op.to_local_operator()
+    op = op.to_numba_operator()
+    mat = op.to_sparse().tocsr()
+    idx = np.asarray(op.hilbert.states_to_numbers(model.hilbert.all_states()))
+    return mat[idx][:, idx].tocsr()
+
+
+def model_sparse(model: SpinModel) -> sp.csr_matrix:
+    """The model's matrix in the basis ``model.hilbert.all_states()``, built with numpy.
+
+    Vectorised over configurations (unlike ``nqs.operator.to_sparse``), so it handles millions of
+    states: a configuration's code is its bit string (site 0 most significant, bit 1 = down);
+    flipping sites XORs the code; codes are located in the basis by ``searchsorted``.
+    """
+    states = model.hilbert.all_states()
+    n_states, n = states.shape
+    weights = np.left_shift(np.int64(1), np.arange(n - 1, -1, -1, dtype=np.int64))
+    codes = (states < 0).astype(np.int64) @ weights
+    order = np.argsort(codes)
+    sorted_codes = codes[order]
+
+    def index(c: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(sorted_codes, c)
+        return order[pos]
+
+    rows = [np.arange(n_states)]
+    x = states
+    if isinstance(model, TransverseFieldIsing):
+        b = model.lattice.bonds
+        vals = [-model.J * np.sum(x[:, b[:, 0]] * x[:, b[:, 1]], axis=1)]
+        cols = [np.arange(n_states)]
+        for i in range(n):
+            rows.append(np.arange(n_states))
+            cols.append(index(codes ^ weights[i]))
+            vals.append(np.full(n_states, -model.h))
+    else:
+        b, jz, jxy = model._bonds, model._jz, model._jxy
+        vals = [0.25 * (x[:, b[:, 0]] * x[:, b[:, 1]]) @ jz]
+        cols = [np.arange(n_states)]
+        for (i, j), coupling in zip(b.tolist(), jxy, strict=True):
+            anti = np.nonzero(x[:, i] != x[:, j])[0]
+            rows.append(anti)
+            cols.append(index(codes[anti] ^ (weights[i] | weights[j])))
+            vals.append(np.full(len(anti), 0.5 * coupling))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_states, n_states),
+    )
+
+
+def lanczos_ground_state(model: SpinModel, k: int = 1, return_vector: bool = False) -> Any:
+    """Lowest ``k`` eigenvalues of ``model`` by Lanczos (``scipy.sparse.linalg.eigsh``).
+
+    The matrix is :func:`model_sparse` (checked against NetKet's in the tests). Returns the
+    ground-state energy as a float when ``k == 1``, else an ascending array [k]; with
+    ``return_vector=True`` a tuple ``(energies, vectors)`` whose vectors ``[n_states, k]`` (or
+    ``[n_states]`` for ``k == 1``) are in the basis ``model.hilbert.all_states()``. Small spaces
+    use a dense ``eigh``. Refuses (InputError) more than 26 spins or too many states to enumerate.
+    """
+    n = model.hilbert.n_sites
+    if n > MAX_LANCZOS_SPINS:
+        raise InputError(
+            f"exact diagonalisation is limited to {MAX_LANCZOS_SPINS} spins, the model has {n}"
+        )
+    n_states = model.hilbert.n_states
+    if k < 1 or k > n_states:
+        raise InputError(f"k must be between 1 and {n_states}, got {k}")
+    mat = model_sparse(model)
+    if n_states <= DENSE_MAX_STATES or k >= n_states - 1:
+        evals, evecs = np.linalg.eigh(mat.toarray())
+        evals, evecs = evals[:k], evecs[:, :k]
+    else:
+        v0 = np.random.default_rng(0).standard_normal(n_states)
+        evals, evecs = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=True)
+    order = np.argsort(evals)
+    evals = np.asarray(evals, dtype=np.float64)[order]
+    energies: Any = float(evals[0]) if k == 1 else evals
+    if not return_vector:
+        return energies
+    vecs = np.asarray(evecs)[:, order]
+    return energies, (vecs[:, 0] if k == 1 else vecs)
+
+
+def exact_energy(model: SpinModel) -> tuple[float | None, str]:
+    """Best available exact ground-state energy of ``model`` and its source.
+
+    Sources: ``"free fermions"`` (periodic TFIM chain), ``"Bethe ansatz (tabulated)"``
+    (periodic Heisenberg chain of a tabulated length, S^z = 0 sector or full space, either
+    Marshall sign; XXZ with delta = 1 and J1J2 with j2 = 0 included),
+    ``"exact diagonalization (Lanczos)"``
+    (up to :data:`MAX_AUTO_LANCZOS_STATES` states), else ``(None, "none")``.
+    """
+    lat = model.lattice
+    if isinstance(model, TransverseFieldIsing):
+        if lat.kind == "chain" and lat.pbc and lat.n_sites >= 3 and (
+            model.J >= 0 or lat.n_sites % 2 == 0
+        ):
+            return tfim_chain_energy(lat.n_sites, model.h, model.J), "free fermions"
+    elif (
+        isinstance(model, Heisenberg | XXZ | J1J2)
+        and _is_plain_heisenberg(model)
+        and lat.kind == "chain"
+        and lat.pbc
+        and model.hilbert.total_sz in (0, None)
+    ):
+        J = model.j1 if isinstance(model, J1J2) else model.J
+        value = heisenberg_chain_energy(lat.n_sites, J)
+        if value is not None:
+            return value, "Bethe ansatz (tabulated)"
+    hi = model.hilbert
+    if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
+        return lanczos_ground_state(model), "exact diagonalization (Lanczos)"
+    return None, "none"
+
+
+def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
+    if isinstance(model, XXZ):
+        return model.delta == 1.0
+    if isinstance(model, J1J2):
+        return model.j2 == 0.0
+    return True

@@ -1,0 +1,184 @@
+"""Molecule specs, validation, MO integrals (full, frozen core, CAS) and integral files."""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hamiltonians.chem_reference import fci_from_integrals
+from hamiltonians.molecule import (
+    PRESETS,
+    MolecularIntegrals,
+    MoleculeSpec,
+    build_mole,
+    compute_integrals,
+    from_preset,
+    load_npz,
+    parse_molecule,
+    read_fcidump,
+    save_npz,
+    validate,
+    write_fcidump,
+)
+from nqs.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# E(HF) of /work/shared/references.md
+HF_REFERENCE = {
+    "H2": -1.11704163,
+    "LiH": -7.86310517,
+    "H2O": -74.96254759,
+    "NH3": -55.45128413,
+    "N2": -107.49119108,
+    "C2": -74.42085974,
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pyscf():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PySCF suggests basis-set-exchange for unknown bases
+        yield
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_hartree_fock(name):
+    integrals, mf = compute_integrals(from_preset(name))
+    assert mf.converged
+    assert mf.e_tot == pytest.approx(HF_REFERENCE[name], abs=1e-7)
+    # the aufbau determinant of our MO integrals reproduces the SCF energy
+    assert integrals.hf_energy() == pytest.approx(mf.e_tot, abs=1e-9)
+    h2 = integrals.h2
+    for perm in [(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1)]:
+        np.testing.assert_allclose(h2, h2.transpose(perm), atol=1e-12)
+    np.testing.assert_allclose(integrals.h1, integrals.h1.T, atol=1e-12)
+
+
+def test_preset_sizes():
+    integrals, _ = compute_integrals(from_preset("N2"))
+    assert (integrals.n_orbitals, integrals.n_alpha, integrals.n_beta) == (10, 7, 7)
+    assert integrals.n_electrons == 14
+    assert from_preset("lih").name == "LiH"
+    assert MoleculeSpec.from_preset("C2").atoms == PRESETS["C2"]
+
+
+def test_parse_molecule_and_units():
+    assert parse_molecule("h2").atoms == PRESETS["H2"]
+    spec = parse_molecule("H 0 0 0\nH 0 0 0.734")
+    ang, _ = compute_integrals(spec)
+    bohr = 0.734 / 0.52917721092
+    spec_bohr = parse_molecule(f"H 0 0 0; H 0 0 {bohr}", unit="Bohr")
+    b, _ = compute_integrals(spec_bohr)
+    assert b.e_core == pytest.approx(ang.e_core, abs=1e-10)
+    assert b.hf_energy() == pytest.approx(ang.hf_energy(), abs=1e-9)
+    assert build_mole(spec).nelectron == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(atoms="Xx 0 0 0"), "unknown element 'Xx'"),
+        (dict(atoms="H 0 0 0"), "same parity"),
+        (dict(atoms="H 0 0 0; H 0 0 0.734", spin=3), "impossible"),
+        (dict(atoms="H 0 0 0; H 0 0 0.734", charge=3), "negative number of electrons"),
+        (dict(atoms="H 0 0 0; H 0 0 0.01"), "apart"),
+        (dict(atoms="H 0 0 0; H 0 0 0.734", basis="no-such-basis"), "unknown to PySCF"),
+        (dict(atoms="H 0 0; H 0 0 0.734"), "malformed atom line"),
+        (dict(atoms="H 0 0 zero"), "coordinates must be numbers"),
+        (dict(atoms="H 0 0 0; H 0 0 0.734", unit="furlong"), "unknown unit"),
+        (dict(atoms=" ; "), "no atoms"),
+    ],
+)
+def test_bad_specs(kwargs, match):
+    with pytest.raises(InputError, match=match) as info:
+        validate(MoleculeSpec(**kwargs))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(InputError, match="unknown molecule preset"):
+        from_preset("Unobtainium")
+
+
+@pytest.mark.parametrize(
+    ("cas", "match"),
+    [
+        ((2, 3), "more orbitals than the basis"),
+        ((1, 2), "odd number of core electrons"),
+        ((4, 2), "more electrons than the molecule"),
+    ],
+)
+def test_bad_cas_h2(cas, match):
+    with pytest.raises(InputError, match=match):
+        compute_integrals(from_preset("H2"), cas=cas)
+
+
+def test_bad_cas_lih():
+    with pytest.raises(InputError, match="basis has 6"):
+        compute_integrals(from_preset("LiH"), cas=(2, 6))  # 1 core + 6 active > 6
+    with pytest.raises(InputError, match="either frozen_core or cas"):
+        compute_integrals(from_preset("LiH"), frozen_core=True, cas=(2, 2))
+
+
+def test_frozen_core_and_cas_shapes():
+    fc, _ = compute_integrals(from_preset("H2O"), frozen_core=True)
+    assert (fc.n_orbitals, fc.n_alpha, fc.n_beta) == (6, 4, 4)  # O 1s frozen
+    cas, mf = compute_integrals(from_preset("N2"), cas=(6, 6))
+    assert (cas.n_orbitals, cas.n_alpha, cas.n_beta) == (6, 3, 3)
+    # canonical RHF orbitals: the CAS aufbau determinant is still the HF determinant
+    assert cas.hf_energy() == pytest.approx(mf.e_tot, abs=1e-9)
+    assert fc.hf_energy() == pytest.approx(HF_REFERENCE["H2O"], abs=1e-7)
+
+
+def test_open_shell_uses_rohf():
+    integrals, mf = compute_integrals(MoleculeSpec("O 0 0 0; H 0 0 0.97", spin=1))
+    assert type(mf).__name__.startswith("ROHF")
+    assert (integrals.n_alpha, integrals.n_beta) == (5, 4)
+    assert integrals.hf_energy() == pytest.approx(mf.e_tot, abs=1e-9)
+
+
+def _assert_same(a: MolecularIntegrals, b: MolecularIntegrals, atol: float) -> None:
+    assert (a.n_orbitals, a.n_alpha, a.n_beta) == (b.n_orbitals, b.n_alpha, b.n_beta)
+    np.testing.assert_allclose(a.h1, b.h1, atol=atol, rtol=0)
+    np.testing.assert_allclose(a.h2, b.h2, atol=atol, rtol=0)
+    assert a.e_core == pytest.approx(b.e_core, abs=atol)
+
+
+@pytest.mark.parametrize("spin", [0, 1])
+def test_fcidump_and_npz_round_trip(tmp_path, spin):
+    spec = from_preset("LiH") if spin == 0 else MoleculeSpec("Li 0 0 0", spin=1)
+    integrals, _ = compute_integrals(spec)
+    write_fcidump(tmp_path / "FCIDUMP", integrals)
+    from_dump = read_fcidump(tmp_path / "FCIDUMP")
+    _assert_same(integrals, from_dump, atol=1e-15)
+    save_npz(tmp_path / "ints.npz", integrals)
+    from_npz = load_npz(tmp_path / "ints.npz")
+    _assert_same(integrals, from_npz, atol=0)
+    np.testing.assert_array_equal(from_npz.mo_coeff, integrals.mo_coeff)
+    e0, _ = fci_from_integrals(integrals)
+    assert fci_from_integrals(from_dump)[0] == pytest.approx(e0, abs=1e-12)
+    assert fci_from_integrals(from_npz)[0] == pytest.approx(e0, abs=1e-12)
+    if spin == 0:
+        assert e0 == pytest.approx(-7.88276220, abs=1e-6)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_fcidump(tmp_path / "nope")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="cannot read integrals"):
+        load_npz(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="do not match"):
+        MolecularIntegrals(np.zeros((2, 2)), np.zeros((3, 3, 3, 3)), 0.0, 2, 1, 1)
+
+
+def test_modules_import_without_pyscf():
+    code = (
+        "import sys, hamiltonians.molecule, hamiltonians.second_quantized, "
+        "hamiltonians.chem_reference; assert 'pyscf' not in sys.modules, 'pyscf imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
