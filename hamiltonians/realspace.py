@@ -1,0 +1,332 @@
+"""Electrons in real space: the Coulomb Hamiltonian of atoms and molecules.
+
+Atomic units throughout: energies in Hartree, lengths in bohr. A configuration is the array of
+all electron positions ``r`` with shape ``[n_electrons, 3]``, the ``n_alpha`` spin-up electrons
+first, then the ``n_beta`` spin-down ones. Functions here act on ONE configuration; vmap them over
+walkers at the edges.
+
+    H = -1/2 sum_i nabla_i^2  +  sum_{i<j} 1/|r_i - r_j|  -  sum_{i,I} Z_I/|r_i - R_I|
+        + sum_{I<J} Z_I Z_J/|R_I - R_J|
+
+The local energy of a real wavefunction psi = sign * exp(log|psi|) is
+
+    E_loc(r) = -1/2 (nabla^2 log|psi| + |nabla log|psi||^2) + V(r),
+
+with the Laplacian from a forward Laplacian pass (folx; one pass, the cheap path) or from the trace
+of the full Hessian (the simple reference path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.errors import InputError
+
+ANGSTROM_TO_BOHR = 1.8897261246
+"""1 Angstrom in bohr."""
+
+# Fallback element table (used only when pyscf is not installed): symbol -> nuclear charge.
+_ELEMENTS = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As "
+    "Se Br Kr"
+).split()
+
+
+def _element_table() -> list[str]:
+    try:
+        from pyscf.data import elements  # lazy: pyscf is not needed by the solver core
+    except ImportError:  # pragma: no cover - pyscf is a dependency, the table is a fallback
+        return list(_ELEMENTS)
+    return list(elements.ELEMENTS)
+
+
+def element_charge(symbol: str) -> int:
+    """Nuclear charge Z of an element symbol (case-insensitive, e.g. ``"li"`` -> 3).
+
+    Raises:
+        InputError: unknown element (ghost atoms and isotopes are not supported).
+    """
+    sym = symbol.strip()
+    table = _element_table()
+    lookup = {s.lower(): z for z, s in enumerate(table) if z > 0}
+    if sym.lower() not in lookup:
+        raise InputError(f"unknown element {symbol!r}")
+    return lookup[sym.lower()]
+
+
+def _canonical_symbol(symbol: str) -> str:
+    return _element_table()[element_charge(symbol)]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Atoms:
+    """Nuclei and electron counts of a real-space system (atomic units).
+
+    Attributes:
+        symbols: element symbols, length ``n_atoms``.
+        charges: nuclear charges Z, float array ``[n_atoms]``.
+        positions: nuclear positions in bohr, float array ``[n_atoms, 3]``.
+        charge: total molecular charge (sum Z minus number of electrons).
+        spin: 2S = n_alpha - n_beta.
+        n_alpha: number of spin-up electrons (they come first in ``r``).
+        n_beta: number of spin-down electrons.
+    """
+
+    symbols: tuple[str, ...]
+    charges: np.ndarray
+    positions: np.ndarray
+    charge: int
+    spin: int
+    n_alpha: int
+    n_beta: int
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_electrons(self) -> int:
+        return self.n_alpha + self.n_beta
+
+    def nuclear_repulsion(self) -> float:
+        """sum_{I<J} Z_I Z_J / |R_I - R_J| in Hartree."""
+        return _nuclear_repulsion(self.charges, self.positions)
+
+    def to_pyscf(self, basis: str = "sto-3g") -> Any:
+        """A built ``pyscf.gto.Mole`` for this system (lengths in bohr)."""
+        from pyscf import gto  # lazy
+
+        mol = gto.Mole()
+        mol.atom = [
+            (s, tuple(float(x) for x in p))
+            for s, p in zip(self.symbols, self.positions, strict=True)
+        ]
+        mol.unit = "Bohr"
+        mol.basis = basis
+        mol.charge = self.charge
+        mol.spin = self.spin
+        mol.verbose = 0
+        mol.build()
+        return mol
+
+
+def _nuclear_repulsion(charges: np.ndarray, positions: np.ndarray) -> float:
+    e = 0.0
+    n = len(charges)
+    for a in range(n):
+        for b in range(a + 1, n):
+            e += charges[a] * charges[b] / float(np.linalg.norm(positions[a] - positions[b]))
+    return float(e)
+
+
+def parse_geometry(spec: str) -> list[tuple[str, tuple[float, float, float]]]:
+    """Parse ``"Li 0 0 0; H 0 0 3.015"`` (atoms separated by ``;`` or newlines).
+
+    Returns:
+        list of (symbol, (x, y, z)) in the units of the string.
+
+    Raises:
+        InputError: a malformed entry.
+    """
+    entries = [e.strip() for e in re.split(r"[;\n]", spec) if e.strip()]
+    atoms = []
+    for entry in entries:
+        parts = entry.replace(",", " ").split()
+        if len(parts) != 4:
+            raise InputError(f"bad atom entry {entry!r}: expected 'Symbol x y z'")
+        try:
+            xyz = (float(parts[1]), float(parts[2]), float(parts[3]))
+        except ValueError as err:
+            raise InputError(f"bad coordinates in atom entry {entry!r}") from err
+        atoms.append((parts[0], xyz))
+    return atoms
+
+
+def make_atoms(
+    geometry: str | Sequence[tuple[str, Sequence[float]]],
+    charge: int = 0,
+    spin: int | None = None,
+    unit: Literal["bohr", "angstrom"] = "bohr",
+) -> Atoms:
+    """Build and validate a real-space system.
+
+    Args:
+        geometry: ``"Li 0 0 0; H 0 0 3.015"`` or a list of ``(symbol, (x, y, z))``.
+        charge: total charge; the number of electrons is ``sum(Z) - charge``.
+        spin: 2S = n_alpha - n_beta; ``None`` picks the lowest (0 or 1 by parity).
+        unit: unit of the coordinates, ``"bohr"`` (default) or ``"angstrom"``
+            (converted with 1 A = 1.8897261246 bohr).
+
+    Raises:
+        InputError: no atoms, unknown element, non-finite or coinciding nuclei, no electrons,
+            more electrons removed than present, or an impossible spin (parity mismatch or
+            ``|2S| > n_electrons``).
+    """
+    entries = parse_geometry(geometry) if isinstance(geometry, str) else list(geometry)
+    if not entries:
+        raise InputError("no atoms given")
+    unit_l = str(unit).lower()
+    if unit_l in ("bohr", "au", "b"):
+        scale = 1.0
+    elif unit_l in ("angstrom", "a", "ang"):
+        scale = ANGSTROM_TO_BOHR
+    else:
+        raise InputError(f"unknown unit {unit!r}: use 'bohr' or 'angstrom'")
+    symbols = tuple(_canonical_symbol(str(s)) for s, _ in entries)
+    try:
+        positions = np.array([[float(x) for x in p] for _, p in entries], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"bad coordinates: {err}") from err
+    if positions.shape != (len(entries), 3):
+        raise InputError("each atom needs three coordinates")
+    if not np.all(np.isfinite(positions)):
+        raise InputError("atom coordinates must be finite")
+    positions = positions * scale
+    for a in range(len(symbols)):
+        for b in range(a + 1, len(symbols)):
+            if np.linalg.norm(positions[a] - positions[b]) < 1e-6:
+                raise InputError(f"atoms {a} and {b} coincide")
+    charges = np.array([element_charge(s) for s in symbols], dtype=np.float64)
+    if int(charge) != charge:
+        raise InputError(f"charge must be an integer, got {charge!r}")
+    n_el = int(round(charges.sum())) - int(charge)
+    if n_el <= 0:
+        raise InputError(f"no electrons: total nuclear charge {int(charges.sum())}, charge {charge}")
+    if spin is None:
+        spin = n_el % 2
+    if int(spin) != spin:
+        raise InputError(f"spin (2S) must be an integer, got {spin!r}")
+    spin = int(spin)
+    if abs(spin) > n_el:
+        raise InputError(f"impossible spin 2S={spin} for {n_el} electrons")
+    if (n_el - spin) % 2 != 0:
+        raise InputError(f"impossible spin 2S={spin}: parity differs from {n_el} electrons")
+    n_alpha = (n_el + spin) // 2
+    n_beta = (n_el - spin) // 2
+    return Atoms(
+        symbols=symbols,
+        charges=charges,
+        positions=positions,
+        charge=int(charge),
+        spin=spin,
+        n_alpha=n_alpha,
+        n_beta=n_beta,
+    )
+
+
+def _safe_pair_distances(x: jax.Array, y: jax.Array) -> jax.Array:
+    d = x[:, None, :] - y[None, :, :]
+    return jnp.sqrt(jnp.sum(d * d, axis=-1))
+
+
+def potential_energy(r: jax.Array, atoms: Atoms) -> jax.Array:
+    """Coulomb potential energy of one configuration in Hartree.
+
+    Args:
+        r: electron positions in bohr, ``[n_electrons, 3]``.
+        atoms: the nuclei.
+
+    Returns:
+        scalar: e-e repulsion + e-n attraction + n-n repulsion.
+    """
+    r = jnp.asarray(r)
+    n = r.shape[0]
+    big_r = jnp.asarray(atoms.positions, dtype=r.dtype)
+    z = jnp.asarray(atoms.charges, dtype=r.dtype)
+    r_en = _safe_pair_distances(r, big_r)  # [n_el, n_atoms]
+    v_en = -jnp.sum(z[None, :] / r_en)
+    if n > 1:
+        # Add the identity before the norm so the diagonal is 1, not 0 (finite derivatives).
+        eye = jnp.eye(n, dtype=r.dtype)
+        d = r[:, None, :] - r[None, :, :] + eye[..., None]
+        r_ee = jnp.sqrt(jnp.sum(d * d, axis=-1))
+        iu = np.triu_indices(n, k=1)
+        v_ee = jnp.sum(1.0 / r_ee[iu])
+    else:
+        v_ee = jnp.zeros((), r.dtype)
+    return v_ee + v_en + atoms.nuclear_repulsion()
+
+
+LogPsiFn = Callable[[Any, jax.Array], Any]
+"""``(params, r [n_el, 3]) -> log|psi|`` scalar, or ``(sign, log|psi|)``."""
+
+
+def _log_abs(out: Any) -> jax.Array:
+    # Accept both a scalar log|psi| and FermiNet's (sign, log|psi|).
+    if isinstance(out, tuple | list):
+        return out[1]
+    return out
+
+
+def make_kinetic_energy(
+    log_abs_psi_fn: LogPsiFn,
+    laplacian: Literal["folx", "hessian"] = "folx",
+    sparsity_threshold: int | float = 0,
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """Local kinetic energy ``-1/2 (nabla^2 log|psi| + |nabla log|psi||^2)`` of one configuration.
+
+    Args:
+        log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` (or ``-> (sign, log|psi|)``).
+        laplacian: ``"folx"`` (forward Laplacian, one pass) or ``"hessian"`` (trace of the
+            full ``[3 n_el, 3 n_el]`` Hessian; the reference path).
+        sparsity_threshold: passed to ``folx.forward_laplacian`` (0 disables sparsity).
+
+    Returns:
+        ``fn(params, r [n_el, 3]) -> scalar`` in Hartree.
+    """
+    if laplacian not in ("folx", "hessian"):
+        raise InputError(f"unknown laplacian {laplacian!r}: use 'folx' or 'hessian'")
+
+    def kinetic(params: Any, r: jax.Array) -> jax.Array:
+        shape = r.shape
+        x = jnp.reshape(r, (-1,))
+
+        def f(xf: jax.Array) -> jax.Array:
+            return _log_abs(log_abs_psi_fn(params, jnp.reshape(xf, shape)))
+
+        if laplacian == "folx":
+            import folx  # lazy: only this path needs it
+
+            out = folx.forward_laplacian(f, sparsity_threshold=sparsity_threshold)(x)
+            lap = out.laplacian
+            grad = out.jacobian.dense_array
+        else:
+            grad = jax.grad(f)(x)
+            lap = jnp.trace(jax.hessian(f)(x))
+        return -0.5 * (lap + jnp.sum(grad * grad))
+
+    return kinetic
+
+
+def make_local_energy(
+    log_abs_psi_fn: LogPsiFn,
+    atoms: Atoms,
+    laplacian: Literal["folx", "hessian"] = "folx",
+    sparsity_threshold: int | float = 0,
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """Local energy ``E_loc = (H psi)(r) / psi(r)`` of one configuration.
+
+    Args:
+        log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` (or ``-> (sign, log|psi|)``); the
+            wavefunction must be real so the sign drops out of the local energy.
+        atoms: the nuclei (potential energy).
+        laplacian: ``"folx"`` (default) or ``"hessian"``.
+        sparsity_threshold: passed to folx.
+
+    Returns:
+        ``fn(params, r [n_el, 3]) -> scalar`` in Hartree; vmap it over walkers.
+    """
+    kinetic = make_kinetic_energy(log_abs_psi_fn, laplacian, sparsity_threshold)
+
+    def local_energy(params: Any, r: jax.Array) -> jax.Array:
+        return kinetic(params, r) + potential_energy(r, atoms)
+
+    return local_energy

@@ -1,0 +1,34 @@
+"""Electrons in real space: Metropolis sampling of walkers, HF pretraining and VMC training.
+
+The Hamiltonian lives in :mod:`hamiltonians.realspace`, the ansatz in :mod:`nqs.models.ferminet`.
+"""
+
+from nqs.realspace.mcmc import MCMCState, adapt_width, burn_in, init_walkers, make_mcmc
+from nqs.realspace.train import (
+    VMC,
+    EvalResult,
+    VMCState,
+    evaluate,
+    make_adam,
+    make_energy_loss,
+    make_kfac_vmc,
+    make_optax_vmc,
+    run_vmc,
+)
+
+__all__ = [
+    "MCMCState",
+    "VMC",
+    "EvalResult",
+    "VMCState",
+    "adapt_width",
+    "burn_in",
+    "evaluate",
+    "init_walkers",
+    "make_adam",
+    "make_energy_loss",
+    "make_kfac_vmc",
+    "make_mcmc",
+    "make_optax_vmc",
+    "run_vmc",
+]

@@ -1,0 +1,393 @@
+"""Pure VMC steps for electrons in real space (FermiNet style) and a fixed-parameter evaluation.
+
+The energy gradient is
+
+    dE/dtheta = 2 mean_w[(E_clip(r_w) - mean E_clip) d log|psi(r_w)|/dtheta],
+
+with local energies clipped to ``median +- clip_scale * mean|E_loc - median|`` (``clip_scale=5``,
+as FermiNet) so rare spikes near nodes and coalescence points do not dominate. The loss is a
+``jax.custom_jvp`` whose value is the unclipped mean energy and whose derivative is the formula
+above; inside it ``log|psi|`` is registered with
+``kfac_jax.register_normal_predictive_distribution`` so KFAC sees the Fisher of ``|psi|^2``.
+
+Two optimisers: any optax transformation (default Adam with ``lr / (1 + t / t0)``) and KFAC
+(kfac-jax). Shapes: walkers ``r [n_walkers, n_el, 3]`` in bohr; energies in Hartree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.errors import InputError
+from nqs.realspace.mcmc import MCMCState, make_mcmc
+
+Params = Any
+LogPsiFn = Callable[[Params, jax.Array], Any]
+LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
+
+
+def _log_abs(out: Any) -> jax.Array:
+    if isinstance(out, tuple | list):
+        return out[1]
+    return out
+
+
+def clip_local_energy(e_loc: jax.Array, clip_scale: float = 5.0) -> jax.Array:
+    """Clip ``e_loc [n_walkers]`` to ``median +- clip_scale * mean|e_loc - median|``.
+
+    ``clip_scale <= 0`` disables clipping.
+    """
+    if clip_scale <= 0:
+        return e_loc
+    median = jnp.median(e_loc)
+    mad = jnp.mean(jnp.abs(e_loc - median))
+    return jnp.clip(e_loc, median - clip_scale * mad, median + clip_scale * mad)
+
+
+class EnergyAux(NamedTuple):
+    """Auxiliary output of the energy loss.
+
+    Attributes:
+        local_energy: ``[n_walkers]`` unclipped local energies (Hartree).
+        variance: scalar variance of the local energies (Hartree^2).
+    """
+
+    local_energy: jax.Array
+    variance: jax.Array
+
+
+def make_energy_loss(
+    log_abs_psi_fn: LogPsiFn,
+    local_energy_fn: LocalEnergyFn,
+    clip_scale: float = 5.0,
+    register_kfac: bool = False,
+) -> Callable[[Params, jax.Array], tuple[jax.Array, EnergyAux]]:
+    """Energy loss with the clipped VMC gradient.
+
+    Args:
+        log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` or ``(sign, log|psi|)``.
+        local_energy_fn: ``(params, r [n_el, 3]) -> E_loc`` (Hartree).
+        clip_scale: clipping width in mean absolute deviations (0 disables).
+        register_kfac: register ``log|psi|`` as a normal predictive distribution for kfac-jax.
+
+    Returns:
+        ``loss(params, r [n_walkers, n_el, 3]) -> (mean E_loc, EnergyAux)``; use it with
+        ``jax.value_and_grad(loss, has_aux=True)``.
+    """
+
+    def batch_log_abs(params: Params, r: jax.Array) -> jax.Array:
+        return jax.vmap(lambda x: _log_abs(log_abs_psi_fn(params, x)))(r)
+
+    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+
+    @jax.custom_jvp
+    def loss(params: Params, r: jax.Array) -> tuple[jax.Array, EnergyAux]:
+        e_loc = batch_e_loc(params, r)
+        energy = jnp.mean(e_loc)
+        return energy, EnergyAux(e_loc, jnp.mean((e_loc - energy) ** 2))
+
+    @loss.defjvp
+    def loss_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]):
+        params, r = primals
+        energy, aux = loss(params, r)
+        e_clip = clip_local_energy(aux.local_energy, clip_scale)
+        diff = e_clip - jnp.mean(e_clip)
+        log_psi, log_psi_tangent = jax.jvp(
+            lambda p: batch_log_abs(p, r), (params,), (tangents[0],)
+        )
+        if register_kfac:
+            import kfac_jax  # lazy
+
+            kfac_jax.register_normal_predictive_distribution(log_psi[:, None])
+        n = diff.shape[0]
+        tangent_energy = 2.0 * jnp.dot(log_psi_tangent, diff) / n
+        aux_tangent = jax.tree_util.tree_map(jnp.zeros_like, aux)
+        return (energy, aux), (tangent_energy, aux_tangent)
+
+    return loss
+
+
+class VMCState(NamedTuple):
+    """State of a real-space VMC run.
+
+    Attributes:
+        params: network parameters.
+        opt_state: optimiser state (optax or kfac-jax).
+        mcmc: walkers (:class:`nqs.realspace.mcmc.MCMCState`).
+    """
+
+    params: Params
+    opt_state: Any
+    mcmc: MCMCState
+
+
+class VMC(NamedTuple):
+    """A VMC method: ``init(key, params, walkers, width=0.2) -> VMCState`` and
+    ``step(key, state) -> (state, stats)`` with ``stats`` a dict of scalars: ``energy``
+    (mean unclipped E_loc, Hartree), ``variance``, ``acceptance``, ``width``."""
+
+    init: Callable[..., VMCState]
+    step: Callable[[jax.Array, VMCState], tuple[VMCState, dict[str, jax.Array]]]
+
+
+def lr_schedule(learning_rate: float, delay: float) -> Callable[[jax.Array], jax.Array]:
+    """``t -> learning_rate / (1 + t / delay)``."""
+
+    def schedule(t: jax.Array) -> jax.Array:
+        return learning_rate / (1.0 + t / delay)
+
+    return schedule
+
+
+def make_adam(learning_rate: float = 1e-3, delay: float = 1000.0) -> optax.GradientTransformation:
+    """Adam with the FermiNet schedule ``lr / (1 + t / delay)``."""
+    return optax.adam(lr_schedule(learning_rate, delay))
+
+
+def make_optax_vmc(
+    log_abs_psi_fn: LogPsiFn,
+    local_energy_fn: LocalEnergyFn,
+    optimizer: optax.GradientTransformation | None = None,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    target_acceptance: float = 0.5,
+) -> VMC:
+    """VMC with an optax optimiser (default :func:`make_adam`); ``step`` is jitted.
+
+    Each step: refresh ``log|psi|^2`` of the walkers at the current parameters, ``mcmc_steps``
+    Metropolis moves (width adapted afterwards), then one optimiser update from the clipped
+    energy gradient at the new walkers.
+    """
+    optimizer = optimizer if optimizer is not None else make_adam()
+    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale)
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
+
+    def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
+        del key
+        return VMCState(params, optimizer.init(params), mcmc_init(params, walkers, width))
+
+    @jax.jit
+    def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
+        params = state.params
+        mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
+        mc, acc = mcmc_step(key, params, mc)
+        (energy, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, mc.r)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        params = optax.apply_updates(params, updates)
+        stats = {"energy": energy, "variance": aux.variance, "acceptance": acc, "width": mc.width}
+        return VMCState(params, opt_state, mc), stats
+
+    return VMC(init, step)
+
+
+def _import_kfac() -> Any:
+    """Import kfac_jax, patching one jax>=0.7 incompatibility of kfac-jax 0.0.8 at runtime.
+
+    kfac-jax 0.0.8 unpacks ``primitive.get_bind_params(params)`` as ``(subfuns, params)``; newer
+    jax returns only the params (with any ``subfuns`` inside them). The patch accepts both.
+    """
+    import kfac_jax
+    from kfac_jax._src import tag_graph_matcher as tgm
+
+    if getattr(tgm.eval_jaxpr_eqn, "_nqs_compat", False):
+        return kfac_jax
+
+    def eval_jaxpr_eqn(eqn: Any, in_values: list[Any]) -> list[Any]:
+        bind = eqn.primitive.get_bind_params(eqn.params)
+        if isinstance(bind, tuple):
+            subfuns, bind = bind
+        else:
+            subfuns = ()
+        with jax.extend.source_info_util.user_context(eqn.source_info.traceback):
+            output = eqn.primitive.bind(*subfuns, *in_values, **bind)
+        return output if isinstance(output, list) else [output]
+
+    eval_jaxpr_eqn._nqs_compat = True  # type: ignore[attr-defined]
+    tgm.eval_jaxpr_eqn = eval_jaxpr_eqn
+    return kfac_jax
+
+
+def make_kfac_vmc(
+    log_abs_psi_fn: LogPsiFn,
+    local_energy_fn: LocalEnergyFn,
+    learning_rate: float = 0.05,
+    delay: float = 10000.0,
+    damping: float = 1e-3,
+    norm_constraint: float = 1e-3,
+    curvature_ema: float = 0.95,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    target_acceptance: float = 0.5,
+) -> VMC:
+    """VMC with KFAC (kfac-jax), FermiNet's defaults: ``lr / (1 + t / delay)``, constant damping,
+    no momentum, norm constraint, Fisher from ``register_normal_predictive_distribution`` on
+    ``log|psi|`` (layers registered automatically by kfac-jax's graph matcher).
+    """
+    kfac_jax = _import_kfac()  # lazy
+
+    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, register_kfac=True)
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
+    optimizer = kfac_jax.Optimizer(
+        value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
+        l2_reg=0.0,
+        norm_constraint=norm_constraint,
+        value_func_has_aux=True,
+        value_func_has_rng=False,
+        learning_rate_schedule=lr_schedule(learning_rate, delay),
+        curvature_ema=curvature_ema,
+        inverse_update_period=1,
+        min_damping=1e-4,
+        num_burnin_steps=0,
+        register_only_generic=False,
+        estimation_mode="fisher_exact",
+        multi_device=False,
+        include_norms_in_stats=True,
+    )
+    mom = jnp.asarray(0.0)
+    damp = jnp.asarray(damping)
+
+    @jax.jit
+    def sample(key: jax.Array, params: Params, mc: MCMCState) -> tuple[MCMCState, jax.Array]:
+        return mcmc_step(key, params, mcmc_init(params, mc.r, mc.width))
+
+    def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
+        mc = mcmc_init(params, jnp.asarray(walkers), width)
+        return VMCState(params, optimizer.init(params, key, mc.r), mc)
+
+    def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
+        k1, k2 = jax.random.split(key)
+        mc, acc = sample(k1, state.params, state.mcmc)
+        params, opt_state, kstats = optimizer.step(
+            state.params, state.opt_state, k2, batch=mc.r, momentum=mom, damping=damp
+        )
+        aux = kstats["aux"]
+        stats = {
+            "energy": kstats["loss"],
+            "variance": aux.variance,
+            "acceptance": acc,
+            "width": mc.width,
+        }
+        return VMCState(params, opt_state, mc), stats
+
+    return VMC(init, step)
+
+
+def run_vmc(
+    key: jax.Array, vmc: VMC, state: VMCState, n_iterations: int
+) -> tuple[VMCState, dict[str, np.ndarray]]:
+    """Run ``n_iterations`` steps; returns the final state and the per-step stats as arrays."""
+    history: dict[str, list[float]] = {}
+    for k in jax.random.split(key, n_iterations):
+        state, stats = vmc.step(k, state)
+        for name, value in stats.items():
+            history.setdefault(name, []).append(float(value))
+    return state, {k: np.asarray(v) for k, v in history.items()}
+
+
+class EvalResult(NamedTuple):
+    """Energy estimate at fixed parameters.
+
+    Attributes:
+        energy: mean local energy (Hartree).
+        error: standard error from blocking over steps (Hartree).
+        variance: variance of the local energy (Hartree^2).
+        n_samples: walkers x steps.
+        acceptance: mean Metropolis acceptance.
+        step_means: ``[n_steps]`` mean over walkers at each step.
+        mcmc: the final walkers.
+        seconds: wall time.
+    """
+
+    energy: float
+    error: float
+    variance: float
+    n_samples: int
+    acceptance: float
+    step_means: np.ndarray
+    mcmc: MCMCState
+    seconds: float
+
+
+def blocking_error(x: np.ndarray, min_blocks: int = 16) -> float:
+    """Standard error of the mean of a correlated series ``x [n]``: the largest naive error of
+    the block means over block sizes 1, 2, 4, ... that leave at least ``min_blocks`` blocks."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    if n < 2:
+        return float("nan")
+    best = 0.0
+    b = 1
+    while n // b >= min(min_blocks, n):
+        m = n // b
+        blocks = x[: m * b].reshape(m, b).mean(axis=1)
+        if m > 1:
+            best = max(best, float(blocks.std(ddof=1) / np.sqrt(m)))
+        b *= 2
+    return best
+
+
+def evaluate(
+    key: jax.Array,
+    params: Params,
+    log_abs_psi_fn: LogPsiFn,
+    local_energy_fn: LocalEnergyFn,
+    mcmc_state: MCMCState,
+    n_steps: int = 100,
+    mcmc_steps: int = 10,
+    burn_in: int = 0,
+) -> EvalResult:
+    """Fixed-parameter MCMC estimate of the energy.
+
+    Args:
+        key: PRNG key.
+        params: network parameters (not changed).
+        log_abs_psi_fn, local_energy_fn: as in :func:`make_energy_loss`.
+        mcmc_state: starting walkers (their width is kept fixed).
+        n_steps: number of measurements (each after ``mcmc_steps`` Metropolis moves).
+        mcmc_steps: moves between measurements.
+        burn_in: measurements discarded first (same cost as measured ones).
+
+    Returns:
+        :class:`EvalResult`; ``error`` from blocking over the per-step means.
+    """
+    if n_steps < 2:
+        raise InputError(f"n_steps must be >= 2, got {n_steps}")
+    t0 = time.perf_counter()
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False)
+    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+
+    def run(key: jax.Array, mc: MCMCState, n: int):
+        def body(mc: MCMCState, k: jax.Array):
+            mc, acc = mcmc_step(k, params, mc)
+            e = batch_e_loc(params, mc.r)
+            return mc, (jnp.mean(e), jnp.mean(e * e), acc)
+
+        return jax.lax.scan(body, mc, jax.random.split(key, n))
+
+    run = jax.jit(run, static_argnums=2)
+    mc = mcmc_init(params, mcmc_state.r, mcmc_state.width)
+    k1, k2 = jax.random.split(key)
+    if burn_in > 0:
+        mc, _ = run(k1, mc, burn_in)
+    mc, (means, squares, accs) = run(k2, mc, n_steps)
+    means = np.asarray(means)
+    energy = float(means.mean())
+    variance = float(np.asarray(squares).mean() - energy**2)
+    return EvalResult(
+        energy=energy,
+        error=blocking_error(means),
+        variance=variance,
+        n_samples=int(n_steps * mc.r.shape[0]),
+        acceptance=float(np.asarray(accs).mean()),
+        step_means=means,
+        mcmc=mc,
+        seconds=time.perf_counter() - t0,
+    )
