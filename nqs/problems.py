@@ -33,7 +33,9 @@ def spin_ansatz(model, kind: str, alpha: float, complex_params: bool = True) -> 
     raise InputError(f"unknown ansatz {kind!r}; choose rbm or rbm-symm")
 
 
-def spin_sampler(model, kind: str, n_samples: int, n_chains: int) -> Sampler:
+def spin_sampler(
+    model, kind: str, n_samples: int, n_chains: int, n_discard_sweeps: int = 4
+) -> Sampler:
     """Metropolis (single flips, or bond exchanges in a fixed-S^z sector) or exact enumeration."""
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
@@ -51,7 +53,10 @@ def spin_sampler(model, kind: str, n_samples: int, n_chains: int) -> Sampler:
     else:
         bonds = np.asarray(model.lattice.bonds)
         rule = ExchangeRule(bonds)
-    return MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples), n_samples=n_samples)
+    if n_discard_sweeps < 0:
+        raise InputError(f"discarded sweeps must be >= 0, got {n_discard_sweeps}")
+    return MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples), n_samples=n_samples,
+                             n_discard_sweeps=n_discard_sweeps)
 
 
 def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[int, ...]]:

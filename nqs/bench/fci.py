@@ -64,7 +64,7 @@ def load_job(job: Job, cache_dir: str | None = None):
     if job.fcidump is not None:
         integrals = read_fcidump(job.fcidump)
         refs = {"e_hf": integrals.hf_energy(), "e_mp2": None, "e_ccsd": None,
-                "e_ccsd_t": None, "e_fci": fci_from_integrals(integrals)}
+                "e_ccsd_t": None, "e_fci": fci_from_integrals(integrals)[0]}
         return integrals, refs, "FCIDUMP"
     integrals, _ = compute_integrals(job.spec, frozen_core=job.frozen_core, cas=job.cas)
     refs = reference_energies(job.spec, frozen_core=job.frozen_core, cas=job.cas,

@@ -48,8 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(small systems; no Monte Carlo noise) (default: mcmc)")
     p.add_argument("--samples", type=positive_int, default=1024,
                    help="samples per step (default: 1024)")
-    p.add_argument("--chains", type=positive_int, default=16,
-                   help="parallel Markov chains (default: 16)")
+    p.add_argument("--chains", type=positive_int, default=128,
+                   help="parallel Markov chains (default: 128)")
+    p.add_argument("--discard-sweeps", type=int, default=4,
+                   help="thermalization sweeps discarded before each step's samples; chains "
+                   "continue from the previous step (default: 4)")
     p.add_argument("--steps", type=positive_int, default=300,
                    help="optimization steps (default: 300)")
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         marshall_sign=args.marshall,
     )
     ansatz = spin_ansatz(model, args.ansatz, args.alpha, complex_params=not args.real)
-    sampler = spin_sampler(model, args.sampler, args.samples, args.chains)
+    sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
     exact, source = exact_energy(model)
     print(f"{model.describe()}: exact energy {exact} ({source})", flush=True)
