@@ -1,0 +1,121 @@
+"""Molecules end to end: VMC reaches FCI, exact sums equal sample estimates, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401
+from hamiltonians.chem_reference import fci_from_integrals
+from hamiltonians.molecule import compute_integrals, from_preset
+from hamiltonians.second_quantized import MolecularHamiltonian
+from nqs.cli import main
+from nqs.exact import make_exact_estimator, sparse_hamiltonian
+from nqs.local_energy import make_local_energy
+from nqs.models.backflow import make_backflow
+from nqs.models.rbm import make_rbm
+from nqs.optim.flat import real_flat
+from nqs.sampling import HopRule, MetropolisSampler
+from nqs.stats import statistics
+
+
+@pytest.fixture(scope="module")
+def lih():
+    integrals, _ = compute_integrals(from_preset("LiH"))
+    return integrals, MolecularHamiltonian(integrals)
+
+
+def test_h2_vmc_reaches_fci(tmp_path):
+    from nqs.bench.fci import Settings, solve
+
+    integrals, _ = compute_integrals(from_preset("H2"))
+    e_fci, _ = fci_from_integrals(integrals)
+    result, mode = solve(integrals, Settings(steps=150), tmp_path, lambda m: None)
+    assert mode == "exact"
+    assert result.energy >= e_fci - 1e-9  # variational
+    assert (result.energy - e_fci) * 1e3 < 0.1
+
+
+@pytest.mark.parametrize("kind", ["backflow", "rbm"])
+def test_exact_sum_equals_sample_estimate(lih, kind):
+    integrals, ham = lih
+    hilbert = ham.hilbert
+    if kind == "backflow":
+        ansatz = make_backflow(hilbert, hidden=(16,), init_scale=0.3)
+    else:
+        ansatz = make_rbm(hilbert.n_sites, alpha=1, flip_constant=1.0, init_scale=0.3)
+    params = ansatz.init(jax.random.PRNGKey(0), hilbert.hartree_fock_state())
+    exact = make_exact_estimator(ansatz, sparse_hamiltonian(ham), needs_jacobian=False)(params)
+    sampler = MetropolisSampler(hilbert, HopRule(((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))),
+                                n_chains=64, n_samples=8192, n_discard_sweeps=20)
+    state = sampler.init(jax.random.PRNGKey(1), ansatz, params)
+    samples, _, _ = sampler.sample(jax.random.PRNGKey(2), ansatz, params, state)
+    e_loc = jax.vmap(make_local_energy(ham, ansatz), in_axes=(None, 0))(params, samples.x)
+    stats = statistics(e_loc, samples.weights, sampler.n_chains)
+    diff = abs(float(np.real(stats.mean)) - float(np.real(exact.energy)))
+    assert diff < 4 * float(stats.error_of_mean) + 1e-8
+
+
+def test_exact_energy_of_the_fci_vector_is_fci(lih):
+    """The sparse H of the exact-summation path has the FCI ground state energy."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    integrals, ham = lih
+    h = sparse_hamiltonian(ham)
+    n = len(h.states)
+    mat = sp.csr_matrix((h.vals, (h.rows, h.cols)), shape=(n, n))
+    e0 = spla.eigsh(mat, k=1, which="SA")[0][0]
+    assert abs(e0 - fci_from_integrals(integrals)[0]) < 1e-8
+
+
+def test_hf_initialised_backflow_starts_near_hf(lih):
+    integrals, ham = lih
+    ansatz = make_backflow(ham.hilbert)
+    params = ansatz.init(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
+    energy = make_exact_estimator(ansatz, sparse_hamiltonian(ham), needs_jacobian=False)(params)
+    e0 = float(np.real(energy.energy))
+    # the small random perturbation of the HF orbitals costs a few tens of mHa at most
+    assert abs(e0 - integrals.hf_energy()) < 3e-2
+    assert e0 > fci_from_integrals(integrals)[0]
+    assert np.isfinite(np.asarray(real_flat(params)[0])).all()
+
+
+BAD = [
+    (["--molecule", "Xx 0 0 0"], "element"),
+    (["--molecule", "H 0 0 0", "--spin", "0"], "spin"),
+    (["--molecule", "H 0 0 0; H 0 0 0"], "atoms"),
+    (["--molecule", "H2", "--basis", "no-such-basis"], "basis"),
+    (["--molecule", "H2", "--cas", "2", "8"], "cas"),
+    (["--fcidump", "/nonexistent/FCIDUMP"], "fcidump"),
+]
+
+
+@pytest.mark.parametrize("args,word", BAD, ids=[b[1] for b in BAD])
+def test_bad_molecule_input_one_line_exit_2(args, word, capsys, tmp_path):
+    try:
+        code = main(["bench-fci", *args, "--steps", "1", "--out", str(tmp_path)])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert word in err.lower(), err
+
+
+def test_bench_fci_writes_results(tmp_path, capsys):
+    code = main(["bench-fci", "--molecule", 'H2="H 0 0 0; H 0 0 0.734"', "--steps", "60",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in records] == ["H2"]
+    for key in ("name", "basis", "n_spin_orbitals", "n_electrons", "n_determinants", "e_hf",
+                "e_ccsd_t", "e_fci", "e_nqs", "e_nqs_error", "error_mha", "chemical_accuracy",
+                "sampler", "wall_time_s"):
+        assert key in records[0]
+    assert records[0]["sampler"] == "exact"
+    assert (tmp_path / "results.md").exists() and (tmp_path / "errors.png").exists()
+    assert "E(NQS)-E(FCI)" in capsys.readouterr().out
