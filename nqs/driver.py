@@ -98,6 +98,7 @@ def run_vmc(
     exact_energy: float | None = None,
     n_eval_batches: int = 4,
     chunk_size: int | None = None,
+    dedupe: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> VMCResult:
@@ -105,6 +106,8 @@ def run_vmc(
 
     Args:
       n_eval_batches: sampler calls with the final parameters for the final energy (1 if exact).
+      chunk_size: evaluate samples in chunks of this size (bounds memory).
+      dedupe: evaluate each distinct Monte Carlo configuration once (molecules).
       progress: show a progress line (default: only when stderr is a terminal).
       echo: where messages (rejected steps, resume) go; default stderr.
     """
@@ -114,8 +117,9 @@ def run_vmc(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size)
-    step = jax.jit(step)
+    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe)
+    if not getattr(step, "is_host_step", False):
+        step = jax.jit(step)
     state = init(jax.random.PRNGKey(seed))
     meta = {"seed": seed, "n_steps_planned": n_steps}
 

@@ -79,12 +79,22 @@ def make_estimator(
     needs_jacobian: bool,
     chunk_size: int | None = None,
 ) -> Callable[[Params, Samples], Estimate]:
-    """``estimate(params, samples) -> Estimate`` for the energy <H>."""
+    """``estimate(params, samples, inverse=None) -> Estimate`` for the energy <H>.
+
+    With ``inverse`` [n_draws], ``samples`` holds the distinct configurations of a Markov-chain
+    draw with weights count/n_draws, and ``inverse`` maps each draw to its distinct
+    configuration: local energies and log-derivatives are evaluated once per distinct
+    configuration, while the statistics (error bar, autocorrelation, R-hat) see every draw.
+    """
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
 
-    def estimate(params: Params, samples: Samples) -> Estimate:
+    def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None) -> Estimate:
         e_loc = local_energy(params, samples.x)
-        stats = statistics(e_loc, samples.weights, samples.n_chains)
+        if inverse is None:
+            stats = statistics(e_loc, samples.weights, samples.n_chains)
+        else:
+            n_draws = inverse.shape[0]
+            stats = statistics(e_loc[inverse], jnp.full(n_draws, 1.0 / n_draws), samples.n_chains)
         w = samples.weights
         centred = jax.lax.stop_gradient(e_loc - stats.mean)
         flat, unflatten = real_flat(params)
@@ -169,15 +179,18 @@ def make_vmc(
     sampler: Sampler,
     optimizer: Optimizer,
     chunk_size: int | None = None,
+    dedupe: bool = False,
 ) -> tuple[Callable[[jax.Array], VMCState], Callable[[VMCState], tuple[VMCState, StepInfo]]]:
-    """``(init(key) -> VMCState, step(state) -> (state, info))``, both pure; jit ``step``.
+    """``(init(key) -> VMCState, step(state) -> (state, info))``.
+
+    Without ``dedupe`` the step is pure: jit it. With ``dedupe=True`` (Monte Carlo samplers whose
+    draws repeat, e.g. near-Hartree-Fock molecular states) the step is a host function around
+    jitted pieces: the draws are reduced to distinct configurations with counts (padded to a
+    power-of-two bucket so few shapes are compiled) and each is evaluated once.
 
     A step whose energy or gradient is not finite is rejected: parameters, optimizer state and
     sampler state stay at their last good values and ``info.accepted`` is False.
     """
-    estimate = make_sampled_estimator(
-        ansatz, operator, sampler, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
-    )
     tx = optimizer.transformation
 
     def init(key: jax.Array) -> VMCState:
@@ -187,9 +200,8 @@ def make_vmc(
         sampler_state = sampler.init(k_sampler, ansatz, params)
         return VMCState(params, tx.init(params), sampler_state, k_run, jnp.asarray(0))
 
-    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
-        key, k_sample = jax.random.split(state.key)
-        est, sampler_state, acceptance = estimate(state.params, state.sampler_state, k_sample)
+    def finish(state: VMCState, key: jax.Array, est: Estimate, sampler_state: Any,
+               acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
         _, unflatten = real_flat(state.params)
         extra = (
             {"jacobian": est.jacobian, "residuals": est.residuals}
@@ -229,7 +241,64 @@ def make_vmc(
         )
         return new_state, step_info
 
+    if dedupe and not getattr(sampler, "is_exact", False):
+        return init, _make_deduplicated_step(
+            ansatz, operator, sampler, optimizer, chunk_size, finish
+        )
+
+    estimate = make_sampled_estimator(
+        ansatz, operator, sampler, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+    )
+
+    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+        key, k_sample = jax.random.split(state.key)
+        est, sampler_state, acceptance = estimate(state.params, state.sampler_state, k_sample)
+        return finish(state, key, est, sampler_state, acceptance)
+
     return init, step
+
+
+def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish):
+    """Host-level step: jitted sampling, host de-duplication, jitted estimate and update."""
+    import numpy as np
+
+    from nqs.exact import configuration_keys
+
+    estimate = make_estimator(
+        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+    )
+    n_chains = int(sampler.n_chains)
+
+    @jax.jit
+    def draw(state: VMCState):
+        key, k_sample = jax.random.split(state.key)
+        samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
+                                                      state.sampler_state)
+        return key, samples.x, sampler_state, jnp.asarray(info["acceptance"], float)
+
+    @jax.jit
+    def estimate_and_finish(state, key, x_unique, w_unique, inverse, sampler_state, acceptance):
+        est = estimate(state.params, Samples(x_unique, w_unique, n_chains), inverse)
+        return finish(state, key, est, sampler_state, acceptance)
+
+    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+        key, x, sampler_state, acceptance = draw(state)
+        x = np.asarray(x)
+        keys = configuration_keys(x, operator.hilbert)
+        _, first, inverse, counts = np.unique(
+            keys, return_index=True, return_inverse=True, return_counts=True
+        )
+        n_unique = len(first)
+        bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
+        x_unique = np.repeat(x[first[:1]], bucket, axis=0)
+        x_unique[:n_unique] = x[first]
+        w_unique = np.zeros(bucket)
+        w_unique[:n_unique] = counts / len(x)
+        return estimate_and_finish(state, key, x_unique, w_unique, inverse.astype(np.int32),
+                                   sampler_state, acceptance)
+
+    step.is_host_step = True
+    return step
 
 
 def make_energy_evaluator(

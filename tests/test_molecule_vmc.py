@@ -119,3 +119,26 @@ def test_bench_fci_writes_results(tmp_path, capsys):
     assert records[0]["sampler"] == "exact"
     assert (tmp_path / "results.md").exists() and (tmp_path / "errors.png").exists()
     assert "E(NQS)-E(FCI)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sr"])
+def test_deduplicated_step_equals_plain_step(lih, optimizer):
+    """Evaluating each distinct configuration once changes nothing but the cost."""
+    from nqs.optim import make_optimizer
+    from nqs.vmc import make_vmc
+
+    _, ham = lih
+    hilbert = ham.hilbert
+    ansatz = make_backflow(hilbert, hidden=(8,))
+    sampler = MetropolisSampler(hilbert, HopRule(((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))),
+                                n_chains=16, n_samples=256)
+    opt = make_optimizer(optimizer, 1e-2)
+    init, plain = make_vmc(ansatz, ham, sampler, opt)
+    _, dedup = make_vmc(ansatz, ham, sampler, opt, dedupe=True)
+    state = init(jax.random.PRNGKey(0))
+    a, info_a = jax.jit(plain)(state)
+    b, info_b = dedup(state)
+    np.testing.assert_allclose(float(info_a.energy), float(info_b.energy), rtol=1e-12)
+    np.testing.assert_allclose(float(info_a.energy_error), float(info_b.energy_error), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(real_flat(a.params)[0]),
+                               np.asarray(real_flat(b.params)[0]), rtol=1e-8, atol=1e-12)

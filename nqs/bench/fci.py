@@ -89,7 +89,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
-                     checkpoint_every=checkpoint_every)
+                     checkpoint_every=checkpoint_every, dedupe=mode == "mcmc")
     return result, mode
 
 
