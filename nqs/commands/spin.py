@@ -35,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "model, J1 = 1 (default: 0.5)")
     p.add_argument("--delta", type=float, default=1.0, help="anisotropy of the XXZ model "
                    "(default: 1.0)")
-    p.add_argument("--marshall", action="store_true",
-                   help="apply the Marshall sign rule (bipartite lattices; Heisenberg-type models)")
+    p.add_argument("--marshall", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
+                   "spectrum, positive ground state for the unfrustrated Heisenberg model). "
+                   "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
     p.add_argument("--ansatz", choices=("rbm", "rbm-symm"), default="rbm",
                    help="RBM, or translation-symmetric RBM (default: rbm)")
     p.add_argument("--alpha", type=positive_float, default=1.0,
@@ -75,6 +77,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _marshall_default(args: argparse.Namespace) -> bool:
+    """Marshall sign on for Heisenberg-type models on bipartite lattices."""
+    from hamiltonians.lattice import make_lattice
+
+    if args.model == "ising" or args.size <= 0:
+        return False
+    return make_lattice(args.lattice, args.size, pbc=not args.open).is_bipartite
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
     from hamiltonians.spin import make_spin_model
@@ -95,8 +106,13 @@ def run(args: argparse.Namespace) -> int:
         h=args.h,
         j2=args.j2,
         delta=args.delta,
-        marshall_sign=args.marshall,
+        marshall_sign=_marshall_default(args) if args.marshall is None else args.marshall,
     )
+    if args.model != "ising" and model.hilbert.total_sz is None:
+        raise InputError(
+            f"{model.hilbert.n_sites} spins: an odd number of spins has no S^z = 0 sector, which "
+            f"the exchange sampler of the {args.model} model needs; use an even size"
+        )
     ansatz = spin_ansatz(model, args.ansatz, args.alpha, complex_params=not args.real)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
@@ -126,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         "alpha": args.alpha,
         "optimizer": args.optimizer,
         "sampler": args.sampler,
+        "marshall_sign": bool(getattr(model, "marshall_sign", False)),
         "seed": args.seed,
     }
     write_json_atomic(args.out / "result.json", summary)
