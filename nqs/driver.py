@@ -105,7 +105,8 @@ def run_vmc(
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
     Args:
-      n_eval_batches: sampler calls with the final parameters for the final energy (1 if exact).
+      n_eval_batches: sampler calls with the final parameters for the final energy (1 if exact);
+        0 skips the evaluation and reports the last step's estimate.
       chunk_size: evaluate samples in chunks of this size (bounds memory).
       dedupe: evaluate each distinct Monte Carlo configuration once (molecules).
       progress: show a progress line (default: only when stderr is a terminal).
@@ -167,9 +168,14 @@ def run_vmc(
     if progress:
         print(file=sys.stderr)
 
-    energy, error, variance = _final_energy(
-        ansatz, operator, sampler, state, n_eval_batches, chunk_size
-    )
+    if n_eval_batches > 0:
+        energy, error, variance = _final_energy(
+            ansatz, operator, sampler, state, n_eval_batches, chunk_size
+        )
+    else:  # no separate evaluation: the last step's estimate (parameters before its update)
+        last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
+                                            "variance": np.nan}
+        energy, error, variance = last["energy"], last["energy_error"], last["variance"]
     n_timed = max(n_steps - start - 1, 1)
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(

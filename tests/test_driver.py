@@ -53,15 +53,13 @@ def test_exact_sampler_run_reaches_ground_state():
 
 @pytest.mark.parametrize("optimizer", ["sr", "adam"])
 def test_resume_gives_the_same_parameters(tmp_path, optimizer):
-    model, ansatz, sampler = _problem(6, 256)
+    model, ansatz, sampler = _problem(6, 128)
     opt = make_optimizer(optimizer, 0.02)
-    straight = run_vmc(ansatz, model, sampler, opt, 12, seed=5, out_dir=tmp_path / "a",
-                       checkpoint_every=4, progress=False)
+    kw = {"seed": 5, "checkpoint_every": 4, "progress": False, "n_eval_batches": 0}
+    straight = run_vmc(ansatz, model, sampler, opt, 12, out_dir=tmp_path / "a", **kw)
     # an "interrupted" run: stops after 8 steps (checkpoint at 8), then resumes to 12
-    run_vmc(ansatz, model, sampler, opt, 8, seed=5, out_dir=tmp_path / "b",
-            checkpoint_every=4, progress=False)
-    resumed = run_vmc(ansatz, model, sampler, opt, 12, seed=5, out_dir=tmp_path / "b",
-                      checkpoint_every=4, resume=True, progress=False)
+    run_vmc(ansatz, model, sampler, opt, 8, out_dir=tmp_path / "b", **kw)
+    resumed = run_vmc(ansatz, model, sampler, opt, 12, out_dir=tmp_path / "b", resume=True, **kw)
     a, _ = real_flat(straight.params)
     b, _ = real_flat(resumed.params)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -10,6 +10,7 @@ import pytest
 import nqs  # noqa: F401
 from hamiltonians.lattice import chain, square
 from hamiltonians.spin import J1J2, XXZ, Heisenberg, TransverseFieldIsing
+from hamiltonians.spin_reference import model_sparse
 from nqs.exact import configuration_keys, make_exact_estimator, sparse_hamiltonian
 from nqs.local_energy import make_local_energy
 from nqs.models.rbm import make_rbm, make_rbm_symm
@@ -63,7 +64,9 @@ def test_local_energy_equals_dense_h_psi_over_psi(model, fast):
     params = _random_params(ansatz, model.hilbert)
     states = model.hilbert.all_states()
     psi = _dense_psi(ansatz, params, states)
-    h = _netket_dense_in_our_basis(model)
+    # model_sparse is built independently of flips and checked against NetKet in
+    # test_spin_hamiltonians; NetKet itself is used below once (its operators compile slowly)
+    h = model_sparse(model).toarray()
     expected = (h @ psi) / psi
     e_loc = jax.vmap(make_local_energy(model, ansatz), in_axes=(None, 0))(params, states)
     np.testing.assert_allclose(np.asarray(e_loc), expected, rtol=1e-9, atol=1e-9)
@@ -93,7 +96,7 @@ def test_sparse_hamiltonian_matches_netket():
 
 def _exact_energy_fn(ansatz, model):
     states = jnp.asarray(model.hilbert.all_states())
-    h = jnp.asarray(_netket_dense_in_our_basis(model))
+    h = jnp.asarray(model_sparse(model).toarray())
 
     def energy(flat, unflatten):
         psi = jnp.exp(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(unflatten(flat), states))
@@ -146,7 +149,7 @@ def test_sr_update_matches_dense_reference():
     )
     psi = _dense_psi(ansatz, params, states)
     w = np.abs(psi) ** 2 / np.sum(np.abs(psi) ** 2)
-    h = _netket_dense_in_our_basis(model)
+    h = model_sparse(model).toarray()
     e_loc = (h @ psi) / psi
     e = np.sum(w * e_loc)
     d_o = o - w @ o
