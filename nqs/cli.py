@@ -1,4 +1,4 @@
-"""The ``nqs`` command: ``nqs spin``, ``nqs molecule``, ``nqs bench-fci``.
+"""The ``nqs`` command: ``nqs spin``, ``nqs molecule``, ``nqs bench-fci``, ``nqs realspace``.
 
 Only this module (with the driver and io) touches the console and files; it builds library
 objects from the command-line options and never passes a config dict into the library.
@@ -60,6 +60,7 @@ def nonnegative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The full ``nqs`` argument parser (subcommands register themselves here)."""
     from nqs.commands import molecule as molecule_cmd
+    from nqs.commands import realspace as realspace_cmd
     from nqs.commands import spin as spin_cmd
 
     parser = _Parser(
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     spin_cmd.register(sub)
     molecule_cmd.register(sub)
+    realspace_cmd.register(sub)
     return parser
 
 

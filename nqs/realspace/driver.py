@@ -1,0 +1,437 @@
+"""The real-space VMC loop: the impure shell around the pure FermiNet steps.
+
+    result = run_realspace(make_atoms("He 0 0 0"), layers=((16, 4),) * 2, n_determinants=2,
+                           optimizer="kfac", n_steps=500, n_walkers=256, out_dir="runs/he")
+
+Order of work: network and walkers from the seed; optional Hartree-Fock pretraining
+(:mod:`nqs.realspace.pretrain`); a Metropolis burn-in; ``n_steps`` optimization steps (KFAC, Adam
+or minSR); a final evaluation with fixed parameters.
+
+Files (only when ``out_dir`` is given): ``log.jsonl`` gets one flushed JSON line per step
+(``step, energy, energy_error, variance, acceptance, width, step_time_s, wall_time_s``; pretraining
+adds ``{"phase": "pretrain", "pretrain_step", "loss"}`` lines without a ``step``);
+``checkpoint.msgpack`` is written atomically after pretraining/burn-in (step 0), every
+``checkpoint_every`` steps and at the end, and holds the parameters, optimizer state, walkers,
+MCMC width, the key and the step. The key of step ``k`` is ``fold_in(run_key, k)``, so
+``resume=True`` continues exactly: the result equals that of an uninterrupted run with the same
+seed and options.
+
+A step whose energy or new parameters are not finite is rejected: the state before the step
+(parameters, optimizer state, walkers; copied first for KFAC, which donates its inputs) is kept,
+the log line gets ``"rejected": true`` and a message is echoed; the next step draws a fresh key.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nqs  # noqa: F401  (enables float64 before any array is built)
+from hamiltonians.realspace import Atoms, make_local_energy
+from nqs.errors import CheckpointError, InputError
+from nqs.io import JsonlLogger, load_checkpoint, load_checkpoint_metadata, read_jsonl, save_checkpoint
+from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
+from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
+from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
+
+CHECKPOINT_NAME = "checkpoint.msgpack"
+LOG_NAME = "log.jsonl"
+OPTIMIZERS = ("kfac", "adam", "sr")
+OptimizerName = Literal["kfac", "adam", "sr"]
+
+# Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
+DEFAULT_LR: dict[str, tuple[float, float]] = {
+    "kfac": (0.05, 10000.0),  # FermiNet (Pfau et al. 2020)
+    "adam": (1e-3, 1000.0),
+    "sr": (0.05, 1000.0),
+}
+
+
+@dataclass
+class RealSpaceResult:
+    """Outcome of a real-space run (Hartree)."""
+
+    energy: float
+    energy_error: float
+    variance: float
+    tau_corr: float
+    acceptance: float
+    n_parameters: int
+    n_walkers: int
+    steps: int
+    eval_steps: int
+    pretrain_steps: int
+    wall_time_s: float
+    time_per_step_s: float
+    history: list[dict] = field(repr=False)
+    reference_energy: float | None = None
+    reference_source: str | None = None
+    hf_energy: float | None = None
+    params: Any = field(default=None, repr=False)
+
+    @property
+    def error_mha(self) -> float | None:
+        """(E - E_reference) in mHa, or None without a reference."""
+        if self.reference_energy is None:
+            return None
+        return (self.energy - self.reference_energy) * 1e3
+
+    def plot(self, path: str | Path, title: str = "real-space VMC") -> Path:
+        """Energy vs step (``nqs.plotting.plot_convergence``) with the reference as a line."""
+        from nqs.plotting import plot_convergence
+
+        return plot_convergence(
+            [r for r in self.history if "step" in r], self.reference_energy, path, title
+        )
+
+    def summary(self) -> dict:
+        """JSON-able summary (the fields of ``result.json``)."""
+        return {
+            "energy": self.energy,
+            "energy_error": self.energy_error,
+            "variance": self.variance,
+            "tau_corr": self.tau_corr,
+            "acceptance": self.acceptance,
+            "reference_energy": self.reference_energy,
+            "reference_source": self.reference_source,
+            "error_mha": self.error_mha,
+            "hf_energy": self.hf_energy,
+            "n_parameters": self.n_parameters,
+            "n_walkers": self.n_walkers,
+            "steps": self.steps,
+            "eval_steps": self.eval_steps,
+            "pretrain_steps": self.pretrain_steps,
+            "wall_time_s": self.wall_time_s,
+            "time_per_step_s": self.time_per_step_s,
+        }
+
+
+def make_vmc_method(
+    name: OptimizerName,
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    learning_rate: float | None = None,
+    delay: float | None = None,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    damping: float = 1e-3,
+    norm_constraint: float = 1e-3,
+) -> VMC:
+    """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
+
+    ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
+    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR.
+    """
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    lr0, delay0 = DEFAULT_LR[name]
+    lr = lr0 if learning_rate is None else float(learning_rate)
+    dl = delay0 if delay is None else float(delay)
+    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
+        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
+    if name == "kfac":
+        return make_kfac_vmc(
+            log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
+            norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+        )
+    if name == "adam":
+        return make_optax_vmc(
+            log_abs_psi_fn, local_energy_fn, make_adam(lr, dl), mcmc_steps=mcmc_steps,
+            clip_scale=clip_scale,
+        )
+    from nqs.realspace.sr import make_sr_vmc
+
+    return make_sr_vmc(
+        log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, diag_shift=damping,
+        norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+    )
+
+
+def make_energy_sampler(
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    mcmc_steps: int = 10,
+) -> Callable[[jax.Array, Any, MCMCState, int], tuple[MCMCState, jax.Array, jax.Array]]:
+    """Fixed-parameter sampler: ``run(key, params, mcmc, n) -> (mcmc, e_loc [n, W], acc [n])``
+    (jitted, ``n`` static); ``mcmc_steps`` moves at a fixed width between measurements."""
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False)
+    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+
+    def run(key: jax.Array, params: Any, mc: MCMCState, n: int):
+        mc = mcmc_init(params, mc.r, mc.width)
+
+        def body(mc: MCMCState, k: jax.Array):
+            mc, acc = mcmc_step(k, params, mc)
+            return mc, (batch_e_loc(params, mc.r), acc)
+
+        mc, (e_loc, acc) = jax.lax.scan(body, mc, jax.random.split(key, n))
+        return mc, e_loc, acc
+
+    return jax.jit(run, static_argnums=3)
+
+
+@jax.jit
+def _tree_all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def copy_tree(tree: Any) -> Any:
+    """Fresh device copies of the arrays of ``tree`` (kfac-jax donates the parameters and the
+    optimizer state passed to its step, so a state to revert to must be a copy)."""
+    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def step_is_finite(energy: float, params: Any) -> bool:
+    """Whether a step may be accepted: finite energy and finite new parameters."""
+    return math.isfinite(energy) and bool(_tree_all_finite(params))
+
+
+def _fingerprint(atoms: Atoms, **options: Any) -> dict[str, Any]:
+    return {
+        "symbols": list(atoms.symbols),
+        "positions": np.round(np.asarray(atoms.positions), 10).tolist(),
+        "n_alpha": atoms.n_alpha,
+        "n_beta": atoms.n_beta,
+        **options,
+    }
+
+
+def _n_parameters(params: Any) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def run_realspace(
+    atoms: Atoms,
+    *,
+    layers: Sequence[tuple[int, int]] = DEFAULT_LAYERS,
+    n_determinants: int = 16,
+    envelope: Literal["isotropic", "full"] = "isotropic",
+    full_det: bool = False,
+    optimizer: OptimizerName = "kfac",
+    learning_rate: float | None = None,
+    lr_delay: float | None = None,
+    damping: float = 1e-3,
+    norm_constraint: float = 1e-3,
+    pretrain_steps: int = 0,
+    pretrain_basis: str = "ccpvdz",
+    pretrain_lr: float = 3e-3,
+    n_steps: int = 100,
+    n_walkers: int = 256,
+    mcmc_steps: int = 10,
+    burn_in_calls: int = 10,
+    eval_steps: int = 100,
+    clip_scale: float = 5.0,
+    laplacian: Literal["folx", "hessian"] = "folx",
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    checkpoint_every: int = 50,
+    resume: bool = False,
+    reference_energy: float | None = None,
+    reference_source: str | None = None,
+    echo: Callable[[str], None] | None = None,
+    progress: bool | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> RealSpaceResult:
+    """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
+
+    Args:
+        atoms: the system (:func:`hamiltonians.realspace.make_atoms`).
+        layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
+        optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
+        learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
+        damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
+        pretrain_steps: Hartree-Fock pretraining steps (0: none) in ``pretrain_basis``.
+        n_steps: optimization steps (0: evaluate the initial / pretrained network).
+        n_walkers: walkers (parallel Markov chains).
+        mcmc_steps: Metropolis moves per optimization step and per measurement.
+        burn_in_calls: Metropolis calls (of ``mcmc_steps`` moves) before the first step.
+        eval_steps: measurements of the final evaluation (>= 2).
+        clip_scale: local-energy clipping of the gradient (0: none).
+        laplacian: ``"folx"`` (forward Laplacian) or ``"hessian"``.
+        seed: the only source of randomness.
+        out_dir: where ``log.jsonl`` and ``checkpoint.msgpack`` go (None: no files).
+        checkpoint_every: checkpoint period in steps.
+        resume: continue from ``out_dir/checkpoint.msgpack`` (same options and seed).
+        reference_energy, reference_source: exact energy to compare with (result only).
+        echo: where messages go (default stderr). progress: a progress line (default: if tty).
+        callback: called with each step's log record after it is written (and checkpointed).
+
+    Raises:
+        InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
+    """
+    for name, value, low in (
+        ("n_walkers", n_walkers, 1), ("n_steps", n_steps, 0), ("eval_steps", eval_steps, 2),
+        ("pretrain_steps", pretrain_steps, 0), ("mcmc_steps", mcmc_steps, 1),
+        ("burn_in_calls", burn_in_calls, 0), ("checkpoint_every", checkpoint_every, 1),
+    ):
+        if int(value) != value or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value}")
+    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = sys.stderr.isatty() if progress is None else progress
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise CheckpointError("resume needs an output directory holding a checkpoint")
+    ckpt = out / CHECKPOINT_NAME if out is not None else None
+    if resume and not ckpt.exists():
+        raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
+    t_run = time.perf_counter()
+
+    # ---- pure pieces
+    net = dict(layers=tuple(tuple(x) for x in layers), n_determinants=n_determinants,
+               envelope=envelope, full_det=full_det)
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, **net)
+    e_loc_fn = make_local_energy(apply, atoms, laplacian)
+    vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
+                          clip_scale, damping, norm_constraint)
+    meta = _fingerprint(
+        atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
+        learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
+        pretrain_steps=int(pretrain_steps), laplacian=laplacian,
+        **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
+    )
+    k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
+        jax.random.PRNGKey(seed), 7
+    )
+    params = init(k_init)
+    walkers = init_walkers(k_walk, atoms, n_walkers)
+
+    start = 0
+    hf_energy = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        assert ckpt is not None
+        saved_meta = load_checkpoint_metadata(ckpt)
+        for key_name, value in meta.items():
+            if saved_meta.get(key_name) != value:
+                raise CheckpointError(
+                    f"checkpoint {ckpt} belongs to a different run: {key_name} was "
+                    f"{saved_meta.get(key_name)!r}, now {value!r}"
+                )
+        template = {"state": vmc.init(k_opt, params, walkers, 0.2), "key": k_run, "step": 0}
+        tree, saved_meta = load_checkpoint(ckpt, template)
+        state: VMCState = tree["state"]
+        start = int(tree["step"])
+        hf_energy = saved_meta.get("hf_energy")
+        echo(f"resuming from step {start} ({ckpt})")
+    logger = None
+    if out is not None:
+        if not resume and (out / LOG_NAME).exists():
+            (out / LOG_NAME).unlink()
+        logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else None)
+
+    def checkpoint(step: int) -> None:
+        if ckpt is not None:
+            tree = {"state": state, "key": k_run, "step": step}
+            save_checkpoint(ckpt, tree, meta | {"step": step, "hf_energy": hf_energy})
+
+    if not resume:
+        width = 0.2
+        if pretrain_steps > 0:
+            from nqs.realspace.pretrain import pretrain
+
+            orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta, **net)
+            pre = pretrain(k_pre, params, atoms, orbitals, apply, walkers, n_steps=pretrain_steps,
+                           basis=pretrain_basis, learning_rate=pretrain_lr, mcmc_steps=mcmc_steps)
+            params, walkers, hf_energy = pre.params, pre.walkers, pre.hf.energy
+            echo(f"pretrained {pretrain_steps} steps on HF/{pretrain_basis} (E_HF = "
+                 f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
+                 f"({pre.seconds:.1f} s)")
+            if logger is not None:
+                for i, loss in enumerate(pre.losses):
+                    logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
+        state = vmc.init(k_opt, params, walkers, width)
+        if burn_in_calls > 0:
+            mcmc_init, mcmc_step = make_mcmc(apply, mcmc_steps)
+            mc, accs = burn_in(k_burn, jax.jit(mcmc_step), params,
+                               mcmc_init(params, state.mcmc.r, width), burn_in_calls)
+            state = state._replace(mcmc=mc)
+        checkpoint(0)
+
+    history: list[dict] = [r for r in read_jsonl(out / LOG_NAME) if "step" in r] if out else []
+    t_loop = time.perf_counter()
+    t_steps = 0.0
+    n_timed = 0
+    donates = optimizer == "kfac"
+    for k in range(start, n_steps):
+        t0 = time.perf_counter()
+        last_good = copy_tree(state) if donates else state
+        new_state, stats = vmc.step(jax.random.fold_in(k_run, k), state)
+        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
+        ok = step_is_finite(stats["energy"], new_state.params)
+        dt = time.perf_counter() - t0
+        if k > start:  # the first step includes compilation
+            t_steps += dt
+            n_timed += 1
+        record = {
+            "step": k,
+            "energy": stats["energy"],
+            "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
+            if math.isfinite(stats["variance"]) else None,
+            "variance": stats["variance"],
+            "acceptance": stats["acceptance"],
+            "width": stats["width"],
+            "step_time_s": dt,
+            "wall_time_s": time.perf_counter() - t_run,
+        }
+        state = new_state if ok else last_good
+        if not ok:
+            record["rejected"] = True
+            echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to the "
+                 "last good parameters")
+        history.append(record)
+        if logger is not None:
+            logger.append(record)
+            if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps:
+                checkpoint(k + 1)
+        if progress:
+            print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
+                  file=sys.stderr, flush=True)
+        if callback is not None:
+            callback(record)
+    if progress and n_steps > start:
+        print(file=sys.stderr)
+    if logger is not None:
+        logger.close()
+    loop_time = time.perf_counter() - t_loop
+
+    # ---- final evaluation at fixed parameters
+    from nqs.stats import statistics
+
+    sampler = make_energy_sampler(apply, e_loc_fn, mcmc_steps)
+    _, e_loc, accs = sampler(k_eval, state.params, state.mcmc, int(eval_steps))
+    values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
+    st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
+    if n_timed:
+        per_step = t_steps / n_timed
+    else:
+        per_step = loop_time / max(n_steps - start, 1) if n_steps > start else math.nan
+    return RealSpaceResult(
+        energy=float(st.mean),
+        energy_error=float(st.error_of_mean),
+        variance=float(st.variance),
+        tau_corr=float(st.tau_corr),
+        acceptance=float(np.mean(np.asarray(accs))),
+        n_parameters=_n_parameters(state.params),
+        n_walkers=int(n_walkers),
+        steps=int(n_steps),
+        eval_steps=int(eval_steps),
+        pretrain_steps=int(pretrain_steps),
+        wall_time_s=time.perf_counter() - t_run,
+        time_per_step_s=per_step,
+        history=history,
+        reference_energy=reference_energy,
+        reference_source=reference_source,
+        hf_energy=hf_energy,
+        params=state.params,
+    )

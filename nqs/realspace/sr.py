@@ -1,0 +1,106 @@
+"""Stochastic reconfiguration for real-space VMC (small networks).
+
+The natural gradient of the engine (:func:`nqs.optim.sr.natural_gradient_minsr`) on the flat real
+Jacobian of ``log|psi|`` over the walkers:
+
+    J   [W, P] = (d log|psi(r_w)|/d theta - mean_w) / sqrt(W)
+    eps [W]    = 2 (E_clip(r_w) - mean E_clip) / sqrt(W)
+    delta      = J^T (J J^T + lambda I)^-1 eps              (= (S + lambda)^-1 g, S = J^T J)
+
+so ``J^T eps`` is the clipped energy gradient. The step is ``theta <- theta - eta delta`` with
+``eta = lr / (1 + t / delay)`` and KFAC's norm constraint ``eta^2 delta . g <= norm_constraint``.
+The Jacobian is dense (``W x P``): use it for networks of up to a few ten thousand parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.errors import InputError
+from nqs.optim.sr import natural_gradient_minsr
+from nqs.realspace.mcmc import make_mcmc
+from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
+
+
+class SRState(NamedTuple):
+    """Optimizer state of :func:`make_sr_vmc`: the number of updates done (int scalar)."""
+
+    count: jax.Array
+
+
+def _log_abs(out: Any) -> jax.Array:
+    if isinstance(out, tuple | list):
+        return out[1]
+    return out
+
+
+def make_sr_vmc(
+    log_abs_psi_fn: LogPsiFn,
+    local_energy_fn: LocalEnergyFn,
+    learning_rate: float = 0.05,
+    delay: float = 1000.0,
+    diag_shift: float = 1e-3,
+    norm_constraint: float = 1e-3,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    target_acceptance: float = 0.5,
+) -> VMC:
+    """VMC with minSR natural-gradient steps; ``step`` is jitted.
+
+    Args:
+        log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` or ``(sign, log|psi|)``.
+        local_energy_fn: ``(params, r [n_el, 3]) -> E_loc`` (Hartree).
+        learning_rate, delay: step size ``learning_rate / (1 + t / delay)``.
+        diag_shift: lambda added to the diagonal of ``J J^T``.
+        norm_constraint: bound on ``eta^2 delta . g`` (0 disables).
+        mcmc_steps, clip_scale, target_acceptance: as :func:`nqs.realspace.train.make_optax_vmc`.
+
+    Returns:
+        :class:`nqs.realspace.train.VMC` with :class:`SRState` as the optimizer state.
+    """
+    if learning_rate <= 0 or delay <= 0:
+        raise InputError(f"learning rate and delay must be positive, got {learning_rate}, {delay}")
+    if diag_shift < 0 or norm_constraint < 0:
+        raise InputError("diag_shift and norm_constraint must be >= 0")
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
+    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+
+    def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
+        del key
+        return VMCState(params, SRState(jnp.zeros((), jnp.int32)), mcmc_init(params, walkers, width))
+
+    @jax.jit
+    def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
+        params = state.params
+        mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
+        mc, acc = mcmc_step(key, params, mc)
+        e_loc = batch_e_loc(params, mc.r)
+        energy = jnp.mean(e_loc)
+        variance = jnp.mean((e_loc - energy) ** 2)
+        e_clip = clip_local_energy(e_loc, clip_scale)
+        n = e_loc.shape[0]
+        flat, unravel = ravel_pytree(params)
+
+        def log_abs(p_flat: jax.Array, x: jax.Array) -> jax.Array:
+            return _log_abs(log_abs_psi_fn(unravel(p_flat), x))
+
+        jac = jax.vmap(jax.grad(log_abs), in_axes=(None, 0))(flat, mc.r)  # [W, P]
+        jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
+        eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
+        delta = natural_gradient_minsr(jac, eps, diag_shift)
+        grad = jac.T @ eps
+        count = state.opt_state.count
+        eta = learning_rate / (1.0 + count / delay)
+        if norm_constraint > 0:
+            sq = eta**2 * jnp.abs(jnp.dot(delta, grad))
+            eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))
+        params = unravel(flat - eta * delta)
+        stats = {"energy": energy, "variance": variance, "acceptance": acc, "width": mc.width}
+        return VMCState(params, SRState(count + 1), mc), stats
+
+    return VMC(init, step)

@@ -1,0 +1,181 @@
+"""``nqs realspace`` and the real-space driver: result files, exact resume, bad inputs (fast).
+
+The subcommand is registered on a parser built here (as ``nqs.cli.build_parser`` does), so these
+tests do not depend on ``nqs.cli`` listing it. Compilations are shared between the runs through
+JAX's persistent compilation cache in a temporary directory (restored afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from nqs.cli import EXIT_BAD_INPUT, _Parser
+from nqs.commands import realspace as realspace_cmd
+from nqs.errors import CheckpointError, InputError
+from nqs.io import read_jsonl
+
+pytest.importorskip("folx")
+
+TINY = ["--layers", "1", "--hidden", "8", "4", "--determinants", "1", "--walkers", "16",
+        "--mcmc-steps", "2", "--eval-steps", "4", "--optimizer", "adam", "--lr", "0.01"]
+RESULT_KEYS = {"energy", "energy_error", "variance", "reference_energy", "reference_source",
+               "error_mha", "n_parameters", "wall_time_s", "time_per_step_s"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    old = {n: getattr(jax.config, n) for n in names}
+    jax.config.update(names[0], str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update(names[1], 0.0)
+    jax.config.update(names[2], 0)
+    yield
+    for n, v in old.items():
+        jax.config.update(n, v)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nqs")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    realspace_cmd.register(sub)
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    """``nqs.cli.main`` with only the realspace subcommand."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InputError, CheckpointError) as err:
+        print(f"nqs {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _params(path) -> list[np.ndarray]:
+    from flax import serialization
+
+    state = serialization.msgpack_restore(path.read_bytes())
+    return [np.asarray(state["arrays"][str(i)]) for i in range(len(state["names"]))]
+
+
+def test_command_writes_results(tmp_path, capsys):
+    out = tmp_path / "he"
+    rc = _main(["realspace", "--preset", "He", *TINY, "--steps", "4", "--checkpoint-every", "2",
+                "--out", str(out)])
+    assert rc == 0
+    result = json.loads((out / "result.json").read_text())
+    assert RESULT_KEYS <= set(result)
+    assert result["reference_energy"] == pytest.approx(-2.903724377)
+    assert "Pekeris" in result["reference_source"]
+    assert np.isfinite(result["energy"]) and result["energy_error"] > 0
+    assert result["error_mha"] == pytest.approx((result["energy"] + 2.903724377) * 1e3)
+    assert result["n_parameters"] > 0 and result["steps"] == 4
+    log = read_jsonl(out / "log.jsonl")
+    assert [r["step"] for r in log] == [0, 1, 2, 3]
+    for key in ("energy", "energy_error", "variance", "acceptance", "width", "wall_time_s"):
+        assert key in log[0]
+    assert (out / "checkpoint.msgpack").exists()
+    assert (out / "convergence.png").stat().st_size > 0
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    from hamiltonians.realspace import make_atoms
+    from nqs.realspace.driver import run_realspace
+
+    atoms = make_atoms("He 0 0 0")  # the network and sizes of TINY: compilations are cached
+    kw = dict(layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2, eval_steps=4,
+              optimizer="adam", learning_rate=0.01, n_steps=6, checkpoint_every=2, seed=3,
+              echo=lambda m: None)
+    full = run_realspace(atoms, out_dir=tmp_path / "full", **kw)
+
+    def interrupt(record):
+        if record["step"] == 4:  # checkpoint at 4 steps done; step 4 is lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_realspace(atoms, out_dir=tmp_path / "cut", callback=interrupt, **kw)
+    assert [r["step"] for r in read_jsonl(tmp_path / "cut" / "log.jsonl")] == [0, 1, 2, 3, 4]
+    resumed = run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(full.params),
+                    jax.tree_util.tree_leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert resumed.energy == full.energy
+    log = read_jsonl(tmp_path / "cut" / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(6))
+    assert [r["energy"] for r in log] == [r["energy"] for r in full.history]
+    # The checkpoints of both runs hold the same state.
+    for a, b in zip(_params(tmp_path / "full" / "checkpoint.msgpack"),
+                    _params(tmp_path / "cut" / "checkpoint.msgpack"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A different run cannot resume from this checkpoint.
+    with pytest.raises(CheckpointError):
+        run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **(kw | {"seed": 4}))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside kfac-jax
+@pytest.mark.parametrize("optimizer", ["adam", "kfac"])  # kfac-jax donates its inputs
+def test_nonfinite_step_is_rejected(tmp_path, monkeypatch, optimizer):
+    from hamiltonians.realspace import make_atoms
+    from nqs.realspace import driver
+
+    calls = []
+    finite = driver.step_is_finite
+
+    def flaky(energy, params):
+        calls.append(energy)
+        return finite(energy, params) and len(calls) != 2  # reject the second step
+
+    monkeypatch.setattr(driver, "step_is_finite", flaky)
+    messages = []
+    res = driver.run_realspace(
+        make_atoms("He 0 0 0"), layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2,
+        eval_steps=4, optimizer=optimizer, learning_rate=0.01, n_steps=3, out_dir=tmp_path,
+        echo=messages.append,
+    )
+    log = read_jsonl(tmp_path / "log.jsonl")
+    assert [r.get("rejected", False) for r in log] == [False, True, False]
+    assert any("rejected" in m for m in messages)
+    assert np.isfinite(res.energy)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--molecule", "Xx 0 0 0"],  # unknown element
+        ["--preset", "H2", "--spin", "1"],  # impossible spin
+        ["--preset", "He", "--walkers", "0"],  # zero walkers
+        ["--preset", "He", "--steps", "-3"],  # negative steps
+        ["--preset", "He", "--molecule", "He 0 0 0"],  # both
+        ["--preset", "Xe"],  # unknown preset
+        ["--preset", "He", "--resume"],  # nothing to resume
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(argv, tmp_path, capsys):
+    try:
+        rc = _main(["realspace", *argv, "--out", str(tmp_path / "x")])
+    except SystemExit as e:  # argparse errors
+        rc = e.code
+    assert rc == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err and len(err.splitlines()) == 1, err
+    assert "error" in err
+
+
+def test_presets_and_molecule_names():
+    args = _parser().parse_args(["realspace", "--molecule", "lih"])
+    name, atoms, ref, _ = realspace_cmd.resolve_system(args)
+    assert name == "LiH" and ref == pytest.approx(-8.070548)
+    np.testing.assert_allclose(atoms.positions[1], [0, 0, 3.015])
+    args = _parser().parse_args(["realspace", "--preset", "Li", "--charge", "1"])
+    assert realspace_cmd.resolve_system(args)[2] is None  # Li+ is not tabulated
+    args = _parser().parse_args(["realspace", "--molecule", "He 0 0 0"])
+    assert realspace_cmd.resolve_system(args)[2] is None
