@@ -128,7 +128,7 @@ def make_exact_estimator(
     chunk_size: int | None = None,
 ) -> Callable[[Params], ExactEstimate]:
     """``estimate(params) -> ExactEstimate`` summing over every configuration."""
-    from nqs.vmc import batched
+    from nqs.vmc import batched, sr_jacobian
 
     states = jnp.asarray(hamiltonian.states)
     arrays = tuple(jnp.asarray(a) for a in hamiltonian[1:])
@@ -156,19 +156,7 @@ def make_exact_estimator(
         v, hv, abs2, z, energy, variance = _amplitudes(log_psi_all(flat, states), arrays)
         weights = abs2 / z
 
-        def jac_one(u: jax.Array, x: jax.Array) -> jax.Array:
-            def re_im(p: jax.Array) -> jax.Array:
-                lp = log_psi_flat(p, x)
-                return jnp.stack([jnp.real(lp), jnp.imag(lp)])
-
-            return jax.jacrev(re_im)(u)
-
-        jac = batched(jac_one, chunk_size)(flat, states)  # [n, 2, P]
-        jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
-        sqrt_w = jnp.sqrt(weights)
-        jacobian = jnp.concatenate(
-            [sqrt_w[:, None] * jac[:, 0], sqrt_w[:, None] * jac[:, 1]], axis=0
-        )
+        jacobian = sr_jacobian(log_psi_flat, flat, states, weights, chunk_size)
         # sqrt(w_i) e_i = (conj(v_i)/|v_i|) (H v)_i / sqrt(Z) - |v_i| E / sqrt(Z)
         abs_v = jnp.abs(v)
         phase = jnp.where(abs_v > 0, jnp.conj(v) / jnp.where(abs_v > 0, abs_v, 1.0), 0.0)

@@ -72,6 +72,32 @@ def batched(fn: Callable, chunk_size: int | None) -> Callable:
     return chunked
 
 
+def sr_jacobian(
+    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
+    flat: jax.Array,
+    xs: jax.Array,
+    weights: jax.Array,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
+
+    ``log_psi_flat(v, x)`` is log psi of one configuration as a function of the real flat
+    parameters ``v`` [P]; ``xs`` [n, n_sites]; ``weights`` [n] sum to 1.
+    """
+
+    def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
+        def re_im(u: jax.Array) -> jax.Array:
+            lp = log_psi_flat(u, x)
+            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
+
+        return jax.jacrev(re_im)(v)  # [2, P]
+
+    jac = batched(jac_one, chunk_size)(flat, xs)  # [n, 2, P]
+    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
+    sqrt_w = jnp.sqrt(weights)[:, None]
+    return jnp.concatenate([sqrt_w * jac[:, 0], sqrt_w * jac[:, 1]], axis=0)
+
+
 def make_estimator(
     ansatz: Ansatz,
     operator: DiscreteOperator,
@@ -110,20 +136,9 @@ def make_estimator(
 
             return Estimate(stats, jax.grad(surrogate)(flat), None, None)
 
-        def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
-            def re_im(u: jax.Array) -> jax.Array:
-                lp = log_psi_flat(u, x)
-                return jnp.stack([jnp.real(lp), jnp.imag(lp)])
-
-            return jax.jacrev(re_im)(v)  # [2, P]
-
-        jac = batched(jac_one, chunk_size)(flat, samples.x)  # [n, 2, P]
-        jac = jac - jnp.einsum("i,ijk->jk", w, jac)[None]
-        sqrt_w = jnp.sqrt(w)[:, None]
-        jacobian = jnp.concatenate([sqrt_w * jac[:, 0], sqrt_w * jac[:, 1]], axis=0)
-        residuals = 2.0 * jnp.concatenate(
-            [sqrt_w[:, 0] * centred.real, sqrt_w[:, 0] * centred.imag]
-        )
+        jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size)
+        scaled = jnp.sqrt(w) * centred
+        residuals = 2.0 * jnp.concatenate([scaled.real, scaled.imag])
         grad = jacobian.T @ residuals
         return Estimate(stats, grad, jacobian, residuals)
 
