@@ -174,7 +174,8 @@ def make_rbm(
       alpha: hidden-unit density.
       flip_constant: ``hilbert.flip_constant`` (0.0 for spins, 1.0 for spin orbitals).
 
-    Cache: ``theta = b + x W``, shape ``[M]``. ``sites`` passed to ``log_ratio`` must be distinct
+    Cache: ``(theta, sum_j log cosh theta_j)`` with ``theta = b + x W`` of shape ``[M]``.
+    ``sites`` passed to ``log_ratio`` must be distinct
     (apart from the padding value ``n_sites``).
     """
     module = RBM(
@@ -185,22 +186,26 @@ def make_rbm(
     )
     c = float(flip_constant)
 
-    def init_cache(params: Params, x: jax.Array) -> jax.Array:
+    def init_cache(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         p = params["params"]
-        return x @ p["kernel"] + p["hidden_bias"]
+        theta = x @ p["kernel"] + p["hidden_bias"]
+        return theta, jnp.sum(log_cosh(theta))
 
     def log_ratio(
-        params: Params, x: jax.Array, cache: jax.Array, sites: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+        params: Params, x: jax.Array, cache: tuple[jax.Array, jax.Array], sites: jax.Array
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         p = params["params"]
         if x.shape[-1] != n_sites:
             raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
+        theta, sum_log_cosh = cache
         idx, delta = _flip_deltas(x, sites, c)
-        theta_new = cache + delta.astype(cache.dtype) @ p["kernel"][idx]
-        lr = jnp.sum(log_cosh(theta_new) - log_cosh(cache))
+        theta_new = theta + delta.astype(theta.dtype) @ p["kernel"][idx]
+        # log cosh dominates the cost (transcendentals): the cached sum halves it
+        sum_new = jnp.sum(log_cosh(theta_new))
+        lr = sum_new - sum_log_cosh
         if use_visible_bias:
             lr = lr + delta @ p["visible_bias"][idx]
-        return _as_complex(lr), theta_new
+        return _as_complex(lr), (theta_new, sum_new)
 
     return Ansatz(module, LocalUpdates(init_cache, log_ratio))
 
@@ -221,7 +226,7 @@ def make_rbm_symm(
       alpha: number of filters.
       flip_constant: ``hilbert.flip_constant`` (0.0 for spins, 1.0 for spin orbitals).
 
-    Cache: ``theta [n_g, alpha]``. Flipping site ``i`` changes ``theta[g, f]`` by
+    Cache: ``(theta [n_g, alpha], sum log cosh theta)``. Flipping site ``i`` changes ``theta[g, f]`` by
     ``W[f, T_g^{-1}(i)] delta_i``.
     """
     perms = np.asarray(translations, dtype=np.int64)
@@ -242,21 +247,24 @@ def make_rbm_symm(
     c = float(flip_constant)
     perms_j = perms.astype(np.int32)
 
-    def init_cache(params: Params, x: jax.Array) -> jax.Array:
+    def init_cache(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         p = params["params"]
-        return x[perms_j] @ p["kernel"].T + p["hidden_bias"]  # [n_g, alpha]
+        theta = x[perms_j] @ p["kernel"].T + p["hidden_bias"]  # [n_g, alpha]
+        return theta, jnp.sum(log_cosh(theta))
 
     def log_ratio(
-        params: Params, x: jax.Array, cache: jax.Array, sites: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+        params: Params, x: jax.Array, cache: tuple[jax.Array, jax.Array], sites: jax.Array
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         p = params["params"]
+        theta, sum_log_cosh = cache
         idx, delta = _flip_deltas(x, sites, c)
         cols = jnp.asarray(inverse)[:, idx]  # [n_g, k]: T_g^{-1}(i)
         w = p["kernel"][:, cols]  # [alpha, n_g, k]
-        theta_new = cache + jnp.einsum("fgk,k->gf", w, delta.astype(cache.dtype))
-        lr = jnp.sum(log_cosh(theta_new) - log_cosh(cache))
+        theta_new = theta + jnp.einsum("fgk,k->gf", w, delta.astype(theta.dtype))
+        sum_new = jnp.sum(log_cosh(theta_new))
+        lr = sum_new - sum_log_cosh
         if use_visible_bias:
             lr = lr + p["visible_bias"] * jnp.sum(delta)
-        return _as_complex(lr), theta_new
+        return _as_complex(lr), (theta_new, sum_new)
 
     return Ansatz(module, LocalUpdates(init_cache, log_ratio))
