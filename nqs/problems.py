@@ -99,7 +99,7 @@ def molecule_sampler(
     """
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
-    from nqs.sampling.rules import HopRule
+    from nqs.sampling.rules import PairHopRule
 
     if kind not in ("auto", "exact", "mcmc"):
         raise InputError(f"unknown sampler {kind!r}; choose auto, exact or mcmc")
@@ -107,7 +107,8 @@ def molecule_sampler(
         return ExactSampler(hilbert), "exact"
     if n_samples <= 0 or n_chains <= 0:
         raise InputError("samples and chains must be positive integers")
-    rule = HopRule(fermion_hop_groups(hilbert), occupied_value=1.0)
+    # single hops mixed with simultaneous alpha + beta hops (reach doubles from near-HF states)
+    rule = PairHopRule(fermion_hop_groups(hilbert), occupied_value=1.0)
     sampler = MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples),
                                 n_samples=n_samples)
     return sampler, "mcmc"

@@ -18,6 +18,7 @@ from nqs.sampling import (
     HopRule,
     LocalRule,
     MetropolisSampler,
+    PairHopRule,
     Samples,
     default_rule,
 )
@@ -76,6 +77,11 @@ CASES = {
     "local": (SpinHilbert(6), LocalRule(), 0.4),
     "exchange": (SpinHilbert(8, total_sz=0), ExchangeRule(all_pairs(8)), 0.25),
     "hop_fermion": (FermionHilbert(4, 2, 1), default_rule(FermionHilbert(4, 2, 1)), 0.4),
+    "pair_hop_fermion": (
+        FermionHilbert(4, 2, 2),
+        PairHopRule(((0, 1, 2, 3), (4, 5, 6, 7)), 1.0, pair_probability=0.5),
+        0.4,
+    ),
 }
 
 

@@ -3,7 +3,7 @@
 from nqs.sampling.base import Sampler, Samples
 from nqs.sampling.exact import ExactSampler, batched_log_psi, born_weights
 from nqs.sampling.metropolis import MetropolisSampler, MetropolisState
-from nqs.sampling.rules import ExchangeRule, HopRule, LocalRule, Rule, default_rule
+from nqs.sampling.rules import ExchangeRule, HopRule, LocalRule, PairHopRule, Rule, default_rule
 
 __all__ = [
     "ExactSampler",
@@ -12,6 +12,7 @@ __all__ = [
     "LocalRule",
     "MetropolisSampler",
     "MetropolisState",
+    "PairHopRule",
     "Rule",
     "Sampler",
     "Samples",

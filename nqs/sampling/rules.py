@@ -119,18 +119,9 @@ class HopRule:
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
         n_sites = x.shape[-1]
         table = jnp.asarray(self._table(n_sites))
-        k_group, k_occ, k_emp = jax.random.split(key, 3)
+        k_group, k_hop = jax.random.split(key)
         g = jax.random.randint(k_group, (), 0, table.shape[0])
-        members = table[g]  # [width]
-        valid = members < n_sites
-        values = x[jnp.minimum(members, n_sites - 1)]
-        occupied = valid & (values == self.occupied_value)
-        empty = valid & (values != self.occupied_value)
-        i = _random_true(k_occ, occupied)
-        j = _random_true(k_emp, empty)
-        possible = jnp.any(occupied) & jnp.any(empty)
-        sites = jnp.stack([members[i], members[j]]).astype(jnp.int32)
-        return jnp.where(possible, sites, jnp.full((2,), n_sites, jnp.int32))
+        return _hop(k_hop, x, table[g], self.occupied_value)
 
     def check(self, hilbert: Hilbert) -> None:
         if max(max(g) for g in self.groups) >= hilbert.n_sites:
@@ -139,6 +130,54 @@ class HopRule:
             raise InputError(
                 f"occupied_value {self.occupied_value} is not a local value {hilbert.local_values}"
             )
+
+
+def _hop(key: jax.Array, x: jax.Array, members: jax.Array, occupied_value: float) -> jax.Array:
+    """One particle hop inside ``members`` (padded with n_sites): sites int32 [2] or padding."""
+    n_sites = x.shape[-1]
+    k_occ, k_emp = jax.random.split(key)
+    valid = members < n_sites
+    values = x[jnp.minimum(members, n_sites - 1)]
+    occupied = valid & (values == occupied_value)
+    empty = valid & (values != occupied_value)
+    i = _random_true(k_occ, occupied)
+    j = _random_true(k_emp, empty)
+    possible = jnp.any(occupied) & jnp.any(empty)
+    sites = jnp.stack([members[i], members[j]]).astype(jnp.int32)
+    return jnp.where(possible, sites, jnp.full((2,), n_sites, jnp.int32))
+
+
+@dataclass(frozen=True)
+class PairHopRule(HopRule):
+    """:class:`HopRule` moves mixed with simultaneous hops in two groups (``k = 4``).
+
+    With probability ``pair_probability`` one particle hops in each of two distinct random
+    groups at once (for molecules: an alpha and a beta electron, the move that reaches the
+    doubly excited determinants near Hartree-Fock, whose single excitations can have vanishing
+    amplitude); otherwise one particle hops in one random group. The choice does not depend on
+    the state, and each hop's probability ``1 / (n_occ n_empty)`` is the same both ways, so the
+    proposal is symmetric. Needs at least two groups.
+    """
+
+    pair_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.groups) < 2:
+            raise InputError("PairHopRule needs at least two groups")
+        if not 0.0 <= self.pair_probability <= 1.0:
+            raise InputError(f"pair_probability must be in [0, 1], got {self.pair_probability}")
+
+    def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        n_sites = x.shape[-1]
+        table = jnp.asarray(self._table(n_sites))
+        k_kind, k_groups, k_first, k_second = jax.random.split(key, 4)
+        g1, g2 = jax.random.choice(k_groups, table.shape[0], (2,), replace=False)
+        first = _hop(k_first, x, table[g1], self.occupied_value)
+        second = _hop(k_second, x, table[g2], self.occupied_value)
+        pair = jax.random.uniform(k_kind) < self.pair_probability
+        second = jnp.where(pair, second, jnp.full((2,), n_sites, jnp.int32))
+        return jnp.concatenate([first, second])
 
 
 def _random_true(key: jax.Array, mask: jax.Array) -> jax.Array:
