@@ -75,12 +75,19 @@ def molecule_ansatz(
     alpha: float = 2.0,
     hidden: tuple[int, ...] = (64,),
     n_determinants: int = 1,
+    init_scale: float = 0.05,
 ) -> Ansatz:
-    """Neural backflow determinant(s) (``"backflow"``) or complex RBM (``"rbm"``, Choo et al.)."""
+    """Neural backflow determinant(s) (``"backflow"``) or complex RBM (``"rbm"``, Choo et al.).
+
+    ``init_scale``: size of the random perturbation of the Hartree-Fock orbitals at
+    initialization. Monte Carlo needs a larger one (e.g. 0.3) than exact summation: a state too
+    close to the HF determinant is sampled as HF alone, which gives a zero gradient estimate.
+    """
     if kind == "backflow":
         from nqs.models.backflow import make_backflow
 
-        return make_backflow(hilbert, hidden=hidden, n_determinants=n_determinants)
+        return make_backflow(hilbert, hidden=hidden, n_determinants=n_determinants,
+                             init_scale=init_scale)
     if kind == "rbm":
         from nqs.models.rbm import make_rbm
 

@@ -142,3 +142,16 @@ def test_deduplicated_step_equals_plain_step(lih, optimizer):
     np.testing.assert_allclose(float(info_a.energy_error), float(info_b.energy_error), rtol=1e-8)
     np.testing.assert_allclose(np.asarray(real_flat(a.params)[0]),
                                np.asarray(real_flat(b.params)[0]), rtol=1e-8, atol=1e-12)
+
+
+def test_h2_monte_carlo_reaches_chemical_accuracy(tmp_path):
+    """Metropolis (pair hops, de-duplicated samples) rather than exact summation."""
+    from nqs.bench.fci import Settings, solve
+
+    integrals, _ = compute_integrals(from_preset("H2"))
+    e_fci, _ = fci_from_integrals(integrals)
+    settings = Settings(sampler="mcmc", samples=1024, steps=300)
+    result, mode = solve(integrals, settings, tmp_path, lambda m: None)
+    assert mode == "mcmc"
+    assert abs(result.energy - e_fci) * 1e3 < 1.6
+    assert result.energy > e_fci - 4 * result.energy_error - 1e-6

@@ -53,6 +53,7 @@ class Settings:
     hidden: tuple[int, ...] = (64,)
     n_determinants: int = 1
     alpha: float = 2.0
+    init_scale: float | None = None  # backflow: None = 0.05 (exact) or 0.3 (mcmc)
     seed: int = 0
 
 
@@ -83,9 +84,13 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
 
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
-    ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
-                             hidden=settings.hidden, n_determinants=settings.n_determinants)
     sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains)
+    init_scale = settings.init_scale
+    if init_scale is None:
+        init_scale = 0.05 if mode == "exact" else 0.3
+    ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
+                             hidden=settings.hidden, n_determinants=settings.n_determinants,
+                             init_scale=init_scale)
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,

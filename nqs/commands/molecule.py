@@ -45,6 +45,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    help="number of backflow determinants (default: 1)")
     p.add_argument("--alpha", type=positive_float, default=2.0,
                    help="RBM hidden-unit density (default: 2)")
+    p.add_argument("--init-scale", type=positive_float, default=None,
+                   help="backflow: random perturbation of the Hartree-Fock orbitals at start "
+                   "(default: 0.05 with exact summation, 0.3 with Monte Carlo, which needs a "
+                   "state that is not sampled as HF alone)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
@@ -96,7 +100,8 @@ def _settings(args: argparse.Namespace):
     return Settings(ansatz=args.ansatz, sampler=args.sampler, steps=args.steps,
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
                     diag_shift=args.diag_shift, hidden=tuple(args.hidden),
-                    n_determinants=args.determinants, alpha=args.alpha, seed=args.seed)
+                    n_determinants=args.determinants, alpha=args.alpha,
+                    init_scale=args.init_scale, seed=args.seed)
 
 
 def _echo(msg: str) -> None:
