@@ -16,6 +16,7 @@ are practical.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -48,10 +49,14 @@ def configuration_keys(x: np.ndarray, hilbert) -> np.ndarray:
     return bits @ (np.int64(1) << np.arange(n_sites, dtype=np.int64))
 
 
+@functools.lru_cache(maxsize=2)
 def sparse_hamiltonian(
     operator: DiscreteOperator, batch_size: int = 8192, tol: float = 0.0
 ) -> SparseHamiltonian:
-    """All nonzero <x_i|H|x_j> over ``operator.hilbert.all_states()``."""
+    """All nonzero <x_i|H|x_j> over ``operator.hilbert.all_states()``.
+
+    Cached (a run builds it for the VMC step and again for the final evaluation).
+    """
     hilbert = operator.hilbert
     states = hilbert.all_states()
     n_sites = states.shape[1]
