@@ -52,10 +52,12 @@ class Lattice:
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions (1 for a chain, 2 for a square lattice)."""
         return len(self.extent)
 
     @property
     def n_sites(self) -> int:
+        """Number of sites, the product of ``extent``."""
         return int(np.prod(self.extent))
 
     @cached_property
@@ -95,6 +97,7 @@ class Lattice:
 
     @property
     def n_bonds(self) -> int:
+        """Number of nearest-neighbour bonds, each counted once."""
         return len(self.bonds)
 
     @cached_property

@@ -80,6 +80,7 @@ class MoleculeSpec:
 
     @property
     def label(self) -> str:
+        """The name, or the atoms string when the spec has no name."""
         return self.name or self.atoms
 
 
@@ -242,6 +243,7 @@ class MolecularIntegrals:
 
     @property
     def n_electrons(self) -> int:
+        """N_alpha + N_beta: electrons in the orbital space of the integrals."""
         return self.n_alpha + self.n_beta
 
     @property

@@ -90,10 +90,12 @@ class Atoms:
 
     @property
     def n_atoms(self) -> int:
+        """Number of nuclei."""
         return len(self.symbols)
 
     @property
     def n_electrons(self) -> int:
+        """n_alpha + n_beta."""
         return self.n_alpha + self.n_beta
 
     def nuclear_repulsion(self) -> float:

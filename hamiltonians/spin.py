@@ -85,6 +85,7 @@ class TransverseFieldIsing:
         return jnp.asarray(self._sites), mels.astype(jnp.float64)
 
     def describe(self) -> str:
+        """One line: the model, its couplings, the lattice and the sector (for logs and plots)."""
         return (
             f"transverse-field Ising J={_fmt(self.J)}, h={_fmt(self.h)} "
             f"on the {self.lattice.describe()}"
@@ -211,6 +212,7 @@ class Heisenberg(_BondSpinModel):
         return b, np.full(len(b), float(self.J)), np.full(len(b), float(self.J))
 
     def describe(self) -> str:
+        """One line: the model, its couplings, the lattice and the sector (for logs and plots)."""
         return f"Heisenberg J={_fmt(self.J)} on the {self.lattice.describe()}, {self._sector()}"
 
     def to_netket(self) -> Any:
@@ -244,6 +246,7 @@ class XXZ(_BondSpinModel):
         return b, np.full(len(b), float(self.J * self.delta)), np.full(len(b), float(self.J))
 
     def describe(self) -> str:
+        """One line: the model, its couplings, the lattice and the sector (for logs and plots)."""
         return (
             f"XXZ J={_fmt(self.J)}, delta={_fmt(self.delta)} on the {self.lattice.describe()}, "
             f"{self._sector()}"
@@ -272,6 +275,7 @@ class J1J2(_BondSpinModel):
         return bonds, j, j
 
     def describe(self) -> str:
+        """One line: the model, its couplings, the lattice and the sector (for logs and plots)."""
         return (
             f"J1-J2 Heisenberg j1={_fmt(self.j1)}, j2={_fmt(self.j2)} on the "
             f"{self.lattice.describe()}, {self._sector()}"

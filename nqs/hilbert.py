@@ -59,6 +59,7 @@ class SpinHilbert:
 
     @property
     def n_states(self) -> int:
+        """Number of configurations: 2^n_sites, or C(n_sites, n_up) in a fixed-S^z sector."""
         if self.total_sz is None:
             return 2**self.n_sites
         return math.comb(self.n_sites, self.n_up)
@@ -105,14 +106,17 @@ class FermionHilbert:
 
     @property
     def n_sites(self) -> int:
+        """Number of spin orbitals, 2 n_orbitals (alpha block, then beta block)."""
         return 2 * self.n_orbitals
 
     @property
     def n_electrons(self) -> int:
+        """N_alpha + N_beta."""
         return self.n_alpha + self.n_beta
 
     @property
     def n_states(self) -> int:
+        """Number of determinants, C(n_orbitals, N_alpha) C(n_orbitals, N_beta)."""
         return math.comb(self.n_orbitals, self.n_alpha) * math.comb(self.n_orbitals, self.n_beta)
 
     def hartree_fock_state(self) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""One module per ``nqs`` subcommand: ``register(subparsers)`` adds it, ``run(args)`` runs it."""

@@ -1,0 +1,1 @@
+"""Ansatze: RBMs and backflow determinants (discrete, complex ``log psi``), FermiNet (real space)."""

@@ -115,6 +115,7 @@ class Backflow(nn.Module):
     param_dtype: jnp.dtype = jnp.float64
 
     def setup(self) -> None:
+        """Flax setup: the hidden layers of the backflow network and the orbital parameters."""
         n_cols = self.n_alpha + self.n_beta
         self.layers = [
             nn.Dense(w, param_dtype=self.param_dtype, name=f"hidden_{i}")

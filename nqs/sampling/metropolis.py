@@ -80,6 +80,7 @@ class MetropolisSampler:
 
     @property
     def n_samples_per_chain(self) -> int:
+        """Samples kept per chain and call, ceil(n_samples / n_chains)."""
         return math.ceil(self.n_samples / self.n_chains)
 
     @property
@@ -89,6 +90,7 @@ class MetropolisSampler:
 
     @property
     def steps_per_sweep(self) -> int:
+        """Metropolis moves per sweep: ``sweep_size``, or the number of sites by default."""
         return self.sweep_size if self.sweep_size is not None else self.hilbert.n_sites
 
     def init(self, key: jax.Array, ansatz: Ansatz, params: Params) -> MetropolisState:

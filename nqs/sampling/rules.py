@@ -37,10 +37,12 @@ class LocalRule:
     """Flip one uniformly random site (``k = 1``). Does not conserve S^z or particle numbers."""
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
         n_sites = x.shape[-1]
         return jax.random.randint(key, (1,), 0, n_sites, dtype=jnp.int32)
 
     def check(self, hilbert: Hilbert) -> None:
+        """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
         constrained = isinstance(hilbert, FermionHilbert) or (
             isinstance(hilbert, SpinHilbert) and hilbert.total_sz is not None
         )
@@ -70,6 +72,7 @@ class ExchangeRule:
         object.__setattr__(self, "pairs", tuple((int(i), int(j)) for i, j in arr))
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
         n_sites = x.shape[-1]
         pairs = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))
         r = jax.random.randint(key, (), 0, pairs.shape[0])
@@ -78,6 +81,7 @@ class ExchangeRule:
         return jnp.where(same, jnp.full((2,), n_sites, jnp.int32), pair)
 
     def check(self, hilbert: Hilbert) -> None:
+        """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
         if max(max(p) for p in self.pairs) >= hilbert.n_sites:
             raise InputError(f"exchange pair site out of range for {hilbert.n_sites} sites")
 
@@ -117,6 +121,7 @@ class HopRule:
         return table
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
         n_sites = x.shape[-1]
         table = jnp.asarray(self._table(n_sites))
         k_group, k_hop = jax.random.split(key)
@@ -124,6 +129,7 @@ class HopRule:
         return _hop(k_hop, x, table[g], self.occupied_value)
 
     def check(self, hilbert: Hilbert) -> None:
+        """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
         if max(max(g) for g in self.groups) >= hilbert.n_sites:
             raise InputError(f"HopRule site out of range for {hilbert.n_sites} sites")
         if self.occupied_value not in hilbert.local_values:
@@ -169,6 +175,7 @@ class PairHopRule(HopRule):
             raise InputError(f"pair_probability must be in [0, 1], got {self.pair_probability}")
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
         n_sites = x.shape[-1]
         table = jnp.asarray(self._table(n_sites))
         k_kind, k_groups, k_first, k_second = jax.random.split(key, 4)
