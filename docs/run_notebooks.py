@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -44,7 +45,8 @@ def run_one(path: Path, timeout: int, inplace: bool) -> tuple[bool, float, str]:
         except CellTimeoutError:
             return False, time.perf_counter() - t0, f"a cell ran past {timeout} s"
         except (CellExecutionError, DeadKernelError) as err:
-            return False, time.perf_counter() - t0, str(err).strip().splitlines()[-1]
+            last = str(err).strip().splitlines()[-1]
+            return False, time.perf_counter() - t0, re.sub(r"\x1b\[[0-9;]*m", "", last)
     wall = time.perf_counter() - t0
     if inplace:
         nbformat.write(nb, path)
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             ok, msg = False, f"took {wall:.0f} s, more than --timeout {args.timeout} s"
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {path.name}: {wall:.1f} s  {'' if ok else msg}", flush=True)
-    print(f"{len(paths) - failed} passed, {failed} failed; notebooks took {total:.1f} s in total")
+    print(f"notebooks took {total:.1f} s in total")
+    print(f"{len(paths) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
