@@ -21,8 +21,7 @@ def h2o():
     return MolecularHamiltonian(integrals)
 
 
-@pytest.mark.parametrize("kind", ["rbm", "backflow"])
-@pytest.mark.parametrize("chunk_rows", [None, 64])
+@pytest.mark.parametrize(("kind", "chunk_rows"), [("rbm", 64), ("backflow", None)])
 def test_packed_equals_per_sample_local_energy(h2o, kind, chunk_rows):
     ansatz = molecule_ansatz(h2o.hilbert, kind, hidden=(8,), init_scale=0.3)
     xs = h2o.hilbert.random_state(jax.random.PRNGKey(2), 24)
