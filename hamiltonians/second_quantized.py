@@ -279,7 +279,10 @@ def screened_row_bound(
     """
     n = h1.shape[0]
     n_a, n_b = math.comb(n, n_alpha), math.comb(n, n_beta)
+    # the work is ~ n_a n_b n^2 (pairs) and n_s n^4 (same-spin counts); memory n_s n^2 floats
     if n_a * n_b > max_string_pairs or max(n_a, n_b) * n**4 > 50 * max_string_pairs:
+        return None
+    if max(n_a, n_b) * n * n > max_string_pairs:
         return None
     ah2 = np.abs(h2)
     single = (np.abs(h1) + np.einsum("aikk->ai", ah2) + np.einsum("akki->ai", ah2)) >= screening / 2
@@ -295,7 +298,7 @@ def screened_row_bound(
         n_single = e @ single.reshape(-1).astype(np.float64)
         # each unordered same-spin double {(a,i),(b,j)} appears 4 times in e^T same e:
         # as (ai,bj), (bj,ai) and, with the opposite sign of the element, (aj,bi), (bi,aj)
-        n_same = np.einsum("sk,kl,sl->s", e, same.astype(np.float64), e) / 4
+        n_same = np.sum((e @ same.astype(np.float64)) * e, axis=1) / 4
         return e, n_single + n_same
 
     e_a, c_a = per_spin(n_alpha)
