@@ -53,6 +53,7 @@ from nqs.vmc import batched  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CASES: dict[str, tuple[str, str]] = {"N2/STO-3G": ("N2", "sto-3g"), "H2O/6-31G": ("H2O", "6-31g")}
+DEFAULT_CHUNK_ROWS = {"rbm": 64, "backflow": 512}
 
 
 def near_hf_samples(n_orb: int, n_alpha: int, n_beta: int, n: int, max_hops: int,
@@ -172,7 +173,8 @@ def run_case(label: str, name: str, basis: str, kind: str, args: argparse.Namesp
     apply_fun = jax.vmap(ansatz.log_psi, in_axes=(None, 0))
     x_nk = x.astype(jnp.int8)  # NetKet's fermion kernels need integer occupations
 
-    packed = make_packed_local_energy(ham, ansatz, chunk_rows=args.chunk_rows)
+    chunk_rows = args.chunk_rows or DEFAULT_CHUNK_ROWS[kind]
+    packed = make_packed_local_energy(ham, ansatz, chunk_rows=chunk_rows)
     per_sample = jax.jit(batched(make_local_energy(ham, ansatz), None))
     nk = netket_local_energy(op, apply_fun, hilbert.n_sites)
     nk_chunked = netket_local_energy(op, apply_fun, hilbert.n_sites, args.netket_chunk)
@@ -198,14 +200,14 @@ def run_case(label: str, name: str, basis: str, kind: str, args: argparse.Namesp
         "speedup": med["netket"] / med["nqs"],
         "speedup_vs_netket_chunked": med["netket_chunked"] / med["nqs"],
         "speedup_per_sample_path": med["netket"] / med["nqs_per_sample"],
-        "chunk_rows": args.chunk_rows, "netket_chunk": args.netket_chunk,
+        "chunk_rows": chunk_rows, "netket_chunk": args.netket_chunk,
         "nqs_operator_build_s": t_ham, "netket_operator_build_s": t_build,
         "max_abs_diff": diff, "mean_e_loc": float(jnp.mean(jnp.real(out["nqs"]))),
         "e_hf": float(mf.e_tot), "load_avg": list(os.getloadavg()),
     }
     if args.profile:
         rec["profile_s"] = profile(ham, ansatz, op, apply_fun, params, x, x_nk, args.repeats,
-                                   args.chunk_rows, args.netket_chunk)
+                                   chunk_rows, args.netket_chunk)
     print(f"{label} {kind}: nqs {med['nqs']:.3f} s, per-sample path {med['nqs_per_sample']:.3f} s, "
           f"NetKet {med['netket']:.3f} s (chunked {med['netket_chunked']:.3f} s): "
           f"{rec['speedup']:.1f}x ({rec['speedup_vs_netket_chunked']:.1f}x vs chunked), "
@@ -248,7 +250,8 @@ def markdown(records: list[dict], meta: dict) -> str:
                  f"{meta['load_avg'][0]:.1f} (start) / {meta['load_avg_end'][0]:.1f} (end); "
                  f"jax {meta['jax']}, netket {meta['netket']}; median of {meta['repeats']} "
                  "interleaved timed calls after a compiling call; nqs rows in chunks of "
-                 f"{meta['chunk_rows']}, NetKet chunked = {meta['netket_chunk']} samples per chunk; "
+                 f"{meta['chunk_rows'] or DEFAULT_CHUNK_ROWS} (rows per lax.map step), NetKet "
+                 f"chunked = {meta['netket_chunk']} samples per chunk; "
                  "XLA_FLAGS=" + meta["xla_flags"])
     return "\n".join(lines) + "\n"
 
@@ -262,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--max-hops", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--chunk-rows", type=int, default=512,
-                   help="nqs: packed rows per lax.map step")
+    p.add_argument("--chunk-rows", type=int, default=None,
+                   help="nqs: packed rows per lax.map step (default: 64 for the RBM, whose "
+                        "per-row intermediates then stay in cache, 512 for backflow, whose "
+                        "batched determinants have a per-call overhead)")
     p.add_argument("--netket-chunk", type=int, default=8,
                    help="NetKet chunked variant: samples per lax.map step")
     p.add_argument("--profile", action="store_true",
