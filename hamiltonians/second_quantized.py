@@ -26,9 +26,19 @@ Matrix elements (Slater-Condon, spin orbitals; ``[pq|rs] = (pq|rs)`` if the spin
   ``a+_a a_i`` to the result.
 
 Excitations are enumerated relative to the occupied / virtual lists of ``x``, whose lengths are
-fixed by ``(n, n_alpha, n_beta)``, so every row is a valid connected determinant:
+fixed by ``(n, n_alpha, n_beta)``, so every candidate row is a valid connected determinant:
 
-    max_conn = 1 + sum_s o_s v_s + sum_s C(o_s, 2) C(v_s, 2) + o_a v_a o_b v_b.
+    n_candidates = 1 + sum_s o_s v_s + sum_s C(o_s, 2) C(v_s, 2) + o_a v_a o_b v_b.
+
+**Screened rows.** Most candidates have a zero matrix element (point-group symmetry zeroes most
+(ai|bj) in symmetry-adapted orbitals: ~80% for N2/STO-3G, ~70% for H2O/6-31G), and an ansatz
+evaluated on a connected determinant costs far more than its matrix element. So ``flips`` keeps
+only the rows with ``|mel| >= screening`` (the diagonal always), in their candidate order, packed
+into ``max_conn`` rows; the remaining rows are padding (no flips, mel 0). ``max_conn`` is an exact
+upper bound on the number of such rows over the *whole* space, computed once from the integrals by
+enumerating the alpha and beta strings (see :func:`screened_row_bound`), so no nonzero element is
+ever dropped: the matrix is the same as without packing. Spaces too large for that enumeration
+keep all candidates (``max_conn = n_candidates``).
 """
 
 from __future__ import annotations
@@ -52,11 +62,24 @@ class MolecularHamiltonian:
     the diagonal, then singles (alpha, beta), then same-spin doubles (alpha, beta), then
     opposite-spin doubles. Single rows flip ``(i, a)``, double rows ``(i, a, j, b)``; unused
     entries are ``n_sites``. Matrix elements with ``|mel| < screening`` are set to 0.
+
+    With ``compact=True`` (default) rows with ``|mel| < screening`` are dropped and the kept rows
+    packed into ``max_conn <= n_candidates`` rows (see the module docstring); the order of the
+    kept rows is the candidate order above, and the padding rows at the end have no flips and
+    mel 0. ``max_string_pairs`` bounds the one-off enumeration that proves ``max_conn``:
+    ``C(n, n_alpha) * C(n, n_beta)`` string pairs (larger spaces are not packed).
     """
 
     max_flips: int = 4
 
-    def __init__(self, integrals: MolecularIntegrals, screening: float = 1e-12) -> None:
+    def __init__(
+        self,
+        integrals: MolecularIntegrals,
+        screening: float = 1e-12,
+        *,
+        compact: bool = True,
+        max_string_pairs: int = 20_000_000,
+    ) -> None:
         h1 = np.asarray(integrals.h1, dtype=np.float64)
         h2 = np.asarray(integrals.h2, dtype=np.float64)
         n = int(integrals.n_orbitals)
@@ -82,7 +105,12 @@ class MolecularHamiltonian:
         self._opp = _opposite_doubles(na, n - na, nb, n - nb)  # [k, 4] (i_a, a_a, j_b, b_b)
         self.n_singles = sum(len(t) for t in self._singles)
         self.n_doubles = sum(len(t) for t in self._same) + len(self._opp)
-        self.max_conn = 1 + self.n_singles + self.n_doubles
+        self.n_candidates = 1 + self.n_singles + self.n_doubles
+        self.max_conn = self.n_candidates
+        if compact and self.screening > 0:
+            bound = screened_row_bound(h1, h2, na, nb, self.screening, max_string_pairs)
+            if bound is not None:
+                self.max_conn = min(bound, self.n_candidates)
 
         self._h1 = jnp.asarray(h1)
         # flattened (ai|bj) and antisymmetrized (ai|bj) - (aj|bi), indexed by ((a n + i) n + b) n + j
@@ -97,7 +125,7 @@ class MolecularHamiltonian:
         h = self.hilbert
         return (
             f"MolecularHamiltonian(n_orbitals={h.n_orbitals}, n_alpha={h.n_alpha}, "
-            f"n_beta={h.n_beta}, max_conn={self.max_conn})"
+            f"n_beta={h.n_beta}, max_conn={self.max_conn}, n_candidates={self.n_candidates})"
         )
 
     # ------------------------------------------------------------------ one configuration
@@ -113,6 +141,20 @@ class MolecularHamiltonian:
 
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Connected determinants of one ``x [2n]`` (0/1 floats): ``(sites [max_conn, 4], mels)``."""
+        sites, mels = self.candidate_flips(x)
+        if self.max_conn == self.n_candidates:
+            return sites, mels
+        # pack the kept rows (candidate order) into max_conn rows; index n_candidates is a
+        # padding row. max_conn bounds the kept rows of every x, so nothing is cut off.
+        keep = (jnp.abs(mels) >= self.screening).at[0].set(True)
+        rows = jnp.nonzero(keep, size=self.max_conn, fill_value=self.n_candidates)[0]
+        pad_row = jnp.full((1, 4), 2 * self.n_orbitals, dtype=sites.dtype)
+        sites = jnp.concatenate([sites, pad_row], axis=0)[rows]
+        mels = jnp.concatenate([mels, jnp.zeros((1,), mels.dtype)])[rows]
+        return sites, mels
+
+    def candidate_flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """All ``n_candidates`` excitation rows of one ``x [2n]``, screened mels set to 0."""
         n = self.n_orbitals
         pad = 2 * n
         x = jnp.asarray(x)
@@ -204,6 +246,70 @@ class MolecularHamiltonian:
     def flips_batch(self, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``flips`` over a batch ``xs [B, 2n]``: ``(sites [B, max_conn, 4], mels [B, max_conn])``."""
         return jax.vmap(self.flips)(xs)
+
+
+def screened_row_bound(
+    h1: np.ndarray,
+    h2: np.ndarray,
+    n_alpha: int,
+    n_beta: int,
+    screening: float,
+    max_string_pairs: int = 20_000_000,
+) -> int | None:
+    """Largest number of rows with ``|mel| >= screening`` (diagonal included) over all determinants.
+
+    A row is counted when its matrix element *can* reach ``screening``: a double ``i -> a, j -> b``
+    when ``|(ai|bj) - (aj|bi)| >= screening`` (same spin) or ``|(ai|bj)| >= screening`` (opposite
+    spin), exactly the values ``flips`` screens; a single ``i -> a`` when
+    ``|h1_ai| + sum_k |(ai|kk)| + sum_k |(ak|ki)| >= screening / 2``, an upper bound of its
+    ``|mel|`` for any occupation (the 1/2 absorbs rounding). Per alpha string ``A`` and beta string
+    ``B`` with excitation indicators ``e_A, e_B [n*n]`` (``e[a*n+i] = 1`` for ``i`` occupied, ``a``
+    empty) the count is ``1 + s(A) + s(B) + d(A) + d(B) + e_A^T O e_B``, ``O`` the 0/1 matrix of
+    opposite-spin doubles; its maximum over all ``C(n, n_alpha) C(n, n_beta)`` string pairs is
+    taken exactly.
+
+    Args:
+      h1: ``[n, n]``; h2: ``[n, n, n, n]`` chemists' notation (Hartree).
+      n_alpha, n_beta: electrons per spin.
+      screening: threshold of ``flips`` (> 0).
+      max_string_pairs: enumeration limit; returns ``None`` (no bound) above it.
+
+    Returns:
+      The bound, or ``None`` when the space is too large to enumerate.
+    """
+    n = h1.shape[0]
+    n_a, n_b = math.comb(n, n_alpha), math.comb(n, n_beta)
+    # the work is ~ n_a n_b n^2 (pairs) and n_s n^4 (same-spin counts); memory n_s n^2 floats
+    if n_a * n_b > max_string_pairs or max(n_a, n_b) * n**4 > 50 * max_string_pairs:
+        return None
+    if max(n_a, n_b) * n * n > max_string_pairs:
+        return None
+    ah2 = np.abs(h2)
+    single = (np.abs(h1) + np.einsum("aikk->ai", ah2) + np.einsum("akki->ai", ah2)) >= screening / 2
+    opposite = (ah2 >= screening).reshape(n * n, n * n).astype(np.float64)  # [(a,i), (b,j)]
+    same = (np.abs(h2 - h2.transpose(0, 3, 2, 1)) >= screening).reshape(n * n, n * n)
+
+    def per_spin(n_el: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(e [S, n*n], s + d [S])`` for the S strings of ``n_el`` electrons."""
+        occ = np.zeros((math.comb(n, n_el), n), dtype=bool)
+        for k, c in enumerate(itertools.combinations(range(n), n_el)):
+            occ[k, list(c)] = True
+        e = (~occ[:, :, None] & occ[:, None, :]).reshape(len(occ), n * n).astype(np.float64)
+        n_single = e @ single.reshape(-1).astype(np.float64)
+        # each unordered same-spin double {(a,i),(b,j)} appears 4 times in e^T same e:
+        # as (ai,bj), (bj,ai) and, with the opposite sign of the element, (aj,bi), (bi,aj)
+        n_same = np.sum((e @ same.astype(np.float64)) * e, axis=1) / 4
+        return e, n_single + n_same
+
+    e_a, c_a = per_spin(n_alpha)
+    e_b, c_b = per_spin(n_beta) if n_beta != n_alpha else (e_a, c_a)
+    best = 0.0
+    step = max(1, max_string_pairs // max(n_b, 1) // 8)
+    right = opposite @ e_b.T  # [n*n, S_b]
+    for start in range(0, n_a, step):
+        counts = e_a[start : start + step] @ right + c_a[start : start + step, None] + c_b[None, :]
+        best = max(best, float(counts.max()))
+    return 1 + int(round(best))
 
 
 def _grid(n_occ: int, n_vir: int) -> np.ndarray:

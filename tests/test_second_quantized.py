@@ -14,7 +14,7 @@ from hamiltonians.molecule import (
     compute_integrals,
     from_preset,
 )
-from hamiltonians.second_quantized import MolecularHamiltonian
+from hamiltonians.second_quantized import MolecularHamiltonian, screened_row_bound
 from nqs.errors import InputError
 from nqs.hilbert import apply_flips
 from nqs.operator import DiscreteOperator, to_sparse
@@ -102,9 +102,10 @@ def test_matrix_equals_pyscf_fci_hamiltonian(spec, e_fci):
 
 def test_max_conn_and_rows_are_distinct_valid_determinants():
     integrals, _ = compute_integrals(from_preset("N2"))
-    ham = MolecularHamiltonian(integrals)
+    ham = MolecularHamiltonian(integrals, compact=False)
     o, v = 7, 3
     assert ham.max_conn == 1 + 2 * o * v + 2 * math.comb(o, 2) * math.comb(v, 2) + (o * v) ** 2
+    assert ham.n_candidates == ham.max_conn
     assert ham.max_flips == 4
     x = ham.hilbert.random_state(jax.random.PRNGKey(3), 1)[0]
     sites, mels = jax.jit(ham.flips)(x)
@@ -209,6 +210,56 @@ def test_empty_excitation_classes():
     h2 = h2 + h2.transpose(2, 3, 0, 1)
     for na, nb, conn in ((1, 0, 3), (3, 0, 1), (3, 1, 3), (0, 0, 1)):
         ham = MolecularHamiltonian(MolecularIntegrals(h1, h2, 0.5, n, na, nb))
-        assert ham.max_conn == conn
+        assert ham.n_candidates == conn
+        assert ham.max_conn <= conn
         mat = to_sparse(ham).toarray()
         np.testing.assert_allclose(mat, mat.T, atol=1e-12)
+
+
+def _nonzero_rows_per_state(ham: MolecularHamiltonian) -> np.ndarray:
+    """Brute force: rows with |mel| >= screening (diagonal included) of every determinant."""
+    _, mels = jax.jit(jax.vmap(ham.candidate_flips))(ham.hilbert.all_states())
+    kept = np.abs(np.asarray(mels)) >= ham.screening
+    kept[:, 0] = True
+    return kept.sum(axis=1)
+
+
+def test_packed_rows_equal_all_candidates():
+    """Packing the nonzero rows changes nothing in the matrix, and max_conn is the exact maximum."""
+    integrals, _ = compute_integrals(from_preset("H2O"))
+    packed = MolecularHamiltonian(integrals)
+    full = MolecularHamiltonian(integrals, compact=False)
+    assert packed.max_conn < full.max_conn == packed.n_candidates
+    diff = to_sparse(packed) - to_sparse(full)
+    assert abs(diff).max() == 0.0
+    # the bound is reached: no determinant has more nonzero rows, one has exactly that many
+    assert _nonzero_rows_per_state(full).max() == packed.max_conn
+    x = packed.hilbert.all_states()[5]
+    sites, mels = jax.jit(packed.flips)(x)
+    assert sites.shape == (packed.max_conn, 4) and mels.shape == (packed.max_conn,)
+    assert np.all(np.asarray(sites[0]) == packed.hilbert.n_sites)  # row 0 stays the diagonal
+    n_kept = int(np.count_nonzero(np.asarray(mels)))
+    assert np.all(np.asarray(mels[n_kept:]) == 0)  # padding at the end, no flips
+    assert np.all(np.asarray(sites[n_kept:]) == packed.hilbert.n_sites)
+
+
+def test_screened_row_bound_on_random_sparse_integrals():
+    """Random integrals with a random pattern of zeros (8-fold symmetric): bound >= every state."""
+    rng = np.random.default_rng(1)
+    n, na, nb = 6, 3, 2
+    h1 = rng.normal(size=(n, n)) * (rng.random((n, n)) < 0.3)
+    h1 = h1 + h1.T
+    a = rng.normal(size=(n, n, n, n)) * (rng.random((n, n, n, n)) < 0.15)
+    h2 = a + a.transpose(1, 0, 2, 3)
+    h2 = h2 + h2.transpose(0, 1, 3, 2)
+    h2 = h2 + h2.transpose(2, 3, 0, 1)
+    integrals = MolecularIntegrals(h1, h2, 0.0, n, na, nb)
+    packed = MolecularHamiltonian(integrals)
+    full = MolecularHamiltonian(integrals, compact=False)
+    counts = _nonzero_rows_per_state(full)
+    assert counts.max() <= packed.max_conn < full.max_conn
+    assert abs(to_sparse(packed) - to_sparse(full)).max() == 0.0
+    # too many string pairs to enumerate: no bound, every candidate kept
+    assert screened_row_bound(h1, h2, na, nb, 1e-12, max_string_pairs=10) is None
+    unpacked = MolecularHamiltonian(integrals, max_string_pairs=10)
+    assert unpacked.max_conn == unpacked.n_candidates
