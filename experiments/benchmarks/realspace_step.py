@@ -67,6 +67,26 @@ def _flops(compiled, walkers: int) -> float:
     return float(cost.get("flops", float("nan"))) / walkers
 
 
+def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
+    """XLA operation counts per walker of log|psi| and of both local energies for one system."""
+    atoms = make_atoms(geometry)
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                                n_determinants=n_det)
+    params = init(jax.random.PRNGKey(0))
+    r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
+    log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
+    out = {"forward": _flops(jax.jit(log_abs).lower(params, r).compile(), walkers)}
+    for lap in ("folx", "hessian"):
+        fn = jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
+        out[lap] = _flops(fn.lower(params, r).compile(), walkers)
+    print(f"{geometry}: {atoms.n_electrons} electrons; MFLOP per walker: forward "
+          f"{out['forward'] / 1e6:.2f}, folx {out['folx'] / 1e6:.1f} "
+          f"({out['folx'] / out['forward']:.1f} x), Hessian {out['hessian'] / 1e6:.1f} "
+          f"({out['hessian'] / out['forward']:.1f} x); Hessian / folx "
+          f"{out['hessian'] / out['folx']:.2f}", flush=True)
+    return out
+
+
 def _deepqmc_timing(walkers: int, repeats: int) -> dict:
     """DeepQMC's own LiH local energy (its ``ferminet`` ansatz config, its Laplacian: a
     ``jax.linearize`` of the gradient and one JVP per coordinate); per-walker time.
@@ -117,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["kfac", "adam", "sr"])
     p.add_argument("--deepqmc", action="store_true",
                    help="also time DeepQMC's LiH local energy (needs the deepqmc package)")
+    p.add_argument("--flops-only", nargs="+", metavar="ATOMS", default=None,
+                   help='only XLA operation counts (forward, folx, Hessian) for these systems, '
+                   'e.g. "He 0 0 0" "Li 0 0 0; H 0 0 3.015" (bohr); nothing is timed or written')
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     layers = ((32, 8),) * 2 if args.small else DEFAULT_LAYERS
     n_det = 4 if args.small else 16
+    if args.flops_only:
+        for geometry in args.flops_only:
+            flops_only(geometry, layers, n_det, args.walkers)
+        return 0
     atoms = make_atoms("Li 0 0 0; H 0 0 3.015")
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
                                 n_determinants=n_det)
