@@ -60,6 +60,33 @@ def _median_time(fn, repeats: int) -> tuple[float, float]:
     return first, float(np.median(times))
 
 
+def _flops(compiled, walkers: int) -> float:
+    """Floating-point operations per walker of a compiled program (XLA's cost analysis)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", float("nan"))) / walkers
+
+
+def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
+    """XLA operation counts per walker of log|psi| and of both local energies for one system."""
+    atoms = make_atoms(geometry)
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                                n_determinants=n_det)
+    params = init(jax.random.PRNGKey(0))
+    r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
+    log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
+    out = {"forward": _flops(jax.jit(log_abs).lower(params, r).compile(), walkers)}
+    for lap in ("folx", "hessian"):
+        fn = jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
+        out[lap] = _flops(fn.lower(params, r).compile(), walkers)
+    print(f"{geometry}: {atoms.n_electrons} electrons; MFLOP per walker: forward "
+          f"{out['forward'] / 1e6:.2f}, folx {out['folx'] / 1e6:.1f} "
+          f"({out['folx'] / out['forward']:.1f} x), Hessian {out['hessian'] / 1e6:.1f} "
+          f"({out['hessian'] / out['forward']:.1f} x); Hessian / folx "
+          f"{out['hessian'] / out['folx']:.2f}", flush=True)
+    return out
+
+
 def _deepqmc_timing(walkers: int, repeats: int) -> dict:
     """DeepQMC's own LiH local energy (its ``ferminet`` ansatz config, its Laplacian: a
     ``jax.linearize`` of the gradient and one JVP per coordinate); per-walker time.
@@ -110,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["kfac", "adam", "sr"])
     p.add_argument("--deepqmc", action="store_true",
                    help="also time DeepQMC's LiH local energy (needs the deepqmc package)")
+    p.add_argument("--flops-only", nargs="+", metavar="ATOMS", default=None,
+                   help='only XLA operation counts (forward, folx, Hessian) for these systems, '
+                   'e.g. "He 0 0 0" "Li 0 0 0; H 0 0 3.015" (bohr); nothing is timed or written')
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     layers = ((32, 8),) * 2 if args.small else DEFAULT_LAYERS
     n_det = 4 if args.small else 16
+    if args.flops_only:
+        for geometry in args.flops_only:
+            flops_only(geometry, layers, n_det, args.walkers)
+        return 0
     atoms = make_atoms("Li 0 0 0; H 0 0 3.015")
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
                                 n_determinants=n_det)
@@ -127,17 +161,31 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     energies = {}
+    # XLA's own operation count of each compiled program: independent of the machine's load,
+    # so the folx / Hessian comparison can be checked where timings scatter.
+    log_abs = jax.vmap(lambda p, r: apply(p, r)[1], (None, 0))
+    flops = {"forward": _flops(jax.jit(log_abs).lower(params, walkers).compile(), w)}
     for lap in ("folx", "hessian"):
+        t0 = time.perf_counter()
         e_loc = jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
+        e_loc = e_loc.lower(params, walkers).compile()
+        t_compile = time.perf_counter() - t0
+        flops[lap] = _flops(e_loc, w)
         first, med = _median_time(lambda e_loc=e_loc: e_loc(params, walkers), args.repeats)
         energies[lap] = np.asarray(e_loc(params, walkers))
-        rows.append({"what": f"local energy ({lap})", "compile_s": first, "total_s": med,
-                     "per_walker_ms": 1e3 * med / w})
+        rows.append({"what": f"local energy ({lap})", "compile_s": t_compile + first,
+                     "total_s": med, "per_walker_ms": 1e3 * med / w,
+                     "mflop_per_walker": flops[lap] / 1e6})
         print(f"  local energy {lap:8s}: {1e3 * med / w:8.3f} ms/walker "
-              f"(compile + first call {first:.1f} s)", flush=True)
+              f"(compile + first call {t_compile + first:.1f} s; {flops[lap] / 1e6:.1f} MFLOP/walker)",
+              flush=True)
     agree = float(np.max(np.abs(energies["folx"] - energies["hessian"])))
     ratio = rows[1]["total_s"] / rows[0]["total_s"]
+    flop_ratio = flops["hessian"] / flops["folx"]
     print(f"  hessian / folx time ratio: {ratio:.2f}  (max |E_folx - E_hess| = {agree:.1e} Ha)")
+    print(f"  XLA FLOPs per walker: forward {flops['forward'] / 1e6:.2f} M, folx "
+          f"{flops['folx'] / flops['forward']:.1f} x forward, Hessian "
+          f"{flops['hessian'] / flops['forward']:.1f} x forward; Hessian / folx {flop_ratio:.2f}")
 
     e_loc_fn = make_local_energy(apply, atoms, "folx")
     for opt in args.optimizers:
@@ -172,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         "walkers": w,
         "rows": rows,
         "hessian_over_folx": ratio,
+        "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
+        "hessian_over_folx_flops": flop_ratio,
         "max_abs_energy_difference": agree,
         "deepqmc": deepqmc,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
@@ -188,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['total_s']:.4f} | {r['per_walker_ms']:.3f} | "
               f"{r['compile_s']:.1f} |" for r in rows]
-    lines += ["", f"Hessian / folx local-energy time: {ratio:.2f}", f"DeepQMC: {deepqmc['status']}"]
+    lines += ["", f"Hessian / folx local-energy time: {ratio:.2f}",
+              f"XLA FLOPs per walker: forward {flops['forward'] / 1e6:.2f} M, folx "
+              f"{flops['folx'] / 1e6:.1f} M ({flops['folx'] / flops['forward']:.1f} x forward), "
+              f"Hessian {flops['hessian'] / 1e6:.1f} M ({flops['hessian'] / flops['forward']:.1f} x "
+              f"forward); Hessian / folx {flop_ratio:.2f}",
+              f"DeepQMC: {deepqmc['status']}"]
     if "per_walker_ms" in deepqmc:
         lines += [f"DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker, "
                   f"{deepqmc['n_parameters']} parameters (median {deepqmc['total_s']:.4f} s for "

@@ -91,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _solver_options(b, steps=600)
     b.add_argument("--out", type=Path, default=Path("runs/bench-fci"),
                    help="output directory (default: runs/bench-fci)")
+    from nqs.bench.realspace import add_options as add_realspace_options
+
+    add_realspace_options(b)  # --realspace and its options (nqs/bench/realspace.py)
     b.set_defaults(handler=run_bench)
 
 
@@ -161,6 +164,10 @@ def _named_molecule(text: str):
 
 def run_bench(args: argparse.Namespace) -> int:
     """The benchmark against FCI: table on stdout, results.{json,md}, errors.png."""
+    if getattr(args, "realspace", False):
+        from nqs.bench.realspace import run_from_args
+
+        return run_from_args(args)
     from dataclasses import replace
 
     from hamiltonians.molecule import parse_molecule

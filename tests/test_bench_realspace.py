@@ -1,0 +1,72 @@
+"""``nqs bench-fci --realspace``: table, references and bad inputs (fast, tiny network)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from hamiltonians.realspace import make_atoms
+from nqs.bench.realspace import TABLE_COLUMNS, exact_reference, job_from_text
+from nqs.cli import EXIT_BAD_INPUT, main
+
+pytest.importorskip("folx")
+pytest.importorskip("pyscf")
+
+TINY = ["--walkers", "16", "--rs-layers", "1", "--rs-hidden", "8", "4", "--rs-determinants", "1",
+        "--rs-optimizer", "adam", "--rs-lr", "0.01", "--mcmc-steps", "2", "--eval-steps", "4"]
+H2_EXACT = -1.17448
+
+
+def test_cli_table_and_energies(tmp_path, capsys):
+    out = tmp_path / "bench"
+    rc = main(["bench-fci", "--realspace", "--molecule", "H2", "--steps", "3", *TINY,
+               "--out", str(out)])
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    header = "| " + " | ".join(TABLE_COLUMNS) + " |"
+    assert header in stdout and "NOT a lower bound" in stdout
+    assert header in (out / "results.md").read_text()
+    (rec,) = json.loads((out / "results.json").read_text())
+    assert rec["name"] == "H2" and rec["n_electrons"] == 2 and rec["basis"] == "sto-3g"
+    assert rec["e_exact"] == pytest.approx(H2_EXACT)
+    # STO-3G at R = 1.4 bohr: HF above FCI, and FCI tens of mHa above the exact energy.
+    assert rec["e_hf"] > rec["e_fci"] > H2_EXACT + 0.02
+    e, err = rec["e_realspace"], rec["e_realspace_error"]
+    assert np.isfinite(e) and np.isfinite(err) and err > 0
+    # Variational in real space: above the exact energy (a loose margin for 64 samples).
+    assert e > H2_EXACT - 5 * err - 0.05
+    assert rec["realspace_minus_exact_mha"] == pytest.approx((e - H2_EXACT) * 1e3)
+    assert rec["realspace_minus_fci_mha"] == pytest.approx((e - rec["e_fci"]) * 1e3)
+    assert (out / "H2" / "log.jsonl").exists()
+
+
+def test_exact_reference_matches_geometry_only():
+    # H2 at R = 1.4 bohr in any orientation has the tabulated energy; R = 1.387 bohr has none.
+    d = 1.4 / np.sqrt(3)
+    rotated = make_atoms(f"H 1 1 1; H {1 + d} {1 + d} {1 + d}")
+    assert exact_reference(rotated)[0] == pytest.approx(H2_EXACT)
+    assert exact_reference(make_atoms("H 0 0 0; H 0 0 1.387"))[0] is None
+    assert exact_reference(make_atoms("He 0 0 0", charge=1))[0] is None
+    lih = job_from_text("lih")
+    assert exact_reference(make_atoms(lih.geometry))[0] == pytest.approx(-8.070548)
+    # A basis-set preset is converted from Angstrom to bohr.
+    h2o = make_atoms(job_from_text("H2O").geometry)
+    assert h2o.n_electrons == 10 and exact_reference(h2o) == (None, None)
+
+
+@pytest.mark.parametrize("extra", [["--fcidump", "x.fcidump"], ["--cas", "2", "2"],
+                                   ["--frozen-core"], ["--molecule", "Xx 0 0 0"],
+                                   ["--eval-steps", "1"]])
+def test_bad_input_is_one_line_exit_2(extra, tmp_path, capsys):
+    rc = main(["bench-fci", "--realspace", *extra, "--out", str(tmp_path)])
+    assert rc == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nqs bench-fci: error:") and "\n" not in err, err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
