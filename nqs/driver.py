@@ -277,8 +277,11 @@ def _auto_chunk(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
     """Chunk size that fits the device memory (None when no chunking is needed)."""
     exact = bool(getattr(sampler, "is_exact", False))
     x0 = operator.hilbert.random_state(jax.random.PRNGKey(0), 1)[0]
-    fns = per_sample_functions(ansatz, operator, optimizer.needs_jacobian)
-    per_sample = max(bytes_per_sample(fn, state.params, x0) for fn in fns)
+    local_energy, _ = per_sample_functions(ansatz, operator, optimizer.needs_jacobian)
+    # The local energy is compiled for a few samples and measured; the log-derivative row is
+    # bounded without a compile: a few copies of 2 x n_parameters float64 numbers.
+    jac_row = 4 * 8 * 2 * n_parameters(state.params)
+    per_sample = max(bytes_per_sample(local_energy, state.params, x0), jac_row)
     n = _n_states(operator) if exact else int(getattr(sampler, "n_samples_total", 0)
                                               or sampler.n_samples)
     # Exact summation evaluates the whole space on every device.
