@@ -182,10 +182,13 @@ def put(tree: PyTree, shardings: PyTree) -> PyTree:
     Every process must pass the same values (they all derive from the seed or a checkpoint):
     each keeps the shards of its own devices.
     """
-    return jax.tree_util.tree_map(
-        lambda x, s: jax.device_put(jnp.asarray(x) if not isinstance(x, jax.Array) else x, s),
-        tree, shardings,
-    )
+    def one(x: Any, s: NamedSharding) -> jax.Array:
+        if isinstance(x, jax.Array) and (jax.process_count() == 1 or not x.is_fully_addressable):
+            return jax.device_put(x, s)  # already on devices: reshard
+        # host values (the same on every process): each process fills its own shards
+        return jax.device_put(np.asarray(x), s)
+
+    return jax.tree_util.tree_map(one, tree, shardings)
 
 
 def gather(tree: PyTree) -> PyTree:
