@@ -123,8 +123,45 @@ def test_auto_chunk_size_and_divisibility():
 def test_cli_chunk_size_and_multiprocess_flags(capsys):
     from nqs.cli import main
 
-    rc = main(["spin", "--size", "4", "--chunk-size", "many"])
-    assert rc == 2 and "--chunk-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["spin", "--size", "4", "--chunk-size", "many"])
+    assert exc.value.code == 2 and "--chunk-size" in capsys.readouterr().err
     rc = main(["spin", "--size", "4", "--num-processes", "2", "--steps", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--coordinator-address" in err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_processes_on_localhost_match_one(tmp_path):
+    """jax.distributed with 2 CPU processes (gloo) gives the run of one process."""
+    from nqs.cli import main
+
+    args = ["spin", "--model", "ising", "--size", "6", "--samples", "32", "--chains", "8",
+            "--steps", "2", "--chunk-size", "none"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nqs.cli", *args, "--out", str(tmp_path / "two"),
+             "--coordinator-address", f"localhost:{port}", "--num-processes", "2",
+             "--process-id", str(i)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 writes
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert (two["n_processes"], two["n_devices"]) == (2, 2)
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "result.json").read_text())
+    assert one["n_processes"] == 1
+    assert abs(one["energy"] - two["energy"]) < SAME
