@@ -24,8 +24,22 @@ from nqs.errors import CheckpointError
 from nqs.io import JsonlLogger, load_checkpoint, read_jsonl, save_checkpoint
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
+from nqs.parallel import (
+    Mesh,
+    auto_chunk_size,
+    bytes_per_sample,
+    check_divisible,
+    device_info,
+    gather,
+    is_main_process,
+    make_mesh,
+    peak_memory,
+    put,
+    replicated,
+    tree_shardings,
+)
 from nqs.sampling.base import Sampler
-from nqs.vmc import VMCState, make_energy_evaluator, make_vmc
+from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
 LOG_NAME = "log.jsonl"
@@ -47,6 +61,11 @@ class VMCResult:
     exact_energy: float | None = None
     params: Any = field(default=None, repr=False)
     exact_sampling: bool = False
+    n_devices: int = 1
+    n_processes: int = 1
+    chunk_size: int | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_source: str | None = None
 
     @property
     def relative_error(self) -> float | None:
@@ -81,6 +100,11 @@ class VMCResult:
             "wall_time_s": self.wall_time_s,
             "time_per_step_s": self.time_per_step_s,
             "exact_sampling": self.exact_sampling,
+            "n_devices": self.n_devices,
+            "n_processes": self.n_processes,
+            "chunk_size": self.chunk_size,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "peak_memory_source": self.peak_memory_source,
         }
 
 
@@ -97,31 +121,51 @@ def run_vmc(
     resume: bool = False,
     exact_energy: float | None = None,
     n_eval_batches: int = 4,
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = None,
     dedupe: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
     Args:
       n_eval_batches: sampler calls with the final parameters for the final energy (1 if exact);
         0 skips the evaluation and reports the last step's estimate.
-      chunk_size: evaluate samples in chunks of this size (bounds memory).
+      chunk_size: evaluate samples in chunks of this many rows per device (bounds memory);
+        ``"auto"`` picks one from the device memory and XLA's estimate of the memory per sample
+        (:func:`nqs.parallel.auto_chunk_size`); None: no chunking.
       dedupe: evaluate each distinct Monte Carlo configuration once (molecules).
       progress: show a progress line (default: only when stderr is a terminal).
       echo: where messages (rejected steps, resume) go; default stderr.
+      mesh: devices the Markov chains and samples are split over (default: every device of
+        every process, :func:`nqs.parallel.make_mesh`). The number of chains must be divisible
+        by the number of devices. With several processes only process 0 writes files.
     """
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    progress = sys.stderr.isatty() if progress is None else progress
+    main = is_main_process()
+    echo = (echo or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else _quiet
+    progress = (sys.stderr.isatty() if progress is None else progress) and main
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+    mesh = make_mesh() if mesh is None else mesh
+    exact = bool(getattr(sampler, "is_exact", False))
+    n_chains = None if exact else int(sampler.n_chains)
+    if n_chains is not None:
+        check_divisible(n_chains, mesh, "the number of Markov chains")
 
-    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe)
+    key0 = jax.random.PRNGKey(seed)
+    init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
+    state = init(key0)
+    if chunk_size == "auto":
+        chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
+    elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        _bad_chunk(chunk_size)
+    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh)
+    shardings = _state_shardings(state, mesh, n_chains)
+    state = put(state, shardings)
     if not getattr(step, "is_host_step", False):
-        step = jax.jit(step)
-    state = init(jax.random.PRNGKey(seed))
+        step = jax.jit(step, out_shardings=(shardings, replicated(mesh)))
     meta = {"seed": seed, "n_steps_planned": n_steps}
 
     start = 0
@@ -132,7 +176,9 @@ def run_vmc(
         ckpt = out / CHECKPOINT_NAME
         if not ckpt.exists():
             raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
-        state, saved = load_checkpoint(ckpt, state)
+        # Checkpoints hold whole host arrays: they load on any number of devices.
+        host, saved = load_checkpoint(ckpt, gather(state))
+        state = put(host, shardings)
         if saved.get("seed") != seed:
             raise CheckpointError(
                 f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
@@ -140,7 +186,7 @@ def run_vmc(
         start = int(state.step)
         echo(f"resuming from step {start} ({ckpt})")
     logger = None
-    if out is not None:
+    if out is not None and main:
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else 0)
         if resume:
             history = read_jsonl(out / LOG_NAME)
@@ -161,16 +207,20 @@ def run_vmc(
         history.append(record)
         if logger is not None:
             logger.append(record)
-            if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps:
-                save_checkpoint(out / CHECKPOINT_NAME, state, meta | {"step": k + 1})
+        if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps):
+            host = gather(state)  # every process takes part; process 0 writes
+            if main:
+                save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k + 1})
         if progress:
             _progress(k + 1, n_steps, record)
     if progress:
         print(file=sys.stderr)
+    if logger is not None:
+        logger.close()
 
     if n_eval_batches > 0:
         energy, error, variance = _final_energy(
-            ansatz, operator, sampler, state, n_eval_batches, chunk_size
+            ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh
         )
     else:  # no separate evaluation: the last step's estimate (parameters before its update)
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
@@ -189,9 +239,53 @@ def run_vmc(
         time_per_step_s=t_steps / n_timed,
         history=history,
         exact_energy=exact_energy,
-        params=state.params,
-        exact_sampling=bool(getattr(sampler, "is_exact", False)),
+        params=gather(state.params),
+        exact_sampling=exact,
+        n_devices=int(mesh.devices.size),
+        n_processes=device_info()["n_processes"],
+        chunk_size=chunk_size,
+        **peak_memory(),
     )
+
+
+def _quiet(msg: str) -> None:
+    """Echo of the processes other than 0: silent."""
+    del msg
+
+
+def _bad_chunk(chunk_size: Any) -> None:
+    from nqs.errors import InputError
+
+    raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
+
+
+def _state_shardings(state: VMCState, mesh: Mesh, n_chains: int | None) -> VMCState:
+    """Parameters, optimizer state, key and step replicated; the sampler's per-chain arrays
+    (leading axis ``n_chains``) split over the devices."""
+    rep = replicated(mesh)
+    return VMCState(
+        params=tree_shardings(state.params, mesh, None),
+        opt_state=tree_shardings(state.opt_state, mesh, None),
+        sampler_state=tree_shardings(state.sampler_state, mesh, n_chains),
+        key=rep,
+        step=rep,
+    )
+
+
+def _auto_chunk(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+                optimizer: Optimizer, state: VMCState, mesh: Mesh) -> int | None:
+    """Chunk size that fits the device memory (None when no chunking is needed)."""
+    exact = bool(getattr(sampler, "is_exact", False))
+    x0 = operator.hilbert.random_state(jax.random.PRNGKey(0), 1)[0]
+    local_energy, _ = per_sample_functions(ansatz, operator, optimizer.needs_jacobian)
+    # The local energy is compiled for a few samples and measured; the log-derivative row is
+    # bounded without a compile: a few copies of 2 x n_parameters float64 numbers.
+    jac_row = 4 * 8 * 2 * n_parameters(state.params)
+    per_sample = max(bytes_per_sample(local_energy, state.params, x0), jac_row)
+    n = _n_states(operator) if exact else int(getattr(sampler, "n_samples_total", 0)
+                                              or sampler.n_samples)
+    # Exact summation evaluates the whole space on every device.
+    return auto_chunk_size(per_sample, n, None if exact else mesh)
 
 
 def _final_energy(
@@ -201,11 +295,12 @@ def _final_energy(
     state: VMCState,
     n_batches: int,
     chunk_size: int | None,
+    mesh: Mesh | None = None,
 ) -> tuple[float, float, float]:
     """Energy of the final parameters from fresh samples (n_batches sampler calls)."""
     from nqs.stats import statistics
 
-    evaluate = jax.jit(make_energy_evaluator(ansatz, operator, sampler, chunk_size))
+    evaluate = jax.jit(make_energy_evaluator(ansatz, operator, sampler, chunk_size, mesh))
     if getattr(sampler, "is_exact", False):
         n_batches = 1
     key = jax.random.fold_in(state.key, 7919)
@@ -216,11 +311,12 @@ def _final_energy(
         stats, sampler_state, e_loc = evaluate(
             state.params, sampler_state, jax.random.fold_in(key, b)
         )
-        e_locs.append(np.asarray(e_loc))
+        e_locs.append(np.asarray(gather(e_loc)))
     if n_batches > 1:
         e_all = np.concatenate(e_locs)
         n_chains = int(getattr(sampler, "n_chains", 1))
         stats = statistics(e_all, np.full(len(e_all), 1.0 / len(e_all)), n_chains)
+    stats = gather(stats)
     return (
         float(np.real(stats.mean)),
         float(stats.error_of_mean),

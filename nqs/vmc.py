@@ -23,6 +23,7 @@ from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
 from nqs.optim.optimizer import Optimizer
+from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.sampling.base import Sampler, Samples
 from nqs.stats import Stats, statistics
 
@@ -60,16 +61,11 @@ class Estimate(NamedTuple):
     residuals: jax.Array | None
 
 
-def batched(fn: Callable, chunk_size: int | None) -> Callable:
-    """vmap ``fn(params, x)`` over x [n, ...], in chunks of ``chunk_size`` to bound memory."""
-    vfn = jax.vmap(fn, in_axes=(None, 0))
-    if chunk_size is None:
-        return vfn
-
-    def chunked(params: Params, xs: jax.Array) -> jax.Array:
-        return jax.lax.map(lambda x: fn(params, x), xs, batch_size=chunk_size)
-
-    return chunked
+def batched(fn: Callable, chunk_size: int | None, mesh: Mesh | None = None) -> Callable:
+    """vmap ``fn(params, x)`` over x [n, ...], in chunks of ``chunk_size`` rows per device to
+    bound memory (:func:`nqs.parallel.chunked_map`; ``mesh``: the devices the rows are split
+    over)."""
+    return chunked_map(fn, chunk_size, mesh)
 
 
 def sr_jacobian(
@@ -78,6 +74,7 @@ def sr_jacobian(
     xs: jax.Array,
     weights: jax.Array,
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
 
@@ -92,10 +89,31 @@ def sr_jacobian(
 
         return jax.jacrev(re_im)(v)  # [2, P]
 
-    jac = batched(jac_one, chunk_size)(flat, xs)  # [n, 2, P]
+    jac = batched(jac_one, chunk_size, mesh)(flat, xs)  # [n, 2, P]
     jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
     sqrt_w = jnp.sqrt(weights)[:, None]
+    # J^T J, J^T eps and J J^T over rows split across devices are left to XLA's partitioner.
     return jnp.concatenate([sqrt_w * jac[:, 0], sqrt_w * jac[:, 1]], axis=0)
+
+
+def per_sample_functions(
+    ansatz: Ansatz, operator: DiscreteOperator, needs_jacobian: bool
+) -> list[Callable[[Params, jax.Array], Any]]:
+    """The per-sample functions a step maps over the samples, ``fn(params, x [n_sites])``:
+    the local energy and the log-derivative row (for memory estimates,
+    :func:`nqs.parallel.bytes_per_sample`)."""
+
+    def grad_row(params: Params, x: jax.Array) -> jax.Array:
+        flat, unflatten = real_flat(params)
+
+        def re_im(u: jax.Array) -> jax.Array:
+            lp = ansatz.log_psi(unflatten(u), x)
+            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
+
+        return jax.jacrev(re_im)(flat) if needs_jacobian else jax.grad(
+            lambda u: jnp.real(ansatz.log_psi(unflatten(u), x)))(flat)
+
+    return [make_local_energy(operator, ansatz), grad_row]
 
 
 def make_estimator(
@@ -104,6 +122,7 @@ def make_estimator(
     *,
     needs_jacobian: bool,
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, Samples], Estimate]:
     """``estimate(params, samples, inverse=None) -> Estimate`` for the energy <H>.
 
@@ -111,10 +130,17 @@ def make_estimator(
     draw with weights count/n_draws, and ``inverse`` maps each draw to its distinct
     configuration: local energies and log-derivatives are evaluated once per distinct
     configuration, while the statistics (error bar, autocorrelation, R-hat) see every draw.
+
+    With ``mesh``, the samples (rows) are split over its devices; the sums over samples become
+    local sums plus an all-reduce (XLA's SPMD partitioner), so the result is the same as on one
+    device up to the order of floating-point additions.
     """
-    local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
+    local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
 
     def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None) -> Estimate:
+        samples = samples._replace(
+            x=constrain_samples(samples.x, mesh), weights=constrain_samples(samples.weights, mesh)
+        )
         e_loc = local_energy(params, samples.x)
         if inverse is None:
             stats = statistics(e_loc, samples.weights, samples.n_chains)
@@ -131,12 +157,12 @@ def make_estimator(
         if not needs_jacobian:
             # g = d/dtheta 2 Re sum_i w_i conj(e_i) log psi(x_i): one backward pass.
             def surrogate(v: jax.Array) -> jax.Array:
-                logs = batched(log_psi_flat, chunk_size)(v, samples.x)
+                logs = batched(log_psi_flat, chunk_size, mesh)(v, samples.x)
                 return 2.0 * jnp.sum(w * jnp.real(jnp.conj(centred) * logs))
 
             return Estimate(stats, jax.grad(surrogate)(flat), None, None)
 
-        jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size)
+        jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh)
         scaled = jnp.sqrt(w) * centred
         residuals = 2.0 * jnp.concatenate([scaled.real, scaled.imag])
         grad = jacobian.T @ residuals
@@ -152,12 +178,14 @@ def make_sampled_estimator(
     *,
     needs_jacobian: bool,
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, Any, jax.Array], tuple[Estimate, Any, jax.Array]]:
     """``estimate(params, sampler_state, key) -> (Estimate, sampler_state, acceptance)``.
 
     An exact sampler (``sampler.is_exact``) switches to exact summation with a sparse H
     (``nqs.exact``), built once here; otherwise samples are drawn and local energies evaluated
-    configuration by configuration.
+    configuration by configuration, split over the devices of ``mesh``. (Exact summation is
+    not split: every device evaluates the whole space.)
     """
     if getattr(sampler, "is_exact", False):
         from nqs.exact import make_exact_estimator, sparse_hamiltonian
@@ -178,7 +206,7 @@ def make_sampled_estimator(
         return estimate_exact
 
     estimate = make_estimator(
-        ansatz, operator, needs_jacobian=needs_jacobian, chunk_size=chunk_size
+        ansatz, operator, needs_jacobian=needs_jacobian, chunk_size=chunk_size, mesh=mesh
     )
 
     def estimate_sampled(params: Params, sampler_state: Any, key: jax.Array):
@@ -195,6 +223,7 @@ def make_vmc(
     optimizer: Optimizer,
     chunk_size: int | None = None,
     dedupe: bool = False,
+    mesh: Mesh | None = None,
 ) -> tuple[Callable[[jax.Array], VMCState], Callable[[VMCState], tuple[VMCState, StepInfo]]]:
     """``(init(key) -> VMCState, step(state) -> (state, info))``.
 
@@ -205,6 +234,9 @@ def make_vmc(
 
     A step whose energy or gradient is not finite is rejected: parameters, optimizer state and
     sampler state stay at their last good values and ``info.accepted`` is False.
+
+    ``mesh``: split the samples over these devices (see :func:`make_estimator`); the step is
+    the same function for one device and many.
     """
     tx = optimizer.transformation
 
@@ -258,11 +290,12 @@ def make_vmc(
 
     if dedupe and not getattr(sampler, "is_exact", False):
         return init, _make_deduplicated_step(
-            ansatz, operator, sampler, optimizer, chunk_size, finish
+            ansatz, operator, sampler, optimizer, chunk_size, finish, mesh
         )
 
     estimate = make_sampled_estimator(
-        ansatz, operator, sampler, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+        ansatz, operator, sampler, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size,
+        mesh=mesh,
     )
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
@@ -273,15 +306,23 @@ def make_vmc(
     return init, step
 
 
-def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish):
-    """Host-level step: jitted sampling, host de-duplication, jitted estimate and update."""
+def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh):
+    """Host-level step: jitted sampling, host de-duplication, jitted estimate and update.
+
+    The draws are gathered to the host (every process gets all of them and finds the same
+    distinct set); the distinct configurations are padded to a bucket that splits evenly over
+    the devices and sharded again for the estimate.
+    """
     import numpy as np
 
     from nqs.exact import configuration_keys
+    from nqs.parallel import gather, n_shards, put, sample_sharding
 
     estimate = make_estimator(
-        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size
+        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size,
+        mesh=mesh,
     )
+    n_dev = n_shards(mesh)
     n_chains = int(sampler.n_chains)
 
     @jax.jit
@@ -298,18 +339,23 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
         key, x, sampler_state, acceptance = draw(state)
-        x = np.asarray(x)
+        x = np.asarray(gather(x))
         keys = configuration_keys(x, operator.hilbert)
         _, first, inverse, counts = np.unique(
             keys, return_index=True, return_inverse=True, return_counts=True
         )
         n_unique = len(first)
         bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
+        bucket = -(-bucket // n_dev) * n_dev
         x_unique = np.repeat(x[first[:1]], bucket, axis=0)
         x_unique[:n_unique] = x[first]
         w_unique = np.zeros(bucket)
         w_unique[:n_unique] = counts / len(x)
-        return estimate_and_finish(state, key, x_unique, w_unique, inverse.astype(np.int32),
+        inverse = inverse.reshape(-1).astype(np.int32)
+        if mesh is not None:
+            x_unique, w_unique, inverse = put((x_unique, w_unique, inverse),
+                                              (sample_sharding(mesh),) * 3)
+        return estimate_and_finish(state, key, x_unique, w_unique, inverse,
                                    sampler_state, acceptance)
 
     step.is_host_step = True
@@ -321,6 +367,7 @@ def make_energy_evaluator(
     operator: DiscreteOperator,
     sampler: Sampler,
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, Any, jax.Array], tuple[Any, Any, jax.Array]]:
     """``evaluate(params, sampler_state, key) -> (stats, sampler_state, e_loc [n])``.
 
@@ -340,11 +387,11 @@ def make_energy_evaluator(
 
         return evaluate_exact
 
-    local_energy = batched(make_local_energy(operator, ansatz), chunk_size)
+    local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
 
     def evaluate(params: Params, sampler_state: Any, key: jax.Array):
         samples, sampler_state, _ = sampler.sample(key, ansatz, params, sampler_state)
-        e_loc = local_energy(params, samples.x)
+        e_loc = local_energy(params, constrain_samples(samples.x, mesh))
         return statistics(e_loc, samples.weights, samples.n_chains), sampler_state, e_loc
 
     return evaluate

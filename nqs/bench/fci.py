@@ -55,6 +55,7 @@ class Settings:
     alpha: float = 2.0
     init_scale: float | None = None  # backflow: None = 0.05 (exact) or 0.3 (mcmc)
     seed: int = 0
+    chunk_size: int | str | None = None  # samples per device at a time; "auto": fit memory
 
 
 def load_job(job: Job, cache_dir: str | None = None):
@@ -94,7 +95,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     optimizer = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
-                     checkpoint_every=checkpoint_every, dedupe=mode == "mcmc")
+                     checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
+                     chunk_size=settings.chunk_size)
     return result, mode
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nqs.cli import nonnegative_float, positive_float, positive_int
+from nqs.commands.common import add_parallel_options, is_main, setup_parallel
 
 
 def _molecule_options(p: argparse.ArgumentParser) -> None:
@@ -49,7 +50,11 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    help="backflow: random perturbation of the Hartree-Fock orbitals at start "
                    "(default: 0.05 with exact summation, 0.3 with Monte Carlo, which needs a "
                    "state that is not sampled as HF alone)")
+    p.add_argument("--chains", type=positive_int, default=16,
+                   help="Markov chains (mcmc only; divisible by the number of devices) "
+                   "(default: 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_parallel_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +109,8 @@ def _settings(args: argparse.Namespace):
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
                     diag_shift=args.diag_shift, hidden=tuple(args.hidden),
                     n_determinants=args.determinants, alpha=args.alpha,
-                    init_scale=args.init_scale, seed=args.seed)
+                    init_scale=args.init_scale, seed=args.seed, chains=args.chains,
+                    chunk_size=args.chunk_size)
 
 
 def _echo(msg: str) -> None:
@@ -120,6 +126,7 @@ def run_molecule(args: argparse.Namespace) -> int:
 
     if (args.molecule is None) == (args.fcidump is None):
         raise InputError("give exactly one of --molecule or --fcidump")
+    setup_parallel(args)
     if args.fcidump is not None:
         job = Job(Path(args.fcidump).stem, fcidump=args.fcidump)
     else:
@@ -140,6 +147,8 @@ def run_molecule(args: argparse.Namespace) -> int:
         "error_mha": None if e_fci is None else (result.energy - e_fci) * 1e3,
         "seed": args.seed,
     }
+    if not is_main():  # process 0 writes the files
+        return 0
     write_json_atomic(args.out / "result.json", summary)
     result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}")
     err = summary["error_mha"]
@@ -174,6 +183,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from nqs.bench.fci import Job, markdown_table, plot_errors, run_benchmark, suite_jobs
     from nqs.io import write_json_atomic
 
+    setup_parallel(args)
     cas = tuple(args.cas) if args.cas else None
     jobs: list[Job] = []
     for text in args.molecule:
@@ -191,6 +201,8 @@ def run_bench(args: argparse.Namespace) -> int:
         jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas) + jobs
     args.out.mkdir(parents=True, exist_ok=True)
     records = run_benchmark(jobs, _settings(args), args.out, _echo)
+    if not is_main():  # process 0 writes the files
+        return 0
     table = markdown_table(records)
     note = ("\nE(FCI) is exact in the basis; E(NQS) is variational in the same basis, so "
             "E(NQS) >= E(FCI) up to the error bar. Chemical accuracy: |E(NQS) - E(FCI)| < 1.6 mHa.")

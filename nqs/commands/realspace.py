@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nqs.cli import nonnegative_float, positive_float, positive_int
+from nqs.commands.common import add_parallel_options, is_main, setup_parallel
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measurements of the final fixed-parameter evaluation, >= 2 (default: 200)")
     p.add_argument("--laplacian", choices=("folx", "hessian"), default="folx",
                    help="forward Laplacian (folx) or Hessian trace (default: folx)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the network's parameters and activations; determinants, "
+                   "local energies and reductions stay float64. float32 needs --optimizer adam "
+                   "or sr (default: float64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/realspace"),
                    help="output directory for result.json, log.jsonl, checkpoint.msgpack and "
@@ -105,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write a checkpoint every K steps (default: 50)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out (same options and seed)")
+    add_parallel_options(p)
     p.set_defaults(handler=run)
 
 
@@ -155,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from nqs.realspace.driver import run_realspace
 
     _check(args)
+    setup_parallel(args)
     name, atoms, reference, source = resolve_system(args)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
           f"{reference if reference is not None else 'not tabulated'}", flush=True)
@@ -182,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         reference_energy=reference,
         reference_source=source,
         echo=lambda msg: print(msg, flush=True),
+        chunk_size=args.chunk_size,
+        dtype=args.dtype,
     )
     summary = result.summary() | {
         "name": name,
@@ -198,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         "laplacian": args.laplacian,
         "seed": args.seed,
     }
+    if not is_main():  # process 0 writes the files
+        return 0
     write_json_atomic(args.out / "result.json", summary)
     result.plot(args.out / "convergence.png", title=f"{name}: FermiNet / {args.optimizer}")
     err = result.error_mha

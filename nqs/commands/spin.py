@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nqs.cli import nonnegative_float, positive_float, positive_int
+from nqs.commands.common import add_parallel_options, is_main, setup_parallel
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
 
@@ -64,8 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="learning rate (default: 0.05)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
                    help="SR diagonal shift (default: 1e-2)")
-    p.add_argument("--chunk-size", type=positive_int, default=None,
-                   help="evaluate samples in chunks of this size to bound memory")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/spin"),
                    help="output directory for result.json, log.jsonl, checkpoints and "
@@ -74,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write a checkpoint every K steps (default: 50)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out (same options and seed)")
+    add_parallel_options(p)
     p.set_defaults(handler=run)
 
 
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from nqs.optim import make_optimizer
     from nqs.problems import spin_ansatz, spin_sampler
 
+    setup_parallel(args)
     if args.size <= 0:
         raise InputError(f"--size must be a positive integer, got {args.size}")
     model = make_spin_model(
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         "marshall_sign": bool(getattr(model, "marshall_sign", False)),
         "seed": args.seed,
     }
+    if not is_main():  # process 0 writes the files
+        return 0
     write_json_atomic(args.out / "result.json", summary)
     result.plot(args.out / "convergence.png", title=model.describe())
     rel = result.relative_error

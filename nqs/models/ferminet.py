@@ -173,10 +173,12 @@ class FermiNet(nn.Module):
     def __call__(self, r: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``r [n_el, 3]`` -> ``(sign, log|psi|)``, two scalars."""
         mats = self.orbitals(r)
-        sign = jnp.ones((self.n_determinants,), r.dtype)
-        logdet = jnp.zeros((self.n_determinants,), r.dtype)
+        # Determinants in float64 even when the network runs in float32 (--dtype float32):
+        # products of n_el orbitals lose precision first.
+        sign = jnp.ones((self.n_determinants,), jnp.float64)
+        logdet = jnp.zeros((self.n_determinants,), jnp.float64)
         for m in mats:
-            s, ld = jnp.linalg.slogdet(m)
+            s, ld = jnp.linalg.slogdet(m.astype(jnp.float64))
             sign = sign * s
             logdet = logdet + ld
         return log_sum_dets(sign, logdet)

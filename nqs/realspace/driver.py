@@ -40,6 +40,22 @@ from hamiltonians.realspace import Atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError
 from nqs.io import JsonlLogger, load_checkpoint, load_checkpoint_metadata, read_jsonl, save_checkpoint
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
+from nqs.parallel import (
+    Mesh,
+    auto_chunk_size,
+    bytes_per_sample,
+    check_divisible,
+    constrain_samples,
+    device_info,
+    gather,
+    is_main_process,
+    make_mesh,
+    peak_memory,
+    put,
+    replicated,
+    sample_sharding,
+    tree_shardings,
+)
 from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
 
@@ -47,6 +63,7 @@ CHECKPOINT_NAME = "checkpoint.msgpack"
 LOG_NAME = "log.jsonl"
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
+DTYPES = ("float64", "float32")
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -77,6 +94,12 @@ class RealSpaceResult:
     reference_source: str | None = None
     hf_energy: float | None = None
     params: Any = field(default=None, repr=False)
+    dtype: str = "float64"
+    n_devices: int = 1
+    n_processes: int = 1
+    chunk_size: int | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_source: str | None = None
 
     @property
     def error_mha(self) -> float | None:
@@ -112,6 +135,12 @@ class RealSpaceResult:
             "pretrain_steps": self.pretrain_steps,
             "wall_time_s": self.wall_time_s,
             "time_per_step_s": self.time_per_step_s,
+            "dtype": self.dtype,
+            "n_devices": self.n_devices,
+            "n_processes": self.n_processes,
+            "chunk_size": self.chunk_size,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "peak_memory_source": self.peak_memory_source,
         }
 
 
@@ -125,11 +154,14 @@ def make_vmc_method(
     clip_scale: float = 5.0,
     damping: float = 1e-3,
     norm_constraint: float = 1e-3,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> VMC:
     """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
 
     ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
-    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR.
+    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR. ``chunk_size``: walkers
+    per device evaluated at a time; ``mesh``: devices the walkers are split over.
     """
     if name not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -142,17 +174,19 @@ def make_vmc_method(
         return make_kfac_vmc(
             log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
             norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+            chunk_size=chunk_size, mesh=mesh,
         )
     if name == "adam":
         return make_optax_vmc(
             log_abs_psi_fn, local_energy_fn, make_adam(lr, dl), mcmc_steps=mcmc_steps,
-            clip_scale=clip_scale,
+            clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
         )
     from nqs.realspace.sr import make_sr_vmc
 
     return make_sr_vmc(
         log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, diag_shift=damping,
         norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+        chunk_size=chunk_size, mesh=mesh,
     )
 
 
@@ -160,18 +194,25 @@ def make_energy_sampler(
     log_abs_psi_fn: Callable[[Any, jax.Array], Any],
     local_energy_fn: Callable[[Any, jax.Array], jax.Array],
     mcmc_steps: int = 10,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[jax.Array, Any, MCMCState, int], tuple[MCMCState, jax.Array, jax.Array]]:
     """Fixed-parameter sampler: ``run(key, params, mcmc, n) -> (mcmc, e_loc [n, W], acc [n])``
-    (jitted, ``n`` static); ``mcmc_steps`` moves at a fixed width between measurements."""
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False)
-    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+    (jitted, ``n`` static); ``mcmc_steps`` moves at a fixed width between measurements.
+    ``chunk_size`` / ``mesh``: walkers per device at a time / devices they are split over."""
+    from nqs.parallel import chunked_map
+
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False,
+                                     chunk_size=chunk_size, mesh=mesh)
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def run(key: jax.Array, params: Any, mc: MCMCState, n: int):
         mc = mcmc_init(params, mc.r, mc.width)
 
         def body(mc: MCMCState, k: jax.Array):
             mc, acc = mcmc_step(k, params, mc)
-            return mc, (batch_e_loc(params, mc.r), acc)
+            e_loc = batch_e_loc(params, constrain_samples(mc.r, mesh)).astype(jnp.float64)
+            return mc, (e_loc, acc)
 
         mc, (e_loc, acc) = jax.lax.scan(body, mc, jax.random.split(key, n))
         return mc, e_loc, acc
@@ -204,6 +245,27 @@ def _fingerprint(atoms: Atoms, **options: Any) -> dict[str, Any]:
         "n_beta": atoms.n_beta,
         **options,
     }
+
+
+def with_dtype(
+    apply: Callable[[Any, jax.Array], Any], dtype: str
+) -> Callable[[Any, jax.Array], Any]:
+    """The network evaluated in ``dtype``: walkers are cast on the way in, so the activations
+    follow the parameters' dtype; the determinants (the model's slogdet) and everything
+    downstream (local energies, their accumulation, the reductions over walkers) stay float64.
+    """
+    if dtype == "float64":
+        return apply
+    if dtype != "float32":
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+    def apply32(params: Any, r: jax.Array) -> Any:
+        out = apply(params, r.astype(jnp.float32))
+        if isinstance(out, tuple | list):
+            return tuple(o.astype(jnp.float64) for o in out)
+        return out.astype(jnp.float64)
+
+    return apply32
 
 
 def _n_parameters(params: Any) -> int:
@@ -241,6 +303,9 @@ def run_realspace(
     echo: Callable[[str], None] | None = None,
     progress: bool | None = None,
     callback: Callable[[dict], None] | None = None,
+    chunk_size: int | str | None = None,
+    dtype: str = "float64",
+    mesh: Mesh | None = None,
 ) -> RealSpaceResult:
     """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
 
@@ -265,6 +330,13 @@ def run_realspace(
         reference_energy, reference_source: exact energy to compare with (result only).
         echo: where messages go (default stderr). progress: a progress line (default: if tty).
         callback: called with each step's log record after it is written (and checkpointed).
+        chunk_size: walkers per device whose local energies and log-derivatives are evaluated
+            at a time (bounds memory); ``"auto"``: from the device memory and XLA's memory
+            estimate per walker; None: all at once.
+        dtype: ``"float64"`` or ``"float32"``: the network's parameters and activations
+            (:func:`with_dtype`); energies, determinants and reductions stay float64.
+        mesh: devices the walkers are split over (default: all devices of all processes); the
+            number of walkers must be divisible by their number. Only process 0 writes files.
 
     Raises:
         InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
@@ -276,8 +348,16 @@ def run_realspace(
     ):
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value}")
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    progress = sys.stderr.isatty() if progress is None else progress
+    main = is_main_process()
+    echo = (echo or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else _quiet
+    progress = (sys.stderr.isatty() if progress is None else progress) and main
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "float32" and optimizer == "kfac":
+        # kfac-jax checks that its curvature vectors and the parameters share one dtype
+        raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+    mesh = make_mesh() if mesh is None else mesh
+    check_divisible(int(n_walkers), mesh, "the number of walkers")
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise CheckpointError("resume needs an output directory holding a checkpoint")
@@ -289,25 +369,39 @@ def run_realspace(
     # ---- pure pieces
     net = dict(layers=tuple(tuple(x) for x in layers), n_determinants=n_determinants,
                envelope=envelope, full_det=full_det)
-    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, **net)
+    param_dtype = jnp.float32 if dtype == "float32" else jnp.float64
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **net)
+    apply = with_dtype(apply, dtype)
     e_loc_fn = make_local_energy(apply, atoms, laplacian)
-    vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
-                          clip_scale, damping, norm_constraint)
-    meta = _fingerprint(
-        atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
-        learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
-        pretrain_steps=int(pretrain_steps), laplacian=laplacian,
-        **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
-    )
     k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
         jax.random.PRNGKey(seed), 7
     )
     params = init(k_init)
     walkers = init_walkers(k_walk, atoms, n_walkers)
+    if chunk_size == "auto":
+        chunk_size = _auto_chunk(apply, e_loc_fn, params, walkers, optimizer, mesh)
+    elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
+    vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
+                          clip_scale, damping, norm_constraint, chunk_size, mesh)
+    meta = _fingerprint(
+        atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
+        learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
+        pretrain_steps=int(pretrain_steps), laplacian=laplacian,
+        **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
+        **({} if dtype == "float64" else {"dtype": dtype}),
+    )
+
+    def shardings_of(state: VMCState) -> VMCState:
+        # parameters and optimizer state replicated; walkers and their log|psi|^2 split
+        return VMCState(
+            tree_shardings(state.params, mesh, None), tree_shardings(state.opt_state, mesh, None),
+            MCMCState(sample_sharding(mesh), sample_sharding(mesh), replicated(mesh)),
+        )
 
     start = 0
     hf_energy = None
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
     if resume:
         assert ckpt is not None
@@ -318,22 +412,26 @@ def run_realspace(
                     f"checkpoint {ckpt} belongs to a different run: {key_name} was "
                     f"{saved_meta.get(key_name)!r}, now {value!r}"
                 )
-        template = {"state": vmc.init(k_opt, params, walkers, 0.2), "key": k_run, "step": 0}
+        template = gather({"state": vmc.init(k_opt, params, walkers, 0.2), "key": k_run,
+                           "step": 0})
+        # Checkpoints hold whole host arrays: they load on any number of devices.
         tree, saved_meta = load_checkpoint(ckpt, template)
         state: VMCState = tree["state"]
+        state = put(state, shardings_of(state))
         start = int(tree["step"])
         hf_energy = saved_meta.get("hf_energy")
         echo(f"resuming from step {start} ({ckpt})")
     logger = None
-    if out is not None:
+    if out is not None and main:
         if not resume and (out / LOG_NAME).exists():
             (out / LOG_NAME).unlink()
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else None)
 
     def checkpoint(step: int) -> None:
         if ckpt is not None:
-            tree = {"state": state, "key": k_run, "step": step}
-            save_checkpoint(ckpt, tree, meta | {"step": step, "hf_energy": hf_energy})
+            tree = gather({"state": state, "key": k_run, "step": step})  # all processes
+            if main:
+                save_checkpoint(ckpt, tree, meta | {"step": step, "hf_energy": hf_energy})
 
     if not resume:
         width = 0.2
@@ -351,14 +449,17 @@ def run_realspace(
                 for i, loss in enumerate(pre.losses):
                     logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
         state = vmc.init(k_opt, params, walkers, width)
+        state = put(state, shardings_of(state))
         if burn_in_calls > 0:
-            mcmc_init, mcmc_step = make_mcmc(apply, mcmc_steps)
-            mc, accs = burn_in(k_burn, jax.jit(mcmc_step), params,
-                               mcmc_init(params, state.mcmc.r, width), burn_in_calls)
+            mcmc_init, mcmc_step = make_mcmc(apply, mcmc_steps, chunk_size=chunk_size, mesh=mesh)
+            mc, accs = burn_in(k_burn, jax.jit(mcmc_step), state.params,
+                               mcmc_init(state.params, state.mcmc.r, width), burn_in_calls)
             state = state._replace(mcmc=mc)
         checkpoint(0)
 
-    history: list[dict] = [r for r in read_jsonl(out / LOG_NAME) if "step" in r] if out else []
+    history: list[dict] = (
+        [r for r in read_jsonl(out / LOG_NAME) if "step" in r] if out and main else []
+    )
     t_loop = time.perf_counter()
     t_steps = 0.0
     n_timed = 0
@@ -408,8 +509,9 @@ def run_realspace(
     # ---- final evaluation at fixed parameters
     from nqs.stats import statistics
 
-    sampler = make_energy_sampler(apply, e_loc_fn, mcmc_steps)
+    sampler = make_energy_sampler(apply, e_loc_fn, mcmc_steps, chunk_size, mesh)
     _, e_loc, accs = sampler(k_eval, state.params, state.mcmc, int(eval_steps))
+    e_loc, accs = gather((e_loc, accs))
     values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
     st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
     if n_timed:
@@ -433,5 +535,28 @@ def run_realspace(
         reference_energy=reference_energy,
         reference_source=reference_source,
         hf_energy=hf_energy,
-        params=state.params,
+        params=gather(state.params),
+        dtype=dtype,
+        n_devices=int(mesh.devices.size),
+        n_processes=device_info()["n_processes"],
+        chunk_size=chunk_size,
+        **peak_memory(),
     )
+
+
+def _quiet(msg: str) -> None:
+    """Echo of the processes other than 0: silent."""
+    del msg
+
+
+def _auto_chunk(apply: Callable, e_loc_fn: Callable, params: Any, walkers: jax.Array,
+                optimizer: str, mesh: Mesh) -> int | None:
+    """Walkers per device per chunk that fit the device memory (None: no chunking needed),
+    from XLA's memory estimate of one local energy and one log-derivative row."""
+
+    # The forward-Laplacian local energy (3 n_el + 1 tangents through the network) is compiled
+    # for a few walkers and measured; a log-derivative row is bounded without a compile.
+    grad_row = 4 * 8 * _n_parameters(params)
+    per_walker = max(bytes_per_sample(e_loc_fn, params, walkers[0]), grad_row)
+    del apply, optimizer  # the same per-walker bound serves every optimizer
+    return auto_chunk_size(per_walker, int(walkers.shape[0]), mesh)

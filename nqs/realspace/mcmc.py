@@ -19,6 +19,7 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
+from nqs.parallel import Mesh, chunked_map, constrain_samples
 
 LogPsiFn = Callable[[Any, jax.Array], Any]
 """``(params, r [n_el, 3]) -> log|psi|`` or ``-> (sign, log|psi|)``."""
@@ -116,6 +117,8 @@ def make_mcmc(
     n_steps: int = 10,
     target_acceptance: float = 0.5,
     adapt: bool = True,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[
     Callable[[Any, jax.Array, float], MCMCState],
     Callable[[jax.Array, Any, MCMCState], tuple[MCMCState, jax.Array]],
@@ -127,6 +130,9 @@ def make_mcmc(
         n_steps: Metropolis steps per call (all electrons of all walkers move each step).
         target_acceptance: the width is adapted between calls towards this acceptance.
         adapt: if False the width is kept fixed.
+        chunk_size: evaluate ``log|psi|`` this many walkers per device at a time (None: all).
+        mesh: devices the walkers are split over (None: no constraint). The acceptance is a
+            mean over all walkers, so the adapted width is the same on every device.
 
     Returns:
         ``init(params, r [n_walkers, n_el, 3], width=0.2) -> MCMCState`` and
@@ -136,8 +142,11 @@ def make_mcmc(
     if n_steps < 1:
         raise InputError(f"n_steps must be >= 1, got {n_steps}")
 
+    log_abs_all = chunked_map(lambda p, x: _log_abs(log_abs_psi_fn(p, x)), chunk_size, mesh)
+
     def batch_log_prob(params: Any, r: jax.Array) -> jax.Array:
-        return 2.0 * jax.vmap(lambda x: _log_abs(log_abs_psi_fn(params, x)))(r)
+        # float64 whatever the network's dtype: the acceptance test compares differences
+        return 2.0 * log_abs_all(params, constrain_samples(r, mesh)).astype(r.dtype)
 
     def init(params: Any, r: jax.Array, width: float = 0.2) -> MCMCState:
         r = jnp.asarray(r)

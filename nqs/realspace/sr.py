@@ -23,6 +23,7 @@ from jax.flatten_util import ravel_pytree
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
 from nqs.optim.sr import natural_gradient_minsr
+from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import make_mcmc
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
 
@@ -49,6 +50,8 @@ def make_sr_vmc(
     mcmc_steps: int = 10,
     clip_scale: float = 5.0,
     target_acceptance: float = 0.5,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> VMC:
     """VMC with minSR natural-gradient steps; ``step`` is jitted.
 
@@ -59,6 +62,9 @@ def make_sr_vmc(
         diag_shift: lambda added to the diagonal of ``J J^T``.
         norm_constraint: bound on ``eta^2 delta . g`` (0 disables).
         mcmc_steps, clip_scale, target_acceptance: as :func:`nqs.realspace.train.make_optax_vmc`.
+        chunk_size: local energies and Jacobian rows this many walkers per device at a time.
+        mesh: devices the walkers (rows of J) are split over; ``J J^T`` and ``J^T x`` are
+            reduced across them by XLA.
 
     Returns:
         :class:`nqs.realspace.train.VMC` with :class:`SRState` as the optimizer state.
@@ -67,8 +73,9 @@ def make_sr_vmc(
         raise InputError(f"learning rate and delay must be positive, got {learning_rate}, {delay}")
     if diag_shift < 0 or norm_constraint < 0:
         raise InputError("diag_shift and norm_constraint must be >= 0")
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
-    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
+                                     chunk_size=chunk_size, mesh=mesh)
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
@@ -79,7 +86,8 @@ def make_sr_vmc(
         params = state.params
         mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
         mc, acc = mcmc_step(key, params, mc)
-        e_loc = batch_e_loc(params, mc.r)
+        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
+        e_loc = batch_e_loc(params, mc.r).astype(jnp.float64)
         energy = jnp.mean(e_loc)
         variance = jnp.mean((e_loc - energy) ** 2)
         e_clip = clip_local_energy(e_loc, clip_scale)
@@ -89,7 +97,9 @@ def make_sr_vmc(
         def log_abs(p_flat: jax.Array, x: jax.Array) -> jax.Array:
             return _log_abs(log_abs_psi_fn(unravel(p_flat), x))
 
-        jac = jax.vmap(jax.grad(log_abs), in_axes=(None, 0))(flat, mc.r)  # [W, P]
+        jac = chunked_map(jax.grad(log_abs), chunk_size, mesh)(flat, mc.r)  # [W, P]
+        # float64 reductions (J J^T, J^T eps) whatever the network's dtype
+        jac = jac.astype(jnp.float64)
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
         eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
         delta = natural_gradient_minsr(jac, eps, diag_shift)
@@ -99,7 +109,7 @@ def make_sr_vmc(
         if norm_constraint > 0:
             sq = eta**2 * jnp.abs(jnp.dot(delta, grad))
             eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))
-        params = unravel(flat - eta * delta)
+        params = unravel((flat - eta * delta).astype(flat.dtype))
         stats = {"energy": energy, "variance": variance, "acceptance": acc, "width": mc.width}
         return VMCState(params, SRState(count + 1), mc), stats
 

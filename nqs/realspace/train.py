@@ -27,6 +27,7 @@ import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
+from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import MCMCState, make_mcmc
 
 Params = Any
@@ -69,6 +70,8 @@ def make_energy_loss(
     local_energy_fn: LocalEnergyFn,
     clip_scale: float = 5.0,
     register_kfac: bool = False,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, jax.Array], tuple[jax.Array, EnergyAux]]:
     """Energy loss with the clipped VMC gradient.
 
@@ -77,20 +80,27 @@ def make_energy_loss(
         local_energy_fn: ``(params, r [n_el, 3]) -> E_loc`` (Hartree).
         clip_scale: clipping width in mean absolute deviations (0 disables).
         register_kfac: register ``log|psi|`` as a normal predictive distribution for kfac-jax.
+        chunk_size: evaluate local energies and per-walker log-derivatives this many walkers
+            per device at a time (bounds memory; None: all at once). With KFAC only the local
+            energies are chunked: kfac-jax finds its layers by tracing ``log|psi|`` and does not
+            look inside the loop of a chunked map.
+        mesh: devices the walkers are split over (None: no constraint).
 
     Returns:
         ``loss(params, r [n_walkers, n_el, 3]) -> (mean E_loc, EnergyAux)``; use it with
         ``jax.value_and_grad(loss, has_aux=True)``.
     """
 
-    def batch_log_abs(params: Params, r: jax.Array) -> jax.Array:
-        return jax.vmap(lambda x: _log_abs(log_abs_psi_fn(params, x)))(r)
-
-    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+    batch_log_abs = chunked_map(
+        lambda p, x: _log_abs(log_abs_psi_fn(p, x)), None if register_kfac else chunk_size, mesh
+    )
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     @jax.custom_jvp
     def loss(params: Params, r: jax.Array) -> tuple[jax.Array, EnergyAux]:
-        e_loc = batch_e_loc(params, r)
+        r = constrain_samples(r, mesh)
+        # float64 accumulation whatever the network's dtype
+        e_loc = batch_e_loc(params, r).astype(jnp.float64)
         energy = jnp.mean(e_loc)
         return energy, EnergyAux(e_loc, jnp.mean((e_loc - energy) ** 2))
 
@@ -101,14 +111,14 @@ def make_energy_loss(
         e_clip = clip_local_energy(aux.local_energy, clip_scale)
         diff = e_clip - jnp.mean(e_clip)
         log_psi, log_psi_tangent = jax.jvp(
-            lambda p: batch_log_abs(p, r), (params,), (tangents[0],)
+            lambda p: batch_log_abs(p, constrain_samples(r, mesh)), (params,), (tangents[0],)
         )
         if register_kfac:
             import kfac_jax  # lazy
 
             kfac_jax.register_normal_predictive_distribution(log_psi[:, None])
         n = diff.shape[0]
-        tangent_energy = 2.0 * jnp.dot(log_psi_tangent, diff) / n
+        tangent_energy = 2.0 * jnp.dot(log_psi_tangent.astype(diff.dtype), diff) / n
         aux_tangent = jax.tree_util.tree_map(jnp.zeros_like, aux)
         return (energy, aux), (tangent_energy, aux_tangent)
 
@@ -159,16 +169,22 @@ def make_optax_vmc(
     mcmc_steps: int = 10,
     clip_scale: float = 5.0,
     target_acceptance: float = 0.5,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> VMC:
     """VMC with an optax optimiser (default :func:`make_adam`); ``step`` is jitted.
 
     Each step: refresh ``log|psi|^2`` of the walkers at the current parameters, ``mcmc_steps``
     Metropolis moves (width adapted afterwards), then one optimiser update from the clipped
-    energy gradient at the new walkers.
+    energy gradient at the new walkers. ``chunk_size`` / ``mesh``: as :func:`make_energy_loss`
+    (the walkers are split over the devices of ``mesh``; the mean energy and the gradient are
+    reduced across them by XLA).
     """
     optimizer = optimizer if optimizer is not None else make_adam()
-    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
+    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, chunk_size=chunk_size,
+                            mesh=mesh)
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
+                                     chunk_size=chunk_size, mesh=mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
@@ -183,6 +199,7 @@ def make_optax_vmc(
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         params = optax.apply_updates(params, updates)
         stats = {"energy": energy, "variance": aux.variance, "acceptance": acc, "width": mc.width}
+        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)
@@ -226,15 +243,27 @@ def make_kfac_vmc(
     mcmc_steps: int = 10,
     clip_scale: float = 5.0,
     target_acceptance: float = 0.5,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> VMC:
     """VMC with KFAC (kfac-jax), FermiNet's defaults: ``lr / (1 + t / delay)``, constant damping,
     no momentum, norm constraint, Fisher from ``register_normal_predictive_distribution`` on
     ``log|psi|`` (layers registered automatically by kfac-jax's graph matcher).
+
+    Several devices: kfac-jax's own multi-device mode (``multi_device=True``) is built on
+    ``pmap`` with a named axis; here it stays off (``multi_device=False``) and the walkers are
+    instead a sharded array in kfac-jax's jitted step, so the curvature blocks, like the
+    gradient, are sums over the global batch that XLA reduces across devices. ``chunk_size``
+    chunks the local energies only (see :func:`make_energy_loss`).
     """
     kfac_jax = _import_kfac()  # lazy
 
-    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, register_kfac=True)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance)
+    # No sharding constraints inside the loss: kfac-jax's graph matcher traces it to find the
+    # layers and does not expect them; the walkers arrive sharded and XLA propagates that.
+    loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, register_kfac=True,
+                            chunk_size=chunk_size, mesh=None)
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
+                                     chunk_size=chunk_size, mesh=mesh)
     optimizer = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
         l2_reg=0.0,
@@ -256,7 +285,9 @@ def make_kfac_vmc(
 
     @jax.jit
     def sample(key: jax.Array, params: Params, mc: MCMCState) -> tuple[MCMCState, jax.Array]:
-        return mcmc_step(key, params, mcmc_init(params, mc.r, mc.width))
+        mc, acc = mcmc_step(key, params, mcmc_init(params, mc.r, mc.width))
+        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
+        return mc, acc
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         mc = mcmc_init(params, jnp.asarray(walkers), width)
@@ -343,6 +374,8 @@ def evaluate(
     n_steps: int = 100,
     mcmc_steps: int = 10,
     burn_in: int = 0,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> EvalResult:
     """Fixed-parameter MCMC estimate of the energy.
 
@@ -354,6 +387,7 @@ def evaluate(
         n_steps: number of measurements (each after ``mcmc_steps`` Metropolis moves).
         mcmc_steps: moves between measurements.
         burn_in: measurements discarded first (same cost as measured ones).
+        chunk_size, mesh: walkers per device evaluated at a time; devices they are split over.
 
     Returns:
         :class:`EvalResult`; ``error`` from blocking over the per-step means.
@@ -361,13 +395,14 @@ def evaluate(
     if n_steps < 2:
         raise InputError(f"n_steps must be >= 2, got {n_steps}")
     t0 = time.perf_counter()
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False)
-    batch_e_loc = jax.vmap(local_energy_fn, in_axes=(None, 0))
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False,
+                                     chunk_size=chunk_size, mesh=mesh)
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def run(key: jax.Array, mc: MCMCState, n: int):
         def body(mc: MCMCState, k: jax.Array):
             mc, acc = mcmc_step(k, params, mc)
-            e = batch_e_loc(params, mc.r)
+            e = batch_e_loc(params, mc.r).astype(jnp.float64)
             return mc, (jnp.mean(e), jnp.mean(e * e), acc)
 
         return jax.lax.scan(body, mc, jax.random.split(key, n))

@@ -1,0 +1,211 @@
+"""Run by tests/test_parallel.py with XLA_FLAGS=--xla_force_host_platform_device_count=4.
+
+Every check runs the same computation on a mesh of 1 device and of 4 devices (and chunked or
+not) and prints one JSON object of differences and flags; the test asserts on them. One process
+for all checks keeps the suite fast (the device count is fixed when JAX starts).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nqs  # noqa: F401
+from nqs.parallel import (
+    auto_chunk_size,
+    bytes_per_sample,
+    gather,
+    make_mesh,
+    put,
+    replicated,
+    sample_sharding,
+    tree_shardings,
+)
+
+
+def maxdiff(a, b) -> float:
+    la, lb = jax.tree_util.tree_leaves(gather(a)), jax.tree_util.tree_leaves(gather(b))
+    assert len(la) == len(lb)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) if np.size(x) else 0.0
+               for x, y in zip(la, lb, strict=True))
+
+
+def history_diff(r1, r2, keys=("energy", "variance", "energy_error", "grad_norm")) -> float:
+    return max(abs(h1[k] - h2[k]) for h1, h2 in zip(r1.history, r2.history, strict=False)
+               for k in keys if k in h1)
+
+
+def spin_checks(out: dict, mesh1, mesh4) -> None:
+    from hamiltonians.spin import make_spin_model
+    from nqs.driver import run_vmc
+    from nqs.optim import make_optimizer
+    from nqs.problems import spin_ansatz, spin_sampler
+
+    model = make_spin_model(model="ising", lattice="chain", size=8, pbc=True, h=1.0, j2=0.5,
+                            delta=1.0, marshall_sign=False)
+    ansatz = spin_ansatz(model, "rbm", 1.0, complex_params=True)
+    sampler = spin_sampler(model, "mcmc", 64, 8, 2)
+
+    def run(mesh, chunk=None, **kw):
+        return run_vmc(ansatz, model, sampler, make_optimizer("sr", 0.05, 0.01), kw.pop("n", 2),
+                       seed=3, n_eval_batches=kw.pop("n_eval", 0), chunk_size=chunk, mesh=mesh,
+                       **kw)
+
+    r1 = run(mesh1, n=3)  # uninterrupted, one device
+    with tempfile.TemporaryDirectory() as d:
+        r4 = run(mesh4, n=2, out_dir=d)  # four devices, checkpoint at step 2
+        resumed = run(mesh1, n=3, out_dir=d, resume=True)  # ... resumed on one device
+    r4c = run(mesh4, 3, n=2)
+    out["spin_energy"] = r1.history[-1]["energy"]
+    out["spin_hist_1v4"] = history_diff(r1, r4)  # the first two steps
+    out["spin_hist_chunk"] = history_diff(r4, r4c)
+    out["spin_params_chunk"] = maxdiff(r4.params, r4c.params)
+    out["spin_n_devices"] = [r1.n_devices, r4.n_devices]
+    out["spin_summary_keys"] = sorted(r4.summary())
+    # the resumed run equals the uninterrupted one: parameters after 3 steps and the history
+    out["spin_params_1v4"] = maxdiff(resumed.params, r1.params)
+    out["spin_resume_4to1"] = maxdiff(resumed.params, r1.params)
+    out["spin_resume_hist"] = history_diff(resumed, r1, ("energy",))
+    # the number of chains must split over the devices
+    try:
+        run_vmc(ansatz, model, spin_sampler(model, "mcmc", 60, 6, 2),
+                make_optimizer("sr", 0.05, 0.01), 1, mesh=mesh4)
+        out["spin_indivisible_error"] = None
+    except Exception as e:  # noqa: BLE001
+        out["spin_indivisible_error"] = f"{type(e).__name__}: {e}"
+
+
+def molecule_checks(out: dict, mesh1, mesh4) -> None:
+    from hamiltonians.molecule import compute_integrals, parse_molecule
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.driver import run_vmc
+    from nqs.optim import make_optimizer
+    from nqs.problems import molecule_ansatz, molecule_sampler
+
+    integrals, _ = compute_integrals(parse_molecule("LiH"))
+    ham = MolecularHamiltonian(integrals)
+    sampler, _ = molecule_sampler(ham.hilbert, "mcmc", 32, 8)
+    ansatz = molecule_ansatz(ham.hilbert, "backflow", alpha=2.0, hidden=(8,), n_determinants=1,
+                             init_scale=0.3)
+
+    def run(mesh, chunk=None, dedupe=True):
+        return run_vmc(ansatz, ham, sampler, make_optimizer("minsr", 0.02, 1e-3), 2, seed=1,
+                       n_eval_batches=0, chunk_size=chunk, mesh=mesh, dedupe=dedupe)
+
+    r1, r4, r4c = run(mesh1), run(mesh4), run(mesh4, 5)
+    out["mol_energy"] = r1.history[-1]["energy"]
+    out["mol_hist_1v4"] = history_diff(r1, r4)
+    out["mol_params_1v4"] = maxdiff(r1.params, r4.params)
+    out["mol_hist_chunk"] = history_diff(r4, r4c)
+    out["mol_params_chunk"] = maxdiff(r4.params, r4c.params)
+
+
+def realspace_checks(out: dict, mesh1, mesh4) -> None:
+    from hamiltonians.realspace import make_atoms, make_local_energy
+    from nqs.models.ferminet import make_ferminet
+    from nqs.realspace.driver import with_dtype
+    from nqs.realspace.mcmc import MCMCState, init_walkers
+    from nqs.realspace.sr import make_sr_vmc
+    from nqs.realspace.train import VMCState, make_kfac_vmc
+
+    atoms = make_atoms("He 0 0 0", unit="bohr")
+    init, apply = make_ferminet(atoms, 1, 1, layers=((4, 2),), n_determinants=1)
+    e_loc_fn = make_local_energy(apply, atoms, "folx")
+    key = jax.random.PRNGKey(0)
+    params = init(key)
+    walkers = init_walkers(key, atoms, 16)
+
+    def run(factory, mesh, chunk=None):
+        vmc = factory(apply, e_loc_fn, mcmc_steps=2, chunk_size=chunk, mesh=mesh)
+        fresh = jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), params)  # KFAC donates
+        state = vmc.init(key, fresh, walkers, 0.2)
+        shard = VMCState(tree_shardings(state.params, mesh, None),
+                         tree_shardings(state.opt_state, mesh, None),
+                         MCMCState(sample_sharding(mesh), sample_sharding(mesh), replicated(mesh)))
+        state = put(state, shard)
+        energies = []
+        for k in range(2):
+            state, stats = vmc.step(jax.random.PRNGKey(10 + k), state)
+            energies.append([float(stats["energy"]), float(stats["variance"])])
+        return np.asarray(energies), gather(state.params), gather(state.mcmc.r)
+
+    # minSR: one device unchunked vs four devices chunked (3 walkers per device at a time)
+    s1, s4c = run(make_sr_vmc, mesh1), run(make_sr_vmc, mesh4, 3)
+    out["rs_energy"] = float(s1[0][-1, 0])
+    out["rs_sr_1v4"] = max(float(np.max(np.abs(s1[0] - s4c[0]))), maxdiff(s1[1], s4c[1]),
+                           maxdiff(s1[2], s4c[2]))
+    k1, k4 = run(make_kfac_vmc, mesh1), run(make_kfac_vmc, mesh4, 5)
+    out["rs_kfac_1v4"] = max(float(np.max(np.abs(k1[0] - k4[0]))), maxdiff(k1[1], k4[1]))
+
+    # float32 network, float64 determinants and energies: same parameters, same walkers
+    apply32 = with_dtype(apply, "float32")
+    e32_fn = make_local_energy(apply32, atoms, "folx")
+    r = put(init_walkers(jax.random.PRNGKey(5), atoms, 256), sample_sharding(mesh4))
+    p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    e64 = np.asarray(jax.jit(jax.vmap(e_loc_fn, in_axes=(None, 0)))(params, r))
+    e32 = np.asarray(jax.jit(jax.vmap(e32_fn, in_axes=(None, 0)))(p32, r))
+    out["f32_dtype"] = str(e32.dtype)
+    out["f32_mean_diff"] = float(abs(e32.mean() - e64.mean()))
+    out["f32_error_of_mean"] = float(e64.std() / np.sqrt(e64.size))
+
+
+def memory_checks(out: dict, mesh4) -> None:
+    """4096 LiH walkers through the local energy and the per-walker gradient with a memory
+    budget that the unchunked batch exceeds: the chunk picked for the budget fits it."""
+    from hamiltonians.realspace import make_atoms, make_local_energy
+    from nqs.models.ferminet import make_ferminet
+    from nqs.parallel import chunked_map
+    from nqs.realspace.mcmc import init_walkers
+
+    atoms = make_atoms("Li 0 0 0; H 0 0 3.015", unit="bohr")
+    init, apply = make_ferminet(atoms, 2, 2, layers=((8, 4),), n_determinants=1)
+    e_loc_fn = make_local_energy(apply, atoms, "folx")
+    params = init(jax.random.PRNGKey(1))
+    walkers = put(init_walkers(jax.random.PRNGKey(2), atoms, 4096), sample_sharding(mesh4))
+    per_walker = bytes_per_sample(e_loc_fn, params, walkers[0])
+    budget = per_walker * 4096 // 4 // 8  # an eighth of what one device's 1024 walkers need
+    chunk = auto_chunk_size(per_walker, 4096, mesh4, budget_bytes=budget, fraction=1.0)
+
+    def energy_and_grad(p, r):
+        e = chunked_map(e_loc_fn, chunk, mesh4)(p, r)
+        g = chunked_map(jax.grad(lambda q, x: apply(q, x)[1]), chunk, mesh4)(p, r)
+        return jnp.mean(e), jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), g)
+
+    compiled = jax.jit(energy_and_grad).lower(params, walkers).compile()
+    mem = compiled.memory_analysis()
+    energy, grad = compiled(params, walkers)
+    out["mem_chunk"] = chunk
+    out["mem_budget_per_device"] = budget
+    out["mem_unchunked_estimate_per_device"] = per_walker * 4096 // 4
+    # the whole 4-device program's temporaries, divided over the devices
+    out["mem_chunked_temp_per_device"] = int(mem.temp_size_in_bytes) // 4
+    out["mem_finite"] = bool(np.isfinite(float(energy))) and all(
+        bool(np.all(np.isfinite(np.asarray(g)))) for g in jax.tree_util.tree_leaves(grad))
+
+
+def main() -> None:
+    assert jax.device_count() == 4, jax.devices()
+    mesh1, mesh4 = make_mesh(jax.devices()[:1]), make_mesh()
+    out: dict = {}
+    for name in sys.argv[1:] or ["spin", "molecule", "realspace", "memory"]:
+        t0 = time.perf_counter()
+        if name == "spin":
+            spin_checks(out, mesh1, mesh4)
+        elif name == "molecule":
+            molecule_checks(out, mesh1, mesh4)
+        elif name == "realspace":
+            realspace_checks(out, mesh1, mesh4)
+        elif name == "memory":
+            memory_checks(out, mesh4)
+        out[f"seconds_{name}"] = time.perf_counter() - t0
+    print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
