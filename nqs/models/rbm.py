@@ -172,23 +172,32 @@ _BLOCK = 16
 
 
 def _log_prod(r: jax.Array) -> jax.Array:
-    """``sum_j log r_j`` of ``r [M]`` as a complex scalar, with one log per ``_BLOCK`` units.
-
-    The factors are multiplied pairwise (first half times second half, elementwise) rather than
-    by a reduction: XLA's CPU reductions over complex numbers are scalar loops, elementwise
-    products are vectorised.
-    """
+    """``sum_j log r_j`` of ``r [M]`` as a complex scalar, with one log per ``_BLOCK`` units."""
     n_blocks = -(-r.shape[-1] // _BLOCK)
     pad = n_blocks * _BLOCK - r.shape[-1]
     if pad:
         r = jnp.concatenate([r, jnp.ones((pad,), r.dtype)])
-    while r.shape[-1] > n_blocks:  # 16 n_blocks -> 8 n_blocks -> ... -> n_blocks
-        half = r.shape[-1] // 2
-        r = r[:half] * r[half:]
+    # block b = units b, b + n_blocks, ...; a reduction, so XLA fuses the computation of the
+    # factors into it instead of writing all [n_connections, M] factors to memory first
+    r = jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)
     if jnp.iscomplexobj(r):
         return jnp.sum(jnp.log(r))
     # real RBM: every factor is cosh(theta')/cosh(theta) > 0; abs only guards rounding
     return _as_complex(jnp.sum(jnp.log(jnp.abs(r))))
+
+
+def _materialised(compute: Callable[[], Any], data: jax.Array) -> Any:
+    """``compute()``, evaluated once into memory.
+
+    Without this, XLA's CPU fusion copies the ``cosh`` / ``sinh`` of the tables into every
+    consumer (the gathers of table rows), i.e. evaluates them again for every connected
+    configuration and every proposal, which is what the tables are there to avoid
+    (``optimization_barrier`` is removed before fusion on the CPU). A conditional on a
+    data-dependent predicate (true unless ``data`` holds a NaN, and then both branches are
+    the same computation anyway) is a fusion boundary.
+    """
+    probe = jnp.real(data.ravel()[0])
+    return jax.lax.cond(probe == probe, compute, compute)
 
 
 def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> LocalUpdates:
@@ -219,7 +228,7 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
 
     def prepare(params: Params) -> RBMTables:
         w, b, a = dense(params)
-        return RBMTables(w, b, a, jnp.cosh(m * w), jnp.sinh(m * w))
+        return RBMTables(w, b, a, *_materialised(lambda: (jnp.cosh(m * w), jnp.sinh(m * w)), w))
 
     def init_cache(tables: RBMTables, x: jax.Array) -> jax.Array:
         return jnp.tanh(x @ tables.kernel + tables.hidden_bias)

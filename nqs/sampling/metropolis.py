@@ -126,16 +126,20 @@ def _sample(
     n_steps = sampler.steps_per_sweep
     n_keep = sampler.n_samples_per_chain
     n_discard = sampler.n_discard_sweeps
+    n_sites = sampler.hilbert.n_sites
+    # rules with state-independent randomness draw a whole sweep's proposals at once
+    predrawn = hasattr(rule, "draw") and hasattr(rule, "propose_drawn")
 
     # parameter-only tables (e.g. the RBM's cosh / sinh of the weights): once per call
     tables = fast.prepare(params) if fast is not None else None
 
     def metropolis_step(
-        carry: tuple[Any, ...], inputs: tuple[jax.Array, jax.Array]
+        carry: tuple[Any, ...], inputs: tuple[Any, jax.Array]
     ) -> tuple[tuple[Any, ...], None]:
+        """One proposal; ``inputs = (pre-drawn noise or a key, log of a uniform number)``."""
         x, log_psi, aux, n_acc = carry
-        k_prop, log_u = inputs
-        sites = rule.propose(k_prop, x)
+        noise, log_u = inputs
+        sites = rule.propose_drawn(noise, x) if predrawn else rule.propose(noise, x)
         x_new = apply_flips(x, sites, c)
         if fast is not None:
             log_ratio, aux_new = fast.log_ratio(tables, x, aux, sites)
@@ -157,9 +161,11 @@ def _sample(
             # incremental updates cannot build up over more than one sweep
             x, log_psi, _, n_acc = carry
             carry = (x, log_psi, fast.init_cache(tables, x), n_acc)
-        carry, _ = jax.lax.scan(
-            metropolis_step, carry, (jax.random.split(k_prop, n_steps), log_u)
-        )
+        if predrawn:
+            noise = rule.draw(k_prop, n_steps, n_sites)
+        else:
+            noise = jax.random.split(k_prop, n_steps)
+        carry, _ = jax.lax.scan(metropolis_step, carry, (noise, log_u))
         return carry, carry[0]
 
     def run_chain(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
