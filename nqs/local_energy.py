@@ -16,16 +16,20 @@ LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
 def make_local_energy(operator: DiscreteOperator, ansatz: Ansatz) -> LocalEnergyFn:
     """``local_energy(params, x [n_sites]) -> complex scalar``.
 
-    Uses the ansatz's cached local updates when it has them (O(M) per connected configuration
-    for the RBM), else evaluates log psi on every connected configuration in one batched call.
+    Uses the ansatz's cached local updates when it has them (O(M) multiply-adds per connected
+    configuration for the RBM), else evaluates log psi on every connected configuration in one
+    batched call. Under ``jax.vmap`` over ``x`` the fast path's ``prepare(params)`` does not
+    depend on ``x``, so it is evaluated once per batch, not once per configuration.
     """
     fast = ansatz.local_updates
     if fast is not None:
 
         def local_energy_fast(params: Params, x: jax.Array) -> jax.Array:
             sites, mels = operator.flips(x)
-            cache = fast.init_cache(params, x)
-            log_ratios, _ = jax.vmap(lambda s: fast.log_ratio(params, x, cache, s))(sites)
+            tables = fast.prepare(params)
+            cache = fast.init_cache(tables, x)
+            # the updated caches are unused here, so XLA drops their computation
+            log_ratios, _ = jax.vmap(lambda s: fast.log_ratio(tables, x, cache, s))(sites)
             return jnp.sum(mels * jnp.exp(log_ratios))
 
         return local_energy_fast

@@ -22,6 +22,7 @@ from nqs.ansatz import Ansatz, Params
 from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
+from nqs.optim.jacobian import holomorphic_jacobian, transpose_dot
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.sampling.base import Sampler, Samples
@@ -57,7 +58,7 @@ class Estimate(NamedTuple):
 
     stats: Any
     grad: jax.Array  # [P] real energy gradient in the real flat view
-    jacobian: jax.Array | None  # [2n, P] (or [n, P] for real log psi) scaled, centred
+    jacobian: Any  # [2n, P] scaled, centred; HolomorphicJacobian for a holomorphic ansatz
     residuals: jax.Array | None
 
 
@@ -162,10 +163,15 @@ def make_estimator(
 
             return Estimate(stats, jax.grad(surrogate)(flat), None, None)
 
-        jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh)
+        if ansatz.holomorphic:  # complex O [n, P_c]: half the size of the real view
+            jacobian = holomorphic_jacobian(
+                ansatz.log_psi, params, samples.x, w, chunk_size, mesh
+            )
+        else:
+            jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh)
         scaled = jnp.sqrt(w) * centred
         residuals = 2.0 * jnp.concatenate([scaled.real, scaled.imag])
-        grad = jacobian.T @ residuals
+        grad = transpose_dot(jacobian, residuals)
         return Estimate(stats, grad, jacobian, residuals)
 
     return estimate

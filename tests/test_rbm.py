@@ -173,13 +173,14 @@ def test_fast_log_ratio_matches_generic(kind, space):
 
     @jax.jit
     def check(params, x, sites):
-        cache = fast.init_cache(params, x)
+        tables = fast.prepare(params)
+        cache = fast.init_cache(tables, x)
         lp = ansatz.log_psi(params, x)
 
         def one(s):
             x_new = apply_flips(x, s, c)
-            lr, cache_new = fast.log_ratio(params, x, cache, s)
-            return lr, ansatz.log_psi(params, x_new) - lp, cache_new, fast.init_cache(params, x_new)
+            lr, cache_new = fast.log_ratio(tables, x, cache, s)
+            return lr, ansatz.log_psi(params, x_new) - lp, cache_new, fast.init_cache(tables, x_new)
 
         return jax.vmap(one)(sites)
 
@@ -192,14 +193,15 @@ def test_fast_log_ratio_matches_generic(kind, space):
     assert_trees_close(cache_new, cache_direct, atol=1e-10)
     # a single flip with k = 1 (another shape)
     sites = jnp.asarray([2], jnp.int32)
-    cache = fast.init_cache(params, xs[0])
-    lr1, _ = fast.log_ratio(params, xs[0], cache, sites)
+    tables = fast.prepare(params)
+    cache = fast.init_cache(tables, xs[0])
+    lr1, _ = fast.log_ratio(tables, xs[0], cache, sites)
     x_new = apply_flips(xs[0], sites, c)
     assert_log_close(lr1, ansatz.log_psi(params, x_new) - ansatz.log_psi(params, xs[0]))
 
 
 def assert_trees_close(a, b, atol):
-    """Caches are pytrees (theta and the sum of log cosh theta): compare leaf by leaf."""
+    """Caches are pytrees (for the RBM: tanh theta): compare leaf by leaf."""
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=atol)
 
@@ -219,18 +221,20 @@ def test_chained_updates_track_the_cache():
 
     @jax.jit
     def run(params, x):
+        tables = fast.prepare(params)
+
         def step(carry, sites):
             x, cache, total = carry
-            lr, cache = fast.log_ratio(params, x, cache, sites)
+            lr, cache = fast.log_ratio(tables, x, cache, sites)
             return (apply_flips(x, sites, 0.0), cache, total + lr), None
 
-        carry = (x, fast.init_cache(params, x), jnp.zeros((), jnp.complex128))
+        carry = (x, fast.init_cache(tables, x), jnp.zeros((), jnp.complex128))
         (x, cache, total), _ = jax.lax.scan(step, carry, sites_all)
         return ansatz.log_psi(params, x0) + total, ansatz.log_psi(params, x), cache, x
 
     tracked, direct, cache, x = run(params, x0)
     assert_log_close(tracked, direct, atol=1e-9)
-    assert_trees_close(cache, fast.init_cache(params, x), atol=1e-9)
+    assert_trees_close(cache, fast.init_cache(fast.prepare(params), x), atol=1e-9)
 
 
 def test_modules_are_hashable():

@@ -11,6 +11,10 @@ Workloads (both codes, float64 / complex128, complex RBM parameters, minSR / NTK
 
 Both samplers use the same number of chains, sweep size (n_sites Metropolis steps per kept
 sample) and discarded sweeps per step; both drivers the same learning rate and diagonal shift.
+NetKet runs ``VMC_SR`` with the dense Jacobian (``on_the_fly=False``, the same linear algebra
+as nqs's minSR) and, with ``--codes ... netket-otf``, also with its default on-the-fly NTK.
+The codes are called in turn (one timed call of each, then the next round), so a change of
+machine load affects all of them alike.
 
 Measured for each code, after warm-up (compilation excluded), median of ``--repeats`` calls,
 each ended by ``jax.block_until_ready``:
@@ -22,6 +26,8 @@ each ended by ``jax.block_until_ready``:
 
     python experiments/benchmarks/spin_vs_netket.py              # full
     python experiments/benchmarks/spin_vs_netket.py --quick      # fewer repeats and steps
+    python experiments/benchmarks/spin_vs_netket.py --codes nqs netket netket-otf
+    python experiments/benchmarks/spin_vs_netket.py --profile    # where nqs's step time goes
 
 Writes ``experiments/benchmarks/results/spin_vs_netket.{md,json}``.
 """
@@ -51,8 +57,9 @@ from hamiltonians.spin import Heisenberg, TransverseFieldIsing
 from hamiltonians.spin_reference import tfim_chain_energy
 from nqs.local_energy import make_local_energy
 from nqs.models.rbm import make_rbm
-from nqs.optim import sr_optimizer
-from nqs.optim.sr import natural_gradient_minsr
+from nqs.optim import sr, sr_optimizer
+from nqs.optim.flat import real_flat
+from nqs.optim.jacobian import HolomorphicJacobian
 from nqs.sampling.base import Samples
 from nqs.sampling.metropolis import MetropolisSampler
 from nqs.sampling.rules import ExchangeRule, LocalRule
@@ -123,10 +130,28 @@ def steps_to_tolerance(energies: list[float], times: list[float], ref: float, to
     return None, None
 
 
-# --------------------------------------------------------------------------------------- nqs
+# ---------------------------------------------------------------------------------- runners
 
 
-def run_nqs(w: Workload, args: argparse.Namespace) -> CodeResult:
+@dataclass
+class Runner:
+    """One code set up on one workload (compiled): the three things the benchmark times.
+
+    sample_eloc(): sample ``--samples`` configurations and all their local energies (blocks);
+    step() -> energy of the step (one full VMC step, blocks); final() -> (mean, error) from
+    fresh samples. ``first_step_compiles``: the first step() includes compilation.
+    """
+
+    code: str
+    sample_eloc: Callable[[], None]
+    step: Callable[[], float]
+    final: Callable[[], tuple[float, float]]
+    compile_s: float
+    notes: str
+    first_step_compiles: bool = False
+
+
+def nqs_runner(w: Workload, args: argparse.Namespace) -> Runner:
     model = w.model
     n = model.hilbert.n_sites
     rule = ExchangeRule(np.asarray(model.lattice.bonds)) if w.exchange else LocalRule()
@@ -138,39 +163,30 @@ def run_nqs(w: Workload, args: argparse.Namespace) -> CodeResult:
     step = jax.jit(step)
     evaluate = jax.jit(make_energy_evaluator(ansatz, model, sampler))
 
-    state = init(jax.random.PRNGKey(args.seed))
+    box = {"state": init(jax.random.PRNGKey(args.seed)), "k": 0}
     t0 = time.perf_counter()
-    jax.block_until_ready(evaluate(state.params, state.sampler_state, state.key))
-    s1, _ = step(state)
-    jax.block_until_ready(s1)
+    state0 = box["state"]
+    jax.block_until_ready(evaluate(state0.params, state0.sampler_state, state0.key))
+    jax.block_until_ready(step(state0))  # compiles; the result is discarded (pure step)
     compile_s = time.perf_counter() - t0
-
-    # (a) sampling + local energies (the sampler state is carried, as in a run)
-    carry = {"ss": state.sampler_state, "k": 0}
+    box["ss"] = state0.sampler_state
 
     def sample_eloc() -> None:
-        stats, ss, e_loc = evaluate(state.params, carry["ss"], jax.random.PRNGKey(carry["k"]))
+        # the sampler state is carried, as in a run; parameters stay at the initial ones
+        _, ss, e_loc = evaluate(state0.params, box["ss"], jax.random.PRNGKey(box["k"]))
         jax.block_until_ready(e_loc)
-        carry["ss"] = ss
-        carry["k"] += 1
+        box["ss"] = ss
+        box["k"] += 1
 
-    sample_eloc()
-    t_a, all_a = median_time(sample_eloc, args.repeats)
+    def one_step() -> float:
+        box["state"], info = step(box["state"])
+        return float(info.energy)  # device_get blocks
 
-    # (c) optimisation, timing every step; (b) = median of the step times after warm-up
-    energies, walls, step_times = [], [], []
-    t_run = time.perf_counter()
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        state, info = step(state)
-        e = float(info.energy)  # device_get blocks
-        step_times.append(time.perf_counter() - t0)
-        energies.append(e)
-        walls.append(time.perf_counter() - t_run)
-    t_b = pystats.median(step_times)
-    mean, err = final_energy_nqs(evaluate, state, args.eval_batches)
-    return CodeResult("nqs", t_a, t_b, all_a, step_times, mean, err, args.steps, energies, walls,
-                      compile_s, f"SR mode {args.sr_mode}")
+    def final() -> tuple[float, float]:
+        return final_energy_nqs(evaluate, box["state"], args.eval_batches)
+
+    return Runner("nqs", sample_eloc, one_step, final, compile_s,
+                  f"SR mode {args.sr_mode}, holomorphic={ansatz.holomorphic}")
 
 
 def final_energy_nqs(evaluate: Callable, state: Any, n_batches: int) -> tuple[float, float]:
@@ -183,8 +199,8 @@ def final_energy_nqs(evaluate: Callable, state: Any, n_batches: int) -> tuple[fl
     return float(e.mean()), float(e.std() / np.sqrt(len(e)))
 
 
-def profile_nqs(w: Workload, args: argparse.Namespace) -> dict[str, float]:
-    """Median times (s) of the parts of one nqs step: sampling, E_loc, Jacobian, J J^T, solve."""
+def profile_nqs(w: Workload, args: argparse.Namespace) -> dict[str, Any]:
+    """Median times (s) of the parts of one nqs step: sampling, E_loc, Jacobian, kernel, solve."""
     model = w.model
     n = model.hilbert.n_sites
     rule = ExchangeRule(np.asarray(model.lattice.bonds)) if w.exchange else LocalRule()
@@ -197,29 +213,31 @@ def profile_nqs(w: Workload, args: argparse.Namespace) -> dict[str, float]:
     e_loc = jax.jit(batched(make_local_energy(model, ansatz), None))
     est = make_estimator(ansatz, model, needs_jacobian=True)
     estimate = jax.jit(lambda p, x, wts: est(p, Samples(x, wts, args.chains)))
-    kernel = jax.jit(lambda j: j @ j.T)
-    solve = jax.jit(lambda j, r: natural_gradient_minsr(j, r, args.diag_shift))
+    tx = sr(args.diag_shift, "minsr")
+    _, unflatten = real_flat(params)
+    kernel = jax.jit(lambda o: o @ o.conj().T)
+    solve = jax.jit(lambda g, j, r: tx.update(unflatten(g), tx.init(params), params,
+                                              jacobian=j, residuals=r)[0])
 
     def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         out = jax.block_until_ready(fn())
         t, _ = median_time(lambda: jax.block_until_ready(fn()), args.repeats)
         return t, out
 
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     out["sampling"], x = timed(lambda: sample(params, sstate, jax.random.PRNGKey(2)))
     weights = jnp.full((x.shape[0],), 1.0 / x.shape[0])
     out["local energies"], _ = timed(lambda: e_loc(params, x))
     out["local energies + Jacobian"], e = timed(lambda: estimate(params, x, weights))
-    out["J J^T"], _ = timed(lambda: kernel(e.jacobian))
-    out["minSR solve (J J^T, Cholesky, J^T v)"], _ = timed(lambda: solve(e.jacobian, e.residuals))
-    out["jacobian shape"] = list(e.jacobian.shape)
+    o = e.jacobian.o if isinstance(e.jacobian, HolomorphicJacobian) else e.jacobian
+    out["kernel (O O^H, or J J^T)"], _ = timed(lambda: kernel(o))
+    out["minSR solve (kernel, Cholesky, O^H v)"], _ = timed(
+        lambda: solve(e.grad, e.jacobian, e.residuals))
+    out["jacobian shape"] = list(o.shape)
     return out
 
 
-# ------------------------------------------------------------------------------------ NetKet
-
-
-def run_netket(w: Workload, args: argparse.Namespace) -> CodeResult:
+def netket_runner(w: Workload, args: argparse.Namespace, on_the_fly: bool | None) -> Runner:
     import netket as nk
     import optax
 
@@ -240,8 +258,7 @@ def run_netket(w: Workload, args: argparse.Namespace) -> CodeResult:
                         seed=args.seed, sampler_seed=args.seed + 1)
     use_ntk = {"minsr": True, "dense": False, "auto": None}[args.sr_mode]
     driver = nk.driver.VMC_SR(op, optax.sgd(args.lr), diag_shift=args.diag_shift,
-                              variational_state=vs, use_ntk=use_ntk,
-                              on_the_fly=args.netket_on_the_fly)
+                              variational_state=vs, use_ntk=use_ntk, on_the_fly=on_the_fly)
 
     def one_step() -> float:
         driver.reset_step()
@@ -258,33 +275,58 @@ def run_netket(w: Workload, args: argparse.Namespace) -> CodeResult:
     t0 = time.perf_counter()
     sample_eloc()
     compile_s = time.perf_counter() - t0
-    sample_eloc()
-    t_a, all_a = median_time(sample_eloc, args.repeats)
 
-    # the first step compiles; it is timed separately and not counted in (b)
-    t0 = time.perf_counter()
-    energies, walls, step_times = [one_step()], [], []
-    compile_s += time.perf_counter() - t0
-    walls.append(0.0)
-    t_run = time.perf_counter()
-    for _ in range(args.steps - 1):
-        t0 = time.perf_counter()
-        energies.append(one_step())
-        step_times.append(time.perf_counter() - t0)
-        walls.append(time.perf_counter() - t_run)
-    t_b = pystats.median(step_times) if step_times else float("nan")
-    # the compiled first step counted with the median step time in the wall-time axis
-    walls = [t + (t_b if k else 0.0) for k, t in enumerate(walls)]
-    es = []
-    for _ in range(args.eval_batches):
-        vs.reset()
-        es.append(np.asarray(_estimator_data(vs.local_estimators(op))).real.ravel())
-    e = np.concatenate(es)
+    def final() -> tuple[float, float]:
+        es = []
+        for _ in range(args.eval_batches):
+            vs.reset()
+            es.append(np.asarray(_estimator_data(vs.local_estimators(op))).real.ravel())
+        e = np.concatenate(es)
+        return float(e.mean()), float(e.std() / np.sqrt(len(e)))
+
     notes = (f"VMC_SR use_ntk={driver.use_ntk} on_the_fly={driver.on_the_fly}, "
              f"{type(op).__name__}")
-    return CodeResult("NetKet", t_a, t_b, all_a, step_times, float(e.mean()),
-                      float(e.std() / np.sqrt(len(e))), args.steps, energies, walls, compile_s,
-                      notes)
+    name = "NetKet" if not on_the_fly else "NetKet (on the fly)"
+    return Runner(name, sample_eloc, one_step, final, compile_s, notes, first_step_compiles=True)
+
+
+def run_interleaved(runners: list[Runner], args: argparse.Namespace,
+                    loads: list[float]) -> list[CodeResult]:
+    """Time all codes call by call in turn, so that load changes hit every code alike."""
+    for r in runners:
+        r.sample_eloc()  # warm-up
+    times_a: dict[str, list[float]] = {r.code: [] for r in runners}
+    for _ in range(args.repeats):
+        for r in runners:
+            t0 = time.perf_counter()
+            r.sample_eloc()
+            times_a[r.code].append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
+    energies: dict[str, list[float]] = {r.code: [] for r in runners}
+    step_times: dict[str, list[float]] = {r.code: [] for r in runners}
+    for k in range(args.steps):
+        for r in runners:
+            t0 = time.perf_counter()
+            energies[r.code].append(r.step())
+            step_times[r.code].append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
+        print(f"  step {k}: " + ", ".join(
+            f"{r.code} E={energies[r.code][-1]:.5f} ({step_times[r.code][-1]:.2f} s)"
+            for r in runners) + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+    out = []
+    for r in runners:
+        st = step_times[r.code]
+        timed = st[1:] if r.first_step_compiles else st
+        t_b = pystats.median(timed) if timed else float("nan")
+        if r.first_step_compiles and st:
+            r.compile_s += st[0] - t_b
+            st = [t_b] + st[1:]  # the compiling first step counted at the median step time
+        walls = list(np.cumsum(st))  # the code's own time: the other codes' steps excluded
+        mean, err = r.final()
+        out.append(CodeResult(r.code, pystats.median(times_a[r.code]), t_b, times_a[r.code],
+                              step_times[r.code], mean, err, args.steps, energies[r.code],
+                              [float(v) for v in walls], r.compile_s, r.notes))
+    return out
 
 
 def _estimator_data(le: Any) -> jax.Array:
@@ -319,13 +361,16 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
     lines = [
         f"Machine: {info['cpu']}, {info['n_cpus']} CPUs ({', '.join(info['devices'])}); "
         f"load average at start {fmt_load(info['load_average_start'])}, "
-        f"at end {fmt_load(info['load_average_end'])}; "
+        f"at end {fmt_load(info['load_average_end'])}; 1-minute load during the timings "
+        + ", ".join(f"{k} {v['min']:.1f} to {v['max']:.1f} (median {v['median']:.1f})"
+                    for k, v in info.get("load_average_1min_during", {}).items()) + "; "
         f"jax {info['jax']}, netket {info['netket']}.",
         f"Settings: {args.samples} samples, {args.chains} chains, sweep = n_sites steps, "
         f"{args.discard} discarded sweeps per step, RBM alpha={args.alpha} complex, SR "
         f"{args.sr_mode} diag_shift={args.diag_shift}, lr={args.lr}; "
         f"times are medians of {args.repeats} calls (a) / of the optimisation steps (b), "
-        "compilation excluded.",
+        "compilation excluded; the codes are called in turn (interleaved), and 'time to tol' "
+        "counts each code's own step times.",
         "",
         "| workload | code | sampling+E_loc (s) | full step (s) | NetKet/nqs (sampling+E_loc) "
         "| NetKet/nqs (step) | steps | final energy | reference | rel. error | "
@@ -352,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workloads", nargs="+", default=["tfim64", "heis8x8"],
                    choices=["tfim64", "heis8x8"])
-    p.add_argument("--codes", nargs="+", default=["nqs", "netket"], choices=["nqs", "netket"])
+    p.add_argument("--codes", nargs="+", default=["nqs", "netket"],
+                   choices=["nqs", "netket", "netket-otf"],
+                   help="netket: VMC_SR with the dense Jacobian (on_the_fly=False, as nqs); "
+                   "netket-otf: on_the_fly=True")
     p.add_argument("--quick", action="store_true", help="3 repeats, 10 steps")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 100)")
     p.add_argument("--repeats", type=int, default=None, help="timing repeats (default 7)")
@@ -366,8 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-marshall", action="store_true", help="Heisenberg without sign rule")
     p.add_argument("--netket-operator", choices=["jax", "numba"], default="jax",
                    help="NetKet operator implementation (default: jax)")
-    p.add_argument("--netket-on-the-fly", choices=["true", "false", "auto"], default="false",
-                   help="NetKet VMC_SR on_the_fly NTK (default false: dense Jacobian as nqs)")
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -377,7 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.steps = args.steps or (10 if args.quick else 100)
     args.repeats = args.repeats or (3 if args.quick else 7)
-    args.netket_on_the_fly = {"true": True, "false": False, "auto": None}[args.netket_on_the_fly]
 
     if args.profile:
         for w in build_workloads(args.workloads, not args.no_marshall):
@@ -391,12 +436,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {}
     for w in build_workloads(args.workloads, not args.no_marshall):
-        results: dict[str, CodeResult] = {}
+        runners = []
         for code in args.codes:
-            print(f"[{w.name}] {code} ...", flush=True)
-            res = run_nqs(w, args) if code == "nqs" else run_netket(w, args)
-            results[res.code] = res
-            print(f"[{w.name}] {code}: sampling+E_loc {res.sample_eloc_s:.4f} s, step "
+            print(f"[{w.name}] compiling {code} ...", flush=True)
+            if code == "nqs":
+                runners.append(nqs_runner(w, args))
+            else:
+                runners.append(netket_runner(w, args, on_the_fly=code == "netket-otf"))
+        loads: list[float] = []
+        results = {r.code: r for r in run_interleaved(runners, args, loads)}
+        info.setdefault("load_average_1min_during", {})[w.name] = {
+            "min": min(loads), "max": max(loads), "median": pystats.median(loads)}
+        for res in results.values():
+            print(f"[{w.name}] {res.code}: sampling+E_loc {res.sample_eloc_s:.4f} s, step "
                   f"{res.step_s:.3f} s, E = {res.final_energy:.5f} (load "
                   f"{fmt_load(os.getloadavg())})", flush=True)
         ref = w.exact
@@ -407,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             k, t = steps_to_tolerance(r.energies, r.wall_times, ref, args.tol)
             other = results.get("nqs")
             ratio_a = ratio_b = ""
-            if r.code == "NetKet" and other is not None:
+            if r.code != "nqs" and other is not None:
                 ratio_a = f"{r.sample_eloc_s / other.sample_eloc_s:.1f}"
                 ratio_b = f"{r.step_s / other.step_s:.1f}"
             rows.append({

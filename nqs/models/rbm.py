@@ -7,8 +7,9 @@ The RBM of Carleo & Troyer (2017),
 works unchanged on spins (``x_i = +-1``) and on spin-orbital occupations (``x_i in {0, 1}``,
 the molecular RBM of Choo et al. 2020). Flipping site ``i`` changes ``x_i`` by
 ``delta_i = c - 2 x_i`` with ``c`` the Hilbert space's ``flip_constant`` (0 for spins, 1 for
-occupations), so with the cache ``theta = b + x W`` the ratio for ``k`` flipped sites costs
-``O(k M)`` instead of ``O(n M)``.
+occupations), so with the cache ``tanh(b + x W)`` the ratio for ``k`` flipped sites costs
+``O(k M)`` complex multiply-adds instead of ``O(n M)`` plus ``M`` transcendentals (see
+:func:`make_rbm_updates`).
 
 :class:`RBMSymm` is the translation-symmetric RBM: one filter per hidden feature, applied to
 every translated copy of the configuration, so ``log psi`` is invariant under the translations.
@@ -19,7 +20,8 @@ path attached.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -147,15 +149,108 @@ def translation_group(shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(perms)
 
 
-def _flip_deltas(
-    x: jax.Array, sites: jax.Array, flip_constant: float
-) -> tuple[jax.Array, jax.Array]:
-    """``(idx [k], delta [k])``: clamped site indices and ``x'_i - x_i`` (0 for padding)."""
-    n_sites = x.shape[-1]
-    valid = sites < n_sites
-    idx = jnp.minimum(sites, n_sites - 1)
-    delta = jnp.where(valid, flip_constant - 2.0 * x[idx], 0.0)
-    return idx, delta
+class RBMTables(NamedTuple):
+    """Parameter-only tables of the RBM fast path, in dense form (``M`` hidden units).
+
+    kernel: ``W [n_sites, M]``; hidden_bias: ``b [M]``; visible_bias: ``a [n_sites]`` (zeros
+    without a visible bias); cosh_w, sinh_w: ``cosh(m W)``, ``sinh(m W)`` ``[n_sites, M]`` with
+    ``m = |x'_i - x_i|`` the size of a flip (2 for spins, 1 for occupations).
+    """
+
+    kernel: jax.Array
+    hidden_bias: jax.Array
+    visible_bias: jax.Array
+    cosh_w: jax.Array
+    sinh_w: jax.Array
+
+
+DenseRBM = Callable[[Params], tuple[jax.Array, jax.Array, jax.Array]]
+
+# Hidden units per partial product of ratios: a block of 16 factors cannot overflow unless a
+# single factor exceeds ~1e19, and it costs one complex log per block instead of per unit.
+_BLOCK = 16
+
+
+def _log_prod(r: jax.Array) -> jax.Array:
+    """``sum_j log r_j`` of ``r [M]`` as a complex scalar, with one log per ``_BLOCK`` units."""
+    n_blocks = -(-r.shape[-1] // _BLOCK)
+    pad = n_blocks * _BLOCK - r.shape[-1]
+    if pad:
+        r = jnp.concatenate([r, jnp.ones((pad,), r.dtype)])
+    # block b = units b, b + n_blocks, ...; a reduction, so XLA fuses the computation of the
+    # factors into it instead of writing all [n_connections, M] factors to memory first
+    r = jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)
+    if jnp.iscomplexobj(r):
+        return jnp.sum(jnp.log(r))
+    # real RBM: every factor is cosh(theta')/cosh(theta) > 0; abs only guards rounding
+    return _as_complex(jnp.sum(jnp.log(jnp.abs(r))))
+
+
+def _materialised(compute: Callable[[], Any], data: jax.Array) -> Any:
+    """``compute()``, evaluated once into memory.
+
+    Without this, XLA's CPU fusion copies the ``cosh`` / ``sinh`` of the tables into every
+    consumer (the gathers of table rows), i.e. evaluates them again for every connected
+    configuration and every proposal, which is what the tables are there to avoid
+    (``optimization_barrier`` is removed before fusion on the CPU). A conditional on a
+    data-dependent predicate (true unless ``data`` holds a NaN, and then both branches are
+    the same computation anyway) is a fusion boundary.
+    """
+    probe = jnp.real(data.ravel()[0])
+    return jax.lax.cond(probe == probe, compute, compute)
+
+
+def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> LocalUpdates:
+    """Transcendental-free cached ratios for any RBM that can be written in dense form.
+
+    ``dense(params) -> (W [n_sites, M], b [M], a [n_sites])`` gives ``theta = b + x W`` and
+    the visible term ``a . x``. The cache of a configuration is ``t = tanh(theta) [M]``.
+    Flipping sites ``i_1..i_k`` shifts ``theta`` by ``u = sum_q delta_q W_{i_q}`` and, by
+    ``cosh(theta + u) = cosh(theta) (cosh u + tanh(theta) sinh u)``,
+
+        psi(x') / psi(x) = exp(a . delta) prod_j (C_j + t_j S_j),
+        tanh(theta'_j) = (t_j C_j + S_j) / (C_j + t_j S_j),
+
+    where ``(C, S) = (cosh u, sinh u)`` is composed from the tables ``cosh(m W_i)``,
+    ``sinh(m W_i)`` by the addition formulas (``k - 1`` complex products per unit). So a ratio
+    costs ``O(k M)`` multiply-adds and one complex log per block of ``_BLOCK`` units, and no
+    transcendental per hidden unit; the tables are computed once per :meth:`prepare`.
+
+    Accuracy: ``C + t S`` cancels when ``|Re m W|`` is large (``cosh(m W) ~ 1e3``, say): the
+    relative error of a ratio grows like ``eps cosh(m |W|)^2``. RBM weights of spin and
+    molecular problems are O(1) or less; the generic path (:meth:`Ansatz.without_fast_path`)
+    has no such limit.
+    """
+    c = float(flip_constant)
+    if c not in (0.0, 1.0):
+        raise InputError(f"flip_constant must be 0 (spins) or 1 (occupations), got {c}")
+    m = 2.0 if c == 0.0 else 1.0  # |x'_i - x_i|: +-1 -> -+1, or 0 <-> 1
+
+    def prepare(params: Params) -> RBMTables:
+        w, b, a = dense(params)
+        return RBMTables(w, b, a, *_materialised(lambda: (jnp.cosh(m * w), jnp.sinh(m * w)), w))
+
+    def init_cache(tables: RBMTables, x: jax.Array) -> jax.Array:
+        return jnp.tanh(x @ tables.kernel + tables.hidden_bias)
+
+    def log_ratio(
+        tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        if x.shape[-1] != n_sites:
+            raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
+        valid = sites < n_sites
+        idx = jnp.minimum(sites, n_sites - 1)
+        delta = jnp.where(valid, c - 2.0 * x[idx], 0.0)  # [k]: +-m, or 0 for padding
+        cosh_u = jnp.where(valid[:, None], tables.cosh_w[idx], 1.0)  # [k, M]
+        sinh_u = (delta / m)[:, None] * tables.sinh_w[idx]  # sinh is odd; 0 for padding
+        cu, su = cosh_u[0], sinh_u[0]
+        for q in range(1, sites.shape[0]):  # k is static and small (<= 4)
+            cu, su = cu * cosh_u[q] + su * sinh_u[q], su * cosh_u[q] + cu * sinh_u[q]
+        r = cu + t * su  # cosh(theta'_j) / cosh(theta_j)
+        lr = _log_prod(r) + delta @ tables.visible_bias[idx]
+        return _as_complex(lr), (t * cu + su) / r
+
+    return LocalUpdates(init_cache, log_ratio, prepare)
 
 
 def make_rbm(
@@ -174,9 +269,9 @@ def make_rbm(
       alpha: hidden-unit density.
       flip_constant: ``hilbert.flip_constant`` (0.0 for spins, 1.0 for spin orbitals).
 
-    Cache: ``(theta, sum_j log cosh theta_j)`` with ``theta = b + x W`` of shape ``[M]``.
-    ``sites`` passed to ``log_ratio`` must be distinct
-    (apart from the padding value ``n_sites``).
+    Fast path: :func:`make_rbm_updates` (cache ``tanh(theta) [M]``). ``sites`` passed to
+    ``log_ratio`` must be distinct (apart from the padding value ``n_sites``). A complex RBM is
+    holomorphic (``Ansatz.holomorphic``).
     """
     module = RBM(
         alpha=alpha,
@@ -184,30 +279,14 @@ def make_rbm(
         param_dtype=param_dtype,
         init_scale=init_scale,
     )
-    c = float(flip_constant)
 
-    def init_cache(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def dense(params: Params) -> tuple[jax.Array, jax.Array, jax.Array]:
         p = params["params"]
-        theta = x @ p["kernel"] + p["hidden_bias"]
-        return theta, jnp.sum(log_cosh(theta))
+        a = p["visible_bias"] if use_visible_bias else jnp.zeros((n_sites,), p["kernel"].dtype)
+        return p["kernel"], p["hidden_bias"], a
 
-    def log_ratio(
-        params: Params, x: jax.Array, cache: tuple[jax.Array, jax.Array], sites: jax.Array
-    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        p = params["params"]
-        if x.shape[-1] != n_sites:
-            raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
-        theta, sum_log_cosh = cache
-        idx, delta = _flip_deltas(x, sites, c)
-        theta_new = theta + delta.astype(theta.dtype) @ p["kernel"][idx]
-        # log cosh dominates the cost (transcendentals): the cached sum halves it
-        sum_new = jnp.sum(log_cosh(theta_new))
-        lr = sum_new - sum_log_cosh
-        if use_visible_bias:
-            lr = lr + delta @ p["visible_bias"][idx]
-        return _as_complex(lr), (theta_new, sum_new)
-
-    return Ansatz(module, LocalUpdates(init_cache, log_ratio))
+    holomorphic = bool(jnp.issubdtype(param_dtype, jnp.complexfloating))
+    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic)
 
 
 def make_rbm_symm(
@@ -226,8 +305,9 @@ def make_rbm_symm(
       alpha: number of filters.
       flip_constant: ``hilbert.flip_constant`` (0.0 for spins, 1.0 for spin orbitals).
 
-    Cache: ``(theta [n_g, alpha], sum log cosh theta)``. Flipping site ``i`` changes ``theta[g, f]`` by
-    ``W[f, T_g^{-1}(i)] delta_i``.
+    Fast path: :func:`make_rbm_updates` on the equivalent dense RBM with ``n_g alpha`` hidden
+    units (``W_dense[j, (g, f)] = W[f, T_g^{-1}(j)]``, expanded once per ``prepare``); cache
+    ``tanh(theta) [n_g alpha]``.
     """
     perms = np.asarray(translations, dtype=np.int64)
     if perms.ndim != 2:
@@ -244,27 +324,16 @@ def make_rbm_symm(
         param_dtype=param_dtype,
         init_scale=init_scale,
     )
-    c = float(flip_constant)
-    perms_j = perms.astype(np.int32)
+    n_g = perms.shape[0]
 
-    def init_cache(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def dense(params: Params) -> tuple[jax.Array, jax.Array, jax.Array]:
+        # theta[g, f] = b_f + sum_j W[f, T_g^-1(j)] x_j: a dense RBM with n_g * alpha units
         p = params["params"]
-        theta = x[perms_j] @ p["kernel"].T + p["hidden_bias"]  # [n_g, alpha]
-        return theta, jnp.sum(log_cosh(theta))
+        kernel = p["kernel"]  # [alpha, n_sites]
+        w = jnp.transpose(kernel[:, inverse], (2, 1, 0)).reshape(n_sites, -1)  # [n, g*f]
+        b = jnp.broadcast_to(p["hidden_bias"], (n_g, kernel.shape[0])).reshape(-1)
+        vb = p["visible_bias"] if use_visible_bias else jnp.zeros((), kernel.dtype)
+        return w, b, jnp.full((n_sites,), vb, kernel.dtype)
 
-    def log_ratio(
-        params: Params, x: jax.Array, cache: tuple[jax.Array, jax.Array], sites: jax.Array
-    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        p = params["params"]
-        theta, sum_log_cosh = cache
-        idx, delta = _flip_deltas(x, sites, c)
-        cols = jnp.asarray(inverse)[:, idx]  # [n_g, k]: T_g^{-1}(i)
-        w = p["kernel"][:, cols]  # [alpha, n_g, k]
-        theta_new = theta + jnp.einsum("fgk,k->gf", w, delta.astype(theta.dtype))
-        sum_new = jnp.sum(log_cosh(theta_new))
-        lr = sum_new - sum_log_cosh
-        if use_visible_bias:
-            lr = lr + p["visible_bias"] * jnp.sum(delta)
-        return _as_complex(lr), (theta_new, sum_new)
-
-    return Ansatz(module, LocalUpdates(init_cache, log_ratio))
+    holomorphic = bool(jnp.issubdtype(param_dtype, jnp.complexfloating))
+    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic)

@@ -16,6 +16,10 @@ so that the energy gradient is g = J^T eps and the quantum geometric tensor is S
 which are equal (push-through identity); minSR is cheaper when P > 2n. The update is then
 scaled by the next transformation in the chain, e.g.
 ``optax.chain(sr(diag_shift=1e-3), optax.sgd(0.05))``.
+
+For a holomorphic ansatz the engine passes a :class:`nqs.optim.jacobian.HolomorphicJacobian`
+(the complex ``O [n, P_c]``) instead of ``J``; both modes then solve the equivalent complex
+Hermitian system (``n x n`` or ``P_c x P_c``) and return the same real-view update.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from nqs.optim.flat import real_flat
+from nqs.optim.jacobian import HolomorphicJacobian, complex_rows
 
 SRMode = Literal["dense", "minsr", "auto"]
 
@@ -56,6 +61,15 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransfo
         if jacobian is None or residuals is None:
             raise ValueError("sr() needs the per-sample jacobian and residuals as extra args")
         grad, unflatten = real_flat(updates)
+        if isinstance(jacobian, HolomorphicJacobian):
+            n_rows, n_params = jacobian.o.shape  # the real view has twice both
+            use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
+            if use_minsr:
+                d = natural_gradient_minsr_holomorphic(jacobian.o, residuals, diag_shift)
+            else:
+                d = natural_gradient_dense_holomorphic(jacobian.o, grad, diag_shift)
+            delta = jnp.concatenate([d.real, d.imag])
+            return unflatten(delta.astype(grad.dtype)), state
         n_rows, n_params = jacobian.shape
         use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
         if use_minsr:
@@ -83,8 +97,34 @@ def natural_gradient_minsr(
     return jacobian.T @ _spd_solve(t, residuals)
 
 
+def natural_gradient_minsr_holomorphic(
+    o: jax.Array, residuals: jax.Array, diag_shift: float
+) -> jax.Array:
+    """minSR with the complex Jacobian: ``O^H (O O^H + lambda)^-1 e``, complex ``[P_c]``.
+
+    o: complex ``[n, P_c]``; residuals: real ``[2n]`` (``[Re e; Im e]``). Equal to
+    :func:`natural_gradient_minsr` on the real view ``[[Re O, -Im O], [Im O, Re O]]`` written
+    as ``Re + i Im`` (see :mod:`nqs.optim.jacobian`).
+    """
+    k = o @ o.conj().T
+    k = k + diag_shift * jnp.eye(k.shape[0], dtype=k.dtype)
+    return o.conj().T @ _spd_solve(k, complex_rows(residuals))
+
+
+def natural_gradient_dense_holomorphic(
+    o: jax.Array, grad: jax.Array, diag_shift: float
+) -> jax.Array:
+    """Dense SR with the complex Jacobian: ``(O^H O + lambda)^-1 g_c``, complex ``[P_c]``.
+
+    o: complex ``[n, P_c]``; grad: real-view gradient ``[2 P_c]`` (``[Re g_c; Im g_c]``).
+    """
+    s = o.conj().T @ o
+    s = s + diag_shift * jnp.eye(s.shape[0], dtype=s.dtype)
+    return _spd_solve(s, complex_rows(grad))
+
+
 def _spd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Solve a symmetric positive (semi)definite system; falls back to lstsq-like eigh if needed."""
+    """Solve a symmetric / Hermitian positive (semi)definite system; eigh fallback if needed."""
     factor = jax.scipy.linalg.cho_factor(a, lower=True)
     x = jax.scipy.linalg.cho_solve(factor, b)
     # Cholesky fails (NaN) only for a numerically singular S with a zero shift; eigh is the
@@ -96,4 +136,4 @@ def _eigh_solve(a: jax.Array, b: jax.Array) -> jax.Array:
     evals, evecs = jnp.linalg.eigh(a)
     cutoff = 1e-12 * jnp.max(jnp.abs(evals))
     inv = jnp.where(evals > cutoff, 1.0 / jnp.where(evals > cutoff, evals, 1.0), 0.0)
-    return evecs @ (inv * (evecs.T @ b))
+    return evecs @ (inv * (evecs.conj().T @ b))

@@ -6,9 +6,10 @@ kept after every sweep. Every call of :meth:`MetropolisSampler.sample` first run
 over between calls, so a few sweeps are enough once the optimisation runs; the very first call
 starts from uniformly random configurations).
 
-With an ansatz that has :class:`nqs.ansatz.LocalUpdates` each step costs ``O(k M)`` (the cache is
-rebuilt at the start of every call, so rounding cannot accumulate across calls); otherwise each
-step evaluates ``log psi`` of the proposal. Chains are vmapped and steps run in ``lax.scan``.
+With an ansatz that has :class:`nqs.ansatz.LocalUpdates` each step costs ``O(k M)`` (the
+parameter tables are prepared once per call and the cache is rebuilt at the start of every
+sweep, so rounding cannot accumulate); otherwise each step evaluates ``log psi`` of the
+proposal. Chains are vmapped and steps run in ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -127,18 +128,26 @@ def _sample(
     n_steps = sampler.steps_per_sweep
     n_keep = sampler.n_samples_per_chain
     n_discard = sampler.n_discard_sweeps
+    n_sites = sampler.hilbert.n_sites
+    # rules with state-independent randomness draw a whole sweep's proposals at once
+    predrawn = hasattr(rule, "draw") and hasattr(rule, "propose_drawn")
 
-    def metropolis_step(carry: tuple[Any, ...], key: jax.Array) -> tuple[tuple[Any, ...], None]:
+    # parameter-only tables (e.g. the RBM's cosh / sinh of the weights): once per call
+    tables = fast.prepare(params) if fast is not None else None
+
+    def metropolis_step(
+        carry: tuple[Any, ...], inputs: tuple[Any, jax.Array]
+    ) -> tuple[tuple[Any, ...], None]:
+        """One proposal; ``inputs = (pre-drawn noise or a key, log of a uniform number)``."""
         x, log_psi, aux, n_acc = carry
-        k_prop, k_acc = jax.random.split(key)
-        sites = rule.propose(k_prop, x)
+        noise, log_u = inputs
+        sites = rule.propose_drawn(noise, x) if predrawn else rule.propose(noise, x)
         x_new = apply_flips(x, sites, c)
         if fast is not None:
-            log_ratio, aux_new = fast.log_ratio(params, x, aux, sites)
+            log_ratio, aux_new = fast.log_ratio(tables, x, aux, sites)
         else:
             aux_new = aux
             log_ratio = ansatz.log_psi(params, x_new) - log_psi
-        log_u = jnp.log(jax.random.uniform(k_acc, (), dtype=jnp.float64))
         accept = log_u < 2.0 * jnp.real(log_ratio)
         x = jnp.where(accept, x_new, x)
         log_psi = jnp.where(accept, log_psi + log_ratio, log_psi)
@@ -146,12 +155,24 @@ def _sample(
         return (x, log_psi, aux, n_acc + accept.astype(jnp.int64)), None
 
     def sweep(carry: tuple[Any, ...], key: jax.Array) -> tuple[tuple[Any, ...], jax.Array]:
-        carry, _ = jax.lax.scan(metropolis_step, carry, jax.random.split(key, n_steps))
+        # the random numbers of a whole sweep in two batched draws, not 3 small ones per step
+        k_prop, k_acc = jax.random.split(key)
+        log_u = jnp.log(jax.random.uniform(k_acc, (n_steps,), dtype=jnp.float64))
+        if fast is not None:
+            # fresh cache once per sweep (one [n_sites] x [n_sites, M] product): rounding of the
+            # incremental updates cannot build up over more than one sweep
+            x, log_psi, _, n_acc = carry
+            carry = (x, log_psi, fast.init_cache(tables, x), n_acc)
+        if predrawn:
+            noise = rule.draw(k_prop, n_steps, n_sites)
+        else:
+            noise = jax.random.split(k_prop, n_steps)
+        carry, _ = jax.lax.scan(metropolis_step, carry, (noise, log_u))
         return carry, carry[0]
 
     def run_chain(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         log_psi = ansatz.log_psi(params, x)
-        aux = fast.init_cache(params, x) if fast is not None else jnp.zeros(())
+        aux = fast.init_cache(tables, x) if fast is not None else jnp.zeros(())
         carry = (x, log_psi, aux, jnp.zeros((), jnp.int64))
         k_discard, k_keep = jax.random.split(key)
         if n_discard > 0:

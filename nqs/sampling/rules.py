@@ -5,6 +5,15 @@
 Every rule is symmetric (``q(x -> x') = q(x' -> x)``), so the Metropolis acceptance is
 ``min(1, |psi(x')/psi(x)|^2)``. A proposal made only of padding is the identity move. Rules are
 frozen dataclasses holding tuples, hence hashable (samplers are static arguments of ``jit``).
+
+Rules whose random choice does not depend on the state (:class:`LocalRule`,
+:class:`ExchangeRule`) also offer the split form
+
+    noise = rule.draw(key, n_steps, n_sites)          # [n_steps, ...], one batched draw
+    sites = rule.propose_drawn(noise[s], x)           # deterministic, for step s
+
+which the Metropolis sampler uses to draw the random numbers of a whole sweep at once (a
+per-step ``jax.random`` call costs as much as the RBM ratio itself).
 """
 
 from __future__ import annotations
@@ -38,8 +47,15 @@ class LocalRule:
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
-        n_sites = x.shape[-1]
-        return jax.random.randint(key, (1,), 0, n_sites, dtype=jnp.int32)
+        return self.propose_drawn(self.draw(key, 1, x.shape[-1])[0], x)
+
+    def draw(self, key: jax.Array, n_steps: int, n_sites: int) -> jax.Array:
+        """Sites of ``n_steps`` proposals, int32 ``[n_steps, 1]``."""
+        return jax.random.randint(key, (n_steps, 1), 0, n_sites, dtype=jnp.int32)
+
+    def propose_drawn(self, noise: jax.Array, x: jax.Array) -> jax.Array:
+        del x
+        return noise
 
     def check(self, hilbert: Hilbert) -> None:
         """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
@@ -73,10 +89,16 @@ class ExchangeRule:
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
+        return self.propose_drawn(self.draw(key, 1, x.shape[-1])[0], x)
+
+    def draw(self, key: jax.Array, n_steps: int, n_sites: int) -> jax.Array:
+        """Pair indices of ``n_steps`` proposals, int32 ``[n_steps]``."""
+        del n_sites
+        return jax.random.randint(key, (n_steps,), 0, len(self.pairs), dtype=jnp.int32)
+
+    def propose_drawn(self, noise: jax.Array, x: jax.Array) -> jax.Array:
         n_sites = x.shape[-1]
-        pairs = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))
-        r = jax.random.randint(key, (), 0, pairs.shape[0])
-        pair = pairs[r]
+        pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[noise]
         same = x[pair[0]] == x[pair[1]]
         return jnp.where(same, jnp.full((2,), n_sites, jnp.int32), pair)
 
