@@ -50,6 +50,17 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    "(default: 0.05 with exact summation, 0.3 with Monte Carlo, which needs a "
                    "state that is not sampled as HF alone)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
+                   "over the run (default: constant)")
+    p.add_argument("--final-lr-fraction", type=positive_float, default=0.1,
+                   help="end of the cosine schedule as a fraction of --lr (default: 0.1)")
+    p.add_argument("--rule", choices=("pair-hop", "connected"), default="pair-hop",
+                   help="Metropolis moves: uniform electron (pair) hops, or excitations the "
+                   "Hamiltonian connects (default: pair-hop)")
+    p.add_argument("--sampling-power", type=positive_float, default=1.0,
+                   help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
+                   "|psi|^2 (default: 1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +112,9 @@ def _settings(args: argparse.Namespace):
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
                     diag_shift=args.diag_shift, hidden=tuple(args.hidden),
                     n_determinants=args.determinants, alpha=args.alpha,
-                    init_scale=args.init_scale, seed=args.seed)
+                    init_scale=args.init_scale, seed=args.seed, lr_schedule=args.lr_schedule,
+                    final_lr_fraction=args.final_lr_fraction, rule=args.rule,
+                    sampling_power=args.sampling_power)
 
 
 def _echo(msg: str) -> None:

@@ -54,6 +54,10 @@ class MetropolisSampler:
       n_samples: samples per call, rounded up to a multiple of ``n_chains``.
       sweep_size: Metropolis steps between kept samples (default ``n_sites``).
       n_discard_sweeps: sweeps discarded at the start of every call (default 10).
+      power: the chains sample ``|psi|^(2 power)`` (``0 < power <= 1``). Below 1 the
+        distribution is flatter (a state peaked on one determinant still visits the others) and
+        the samples carry importance weights ``w ~ |psi|^(2 (1 - power))`` normalised to 1, so
+        weighted averages are still expectation values in ``|psi|^2``.
     """
 
     hilbert: Hilbert
@@ -62,6 +66,7 @@ class MetropolisSampler:
     n_samples: int = 1024
     sweep_size: int | None = None
     n_discard_sweeps: int = 10
+    power: float = 1.0
 
     is_exact: ClassVar[bool] = False
 
@@ -74,6 +79,8 @@ class MetropolisSampler:
             raise InputError(f"sweep size must be positive, got {self.sweep_size}")
         if self.n_discard_sweeps < 0:
             raise InputError(f"discarded sweeps must be >= 0, got {self.n_discard_sweeps}")
+        if not 0.0 < self.power <= 1.0:
+            raise InputError(f"sampling power must be in (0, 1], got {self.power}")
         check = getattr(self.rule, "check", None)
         if check is not None:
             check(self.hilbert)
@@ -101,7 +108,8 @@ class MetropolisSampler:
     def sample(
         self, key: jax.Array, ansatz: Ansatz, params: Params, state: MetropolisState
     ) -> tuple[Samples, MetropolisState, dict[str, jax.Array]]:
-        """``n_samples_total`` samples (row = sample_index * n_chains + chain), weights ``1/n``.
+        """``n_samples_total`` samples (row = sample_index * n_chains + chain), weights ``1/n``
+        (importance weights with ``power < 1``).
 
         Jit-compiled internally with the sampler and the ansatz static; also usable inside an
         outer ``jit``.
@@ -125,11 +133,15 @@ def _sample(
     n_steps = sampler.steps_per_sweep
     n_keep = sampler.n_samples_per_chain
     n_discard = sampler.n_discard_sweeps
+    power = float(sampler.power)
 
     def metropolis_step(carry: tuple[Any, ...], key: jax.Array) -> tuple[tuple[Any, ...], None]:
         x, log_psi, aux, n_acc = carry
         k_prop, k_acc = jax.random.split(key)
-        sites = rule.propose(k_prop, x)
+        if getattr(rule, "symmetric", True):
+            sites, log_q = rule.propose(k_prop, x), 0.0
+        else:  # Metropolis-Hastings: log q(x' -> x) - log q(x -> x')
+            sites, log_q = rule.propose_with_log_ratio(k_prop, x)
         x_new = apply_flips(x, sites, c)
         if fast is not None:
             log_ratio, aux_new = fast.log_ratio(params, x, aux, sites)
@@ -137,7 +149,7 @@ def _sample(
             aux_new = aux
             log_ratio = ansatz.log_psi(params, x_new) - log_psi
         log_u = jnp.log(jax.random.uniform(k_acc, (), dtype=jnp.float64))
-        accept = log_u < 2.0 * jnp.real(log_ratio)
+        accept = log_u < 2.0 * power * jnp.real(log_ratio) + log_q
         x = jnp.where(accept, x_new, x)
         log_psi = jnp.where(accept, log_psi + log_ratio, log_psi)
         aux = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), aux_new, aux)
@@ -145,7 +157,7 @@ def _sample(
 
     def sweep(carry: tuple[Any, ...], key: jax.Array) -> tuple[tuple[Any, ...], jax.Array]:
         carry, _ = jax.lax.scan(metropolis_step, carry, jax.random.split(key, n_steps))
-        return carry, carry[0]
+        return carry, (carry[0], jnp.real(carry[1]))
 
     def run_chain(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         log_psi = ansatz.log_psi(params, x)
@@ -156,12 +168,12 @@ def _sample(
             carry, _ = jax.lax.scan(
                 lambda cr, k: (sweep(cr, k)[0], None), carry, jax.random.split(k_discard, n_discard)
             )
-        carry, xs = jax.lax.scan(sweep, carry, jax.random.split(k_keep, n_keep))
+        carry, (xs, log_abs) = jax.lax.scan(sweep, carry, jax.random.split(k_keep, n_keep))
         x, _, _, n_acc = carry
-        return xs, x, n_acc
+        return xs, log_abs, x, n_acc
 
     chain_keys = jax.random.split(key, sampler.n_chains)
-    xs, x_final, n_acc = jax.vmap(run_chain)(chain_keys, state.x)
+    xs, log_abs, x_final, n_acc = jax.vmap(run_chain)(chain_keys, state.x)
     # xs: [n_chains, n_keep, n_sites] -> rows sample_index * n_chains + chain
     x_out = jnp.swapaxes(xs, 0, 1).reshape(n_keep * sampler.n_chains, -1)
     n_prop = (n_discard + n_keep) * n_steps
@@ -175,4 +187,10 @@ def _sample(
     )
     n_total = x_out.shape[0]
     info = {"acceptance": jnp.mean(n_acc) / n_prop}
-    return x_out, jnp.full((n_total,), 1.0 / n_total), new_state, info
+    if power == 1.0:
+        weights = jnp.full((n_total,), 1.0 / n_total)
+    else:  # importance weights |psi|^2 / |psi|^(2 power), max-subtracted, normalised
+        log_w = 2.0 * (1.0 - power) * jnp.swapaxes(log_abs, 0, 1).reshape(-1)
+        w = jnp.exp(log_w - jnp.max(log_w))
+        weights = w / jnp.sum(w)
+    return x_out, weights, new_state, info
