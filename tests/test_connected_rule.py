@@ -96,7 +96,7 @@ def test_connected_rule_samples_born_rule(power: float):
     assert len(set(counts)) > 1  # asymmetric proposal
     ansatz, params, states, probs = _rbm_and_probs()
     assert probs.max() / probs.min() > 20
-    sampler = MetropolisSampler(HILBERT, rule, n_chains=32, n_samples=4000,
+    sampler = MetropolisSampler(HILBERT, rule, n_chains=32, n_samples=3000,
                                 sweep_size=4 * HILBERT.n_sites, n_discard_sweeps=5, power=power)
     state = sampler.init(jax.random.PRNGKey(1), ansatz, params)
     samples, state, info = sampler.sample(jax.random.PRNGKey(2), ansatz, params, state)
