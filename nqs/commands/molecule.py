@@ -58,6 +58,9 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--rule", choices=("pair-hop", "connected"), default="pair-hop",
                    help="Metropolis moves: uniform electron (pair) hops, or excitations the "
                    "Hamiltonian connects (default: pair-hop)")
+    p.add_argument("--sector", choices=("full", "hf"), default="full",
+                   help="exact summation over all determinants, or over those H connects to "
+                   "Hartree-Fock (its symmetry block; default: full)")
     p.add_argument("--sampling-power", type=positive_float, default=1.0,
                    help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
                    "|psi|^2 (default: 1)")
@@ -114,7 +117,7 @@ def _settings(args: argparse.Namespace):
                     n_determinants=args.determinants, alpha=args.alpha,
                     init_scale=args.init_scale, seed=args.seed, lr_schedule=args.lr_schedule,
                     final_lr_fraction=args.final_lr_fraction, rule=args.rule,
-                    sampling_power=args.sampling_power)
+                    sampling_power=args.sampling_power, sector=args.sector)
 
 
 def _echo(msg: str) -> None:
