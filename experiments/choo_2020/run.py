@@ -8,9 +8,10 @@ Exact summation over all determinants (4 .. 44100 of them), a neural backflow de
 Adam with a cosine-decayed learning rate (``Settings.lr_schedule``). Writes results.md,
 results.json and errors.png in --out.
 
-XLA's CPU runtime can deadlock on machines with few cores when two batched LU decompositions
-(the alpha and beta determinants) run concurrently; the concurrency-optimized scheduler is
-switched off below before JAX starts (an XLA_FLAGS already set wins).
+XLA's CPU runtime deadlocked on machines with few cores when two batched LAPACK LU
+decompositions (the alpha and beta determinants) ran concurrently; the backflow model no longer
+calls LAPACK for them. The flag below (the earlier workaround, which did not always help) is kept
+so that the recorded runs can be reproduced as they were made (an XLA_FLAGS already set wins).
 """
 
 from __future__ import annotations
