@@ -49,7 +49,8 @@ class MetropolisSampler:
 
     Attributes:
       hilbert: the Hilbert space (initial states, flip constant).
-      rule: symmetric proposal (:mod:`nqs.sampling.rules`).
+      rule: proposal (:mod:`nqs.sampling.rules`; asymmetric rules add their
+        Metropolis-Hastings correction).
       n_chains: number of parallel chains.
       n_samples: samples per call, rounded up to a multiple of ``n_chains``.
       sweep_size: Metropolis steps between kept samples (default ``n_sites``).

@@ -2,8 +2,10 @@
 
     sites = rule.propose(key, x)     # x [n_sites] -> int32 [k], padding index = n_sites
 
-Every rule is symmetric (``q(x -> x') = q(x' -> x)``), so the Metropolis acceptance is
-``min(1, |psi(x')/psi(x)|^2)``. A proposal made only of padding is the identity move. Rules are
+Rules are symmetric (``q(x -> x') = q(x' -> x)``), so the Metropolis acceptance is
+``min(1, |psi(x')/psi(x)|^2)``, except those with ``symmetric = False`` (:class:`ConnectedRule`),
+which give ``(sites, log q(x' -> x) - log q(x -> x'))`` from ``propose_with_log_ratio`` for the
+Metropolis-Hastings acceptance. A proposal made only of padding is the identity move. Rules are
 frozen dataclasses holding tuples, hence hashable (samplers are static arguments of ``jit``).
 """
 
