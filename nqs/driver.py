@@ -306,12 +306,22 @@ def _final_energy(
     key = jax.random.fold_in(state.key, 7919)
     sampler_state = state.sampler_state
     e_locs = []
+    batch_stats = []
     stats = None
     for b in range(n_batches):
         stats, sampler_state, e_loc = evaluate(
             state.params, sampler_state, jax.random.fold_in(key, b)
         )
         e_locs.append(np.asarray(gather(e_loc)))
+        batch_stats.append(stats)
+    if n_batches > 1 and getattr(sampler, "power", 1.0) != 1.0:
+        # importance-weighted draws (|psi|^(2q) chains): each batch's weighted estimate is
+        # self-normalised, so average the batch estimates (independent errors combined)
+        means = np.array([float(np.real(s.mean)) for s in batch_stats])
+        errors = np.array([float(s.error_of_mean) for s in batch_stats])
+        variances = np.array([float(s.variance) for s in batch_stats])
+        return (float(means.mean()), float(np.sqrt(np.sum(errors**2)) / n_batches),
+                float(variances.mean()))
     if n_batches > 1:
         e_all = np.concatenate(e_locs)
         n_chains = int(getattr(sampler, "n_chains", 1))

@@ -5,7 +5,7 @@ Conventions (all documented here once):
 * ``mean = sum_i w_i v_i`` and ``variance = sum_i w_i |v_i - mean|^2`` for any weights.
 * Exact enumeration (``n_chains == 0``): no Monte Carlo error, ``error_of_mean = tau_corr = 0``
   and ``r_hat = nan``.
-* Markov chains (``n_chains >= 1``, uniform weights, row ``i = t * n_chains + c``): the values
+* Markov chains (``n_chains >= 1``, row ``i = t * n_chains + c``): the values
   are viewed as ``[n_per_chain, n_chains]``. ``tau_corr`` is Sokal's *integrated*
   autocorrelation time ``tau = 1/2 + sum_{t>=1} rho(t)`` in samples per chain (``1/2`` for
   independent samples, ``(1 + rho) / (2 (1 - rho))`` for an AR(1) process), estimated from the
@@ -15,6 +15,9 @@ Conventions (all documented here once):
   ``sqrt(variance / ESS)``. It can be *smaller* than the naive ``sqrt(variance / n)`` for
   anti-correlated chains; like Stan, ``2 tau`` is floored at ``1 / log10(n)`` so the effective
   sample size never exceeds ``n log10(n)``.
+* Importance-weighted Markov chains (draws from ``p`` with ``w_i ~ |psi|^2 / p``, normalised):
+  the error and ``tau_corr`` are those of ``y_i = n w_i (v_i - mean)`` (the linearised ratio
+  estimator), ``sqrt(mean |y|^2 * 2 tau_y / n)``; for uniform weights this is the formula above.
 * ``r_hat`` is the rank-normalized split R-hat of Vehtari et al. (2021): the max of the split
   R-hat of the rank-normalized values and of the rank-normalized folded values
   ``|v - median|``. It needs ``n_per_chain >= 4``; otherwise it is ``nan``. All-equal values
@@ -148,7 +151,7 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
 
     ``n_chains`` (a Python int, static) is the number of Markov chains, row
     ``i = sample_index * n_chains + chain``; 0 means exact enumeration (no Monte Carlo error).
-    Markov chain weights are assumed uniform. See the module docstring for the conventions.
+    Markov-chain draws may carry importance weights (see the module docstring).
     """
     values = jnp.asarray(values)
     weights = jnp.asarray(weights, dtype=jnp.result_type(float))
@@ -164,12 +167,17 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
         raise ValueError(f"{n} samples cannot be split into {n_chains} chains")
     n_per_chain = n // n_chains
     chains = jnp.real(values).reshape(n_per_chain, n_chains).astype(variance.dtype)
+    # Importance-weighted draws (e.g. chains sampling |psi|^(2q)): the weighted mean is a ratio
+    # estimator whose error is that of the mean of y_i = n w_i (v_i - mean). For uniform weights
+    # y_i = v_i - mean, and this is the usual sqrt(variance 2 tau / n).
+    y = n * weights * (values - mean)
+    y_chains = jnp.real(y).reshape(n_per_chain, n_chains).astype(variance.dtype)
     if n_per_chain < 2:
         # One sample per chain: the chains are independent draws.
         tau = jnp.full((), 0.5, variance.dtype)
     else:
-        tau = integrated_time(chains)
-    error = jnp.sqrt(variance * 2.0 * tau / n)
+        tau = integrated_time(y_chains)
+    error = jnp.sqrt(jnp.mean(jnp.abs(y) ** 2) * 2.0 * tau / n)
     r_hat = split_rhat(chains).astype(variance.dtype)
     return Stats(mean, error, variance, tau, r_hat)
 

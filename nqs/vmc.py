@@ -130,7 +130,9 @@ def make_estimator(
     With ``inverse`` [n_draws], ``samples`` holds the distinct configurations of a Markov-chain
     draw with weights count/n_draws, and ``inverse`` maps each draw to its distinct
     configuration: local energies and log-derivatives are evaluated once per distinct
-    configuration, while the statistics (error bar, autocorrelation, R-hat) see every draw.
+    configuration, while the statistics (error bar, autocorrelation, R-hat) see every draw
+    (with ``draw_weights`` [n_draws] when the draws carry importance weights; the distinct
+    configurations then carry the summed weights of their draws).
 
     With ``mesh``, the samples (rows) are split over its devices; the sums over samples become
     local sums plus an all-reduce (XLA's SPMD partitioner), so the result is the same as on one
@@ -138,7 +140,8 @@ def make_estimator(
     """
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
 
-    def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None) -> Estimate:
+    def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None,
+                 draw_weights: jax.Array | None = None) -> Estimate:
         samples = samples._replace(
             x=constrain_samples(samples.x, mesh), weights=constrain_samples(samples.weights, mesh)
         )
@@ -147,7 +150,9 @@ def make_estimator(
             stats = statistics(e_loc, samples.weights, samples.n_chains)
         else:
             n_draws = inverse.shape[0]
-            stats = statistics(e_loc[inverse], jnp.full(n_draws, 1.0 / n_draws), samples.n_chains)
+            if draw_weights is None:
+                draw_weights = jnp.full(n_draws, 1.0 / n_draws)
+            stats = statistics(e_loc[inverse], draw_weights, samples.n_chains)
         w = samples.weights
         centred = jax.lax.stop_gradient(e_loc - stats.mean)
         flat, unflatten = real_flat(params)
@@ -336,33 +341,35 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
         key, k_sample = jax.random.split(state.key)
         samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
                                                       state.sampler_state)
-        return key, samples.x, sampler_state, jnp.asarray(info["acceptance"], float)
+        return (key, samples.x, samples.weights, sampler_state,
+                jnp.asarray(info["acceptance"], float))
 
     @jax.jit
-    def estimate_and_finish(state, key, x_unique, w_unique, inverse, sampler_state, acceptance):
-        est = estimate(state.params, Samples(x_unique, w_unique, n_chains), inverse)
+    def estimate_and_finish(state, key, x_unique, w_unique, inverse, w_draws, sampler_state,
+                            acceptance):
+        est = estimate(state.params, Samples(x_unique, w_unique, n_chains), inverse, w_draws)
         return finish(state, key, est, sampler_state, acceptance)
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
-        key, x, sampler_state, acceptance = draw(state)
+        key, x, w_draws, sampler_state, acceptance = draw(state)
         x = np.asarray(gather(x))
+        w_draws = np.asarray(gather(w_draws), dtype=np.float64)
         keys = configuration_keys(x, operator.hilbert)
-        _, first, inverse, counts = np.unique(
-            keys, return_index=True, return_inverse=True, return_counts=True
-        )
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         n_unique = len(first)
         bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
         bucket = -(-bucket // n_dev) * n_dev
         x_unique = np.repeat(x[first[:1]], bucket, axis=0)
         x_unique[:n_unique] = x[first]
         w_unique = np.zeros(bucket)
-        w_unique[:n_unique] = counts / len(x)
+        # summed draw weights (counts / n_draws for uniform weights)
+        w_unique[:n_unique] = np.bincount(inverse.ravel(), weights=w_draws, minlength=n_unique)
         inverse = inverse.reshape(-1).astype(np.int32)
         if mesh is not None:
-            x_unique, w_unique, inverse = put((x_unique, w_unique, inverse),
-                                              (sample_sharding(mesh),) * 3)
+            x_unique, w_unique, inverse, w_draws = put((x_unique, w_unique, inverse, w_draws),
+                                                       (sample_sharding(mesh),) * 4)
         return estimate_and_finish(state, key, x_unique, w_unique, inverse,
-                                   sampler_state, acceptance)
+                                   w_draws, sampler_state, acceptance)
 
     step.is_host_step = True
     return step

@@ -155,3 +155,96 @@ def test_h2_monte_carlo_reaches_chemical_accuracy(tmp_path):
     assert mode == "mcmc"
     assert abs(result.energy - e_fci) * 1e3 < 1.6
     assert result.energy > e_fci - 4 * result.energy_error - 1e-6
+
+
+def test_hartree_fock_sector_is_a_block_of_h():
+    """The HF symmetry block (parity integrals: a Z2 "point group") is closed under H and
+    smaller than the whole space, and exact summation over it gives the energy of psi
+    restricted to the block."""
+    import scipy.sparse as sp
+    from test_connected_rule import parity_integrals
+
+    from hamiltonians.molecule import MolecularIntegrals
+    from nqs.exact import make_exact_energy
+    from nqs.problems import hartree_fock_sector
+
+    h1, h2 = parity_integrals(4, seed=1)
+    ints = MolecularIntegrals(h1, 0.1 * h2, 0.0, 4, 2, 2)
+    ham = MolecularHamiltonian(ints)
+    sector = hartree_fock_sector(ham)
+    full = sparse_hamiltonian(ham)
+    block = sparse_hamiltonian(sector)
+    n_full, n_block = len(full.states), len(block.states)
+    assert 1 < n_block < n_full
+    dense_full = sp.coo_matrix((full.vals, (full.rows, full.cols)), (n_full, n_full)).toarray()
+    dense_block = sp.coo_matrix((block.vals, (block.rows, block.cols)),
+                                (n_block, n_block)).toarray()
+    eig_full = np.linalg.eigvalsh(dense_full)
+    eig_block = np.linalg.eigvalsh(dense_block)
+    # block eigenvalues are eigenvalues of H (no element leaves the block)
+    assert all(np.min(np.abs(eig_full - e)) < 1e-9 for e in eig_block)
+    # exact energy over the block = <psi P H P psi> / <psi P psi>, computed densely
+    ansatz = make_backflow(ham.hilbert, hidden=(8,), init_scale=0.3)
+    params = ansatz.init(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
+    psi = np.exp(np.asarray(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, block.states)))
+    expected = np.real(np.conj(psi) @ dense_block @ psi / np.vdot(psi, psi))
+    energy, _ = make_exact_energy(ansatz, block)(params)
+    np.testing.assert_allclose(float(np.real(energy)), expected, rtol=1e-10)
+
+
+def test_cosine_schedule_decays_the_step():
+    """Adam's first step is lr per coordinate; with the cosine schedule the step at the end of
+    the run is final_lr_fraction * lr."""
+    import jax.numpy as jnp
+
+    from nqs.bench.fci import Settings, make_scheduled_optimizer
+
+    settings = Settings(learning_rate=1e-2, steps=10, lr_schedule="cosine", final_lr_fraction=0.2)
+    tx = make_scheduled_optimizer(settings).transformation
+    params = jnp.zeros(3)
+    state = tx.init(params)
+    steps = []
+    for _ in range(11):
+        update, state = tx.update(jnp.ones(3), state, params)
+        steps.append(float(jnp.abs(update[0])))
+    np.testing.assert_allclose(steps[0], 1e-2, rtol=1e-6)
+    np.testing.assert_allclose(steps[10], 2e-3, rtol=1e-6)
+    assert all(a >= b for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_weighted_deduplicated_step_equals_plain_step(lih):
+    """With |psi|^(2q) sampling the de-duplicated step still equals the plain weighted step."""
+    from nqs.optim import make_optimizer
+    from nqs.sampling import ConnectedRule
+    from nqs.vmc import make_vmc
+
+    integrals, ham = lih
+    ansatz = make_backflow(ham.hilbert, hidden=(8,), init_scale=0.3)
+    rule = ConnectedRule.from_integrals(integrals.h1, integrals.h2)
+    sampler = MetropolisSampler(ham.hilbert, rule, n_chains=16, n_samples=256, power=0.5)
+    opt = make_optimizer("adam", 1e-2)
+    init, plain = make_vmc(ansatz, ham, sampler, opt)
+    _, dedup = make_vmc(ansatz, ham, sampler, opt, dedupe=True)
+    state = init(jax.random.PRNGKey(0))
+    a, info_a = jax.jit(plain)(state)
+    b, info_b = dedup(state)
+    np.testing.assert_allclose(float(info_a.energy), float(info_b.energy), rtol=1e-12)
+    np.testing.assert_allclose(float(info_a.energy_error), float(info_b.energy_error), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(real_flat(a.params)[0]),
+                               np.asarray(real_flat(b.params)[0]), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--sampling-power", "1.5"], "power"),
+    (["--lr-schedule", "cosine", "--final-lr-fraction", "2"], "fraction"),
+])
+def test_bad_monte_carlo_options_exit_2(args, word, capsys, tmp_path):
+    try:
+        code = main(["bench-fci", "--molecule", "H2", *args, "--steps", "1", "--out",
+                     str(tmp_path)])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert word in err.lower(), err

@@ -5,12 +5,13 @@
     python experiments/choo_2020/run.py --molecules N2 C2 --out experiments/choo_2020/results
 
 Exact summation over all determinants (4 .. 44100 of them), a neural backflow determinant,
-Adam with a cosine-decayed learning rate (a tiny wrapper: the engine's Settings has a constant
-learning rate only). Writes results.md, results.json and errors.png in --out.
+Adam with a cosine-decayed learning rate (``Settings.lr_schedule``). Writes results.md,
+results.json and errors.png in --out.
 
-XLA's CPU runtime can deadlock on machines with few cores when two batched LU decompositions
-(the alpha and beta determinants) run concurrently; the concurrency-optimized scheduler is
-switched off below before JAX starts (an XLA_FLAGS already set wins).
+XLA's CPU runtime deadlocked on machines with few cores when two batched LAPACK LU
+decompositions (the alpha and beta determinants) ran concurrently; the backflow model no longer
+calls LAPACK for them. The flag below (the earlier workaround, which did not always help) is kept
+so that the recorded runs can be reproduced as they were made (an XLA_FLAGS already set wins).
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from dataclasses import asdict, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import nqs.optim  # noqa: E402
 from nqs.bench.fci import (  # noqa: E402
     SUITES,
     Settings,
@@ -44,30 +43,6 @@ HERE = Path(__file__).resolve().parent
 #: Optimization steps per molecule (full budgets); larger spaces get more.
 STEPS: dict[str, int] = {"H2": 300, "LiH": 800, "H2O": 1500, "NH3": 1500, "N2": 2500, "C2": 2500}
 QUICK_STEPS = 20
-
-
-@contextlib.contextmanager
-def cosine_learning_rate(final_fraction: float, n_steps: int) -> Iterator[None]:
-    """Inside the block, ``nqs.optim.make_optimizer("adam", lr)`` decays lr -> lr * final_fraction.
-
-    A cosine schedule over ``n_steps`` (the harness builds its optimizer by name with a constant
-    learning rate; this swaps in ``optax.adam(schedule)`` without touching the engine).
-    """
-    import optax
-
-    original = nqs.optim.make_optimizer
-
-    def make(name: str, learning_rate: float, diag_shift: float = 1e-2):
-        if name != "adam" or final_fraction == 1.0:
-            return original(name, learning_rate, diag_shift)
-        schedule = optax.cosine_decay_schedule(learning_rate, max(n_steps, 1), alpha=final_fraction)
-        return nqs.optim.Optimizer(optax.adam(schedule), False)
-
-    nqs.optim.make_optimizer = make
-    try:
-        yield
-    finally:
-        nqs.optim.make_optimizer = original
 
 
 def machine() -> dict:
@@ -96,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--final-lr-fraction", type=float, default=0.1,
                    help="cosine decay of the Adam learning rate to this fraction (1: constant)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sector", choices=("full", "hf"), default="full",
+                   help="sum over all determinants, or over the symmetry block of Hartree-Fock")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
 
     base = Settings(ansatz=args.ansatz, sampler="exact", optimizer=args.optimizer,
                     learning_rate=args.lr, hidden=tuple(args.hidden),
-                    n_determinants=args.determinants, seed=args.seed)
+                    n_determinants=args.determinants, seed=args.seed, sector=args.sector,
+                    lr_schedule="constant" if args.final_lr_fraction == 1.0 else "cosine",
+                    final_lr_fraction=args.final_lr_fraction)
     jobs = {j.name: j for j in suite_jobs("choo2020", "sto-3g", False, None)}
     args.out.mkdir(parents=True, exist_ok=True)
     info = {"machine_start": machine(), "settings": asdict(base),
@@ -112,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = QUICK_STEPS if args.quick else (args.steps or STEPS[name])
         info["steps"][name] = steps
         settings = replace(base, steps=steps)
-        with cosine_learning_rate(args.final_lr_fraction, steps):
-            records += run_benchmark([jobs[name]], settings, args.out / "runs",
-                                     lambda m: print(m, flush=True))
+        records += run_benchmark([jobs[name]], settings, args.out / "runs",
+                                 lambda m: print(m, flush=True))
         # tables after every molecule, so a long run leaves usable partial results
         _write(records, info | {"machine_end": machine(),
                                 "total_wall_s": time.perf_counter() - t0}, args.out)

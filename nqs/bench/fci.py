@@ -56,6 +56,44 @@ class Settings:
     init_scale: float | None = None  # backflow: None = 0.05 (exact) or 0.3 (mcmc)
     seed: int = 0
     chunk_size: int | str | None = None  # samples per device at a time; "auto": fit memory
+    lr_schedule: str = "constant"  # or "cosine": decay to final_lr_fraction * lr over the run
+    final_lr_fraction: float = 0.1
+    rule: str = "pair-hop"  # Metropolis moves: "pair-hop" or "connected" (see problems.py)
+    sampling_power: float = 1.0  # Metropolis samples |psi|^(2 q), reweighted to |psi|^2
+    sector: str = "full"  # exact summation over "full" space or the "hf" symmetry block
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def make_scheduled_optimizer(settings: Settings):
+    """The optimizer of ``settings`` with its learning-rate schedule (``nqs.optim.Optimizer``).
+
+    ``"cosine"``: ``lr * (f + (1 - f) (1 + cos(pi t / steps)) / 2)`` at step ``t`` with
+    ``f = final_lr_fraction`` (optax's cosine decay), for Adam, SGD, SR and minSR alike.
+    """
+    import optax
+
+    from nqs.optim import Optimizer, make_optimizer
+    from nqs.optim.optimizer import sr_optimizer
+
+    if settings.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"unknown learning-rate schedule {settings.lr_schedule!r}; "
+                         f"choose one of {', '.join(LR_SCHEDULES)}")
+    base = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
+    if settings.lr_schedule == "constant":
+        return base
+    if not 0.0 < settings.final_lr_fraction <= 1.0:
+        raise InputError(f"final learning-rate fraction must be in (0, 1], "
+                         f"got {settings.final_lr_fraction}")
+    lr = optax.cosine_decay_schedule(settings.learning_rate, max(settings.steps, 1),
+                                     alpha=settings.final_lr_fraction)
+    if settings.optimizer == "adam":
+        return Optimizer(optax.adam(lr), False)
+    if settings.optimizer == "sgd":
+        return Optimizer(optax.sgd(lr), False)
+    mode = "minsr" if settings.optimizer == "minsr" else "auto"
+    return sr_optimizer(lr, settings.diag_shift, mode)
 
 
 def load_job(job: Job, cache_dir: str | None = None):
@@ -80,19 +118,30 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
-    from nqs.optim import make_optimizer
     from nqs.problems import molecule_ansatz, molecule_sampler
 
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
-    sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains)
+    sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains,
+                                     rule=settings.rule, power=settings.sampling_power,
+                                     integrals=integrals)
+    if settings.sector not in ("full", "hf"):
+        raise InputError(f"unknown sector {settings.sector!r}; choose full or hf")
+    if mode == "exact" and settings.sector == "hf":
+        from nqs.problems import hartree_fock_sector
+        from nqs.sampling.exact import ExactSampler
+
+        hamiltonian = hartree_fock_sector(hamiltonian)
+        sampler = ExactSampler(hamiltonian.hilbert)
+        echo(f"  exact summation over the {hamiltonian.hilbert.n_states} of {hilbert.n_states} "
+             "determinants connected to Hartree-Fock by H (its symmetry block)")
     init_scale = settings.init_scale
     if init_scale is None:
         init_scale = 0.05 if mode == "exact" else 0.3
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
                              init_scale=init_scale)
-    optimizer = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
+    optimizer = make_scheduled_optimizer(settings)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",

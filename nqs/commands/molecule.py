@@ -54,6 +54,20 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    help="Markov chains (mcmc only; divisible by the number of devices) "
                    "(default: 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
+                   "over the run (default: constant)")
+    p.add_argument("--final-lr-fraction", type=positive_float, default=0.1,
+                   help="end of the cosine schedule as a fraction of --lr (default: 0.1)")
+    p.add_argument("--rule", choices=("pair-hop", "connected"), default="pair-hop",
+                   help="Metropolis moves: uniform electron (pair) hops, or excitations the "
+                   "Hamiltonian connects (default: pair-hop)")
+    p.add_argument("--sector", choices=("full", "hf"), default="full",
+                   help="exact summation over all determinants, or over those H connects to "
+                   "Hartree-Fock (its symmetry block; default: full)")
+    p.add_argument("--sampling-power", type=positive_float, default=1.0,
+                   help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
+                   "|psi|^2 (default: 1)")
     add_parallel_options(p)
 
 
@@ -110,7 +124,9 @@ def _settings(args: argparse.Namespace):
                     diag_shift=args.diag_shift, hidden=tuple(args.hidden),
                     n_determinants=args.determinants, alpha=args.alpha,
                     init_scale=args.init_scale, seed=args.seed, chains=args.chains,
-                    chunk_size=args.chunk_size)
+                    chunk_size=args.chunk_size, lr_schedule=args.lr_schedule,
+                    final_lr_fraction=args.final_lr_fraction, rule=args.rule,
+                    sampling_power=args.sampling_power, sector=args.sector)
 
 
 def _echo(msg: str) -> None:

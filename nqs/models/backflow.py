@@ -81,11 +81,59 @@ def _coeff_init(scale: float) -> Callable[[jax.Array, tuple[int, ...], jnp.dtype
     return init
 
 
+#: Largest matrix order for which the determinants are computed by :func:`_lu_slogdet` (an
+#: unrolled jnp LU) instead of LAPACK. Batched LAPACK LU custom calls running concurrently (alpha
+#: and beta blocks) deadlocked XLA's CPU thread pool on 2-core machines; for the small spin blocks
+#: of molecules in a minimal basis (n <= 7 here) plain fused jnp arithmetic is as fast anyway.
+SMALL_DET_MAX = 12
+
+
+def _lu_slogdet(m: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(sign, log|det|)`` of ONE small ``[n, n]`` matrix by LU with partial pivoting in jnp.
+
+    Unrolled over the static order ``n`` (no LAPACK call, no while loop); the row choice is
+    piecewise constant, so reverse-mode derivatives flow through the arithmetic only (the same
+    derivative as ``jnp.linalg.slogdet`` wherever the determinant is non-zero). A singular matrix
+    gives ``log|det| = -inf``.
+    """
+    n = m.shape[-1]
+    rows = jnp.arange(n)
+    sign = jnp.ones((), m.dtype)
+    logabs = jnp.zeros((), m.dtype)
+    a = m
+    for k in range(n):
+        # partial pivoting: the largest |entry| of column k among rows k..n-1
+        col = jnp.where(rows >= k, jnp.abs(a[:, k]), -1.0)
+        p = jnp.argmax(col)
+        swap = p != k
+        row_k, row_p = a[k], a[p]
+        a = a.at[k].set(row_p).at[p].set(jnp.where(swap, row_k, row_p))
+        sign = jnp.where(swap, -sign, sign)
+        pivot = a[k, k]
+        sign = sign * jnp.sign(pivot)
+        logabs = logabs + jnp.log(jnp.abs(pivot))
+        if k + 1 < n:
+            # eliminate below the pivot; a zero pivot (singular) leaves the rest unused (-inf)
+            safe = jnp.where(pivot == 0, 1.0, pivot)
+            factors = a[k + 1 :, k] / safe
+            a = a.at[k + 1 :, k:].add(-factors[:, None] * a[k, k:][None, :])
+    return sign, logabs
+
+
 def _slogdet(m: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(sign, log|det|)`` of a batch ``[..., n, n]``; a 0x0 matrix has determinant 1."""
-    if m.shape[-1] == 0:
-        batch = m.shape[:-2]
+    """``(sign, log|det|)`` of a batch ``[..., n, n]``; a 0x0 matrix has determinant 1.
+
+    Orders up to :data:`SMALL_DET_MAX` use the unrolled jnp LU (see there why), larger ones
+    ``jnp.linalg.slogdet``.
+    """
+    n = m.shape[-1]
+    batch = m.shape[:-2]
+    if n == 0:
         return jnp.ones(batch, m.dtype), jnp.zeros(batch, m.dtype)
+    if n <= SMALL_DET_MAX:
+        flat = m.reshape((-1, n, n))
+        sign, logabs = jax.vmap(_lu_slogdet)(flat)
+        return sign.reshape(batch), logabs.reshape(batch)
     sign, logabs = jnp.linalg.slogdet(m)
     return sign, logabs
 

@@ -3,9 +3,18 @@
 from nqs.sampling.base import Sampler, Samples
 from nqs.sampling.exact import ExactSampler, batched_log_psi, born_weights
 from nqs.sampling.metropolis import MetropolisSampler, MetropolisState
-from nqs.sampling.rules import ExchangeRule, HopRule, LocalRule, PairHopRule, Rule, default_rule
+from nqs.sampling.rules import (
+    ConnectedRule,
+    ExchangeRule,
+    HopRule,
+    LocalRule,
+    PairHopRule,
+    Rule,
+    default_rule,
+)
 
 __all__ = [
+    "ConnectedRule",
     "ExactSampler",
     "ExchangeRule",
     "HopRule",

@@ -50,11 +50,16 @@ class MetropolisSampler:
 
     Attributes:
       hilbert: the Hilbert space (initial states, flip constant).
-      rule: symmetric proposal (:mod:`nqs.sampling.rules`).
+      rule: proposal (:mod:`nqs.sampling.rules`; asymmetric rules add their
+        Metropolis-Hastings correction).
       n_chains: number of parallel chains.
       n_samples: samples per call, rounded up to a multiple of ``n_chains``.
       sweep_size: Metropolis steps between kept samples (default ``n_sites``).
       n_discard_sweeps: sweeps discarded at the start of every call (default 10).
+      power: the chains sample ``|psi|^(2 power)`` (``0 < power <= 1``). Below 1 the
+        distribution is flatter (a state peaked on one determinant still visits the others) and
+        the samples carry importance weights ``w ~ |psi|^(2 (1 - power))`` normalised to 1, so
+        weighted averages are still expectation values in ``|psi|^2``.
     """
 
     hilbert: Hilbert
@@ -63,6 +68,7 @@ class MetropolisSampler:
     n_samples: int = 1024
     sweep_size: int | None = None
     n_discard_sweeps: int = 10
+    power: float = 1.0
 
     is_exact: ClassVar[bool] = False
 
@@ -75,6 +81,8 @@ class MetropolisSampler:
             raise InputError(f"sweep size must be positive, got {self.sweep_size}")
         if self.n_discard_sweeps < 0:
             raise InputError(f"discarded sweeps must be >= 0, got {self.n_discard_sweeps}")
+        if not 0.0 < self.power <= 1.0:
+            raise InputError(f"sampling power must be in (0, 1], got {self.power}")
         check = getattr(self.rule, "check", None)
         if check is not None:
             check(self.hilbert)
@@ -104,7 +112,8 @@ class MetropolisSampler:
     def sample(
         self, key: jax.Array, ansatz: Ansatz, params: Params, state: MetropolisState
     ) -> tuple[Samples, MetropolisState, dict[str, jax.Array]]:
-        """``n_samples_total`` samples (row = sample_index * n_chains + chain), weights ``1/n``.
+        """``n_samples_total`` samples (row = sample_index * n_chains + chain), weights ``1/n``
+        (importance weights with ``power < 1``).
 
         Jit-compiled internally with the sampler and the ansatz static; also usable inside an
         outer ``jit``.
@@ -130,7 +139,9 @@ def _sample(
     n_discard = sampler.n_discard_sweeps
     n_sites = sampler.hilbert.n_sites
     # rules with state-independent randomness draw a whole sweep's proposals at once
-    predrawn = hasattr(rule, "draw") and hasattr(rule, "propose_drawn")
+    symmetric = getattr(rule, "symmetric", True)
+    predrawn = symmetric and hasattr(rule, "draw") and hasattr(rule, "propose_drawn")
+    power = float(sampler.power)
 
     # parameter-only tables (e.g. the RBM's cosh / sinh of the weights): once per call
     tables = fast.prepare(params) if fast is not None else None
@@ -141,14 +152,19 @@ def _sample(
         """One proposal; ``inputs = (pre-drawn noise or a key, log of a uniform number)``."""
         x, log_psi, aux, n_acc = carry
         noise, log_u = inputs
-        sites = rule.propose_drawn(noise, x) if predrawn else rule.propose(noise, x)
+        if not symmetric:  # Metropolis-Hastings: log q(x' -> x) - log q(x -> x')
+            sites, log_q = rule.propose_with_log_ratio(noise, x)
+        elif predrawn:
+            sites, log_q = rule.propose_drawn(noise, x), 0.0
+        else:
+            sites, log_q = rule.propose(noise, x), 0.0
         x_new = apply_flips(x, sites, c)
         if fast is not None:
             log_ratio, aux_new = fast.log_ratio(tables, x, aux, sites)
         else:
             aux_new = aux
             log_ratio = ansatz.log_psi(params, x_new) - log_psi
-        accept = log_u < 2.0 * jnp.real(log_ratio)
+        accept = log_u < 2.0 * power * jnp.real(log_ratio) + log_q
         x = jnp.where(accept, x_new, x)
         log_psi = jnp.where(accept, log_psi + log_ratio, log_psi)
         aux = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), aux_new, aux)
@@ -168,7 +184,7 @@ def _sample(
         else:
             noise = jax.random.split(k_prop, n_steps)
         carry, _ = jax.lax.scan(metropolis_step, carry, (noise, log_u))
-        return carry, carry[0]
+        return carry, (carry[0], jnp.real(carry[1]))
 
     def run_chain(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         log_psi = ansatz.log_psi(params, x)
@@ -179,12 +195,12 @@ def _sample(
             carry, _ = jax.lax.scan(
                 lambda cr, k: (sweep(cr, k)[0], None), carry, jax.random.split(k_discard, n_discard)
             )
-        carry, xs = jax.lax.scan(sweep, carry, jax.random.split(k_keep, n_keep))
+        carry, (xs, log_abs) = jax.lax.scan(sweep, carry, jax.random.split(k_keep, n_keep))
         x, _, _, n_acc = carry
-        return xs, x, n_acc
+        return xs, log_abs, x, n_acc
 
     chain_keys = jax.random.split(key, sampler.n_chains)
-    xs, x_final, n_acc = jax.vmap(run_chain)(chain_keys, state.x)
+    xs, log_abs, x_final, n_acc = jax.vmap(run_chain)(chain_keys, state.x)
     # xs: [n_chains, n_keep, n_sites] -> rows sample_index * n_chains + chain
     x_out = jnp.swapaxes(xs, 0, 1).reshape(n_keep * sampler.n_chains, -1)
     n_prop = (n_discard + n_keep) * n_steps
@@ -198,4 +214,10 @@ def _sample(
     )
     n_total = x_out.shape[0]
     info = {"acceptance": jnp.mean(n_acc) / n_prop}
-    return x_out, jnp.full((n_total,), 1.0 / n_total), new_state, info
+    if power == 1.0:
+        weights = jnp.full((n_total,), 1.0 / n_total)
+    else:  # importance weights |psi|^2 / |psi|^(2 power), max-subtracted, normalised
+        log_w = 2.0 * (1.0 - power) * jnp.swapaxes(log_abs, 0, 1).reshape(-1)
+        w = jnp.exp(log_w - jnp.max(log_w))
+        weights = w / jnp.sum(w)
+    return x_out, weights, new_state, info

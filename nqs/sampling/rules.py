@@ -2,8 +2,10 @@
 
     sites = rule.propose(key, x)     # x [n_sites] -> int32 [k], padding index = n_sites
 
-Every rule is symmetric (``q(x -> x') = q(x' -> x)``), so the Metropolis acceptance is
-``min(1, |psi(x')/psi(x)|^2)``. A proposal made only of padding is the identity move. Rules are
+Rules are symmetric (``q(x -> x') = q(x' -> x)``), so the Metropolis acceptance is
+``min(1, |psi(x')/psi(x)|^2)``, except those with ``symmetric = False`` (:class:`ConnectedRule`),
+which give ``(sites, log q(x' -> x) - log q(x -> x'))`` from ``propose_with_log_ratio`` for the
+Metropolis-Hastings acceptance. A proposal made only of padding is the identity move. Rules are
 frozen dataclasses holding tuples, hence hashable (samplers are static arguments of ``jit``).
 
 Rules whose random choice does not depend on the state (:class:`LocalRule`,
@@ -19,7 +21,7 @@ per-step ``jax.random`` call costs as much as the RBM ratio itself).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -228,3 +230,178 @@ def default_rule(hilbert: Hilbert) -> LocalRule | HopRule:
     if hilbert.total_sz is None:
         return LocalRule()
     return HopRule((tuple(range(hilbert.n_sites)),), 1.0)
+
+
+def connected_excitations(
+    h1: np.ndarray, h2: np.ndarray, tol: float = 1e-8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spin-conserving single and double excitations that the integrals can connect.
+
+    Spin-orbital sites as in :class:`FermionHilbert` (alpha ``p``, beta ``n + p``). Returns
+
+    * ``singles`` int32 [n_s, 2]: site pairs ``(i, a)`` of the same spin, both orders, such that
+      ``|h1[i, a]|``, some ``|(ia|kk)|`` or some ``|(ik|ka)|`` exceeds ``tol`` (a superset of the
+      pairs whose Slater-Condon element can be non-zero for some determinant);
+    * ``doubles`` int32 [n_d, 4]: ``(i, j, a, b)`` with ``i < j``, ``a < b``, ``{i, j}`` and
+      ``{a, b}`` disjoint, the same number of alpha sites in both pairs, and an exchange or
+      direct integral ``(ai|bj)``, ``(aj|bi)`` of matching spins above ``tol``; both directions.
+
+    The criteria are symmetric in the two directions (real orbitals: (pq|rs) = (qp|rs) = ...),
+    so a determinant can propose ``x'`` exactly when ``x'`` can propose ``x``.
+
+    Args:
+      h1: ``[n, n]`` one-electron integrals (Hartree).
+      h2: ``[n, n, n, n]`` two-electron integrals ``(pq|rs)``, chemists' notation (Hartree).
+      tol: screening threshold (Hartree).
+    """
+    h1 = np.asarray(h1, dtype=np.float64)
+    h2 = np.asarray(h2, dtype=np.float64)
+    n = h1.shape[0]
+    coulomb = np.einsum("iakk->iak", h2)  # (ia|kk)
+    exchange = np.einsum("ikka->iak", h2)  # (ik|ka)
+    coupled = (
+        (np.abs(h1) > tol)
+        | np.any(np.abs(coulomb) > tol, axis=2)
+        | np.any(np.abs(exchange) > tol, axis=2)
+    )
+    np.fill_diagonal(coupled, False)
+    singles = [
+        (s * n + i, s * n + a)
+        for s in (0, 1)
+        for i in range(n)
+        for a in range(n)
+        if coupled[i, a]
+    ]
+    big = np.abs(h2) > tol  # big[a, i, b, j]: (ai|bj)
+    doubles = []
+    n_sites = 2 * n
+    for i in range(n_sites):
+        for j in range(i + 1, n_sites):
+            for a in range(n_sites):
+                for b in range(a + 1, n_sites):
+                    if len({i, j, a, b}) < 4:
+                        continue
+                    si, sj, sa, sb = (k // n for k in (i, j, a, b))
+                    if si + sj != sa + sb:
+                        continue
+                    pi, pj, pa, pb = (k % n for k in (i, j, a, b))
+                    # a <- i with b <- j (direct) needs matching spins, likewise the exchange
+                    ok = (sa == si and sb == sj and big[pa, pi, pb, pj]) or (
+                        sa == sj and sb == si and big[pa, pj, pb, pi]
+                    )
+                    if ok:
+                        doubles.append((i, j, a, b))
+    return (
+        np.asarray(singles, dtype=np.int32).reshape(-1, 2),
+        np.asarray(doubles, dtype=np.int32).reshape(-1, 4),
+    )
+
+
+
+@dataclass(frozen=True, eq=False)
+class ConnectedRule:
+    """Electron moves guided by the Hamiltonian's connectivity (asymmetric, ``k = 4``).
+
+    With probability ``1 - hop_probability`` the proposal is uniform among the excitations of
+    ``x`` (rows of ``singles`` / ``doubles`` from :func:`connected_excitations`) that are
+    possible from ``x`` (sources occupied, targets empty): ``q(x -> x') = 1 / n(x)``. The number
+    of possible excitations differs between ``x`` and ``x'``, so the rule returns the
+    Metropolis-Hastings correction ``log q(x' -> x) - log q(x -> x') = log n(x) - log n(x')``.
+    Otherwise (probability ``hop_probability``, independent of ``x``) it makes a symmetric
+    :class:`PairHopRule` move over all orbitals, which keeps the chain ergodic outside the
+    determinants the integrals connect (e.g. other point-group symmetries). Each of the two
+    kernels satisfies detailed balance, hence so does the mixture.
+
+    Attributes:
+      singles: int32 ``[n_s, 2]`` site pairs ``(i, a)`` (electron ``i -> a``).
+      doubles: int32 ``[n_d, 4]`` ``(i, j, a, b)``: electrons ``i, j -> a, b``.
+      n_orbitals: spatial orbitals (sites ``0..n-1`` alpha, ``n..2n-1`` beta).
+      hop_probability: share of uniform pair-hop moves, in ``[0, 1)``.
+    """
+
+    singles: np.ndarray
+    doubles: np.ndarray
+    n_orbitals: int
+    hop_probability: float = 0.1
+
+    symmetric: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        singles = np.asarray(self.singles, dtype=np.int32).reshape(-1, 2)
+        doubles = np.asarray(self.doubles, dtype=np.int32).reshape(-1, 4)
+        n_sites = 2 * int(self.n_orbitals)
+        for table in (singles, doubles):
+            if table.size and (table.min() < 0 or table.max() >= n_sites):
+                raise InputError(f"ConnectedRule site out of range for {n_sites} sites")
+        if not 0.0 <= self.hop_probability < 1.0:
+            raise InputError(f"hop_probability must be in [0, 1), got {self.hop_probability}")
+        singles.setflags(write=False)
+        doubles.setflags(write=False)
+        object.__setattr__(self, "singles", singles)
+        object.__setattr__(self, "doubles", doubles)
+        object.__setattr__(self, "n_orbitals", int(self.n_orbitals))
+        object.__setattr__(self, "hop_probability", float(self.hop_probability))
+
+    @classmethod
+    def from_integrals(
+        cls, h1: np.ndarray, h2: np.ndarray, tol: float = 1e-8, hop_probability: float = 0.1
+    ) -> ConnectedRule:
+        """The rule for the Hamiltonian with integrals ``h1`` [n, n], ``h2`` [n, n, n, n] (Ha)."""
+        singles, doubles = connected_excitations(h1, h2, tol)
+        return cls(singles, doubles, np.shape(h1)[0], hop_probability)
+
+    def _identity(self) -> tuple:
+        return (self.singles.tobytes(), self.doubles.tobytes(), self.n_orbitals,
+                self.hop_probability)
+
+    def __hash__(self) -> int:  # static argument of jit: hash by content
+        return hash(self._identity())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConnectedRule) and self._identity() == other._identity()
+
+    def _moves(self, n_sites: int) -> np.ndarray:
+        """int32 ``[n_s + n_d, 4]``: the flipped sites of every excitation (padded)."""
+        pad = np.full((len(self.singles), 2), n_sites, dtype=np.int32)
+        return np.concatenate([np.concatenate([self.singles, pad], axis=1), self.doubles])
+
+    def _possible(self, x: jax.Array) -> jax.Array:
+        """bool ``[n_s + n_d]``: excitations whose sources are occupied and targets empty."""
+        occ = x > 0.5
+        s = jnp.asarray(self.singles)
+        d = jnp.asarray(self.doubles)
+        single_ok = occ[s[:, 0]] & ~occ[s[:, 1]]
+        double_ok = occ[d[:, 0]] & occ[d[:, 1]] & ~occ[d[:, 2]] & ~occ[d[:, 3]]
+        return jnp.concatenate([single_ok, double_ok])
+
+    def propose_with_log_ratio(self, key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(sites int32 [4], log q(x'->x) - log q(x->x'))`` for one ``x [2 n_orbitals]``."""
+        n_sites = x.shape[-1]
+        k_kind, k_move, k_hop = jax.random.split(key, 3)
+        possible = self._possible(x)
+        n_x = jnp.sum(possible)
+        sites = jnp.asarray(self._moves(n_sites))[_random_true(k_move, possible)]
+        # no possible excitation: stay (then no x' can propose x either)
+        sites = jnp.where(n_x > 0, sites, jnp.full((4,), n_sites, jnp.int32))
+        x_new = x.at[sites].set(1.0 - x[sites], mode="drop")
+        n_new = jnp.sum(self._possible(x_new))
+        log_ratio = jnp.where(
+            n_x > 0, jnp.log(jnp.maximum(n_x, 1)) - jnp.log(jnp.maximum(n_new, 1)), 0.0
+        )
+        n = self.n_orbitals
+        hop = PairHopRule((tuple(range(n)), tuple(range(n, 2 * n))), 1.0).propose(k_hop, x)
+        use_hop = jax.random.uniform(k_kind) < self.hop_probability
+        return (
+            jnp.where(use_hop, hop, sites).astype(jnp.int32),
+            jnp.where(use_hop, 0.0, log_ratio).astype(jnp.float64),
+        )
+
+    def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """The sites of :meth:`propose_with_log_ratio` (the move alone is not symmetric)."""
+        return self.propose_with_log_ratio(key, x)[0]
+
+    def check(self, hilbert: Hilbert) -> None:
+        if not isinstance(hilbert, FermionHilbert) or hilbert.n_orbitals != self.n_orbitals:
+            raise InputError(
+                f"ConnectedRule for {self.n_orbitals} orbitals needs a FermionHilbert with as many"
+            )
