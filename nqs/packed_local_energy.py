@@ -94,12 +94,13 @@ def make_packed_local_energy(
         row_sites = sites.reshape(-1, sites.shape[-1])[flat]  # [capacity, k]
         row_mels = jnp.where(valid, mels.reshape(-1)[flat], 0)
         if fast is not None:
-            cache = jax.vmap(fast.init_cache, in_axes=(None, 0))(params, xs)
+            tables = fast.prepare(params)  # parameter-only tables, once per batch
+            cache = jax.vmap(fast.init_cache, in_axes=(None, 0))(tables, xs)
 
             def ratio(row: tuple[jax.Array, jax.Array]) -> jax.Array:
                 b, s = row
                 cache_b = jax.tree_util.tree_map(lambda leaf: leaf[b], cache)
-                return fast.log_ratio(params, xs[b], cache_b, s)[0]
+                return fast.log_ratio(tables, xs[b], cache_b, s)[0]
 
         else:
             log_psi_x = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, xs)

@@ -165,10 +165,12 @@ class SectorHilbert(FermionHilbert):
         return id(self)
 
     def all_states(self) -> np.ndarray:
+        """The sector's configurations, ``[n_states, n_sites]``."""
         return self.states
 
     @property
     def n_states(self) -> int:
+        """Number of configurations in the sector."""
         return len(self.states)
 
 
@@ -181,6 +183,7 @@ class SectorOperator:
 
     @property
     def max_conn(self) -> int:
+        """Connected configurations per row, as the full operator's."""
         return self.operator.max_conn
 
     def flips(self, x):

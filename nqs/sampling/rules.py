@@ -56,6 +56,7 @@ class LocalRule:
         return jax.random.randint(key, (n_steps, 1), 0, n_sites, dtype=jnp.int32)
 
     def propose_drawn(self, noise: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]``, from one proposal's pre-drawn ``noise`` (see ``draw``)."""
         del x
         return noise
 
@@ -99,6 +100,7 @@ class ExchangeRule:
         return jax.random.randint(key, (n_steps,), 0, len(self.pairs), dtype=jnp.int32)
 
     def propose_drawn(self, noise: jax.Array, x: jax.Array) -> jax.Array:
+        """Flipped sites, int32 ``[k]``, from one proposal's pre-drawn ``noise`` (see ``draw``)."""
         n_sites = x.shape[-1]
         pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[noise]
         same = x[pair[0]] == x[pair[1]]
@@ -401,6 +403,7 @@ class ConnectedRule:
         return self.propose_with_log_ratio(key, x)[0]
 
     def check(self, hilbert: Hilbert) -> None:
+        """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
         if not isinstance(hilbert, FermionHilbert) or hilbert.n_orbitals != self.n_orbitals:
             raise InputError(
                 f"ConnectedRule for {self.n_orbitals} orbitals needs a FermionHilbert with as many"
