@@ -123,9 +123,10 @@ def profile(ham: MolecularHamiltonian, ansatz, op, apply_fun: Callable, params, 
     fast = ansatz.local_updates
     if fast is not None:
         def model_rows(params, xs, b, s):
-            cache = jax.vmap(fast.init_cache, in_axes=(None, 0))(params, xs)
+            tables = fast.prepare(params)
+            cache = jax.vmap(fast.init_cache, in_axes=(None, 0))(tables, xs)
             return jax.lax.map(lambda r: fast.log_ratio(
-                params, xs[r[0]], jax.tree_util.tree_map(lambda c: c[r[0]], cache), r[1])[0],
+                tables, xs[r[0]], jax.tree_util.tree_map(lambda c: c[r[0]], cache), r[1])[0],
                 (b, s), batch_size=chunk_rows)
     else:
         def model_rows(params, xs, b, s):
