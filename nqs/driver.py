@@ -29,13 +29,13 @@ from nqs.parallel import (
     auto_chunk_size,
     bytes_per_sample,
     check_divisible,
-    device_info,
     gather,
     is_main_process,
     make_mesh,
-    peak_memory,
+    process_echo,
     put,
     replicated,
+    run_record,
     tree_shardings,
 )
 from nqs.sampling.base import Sampler
@@ -143,7 +143,7 @@ def run_vmc(
         by the number of devices. With several processes only process 0 writes files.
     """
     main = is_main_process()
-    echo = (echo or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else _quiet
+    echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and main:
@@ -241,16 +241,8 @@ def run_vmc(
         exact_energy=exact_energy,
         params=gather(state.params),
         exact_sampling=exact,
-        n_devices=int(mesh.devices.size),
-        n_processes=device_info()["n_processes"],
-        chunk_size=chunk_size,
-        **peak_memory(),
+        **run_record(mesh, chunk_size),
     )
-
-
-def _quiet(msg: str) -> None:
-    """Echo of the processes other than 0: silent."""
-    del msg
 
 
 def _bad_chunk(chunk_size: Any) -> None:

@@ -358,3 +358,17 @@ def auto_chunk_size(
     if allowed >= per_device:
         return None
     return 1 << max(int(allowed).bit_length() - 1, 0)
+
+
+def run_record(mesh: Mesh, chunk_size: int | None) -> dict[str, Any]:
+    """The result fields describing where a run ran: ``n_devices``, ``n_processes``,
+    ``chunk_size`` and the peak memory (:func:`peak_memory`)."""
+    return {"n_devices": int(mesh.devices.size), "n_processes": device_info()["n_processes"],
+            "chunk_size": chunk_size, **peak_memory()}
+
+
+def process_echo(echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    """Progress printer: ``echo`` (default: stderr) on process 0, silent on the others."""
+    if not is_main_process():
+        return lambda msg: None
+    return echo or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -46,13 +46,13 @@ from nqs.parallel import (
     bytes_per_sample,
     check_divisible,
     constrain_samples,
-    device_info,
     gather,
     is_main_process,
     make_mesh,
-    peak_memory,
+    process_echo,
     put,
     replicated,
+    run_record,
     sample_sharding,
     tree_shardings,
 )
@@ -349,7 +349,7 @@ def run_realspace(
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value}")
     main = is_main_process()
-    echo = (echo or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else _quiet
+    echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
@@ -537,16 +537,8 @@ def run_realspace(
         hf_energy=hf_energy,
         params=gather(state.params),
         dtype=dtype,
-        n_devices=int(mesh.devices.size),
-        n_processes=device_info()["n_processes"],
-        chunk_size=chunk_size,
-        **peak_memory(),
+        **run_record(mesh, chunk_size),
     )
-
-
-def _quiet(msg: str) -> None:
-    """Echo of the processes other than 0: silent."""
-    del msg
 
 
 def _auto_chunk(apply: Callable, e_loc_fn: Callable, params: Any, walkers: jax.Array,
