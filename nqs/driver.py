@@ -37,6 +37,7 @@ from nqs.parallel import (
     replicated,
     run_record,
     tree_shardings,
+    without_global_mesh,
 )
 from nqs.sampling.base import Sampler
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
@@ -108,6 +109,7 @@ class VMCResult:
         }
 
 
+@without_global_mesh
 def run_vmc(
     ansatz: Ansatz,
     operator: DiscreteOperator,
@@ -292,7 +294,9 @@ def _final_energy(
     """Energy of the final parameters from fresh samples (n_batches sampler calls)."""
     from nqs.stats import statistics
 
-    evaluate = jax.jit(make_energy_evaluator(ansatz, operator, sampler, chunk_size, mesh))
+    evaluate = make_energy_evaluator(ansatz, operator, sampler, chunk_size, mesh)
+    if not getattr(evaluate, "is_host_step", False):
+        evaluate = jax.jit(evaluate)
     if getattr(sampler, "is_exact", False):
         n_batches = 1
     key = jax.random.fold_in(state.key, 7919)

@@ -108,37 +108,53 @@ def _amplitudes(log_psi: jax.Array, hamiltonian_arrays: tuple) -> tuple:
     return v, hv, abs2, z, energy, variance
 
 
-def make_exact_energy(
-    ansatz: Ansatz, hamiltonian: SparseHamiltonian, chunk_size: int | None = None
-) -> Callable[[Params], tuple[jax.Array, jax.Array]]:
-    """``energy(params) -> (<H>, variance of E_loc)`` by exact summation."""
+class ExactData(NamedTuple):
+    """The enumerated space and sparse H as device arrays, passed to jitted functions as
+    arguments: closed over, XLA would fold them in as constants and compile for minutes."""
+
+    states: jax.Array  # [n, n_sites]
+    rows: jax.Array  # [nnz]
+    cols: jax.Array  # [nnz]
+    vals: jax.Array  # [nnz]
+
+
+def exact_data(hamiltonian: SparseHamiltonian) -> ExactData:
+    """Device copies of ``hamiltonian``'s arrays."""
+    return ExactData(*(jnp.asarray(a) for a in hamiltonian))
+
+
+def exact_energy_fn(
+    ansatz: Ansatz, chunk_size: int | None = None
+) -> Callable[[Params, ExactData], tuple[jax.Array, jax.Array]]:
+    """Pure ``energy(params, data) -> (<H>, variance of E_loc)`` by exact summation."""
     from nqs.vmc import batched
 
-    states = jnp.asarray(hamiltonian.states)
-    arrays = tuple(jnp.asarray(a) for a in hamiltonian[1:])
     log_psi_all = batched(ansatz.log_psi, chunk_size)
 
-    def energy(params: Params) -> tuple[jax.Array, jax.Array]:
-        *_, e, var = _amplitudes(log_psi_all(params, states), arrays)
+    def energy(params: Params, data: ExactData) -> tuple[jax.Array, jax.Array]:
+        *_, e, var = _amplitudes(log_psi_all(params, data.states), tuple(data[1:]))
         return e, var
 
     return energy
 
 
-def make_exact_estimator(
-    ansatz: Ansatz,
-    hamiltonian: SparseHamiltonian,
-    *,
-    needs_jacobian: bool,
-    chunk_size: int | None = None,
-) -> Callable[[Params], ExactEstimate]:
-    """``estimate(params) -> ExactEstimate`` summing over every configuration."""
+def make_exact_energy(
+    ansatz: Ansatz, hamiltonian: SparseHamiltonian, chunk_size: int | None = None
+) -> Callable[[Params], tuple[jax.Array, jax.Array]]:
+    """``energy(params) -> (<H>, variance of E_loc)``, jitted with the space as an argument."""
+    data = exact_data(hamiltonian)
+    energy = jax.jit(exact_energy_fn(ansatz, chunk_size))
+    return lambda params: energy(params, data)
+
+
+def exact_estimate_fn(
+    ansatz: Ansatz, *, needs_jacobian: bool, chunk_size: int | None = None
+) -> Callable[[Params, ExactData], ExactEstimate]:
+    """Pure ``estimate(params, data) -> ExactEstimate`` summing over every configuration."""
     from nqs.vmc import batched, sr_jacobian
 
-    states = jnp.asarray(hamiltonian.states)
-    arrays = tuple(jnp.asarray(a) for a in hamiltonian[1:])
-
-    def estimate(params: Params) -> ExactEstimate:
+    def estimate(params: Params, data: ExactData) -> ExactEstimate:
+        states, arrays = data.states, tuple(data[1:])
         flat, unflatten = real_flat(params)
 
         def log_psi_flat(u: jax.Array, x: jax.Array) -> jax.Array:
@@ -171,3 +187,18 @@ def make_exact_estimator(
         return ExactEstimate(energy, variance, weights, grad, jacobian, residuals)
 
     return estimate
+
+
+def make_exact_estimator(
+    ansatz: Ansatz,
+    hamiltonian: SparseHamiltonian,
+    *,
+    needs_jacobian: bool,
+    chunk_size: int | None = None,
+) -> Callable[[Params], ExactEstimate]:
+    """``estimate(params) -> ExactEstimate``, jitted with the space as an argument."""
+    data = exact_data(hamiltonian)
+    estimate = jax.jit(
+        exact_estimate_fn(ansatz, needs_jacobian=needs_jacobian, chunk_size=chunk_size)
+    )
+    return lambda params: estimate(params, data)

@@ -22,6 +22,7 @@ RAM on the CPU) and a per-sample estimate from XLA's compiled memory analysis.
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import sys
@@ -115,6 +116,22 @@ def device_info() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # Mesh and shardings
+
+
+def without_global_mesh(fn: Callable) -> Callable:
+    """Run ``fn`` with no global mesh set (restored afterwards).
+
+    ``import netket`` sets a global one-axis mesh named ``"S"``; eager operations on arrays
+    sharded over our own ``"samples"`` mesh then fail with "Mesh for all inputs should be
+    equal". The drivers shard explicitly over their own mesh, so they run without it.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with jax.sharding.set_mesh(None):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def make_mesh(devices: list | None = None) -> Mesh:

@@ -193,29 +193,9 @@ def make_sampled_estimator(
 ) -> Callable[[Params, Any, jax.Array], tuple[Estimate, Any, jax.Array]]:
     """``estimate(params, sampler_state, key) -> (Estimate, sampler_state, acceptance)``.
 
-    An exact sampler (``sampler.is_exact``) switches to exact summation with a sparse H
-    (``nqs.exact``), built once here; otherwise samples are drawn and local energies evaluated
-    configuration by configuration, split over the devices of ``mesh``. (Exact summation is
-    not split: every device evaluates the whole space.)
+    Samples are drawn and local energies evaluated configuration by configuration, split over
+    the devices of ``mesh``. (Exact samplers take :func:`_make_exact_step` instead.)
     """
-    if getattr(sampler, "is_exact", False):
-        from nqs.exact import make_exact_estimator, sparse_hamiltonian
-
-        exact = make_exact_estimator(
-            ansatz, sparse_hamiltonian(operator), needs_jacobian=needs_jacobian,
-            chunk_size=chunk_size,
-        )
-
-        def estimate_exact(params: Params, sampler_state: Any, key: jax.Array):
-            del key
-            est = exact(params)
-            nan = jnp.asarray(jnp.nan)
-            stats = Stats(est.energy, jnp.asarray(0.0), est.variance, jnp.asarray(0.0), nan)
-            out = Estimate(stats, est.grad, est.jacobian, est.residuals)
-            return out, sampler_state, jnp.asarray(1.0)
-
-        return estimate_exact
-
     estimate = make_estimator(
         ansatz, operator, needs_jacobian=needs_jacobian, chunk_size=chunk_size, mesh=mesh
     )
@@ -299,7 +279,9 @@ def make_vmc(
         )
         return new_state, step_info
 
-    if dedupe and not getattr(sampler, "is_exact", False):
+    if getattr(sampler, "is_exact", False):
+        return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish)
+    if dedupe:
         return init, _make_deduplicated_step(
             ansatz, operator, sampler, optimizer, chunk_size, finish, mesh
         )
@@ -315,6 +297,35 @@ def make_vmc(
         return finish(state, key, est, sampler_state, acceptance)
 
     return init, step
+
+
+def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish):
+    """Host-level step for exact summation over the whole space (sparse H, ``nqs.exact``).
+
+    The space and H are jit arguments rather than closure constants, so compiling does not
+    fold tens of thousands of states into the program. (Not split over devices: every device
+    evaluates the whole space.)
+    """
+    from nqs.exact import exact_data, exact_estimate_fn, sparse_hamiltonian
+
+    data = exact_data(sparse_hamiltonian(operator))
+    exact = exact_estimate_fn(ansatz, needs_jacobian=optimizer.needs_jacobian,
+                              chunk_size=chunk_size)
+
+    @jax.jit
+    def jitted(state: VMCState, data) -> tuple[VMCState, StepInfo]:
+        key, _ = jax.random.split(state.key)
+        est = exact(state.params, data)
+        nan = jnp.asarray(jnp.nan)
+        stats = Stats(est.energy, jnp.asarray(0.0), est.variance, jnp.asarray(0.0), nan)
+        out = Estimate(stats, est.grad, est.jacobian, est.residuals)
+        return finish(state, key, out, state.sampler_state, jnp.asarray(1.0))
+
+    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+        return jitted(state, data)
+
+    step.is_host_step = True
+    return step
 
 
 def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh):
@@ -388,16 +399,24 @@ def make_energy_evaluator(
     sampler, the exact energy (e_loc is then empty).
     """
     if getattr(sampler, "is_exact", False):
-        from nqs.exact import make_exact_energy, sparse_hamiltonian
+        from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
 
-        exact_energy = make_exact_energy(ansatz, sparse_hamiltonian(operator), chunk_size)
+        data = exact_data(sparse_hamiltonian(operator))
+        exact_energy = exact_energy_fn(ansatz, chunk_size)
 
+        @jax.jit
+        def jitted(params: Params, data) -> tuple[Any, jax.Array]:
+            e, var = exact_energy(params, data)
+            stats = Stats(e, jnp.asarray(0.0), var, jnp.asarray(0.0), jnp.asarray(jnp.nan))
+            return stats, jnp.zeros((0,))
+
+        # jitted here with the space as an argument; the caller must not wrap it in jit again
         def evaluate_exact(params: Params, sampler_state: Any, key: jax.Array):
             del key
-            e, var = exact_energy(params)
-            stats = Stats(e, jnp.asarray(0.0), var, jnp.asarray(0.0), jnp.asarray(jnp.nan))
-            return stats, sampler_state, jnp.zeros((0,))
+            stats, e_loc = jitted(params, data)
+            return stats, sampler_state, e_loc
 
+        evaluate_exact.is_host_step = True
         return evaluate_exact
 
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)

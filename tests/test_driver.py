@@ -95,3 +95,15 @@ def test_result_history_and_plot(tmp_path):
     result.plot(tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
     json.dumps(result.summary())
+
+
+def test_runs_beside_netkets_global_mesh():
+    """``import netket`` sets a global mesh ("S"); the driver must not mix it with its own."""
+    import netket  # noqa: F401
+
+    assert jax.sharding.get_abstract_mesh().axis_names == ("S",)
+    model, ansatz, sampler = _problem(4, 64)
+    result = run_vmc(ansatz, model, sampler, make_optimizer("adam", 0.01), 2, progress=False,
+                     n_eval_batches=1)
+    assert np.isfinite(result.energy)
+    assert jax.sharding.get_abstract_mesh().axis_names == ("S",)  # restored afterwards

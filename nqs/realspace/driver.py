@@ -55,6 +55,7 @@ from nqs.parallel import (
     run_record,
     sample_sharding,
     tree_shardings,
+    without_global_mesh,
 )
 from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
@@ -272,6 +273,7 @@ def _n_parameters(params: Any) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
 
+@without_global_mesh
 def run_realspace(
     atoms: Atoms,
     *,
