@@ -310,7 +310,8 @@ def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish):
 
     data = exact_data(sparse_hamiltonian(operator))
     exact = exact_estimate_fn(ansatz, needs_jacobian=optimizer.needs_jacobian,
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size,
+                              metric_states=getattr(optimizer, "metric_states", None))
 
     @jax.jit
     def jitted(state: VMCState, data) -> tuple[VMCState, StepInfo]:

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--determinants", type=int, default=1)
     p.add_argument("--optimizer", choices=("adam", "sr", "minsr"), default="adam")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--diag-shift", type=float, default=1e-3, help="SR diagonal shift")
+    p.add_argument("--metric-states", type=int, default=None,
+                   help="SR: metric from the K largest-weight determinants (default: all)")
     p.add_argument("--final-lr-fraction", type=float, default=0.1,
                    help="cosine decay of the Adam learning rate to this fraction (1: constant)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings(ansatz=args.ansatz, sampler="exact", optimizer=args.optimizer,
                     learning_rate=args.lr, hidden=tuple(args.hidden),
                     n_determinants=args.determinants, seed=args.seed, sector=args.sector,
+                    diag_shift=args.diag_shift, metric_states=args.metric_states,
                     lr_schedule="constant" if args.final_lr_fraction == 1.0 else "cosine",
                     final_lr_fraction=args.final_lr_fraction)
     jobs = {j.name: j for j in suite_jobs("choo2020", "sto-3g", False, None)}

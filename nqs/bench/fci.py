@@ -61,6 +61,7 @@ class Settings:
     rule: str = "pair-hop"  # Metropolis moves: "pair-hop" or "connected" (see problems.py)
     sampling_power: float = 1.0  # Metropolis samples |psi|^(2 q), reweighted to |psi|^2
     sector: str = "full"  # exact summation over "full" space or the "hf" symmetry block
+    metric_states: int | None = None  # exact + SR: metric from the K largest-weight states
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -80,8 +81,12 @@ def make_scheduled_optimizer(settings: Settings):
     if settings.lr_schedule not in LR_SCHEDULES:
         raise InputError(f"unknown learning-rate schedule {settings.lr_schedule!r}; "
                          f"choose one of {', '.join(LR_SCHEDULES)}")
+    sr_mode = {"sr": "auto", "minsr": "minsr"}.get(settings.optimizer)
     base = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
     if settings.lr_schedule == "constant":
+        if sr_mode is not None:
+            return sr_optimizer(settings.learning_rate, settings.diag_shift, sr_mode,
+                                settings.metric_states)
         return base
     if not 0.0 < settings.final_lr_fraction <= 1.0:
         raise InputError(f"final learning-rate fraction must be in (0, 1], "
@@ -92,8 +97,7 @@ def make_scheduled_optimizer(settings: Settings):
         return Optimizer(optax.adam(lr), False)
     if settings.optimizer == "sgd":
         return Optimizer(optax.sgd(lr), False)
-    mode = "minsr" if settings.optimizer == "minsr" else "auto"
-    return sr_optimizer(lr, settings.diag_shift, mode)
+    return sr_optimizer(lr, settings.diag_shift, sr_mode, settings.metric_states)
 
 
 def load_job(job: Job, cache_dir: str | None = None):

@@ -65,6 +65,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--sector", choices=("full", "hf"), default="full",
                    help="exact summation over all determinants, or over those H connects to "
                    "Hartree-Fock (its symmetry block; default: full)")
+    p.add_argument("--metric-states", type=positive_int, default=None, metavar="K",
+                   help="with exact summation and --optimizer sr/minsr: build the SR metric "
+                   "from the K largest-weight determinants and precondition the exact "
+                   "gradient with it (default: all determinants)")
     p.add_argument("--sampling-power", type=positive_float, default=1.0,
                    help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
                    "|psi|^2 (default: 1)")
@@ -126,7 +130,8 @@ def _settings(args: argparse.Namespace):
                     init_scale=args.init_scale, seed=args.seed, chains=args.chains,
                     chunk_size=args.chunk_size, lr_schedule=args.lr_schedule,
                     final_lr_fraction=args.final_lr_fraction, rule=args.rule,
-                    sampling_power=args.sampling_power, sector=args.sector)
+                    sampling_power=args.sampling_power, sector=args.sector,
+                    metric_states=args.metric_states)
 
 
 def _echo(msg: str) -> None:

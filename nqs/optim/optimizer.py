@@ -12,20 +12,38 @@ from nqs.optim.sr import SRMode, sr
 
 @dataclass(frozen=True)
 class Optimizer:
-    """An optax transformation, and whether it needs the per-sample Jacobian (SR, minSR)."""
+    """An optax transformation, and whether it needs the per-sample Jacobian (SR, minSR).
+
+    ``metric_states``: with exact summation, build the SR metric from only the K
+    configurations of largest |psi|^2 (weights renormalised over them) and precondition the
+    exact gradient with it; None: every configuration (the exact metric). Ignored by samplers.
+    """
 
     transformation: optax.GradientTransformation
     needs_jacobian: bool = False
+    metric_states: int | None = None
 
 
 OPTIMIZERS = ("sr", "minsr", "adam", "sgd")
 
 
 def sr_optimizer(
-    learning_rate: float | optax.Schedule, diag_shift: float = 1e-2, mode: SRMode = "auto"
+    learning_rate: float | optax.Schedule,
+    diag_shift: float = 1e-2,
+    mode: SRMode = "auto",
+    metric_states: int | None = None,
 ) -> Optimizer:
-    """SR natural gradient followed by a plain step of size ``learning_rate``."""
-    return Optimizer(optax.chain(sr(diag_shift, mode), optax.sgd(learning_rate)), True)
+    """SR natural gradient followed by a plain step of size ``learning_rate``.
+
+    ``metric_states``: see :class:`Optimizer` (exact summation only).
+    """
+    if metric_states is not None and metric_states < 1:
+        raise InputError(f"metric states must be a positive integer, got {metric_states}")
+    if metric_states is not None and diag_shift <= 0:
+        raise InputError("a metric from a subset of the configurations needs a positive "
+                         "diagonal shift")
+    return Optimizer(optax.chain(sr(diag_shift, mode), optax.sgd(learning_rate)), True,
+                     metric_states)
 
 
 def make_optimizer(

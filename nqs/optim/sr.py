@@ -13,6 +13,10 @@ so that the energy gradient is g = J^T eps and the quantum geometric tensor is S
     dense:  delta = (S + lambda I)^-1 g                         (P x P solve)
     minSR:  delta = J^T (J J^T + lambda I)^-1 eps               (2n x 2n solve, Chen & Heyl 2023)
 
+Without residuals (exact summation with the metric built from only the K largest-weight
+configurations, ``Optimizer.metric_states``), g is the exact gradient and not ``J^T eps``;
+``(J^T J + lambda)^-1 g`` is then solved through the 2K x 2K system (Woodbury identity).
+
 which are equal (push-through identity); minSR is cheaper when P > 2n. The update is then
 scaled by the next transformation in the chain, e.g.
 ``optax.chain(sr(diag_shift=1e-3), optax.sgd(0.05))``.
@@ -58,9 +62,18 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransfo
 
     def update_fn(updates, state, params=None, *, jacobian=None, residuals=None, **extra):
         del params, extra
-        if jacobian is None or residuals is None:
-            raise ValueError("sr() needs the per-sample jacobian and residuals as extra args")
+        if jacobian is None:
+            raise ValueError("sr() needs the per-sample jacobian (and residuals) as extra args")
         grad, unflatten = real_flat(updates)
+        if residuals is None:
+            # J spans only part of the samples (a metric from the largest-weight configurations
+            # with the exact gradient): g is not J^T eps, so solve with g itself.
+            if isinstance(jacobian, HolomorphicJacobian):
+                d = natural_gradient_dense_holomorphic(jacobian.o, grad, diag_shift)
+                delta = jnp.concatenate([d.real, d.imag])
+            else:
+                delta = natural_gradient_woodbury(jacobian, grad, diag_shift)
+            return unflatten(delta.astype(grad.dtype)), state
         if isinstance(jacobian, HolomorphicJacobian):
             n_rows, n_params = jacobian.o.shape  # the real view has twice both
             use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
@@ -95,6 +108,21 @@ def natural_gradient_minsr(
     t = jacobian @ jacobian.T
     t = t + diag_shift * jnp.eye(t.shape[0], dtype=t.dtype)
     return jacobian.T @ _spd_solve(t, residuals)
+
+
+def natural_gradient_woodbury(
+    jacobian: jax.Array, grad: jax.Array, diag_shift: float
+) -> jax.Array:
+    """``(J^T J + lambda I)^-1 g`` through the R x R system (Woodbury), for any ``g``:
+
+        (J^T J + lambda)^-1 g = (g - J^T (J J^T + lambda)^-1 J g) / lambda
+
+    jacobian [R, P], grad [P] -> [P]; needs lambda > 0. Cheaper than the dense solve when
+    P > R; unlike minSR it does not assume ``g = J^T eps``.
+    """
+    t = jacobian @ jacobian.T
+    t = t + diag_shift * jnp.eye(t.shape[0], dtype=t.dtype)
+    return (grad - jacobian.T @ _spd_solve(t, jacobian @ grad)) / diag_shift
 
 
 def natural_gradient_minsr_holomorphic(
