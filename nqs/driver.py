@@ -187,6 +187,12 @@ def run_vmc(
             )
         start = int(state.step)
         echo(f"resuming from step {start} ({ckpt})")
+        planned = saved.get("n_steps_planned")
+        if planned is not None and planned != n_steps:
+            # optimizer and sampler state are restored exactly, but a learning-rate schedule
+            # that depends on the run length (cosine) now takes other values from here on
+            echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
+                 "a learning-rate schedule over the run length (e.g. cosine) changes from here")
     logger = None
     if out is not None and main:
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else 0)

@@ -107,3 +107,15 @@ def test_runs_beside_netkets_global_mesh():
                      n_eval_batches=1)
     assert np.isfinite(result.energy)
     assert jax.sharding.get_abstract_mesh().axis_names == ("S",)  # restored afterwards
+
+
+def test_resume_with_a_longer_run_says_the_schedule_changes(tmp_path):
+    model, ansatz, sampler = _problem(4, 64)
+    kw = {"seed": 2, "checkpoint_every": 2, "progress": False, "n_eval_batches": 0,
+          "out_dir": tmp_path}
+    run_vmc(ansatz, model, sampler, make_optimizer("adam", 0.01), 2, **kw)
+    messages: list[str] = []
+    run_vmc(ansatz, model, sampler, make_optimizer("adam", 0.01), 4, resume=True,
+            echo=messages.append, **kw)
+    assert any("planned for 2 steps" in m for m in messages)
+    assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == [0, 1, 2, 3]
