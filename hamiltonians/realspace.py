@@ -12,8 +12,8 @@ The local energy of a real wavefunction psi = sign * exp(log|psi|) is
 
     E_loc(r) = -1/2 (nabla^2 log|psi| + |nabla log|psi||^2) + V(r),
 
-with the Laplacian from a forward Laplacian pass (folx; one pass, the cheap path) or from the trace
-of the full Hessian (the simple reference path).
+with the Laplacian from a forward Laplacian pass (folx; one pass, the default) or from the trace
+of the Hessian, one Hessian-vector product per coordinate (the reference path).
 """
 
 from __future__ import annotations
@@ -268,6 +268,27 @@ def _log_abs(out: Any) -> jax.Array:
     return out
 
 
+def _hessian_trace(f: Callable[[jax.Array], jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(grad f(x) [d], tr Hess f(x))``: one Hessian-vector product (forward over reverse) per
+    coordinate, accumulated in a loop (FermiNet's own Laplacian).
+
+    The gradient is the primal output of the linearization, so the backward pass runs once. A
+    loop rather than a vmap of the same products over all ``d`` unit vectors (``jax.hessian``):
+    for LiH with the default network at 256 walkers on a 2-core CPU the loop took 1.3 to 1.5x
+    less CPU time and holds one tangent at a time instead of ``d``; the vmapped form also
+    deadlocked there for N2 (14 electrons: batched LAPACK triangular solves of the slogdet
+    derivative inside ``jax::ParallelBatchMap``), the loop did not.
+    """
+    grad, hvp = jax.linearize(jax.grad(f), x)
+    eye = jnp.eye(x.shape[0], dtype=x.dtype)
+
+    def add_diagonal(i: jax.Array, acc: jax.Array) -> jax.Array:
+        return acc + hvp(eye[i])[i]
+
+    lap = jax.lax.fori_loop(0, x.shape[0], add_diagonal, jnp.zeros((), grad.dtype))
+    return grad, lap
+
+
 def make_kinetic_energy(
     log_abs_psi_fn: LogPsiFn,
     laplacian: Literal["folx", "hessian"] = "folx",
@@ -278,7 +299,8 @@ def make_kinetic_energy(
     Args:
         log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` (or ``-> (sign, log|psi|)``).
         laplacian: ``"folx"`` (forward Laplacian, one pass) or ``"hessian"`` (trace of the
-            full ``[3 n_el, 3 n_el]`` Hessian; the reference path).
+            ``[3 n_el, 3 n_el]`` Hessian, one Hessian-vector product per coordinate; the
+            reference path).
         sparsity_threshold: passed to ``folx.forward_laplacian`` (0 disables sparsity).
 
     Returns:
@@ -301,8 +323,7 @@ def make_kinetic_energy(
             lap = out.laplacian
             grad = out.jacobian.dense_array
         else:
-            grad = jax.grad(f)(x)
-            lap = jnp.trace(jax.hessian(f)(x))
+            grad, lap = _hessian_trace(f, x)
         return -0.5 * (lap + jnp.sum(grad * grad))
 
     return kinetic

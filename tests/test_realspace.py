@@ -138,6 +138,19 @@ def test_folx_laplacian_equals_hessian_trace():
     ef, eh = jax.jit(e_f)(params, r), jax.jit(e_h)(params, r)
     assert np.all(np.isfinite(np.asarray(ef)))
     np.testing.assert_allclose(np.asarray(ef), np.asarray(eh), rtol=1e-9, atol=1e-9)
+    # Both against central differences of log|psi| (no automatic differentiation):
+    # tr Hess = sum_k (f(x + h e_k) - 2 f(x) + f(x - h e_k)) / h^2,
+    # grad_k = (f(x + h e_k) - f(x - h e_k)) / 2h.
+    log_abs = jax.jit(jax.vmap(lambda x: apply(params, x.reshape(-1, 3))[1]))
+    h = 1e-3
+    for ri, e in zip(np.asarray(r), np.asarray(ef), strict=True):
+        x = ri.reshape(-1)
+        steps = h * np.eye(x.size)
+        f = np.asarray(log_abs(jnp.asarray(np.concatenate([x[None], x + steps, x - steps]))))
+        f0, fp, fm = f[0], f[1 : 1 + x.size], f[1 + x.size :]
+        kinetic = -0.5 * (np.sum(fp - 2 * f0 + fm) / h**2 + np.sum(((fp - fm) / (2 * h)) ** 2))
+        # h = 1e-3 leaves a truncation error of a few 1e-6 Ha.
+        np.testing.assert_allclose(e, kinetic + float(potential_energy(ri, a)), rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- FermiNet symmetry
@@ -286,3 +299,4 @@ def test_kfac_smoke():
     state, hist = run_vmc(jax.random.PRNGKey(3), vmc, state, 30)
     assert np.all(np.isfinite(hist["energy"]))
     assert hist["energy"][-10:].mean() < hist["energy"][:5].mean()
+

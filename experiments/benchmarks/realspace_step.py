@@ -1,22 +1,33 @@
-"""Real-space timings: one VMC optimization step, and one local energy per walker (folx vs Hessian).
+"""Real-space timings: the local energy per walker (forward Laplacian vs Hessian trace) and one
+VMC optimization step.
 
 LiH (R = 3.015 bohr) with FermiNet's default network (4 layers of (256, 32), 16 determinants,
 isotropic envelopes) unless told otherwise:
 
-* local energy: ``vmap(E_loc)`` over the walkers with the forward Laplacian (folx) and with the
-  trace of the full Hessian; time per walker (median of ``--repeats`` calls after compilation)
-  and the ratio hessian / folx; the two energies are checked to agree;
-* optimization step: one full VMC step (Metropolis moves, local energies, gradient, update) for
-  KFAC and Adam, median time after compilation.
+* local energy: ``vmap(E_loc)`` over the same walkers and parameters for every variant, timed in
+  interleaved rounds (one call of each variant per round, so load changes hit all alike), process
+  CPU time and wall time per walker (medians), the 1-minute load average before and after, and
+  XLA's operation count of each compiled program (independent of the load). Variants: folx
+  dense (the default path), folx with ``sparsity_threshold=6`` (folx's advice for FermiNet),
+  the Hessian trace as nqs computes it (one Hessian-vector product per coordinate in a loop,
+  FermiNet's own Laplacian), the Hessian trace by ``jax.hessian`` (nqs's reference until
+  2026-11-26), and with ``--float32`` both main paths with the network in float32 (the same
+  parameters cast; determinants and energies float64). All energies are checked to agree;
+* optimization step: one full VMC step (Metropolis moves, local energies, gradient, update),
+  median time after compilation, for each of ``--optimizers``.
 
-    python experiments/benchmarks/realspace_step.py                 # default network
-    python experiments/benchmarks/realspace_step.py --small         # 2 x (32, 8), 4 dets (fast)
+    python experiments/benchmarks/realspace_step.py --optimizers adam --float32   # the documented run
+    python experiments/benchmarks/realspace_step.py --small                       # 2 x (32, 8), 4 dets
+    python experiments/benchmarks/realspace_step.py --systems "He 0 0 0" "N 0 0 0; N 0 0 2.074"
 
-Writes ``results/realspace_step[_small].{json,md}`` next to this file. ``--deepqmc`` also times
-DeepQMC's LiH local energy (its ``ferminet`` ansatz config and its default Laplacian) when the
-``deepqmc`` package imports; it is not a project dependency. It installs without changing
-jax/flax (deepqmc 1.2.0 adds dm-haiku, hydra-core, ...); to keep the project environment
-clean, put it in a separate venv layered on the project's::
+``--systems`` only compares folx with the Hessian-trace loop for the given systems (operation
+counts, and CPU time at ``--walkers``) and writes ``results/realspace_step_systems.{json,md}``;
+otherwise the script writes ``results/realspace_step[_small].{json,md}`` next to this file.
+``--flops-only`` prints operation counts only. ``--deepqmc`` also times DeepQMC's LiH local
+energy (its ``ferminet`` ansatz config and its default Laplacian) when the ``deepqmc`` package
+imports; it is not a project dependency. It installs without changing jax/flax (deepqmc 1.2.0
+adds dm-haiku, hydra-core, ...); to keep the project environment clean, put it in a separate
+venv layered on the project's::
 
     python3 -m venv /tmp/dqmc
     SITE=/tmp/dqmc/lib/python3.11/site-packages
@@ -35,16 +46,18 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (float64)
-from hamiltonians.realspace import make_atoms, make_local_energy
+from hamiltonians.realspace import make_atoms, make_local_energy, potential_energy
 from nqs.io import write_json_atomic
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
-from nqs.realspace.driver import copy_tree, make_vmc_method
+from nqs.realspace.driver import copy_tree, make_vmc_method, with_dtype
 from nqs.realspace.mcmc import init_walkers
 
 HERE = Path(__file__).resolve().parent
+SPARSITY = 6  # folx's README: "For electronic wave function like FermiNet or PsiFormer, 6"
 
 
 def _median_time(fn, repeats: int) -> tuple[float, float]:
@@ -61,14 +74,139 @@ def _median_time(fn, repeats: int) -> tuple[float, float]:
 
 
 def _flops(compiled, walkers: int) -> float:
-    """Floating-point operations per walker of a compiled program (XLA's cost analysis)."""
+    """Floating-point operations per walker of a compiled program (XLA's cost analysis; a loop
+    body counts once, so it is no total for the Hessian-vector-product loop)."""
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan"))) / walkers
 
 
+def _jax_hessian_local_energy(apply, atoms):
+    """The former reference: ``grad`` plus ``trace(jax.hessian)`` (a vmap of the Hessian-vector
+    products over all 3n unit vectors, and a second backward pass for the gradient)."""
+
+    def e_loc(params, r):
+        x = r.reshape(-1)
+
+        def f(xf):
+            return apply(params, xf.reshape(r.shape))[1]
+
+        g = jax.grad(f)(x)
+        return -0.5 * (jnp.trace(jax.hessian(f)(x)) + jnp.sum(g * g)) + potential_energy(r, atoms)
+
+    return e_loc
+
+
+def local_energy_variants(atoms, apply, apply32, float32: bool) -> dict:
+    """name -> (local energy of one walker ``(params, r [n, 3]) -> scalar``, dtype of its
+    parameters); the first entry is the folx default the others are compared with."""
+    out = {
+        "folx": (make_local_energy(apply, atoms, "folx"), "float64"),
+        f"folx, sparsity_threshold={SPARSITY}": (
+            make_local_energy(apply, atoms, "folx", SPARSITY), "float64"),
+        "Hessian trace, HVP loop (nqs 'hessian')": (
+            make_local_energy(apply, atoms, "hessian"), "float64"),
+        "Hessian trace, jax.hessian (old reference)": (
+            _jax_hessian_local_energy(apply, atoms), "float64"),
+    }
+    if float32:
+        a32 = with_dtype(apply32, "float32")
+        out["folx, float32 network"] = (make_local_energy(a32, atoms, "folx"), "float32")
+        out["Hessian trace, HVP loop, float32 network"] = (
+            make_local_energy(a32, atoms, "hessian"), "float32")
+    return out
+
+
+def time_interleaved(fns: dict, args_of: dict, rounds: int) -> dict:
+    """Median wall and process-CPU seconds of each compiled ``fns[name](*args_of[name])``, one call
+    of each per round (after one warm-up call each)."""
+    for name, fn in fns.items():
+        jax.block_until_ready(fn(*args_of[name]))
+    wall = {n: [] for n in fns}
+    cpu = {n: [] for n in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(fn(*args_of[name]))
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {n: (float(np.median(wall[n])), float(np.median(cpu[n]))) for n in fns}
+
+
+def compare_local_energies(atoms, layers, n_det: int, walkers: int, rounds: int,
+                           float32: bool, seed: int = 0) -> dict:
+    """Compile and time every local-energy variant for one system; returns the rows, the
+    forward-pass cost and the largest energy difference from the folx default."""
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                                n_determinants=n_det)
+    _, apply32 = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                               n_determinants=n_det, param_dtype=jnp.float32)
+    params = init(jax.random.PRNGKey(seed))
+    params32 = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), params)
+    r = init_walkers(jax.random.PRNGKey(seed + 1), atoms, walkers)
+    log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
+    fwd = jax.jit(log_abs).lower(params, r).compile()
+    compiled, args_of, info = {}, {}, {}
+    variants = local_energy_variants(atoms, apply, apply32, float32)
+    variants["forward pass, log abs psi (scale)"] = (lambda p, x: apply(p, x)[1], "float64")
+    for name, (fn, dtype) in variants.items():
+        p = params32 if dtype == "float32" else params
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(jax.vmap(fn, (None, 0))).lower(p, r).compile()
+        info[name] = {"compile_s": time.perf_counter() - t0,
+                      "mflop_per_walker": _flops(compiled[name], walkers) / 1e6}
+        args_of[name] = (p, r)
+        print(f"  compiled {name} ({info[name]['compile_s']:.1f} s)", flush=True)
+    load_before = list(os.getloadavg())
+    times = time_interleaved(compiled, args_of, rounds)
+    load_after = list(os.getloadavg())
+    energies = {n: np.asarray(compiled[n](*args_of[n])) for n in compiled}
+    names = list(compiled)
+    ref = names[0]
+    rows = []
+    for name in names:
+        wall, cpu = times[name]
+        is_energy = not name.startswith("forward")
+        rows.append({
+            "what": name,
+            "wall_ms_per_walker": 1e3 * wall / walkers,
+            "cpu_ms_per_walker": 1e3 * cpu / walkers,
+            "cpu_over_folx": cpu / times[ref][1],
+            "cpu_over_forward": cpu / times[names[-1]][1],
+            "mflop_per_walker": info[name]["mflop_per_walker"],
+            "compile_s": info[name]["compile_s"],
+            "max_abs_energy_difference_from_folx": (
+                float(np.max(np.abs(energies[name] - energies[ref]))) if is_energy else None),
+        })
+    return {"rows": rows, "load_average_before": load_before, "load_average_after": load_after,
+            "n_parameters": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
+            "forward_mflop_per_walker": _flops(fwd, walkers) / 1e6}
+
+
+def _print_rows(rows: list[dict]) -> None:
+    for row in rows:
+        d = row["max_abs_energy_difference_from_folx"]
+        print(f"  {row['what']:44s} cpu {row['cpu_ms_per_walker']:8.3f} ms/walker "
+              f"(wall {row['wall_ms_per_walker']:8.3f}), cpu / folx {row['cpu_over_folx']:5.2f}, "
+              f"{row['mflop_per_walker']:8.1f} MFLOP/walker"
+              + (f", max |dE| {d:.1e} Ha" if d is not None else ""), flush=True)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| local energy | CPU ms / walker | wall ms / walker | CPU / folx | CPU / forward "
+             "| XLA MFLOP / walker | max \\|E - E_folx\\| (Ha) |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        d = row["max_abs_energy_difference_from_folx"]
+        lines.append(f"| {row['what']} | {row['cpu_ms_per_walker']:.3f} | "
+                     f"{row['wall_ms_per_walker']:.3f} | {row['cpu_over_folx']:.2f} | "
+                     f"{row['cpu_over_forward']:.1f} | {row['mflop_per_walker']:.1f} | "
+                     + ("-" if d is None else f"{d:.1e}") + " |")
+    return lines
+
+
 def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
-    """XLA operation counts per walker of log|psi| and of both local energies for one system."""
+    """XLA operation counts per walker of log|psi| and of the folx and ``jax.hessian`` local
+    energies for one system (the loop's count would be one iteration only)."""
     atoms = make_atoms(geometry)
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
                                 n_determinants=n_det)
@@ -76,15 +214,65 @@ def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
     r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
     log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
     out = {"forward": _flops(jax.jit(log_abs).lower(params, r).compile(), walkers)}
-    for lap in ("folx", "hessian"):
-        fn = jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
-        out[lap] = _flops(fn.lower(params, r).compile(), walkers)
+    for lap, fn in (("folx", make_local_energy(apply, atoms, "folx")),
+                    ("hessian", _jax_hessian_local_energy(apply, atoms))):
+        out[lap] = _flops(jax.jit(jax.vmap(fn, (None, 0))).lower(params, r).compile(), walkers)
     print(f"{geometry}: {atoms.n_electrons} electrons; MFLOP per walker: forward "
           f"{out['forward'] / 1e6:.2f}, folx {out['folx'] / 1e6:.1f} "
-          f"({out['folx'] / out['forward']:.1f} x), Hessian {out['hessian'] / 1e6:.1f} "
-          f"({out['hessian'] / out['forward']:.1f} x); Hessian / folx "
+          f"({out['folx'] / out['forward']:.1f} x), jax.hessian {out['hessian'] / 1e6:.1f} "
+          f"({out['hessian'] / out['forward']:.1f} x); jax.hessian / folx "
           f"{out['hessian'] / out['folx']:.2f}", flush=True)
     return out
+
+
+def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rounds: int,
+                    out: Path) -> None:
+    """folx against the Hessian-trace loop (CPU time) and ``jax.hessian`` (operation count only:
+    its vmapped LAPACK solves deadlocked on 2 cores for N2) for several systems."""
+    results = []
+    for geometry in geometries:
+        atoms = make_atoms(geometry)
+        flops = flops_only(geometry, layers, n_det, walkers)
+        init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                                    n_determinants=n_det)
+        params = init(jax.random.PRNGKey(0))
+        r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
+        fns = {lap: jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
+                 .lower(params, r).compile() for lap in ("folx", "hessian")}
+        load = os.getloadavg()[0]
+        times = time_interleaved(fns, {k: (params, r) for k in fns}, rounds)
+        row = {"system": geometry, "electrons": atoms.n_electrons, "walkers": walkers,
+               "folx_cpu_ms_per_walker": 1e3 * times["folx"][1] / walkers,
+               "hvp_loop_cpu_ms_per_walker": 1e3 * times["hessian"][1] / walkers,
+               "hvp_loop_over_folx_cpu": times["hessian"][1] / times["folx"][1],
+               "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
+               "jax_hessian_over_folx_flops": flops["hessian"] / flops["folx"],
+               "load_average": [load, os.getloadavg()[0]]}
+        results.append(row)
+        print(f"  CPU ms/walker: folx {row['folx_cpu_ms_per_walker']:.2f}, HVP loop "
+              f"{row['hvp_loop_cpu_ms_per_walker']:.2f} (x {row['hvp_loop_over_folx_cpu']:.2f}); "
+              f"load {load:.1f} -> {row['load_average'][1]:.1f}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "realspace_step_systems.json",
+                      {"layers": [list(x) for x in layers], "determinants": n_det,
+                       "rounds": rounds, "systems": results,
+                       "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                   "jax": jax.__version__}})
+    lines = [f"FermiNet layers {list(layers)}, {n_det} dets; CPU time per walker, median of "
+             f"{rounds} interleaved rounds", "",
+             "| system | electrons | walkers | folx CPU ms | HVP loop CPU ms | loop / folx | "
+             "forward MFLOP | folx / forward (MFLOP) | jax.hessian / forward (MFLOP) | "
+             "jax.hessian / folx (MFLOP) | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results:
+        f = row["mflop_per_walker"]
+        lines.append(f"| {row['system']} | {row['electrons']} | {row['walkers']} | "
+                     f"{row['folx_cpu_ms_per_walker']:.2f} | {row['hvp_loop_cpu_ms_per_walker']:.2f} | "
+                     f"{row['hvp_loop_over_folx_cpu']:.2f} | {f['forward']:.2f} | "
+                     f"{f['folx'] / f['forward']:.1f} | {f['hessian'] / f['forward']:.1f} | "
+                     f"{row['jax_hessian_over_folx_flops']:.2f} | "
+                     f"{row['load_average'][0]:.1f} -> {row['load_average'][1]:.1f} |")
+    (out / "realspace_step_systems.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}/realspace_step_systems.json and .md", file=sys.stderr)
 
 
 def _deepqmc_timing(walkers: int, repeats: int) -> dict:
@@ -130,64 +318,55 @@ def _deepqmc_timing(walkers: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--small", action="store_true", help="2 x (32, 8) layers, 4 determinants")
-    p.add_argument("--walkers", type=int, default=32, help="walkers (default: 32)")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls (default: 5)")
+    p.add_argument("--walkers", type=int, default=256, help="walkers (default: 256)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="interleaved timing rounds / timed VMC steps (default: 5)")
     p.add_argument("--mcmc-steps", type=int, default=10, help="Metropolis moves per step")
     p.add_argument("--optimizers", nargs="*", default=["kfac", "adam"],
                    choices=["kfac", "adam", "sr"])
+    p.add_argument("--float32", action="store_true",
+                   help="also time folx and the Hessian loop with the network in float32")
     p.add_argument("--deepqmc", action="store_true",
                    help="also time DeepQMC's LiH local energy (needs the deepqmc package)")
     p.add_argument("--flops-only", nargs="+", metavar="ATOMS", default=None,
-                   help='only XLA operation counts (forward, folx, Hessian) for these systems, '
+                   help='only XLA operation counts (forward, folx, jax.hessian) for these systems, '
                    'e.g. "He 0 0 0" "Li 0 0 0; H 0 0 3.015" (bohr); nothing is timed or written')
+    p.add_argument("--systems", nargs="+", metavar="ATOMS", default=None,
+                   help="only folx vs the Hessian loop for these systems (operation counts and "
+                   "CPU time at --walkers); writes results/realspace_step_systems.{json,md}")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     layers = ((32, 8),) * 2 if args.small else DEFAULT_LAYERS
     n_det = 4 if args.small else 16
+    out = args.out or HERE / "results"
     if args.flops_only:
         for geometry in args.flops_only:
             flops_only(geometry, layers, n_det, args.walkers)
         return 0
+    if args.systems:
+        compare_systems(args.systems, layers, n_det, args.walkers, args.repeats, out)
+        return 0
     atoms = make_atoms("Li 0 0 0; H 0 0 3.015")
+    w = args.walkers
+    print(f"LiH, FermiNet layers={list(layers)}, {n_det} determinants, {w} walkers, "
+          f"{jax.devices()[0].platform} ({os.cpu_count()} cores)", flush=True)
+    comp = compare_local_energies(atoms, layers, n_det, w, args.repeats, args.float32)
+    rows = comp["rows"]
+    n_params = comp["n_parameters"]
+    print(f"  {n_params} parameters; 1-minute load average {comp['load_average_before'][0]:.1f} "
+          f"before, {comp['load_average_after'][0]:.1f} after the interleaved rounds", flush=True)
+    _print_rows(rows)
+    by_name = {r["what"]: r for r in rows}
+    ratio_loop = by_name["Hessian trace, HVP loop (nqs 'hessian')"]["cpu_over_folx"]
+    ratio_jaxh = by_name["Hessian trace, jax.hessian (old reference)"]["cpu_over_folx"]
+
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
                                 n_determinants=n_det)
     params = init(jax.random.PRNGKey(0))
-    n_params = int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
-    walkers = init_walkers(jax.random.PRNGKey(1), atoms, args.walkers)
-    w = args.walkers
-    print(f"LiH, FermiNet layers={list(layers)}, {n_det} determinants, {n_params} parameters, "
-          f"{w} walkers, {jax.devices()[0].platform} ({os.cpu_count()} cores)", flush=True)
-
-    rows: list[dict] = []
-    energies = {}
-    # XLA's own operation count of each compiled program: independent of the machine's load,
-    # so the folx / Hessian comparison can be checked where timings scatter.
-    log_abs = jax.vmap(lambda p, r: apply(p, r)[1], (None, 0))
-    flops = {"forward": _flops(jax.jit(log_abs).lower(params, walkers).compile(), w)}
-    for lap in ("folx", "hessian"):
-        t0 = time.perf_counter()
-        e_loc = jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
-        e_loc = e_loc.lower(params, walkers).compile()
-        t_compile = time.perf_counter() - t0
-        flops[lap] = _flops(e_loc, w)
-        first, med = _median_time(lambda e_loc=e_loc: e_loc(params, walkers), args.repeats)
-        energies[lap] = np.asarray(e_loc(params, walkers))
-        rows.append({"what": f"local energy ({lap})", "compile_s": t_compile + first,
-                     "total_s": med, "per_walker_ms": 1e3 * med / w,
-                     "mflop_per_walker": flops[lap] / 1e6})
-        print(f"  local energy {lap:8s}: {1e3 * med / w:8.3f} ms/walker "
-              f"(compile + first call {t_compile + first:.1f} s; {flops[lap] / 1e6:.1f} MFLOP/walker)",
-              flush=True)
-    agree = float(np.max(np.abs(energies["folx"] - energies["hessian"])))
-    ratio = rows[1]["total_s"] / rows[0]["total_s"]
-    flop_ratio = flops["hessian"] / flops["folx"]
-    print(f"  hessian / folx time ratio: {ratio:.2f}  (max |E_folx - E_hess| = {agree:.1e} Ha)")
-    print(f"  XLA FLOPs per walker: forward {flops['forward'] / 1e6:.2f} M, folx "
-          f"{flops['folx'] / flops['forward']:.1f} x forward, Hessian "
-          f"{flops['hessian'] / flops['forward']:.1f} x forward; Hessian / folx {flop_ratio:.2f}")
-
+    walkers = init_walkers(jax.random.PRNGKey(1), atoms, w)
     e_loc_fn = make_local_energy(apply, atoms, "folx")
+    steps = []
     for opt in args.optimizers:
         vmc = make_vmc_method(opt, apply, e_loc_fn, mcmc_steps=args.mcmc_steps)
         # kfac-jax donates the parameters it steps: give every optimizer its own copy.
@@ -199,55 +378,58 @@ def main(argv: list[str] | None = None) -> int:
             box["state"], stats = vmc.step(next(keys), box["state"])
             return stats["energy"]
 
+        load = os.getloadavg()[0]
         first, med = _median_time(one, args.repeats)
-        rows.append({"what": f"VMC step ({opt}, {args.mcmc_steps} MCMC moves)", "compile_s": first,
-                     "total_s": med, "per_walker_ms": 1e3 * med / w})
+        steps.append({"what": f"VMC step ({opt}, {args.mcmc_steps} MCMC moves)",
+                      "compile_s": first, "total_s": med, "per_walker_ms": 1e3 * med / w,
+                      "load_average": [load, os.getloadavg()[0]]})
         print(f"  VMC step {opt:5s}: {med:.3f} s/step ({1e3 * med / w:.2f} ms/walker; "
-              f"compile + first step {first:.1f} s)", flush=True)
+              f"compile + first step {first:.1f} s; load {load:.1f})", flush=True)
 
     deepqmc = _deepqmc_timing(w, args.repeats) if args.deepqmc else {"status": "not run (--deepqmc)"}
     print(f"  DeepQMC: {deepqmc['status']}")
+    folx_cpu = rows[0]["cpu_ms_per_walker"]
     if "per_walker_ms" in deepqmc:
-        print(f"  DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker "
+        print(f"  DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker wall "
               f"({deepqmc['n_parameters']} parameters; compile + first call "
-              f"{deepqmc['compile_s']:.1f} s); DeepQMC / nqs folx: "
-              f"{deepqmc['total_s'] / rows[0]['total_s']:.2f}", flush=True)
+              f"{deepqmc['compile_s']:.1f} s)", flush=True)
     result = {
         "system": "LiH R=3.015 bohr",
         "layers": [list(x) for x in layers],
         "determinants": n_det,
         "n_parameters": n_params,
         "walkers": w,
-        "rows": rows,
-        "hessian_over_folx": ratio,
-        "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
-        "hessian_over_folx_flops": flop_ratio,
-        "max_abs_energy_difference": agree,
+        "rounds": args.repeats,
+        "local_energy": rows,
+        "hvp_loop_over_folx_cpu": ratio_loop,
+        "jax_hessian_over_folx_cpu": ratio_jaxh,
+        "forward_mflop_per_walker": comp["forward_mflop_per_walker"],
+        "load_average_local_energy": [comp["load_average_before"], comp["load_average_after"]],
+        "vmc_steps": steps,
         "deepqmc": deepqmc,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "device": str(jax.devices()[0]), "jax": jax.__version__,
-                    "load_average": list(os.getloadavg())},
+                    "device": str(jax.devices()[0]), "jax": jax.__version__},
     }
-    out = args.out or HERE / "results"
     stem = "realspace_step_small" if args.small else "realspace_step"
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"{stem}.json", result)
     lines = [f"LiH, layers {list(layers)}, {n_det} dets, {n_params} parameters, {w} walkers, "
-             f"{result['machine']['device']}, load average {result['machine']['load_average']}",
-             "", "| what | median time (s) | per walker (ms) | compile + first call (s) |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['what']} | {r['total_s']:.4f} | {r['per_walker_ms']:.3f} | "
-              f"{r['compile_s']:.1f} |" for r in rows]
-    lines += ["", f"Hessian / folx local-energy time: {ratio:.2f}",
-              f"XLA FLOPs per walker: forward {flops['forward'] / 1e6:.2f} M, folx "
-              f"{flops['folx'] / 1e6:.1f} M ({flops['folx'] / flops['forward']:.1f} x forward), "
-              f"Hessian {flops['hessian'] / 1e6:.1f} M ({flops['hessian'] / flops['forward']:.1f} x "
-              f"forward); Hessian / folx {flop_ratio:.2f}",
-              f"DeepQMC: {deepqmc['status']}"]
+             f"{result['machine']['device']} ({os.cpu_count()} cores); medians of {args.repeats} "
+             f"interleaved rounds; 1-minute load average {comp['load_average_before'][0]:.1f} "
+             f"before, {comp['load_average_after'][0]:.1f} after", ""]
+    lines += _table(rows)
+    lines += ["", f"Hessian trace (HVP loop) / folx, CPU time: {ratio_loop:.2f}; "
+              f"jax.hessian / folx: {ratio_jaxh:.2f}", ""]
+    if steps:
+        lines += ["| VMC step | median time (s) | per walker (ms) | compile + first step (s) | load |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['what']} | {r['total_s']:.3f} | {r['per_walker_ms']:.3f} | "
+                  f"{r['compile_s']:.1f} | {r['load_average'][0]:.1f} |" for r in steps]
+        lines.append("")
+    lines.append(f"DeepQMC: {deepqmc['status']}")
     if "per_walker_ms" in deepqmc:
-        lines += [f"DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker, "
-                  f"{deepqmc['n_parameters']} parameters (median {deepqmc['total_s']:.4f} s for "
-                  f"{w} walkers; compile {deepqmc['compile_s']:.1f} s)"]
+        lines += [f"DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker wall "
+                  f"(nqs folx: {folx_cpu:.3f} ms CPU), {deepqmc['n_parameters']} parameters"]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
     return 0
