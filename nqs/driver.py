@@ -290,8 +290,8 @@ def _auto_chunk(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
     per_sample = max(bytes_per_sample(local_energy, state.params, x0), jac_row)
     n = _n_states(operator) if exact else int(getattr(sampler, "n_samples_total", 0)
                                               or sampler.n_samples)
-    # Exact summation evaluates the whole space on every device.
-    return auto_chunk_size(per_sample, n, None if exact else mesh)
+    # exact summation splits the (padded) space over the devices like samples
+    return auto_chunk_size(per_sample, n, mesh)
 
 
 def _final_energy(
