@@ -1,0 +1,129 @@
+"""float32 against float64 networks in the discrete engine (``--dtype``, ``nqs.precision``).
+
+Each case is optimized twice with the same seed and steps, once per network precision, the two
+runs interleaved (float64, float32, float64, float32 for ``--repeats 2``) so that a changing
+machine load hits both alike:
+
+* ``tfim16``: transverse-field Ising chain, 16 sites, h = 1, complex RBM (alpha 1), Metropolis,
+  SR; exact energy from free fermions;
+* ``lih_exact``: LiH / STO-3G, backflow (64 hidden units), exact summation over the 225
+  determinants, Adam; FCI from PySCF;
+* ``lih_mcmc``: the same with Metropolis sampling (pair hops, de-duplicated), Adam.
+
+Reported per run: the final energy and its error bar (fresh samples, or exact), the distance to
+the exact energy, the process CPU time and the wall time per step after compilation, and the
+load average (the machine may be shared: CPU times are the steadier number).
+
+    python experiments/benchmarks/precision.py                  # all cases
+    python experiments/benchmarks/precision.py --cases tfim16 --steps 100
+
+Writes ``results/precision.{json,md}`` next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+import nqs  # noqa: F401  (float64)
+from nqs.driver import run_vmc
+from nqs.io import write_json_atomic
+from nqs.optim import make_optimizer
+from nqs.precision import with_dtype
+
+HERE = Path(__file__).resolve().parent
+CASES = ("tfim16", "lih_exact", "lih_mcmc")
+
+
+def _problem(case: str):
+    """``(build_ansatz, operator, sampler, optimizer, dedupe, exact energy)`` of a case."""
+    if case == "tfim16":
+        from hamiltonians.spin import make_spin_model
+        from hamiltonians.spin_reference import exact_energy
+        from nqs.problems import spin_ansatz, spin_sampler
+
+        model = make_spin_model(model="ising", lattice="chain", size=16, pbc=True, h=1.0,
+                                j2=0.5, delta=1.0, marshall_sign=False)
+        return (lambda: spin_ansatz(model, "rbm", 1.0), model,
+                spin_sampler(model, "mcmc", 1024, 128, 4), make_optimizer("sr", 0.05, 0.01),
+                False, exact_energy(model)[0])
+    from hamiltonians.chem_reference import fci_from_integrals
+    from hamiltonians.molecule import compute_integrals, parse_molecule
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.problems import molecule_ansatz, molecule_sampler
+
+    integrals, _ = compute_integrals(parse_molecule("LiH"))
+    ham = MolecularHamiltonian(integrals)
+    kind = "exact" if case == "lih_exact" else "mcmc"
+    sampler, _ = molecule_sampler(ham.hilbert, kind, 1024, 16)
+    scale = 0.05 if kind == "exact" else 0.3
+    return (lambda: molecule_ansatz(ham.hilbert, "backflow", init_scale=scale), ham, sampler,
+            make_optimizer("adam", 3e-3, 0.0), kind == "mcmc", fci_from_integrals(integrals)[0])
+
+
+def run_case(case: str, steps: int, repeats: int, seed: int) -> list[dict]:
+    """Interleaved float64 / float32 runs of one case; one record per run."""
+    build, operator, sampler, optimizer, dedupe, exact = _problem(case)
+    records = []
+    for rep in range(repeats):
+        for dtype in ("float64", "float32"):
+            load0 = os.getloadavg()[0]
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            result = run_vmc(with_dtype(build(), dtype), operator, sampler, optimizer, steps,
+                             seed=seed, dedupe=dedupe, n_eval_batches=4)
+            cpu = time.process_time() - cpu0
+            records.append({
+                "case": case, "dtype": dtype, "repeat": rep, "steps": steps,
+                "energy": result.energy, "energy_error": result.energy_error,
+                "exact_energy": exact, "error": result.energy - exact,
+                "cpu_s_total": cpu, "wall_s_total": time.perf_counter() - wall0,
+                "wall_s_per_step": result.time_per_step_s,
+                "load_before": load0, "load_after": os.getloadavg()[0],
+            })
+            r = records[-1]
+            print(f"{case} {dtype} rep {rep}: E = {r['energy']:.8f} +- {r['energy_error']:.1e} "
+                  f"(E - exact = {r['error']:.2e}); {r['cpu_s_total']:.1f} s CPU, "
+                  f"{r['wall_s_per_step'] * 1e3:.1f} ms/step wall; load {load0:.1f}",
+                  flush=True)
+    return records
+
+
+def markdown(records: list[dict]) -> str:
+    """The records as a markdown table."""
+    lines = ["| case | dtype | rep | E | error bar | E - exact | CPU s (total, incl. compile) | "
+             "wall ms/step | load |", "|" + "---|" * 9]
+    for r in records:
+        lines.append(
+            f"| {r['case']} | {r['dtype']} | {r['repeat']} | {r['energy']:.8f} | "
+            f"{r['energy_error']:.1e} | {r['error']:.2e} | {r['cpu_s_total']:.1f} | "
+            f"{r['wall_s_per_step'] * 1e3:.1f} | {r['load_before']:.1f}-{r['load_after']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the cases and write the results."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "precision")
+    args = ap.parse_args()
+    records = []
+    for case in args.cases:
+        records += run_case(case, args.steps, args.repeats, args.seed)
+    meta = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "devices": [str(d) for d in jax.devices()], "steps": args.steps}
+    write_json_atomic(args.out.with_suffix(".json"), {"meta": meta, "records": records})
+    args.out.with_suffix(".md").write_text(markdown(records) + "\n")
+    print(markdown(records))
+
+
+if __name__ == "__main__":
+    main()
