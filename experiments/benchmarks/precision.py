@@ -14,8 +14,14 @@ Reported per run: the final energy and its error bar (fresh samples, or exact), 
 the exact energy, the process CPU time and the wall time per step after compilation, and the
 load average (the machine may be shared: CPU times are the steadier number).
 
+``--micro``: instead of runs, the cost of one estimate (local energies, per-sample gradients or
+Jacobian rows, statistics) on a fixed batch of 1024 configurations, compiled once per dtype and
+called ``--calls`` times per round, the dtypes alternating for ``--rounds`` rounds; the median
+process CPU time per call of each dtype is reported.
+
     python experiments/benchmarks/precision.py                  # all cases
     python experiments/benchmarks/precision.py --cases tfim16 --steps 100
+    python experiments/benchmarks/precision.py --micro
 
 Writes ``results/precision.{json,md}`` next to this file.
 """
@@ -93,6 +99,56 @@ def run_case(case: str, steps: int, repeats: int, seed: int) -> list[dict]:
     return records
 
 
+def micro_case(case: str, rounds: int, calls: int) -> list[dict]:
+    """Median process CPU seconds per estimate call, float64 and float32 alternating."""
+    import numpy as np
+
+    from nqs.sampling.base import Samples
+    from nqs.vmc import make_estimator
+
+    build, operator, _, optimizer, _, _ = _problem(case)
+    hilbert = operator.hilbert
+    xs = hilbert.random_state(jax.random.PRNGKey(1), 1024).astype(np.float64)
+    samples = Samples(xs, np.full(len(xs), 1.0 / len(xs)), 16)
+    fns, params = {}, None
+    for dtype in ("float64", "float32"):
+        ansatz = with_dtype(build(), dtype)
+        params = ansatz.init(jax.random.PRNGKey(0), xs[0]) if params is None else params
+        fn = jax.jit(make_estimator(ansatz, operator, needs_jacobian=optimizer.needs_jacobian))
+        jax.block_until_ready(fn(params, samples))  # compile
+        fns[dtype] = fn
+    times: dict[str, list[float]] = {"float64": [], "float32": []}
+    loads = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        for dtype, fn in fns.items():
+            for _ in range(calls):
+                t0 = time.process_time()
+                jax.block_until_ready(fn(params, samples))
+                times[dtype].append(time.process_time() - t0)
+        loads.append(os.getloadavg()[0])
+    out = []
+    for dtype, ts in times.items():
+        out.append({"case": case, "dtype": dtype, "calls": len(ts),
+                    "cpu_ms_median": 1e3 * float(np.median(ts)),
+                    "cpu_ms_p25": 1e3 * float(np.percentile(ts, 25)),
+                    "cpu_ms_p75": 1e3 * float(np.percentile(ts, 75)),
+                    "load_min": min(loads), "load_max": max(loads)})
+        print(f"{case} {dtype}: {out[-1]['cpu_ms_median']:.2f} ms CPU per estimate "
+              f"(median of {len(ts)}; load {min(loads):.1f}-{max(loads):.1f})", flush=True)
+    return out
+
+
+def markdown_micro(records: list[dict]) -> str:
+    """The micro-benchmark records as a markdown table."""
+    lines = ["| case | dtype | CPU ms per estimate (median) | p25-p75 | calls | load |",
+             "|" + "---|" * 6]
+    for r in records:
+        lines.append(f"| {r['case']} | {r['dtype']} | {r['cpu_ms_median']:.2f} | "
+                     f"{r['cpu_ms_p25']:.2f}-{r['cpu_ms_p75']:.2f} | {r['calls']} | "
+                     f"{r['load_min']:.1f}-{r['load_max']:.1f} |")
+    return "\n".join(lines)
+
+
 def markdown(records: list[dict]) -> str:
     """The records as a markdown table."""
     lines = ["| case | dtype | rep | E | error bar | E - exact | CPU s (total, incl. compile) | "
@@ -113,13 +169,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "precision")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--micro", action="store_true", help="time one estimate, not whole runs")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=5)
     args = ap.parse_args()
+    meta = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "devices": [str(d) for d in jax.devices()]}
+    if args.micro:
+        out = args.out or HERE / "results" / "precision_micro"
+        records = []
+        for case in args.cases:
+            records += micro_case(case, args.rounds, args.calls)
+        write_json_atomic(out.with_suffix(".json"), {"meta": meta, "records": records})
+        out.with_suffix(".md").write_text(markdown_micro(records) + "\n")
+        print(markdown_micro(records))
+        return
+    args.out = args.out or HERE / "results" / "precision"
     records = []
     for case in args.cases:
         records += run_case(case, args.steps, args.repeats, args.seed)
-    meta = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "devices": [str(d) for d in jax.devices()], "steps": args.steps}
+    meta["steps"] = args.steps
     write_json_atomic(args.out.with_suffix(".json"), {"meta": meta, "records": records})
     args.out.with_suffix(".md").write_text(markdown(records) + "\n")
     print(markdown(records))
