@@ -14,10 +14,12 @@ Reported per run: the final energy and its error bar (fresh samples, or exact), 
 the exact energy, the process CPU time and the wall time per step after compilation, and the
 load average (the machine may be shared: CPU times are the steadier number).
 
-``--micro``: instead of runs, the cost of one estimate (local energies, per-sample gradients or
-Jacobian rows, statistics) on a fixed batch of 1024 configurations, compiled once per dtype and
-called ``--calls`` times per round, the dtypes alternating for ``--rounds`` rounds; the median
-process CPU time per call of each dtype is reported.
+``--micro``: instead of runs, the cost of one sampled estimate (``nqs.vmc.make_estimator``:
+local energies, per-sample gradients or Jacobian rows, statistics) on a fixed batch of 1024
+random configurations, compiled once per dtype and called ``--calls`` times per round, the dtypes
+alternating for ``--rounds`` rounds; the median process CPU time per call of each dtype is
+reported. (``lih_exact`` and ``lih_mcmc`` then time the same computation: only their initial
+perturbation differs.)
 
     python experiments/benchmarks/precision.py                  # all cases
     python experiments/benchmarks/precision.py --cases tfim16 --steps 100
@@ -29,6 +31,7 @@ Writes ``results/precision.{json,md}`` next to this file.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -109,13 +112,16 @@ def micro_case(case: str, rounds: int, calls: int) -> list[dict]:
     build, operator, _, optimizer, _, _ = _problem(case)
     hilbert = operator.hilbert
     xs = hilbert.random_state(jax.random.PRNGKey(1), 1024).astype(np.float64)
-    samples = Samples(xs, np.full(len(xs), 1.0 / len(xs)), 16)
+    weights = np.full(len(xs), 1.0 / len(xs))
     fns, params = {}, None
     for dtype in ("float64", "float32"):
         ansatz = with_dtype(build(), dtype)
         params = ansatz.init(jax.random.PRNGKey(0), xs[0]) if params is None else params
-        fn = jax.jit(make_estimator(ansatz, operator, needs_jacobian=optimizer.needs_jacobian))
-        jax.block_until_ready(fn(params, samples))  # compile
+        est = make_estimator(ansatz, operator, needs_jacobian=optimizer.needs_jacobian)
+        # the number of chains is static (a Python int inside Samples)
+        fn = jax.jit(lambda p, x, w, est=est: est(p, Samples(x, w, 16)))
+        fn = functools.partial(fn, x=xs, w=weights)
+        jax.block_until_ready(fn(params))  # compile
         fns[dtype] = fn
     times: dict[str, list[float]] = {"float64": [], "float32": []}
     loads = [os.getloadavg()[0]]
@@ -123,7 +129,7 @@ def micro_case(case: str, rounds: int, calls: int) -> list[dict]:
         for dtype, fn in fns.items():
             for _ in range(calls):
                 t0 = time.process_time()
-                jax.block_until_ready(fn(params, samples))
+                jax.block_until_ready(fn(params))
                 times[dtype].append(time.process_time() - t0)
         loads.append(os.getloadavg()[0])
     out = []
