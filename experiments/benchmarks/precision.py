@@ -106,6 +106,7 @@ def micro_case(case: str, rounds: int, calls: int) -> list[dict]:
     """Median process CPU seconds per estimate call, float64 and float32 alternating."""
     import numpy as np
 
+    from nqs.local_energy import make_local_energy
     from nqs.sampling.base import Samples
     from nqs.vmc import make_estimator
 
@@ -120,36 +121,39 @@ def micro_case(case: str, rounds: int, calls: int) -> list[dict]:
         est = make_estimator(ansatz, operator, needs_jacobian=optimizer.needs_jacobian)
         # the number of chains is static (a Python int inside Samples)
         fn = jax.jit(lambda p, x, w, est=est: est(p, Samples(x, w, 16)))
-        fn = functools.partial(fn, x=xs, w=weights)
+        fns[(dtype, "estimate")] = functools.partial(fn, x=xs, w=weights)
+        # the local energies alone (the rest of the estimate is the gradient / Jacobian rows)
+        e_loc = jax.vmap(make_local_energy(operator, ansatz), in_axes=(None, 0))
+        fns[(dtype, "local energies")] = jax.jit(lambda p, e_loc=e_loc: e_loc(p, xs))
+    for fn in fns.values():
         jax.block_until_ready(fn(params))  # compile
-        fns[dtype] = fn
-    times: dict[str, list[float]] = {"float64": [], "float32": []}
+    times: dict[tuple, list[float]] = {key: [] for key in fns}
     loads = [os.getloadavg()[0]]
     for _ in range(rounds):
-        for dtype, fn in fns.items():
+        for key, fn in fns.items():
             for _ in range(calls):
                 t0 = time.process_time()
                 jax.block_until_ready(fn(params))
-                times[dtype].append(time.process_time() - t0)
+                times[key].append(time.process_time() - t0)
         loads.append(os.getloadavg()[0])
     out = []
-    for dtype, ts in times.items():
-        out.append({"case": case, "dtype": dtype, "calls": len(ts),
+    for (dtype, what), ts in times.items():
+        out.append({"case": case, "dtype": dtype, "what": what, "calls": len(ts),
                     "cpu_ms_median": 1e3 * float(np.median(ts)),
                     "cpu_ms_p25": 1e3 * float(np.percentile(ts, 25)),
                     "cpu_ms_p75": 1e3 * float(np.percentile(ts, 75)),
                     "load_min": min(loads), "load_max": max(loads)})
-        print(f"{case} {dtype}: {out[-1]['cpu_ms_median']:.2f} ms CPU per estimate "
+        print(f"{case} {dtype} {what}: {out[-1]['cpu_ms_median']:.2f} ms CPU "
               f"(median of {len(ts)}; load {min(loads):.1f}-{max(loads):.1f})", flush=True)
     return out
 
 
 def markdown_micro(records: list[dict]) -> str:
     """The micro-benchmark records as a markdown table."""
-    lines = ["| case | dtype | CPU ms per estimate (median) | p25-p75 | calls | load |",
-             "|" + "---|" * 6]
+    lines = ["| case | dtype | what | CPU ms per call (median) | p25-p75 | calls | load |",
+             "|" + "---|" * 7]
     for r in records:
-        lines.append(f"| {r['case']} | {r['dtype']} | {r['cpu_ms_median']:.2f} | "
+        lines.append(f"| {r['case']} | {r['dtype']} | {r['what']} | {r['cpu_ms_median']:.2f} | "
                      f"{r['cpu_ms_p25']:.2f}-{r['cpu_ms_p75']:.2f} | {r['calls']} | "
                      f"{r['load_min']:.1f}-{r['load_max']:.1f} |")
     return "\n".join(lines)
