@@ -39,6 +39,7 @@ from nqs.parallel import (
     tree_shardings,
     without_global_mesh,
 )
+from nqs.precision import ansatz_dtype
 from nqs.sampling.base import Sampler
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
@@ -67,6 +68,7 @@ class VMCResult:
     chunk_size: int | None = None
     peak_memory_bytes: int | None = None
     peak_memory_source: str | None = None
+    dtype: str = "float64"  # network precision (nqs.precision)
 
     @property
     def relative_error(self) -> float | None:
@@ -106,6 +108,7 @@ class VMCResult:
             "chunk_size": self.chunk_size,
             "peak_memory_bytes": self.peak_memory_bytes,
             "peak_memory_source": self.peak_memory_source,
+            "dtype": self.dtype,
         }
 
 
@@ -168,7 +171,8 @@ def run_vmc(
     state = put(state, shardings)
     if not getattr(step, "is_host_step", False):
         step = jax.jit(step, out_shardings=(shardings, replicated(mesh)))
-    meta = {"seed": seed, "n_steps_planned": n_steps}
+    dtype = ansatz_dtype(ansatz)
+    meta = {"seed": seed, "n_steps_planned": n_steps, "dtype": dtype}
 
     start = 0
     history: list[dict] = []
@@ -184,6 +188,13 @@ def run_vmc(
         if saved.get("seed") != seed:
             raise CheckpointError(
                 f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
+            )
+        # float32 and float64 runs store the same float64 master parameters, so only the
+        # recorded dtype tells them apart (checkpoints from before it existed were float64)
+        if saved.get("dtype", "float64") != dtype:
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
+                f"not {dtype}; resume with the same dtype"
             )
         start = int(state.step)
         echo(f"resuming from step {start} ({ckpt})")
@@ -249,6 +260,7 @@ def run_vmc(
         exact_energy=exact_energy,
         params=gather(state.params),
         exact_sampling=exact,
+        dtype=dtype,
         **run_record(mesh, chunk_size),
     )
 
@@ -284,8 +296,8 @@ def _auto_chunk(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
     per_sample = max(bytes_per_sample(local_energy, state.params, x0), jac_row)
     n = _n_states(operator) if exact else int(getattr(sampler, "n_samples_total", 0)
                                               or sampler.n_samples)
-    # Exact summation evaluates the whole space on every device.
-    return auto_chunk_size(per_sample, n, None if exact else mesh)
+    # exact summation splits the (padded) space over the devices like samples
+    return auto_chunk_size(per_sample, n, mesh)
 
 
 def _final_energy(

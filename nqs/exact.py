@@ -12,6 +12,12 @@ configurations with negligible amplitude cause no overflow:
 The sparse matrix is built once from the operator's own ``flips`` with a vectorized lookup of
 connected configurations (bit-packed keys and a binary search), so spaces of ~1e6 determinants
 are practical.
+
+Several devices: :func:`exact_data` pads the states to a multiple of the device count (padding
+rows have zero amplitude) and splits them over the mesh's sample axis, with the entries of H
+grouped by the device that owns their row; each device evaluates log psi and the Jacobian rows
+of its own states and its rows of ``H v`` from the all-gathered ``v`` (``shard_map``), and XLA
+all-reduces the sums over states.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
+from nqs.parallel import SAMPLE_AXIS, Mesh, constrain_samples, n_shards, put, sample_sharding
 
 
 class SparseHamiltonian(NamedTuple):
@@ -96,11 +104,91 @@ class ExactEstimate(NamedTuple):
     residuals: jax.Array | None
 
 
-def _amplitudes(log_psi: jax.Array, hamiltonian_arrays: tuple) -> tuple:
-    """Normalised amplitudes v, H v, |v|^2, Z, energy and variance (all stop-gradient)."""
-    rows, cols, vals = hamiltonian_arrays
-    v = jax.lax.stop_gradient(jnp.exp(log_psi - jnp.max(jnp.real(log_psi))))
-    hv = jax.ops.segment_sum(vals * v[cols], rows, num_segments=v.shape[0])
+class ExactData(NamedTuple):
+    """The enumerated space and sparse H as device arrays, split over the devices of a mesh.
+
+    Passed to jitted functions as arguments: closed over, XLA would fold them in as constants
+    and compile for minutes. Built by :func:`exact_data`; with ``D`` devices:
+
+    * ``states`` [n_pad, n_sites] and ``valid`` [n_pad] are split along their rows over the
+      mesh's sample axis; ``n_pad`` is ``n`` rounded up to a multiple of ``D``, the padding
+      rows repeat the first state and have ``valid = False`` (zero amplitude, zero weight);
+    * the entries of H are grouped by the device that owns their row (rows ``k m .. (k+1) m - 1``
+      on device ``k``, ``m = n_pad / D``) and padded to the same count ``nnz_max`` per device
+      with zeros: ``rows`` [D nnz_max] holds the row index *within the device's block*,
+      ``cols`` the global column index, ``vals`` the matrix element. With one device this is
+      the plain COO layout.
+    """
+
+    states: jax.Array  # [n_pad, n_sites]
+    valid: jax.Array  # [n_pad] bool
+    rows: jax.Array  # [D * nnz_max] int32, local row index
+    cols: jax.Array  # [D * nnz_max] int32, global column index
+    vals: jax.Array  # [D * nnz_max]
+
+
+def exact_data(hamiltonian: SparseHamiltonian, mesh: Mesh | None = None) -> ExactData:
+    """Device copies of ``hamiltonian``'s arrays, split over ``mesh`` (see :class:`ExactData`).
+
+    Without a mesh (or with one device) every array is whole and unpadded.
+    """
+    d = n_shards(mesh)
+    states = np.asarray(hamiltonian.states)
+    n = len(states)
+    m = -(-n // d)  # rows per device
+    pad = m * d - n
+    states = np.concatenate([states, np.repeat(states[:1], pad, axis=0)]) if pad else states
+    valid = np.arange(m * d) < n
+    rows, cols, vals = (np.asarray(a) for a in hamiltonian[1:])
+    owner = rows // m
+    order = np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=d)
+    nnz_max = max(int(counts.max()), 1)
+    # padding entries: row 0 of the block, column 0, value 0 (they add 0 * v_0)
+    r_loc = np.zeros((d, nnz_max), np.int32)
+    c_glob = np.zeros((d, nnz_max), np.int32)
+    v_blk = np.zeros((d, nnz_max), vals.dtype)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for k in range(d):
+        sel = order[offsets[k] : offsets[k] + counts[k]]
+        r_loc[k, : counts[k]] = rows[sel] - k * m
+        c_glob[k, : counts[k]] = cols[sel]
+        v_blk[k, : counts[k]] = vals[sel]
+    data = ExactData(states, valid, r_loc.reshape(-1), c_glob.reshape(-1), v_blk.reshape(-1))
+    if mesh is None:
+        return ExactData(*(jnp.asarray(a) for a in data))
+    return put(data, ExactData(*(sample_sharding(mesh),) * len(data)))
+
+
+def _h_times(v: jax.Array, data: ExactData, mesh: Mesh | None) -> jax.Array:
+    """``(H v)`` [n_pad] for ``v`` [n_pad] split like ``data.states``.
+
+    Each device computes the rows it owns from its own entries of H and the whole ``v``
+    (all-gathered: a column index may point at any device's block).
+    """
+    d = n_shards(mesh)
+
+    def local(v_all: jax.Array, rows: jax.Array, cols: jax.Array, vals: jax.Array) -> jax.Array:
+        return jax.ops.segment_sum(vals * v_all[cols], rows,
+                                   num_segments=v_all.shape[0] // d)
+
+    if d == 1:
+        return local(v, data.rows, data.cols, data.vals)
+    spec = P(SAMPLE_AXIS)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), spec, spec, spec),
+                         out_specs=spec)(v, data.rows, data.cols, data.vals)
+
+
+def _amplitudes(log_psi: jax.Array, data: ExactData, mesh: Mesh | None) -> tuple:
+    """Normalised amplitudes v, H v, |v|^2, Z, energy and variance (all stop-gradient);
+    padding rows have ``v = 0``."""
+    valid = data.valid
+    shift = jnp.max(jnp.where(valid, jnp.real(log_psi), -jnp.inf))
+    # v stays split like the states (XLA would otherwise gather log psi to build v whole on
+    # every device); only H v below all-gathers it
+    v = constrain_samples(jnp.where(valid, jnp.exp(log_psi - shift), 0.0), mesh)
+    v = jax.lax.stop_gradient(v)
+    hv = _h_times(v, data, mesh)
     abs2 = jnp.abs(v) ** 2
     z = jnp.sum(abs2)
     energy = jnp.sum(jnp.conj(v) * hv) / z
@@ -108,43 +196,73 @@ def _amplitudes(log_psi: jax.Array, hamiltonian_arrays: tuple) -> tuple:
     return v, hv, abs2, z, energy, variance
 
 
-class ExactData(NamedTuple):
-    """The enumerated space and sparse H as device arrays, passed to jitted functions as
-    arguments: closed over, XLA would fold them in as constants and compile for minutes."""
-
-    states: jax.Array  # [n, n_sites]
-    rows: jax.Array  # [nnz]
-    cols: jax.Array  # [nnz]
-    vals: jax.Array  # [nnz]
-
-
-def exact_data(hamiltonian: SparseHamiltonian) -> ExactData:
-    """Device copies of ``hamiltonian``'s arrays."""
-    return ExactData(*(jnp.asarray(a) for a in hamiltonian))
-
-
 def exact_energy_fn(
-    ansatz: Ansatz, chunk_size: int | None = None
+    ansatz: Ansatz, chunk_size: int | None = None, mesh: Mesh | None = None
 ) -> Callable[[Params, ExactData], tuple[jax.Array, jax.Array]]:
-    """Pure ``energy(params, data) -> (<H>, variance of E_loc)`` by exact summation."""
+    """Pure ``energy(params, data) -> (<H>, variance of E_loc)`` by exact summation.
+
+    ``data`` from :func:`exact_data` with the same ``mesh`` (the states are split over it).
+    """
     from nqs.vmc import batched
 
-    log_psi_all = batched(ansatz.log_psi, chunk_size)
+    log_psi_all = batched(ansatz.log_psi, chunk_size, mesh)
 
     def energy(params: Params, data: ExactData) -> tuple[jax.Array, jax.Array]:
-        *_, e, var = _amplitudes(log_psi_all(params, data.states), tuple(data[1:]))
+        *_, e, var = _amplitudes(log_psi_all(params, data.states), data, mesh)
         return e, var
 
     return energy
 
 
 def make_exact_energy(
-    ansatz: Ansatz, hamiltonian: SparseHamiltonian, chunk_size: int | None = None
+    ansatz: Ansatz,
+    hamiltonian: SparseHamiltonian,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params], tuple[jax.Array, jax.Array]]:
     """``energy(params) -> (<H>, variance of E_loc)``, jitted with the space as an argument."""
-    data = exact_data(hamiltonian)
-    energy = jax.jit(exact_energy_fn(ansatz, chunk_size))
+    data = exact_data(hamiltonian, mesh)
+    energy = jax.jit(exact_energy_fn(ansatz, chunk_size, mesh))
     return lambda params: energy(params, data)
+
+
+def _device_major(a: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """``a`` [n, 2, ...] (real and imaginary parts of per-state rows, split over the devices)
+    as [2n, ...] with each device's rows together: ``[Re block_0; Im block_0; Re block_1; ...]``.
+
+    With one device this is ``[Re; Im]``, the layout of :func:`nqs.vmc.sr_jacobian`. Keeping a
+    device's rows on the device avoids the all-gather that concatenating the split ``Re`` and
+    ``Im`` halves costs; the SR solvers only need ``J^T J``, ``J J^T`` and ``J^T eps``, which do
+    not depend on the order of the rows as long as ``eps`` has the same order.
+    """
+    d = n_shards(mesh)
+    n = a.shape[0]
+    a = jnp.swapaxes(a.reshape((d, n // d) + a.shape[1:]), 1, 2)  # [d, 2, n/d, ...]
+    return constrain_samples(a.reshape((2 * n,) + a.shape[3:]), mesh)
+
+
+def _split_jacobian(
+    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
+    flat: jax.Array,
+    states: jax.Array,
+    weights: jax.Array,
+    chunk_size: int | None,
+    mesh: Mesh | None,
+) -> jax.Array:
+    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)`` (real flat parameters ``flat`` [P]) with
+    the rows of each device's states kept on it (:func:`_device_major`)."""
+    from nqs.vmc import batched
+
+    def jac_one(u: jax.Array, x: jax.Array) -> jax.Array:
+        def re_im(w: jax.Array) -> jax.Array:
+            lp = log_psi_flat(w, x)
+            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
+
+        return jax.jacrev(re_im)(u)  # [2, P]
+
+    jac = batched(jac_one, chunk_size, mesh)(flat, states)  # [n, 2, P]
+    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
+    return _device_major(jnp.sqrt(weights)[:, None, None] * jac, mesh)
 
 
 def exact_estimate_fn(
@@ -153,8 +271,13 @@ def exact_estimate_fn(
     needs_jacobian: bool,
     chunk_size: int | None = None,
     metric_states: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, ExactData], ExactEstimate]:
     """Pure ``estimate(params, data) -> ExactEstimate`` summing over every configuration.
+
+    ``data`` from :func:`exact_data` with the same ``mesh``: log psi, the Jacobian rows and
+    H v are evaluated on each device for its own block of states; the sums over states are
+    all-reduced by XLA. ``ExactEstimate.weights`` has the padded length (0 on padding rows).
 
     ``metric_states`` = K (with ``needs_jacobian``): the gradient is still exact, but the
     Jacobian rows (the SR metric) come from only the K configurations of largest |psi|^2,
@@ -166,21 +289,22 @@ def exact_estimate_fn(
     from nqs.vmc import batched, sr_jacobian
 
     def estimate(params: Params, data: ExactData) -> ExactEstimate:
-        states, arrays = data.states, tuple(data[1:])
+        states = data.states
         flat, unflatten = real_flat(params)
 
         def log_psi_flat(u: jax.Array, x: jax.Array) -> jax.Array:
             return ansatz.log_psi(unflatten(u), x)
 
-        log_psi_all = batched(log_psi_flat, chunk_size)
+        log_psi_all = batched(log_psi_flat, chunk_size, mesh)
 
         subset = needs_jacobian and metric_states is not None and metric_states < len(states)
         if not needs_jacobian or subset:
 
             def surrogate(u: jax.Array):
                 logs = log_psi_all(u, states)
-                v, hv, abs2, z, energy, variance = _amplitudes(logs, arrays)
+                v, hv, abs2, z, energy, variance = _amplitudes(logs, data, mesh)
                 coeff = (v * jnp.conj(hv) - abs2 * jnp.conj(energy)) / z  # w_i conj(e_i)
+                coeff = constrain_samples(coeff, mesh)  # the backward pass stays split too
                 loss = 2.0 * jnp.sum(jnp.real(coeff * logs))
                 return loss, (energy, variance, abs2 / z)
 
@@ -192,15 +316,15 @@ def exact_estimate_fn(
                                    chunk_size)
             return ExactEstimate(energy, variance, weights, grad, jacobian, None)
 
-        v, hv, abs2, z, energy, variance = _amplitudes(log_psi_all(flat, states), arrays)
+        v, hv, abs2, z, energy, variance = _amplitudes(log_psi_all(flat, states), data, mesh)
         weights = abs2 / z
 
-        jacobian = sr_jacobian(log_psi_flat, flat, states, weights, chunk_size)
+        jacobian = _split_jacobian(log_psi_flat, flat, states, weights, chunk_size, mesh)
         # sqrt(w_i) e_i = (conj(v_i)/|v_i|) (H v)_i / sqrt(Z) - |v_i| E / sqrt(Z)
         abs_v = jnp.abs(v)
         phase = jnp.where(abs_v > 0, jnp.conj(v) / jnp.where(abs_v > 0, abs_v, 1.0), 0.0)
         scaled = (phase * hv - abs_v * energy) / jnp.sqrt(z)
-        residuals = 2.0 * jnp.concatenate([scaled.real, scaled.imag])
+        residuals = 2.0 * _device_major(jnp.stack([scaled.real, scaled.imag], axis=1), mesh)
         grad = jacobian.T @ residuals
         return ExactEstimate(energy, variance, weights, grad, jacobian, residuals)
 
@@ -214,11 +338,12 @@ def make_exact_estimator(
     needs_jacobian: bool,
     chunk_size: int | None = None,
     metric_states: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params], ExactEstimate]:
     """``estimate(params) -> ExactEstimate``, jitted with the space as an argument."""
-    data = exact_data(hamiltonian)
+    data = exact_data(hamiltonian, mesh)
     estimate = jax.jit(
         exact_estimate_fn(ansatz, needs_jacobian=needs_jacobian, chunk_size=chunk_size,
-                          metric_states=metric_states)
+                          metric_states=metric_states, mesh=mesh)
     )
     return lambda params: estimate(params, data)

@@ -280,7 +280,7 @@ def make_vmc(
         return new_state, step_info
 
     if getattr(sampler, "is_exact", False):
-        return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish)
+        return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
     if dedupe:
         return init, _make_deduplicated_step(
             ansatz, operator, sampler, optimizer, chunk_size, finish, mesh
@@ -299,18 +299,19 @@ def make_vmc(
     return init, step
 
 
-def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish):
+def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh=None):
     """Host-level step for exact summation over the whole space (sparse H, ``nqs.exact``).
 
     The space and H are jit arguments rather than closure constants, so compiling does not
-    fold tens of thousands of states into the program. (Not split over devices: every device
-    evaluates the whole space.)
+    fold tens of thousands of states into the program. With ``mesh`` the states (padded to a
+    multiple of the device count with zero-weight copies), their log psi and Jacobian rows and
+    the rows of H v are split over the devices (:func:`nqs.exact.exact_data`).
     """
     from nqs.exact import exact_data, exact_estimate_fn, sparse_hamiltonian
 
-    data = exact_data(sparse_hamiltonian(operator))
+    data = exact_data(sparse_hamiltonian(operator), mesh)
     exact = exact_estimate_fn(ansatz, needs_jacobian=optimizer.needs_jacobian,
-                              chunk_size=chunk_size,
+                              chunk_size=chunk_size, mesh=mesh,
                               metric_states=getattr(optimizer, "metric_states", None))
 
     @jax.jit
@@ -402,8 +403,8 @@ def make_energy_evaluator(
     if getattr(sampler, "is_exact", False):
         from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
 
-        data = exact_data(sparse_hamiltonian(operator))
-        exact_energy = exact_energy_fn(ansatz, chunk_size)
+        data = exact_data(sparse_hamiltonian(operator), mesh)  # states split over the mesh
+        exact_energy = exact_energy_fn(ansatz, chunk_size, mesh)
 
         @jax.jit
         def jitted(params: Params, data) -> tuple[Any, jax.Array]:

@@ -62,6 +62,7 @@ class Settings:
     sampling_power: float = 1.0  # Metropolis samples |psi|^(2 q), reweighted to |psi|^2
     sector: str = "full"  # exact summation over "full" space or the "hf" symmetry block
     metric_states: int | None = None  # exact + SR: metric from the K largest-weight states
+    dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -122,8 +123,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
+    from nqs.precision import check_dtype, with_dtype
     from nqs.problems import molecule_ansatz, molecule_sampler
 
+    check_dtype(settings.dtype)
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
     sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains,
@@ -145,6 +148,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
                              init_scale=init_scale)
+    ansatz = with_dtype(ansatz, settings.dtype)
     optimizer = make_scheduled_optimizer(settings)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
@@ -202,6 +206,7 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings) ->
         "chemical_accuracy": None if error is None else bool(abs(error) < CHEMICAL_ACCURACY_MHA),
         "sampler": mode,
         "ansatz": settings.ansatz,
+        "dtype": settings.dtype,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
         "wall_time_s": wall,

@@ -3,6 +3,7 @@
     --chunk-size {auto,none,N}     samples / walkers per device evaluated at a time
     --coordinator-address HOST:PORT --num-processes N --process-id I    several processes
     --distributed-auto             let jax.distributed.initialize() find SLURM / Open MPI
+    --dtype {float64,float32}      network precision (spin, molecule, bench-fci)
 
 Every device JAX sees is used (samples split over them); see docs/scaling.md.
 """
@@ -48,6 +49,17 @@ def add_parallel_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--distributed-auto", action="store_true",
                    help="multi-process run configured by the cluster (SLURM, Open MPI): "
                    "jax.distributed.initialize() with no arguments")
+
+
+def add_dtype_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--dtype`` (network precision of the discrete engine, :mod:`nqs.precision`)."""
+    from nqs.precision import DTYPES
+
+    p.add_argument("--dtype", choices=DTYPES, default="float64",
+                   help="precision of the network: float32 evaluates it (and the RBM's cached "
+                   "tables) in float32 / complex64 from a float64 master copy of the "
+                   "parameters; log psi, determinants, local energies, statistics, gradients "
+                   "and the SR solve stay float64 (default: float64)")
 
 
 def setup_parallel(args: argparse.Namespace) -> None:

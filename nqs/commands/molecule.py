@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from nqs.cli import nonnegative_float, positive_float, positive_int
-from nqs.commands.common import add_parallel_options, is_main, setup_parallel
+from nqs.commands.common import add_dtype_option, add_parallel_options, is_main, setup_parallel
 
 
 def _molecule_options(p: argparse.ArgumentParser) -> None:
@@ -72,6 +72,7 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--sampling-power", type=positive_float, default=1.0,
                    help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
                    "|psi|^2 (default: 1)")
+    add_dtype_option(p)
     add_parallel_options(p)
 
 
@@ -131,7 +132,7 @@ def _settings(args: argparse.Namespace):
                     chunk_size=args.chunk_size, lr_schedule=args.lr_schedule,
                     final_lr_fraction=args.final_lr_fraction, rule=args.rule,
                     sampling_power=args.sampling_power, sector=args.sector,
-                    metric_states=args.metric_states)
+                    metric_states=args.metric_states, dtype=args.dtype)
 
 
 def _echo(msg: str) -> None:
@@ -197,6 +198,11 @@ def run_bench(args: argparse.Namespace) -> int:
     if getattr(args, "realspace", False):
         from nqs.bench.realspace import run_from_args
 
+        if args.dtype != "float64":
+            from nqs.errors import InputError
+
+            raise InputError("--dtype applies to the basis-set benchmark; the real-space one "
+                             "runs in float64 (nqs realspace has its own --dtype)")
         return run_from_args(args)
     from dataclasses import replace
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nqs.cli import nonnegative_float, positive_float, positive_int
-from nqs.commands.common import add_parallel_options, is_main, setup_parallel
+from nqs.commands.common import add_dtype_option, add_parallel_options, is_main, setup_parallel
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
 
@@ -73,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write a checkpoint every K steps (default: 50)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out (same options and seed)")
+    add_dtype_option(p)
     add_parallel_options(p)
     p.set_defaults(handler=run)
 
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from nqs.errors import InputError
     from nqs.io import write_json_atomic
     from nqs.optim import make_optimizer
+    from nqs.precision import with_dtype
     from nqs.problems import spin_ansatz, spin_sampler
 
     setup_parallel(args)
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             f"{model.hilbert.n_sites} spins: an odd number of spins has no S^z = 0 sector, which "
             f"the exchange sampler of the {args.model} model needs; use an even size"
         )
-    ansatz = spin_ansatz(model, args.ansatz, args.alpha, complex_params=not args.real)
+    ansatz = with_dtype(spin_ansatz(model, args.ansatz, args.alpha,
+                                    complex_params=not args.real), args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
     exact, source = exact_energy(model)

@@ -37,7 +37,9 @@ determinant fills the lowest orbitals of each spin):
 * ``c_0 = 1`` and ``c_d = init_scale`` for ``d > 0`` (the extra determinants start as small
   corrections).
 
-The network is real (float64): the sign of psi comes from the determinants and the ``c_d``, and
+The network is real (float64, or float32 under :func:`nqs.precision.with_dtype`; the orbital
+matrices are cast to float64 before the determinants, so ``slogdet`` and the sum over
+determinants are always float64): the sign of psi comes from the determinants and the ``c_d``, and
 ``log psi = log|psi| + i pi [psi < 0]`` is returned as a complex scalar.
 """
 
@@ -193,7 +195,9 @@ class Backflow(nn.Module):
         Args:
           x: ``[2 n_orbitals]`` occupations (0/1), alpha block then beta block.
         """
-        h = 2.0 * jnp.asarray(x, self.param_dtype) - 1.0  # centred input: +-1
+        # centred input +-1, in the dtype of the parameters passed (float32 under
+        # nqs.precision.with_dtype, whatever param_dtype the module was built with)
+        h = 2.0 * jnp.asarray(x, self.phi0.dtype) - 1.0
         for layer in self.layers:
             h = self.activation(layer(h))
         correction = self.out(h).reshape(self.phi0.shape)
@@ -207,7 +211,9 @@ class Backflow(nn.Module):
         """
         x = jnp.asarray(x)
         n = self.n_orbitals
-        phi = self.orbitals(x)
+        # the network may run in float32 (nqs.precision); the determinants and their
+        # log-sum are always float64
+        phi = self.orbitals(x).astype(jnp.float64)
         # occupied rows in increasing orbital order (static shapes for jit)
         occ_a = jnp.nonzero(x[:n] > 0.5, size=self.n_alpha, fill_value=0)[0]
         occ_b = jnp.nonzero(x[n:] > 0.5, size=self.n_beta, fill_value=0)[0]
@@ -226,7 +232,8 @@ class Backflow(nn.Module):
         sign, logabs = self.log_determinants(x)
         shift = jax.lax.stop_gradient(jnp.max(logabs))
         shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
-        total = jnp.sum(self.coefficients * sign * jnp.exp(logabs - shift))
+        coefficients = self.coefficients.astype(jnp.float64)
+        total = jnp.sum(coefficients * sign * jnp.exp(logabs - shift))
         log_abs = jnp.log(jnp.abs(total)) + shift
         phase = jnp.where(total < 0, jnp.pi, 0.0)
         return jax.lax.complex(log_abs, phase)

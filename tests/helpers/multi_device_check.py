@@ -189,6 +189,72 @@ def memory_checks(out: dict, mesh4) -> None:
         bool(np.all(np.isfinite(np.asarray(g)))) for g in jax.tree_util.tree_leaves(grad))
 
 
+def exact_checks(out: dict, mesh1, mesh4) -> None:
+    """Exact summation split over 4 devices (states padded 225 -> 228 for LiH) against one
+    device: energies, variances, gradients, the SR matrix, whole runs (molecules with SR, spins
+    with minSR)."""
+    from hamiltonians.molecule import compute_integrals, parse_molecule
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from hamiltonians.spin import make_spin_model
+    from nqs.driver import run_vmc
+    from nqs.exact import exact_data, exact_energy_fn, exact_estimate_fn, sparse_hamiltonian
+    from nqs.optim import make_optimizer
+    from nqs.problems import molecule_ansatz, molecule_sampler, spin_ansatz, spin_sampler
+
+    integrals, _ = compute_integrals(parse_molecule("LiH"))
+    ham = MolecularHamiltonian(integrals)
+    ansatz = molecule_ansatz(ham.hilbert, "backflow", hidden=(4,), init_scale=0.3)
+    params = ansatz.init(jax.random.PRNGKey(0), jnp.asarray(ham.hilbert.hartree_fock_state()))
+    sparse = sparse_hamiltonian(ham)
+    data1, data4 = exact_data(sparse), exact_data(sparse, mesh4)
+    out["exact_n_states"] = [int(data1.states.shape[0]), int(data4.states.shape[0])]
+    out["exact_states_sharded"] = len(data4.states.sharding.device_set)
+    diffs = {}
+    for needs_jacobian in (False, True):
+        one = jax.jit(exact_estimate_fn(ansatz, needs_jacobian=needs_jacobian))(params, data1)
+        for chunk in (None, 16):
+            fn = exact_estimate_fn(ansatz, needs_jacobian=needs_jacobian, chunk_size=chunk,
+                                   mesh=mesh4)
+            four = jax.jit(fn)(params, data4)
+            d = max(abs(complex(one.energy) - complex(four.energy)),
+                    abs(float(one.variance) - float(four.variance)), maxdiff(one.grad, four.grad))
+            if needs_jacobian:  # S = J^T J, whatever the (padded) number of rows
+                s1 = np.asarray(one.jacobian.T @ one.jacobian)
+                s4 = np.asarray(four.jacobian.T @ four.jacobian)
+                d = max(d, float(np.max(np.abs(s1 - s4))))
+            diffs[f"jac={needs_jacobian},chunk={chunk}"] = d
+    out["exact_estimate_1v4"] = diffs
+    out["exact_grad_norm"] = float(np.linalg.norm(np.asarray(one.grad)))
+    e1 = jax.jit(exact_energy_fn(ansatz))(params, data1)
+    e4 = jax.jit(exact_energy_fn(ansatz, 8, mesh4))(params, data4)
+    out["exact_energy"] = float(np.real(e1[0]))
+    out["exact_energy_1v4"] = max(abs(complex(e1[0]) - complex(e4[0])), abs(float(e1[1] - e4[1])))
+
+    # whole runs through the driver: the exact step and the final evaluation
+    sampler, _ = molecule_sampler(ham.hilbert, "exact", 1)
+
+    def run_mol(mesh):
+        return run_vmc(ansatz, ham, sampler, make_optimizer("sr", 0.05, 1e-3), 2, seed=1,
+                       n_eval_batches=1, chunk_size=None, mesh=mesh)
+
+    r1, r4 = run_mol(mesh1), run_mol(mesh4)
+    out["exact_mol_run_1v4"] = max(history_diff(r1, r4), maxdiff(r1.params, r4.params),
+                                   abs(r1.energy - r4.energy))
+    model = make_spin_model(model="ising", lattice="chain", size=6, pbc=True, h=1.0, j2=0.5,
+                            delta=1.0, marshall_sign=False)
+    spin = spin_ansatz(model, "rbm", 1.0, complex_params=True)
+
+    def run_spin(mesh):
+        return run_vmc(spin, model, spin_sampler(model, "exact", 1, 1),
+                       make_optimizer("minsr", 0.05, 1e-3), 2, seed=2, n_eval_batches=1,
+                       chunk_size=None, mesh=mesh)
+
+    s1, s4 = run_spin(mesh1), run_spin(mesh4)
+    out["exact_spin_run_1v4"] = max(history_diff(s1, s4), maxdiff(s1.params, s4.params),
+                                    abs(s1.energy - s4.energy))
+    out["exact_run_n_devices"] = [r1.n_devices, r4.n_devices]
+
+
 def main() -> None:
     assert jax.device_count() == 4, jax.devices()
     mesh1, mesh4 = make_mesh(jax.devices()[:1]), make_mesh()
@@ -203,6 +269,8 @@ def main() -> None:
             realspace_checks(out, mesh1, mesh4)
         elif name == "memory":
             memory_checks(out, mesh4)
+        elif name == "exact":
+            exact_checks(out, mesh1, mesh4)
         out[f"seconds_{name}"] = time.perf_counter() - t0
     print("RESULT " + json.dumps(out))
 
