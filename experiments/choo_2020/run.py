@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sector", choices=("full", "hf"), default="full",
                    help="sum over all determinants, or over the symmetry block of Hartree-Fock")
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each molecule from its checkpoint in OUT/runs/<name> "
+                   "(a longer --steps changes a cosine schedule from there on)")
     args = p.parse_args(argv)
 
     base = Settings(ansatz=args.ansatz, sampler="exact", optimizer=args.optimizer,
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         info["steps"][name] = steps
         settings = replace(base, steps=steps)
         records += run_benchmark([jobs[name]], settings, args.out / "runs",
-                                 lambda m: print(m, flush=True))
+                                 lambda m: print(m, flush=True), resume=args.resume)
         # tables after every molecule, so a long run leaves usable partial results
         _write(records, info | {"machine_end": machine(),
                                 "total_wall_s": time.perf_counter() - t0}, args.out)

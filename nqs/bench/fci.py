@@ -158,8 +158,11 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
 
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
-                  echo: Callable[[str], None] = print, cache_dir: str | None = None) -> list[dict]:
-    """Solve every job and return one record per molecule (see module docstring)."""
+                  echo: Callable[[str], None] = print, cache_dir: str | None = None,
+                  resume: bool = False) -> list[dict]:
+    """Solve every job and return one record per molecule (see module docstring).
+
+    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>``."""
     records = []
     for job in jobs:
         t0 = time.perf_counter()
@@ -169,7 +172,8 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
              f"{integrals.n_electrons} electrons, {n_det} determinants; "
              f"E(FCI) = {_fmt(refs.get('e_fci'))}")
         sub = out_dir / job.name if out_dir is not None else None
-        result, mode = solve(integrals, settings, sub, echo, exact_energy=refs.get("e_fci"))
+        result, mode = solve(integrals, settings, sub, echo, resume=resume,
+                             exact_energy=refs.get("e_fci"))
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
                                time.perf_counter() - t0, settings))
         echo(_summary_line(records[-1]))
