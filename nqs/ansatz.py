@@ -7,7 +7,10 @@ the local energy use it when present and fall back to full evaluations otherwise
 
 A *holomorphic* ansatz (complex parameters, ``log psi`` analytic in them, e.g. the complex RBM)
 lets the SR solver work with the complex Jacobian ``d log psi / d theta`` instead of the real
-view of twice the size (see :mod:`nqs.optim.jacobian`).
+view of twice the size (see :mod:`nqs.optim.jacobian`). An ansatz whose log-derivatives factor
+(the RBM: ``O(x) = (x, g, x g^T)`` with ``g = tanh(theta(x))``) may also provide a
+:class:`JacobianStructure`, which lets minSR build its ``n x n`` kernel from the factors instead
+of the dense ``[n, P]`` Jacobian.
 """
 
 from __future__ import annotations
@@ -48,6 +51,31 @@ class LocalUpdates(NamedTuple):
     prepare: Callable[[Params], Any] = _no_preparation
 
 
+class JacobianStructure(NamedTuple):
+    """Log-derivatives ``O(x) = d log psi(x) / d theta`` in factored form (optional hook).
+
+    Only for ansatze whose real-view Jacobian is determined by the complex ``O`` alone: a
+    holomorphic ansatz (complex parameters), or real parameters with a real ``log psi``. Sums
+    run over the ``P_c`` (complex) parameters; ``conj`` is the complex conjugate.
+
+    features(params, x [n_sites]) -> F
+        per-sample factors of ``O(x)`` (a pytree of arrays; vmapped over samples by callers).
+    gram(F_a, F_b) -> K0 [n_a, n_b]
+        batched, uncentred kernel ``K0_ab = sum_k O_k(x_a) conj(O_k(x_b))`` from the factors of
+        two batches (leading axes ``n_a``, ``n_b``).
+    transpose(F, y [n]) -> params-shaped pytree
+        ``sum_a y_a conj(O(x_a))`` for complex ``y`` (batched over the leading axis of ``F``);
+        for real parameters its real part.
+    row(F) -> params-shaped pytree
+        the dense ``O(x)`` of one sample (checks, and the dense SR mode).
+    """
+
+    features: Callable[[Params, jax.Array], Any]
+    gram: Callable[[Any, Any], jax.Array]
+    transpose: Callable[[Any, jax.Array], Params]
+    row: Callable[[Any], Params]
+
+
 @dataclass(frozen=True)
 class Ansatz:
     """A variational wavefunction on a discrete Hilbert space.
@@ -58,11 +86,15 @@ class Ansatz:
       holomorphic: ``log psi`` is a holomorphic function of complex parameters, so
         ``d log psi / d Im theta = i d log psi / d Re theta`` and SR may use the complex
         Jacobian (half the size of the real view). False is always safe.
+      jacobian_structure: optional factored log-derivatives (see :class:`JacobianStructure`);
+        the VMC estimator hands them to SR when the ansatz is holomorphic or has real
+        parameters, and the dense Jacobian otherwise.
     """
 
     module: nn.Module
     local_updates: LocalUpdates | None = None
     holomorphic: bool = False
+    jacobian_structure: JacobianStructure | None = None
 
     def init(self, key: jax.Array, x: jax.Array) -> Params:
         """Parameters for configurations shaped like ``x`` [n_sites]."""
@@ -73,7 +105,8 @@ class Ansatz:
         return self.module.apply(params, x)
 
     def without_fast_path(self) -> Ansatz:
-        """The same wavefunction evaluated by the generic path (tests compare both)."""
+        """The same wavefunction evaluated by the generic path (tests compare both): no cached
+        ratios and no factored Jacobian."""
         return Ansatz(self.module, None, self.holomorphic)
 
 

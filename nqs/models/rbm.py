@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.ansatz import Ansatz, LocalUpdates, Params
+from nqs.ansatz import Ansatz, JacobianStructure, LocalUpdates, Params
 from nqs.errors import InputError
 
 _LOG2 = float(np.log(2.0))
@@ -253,6 +253,59 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
     return LocalUpdates(init_cache, log_ratio, prepare)
 
 
+class RBMFeatures(NamedTuple):
+    """Factors of the RBM's log-derivatives for a batch (or one sample, without ``n``).
+
+    x: ``[n, n_sites]`` configurations (real); g: ``[n, M]`` ``tanh(theta(x))``.
+    """
+
+    x: jax.Array
+    g: jax.Array
+
+
+def make_rbm_jacobian_structure(use_visible_bias: bool, real: bool) -> JacobianStructure:
+    """Factored log-derivatives of :class:`RBM` (:class:`nqs.ansatz.JacobianStructure`).
+
+    With ``theta = b + x W`` and ``g = tanh(theta)``, ``d log psi / d a = x``, ``d / d b = g``,
+    ``d / d W = x g^T`` (holomorphic derivatives for complex parameters), so for two samples
+
+        K0_ab = (x_a . x_b) + (g_a . conj g_b) + (x_a . x_b)(g_a . conj g_b)
+
+    (the first term only with a visible bias; ``x`` is real), ``n_a n_b (N + M)`` work instead
+    of ``n_a n_b N M``, and ``sum_a y_a conj O_a = (sum_a y_a x_a, sum_a y_a conj g_a,
+    x^T diag(y) conj g)``. ``real``: real parameters (the transpose returns its real part).
+    """
+
+    def features(params: Params, x: jax.Array) -> RBMFeatures:
+        p = params["params"]
+        x = x.astype(jnp.finfo(p["kernel"].dtype).dtype)  # real, like the kernel's precision
+        return RBMFeatures(x, jnp.tanh(x @ p["kernel"] + p["hidden_bias"]))
+
+    def gram(fa: RBMFeatures, fb: RBMFeatures) -> jax.Array:
+        xx = fa.x @ fb.x.T  # [n_a, n_b] real
+        gg = fa.g @ jnp.conj(fb.g).T  # [n_a, n_b]
+        k = gg + xx * gg
+        return k + xx if use_visible_bias else k
+
+    def finish(tree: dict[str, jax.Array]) -> Params:
+        if real:
+            tree = {k: jnp.real(v) for k, v in tree.items()}
+        if not use_visible_bias:
+            del tree["visible_bias"]
+        return {"params": tree}
+
+    def transpose(f: RBMFeatures, y: jax.Array) -> Params:
+        yg = y[:, None] * jnp.conj(f.g)  # [n, M]
+        return finish({"hidden_bias": jnp.sum(yg, axis=0), "kernel": f.x.T @ yg,
+                       "visible_bias": y @ f.x.astype(y.dtype)})
+
+    def row(f: RBMFeatures) -> Params:
+        return finish({"hidden_bias": f.g, "kernel": f.x[:, None] * f.g[None, :],
+                       "visible_bias": f.x.astype(f.g.dtype)})
+
+    return JacobianStructure(features, gram, transpose, row)
+
+
 def make_rbm(
     n_sites: int,
     alpha: float = 1.0,
@@ -271,7 +324,8 @@ def make_rbm(
 
     Fast path: :func:`make_rbm_updates` (cache ``tanh(theta) [M]``). ``sites`` passed to
     ``log_ratio`` must be distinct (apart from the padding value ``n_sites``). A complex RBM is
-    holomorphic (``Ansatz.holomorphic``).
+    holomorphic (``Ansatz.holomorphic``). Factored log-derivatives for minSR:
+    :func:`make_rbm_jacobian_structure`.
     """
     module = RBM(
         alpha=alpha,
@@ -286,7 +340,8 @@ def make_rbm(
         return p["kernel"], p["hidden_bias"], a
 
     holomorphic = bool(jnp.issubdtype(param_dtype, jnp.complexfloating))
-    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic)
+    structure = make_rbm_jacobian_structure(use_visible_bias, real=not holomorphic)
+    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic, structure)
 
 
 def make_rbm_symm(
