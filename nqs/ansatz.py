@@ -41,6 +41,9 @@ class LocalUpdates(NamedTuple):
     init_cache(tables, x [n_sites]) -> cache
     log_ratio(tables, x [n_sites], cache, sites int32 [k]) -> (log psi(x') - log psi(x), cache(x'))
         where x' is x with ``sites`` flipped (index n_sites = padding, no flip).
+    log_abs_ratio(tables, x, cache, sites) -> (log |psi(x') / psi(x)| (real), cache(x'))
+        optional: the real part only, which is all a Metropolis acceptance needs (cheaper for
+        the RBM: no complex logarithm). Default None: the sampler takes ``Re log_ratio``.
 
     Callers: ``tables = fast.prepare(params)`` outside any vmap over configurations, then
     ``fast.log_ratio(tables, x, fast.init_cache(tables, x), sites)``.
@@ -49,6 +52,9 @@ class LocalUpdates(NamedTuple):
     init_cache: Callable[[Any, jax.Array], Cache]
     log_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]]
     prepare: Callable[[Params], Any] = _no_preparation
+    log_abs_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]] | None = (
+        None
+    )
 
 
 class JacobianStructure(NamedTuple):
