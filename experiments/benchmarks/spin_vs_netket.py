@@ -396,9 +396,10 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         f"Settings: {args.samples} samples, {args.chains} chains, sweep = n_sites steps, "
         f"{args.discard} discarded sweeps per step, RBM alpha={args.alpha} complex, SR "
         f"{args.sr_mode} diag_shift={args.diag_shift}, lr={args.lr}; "
-        f"times are medians of {args.repeats} calls (a) / of the optimisation steps (b), "
-        "compilation excluded; the codes are called in turn (interleaved), and 'time to tol' "
-        "counts each code's own step times.",
+        f"times are medians of {args.repeats} calls (a) / of the first {args.steps} "
+        "optimisation steps (b), compilation excluded; the codes are called in turn "
+        "(interleaved); 'steps' includes the time-to-tol run (own step time budget "
+        f"{args.budget:g} s per code), and 'time to tol' counts each code's own step times.",
         "",
         "| workload | code | sampling+E_loc (s) | full step (s) | NetKet/nqs (sampling+E_loc) "
         "| NetKet/nqs (step) | steps | final energy | reference | rel. error | "
