@@ -7,7 +7,10 @@ the local energy use it when present and fall back to full evaluations otherwise
 
 A *holomorphic* ansatz (complex parameters, ``log psi`` analytic in them, e.g. the complex RBM)
 lets the SR solver work with the complex Jacobian ``d log psi / d theta`` instead of the real
-view of twice the size (see :mod:`nqs.optim.jacobian`).
+view of twice the size (see :mod:`nqs.optim.jacobian`). An ansatz whose log-derivatives factor
+(the RBM: ``O(x) = (x, g, x g^T)`` with ``g = tanh(theta(x))``) may also provide a
+:class:`JacobianStructure`, which lets minSR build its ``n x n`` kernel from the factors instead
+of the dense ``[n, P]`` Jacobian.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class LocalUpdates(NamedTuple):
     init_cache(tables, x [n_sites]) -> cache
     log_ratio(tables, x [n_sites], cache, sites int32 [k]) -> (log psi(x') - log psi(x), cache(x'))
         where x' is x with ``sites`` flipped (index n_sites = padding, no flip).
+    log_abs_ratio(tables, x, cache, sites) -> (log |psi(x') / psi(x)| (real), cache(x'))
+        optional: the real part only, which is all a Metropolis acceptance needs (cheaper for
+        the RBM: no complex logarithm). Default None: the sampler takes ``Re log_ratio``.
 
     Callers: ``tables = fast.prepare(params)`` outside any vmap over configurations, then
     ``fast.log_ratio(tables, x, fast.init_cache(tables, x), sites)``.
@@ -46,6 +52,34 @@ class LocalUpdates(NamedTuple):
     init_cache: Callable[[Any, jax.Array], Cache]
     log_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]]
     prepare: Callable[[Params], Any] = _no_preparation
+    log_abs_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]] | None = (
+        None
+    )
+
+
+class JacobianStructure(NamedTuple):
+    """Log-derivatives ``O(x) = d log psi(x) / d theta`` in factored form (optional hook).
+
+    Only for ansatze whose real-view Jacobian is determined by the complex ``O`` alone: a
+    holomorphic ansatz (complex parameters), or real parameters with a real ``log psi``. Sums
+    run over the ``P_c`` (complex) parameters; ``conj`` is the complex conjugate.
+
+    features(params, x [n_sites]) -> F
+        per-sample factors of ``O(x)`` (a pytree of arrays; vmapped over samples by callers).
+    gram(F_a, F_b) -> K0 [n_a, n_b]
+        batched, uncentred kernel ``K0_ab = sum_k O_k(x_a) conj(O_k(x_b))`` from the factors of
+        two batches (leading axes ``n_a``, ``n_b``).
+    transpose(F, y [n]) -> params-shaped pytree
+        ``sum_a y_a conj(O(x_a))`` for complex ``y`` (batched over the leading axis of ``F``);
+        for real parameters its real part.
+    row(F) -> params-shaped pytree
+        the dense ``O(x)`` of one sample (checks, and the dense SR mode).
+    """
+
+    features: Callable[[Params, jax.Array], Any]
+    gram: Callable[[Any, Any], jax.Array]
+    transpose: Callable[[Any, jax.Array], Params]
+    row: Callable[[Any], Params]
 
 
 @dataclass(frozen=True)
@@ -58,11 +92,15 @@ class Ansatz:
       holomorphic: ``log psi`` is a holomorphic function of complex parameters, so
         ``d log psi / d Im theta = i d log psi / d Re theta`` and SR may use the complex
         Jacobian (half the size of the real view). False is always safe.
+      jacobian_structure: optional factored log-derivatives (see :class:`JacobianStructure`);
+        the VMC estimator hands them to SR when the ansatz is holomorphic or has real
+        parameters, and the dense Jacobian otherwise.
     """
 
     module: nn.Module
     local_updates: LocalUpdates | None = None
     holomorphic: bool = False
+    jacobian_structure: JacobianStructure | None = None
 
     def init(self, key: jax.Array, x: jax.Array) -> Params:
         """Parameters for configurations shaped like ``x`` [n_sites]."""
@@ -73,7 +111,8 @@ class Ansatz:
         return self.module.apply(params, x)
 
     def without_fast_path(self) -> Ansatz:
-        """The same wavefunction evaluated by the generic path (tests compare both)."""
+        """The same wavefunction evaluated by the generic path (tests compare both): no cached
+        ratios and no factored Jacobian."""
         return Ansatz(self.module, None, self.holomorphic)
 
 

@@ -21,8 +21,8 @@ import optax
 from nqs.ansatz import Ansatz, Params
 from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
-from nqs.optim.flat import real_flat
-from nqs.optim.jacobian import holomorphic_jacobian, transpose_dot
+from nqs.optim.flat import is_complex_tree, real_flat
+from nqs.optim.jacobian import holomorphic_jacobian, structured_jacobian, transpose_dot
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.sampling.base import Sampler, Samples
@@ -58,7 +58,7 @@ class Estimate(NamedTuple):
 
     stats: Any
     grad: jax.Array  # [P] real energy gradient in the real flat view
-    jacobian: Any  # [2n, P] scaled, centred; HolomorphicJacobian for a holomorphic ansatz
+    jacobian: Any  # [2n, P] scaled, centred; HolomorphicJacobian / StructuredJacobian
     residuals: jax.Array | None
 
 
@@ -168,7 +168,13 @@ def make_estimator(
 
             return Estimate(stats, jax.grad(surrogate)(flat), None, None)
 
-        if ansatz.holomorphic:  # complex O [n, P_c]: half the size of the real view
+        real_params = not is_complex_tree(params)
+        if ansatz.jacobian_structure is not None and (ansatz.holomorphic or real_params):
+            # factored O (the RBM): minSR builds its n x n kernel without the dense Jacobian
+            jacobian = structured_jacobian(
+                ansatz.jacobian_structure, params, samples.x, w, real_params, chunk_size, mesh
+            )
+        elif ansatz.holomorphic:  # complex O [n, P_c]: half the size of the real view
             jacobian = holomorphic_jacobian(
                 ansatz.log_psi, params, samples.x, w, chunk_size, mesh
             )

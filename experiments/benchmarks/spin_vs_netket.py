@@ -59,7 +59,7 @@ from nqs.local_energy import make_local_energy
 from nqs.models.rbm import make_rbm
 from nqs.optim import sr, sr_optimizer
 from nqs.optim.flat import real_flat
-from nqs.optim.jacobian import HolomorphicJacobian
+from nqs.optim.jacobian import HolomorphicJacobian, StructuredJacobian
 from nqs.sampling.base import Samples
 from nqs.sampling.metropolis import MetropolisSampler
 from nqs.sampling.rules import ExchangeRule, LocalRule
@@ -229,11 +229,17 @@ def profile_nqs(w: Workload, args: argparse.Namespace) -> dict[str, Any]:
     weights = jnp.full((x.shape[0],), 1.0 / x.shape[0])
     out["local energies"], _ = timed(lambda: e_loc(params, x))
     out["local energies + Jacobian"], e = timed(lambda: estimate(params, x, weights))
-    o = e.jacobian.o if isinstance(e.jacobian, HolomorphicJacobian) else e.jacobian
-    out["kernel (O O^H, or J J^T)"], _ = timed(lambda: kernel(o))
+    if isinstance(e.jacobian, StructuredJacobian):  # the RBM's factored Jacobian
+        structured_kernel = jax.jit(lambda j: j.kernel())
+        out["kernel (O O^H from the factors)"], _ = timed(lambda: structured_kernel(e.jacobian))
+        shape = [e.jacobian.n_rows, int(real_flat(params)[0].shape[0] // 2)]
+    else:
+        o = e.jacobian.o if isinstance(e.jacobian, HolomorphicJacobian) else e.jacobian
+        out["kernel (O O^H, or J J^T)"], _ = timed(lambda: kernel(o))
+        shape = list(o.shape)
     out["minSR solve (kernel, Cholesky, O^H v)"], _ = timed(
         lambda: solve(e.grad, e.jacobian, e.residuals))
-    out["jacobian shape"] = list(o.shape)
+    out["jacobian shape"] = shape
     return out
 
 
@@ -291,8 +297,13 @@ def netket_runner(w: Workload, args: argparse.Namespace, on_the_fly: bool | None
 
 
 def run_interleaved(runners: list[Runner], args: argparse.Namespace,
-                    loads: list[float]) -> list[CodeResult]:
-    """Time all codes call by call in turn, so that load changes hit every code alike."""
+                    loads: list[float], exact: float | None) -> list[CodeResult]:
+    """Time all codes call by call in turn, so that load changes hit every code alike.
+
+    (a) ``--repeats`` calls of sampling + local energies; (b) ``--steps`` steps; then, with
+    ``--budget`` seconds, more steps (in turn) until each code's per-step energy is within
+    ``--tol`` of ``exact`` or its own accumulated step time exceeds the budget.
+    """
     for r in runners:
         r.sample_eloc()  # warm-up
     times_a: dict[str, list[float]] = {r.code: [] for r in runners}
@@ -304,19 +315,36 @@ def run_interleaved(runners: list[Runner], args: argparse.Namespace,
             loads.append(os.getloadavg()[0])
     energies: dict[str, list[float]] = {r.code: [] for r in runners}
     step_times: dict[str, list[float]] = {r.code: [] for r in runners}
-    for k in range(args.steps):
-        for r in runners:
+    own: dict[str, float] = {r.code: 0.0 for r in runners}  # each code's own step time
+    done: dict[str, bool] = {r.code: False for r in runners}
+    k = 0
+    # at least --steps steps each (the step timing); with --budget, go on (codes in turn) until
+    # a code's per-step energy is within --tol of an exact reference or its own time is spent
+    while True:
+        active = [r for r in runners if k < args.steps or (
+            not done[r.code] and own[r.code] < args.budget)]
+        if not active:
+            break
+        for r in active:
             t0 = time.perf_counter()
             energies[r.code].append(r.step())
-            step_times[r.code].append(time.perf_counter() - t0)
+            dt = time.perf_counter() - t0
+            step_times[r.code].append(dt)
+            own[r.code] += dt
             loads.append(os.getloadavg()[0])
-        print(f"  step {k}: " + ", ".join(
-            f"{r.code} E={energies[r.code][-1]:.5f} ({step_times[r.code][-1]:.2f} s)"
-            for r in runners) + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+            if exact is not None and abs(energies[r.code][-1] - exact) / abs(exact) < args.tol:
+                done[r.code] = True
+        if k < args.steps or k % 10 == 0:
+            print(f"  step {k}: " + ", ".join(
+                f"{r.code} E={energies[r.code][-1]:.5f} ({step_times[r.code][-1]:.2f} s, "
+                f"total {own[r.code]:.0f} s)" for r in active)
+                + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+        k += 1
     out = []
     for r in runners:
         st = step_times[r.code]
-        timed = st[1:] if r.first_step_compiles else st
+        # the step time (b): the first --steps steps, which every code runs in turn
+        timed = st[1:args.steps] if r.first_step_compiles else st[:args.steps]
         t_b = pystats.median(timed) if timed else float("nan")
         if r.first_step_compiles and st:
             r.compile_s += st[0] - t_b
@@ -324,7 +352,7 @@ def run_interleaved(runners: list[Runner], args: argparse.Namespace,
         walls = list(np.cumsum(st))  # the code's own time: the other codes' steps excluded
         mean, err = r.final()
         out.append(CodeResult(r.code, pystats.median(times_a[r.code]), t_b, times_a[r.code],
-                              step_times[r.code], mean, err, args.steps, energies[r.code],
+                              step_times[r.code], mean, err, len(st), energies[r.code],
                               [float(v) for v in walls], r.compile_s, r.notes))
     return out
 
@@ -368,9 +396,10 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         f"Settings: {args.samples} samples, {args.chains} chains, sweep = n_sites steps, "
         f"{args.discard} discarded sweeps per step, RBM alpha={args.alpha} complex, SR "
         f"{args.sr_mode} diag_shift={args.diag_shift}, lr={args.lr}; "
-        f"times are medians of {args.repeats} calls (a) / of the optimisation steps (b), "
-        "compilation excluded; the codes are called in turn (interleaved), and 'time to tol' "
-        "counts each code's own step times.",
+        f"times are medians of {args.repeats} calls (a) / of the first {args.steps} "
+        "optimisation steps (b), compilation excluded; the codes are called in turn "
+        "(interleaved); 'steps' includes the time-to-tol run (own step time budget "
+        f"{args.budget:g} s per code), and 'time to tol' counts each code's own step times.",
         "",
         "| workload | code | sampling+E_loc (s) | full step (s) | NetKet/nqs (sampling+E_loc) "
         "| NetKet/nqs (step) | steps | final energy | reference | rel. error | "
@@ -379,7 +408,8 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
     ]
     for r in rows:
         rel = "" if r["relative_error"] is None else f"{r['relative_error']:.2e}"
-        ttt = "not reached" if r["time_to_tol_s"] is None else f"{r['time_to_tol_s']:.1f}"
+        ttt = (f"not reached in {r.get('own_time_s', 0):.0f}" if r["time_to_tol_s"] is None
+               else f"{r['time_to_tol_s']:.1f} ({r['steps_to_tol'] + 1} steps)")
         lines.append(
             f"| {r['workload']} | {r['code']} | {r['sample_eloc_s']:.4f} | {r['step_s']:.3f} | "
             f"{r['ratio_sample_eloc']} | {r['ratio_step']} | {r['steps']} | "
@@ -415,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--netket-operator", choices=["jax", "numba"], default="jax",
                    help="NetKet operator implementation (default: jax)")
     p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="seconds of each code's own step time for the time-to-tol run "
+                   "(0: only --steps steps)")
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -444,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 runners.append(netket_runner(w, args, on_the_fly=code == "netket-otf"))
         loads: list[float] = []
-        results = {r.code: r for r in run_interleaved(runners, args, loads)}
+        results = {r.code: r for r in run_interleaved(runners, args, loads, w.exact)}
         info.setdefault("load_average_1min_during", {})[w.name] = {
             "min": min(loads), "max": max(loads), "median": pystats.median(loads)}
         for res in results.values():
@@ -470,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reference": f"{ref:.5f} ({ref_label})",
                 "relative_error": abs(r.final_energy - ref) / abs(ref),
                 "steps_to_tol": k, "time_to_tol_s": t,
+                "own_time_s": r.wall_times[-1] if r.wall_times else 0.0,
             })
             raw[f"{w.name}/{r.code}"] = asdict(r)
         write_results(rows, raw, info, args)  # after every workload: long runs keep partial results

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.ansatz import Ansatz, LocalUpdates, Params
+from nqs.ansatz import Ansatz, JacobianStructure, LocalUpdates, Params
 from nqs.errors import InputError
 
 _LOG2 = float(np.log(2.0))
@@ -186,6 +186,15 @@ def _log_prod(r: jax.Array) -> jax.Array:
     return _as_complex(jnp.sum(jnp.log(jnp.abs(r))))
 
 
+def _log_prod_real(r: jax.Array) -> jax.Array:
+    """``sum_j log r_j`` of positive ``r [M]``, one log per ``_BLOCK`` units (as :func:`_log_prod`)."""
+    n_blocks = -(-r.shape[-1] // _BLOCK)
+    pad = n_blocks * _BLOCK - r.shape[-1]
+    if pad:
+        r = jnp.concatenate([r, jnp.ones((pad,), r.dtype)])
+    return jnp.sum(jnp.log(jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)))
+
+
 def _materialised(compute: Callable[[], Any], data: jax.Array) -> Any:
     """``compute()``, evaluated once into memory.
 
@@ -233,9 +242,11 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
     def init_cache(tables: RBMTables, x: jax.Array) -> jax.Array:
         return jnp.tanh(x @ tables.kernel + tables.hidden_bias)
 
-    def log_ratio(
+    def flip_factors(
         tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(r, t', a . delta)``: ``r = cosh(theta') / cosh(theta)`` and ``t' = tanh(theta')``
+        ``[M]`` (complex ones as ``(Re, Im)`` pairs), and the visible term."""
         if x.shape[-1] != n_sites:
             raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
         valid = sites < n_sites
@@ -243,14 +254,103 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
         delta = jnp.where(valid, c - 2.0 * x[idx], 0.0)  # [k]: +-m, or 0 for padding
         cosh_u = jnp.where(valid[:, None], tables.cosh_w[idx], 1.0)  # [k, M]
         sinh_u = (delta / m)[:, None] * tables.sinh_w[idx]  # sinh is odd; 0 for padding
-        cu, su = cosh_u[0], sinh_u[0]
-        for q in range(1, sites.shape[0]):  # k is static and small (<= 4)
-            cu, su = cu * cosh_u[q] + su * sinh_u[q], su * cosh_u[q] + cu * sinh_u[q]
-        r = cu + t * su  # cosh(theta'_j) / cosh(theta_j)
-        lr = _log_prod(r) + delta @ tables.visible_bias[idx]
-        return _as_complex(lr), (t * cu + su) / r
+        visible = delta @ tables.visible_bias[idx]
+        if not jnp.iscomplexobj(t):
+            cu, su = cosh_u[0], sinh_u[0]
+            for q in range(1, sites.shape[0]):  # k is static and small (<= 4)
+                cu, su = cu * cosh_u[q] + su * sinh_u[q], su * cosh_u[q] + cu * sinh_u[q]
+            r = cu + t * su
+            return r, (t * cu + su) / r, visible
+        # complex products written out in real arithmetic: XLA's complex elementwise code does
+        # not vectorise on the CPU (sampling 1.7x faster this way)
+        cr, ci, sr, si = cosh_u[0].real, cosh_u[0].imag, sinh_u[0].real, sinh_u[0].imag
+        for q in range(1, sites.shape[0]):  # addition formulas, k static and small (<= 4)
+            c2r, c2i, s2r, s2i = cosh_u[q].real, cosh_u[q].imag, sinh_u[q].real, sinh_u[q].imag
+            cr, ci, sr, si = (cr * c2r - ci * c2i + sr * s2r - si * s2i,
+                              cr * c2i + ci * c2r + sr * s2i + si * s2r,
+                              sr * c2r - si * c2i + cr * s2r - ci * s2i,
+                              sr * c2i + si * c2r + cr * s2i + ci * s2r)
+        tr, ti = t.real, t.imag
+        rr = cr + tr * sr - ti * si  # r = C + t S
+        ri = ci + tr * si + ti * sr
+        nr = tr * cr - ti * ci + sr  # t C + S
+        ni = tr * ci + ti * cr + si
+        inv = 1.0 / (rr * rr + ri * ri)
+        t_new = jax.lax.complex((nr * rr + ni * ri) * inv, (ni * rr - nr * ri) * inv)
+        return (rr, ri), t_new, visible
 
-    return LocalUpdates(init_cache, log_ratio, prepare)
+    def log_ratio(
+        tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        r, t_new, visible = flip_factors(tables, x, t, sites)
+        if isinstance(r, tuple):
+            # a complex product reduction, into which XLA fuses the factors (the local energy
+            # never writes [n, n_connections, M] factors to memory); as fast as real pairs
+            r = jax.lax.complex(*r)
+        return _log_prod(r) + visible, t_new
+
+    def log_abs_ratio(
+        tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        # log |psi'/psi| only (Metropolis): log |r|^2 = log(Re r^2 + Im r^2), no complex log
+        r, t_new, visible = flip_factors(tables, x, t, sites)
+        r2 = r[0] * r[0] + r[1] * r[1] if isinstance(r, tuple) else r * r
+        return 0.5 * _log_prod_real(r2) + jnp.real(visible), t_new
+
+    return LocalUpdates(init_cache, log_ratio, prepare, log_abs_ratio)
+
+
+class RBMFeatures(NamedTuple):
+    """Factors of the RBM's log-derivatives for a batch (or one sample, without ``n``).
+
+    x: ``[n, n_sites]`` configurations (real); g: ``[n, M]`` ``tanh(theta(x))``.
+    """
+
+    x: jax.Array
+    g: jax.Array
+
+
+def make_rbm_jacobian_structure(use_visible_bias: bool, real: bool) -> JacobianStructure:
+    """Factored log-derivatives of :class:`RBM` (:class:`nqs.ansatz.JacobianStructure`).
+
+    With ``theta = b + x W`` and ``g = tanh(theta)``, ``d log psi / d a = x``, ``d / d b = g``,
+    ``d / d W = x g^T`` (holomorphic derivatives for complex parameters), so for two samples
+
+        K0_ab = (x_a . x_b) + (g_a . conj g_b) + (x_a . x_b)(g_a . conj g_b)
+
+    (the first term only with a visible bias; ``x`` is real), ``n_a n_b (N + M)`` work instead
+    of ``n_a n_b N M``, and ``sum_a y_a conj O_a = (sum_a y_a x_a, sum_a y_a conj g_a,
+    x^T diag(y) conj g)``. ``real``: real parameters (the transpose returns its real part).
+    """
+
+    def features(params: Params, x: jax.Array) -> RBMFeatures:
+        p = params["params"]
+        x = x.astype(jnp.finfo(p["kernel"].dtype).dtype)  # real, like the kernel's precision
+        return RBMFeatures(x, jnp.tanh(x @ p["kernel"] + p["hidden_bias"]))
+
+    def gram(fa: RBMFeatures, fb: RBMFeatures) -> jax.Array:
+        xx = fa.x @ fb.x.T  # [n_a, n_b] real
+        gg = fa.g @ jnp.conj(fb.g).T  # [n_a, n_b]
+        k = gg + xx * gg
+        return k + xx if use_visible_bias else k
+
+    def finish(tree: dict[str, jax.Array]) -> Params:
+        if real:
+            tree = {k: jnp.real(v) for k, v in tree.items()}
+        if not use_visible_bias:
+            del tree["visible_bias"]
+        return {"params": tree}
+
+    def transpose(f: RBMFeatures, y: jax.Array) -> Params:
+        yg = y[:, None] * jnp.conj(f.g)  # [n, M]
+        return finish({"hidden_bias": jnp.sum(yg, axis=0), "kernel": f.x.T @ yg,
+                       "visible_bias": y @ f.x.astype(y.dtype)})
+
+    def row(f: RBMFeatures) -> Params:
+        return finish({"hidden_bias": f.g, "kernel": f.x[:, None] * f.g[None, :],
+                       "visible_bias": f.x.astype(f.g.dtype)})
+
+    return JacobianStructure(features, gram, transpose, row)
 
 
 def make_rbm(
@@ -271,7 +371,8 @@ def make_rbm(
 
     Fast path: :func:`make_rbm_updates` (cache ``tanh(theta) [M]``). ``sites`` passed to
     ``log_ratio`` must be distinct (apart from the padding value ``n_sites``). A complex RBM is
-    holomorphic (``Ansatz.holomorphic``).
+    holomorphic (``Ansatz.holomorphic``). Factored log-derivatives for minSR:
+    :func:`make_rbm_jacobian_structure`.
     """
     module = RBM(
         alpha=alpha,
@@ -286,7 +387,8 @@ def make_rbm(
         return p["kernel"], p["hidden_bias"], a
 
     holomorphic = bool(jnp.issubdtype(param_dtype, jnp.complexfloating))
-    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic)
+    structure = make_rbm_jacobian_structure(use_visible_bias, real=not holomorphic)
+    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic, structure)
 
 
 def make_rbm_symm(

@@ -23,7 +23,11 @@ scaled by the next transformation in the chain, e.g.
 
 For a holomorphic ansatz the engine passes a :class:`nqs.optim.jacobian.HolomorphicJacobian`
 (the complex ``O [n, P_c]``) instead of ``J``; both modes then solve the equivalent complex
-Hermitian system (``n x n`` or ``P_c x P_c``) and return the same real-view update.
+Hermitian system (``n x n`` or ``P_c x P_c``) and return the same real-view update. For an
+ansatz with factored log-derivatives (the RBM) it passes a
+:class:`nqs.optim.jacobian.StructuredJacobian`: minSR then builds the ``n x n`` kernel and
+``O^H z`` from the factors (:func:`natural_gradient_minsr_structured`), never forming ``O``;
+dense SR materialises ``O`` from the factors.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from nqs.optim.flat import real_flat
-from nqs.optim.jacobian import HolomorphicJacobian, complex_rows
+from nqs.optim.jacobian import HolomorphicJacobian, StructuredJacobian, complex_rows
 
 SRMode = Literal["dense", "minsr", "auto"]
 
@@ -65,6 +69,14 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransfo
         if jacobian is None:
             raise ValueError("sr() needs the per-sample jacobian (and residuals) as extra args")
         grad, unflatten = real_flat(updates)
+        if isinstance(jacobian, StructuredJacobian):
+            n_rows, n_params = jacobian.n_rows, grad.shape[0] // (1 if jacobian.real else 2)
+            if residuals is not None and (
+                mode == "minsr" or (mode == "auto" and n_params > n_rows)
+            ):
+                d = natural_gradient_minsr_structured(jacobian, residuals, diag_shift)
+                return unflatten(jacobian.real_view(d).astype(grad.dtype)), state
+            jacobian = jacobian.dense()  # dense SR needs the P x P matrix anyway
         if residuals is None:
             # J spans only part of the samples (a metric from the largest-weight configurations
             # with the exact gradient): g is not J^T eps, so solve with g itself.
@@ -137,6 +149,23 @@ def natural_gradient_minsr_holomorphic(
     k = o @ o.conj().T
     k = k + diag_shift * jnp.eye(k.shape[0], dtype=k.dtype)
     return o.conj().T @ _spd_solve(k, complex_rows(residuals))
+
+
+def natural_gradient_minsr_structured(
+    jacobian: StructuredJacobian, residuals: jax.Array, diag_shift: float
+) -> jax.Array:
+    """minSR from factored log-derivatives: ``O^H (K + lambda)^-1 e``, complex ``[P_c]``.
+
+    residuals: real ``[2n]`` (``[Re e; Im e]``). ``K = O O^H`` comes from
+    :meth:`StructuredJacobian.kernel` (``n^2 (N + M)`` for the RBM instead of ``n^2 N M``); for
+    real parameters the real part of the result is the real-view update.
+    """
+    k = jacobian.kernel()
+    k = k + diag_shift * jnp.eye(k.shape[0], dtype=k.dtype)
+    e = complex_rows(residuals)
+    if jacobian.real:  # K real: the imaginary part of e meets only zero rows of J
+        e = e.real
+    return jacobian.conj_transpose_dot(_spd_solve(k, e).astype(e.dtype))
 
 
 def natural_gradient_dense_holomorphic(

@@ -60,6 +60,8 @@ class MetropolisSampler:
         distribution is flatter (a state peaked on one determinant still visits the others) and
         the samples carry importance weights ``w ~ |psi|^(2 (1 - power))`` normalised to 1, so
         weighted averages are still expectation values in ``|psi|^2``.
+      unroll: Metropolis steps per iteration of the compiled loop (``lax.scan(unroll=...)``);
+        the same chain, fewer loop iterations (each costs a fixed overhead on the CPU).
     """
 
     hilbert: Hilbert
@@ -69,6 +71,7 @@ class MetropolisSampler:
     sweep_size: int | None = None
     n_discard_sweeps: int = 10
     power: float = 1.0
+    unroll: int = 1
 
     is_exact: ClassVar[bool] = False
 
@@ -83,6 +86,8 @@ class MetropolisSampler:
             raise InputError(f"discarded sweeps must be >= 0, got {self.n_discard_sweeps}")
         if not 0.0 < self.power <= 1.0:
             raise InputError(f"sampling power must be in (0, 1], got {self.power}")
+        if int(self.unroll) != self.unroll or self.unroll < 1:
+            raise InputError(f"unroll must be a positive integer, got {self.unroll}")
         check = getattr(self.rule, "check", None)
         if check is not None:
             check(self.hilbert)
@@ -159,7 +164,11 @@ def _sample(
         else:
             sites, log_q = rule.propose(noise, x), 0.0
         x_new = apply_flips(x, sites, c)
-        if fast is not None:
+        if fast is not None and fast.log_abs_ratio is not None:
+            # the acceptance needs |psi'/psi| only; log_psi then carries the exact real part
+            # (all that is read back: log_abs, importance weights) and a stale phase
+            log_ratio, aux_new = fast.log_abs_ratio(tables, x, aux, sites)
+        elif fast is not None:
             log_ratio, aux_new = fast.log_ratio(tables, x, aux, sites)
         else:
             aux_new = aux
@@ -183,7 +192,8 @@ def _sample(
             noise = rule.draw(k_prop, n_steps, n_sites)
         else:
             noise = jax.random.split(k_prop, n_steps)
-        carry, _ = jax.lax.scan(metropolis_step, carry, (noise, log_u))
+        carry, _ = jax.lax.scan(metropolis_step, carry, (noise, log_u),
+                                unroll=int(sampler.unroll))
         return carry, (carry[0], jnp.real(carry[1]))
 
     def run_chain(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
