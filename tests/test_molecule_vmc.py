@@ -50,7 +50,7 @@ def test_exact_sum_equals_sample_estimate(lih, kind):
     params = ansatz.init(jax.random.PRNGKey(0), hilbert.hartree_fock_state())
     exact = make_exact_estimator(ansatz, sparse_hamiltonian(ham), needs_jacobian=False)(params)
     sampler = MetropolisSampler(hilbert, HopRule(((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))),
-                                n_chains=64, n_samples=8192, n_discard_sweeps=20)
+                                n_chains=64, n_samples=4096, n_discard_sweeps=10)
     state = sampler.init(jax.random.PRNGKey(1), ansatz, params)
     samples, _, _ = sampler.sample(jax.random.PRNGKey(2), ansatz, params, state)
     e_loc = jax.vmap(make_local_energy(ham, ansatz), in_axes=(None, 0))(params, samples.x)
