@@ -251,18 +251,10 @@ def _split_jacobian(
 ) -> jax.Array:
     """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)`` (real flat parameters ``flat`` [P]) with
     the rows of each device's states kept on it (:func:`_device_major`)."""
-    from nqs.vmc import batched
+    from nqs.vmc import centred_jacobian_rows
 
-    def jac_one(u: jax.Array, x: jax.Array) -> jax.Array:
-        def re_im(w: jax.Array) -> jax.Array:
-            lp = log_psi_flat(w, x)
-            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
-
-        return jax.jacrev(re_im)(u)  # [2, P]
-
-    jac = batched(jac_one, chunk_size, mesh)(flat, states)  # [n, 2, P]
-    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
-    return _device_major(jnp.sqrt(weights)[:, None, None] * jac, mesh)
+    rows = centred_jacobian_rows(log_psi_flat, flat, states, weights, chunk_size, mesh)
+    return _device_major(rows, mesh)
 
 
 def exact_estimate_fn(

@@ -69,7 +69,7 @@ def batched(fn: Callable, chunk_size: int | None, mesh: Mesh | None = None) -> C
     return chunked_map(fn, chunk_size, mesh)
 
 
-def sr_jacobian(
+def centred_jacobian_rows(
     log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
     flat: jax.Array,
     xs: jax.Array,
@@ -77,7 +77,7 @@ def sr_jacobian(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> jax.Array:
-    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
+    """``sqrt(w_i) (O_i - <O>)`` as ``[n, 2, P]`` (real and imaginary part of each row).
 
     ``log_psi_flat(v, x)`` is log psi of one configuration as a function of the real flat
     parameters ``v`` [P]; ``xs`` [n, n_sites]; ``weights`` [n] sum to 1.
@@ -92,9 +92,24 @@ def sr_jacobian(
 
     jac = batched(jac_one, chunk_size, mesh)(flat, xs)  # [n, 2, P]
     jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
-    sqrt_w = jnp.sqrt(weights)[:, None]
+    return jnp.sqrt(weights)[:, None, None] * jac
+
+
+def sr_jacobian(
+    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
+    flat: jax.Array,
+    xs: jax.Array,
+    weights: jax.Array,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> jax.Array:
+    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
+
+    Arguments as :func:`centred_jacobian_rows`.
+    """
+    rows = centred_jacobian_rows(log_psi_flat, flat, xs, weights, chunk_size, mesh)
     # J^T J, J^T eps and J J^T over rows split across devices are left to XLA's partitioner.
-    return jnp.concatenate([sqrt_w * jac[:, 0], sqrt_w * jac[:, 1]], axis=0)
+    return jnp.concatenate([rows[:, 0], rows[:, 1]], axis=0)
 
 
 def per_sample_functions(
