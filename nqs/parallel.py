@@ -228,6 +228,16 @@ def gather(tree: PyTree) -> PyTree:
     return jax.device_get(tree)
 
 
+def process_zero_decides(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (e.g. a clock-based stop, which each process would
+    otherwise read from its own clock and could disagree on, leaving a collective half-joined)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
 # --------------------------------------------------------------------------------------------
 # Chunked evaluation
 

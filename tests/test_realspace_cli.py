@@ -120,6 +120,18 @@ def test_resume_after_interruption_is_exact(tmp_path):
     with pytest.raises(CheckpointError):
         run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **(kw | {"seed": 4}))
 
+    # A run stopped by its time limit ends after the step that passed it (off the checkpoint
+    # period), with a checkpoint there and an evaluation; a resume without limit then ends
+    # exactly where the uninterrupted run does.
+    timed = run_realspace(atoms, out_dir=tmp_path / "timed", time_limit=1e-9, **kw)
+    assert timed.steps == 1 and timed.steps_planned == 6 and timed.stopped_by_time_limit
+    assert np.isfinite(timed.energy) and timed.summary()["stopped_by_time_limit"]
+    assert [r["step"] for r in read_jsonl(tmp_path / "timed" / "log.jsonl")] == [0]
+    finished = run_realspace(atoms, out_dir=tmp_path / "timed", resume=True, **kw)
+    assert not finished.stopped_by_time_limit and finished.steps == 6
+    assert finished.energy == full.energy
+    assert [r["energy"] for r in finished.history] == [r["energy"] for r in full.history]
+
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside kfac-jax
 @pytest.mark.parametrize("optimizer", ["adam", "kfac"])  # kfac-jax donates its inputs

@@ -90,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Gaussian basis of the pretraining HF (default: ccpvdz)")
     p.add_argument("--steps", type=_nonnegative_int, default=1000,
                    help="optimization steps (default: 1000)")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                   help="stop the optimization after this many wall seconds (checkpointed; the "
+                   "evaluation follows; --resume continues). Default: no limit")
     p.add_argument("--walkers", type=positive_int, default=1024,
                    help="walkers / Markov chains (default: 1024)")
     p.add_argument("--mcmc-steps", type=positive_int, default=10,
@@ -191,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         echo=lambda msg: print(msg, flush=True),
         chunk_size=args.chunk_size,
         dtype=args.dtype,
+        time_limit=args.time_limit,
     )
     summary = result.summary() | {
         "name": name,

@@ -50,6 +50,7 @@ from nqs.parallel import (
     is_main_process,
     make_mesh,
     process_echo,
+    process_zero_decides,
     put,
     replicated,
     run_record,
@@ -101,6 +102,13 @@ class RealSpaceResult:
     chunk_size: int | None = None
     peak_memory_bytes: int | None = None
     peak_memory_source: str | None = None
+    steps_planned: int | None = None
+    time_limit_s: float | None = None
+
+    @property
+    def stopped_by_time_limit(self) -> bool:
+        """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
+        return self.steps_planned is not None and self.steps < self.steps_planned
 
     @property
     def error_mha(self) -> float | None:
@@ -132,6 +140,9 @@ class RealSpaceResult:
             "n_parameters": self.n_parameters,
             "n_walkers": self.n_walkers,
             "steps": self.steps,
+            "steps_planned": self.steps_planned,
+            "time_limit_s": self.time_limit_s,
+            "stopped_by_time_limit": self.stopped_by_time_limit,
             "eval_steps": self.eval_steps,
             "pretrain_steps": self.pretrain_steps,
             "wall_time_s": self.wall_time_s,
@@ -308,6 +319,7 @@ def run_realspace(
     chunk_size: int | str | None = None,
     dtype: str = "float64",
     mesh: Mesh | None = None,
+    time_limit: float | None = None,
 ) -> RealSpaceResult:
     """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
 
@@ -339,6 +351,9 @@ def run_realspace(
             (:func:`with_dtype`); energies, determinants and reductions stay float64.
         mesh: devices the walkers are split over (default: all devices of all processes); the
             number of walkers must be divisible by their number. Only process 0 writes files.
+        time_limit: wall seconds for the optimization steps of this call (None: no limit). The
+            step that passes it is the last one; it is checkpointed and the evaluation follows,
+            so a run sized by the clock ends with a result, and ``resume`` continues it.
 
     Raises:
         InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
@@ -353,6 +368,8 @@ def run_realspace(
     main = is_main_process()
     echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "float32" and optimizer == "kfac":
@@ -466,6 +483,7 @@ def run_realspace(
     t_steps = 0.0
     n_timed = 0
     donates = optimizer == "kfac"
+    steps_done = start
     for k in range(start, n_steps):
         t0 = time.perf_counter()
         last_good = copy_tree(state) if donates else state
@@ -493,15 +511,22 @@ def run_realspace(
             echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to the "
                  "last good parameters")
         history.append(record)
+        steps_done = k + 1
+        out_of_time = time_limit is not None and process_zero_decides(
+            time.perf_counter() - t_loop > time_limit)
         if logger is not None:
             logger.append(record)
-            if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps:
-                checkpoint(k + 1)
+        if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time:
+            checkpoint(k + 1)
         if progress:
             print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
                   file=sys.stderr, flush=True)
         if callback is not None:
             callback(record)
+        if out_of_time:
+            echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
+                 "checkpointed, evaluating")
+            break
     if progress and n_steps > start:
         print(file=sys.stderr)
     if logger is not None:
@@ -519,7 +544,7 @@ def run_realspace(
     if n_timed:
         per_step = t_steps / n_timed
     else:
-        per_step = loop_time / max(n_steps - start, 1) if n_steps > start else math.nan
+        per_step = loop_time / max(steps_done - start, 1) if steps_done > start else math.nan
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),
@@ -528,7 +553,9 @@ def run_realspace(
         acceptance=float(np.mean(np.asarray(accs))),
         n_parameters=_n_parameters(state.params),
         n_walkers=int(n_walkers),
-        steps=int(n_steps),
+        steps=int(steps_done),
+        steps_planned=int(n_steps),
+        time_limit_s=None if time_limit is None else float(time_limit),
         eval_steps=int(eval_steps),
         pretrain_steps=int(pretrain_steps),
         wall_time_s=time.perf_counter() - t_run,
