@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="delay of the schedule (default: kfac 10000, sr and adam 1000)")
     p.add_argument("--damping", type=nonnegative_float, default=1e-3,
                    help="KFAC damping / SR diagonal shift (default: 1e-3)")
+    p.add_argument("--momentum", type=nonnegative_float, default=0.0,
+                   help="SPRING momentum mu in [0, 1) for --optimizer sr (Goldshlager et al. "
+                   "2024; e.g. 0.99); 0: plain minSR (default: 0)")
     p.add_argument("--pretrain-steps", type=_nonnegative_int, default=0,
                    help="Hartree-Fock pretraining steps (default: 0)")
     p.add_argument("--pretrain-basis", default="ccpvdz",
@@ -178,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         lr_delay=args.lr_delay,
         damping=args.damping,
+        momentum=args.momentum,
         pretrain_steps=args.pretrain_steps,
         pretrain_basis=args.pretrain_basis,
         n_steps=args.steps,
@@ -208,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         "determinants": args.determinants,
         "envelope": args.envelope,
         "optimizer": args.optimizer,
+        "momentum": args.momentum,
         "laplacian": args.laplacian,
         "seed": args.seed,
     }

@@ -122,6 +122,21 @@ def natural_gradient_minsr(
     return jacobian.T @ _spd_solve(t, residuals)
 
 
+def natural_gradient_spring(
+    jacobian: jax.Array, residuals: jax.Array, previous: jax.Array, diag_shift: float,
+    momentum: float,
+) -> jax.Array:
+    """SPRING (Goldshlager, Abrahamsen & Lin, J. Comput. Phys. 2024): minSR with momentum,
+
+        phi = mu phi_prev + J^T (J J^T + lambda I)^-1 (eps - mu J phi_prev),
+
+    the minimizer of ``|J phi - eps|^2 + lambda |phi - mu phi_prev|^2`` (``mu = 0``: minSR).
+    jacobian [R, P], residuals [R], previous [P] -> [P].
+    """
+    shifted = residuals - momentum * (jacobian @ previous)
+    return momentum * previous + natural_gradient_minsr(jacobian, shifted, diag_shift)
+
+
 def natural_gradient_woodbury(
     jacobian: jax.Array, grad: jax.Array, diag_shift: float
 ) -> jax.Array:

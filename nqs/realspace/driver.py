@@ -168,15 +168,19 @@ def make_vmc_method(
     norm_constraint: float = 1e-3,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    momentum: float = 0.0,
 ) -> VMC:
     """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
 
     ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
     and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR. ``chunk_size``: walkers
-    per device evaluated at a time; ``mesh``: devices the walkers are split over.
+    per device evaluated at a time; ``mesh``: devices the walkers are split over. ``momentum``:
+    SPRING's mu for ``"sr"`` (0: minSR).
     """
     if name not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum != 0 and name != "sr":
+        raise InputError("momentum (SPRING) applies to --optimizer sr only")
     lr0, delay0 = DEFAULT_LR[name]
     lr = lr0 if learning_rate is None else float(learning_rate)
     dl = delay0 if delay is None else float(delay)
@@ -197,8 +201,8 @@ def make_vmc_method(
 
     return make_sr_vmc(
         log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, diag_shift=damping,
-        norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
-        chunk_size=chunk_size, mesh=mesh,
+        norm_constraint=norm_constraint, momentum=momentum, mcmc_steps=mcmc_steps,
+        clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
     )
 
 
@@ -297,6 +301,7 @@ def run_realspace(
     lr_delay: float | None = None,
     damping: float = 1e-3,
     norm_constraint: float = 1e-3,
+    momentum: float = 0.0,
     pretrain_steps: int = 0,
     pretrain_basis: str = "ccpvdz",
     pretrain_lr: float = 3e-3,
@@ -329,6 +334,7 @@ def run_realspace(
         optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
         learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
         damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
+        momentum: SPRING's momentum for ``"sr"`` (0: plain minSR).
         pretrain_steps: Hartree-Fock pretraining steps (0: none) in ``pretrain_basis``.
         n_steps: optimization steps (0: evaluate the initial / pretrained network).
         n_walkers: walkers (parallel Markov chains).
@@ -402,13 +408,14 @@ def run_realspace(
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
     vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
-                          clip_scale, damping, norm_constraint, chunk_size, mesh)
+                          clip_scale, damping, norm_constraint, chunk_size, mesh, momentum)
     meta = _fingerprint(
         atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
         learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
         pretrain_steps=int(pretrain_steps), laplacian=laplacian,
         **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
         **({} if dtype == "float64" else {"dtype": dtype}),
+        **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
 
     def shardings_of(state: VMCState) -> VMCState:

@@ -7,7 +7,9 @@ Jacobian of ``log|psi|`` over the walkers:
     eps [W]    = 2 (E_clip(r_w) - mean E_clip) / sqrt(W)
     delta      = J^T (J J^T + lambda I)^-1 eps              (= (S + lambda)^-1 g, S = J^T J)
 
-so ``J^T eps`` is the clipped energy gradient. The step is ``theta <- theta - eta delta`` with
+so ``J^T eps`` is the clipped energy gradient. With ``momentum`` mu > 0 the direction is SPRING's
+(:func:`nqs.optim.sr.natural_gradient_spring`), ``delta = mu delta_prev + J^T (J J^T + lambda)^-1
+(eps - mu J delta_prev)``. The step is ``theta <- theta - eta delta`` with
 ``eta = lr / (1 + t / delay)`` and KFAC's norm constraint ``eta^2 delta . g <= norm_constraint``.
 The Jacobian is dense (``W x P``): use it for networks of up to a few ten thousand parameters.
 """
@@ -22,16 +24,23 @@ from jax.flatten_util import ravel_pytree
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
-from nqs.optim.sr import natural_gradient_minsr
+from nqs.optim.sr import natural_gradient_spring
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import make_mcmc
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
 
 
 class SRState(NamedTuple):
-    """Optimizer state of :func:`make_sr_vmc`: the number of updates done (int scalar)."""
+    """Optimizer state of :func:`make_sr_vmc`.
+
+    Attributes:
+        count: the number of updates done (int scalar).
+        previous: ``[P]`` the last update direction ``phi`` (float64; SPRING's momentum term,
+            zeros for plain minSR).
+    """
 
     count: jax.Array
+    previous: jax.Array
 
 
 def _log_abs(out: Any) -> jax.Array:
@@ -47,6 +56,7 @@ def make_sr_vmc(
     delay: float = 1000.0,
     diag_shift: float = 1e-3,
     norm_constraint: float = 1e-3,
+    momentum: float = 0.0,
     mcmc_steps: int = 10,
     clip_scale: float = 5.0,
     target_acceptance: float = 0.5,
@@ -61,6 +71,7 @@ def make_sr_vmc(
         learning_rate, delay: step size ``learning_rate / (1 + t / delay)``.
         diag_shift: lambda added to the diagonal of ``J J^T``.
         norm_constraint: bound on ``eta^2 delta . g`` (0 disables).
+        momentum: SPRING's mu in [0, 1) (0: minSR).
         mcmc_steps, clip_scale, target_acceptance: as :func:`nqs.realspace.train.make_optax_vmc`.
         chunk_size: local energies and Jacobian rows this many walkers per device at a time.
         mesh: devices the walkers (rows of J) are split over; ``J J^T`` and ``J^T x`` are
@@ -73,13 +84,19 @@ def make_sr_vmc(
         raise InputError(f"learning rate and delay must be positive, got {learning_rate}, {delay}")
     if diag_shift < 0 or norm_constraint < 0:
         raise InputError("diag_shift and norm_constraint must be >= 0")
+    if not 0.0 <= momentum < 1.0:
+        raise InputError(f"the SPRING momentum must be in [0, 1), got {momentum}")
+    if momentum > 0 and diag_shift <= 0:
+        raise InputError("SPRING momentum needs a positive diagonal shift")
     mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
                                      chunk_size=chunk_size, mesh=mesh)
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
-        return VMCState(params, SRState(jnp.zeros((), jnp.int32)), mcmc_init(params, walkers, width))
+        n_params = sum(int(jnp.size(x)) for x in jax.tree_util.tree_leaves(params))
+        opt_state = SRState(jnp.zeros((), jnp.int32), jnp.zeros((n_params,), jnp.float64))
+        return VMCState(params, opt_state, mcmc_init(params, walkers, width))
 
     @jax.jit
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
@@ -102,7 +119,8 @@ def make_sr_vmc(
         jac = jac.astype(jnp.float64)
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
         eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
-        delta = natural_gradient_minsr(jac, eps, diag_shift)
+        previous = state.opt_state.previous
+        delta = natural_gradient_spring(jac, eps, previous, diag_shift, momentum)
         grad = jac.T @ eps
         count = state.opt_state.count
         eta = learning_rate / (1.0 + count / delay)
@@ -111,6 +129,7 @@ def make_sr_vmc(
             eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))
         params = unravel((flat - eta * delta).astype(flat.dtype))
         stats = {"energy": energy, "variance": variance, "acceptance": acc, "width": mc.width}
-        return VMCState(params, SRState(count + 1), mc), stats
+        new_previous = delta if momentum > 0 else previous
+        return VMCState(params, SRState(count + 1, new_previous), mc), stats
 
     return VMC(init, step)

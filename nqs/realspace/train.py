@@ -211,6 +211,12 @@ def _import_kfac() -> Any:
     kfac-jax 0.0.8 unpacks ``primitive.get_bind_params(params)`` as ``(subfuns, params)``; newer
     jax returns only the params (with any ``subfuns`` inside them). The patch accepts both.
     """
+    major, minor = (int(x) for x in jax.__version__.split(".")[:2])
+    if (major, minor) >= (0, 11):
+        # jax 0.11 removed jax.core names and merged ClosedJaxpr into Jaxpr; kfac-jax 0.0.8 (the
+        # newest release) uses both
+        raise InputError(f"KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax {jax.__version__}: "
+                         "use --optimizer sr (optionally --momentum 0.99) or adam")
     import kfac_jax
     from kfac_jax._src import tag_graph_matcher as tgm
 

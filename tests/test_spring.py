@@ -1,0 +1,68 @@
+"""SPRING (minSR with momentum) for real-space VMC: the direction solves its least-squares
+problem, reduces to minSR without momentum, and a run with momentum resumes exactly."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from nqs.errors import InputError
+from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
+
+
+def test_spring_direction_minimizes_its_objective():
+    rng = np.random.default_rng(0)
+    n, p, lam, mu = 12, 40, 1e-2, 0.9
+    jac = rng.normal(size=(n, p))
+    jac -= jac.mean(axis=0)
+    eps = rng.normal(size=n)
+    eps -= eps.mean()
+    prev = rng.normal(size=p)
+    phi = np.asarray(natural_gradient_spring(jac, eps, prev, lam, mu))
+    # stationary point of |J phi - eps|^2 + lam |phi - mu prev|^2
+    residual = jac.T @ (jac @ phi - eps) + lam * (phi - mu * prev)
+    assert np.max(np.abs(residual)) < 1e-10 * max(1.0, np.max(np.abs(jac.T @ eps)))
+    # mu = 0 is minSR, and the dense normal equations give the same direction
+    phi0 = np.asarray(natural_gradient_spring(jac, eps, prev, lam, 0.0))
+    np.testing.assert_allclose(phi0, np.asarray(natural_gradient_minsr(jac, eps, lam)), atol=1e-12)
+    dense = np.linalg.solve(jac.T @ jac + lam * np.eye(p), jac.T @ eps + lam * mu * prev)
+    np.testing.assert_allclose(phi, dense, rtol=1e-8, atol=1e-10)
+
+
+def test_spring_run_resumes_exactly_and_rejects_bad_momentum(tmp_path):
+    pytest.importorskip("folx")
+    from hamiltonians.realspace import make_atoms
+    from nqs.realspace.driver import run_realspace
+
+    atoms = make_atoms("He 0 0 0")
+    kw = dict(layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2, eval_steps=4,
+              optimizer="sr", momentum=0.9, n_steps=4, checkpoint_every=2, seed=5,
+              echo=lambda m: None)
+    full = run_realspace(atoms, out_dir=tmp_path / "full", **kw)
+
+    def interrupt(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_realspace(atoms, out_dir=tmp_path / "cut", callback=interrupt, **kw)
+    resumed = run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **kw)
+    # the momentum term is part of the checkpoint: the resumed steps are the same steps
+    assert [r["energy"] for r in resumed.history] == [r["energy"] for r in full.history]
+    for a, b in zip(jax.tree_util.tree_leaves(full.params),
+                    jax.tree_util.tree_leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the stored direction is SPRING's, not zeros: momentum is not silently ignored
+    from flax import serialization
+
+    saved = serialization.msgpack_restore((tmp_path / "cut" / "checkpoint.msgpack").read_bytes())
+    names = saved["names"]
+    previous = [np.asarray(saved["arrays"][str(i)]) for i, name in enumerate(names)
+                if "previous" in name]
+    assert len(previous) == 1 and np.any(previous[0] != 0)
+    with pytest.raises(InputError, match="momentum"):
+        run_realspace(atoms, **(kw | {"momentum": 1.0}))
+    with pytest.raises(InputError, match="momentum"):
+        run_realspace(atoms, **(kw | {"optimizer": "adam"}))
