@@ -97,9 +97,14 @@ def _jax_hessian_local_energy(apply, atoms):
     return e_loc
 
 
-def local_energy_variants(atoms, apply, apply32, float32: bool) -> dict:
+VARIANT_KEYS = {"folx-sparse": 1, "hvp": 2, "jax-hessian": 3}  # position in the dict below
+
+
+def local_energy_variants(atoms, apply, apply32, float32: bool,
+                          only: list[str] | None = None) -> dict:
     """name -> (local energy of one walker ``(params, r [n, 3]) -> scalar``, dtype of its
-    parameters); the first entry is the folx default the others are compared with."""
+    parameters); the first entry is the folx default the others are compared with. ``only``:
+    keys of :data:`VARIANT_KEYS` to keep besides folx (None: all)."""
     out = {
         "folx": (make_local_energy(apply, atoms, "folx"), "float64"),
         f"folx, sparsity_threshold={SPARSITY}": (
@@ -109,6 +114,9 @@ def local_energy_variants(atoms, apply, apply32, float32: bool) -> dict:
         "Hessian trace, jax.hessian (old reference)": (
             _jax_hessian_local_energy(apply, atoms), "float64"),
     }
+    if only is not None:
+        keep = {0} | {VARIANT_KEYS[k] for k in only}
+        out = {k: v for i, (k, v) in enumerate(out.items()) if i in keep}
     if float32:
         a32 = with_dtype(apply32, "float32")
         out["folx, float32 network"] = (make_local_energy(a32, atoms, "folx"), "float32")
@@ -134,7 +142,7 @@ def time_interleaved(fns: dict, args_of: dict, rounds: int) -> dict:
 
 
 def compare_local_energies(atoms, layers, n_det: int, walkers: int, rounds: int,
-                           float32: bool, seed: int = 0) -> dict:
+                           float32: bool, seed: int = 0, only: list[str] | None = None) -> dict:
     """Compile and time every local-energy variant for one system; returns the rows, the
     forward-pass cost and the largest energy difference from the folx default."""
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
@@ -147,7 +155,7 @@ def compare_local_energies(atoms, layers, n_det: int, walkers: int, rounds: int,
     log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
     fwd = jax.jit(log_abs).lower(params, r).compile()
     compiled, args_of, info = {}, {}, {}
-    variants = local_energy_variants(atoms, apply, apply32, float32)
+    variants = local_energy_variants(atoms, apply, apply32, float32, only)
     variants["forward pass, log abs psi (scale)"] = (lambda p, x: apply(p, x)[1], "float64")
     for name, (fn, dtype) in variants.items():
         p = params32 if dtype == "float32" else params
@@ -172,6 +180,7 @@ def compare_local_energies(atoms, layers, n_det: int, walkers: int, rounds: int,
             "wall_ms_per_walker": 1e3 * wall / walkers,
             "cpu_ms_per_walker": 1e3 * cpu / walkers,
             "cpu_over_folx": cpu / times[ref][1],
+            "wall_over_folx": wall / times[ref][0],
             "cpu_over_forward": cpu / times[names[-1]][1],
             "mflop_per_walker": info[name]["mflop_per_walker"],
             "compile_s": info[name]["compile_s"],
@@ -183,23 +192,30 @@ def compare_local_energies(atoms, layers, n_det: int, walkers: int, rounds: int,
             "forward_mflop_per_walker": _flops(fwd, walkers) / 1e6}
 
 
+def _ratio(x: float | None) -> str:
+    return "not timed" if x is None else f"{x:.2f}"
+
+
 def _print_rows(rows: list[dict]) -> None:
     for row in rows:
         d = row["max_abs_energy_difference_from_folx"]
         print(f"  {row['what']:44s} cpu {row['cpu_ms_per_walker']:8.3f} ms/walker "
-              f"(wall {row['wall_ms_per_walker']:8.3f}), cpu / folx {row['cpu_over_folx']:5.2f}, "
+              f"(wall {row['wall_ms_per_walker']:8.3f}), cpu / folx {row['cpu_over_folx']:5.2f} "
+              f"(wall / folx {row['wall_over_folx']:5.2f}), "
               f"{row['mflop_per_walker']:8.1f} MFLOP/walker"
               + (f", max |dE| {d:.1e} Ha" if d is not None else ""), flush=True)
 
 
 def _table(rows: list[dict]) -> list[str]:
-    lines = ["| local energy | CPU ms / walker | wall ms / walker | CPU / folx | CPU / forward "
-             "| XLA MFLOP / walker | max \\|E - E_folx\\| (Ha) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| local energy | CPU ms / walker | wall ms / walker | CPU / folx | wall / folx "
+             "| CPU / forward | XLA MFLOP / walker | max \\|E - E_folx\\| (Ha) |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         d = row["max_abs_energy_difference_from_folx"]
         lines.append(f"| {row['what']} | {row['cpu_ms_per_walker']:.3f} | "
                      f"{row['wall_ms_per_walker']:.3f} | {row['cpu_over_folx']:.2f} | "
-                     f"{row['cpu_over_forward']:.1f} | {row['mflop_per_walker']:.1f} | "
+                     f"{row['wall_over_folx']:.2f} | {row['cpu_over_forward']:.1f} | "
+                     f"{row['mflop_per_walker']:.1f} | "
                      + ("-" if d is None else f"{d:.1e}") + " |")
     return lines
 
@@ -334,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", nargs="+", metavar="ATOMS", default=None,
                    help="only folx vs the Hessian loop for these systems (operation counts and "
                    "CPU time at --walkers); writes results/realspace_step_systems.{json,md}")
+    p.add_argument("--variants", nargs="+", choices=sorted(VARIANT_KEYS), default=None,
+                   help="local-energy variants to time besides folx (default: all)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -351,15 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     w = args.walkers
     print(f"LiH, FermiNet layers={list(layers)}, {n_det} determinants, {w} walkers, "
           f"{jax.devices()[0].platform} ({os.cpu_count()} cores)", flush=True)
-    comp = compare_local_energies(atoms, layers, n_det, w, args.repeats, args.float32)
+    comp = compare_local_energies(atoms, layers, n_det, w, args.repeats, args.float32,
+                                  only=args.variants)
     rows = comp["rows"]
     n_params = comp["n_parameters"]
     print(f"  {n_params} parameters; 1-minute load average {comp['load_average_before'][0]:.1f} "
           f"before, {comp['load_average_after'][0]:.1f} after the interleaved rounds", flush=True)
     _print_rows(rows)
     by_name = {r["what"]: r for r in rows}
-    ratio_loop = by_name["Hessian trace, HVP loop (nqs 'hessian')"]["cpu_over_folx"]
-    ratio_jaxh = by_name["Hessian trace, jax.hessian (old reference)"]["cpu_over_folx"]
+    ratio_loop = by_name.get("Hessian trace, HVP loop (nqs 'hessian')", {}).get("cpu_over_folx")
+    ratio_jaxh = by_name.get("Hessian trace, jax.hessian (old reference)", {}).get("cpu_over_folx")
 
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
                                 n_determinants=n_det)
@@ -418,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
              f"interleaved rounds; 1-minute load average {comp['load_average_before'][0]:.1f} "
              f"before, {comp['load_average_after'][0]:.1f} after", ""]
     lines += _table(rows)
-    lines += ["", f"Hessian trace (HVP loop) / folx, CPU time: {ratio_loop:.2f}; "
-              f"jax.hessian / folx: {ratio_jaxh:.2f}", ""]
+    lines += ["", f"Hessian trace (HVP loop) / folx, CPU time: {_ratio(ratio_loop)}; "
+              f"jax.hessian / folx: {_ratio(ratio_jaxh)}", ""]
     if steps:
         lines += ["| VMC step | median time (s) | per walker (ms) | compile + first step (s) | load |",
                   "|---|---|---|---|---|"]

@@ -33,7 +33,7 @@ cat "$out/device.txt"
 
 # the network and optimizer of the runs (README: "GPU runs")
 common=(--layers 3 --hidden 128 16 --determinants 8 --walkers 2048 --pretrain-steps 500
-        --optimizer sr ${NQS_GPU_OPTIONS:-} --steps 1000000 --eval-steps 400
+        --optimizer sr --momentum 0.9 --lr 0.05 ${NQS_GPU_OPTIONS:-} --steps 1000000 --eval-steps 400
         --checkpoint-every 200 --time-limit "$budget")
 pids=()
 for sys in LiH Be; do
@@ -60,7 +60,7 @@ done
 left=$(( deadline - $(elapsed) - 10 ))
 if [ "$left" -gt 60 ]; then
   timeout "$left" python3 experiments/benchmarks/realspace_step.py \
-    ${NQS_GPU_BENCH_OPTIONS:---walkers 2048 --repeats 3} --optimizers sr adam --out /tmp/runs/bench > /tmp/runs/bench.stdout 2>&1
+    ${NQS_GPU_BENCH_OPTIONS:---walkers 2048 --repeats 3 --variants hvp jax-hessian --optimizers sr} --out /tmp/runs/bench > /tmp/runs/bench.stdout 2>&1
   echo "benchmark exit $? at $(elapsed) s"
   cat /tmp/runs/bench.stdout
   tar czf "$out/bench.tgz" -C /tmp/runs bench.stdout $(cd /tmp/runs && ls bench/* 2>/dev/null)
