@@ -23,7 +23,7 @@ H2_EXACT = -1.17448
 
 def test_cli_table_and_energies(tmp_path, capsys):
     out = tmp_path / "bench"
-    rc = main(["bench-fci", "--realspace", "--molecule", "H2", "--steps", "3", *TINY,
+    rc = main(["bench-fci", "--realspace", "--molecule", "H2", "--rs-steps", "3", *TINY,
                "--out", str(out)])
     assert rc == 0
     stdout = capsys.readouterr().out

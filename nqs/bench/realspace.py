@@ -61,9 +61,10 @@ class RealSpaceSettings:
     hidden: tuple[int, int] = (32, 8)
     n_determinants: int = 4
     envelope: str = "isotropic"
-    optimizer: str = "kfac"
+    optimizer: str = "sr"
     learning_rate: float | None = None  # None: the driver's default for the optimizer
-    steps: int = 600
+    momentum: float = 0.9  # SPRING (optimizer "sr" only)
+    steps: int = 200
     walkers: int = 256
     mcmc_steps: int = 10
     eval_steps: int = 100
@@ -183,6 +184,7 @@ def run_realspace_benchmark(
         result = run_realspace(
             atoms, layers=(tuple(s.hidden),) * s.layers, n_determinants=s.n_determinants,
             envelope=s.envelope, optimizer=s.optimizer, learning_rate=s.learning_rate,
+            momentum=s.momentum if s.optimizer == "sr" else 0.0,
             pretrain_steps=s.pretrain_steps, pretrain_basis=s.pretrain_basis, n_steps=s.steps,
             n_walkers=s.walkers, mcmc_steps=s.mcmc_steps, eval_steps=s.eval_steps,
             laplacian=s.laplacian, seed=s.seed, out_dir=sub, reference_energy=exact,
@@ -220,6 +222,7 @@ def _record(job, atoms, basis, refs, exact, source, result, settings) -> dict:
         "ansatz": f"FermiNet {settings.layers}x{tuple(settings.hidden)}, "
                   f"{settings.n_determinants} det",
         "optimizer": settings.optimizer,
+        "momentum": settings.momentum if settings.optimizer == "sr" else 0.0,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
         "walkers": result.n_walkers,
@@ -264,14 +267,14 @@ def markdown_table(records: list[dict]) -> str:
 def add_options(p: argparse.ArgumentParser) -> None:
     """The ``--realspace`` options of ``nqs bench-fci`` (``--steps``, ``--basis``, ``--seed``,
     ``--molecule``, ``--out``, ``--charge``, ``--spin``, ``--unit`` are shared)."""
-    from nqs.cli import positive_float, positive_int
+    from nqs.cli import nonnegative_float, positive_float, positive_int
 
     g = p.add_argument_group(
         "real space (--realspace)",
         "Run the molecules in real space with a FermiNet instead of a basis-set network, beside "
         "HF, CCSD(T) and FCI in --basis (all electrons) and the exact energy where tabulated. "
-        "--steps (optimization steps, as for the basis-set runs) and --seed apply; "
-        "--frozen-core, --cas, --fcidump do not.",
+        "--seed applies; the optimization steps are --rs-steps (--steps is the basis-set "
+        "runs'); --frozen-core, --cas, --fcidump do not apply.",
     )
     g.add_argument("--realspace", action="store_true",
                    help="real-space FermiNet benchmark (default molecules: H2 at R = 1.4 bohr, "
@@ -285,8 +288,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="real space: one-/two-electron stream widths (default: 32 8)")
     g.add_argument("--rs-determinants", type=positive_int, default=4,
                    help="real space: determinants (default: 4)")
-    g.add_argument("--rs-optimizer", choices=("kfac", "adam", "sr"), default="kfac",
-                   help="real space: optimizer (default: kfac)")
+    g.add_argument("--rs-steps", type=positive_int, default=200,
+                   help="real space: optimization steps (default: 200)")
+    g.add_argument("--rs-optimizer", choices=("kfac", "adam", "sr"), default="sr",
+                   help="real space: optimizer; sr with --rs-momentum is SPRING (default: sr)")
+    g.add_argument("--rs-momentum", type=nonnegative_float, default=0.9,
+                   help="real space: SPRING momentum for --rs-optimizer sr, 0 for plain minSR "
+                   "(default: 0.9)")
     g.add_argument("--rs-lr", type=positive_float, default=None,
                    help="real space: learning rate (default: the optimizer's, as nqs realspace)")
     g.add_argument("--mcmc-steps", type=positive_int, default=10,
@@ -309,7 +317,8 @@ def settings_from_args(args: argparse.Namespace) -> RealSpaceSettings:
     return RealSpaceSettings(
         layers=args.rs_layers, hidden=(args.rs_hidden[0], args.rs_hidden[1]),
         n_determinants=args.rs_determinants, optimizer=args.rs_optimizer,
-        learning_rate=args.rs_lr, steps=args.steps, walkers=args.walkers,
+        learning_rate=args.rs_lr, momentum=args.rs_momentum, steps=args.rs_steps,
+        walkers=args.walkers,
         mcmc_steps=args.mcmc_steps, eval_steps=args.eval_steps,
         pretrain_steps=args.pretrain_steps, laplacian=args.laplacian, seed=args.seed,
     )
