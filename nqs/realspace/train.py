@@ -216,7 +216,7 @@ def _import_kfac() -> Any:
         # jax 0.11 removed jax.core names and merged ClosedJaxpr into Jaxpr; kfac-jax 0.0.8 (the
         # newest release) uses both
         raise InputError(f"KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax {jax.__version__}: "
-                         "use --optimizer sr (optionally --momentum 0.99) or adam")
+                         "use --optimizer sr (with --momentum 0.9: SPRING) or adam")
     import kfac_jax
     from kfac_jax._src import tag_graph_matcher as tgm
 
