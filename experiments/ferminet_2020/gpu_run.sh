@@ -6,7 +6,7 @@
 #
 # Runs from the repository root. On a machine without the project's packages (a lent GPU
 # machine has jax, but not pyscf, folx, or our flax/optax pins), put wheels and a PySCF tree in
-# .whl/ first (see experiments/ferminet_2020/README.md); they are installed into /tmp/site.
+# .whl/ first (experiments/ferminet_2020/make_wheels.sh); they are installed into /tmp/site.
 # OUT_DIR receives device.txt and one .tgz per run (stdout, result.json, log.jsonl,
 # convergence.png, checkpoint) and bench.tgz. Nothing here is needed by the tests or by CI.
 set -u
