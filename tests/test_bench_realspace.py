@@ -17,7 +17,8 @@ pytest.importorskip("folx")
 pytest.importorskip("pyscf")
 
 TINY = ["--walkers", "16", "--rs-layers", "1", "--rs-hidden", "8", "4", "--rs-determinants", "1",
-        "--rs-optimizer", "adam", "--rs-lr", "0.01", "--mcmc-steps", "2", "--eval-steps", "4"]
+        "--rs-optimizer", "adam", "--rs-lr", "0.01", "--mcmc-steps", "2", "--eval-steps", "4",
+        "--pretrain-steps", "0"]
 H2_EXACT = -1.17448
 
 

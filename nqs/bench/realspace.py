@@ -68,7 +68,7 @@ class RealSpaceSettings:
     walkers: int = 256
     mcmc_steps: int = 10
     eval_steps: int = 100
-    pretrain_steps: int = 0
+    pretrain_steps: int = 200
     pretrain_basis: str = "ccpvdz"
     laplacian: str = "folx"
     seed: int = 0
@@ -301,8 +301,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="real space: Metropolis moves per step and per measurement (default: 10)")
     g.add_argument("--eval-steps", type=positive_int, default=100,
                    help="real space: measurements of the final evaluation, >= 2 (default: 100)")
-    g.add_argument("--pretrain-steps", type=int, default=0,
-                   help="real space: Hartree-Fock pretraining steps (default: 0)")
+    g.add_argument("--pretrain-steps", type=int, default=200,
+                   help="real space: Hartree-Fock pretraining steps (default: 200)")
     g.add_argument("--laplacian", choices=("folx", "hessian"), default="folx",
                    help="real space: kinetic energy by forward Laplacian or Hessian trace "
                    "(default: folx)")
