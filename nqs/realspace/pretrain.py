@@ -10,8 +10,9 @@ squares to the same matrices,
 on walkers sampled from ``|psi_HF|^(2 f) |psi_net|^(2 (1 - f))`` (``f = scf_fraction``). For a
 full-determinant network the target is the block-diagonal matrix ``diag(Phi^alpha, Phi^beta)``.
 
-PySCF runs on the host: the orbitals are evaluated inside the jitted step with
-``jax.pure_callback`` (batched over walkers), so no gradient flows through them (none is needed).
+PySCF solves the SCF on the host, once. The orbitals are then evaluated in JAX inside the jitted
+step (:mod:`nqs.realspace.gto`: the contracted Gaussians and PySCF's Cartesian-to-spherical
+matrix), on whatever device the walkers live. No gradient flows through them (none is needed).
 """
 
 from __future__ import annotations
@@ -107,23 +108,19 @@ def hf_orbitals_numpy(hf: HartreeFock, r: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def make_hf_orbitals(hf: HartreeFock) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
-    """``fn(r [n_el, 3]) -> (alpha [n_alpha, n_alpha], beta [n_beta, n_beta])`` usable under
-    jit and vmap (host callback; no derivatives)."""
+    """``fn(r [..., n_el, 3]) -> (alpha [..., n_alpha, n_alpha], beta [..., n_beta, n_beta])``,
+    ``[i, j] = phi_j(r_i)``, in pure JAX (:mod:`nqs.realspace.gto`): jit, vmap and any device,
+    no host round trip. :func:`hf_orbitals_numpy` (PySCF's own evaluation) is the reference."""
+    from nqs.realspace.gto import basis_from_pyscf, make_ao_values
+
+    ao = make_ao_values(basis_from_pyscf(hf.mol))
+    coeff_alpha = jnp.asarray(hf.coeff_alpha)
+    coeff_beta = jnp.asarray(hf.coeff_beta)
     na = hf.coeff_alpha.shape[1]
-    nb = hf.coeff_beta.shape[1]
 
     def fn(r: jax.Array) -> tuple[jax.Array, jax.Array]:
-        lead = r.shape[:-2]
-        shapes = (
-            jax.ShapeDtypeStruct((*lead, na, na), jnp.float64),
-            jax.ShapeDtypeStruct((*lead, nb, nb), jnp.float64),
-        )
-        return jax.pure_callback(
-            lambda x: tuple(np.asarray(a, np.float64) for a in hf_orbitals_numpy(hf, x)),
-            shapes,
-            jax.lax.stop_gradient(r),
-            vmap_method="expand_dims",
-        )
+        values = ao(jax.lax.stop_gradient(r))  # [..., n_el, n_ao]; a fixed target
+        return values[..., :na, :] @ coeff_alpha, values[..., na:, :] @ coeff_beta
 
     return fn
 
