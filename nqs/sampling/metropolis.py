@@ -150,6 +150,12 @@ def _sample(
 
     # parameter-only tables (e.g. the RBM's cosh / sinh of the weights): once per call
     tables = fast.prepare(params) if fast is not None else None
+    # moves that are a static list of flip patterns: one table row per move, once per call
+    use_terms = (predrawn and fast is not None and fast.terms is not None
+                 and hasattr(rule, "flip_terms") and c == 0.0)
+    if use_terms:
+        flip_terms = rule.flip_terms(n_sites)
+        term_tables = fast.terms.prepare(tables, flip_terms.sites, flip_terms.signs)
 
     def metropolis_step(
         carry: tuple[Any, ...], inputs: tuple[Any, jax.Array]
@@ -164,7 +170,15 @@ def _sample(
         else:
             sites, log_q = rule.propose(noise, x), 0.0
         x_new = apply_flips(x, sites, c)
-        if fast is not None and fast.log_abs_ratio is not None:
+        if use_terms:
+            log_ratio, aux_new = fast.terms.log_abs_ratio(term_tables, x, aux,
+                                                          rule.term_index(noise))
+            # a proposal that does not match its pattern (an exchange of parallel spins) is
+            # all padding, the identity move: ratio 1, cache unchanged
+            moved = sites[0] < n_sites
+            log_ratio = jnp.where(moved, log_ratio, 0.0)
+            aux_new = jnp.where(moved, aux_new, aux)
+        elif fast is not None and fast.log_abs_ratio is not None:
             # the acceptance needs |psi'/psi| only; log_psi then carries the exact real part
             # (all that is read back: log_abs, importance weights) and a stale phase
             log_ratio, aux_new = fast.log_abs_ratio(tables, x, aux, sites)
