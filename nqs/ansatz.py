@@ -75,16 +75,17 @@ class TermUpdates(NamedTuple):
     prepare(tables, sites int [T, k], signs [T, k]) -> term_tables
         parameter-only tables of the patterns (``sites``, ``signs``: static numpy arrays);
         ``tables`` from :attr:`LocalUpdates.prepare`.
-    log_ratios(term_tables, x [n_sites], cache) -> complex [T]
-        ``log psi(x'_t) - log psi(x)`` for every pattern; meaningful only where ``x`` matches
-        pattern ``t``'s signs (callers mask the others).
+    ratios(term_tables, x [n_sites], cache) -> (log_abs real [T], phase complex [T])
+        ``psi(x'_t) / psi(x) = exp(log_abs) * phase`` (``|phase| = 1``) for every pattern, in
+        this polar form so that neither a complex log nor a complex exp is needed; meaningful
+        only where ``x`` matches pattern ``t``'s signs (callers mask the others).
     log_abs_ratio(term_tables, x, cache, t int scalar) -> (real, cache(x'_t))
         ``log |psi(x'_t) / psi(x)|`` of one pattern (Metropolis) and the updated cache, for
         an ``x`` that matches pattern ``t``.
     """
 
     prepare: Callable[[Any, Any, Any], Any]
-    log_ratios: Callable[[Any, jax.Array, Cache], jax.Array]
+    ratios: Callable[[Any, jax.Array, Cache], tuple[jax.Array, jax.Array]]
     log_abs_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]]
 
 

@@ -20,7 +20,7 @@ def make_local_energy(operator: DiscreteOperator, ansatz: Ansatz) -> LocalEnergy
 
     * *terms* (the operator lists static flip patterns,
       :class:`nqs.operator.TermOperator`, and the ansatz has :class:`nqs.ansatz.TermUpdates`):
-      ``diag(x) + sum_t mels_t exp(log_ratios_t)`` with the ratios of all ``T`` patterns from
+      ``diag(x) + sum_t mels_t psi(x'_t) / psi(x)`` with the ratios of all ``T`` patterns from
       per-pattern tables (the spin RBM: one complex multiply-add per pattern and hidden unit,
       tables read in order). Patterns that do not connect ``x`` (a Heisenberg bond with parallel
       spins) are masked, not skipped: computing them costs less than gathering the others.
@@ -45,8 +45,8 @@ def make_local_energy(operator: DiscreteOperator, ansatz: Ansatz) -> LocalEnergy
             # the operator's contract is mels = 0 off its patterns; the mask also keeps an
             # overflowing ratio of an unconnected pattern (inf * 0) out of the sum
             connected = matches_terms(flip_terms, x) & (mels != 0)
-            log_ratios = terms.log_ratios(term_tables, x, fast.init_cache(tables, x))
-            ratios = jnp.exp(jnp.where(connected, log_ratios, 0.0))
+            log_abs, phase = terms.ratios(term_tables, x, fast.init_cache(tables, x))
+            ratios = jnp.exp(jnp.where(connected, log_abs, 0.0)) * phase
             return diag + jnp.sum(jnp.where(connected, mels * ratios, 0.0))
 
         return local_energy_terms

@@ -172,13 +172,16 @@ class RBMTermTables(NamedTuple):
     ``u = -2 x[sites[t, 0]] V_t``:
 
     cosh_v, sinh_v: ``cosh(2 V)``, ``sinh(2 V)`` ``[T, M]``; visible: ``2 A [T]``;
-    first: int32 ``[T]`` the site whose spin sets the overall sign, ``sites[:, 0]``.
+    first: int32 ``[T]`` the site whose spin sets the overall sign, ``sites[:, 0]``;
+    visible_cos, visible_sin: ``cos``, ``sin`` of ``Im 2 A`` ``[T]`` (real).
     """
 
     cosh_v: jax.Array
     sinh_v: jax.Array
     visible: jax.Array
     first: jax.Array
+    visible_cos: jax.Array
+    visible_sin: jax.Array
 
 
 DenseRBM = Callable[[Params], tuple[jax.Array, jax.Array, jax.Array]]
@@ -210,6 +213,28 @@ def _log_prod_real(r: jax.Array) -> jax.Array:
     if pad:
         r = jnp.concatenate([r, jnp.ones((pad,), r.dtype)])
     return jnp.sum(jnp.log(jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)))
+
+
+def _polar_prod(r: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``prod_j r_j`` of ``r [..., M]`` as ``(log |prod| [...], prod / |prod| [...])``.
+
+    Blocks of ``_BLOCK`` factors are multiplied directly (as in :func:`_log_prod`); each block
+    product ``z`` then contributes ``log |z| = 1/2 log |z|^2`` (a real logarithm) and the unit
+    number ``z / |z|``, so neither does the product overflow nor is a complex log (an
+    ``atan2``) or a complex exp taken: that halves the time of the spin local energy. A block
+    product that is exactly 0 gives ``log |z| = -inf`` and phase 1, so ``exp(log |z|) * phase
+    = 0``.
+    """
+    n = r.shape[-1]
+    n_blocks = -(-n // _BLOCK)
+    pad = n_blocks * _BLOCK - n
+    if pad:
+        r = jnp.concatenate([r, jnp.ones(r.shape[:-1] + (pad,), r.dtype)], axis=-1)
+    z = jnp.prod(r.reshape(r.shape[:-1] + (_BLOCK, n_blocks)), axis=-2)  # [..., n_blocks]
+    z2 = jnp.real(z) ** 2 + jnp.imag(z) ** 2 if jnp.iscomplexobj(z) else z * z
+    nonzero = z2 > 0
+    unit = z * jnp.where(nonzero, jax.lax.rsqrt(jnp.where(nonzero, z2, 1.0)), 1.0)
+    return 0.5 * jnp.sum(jnp.log(z2), axis=-1), jnp.prod(unit, axis=-1)
 
 
 def _materialised(compute: Callable[[], Any], data: jax.Array) -> Any:
@@ -362,9 +387,11 @@ def _rbm_term_updates(n_sites: int, check_size: Callable[[jax.Array], None]) -> 
 
         cosh_v, sinh_v = _materialised(compute, w)
         visible = 2.0 * jnp.sum(s * tables.visible_bias[sites], axis=-1)
-        return RBMTermTables(cosh_v, sinh_v, visible, jnp.asarray(sites[:, 0]))
+        angle = jnp.imag(visible)
+        return RBMTermTables(cosh_v, sinh_v, visible, jnp.asarray(sites[:, 0]),
+                             jnp.cos(angle), jnp.sin(angle))
 
-    def log_ratios(tt: RBMTermTables, x: jax.Array, t: jax.Array) -> jax.Array:
+    def ratios(tt: RBMTermTables, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
         check_size(x)
         sgn = x[tt.first].astype(jnp.real(t).dtype)[:, None]  # [T, 1], +-1
         if not jnp.iscomplexobj(t):
@@ -374,7 +401,13 @@ def _rbm_term_updates(n_sites: int, check_size: Callable[[jax.Array], None]) -> 
             sr, si = tt.sinh_v.real, tt.sinh_v.imag
             r = jax.lax.complex(tt.cosh_v.real - sgn * (tr * sr - ti * si),
                                 tt.cosh_v.imag - sgn * (tr * si + ti * sr))
-        return jax.vmap(_log_prod)(r) - sgn[:, 0] * tt.visible
+        log_abs, phase = _polar_prod(r)
+        visible = -sgn[:, 0] * tt.visible  # a . delta
+        if jnp.iscomplexobj(visible):
+            # exp(i Im(a . delta)) from the tabulated cos, sin of Im 2A (even / odd in the
+            # sign): no trigonometry per configuration
+            phase = phase * jax.lax.complex(tt.visible_cos, -sgn[:, 0] * tt.visible_sin)
+        return log_abs + jnp.real(visible), phase
 
     def log_abs_ratio(
         tt: RBMTermTables, x: jax.Array, t: jax.Array, term: jax.Array
@@ -390,7 +423,7 @@ def _rbm_term_updates(n_sites: int, check_size: Callable[[jax.Array], None]) -> 
             r2 = r * r
         return 0.5 * _log_prod_real(r2) + jnp.real(neg * tt.visible[term]), t_new
 
-    return TermUpdates(prepare, log_ratios, log_abs_ratio)
+    return TermUpdates(prepare, ratios, log_abs_ratio)
 
 
 class RBMFeatures(NamedTuple):
