@@ -423,8 +423,8 @@ def _rbm_term_updates(n_sites: int, check_size: Callable[[jax.Array], None]) -> 
         tt: RBMTermTables, x: jax.Array, t: jax.Array, term: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         check_size(x)
-        neg = -x[tt.first[term]]  # sinh(u) = -s sinh(2 V)
         cu, su = tt.cosh_v[term], tt.sinh_v[term]
+        neg = -x[tt.first[term]].astype(jnp.real(cu).dtype)  # sinh(u) = -s sinh(2 V)
         if jnp.iscomplexobj(cu):
             r, t_new = _ratio_and_tanh((cu.real, cu.imag), (neg * su.real, neg * su.imag), t)
             r2 = r[0] * r[0] + r[1] * r[1]
