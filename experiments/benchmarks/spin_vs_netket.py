@@ -160,7 +160,8 @@ def nqs_runner(w: Workload, args: argparse.Namespace) -> Runner:
     n = model.hilbert.n_sites
     rule = ExchangeRule(np.asarray(model.lattice.bonds)) if w.exchange else LocalRule()
     sampler = MetropolisSampler(model.hilbert, rule, n_chains=args.chains, n_samples=args.samples,
-                                sweep_size=n, n_discard_sweeps=args.discard)
+                                sweep_size=n, n_discard_sweeps=args.discard,
+                                ratio_dtype=args.ratio_dtype)
     ansatz = make_rbm(n, args.alpha, init_scale=0.01)
     optimizer = sr_optimizer(args.lr, args.diag_shift, mode=args.sr_mode)
     init, step = make_vmc(ansatz, model, sampler, optimizer)
@@ -190,7 +191,8 @@ def nqs_runner(w: Workload, args: argparse.Namespace) -> Runner:
         return final_energy_nqs(evaluate, box["state"], args.eval_batches)
 
     return Runner("nqs", sample_eloc, one_step, final, compile_s,
-                  f"SR mode {args.sr_mode}, holomorphic={ansatz.holomorphic}")
+                  f"SR mode {args.sr_mode}, holomorphic={ansatz.holomorphic}, "
+                  f"Metropolis ratios in {args.ratio_dtype}")
 
 
 def final_energy_nqs(evaluate: Callable, state: Any, n_batches: int) -> tuple[float, float]:
@@ -455,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-marshall", action="store_true", help="Heisenberg without sign rule")
     p.add_argument("--netket-operator", choices=["jax", "numba"], default="jax",
                    help="NetKet operator implementation (default: jax)")
+    p.add_argument("--ratio-dtype", choices=["float64", "float32"], default="float64",
+                   help="nqs Metropolis acceptance ratios (MetropolisSampler.ratio_dtype); "
+                   "NetKet always samples in float64")
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--budget", type=float, default=0.0,
                    help="seconds of each code's own step time for the time-to-tol run "
