@@ -29,6 +29,7 @@ import numpy as np
 from hamiltonians.lattice import Lattice, make_lattice
 from nqs.errors import InputError
 from nqs.hilbert import SpinHilbert
+from nqs.operator import FlipTerms
 
 TotalSz = int | None | Literal["auto"]
 
@@ -52,7 +53,8 @@ class TransverseFieldIsing:
     """``H = -J sum_<ij> sz_i sz_j - h sum_i sx_i`` (Pauli matrices) on ``lattice``.
 
     ``flips(x)`` returns ``max_conn = 1 + n_sites`` rows: the diagonal ``-J sum_<ij> x_i x_j``
-    and one single-spin flip per site with element ``-h``.
+    and one single-spin flip per site with element ``-h``. The same flips as static patterns
+    (:class:`nqs.operator.TermOperator`): ``flip_terms`` = one site each, ``term_elements``.
     """
 
     lattice: Lattice
@@ -61,6 +63,7 @@ class TransverseFieldIsing:
 
     hilbert: SpinHilbert = field(init=False, repr=False, compare=False)
     max_conn: int = field(init=False, repr=False, compare=False)
+    flip_terms: FlipTerms = field(init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "tfim"
     max_flips: ClassVar[int] = 2
@@ -75,14 +78,20 @@ class TransverseFieldIsing:
         sites[1:, 0] = np.arange(n)
         object.__setattr__(self, "_sites", sites)
         object.__setattr__(self, "_bonds", np.asarray(self.lattice.bonds, dtype=np.int32))
+        terms = FlipTerms(np.arange(n, dtype=np.int32)[:, None], np.ones((n, 1)))
+        object.__setattr__(self, "flip_terms", terms)
 
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Connected configurations of one ``x`` [n_sites]: sites int32 [1+n, 2], mels [1+n]."""
+        diag, off = self.term_elements(x)
+        return jnp.asarray(self._sites), jnp.concatenate([diag[None], off])
+
+    def term_elements(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal, mels [n_sites])`` of one ``x [n_sites]``: a flip of site ``t`` has ``-h``."""
         b = self._bonds
         diag = -self.J * jnp.sum(x[b[:, 0]] * x[b[:, 1]]) if len(b) else jnp.zeros((), x.dtype)
         n = self.lattice.n_sites
-        mels = jnp.concatenate([diag[None], jnp.full((n,), -self.h, dtype=diag.dtype)])
-        return jnp.asarray(self._sites), mels.astype(jnp.float64)
+        return diag.astype(jnp.float64), jnp.full((n,), -self.h, dtype=jnp.float64)
 
     def describe(self) -> str:
         """One line: the model, its couplings, the lattice and the sector (for logs and plots)."""
@@ -118,6 +127,7 @@ class _BondSpinModel:
     total_sz: int | None
     hilbert: SpinHilbert
     max_conn: int
+    flip_terms: FlipTerms | None
 
     max_flips: ClassVar[int] = 2
     name: ClassVar[str] = ""
@@ -146,6 +156,9 @@ class _BondSpinModel:
         object.__setattr__(self, "_jz", np.asarray(jz, dtype=np.float64))
         object.__setattr__(self, "_jxy", jxy)
         object.__setattr__(self, "max_conn", 1 + len(bonds))
+        # the exchange of bond (i, j) connects antiparallel spins only: signs (1, -1)
+        terms = FlipTerms(bonds, np.tile([1.0, -1.0], (len(bonds), 1))) if len(bonds) else None
+        object.__setattr__(self, "flip_terms", terms)
 
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Connected configurations of one ``x`` [n_sites]: sites int32 [1+nb, 2], mels [1+nb].
@@ -157,14 +170,19 @@ class _BondSpinModel:
         bonds = jnp.asarray(self._bonds)
         if len(self._bonds) == 0:
             return jnp.full((1, 2), n, jnp.int32), jnp.zeros((1,), jnp.float64)
+        diag, off = self.term_elements(x)
+        off_sites = jnp.where((off != 0)[:, None], bonds, n).astype(jnp.int32)
+        sites = jnp.concatenate([jnp.full((1, 2), n, jnp.int32), off_sites])
+        return sites, jnp.concatenate([diag[None], off])
+
+    def term_elements(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal, mels [nb])`` of one ``x [n_sites]``: bond ``b``'s exchange element
+        ``jxy_b / 2`` (Marshall sign included) where its spins are antiparallel, else 0."""
+        bonds = self._bonds
         xi, xj = x[bonds[:, 0]], x[bonds[:, 1]]
         diag = 0.25 * jnp.sum(jnp.asarray(self._jz) * xi * xj)
-        anti = xi != xj
-        off = jnp.where(anti, 0.5 * jnp.asarray(self._jxy), 0.0)
-        off_sites = jnp.where(anti[:, None], bonds, n).astype(jnp.int32)
-        sites = jnp.concatenate([jnp.full((1, 2), n, jnp.int32), off_sites])
-        mels = jnp.concatenate([diag[None], off]).astype(jnp.float64)
-        return sites, mels
+        off = jnp.where(xi != xj, 0.5 * jnp.asarray(self._jxy), 0.0)
+        return diag.astype(jnp.float64), off.astype(jnp.float64)
 
     def _netket_hilbert(self) -> Any:
         import netket as nk
@@ -204,6 +222,7 @@ class Heisenberg(_BondSpinModel):
 
     hilbert: SpinHilbert = field(init=False, repr=False, compare=False)
     max_conn: int = field(init=False, repr=False, compare=False)
+    flip_terms: FlipTerms | None = field(init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "heisenberg"
 
@@ -238,6 +257,7 @@ class XXZ(_BondSpinModel):
 
     hilbert: SpinHilbert = field(init=False, repr=False, compare=False)
     max_conn: int = field(init=False, repr=False, compare=False)
+    flip_terms: FlipTerms | None = field(init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "xxz"
 
@@ -265,6 +285,7 @@ class J1J2(_BondSpinModel):
 
     hilbert: SpinHilbert = field(init=False, repr=False, compare=False)
     max_conn: int = field(init=False, repr=False, compare=False)
+    flip_terms: FlipTerms | None = field(init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "j1j2"
 

@@ -45,6 +45,11 @@ class LocalUpdates(NamedTuple):
         optional: the real part only, which is all a Metropolis acceptance needs (cheaper for
         the RBM: no complex logarithm). Default None: the sampler takes ``Re log_ratio``.
 
+    terms
+        optional :class:`TermUpdates`: ratios for a fixed list of spin-flip patterns (the
+        off-diagonal terms of a spin Hamiltonian, the moves of a Metropolis rule) from
+        per-pattern tables. Default None.
+
     Callers: ``tables = fast.prepare(params)`` outside any vmap over configurations, then
     ``fast.log_ratio(tables, x, fast.init_cache(tables, x), sites)``.
     """
@@ -55,6 +60,33 @@ class LocalUpdates(NamedTuple):
     log_abs_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]] | None = (
         None
     )
+    terms: TermUpdates | None = None
+
+
+class TermUpdates(NamedTuple):
+    """Cached log-psi ratios for a static list of spin-flip patterns (spins ``x_i = +-1`` only).
+
+    A pattern ``t`` flips the sites ``sites[t] [k]`` of configurations whose spins there are
+    ``x[sites[t, q]] = signs[t, q] * x[sites[t, 0]]`` (see :class:`nqs.operator.FlipTerms`).
+    With the orientation fixed up to one overall sign, the change of the configuration is
+    ``-2 x[sites[t, 0]] * signs[t]`` on those sites, so whatever depends on it linearly (the
+    RBM's ``theta``) can be tabulated per pattern once per batch.
+
+    prepare(tables, sites int [T, k], signs [T, k]) -> term_tables
+        parameter-only tables of the patterns (``sites``, ``signs``: static numpy arrays);
+        ``tables`` from :attr:`LocalUpdates.prepare`.
+    ratios(term_tables, x [n_sites], cache) -> (log_abs real [T], phase complex [T])
+        ``psi(x'_t) / psi(x) = exp(log_abs) * phase`` (``|phase| = 1``) for every pattern, in
+        this polar form so that neither a complex log nor a complex exp is needed; meaningful
+        only where ``x`` matches pattern ``t``'s signs (callers mask the others).
+    log_abs_ratio(term_tables, x, cache, t int scalar) -> (real, cache(x'_t))
+        ``log |psi(x'_t) / psi(x)|`` of one pattern (Metropolis) and the updated cache, for
+        an ``x`` that matches pattern ``t``.
+    """
+
+    prepare: Callable[[Any, Any, Any], Any]
+    ratios: Callable[[Any, jax.Array, Cache], tuple[jax.Array, jax.Array]]
+    log_abs_ratio: Callable[[Any, jax.Array, Cache, jax.Array], tuple[jax.Array, Cache]]
 
 
 class JacobianStructure(NamedTuple):

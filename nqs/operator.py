@@ -11,13 +11,22 @@ and the matrix elements ``<x|H|x'>``:
 ``flips`` is a pure JAX function (jit/vmap-able). The local energy of a wavefunction is then
 
     E_loc(x) = sum_k mels_k psi(x'_k) / psi(x).
+
+Spin operators may also list their off-diagonal terms as a *static* set of flip patterns
+(:class:`FlipTerms`, :class:`TermOperator`): term ``t`` flips the same sites for every ``x``
+and connects only the configurations whose spins there have a fixed relative orientation (a
+Heisenberg bond: antiparallel spins). Ansatze can then tabulate each pattern once per batch
+(:class:`nqs.ansatz.TermUpdates`), and :func:`nqs.local_energy.make_local_energy` uses
+
+    E_loc(x) = diag(x) + sum_t mels_t(x) psi(x'_t) / psi(x).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
@@ -35,6 +44,42 @@ class DiscreteOperator(Protocol):
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Connected configurations of one ``x`` [n_sites] as flipped sites and matrix elements."""
         ...
+
+
+class FlipTerms(NamedTuple):
+    """The off-diagonal terms of a spin operator as static flip patterns (``x_i = +-1``).
+
+    sites: int32 ``[T, k]``, distinct sites flipped by term ``t`` (no padding).
+    signs: float64 ``[T, k]`` of ``+-1`` with ``signs[:, 0] = 1``: term ``t`` connects ``x`` to
+      ``x'_t`` (``x`` with ``sites[t]`` flipped) only if ``x[sites[t, q]] = signs[t, q] *
+      x[sites[t, 0]]`` for every ``q`` (a Heisenberg bond: ``(1, -1)``, antiparallel spins; a
+      transverse field: ``k = 1``, always).
+    """
+
+    sites: np.ndarray
+    signs: np.ndarray
+
+
+@runtime_checkable
+class TermOperator(Protocol):
+    """A spin operator whose off-diagonal part is a static list of flip patterns (optional).
+
+    ``term_elements(x)`` and :meth:`DiscreteOperator.flips` describe the same matrix: the row
+    of ``x`` is the diagonal plus ``mels[t]`` at ``x'_t``; ``mels[t]`` is 0 wherever ``x`` does
+    not match pattern ``t``'s signs.
+    """
+
+    flip_terms: FlipTerms
+
+    def term_elements(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal element (scalar), mels [T])`` of one configuration ``x [n_sites]``."""
+        ...
+
+
+def matches_terms(terms: FlipTerms, x: jax.Array) -> jax.Array:
+    """bool ``[T]``: ``x [n_sites]`` has the relative orientation pattern ``t`` needs."""
+    xs = x[terms.sites]  # [T, k]
+    return jnp.all(xs == terms.signs * xs[:, :1], axis=-1)
 
 
 def connected_configurations(operator: DiscreteOperator, x: jax.Array) -> tuple[jax.Array, jax.Array]:

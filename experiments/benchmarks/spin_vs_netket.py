@@ -19,7 +19,8 @@ machine load affects all of them alike.
 Measured for each code, after warm-up (compilation excluded), median of ``--repeats`` calls,
 each ended by ``jax.block_until_ready``:
 
-(a) sampling + local energies of ``--samples`` configurations;
+(a) sampling + local energies of ``--samples`` configurations (wall time and the process's CPU
+    time; the 1-minute load average after every call is kept in the JSON);
 (b) one full VMC step (sampling, local energies, Jacobian, SR solve, parameter update);
 (c) energies after ``--steps`` optimisation steps from the same initial scale, and the wall time
     until the per-step energy estimate first comes within ``--tol`` (relative) of the reference.
@@ -93,6 +94,9 @@ class CodeResult:
     wall_times: list[float] = field(repr=False)
     compile_s: float = 0.0
     notes: str = ""
+    sample_eloc_cpu_s: float = float("nan")  # median process CPU time of (a), all threads
+    sample_eloc_cpu_all_s: list[float] = field(default_factory=list)
+    sample_eloc_loads: list[float] = field(default_factory=list)  # 1-minute load after each
 
 
 def build_workloads(names: list[str], marshall: bool) -> list[Workload]:
@@ -156,7 +160,8 @@ def nqs_runner(w: Workload, args: argparse.Namespace) -> Runner:
     n = model.hilbert.n_sites
     rule = ExchangeRule(np.asarray(model.lattice.bonds)) if w.exchange else LocalRule()
     sampler = MetropolisSampler(model.hilbert, rule, n_chains=args.chains, n_samples=args.samples,
-                                sweep_size=n, n_discard_sweeps=args.discard)
+                                sweep_size=n, n_discard_sweeps=args.discard,
+                                ratio_dtype=args.ratio_dtype)
     ansatz = make_rbm(n, args.alpha, init_scale=0.01)
     optimizer = sr_optimizer(args.lr, args.diag_shift, mode=args.sr_mode)
     init, step = make_vmc(ansatz, model, sampler, optimizer)
@@ -186,7 +191,8 @@ def nqs_runner(w: Workload, args: argparse.Namespace) -> Runner:
         return final_energy_nqs(evaluate, box["state"], args.eval_batches)
 
     return Runner("nqs", sample_eloc, one_step, final, compile_s,
-                  f"SR mode {args.sr_mode}, holomorphic={ansatz.holomorphic}")
+                  f"SR mode {args.sr_mode}, holomorphic={ansatz.holomorphic}, "
+                  f"Metropolis ratios in {args.ratio_dtype}")
 
 
 def final_energy_nqs(evaluate: Callable, state: Any, n_batches: int) -> tuple[float, float]:
@@ -307,12 +313,16 @@ def run_interleaved(runners: list[Runner], args: argparse.Namespace,
     for r in runners:
         r.sample_eloc()  # warm-up
     times_a: dict[str, list[float]] = {r.code: [] for r in runners}
+    cpu_a: dict[str, list[float]] = {r.code: [] for r in runners}
+    loads_a: dict[str, list[float]] = {r.code: [] for r in runners}
     for _ in range(args.repeats):
         for r in runners:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r.sample_eloc()
             times_a[r.code].append(time.perf_counter() - t0)
-            loads.append(os.getloadavg()[0])
+            cpu_a[r.code].append(time.process_time() - c0)  # the process's CPU time: both codes
+            loads.append(os.getloadavg()[0])  # run in this one process, one at a time
+            loads_a[r.code].append(loads[-1])
     energies: dict[str, list[float]] = {r.code: [] for r in runners}
     step_times: dict[str, list[float]] = {r.code: [] for r in runners}
     own: dict[str, float] = {r.code: 0.0 for r in runners}  # each code's own step time
@@ -353,7 +363,8 @@ def run_interleaved(runners: list[Runner], args: argparse.Namespace,
         mean, err = r.final()
         out.append(CodeResult(r.code, pystats.median(times_a[r.code]), t_b, times_a[r.code],
                               step_times[r.code], mean, err, len(st), energies[r.code],
-                              [float(v) for v in walls], r.compile_s, r.notes))
+                              [float(v) for v in walls], r.compile_s, r.notes,
+                              pystats.median(cpu_a[r.code]), cpu_a[r.code], loads_a[r.code]))
     return out
 
 
@@ -401,18 +412,20 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         "(interleaved); 'steps' includes the time-to-tol run (own step time budget "
         f"{args.budget:g} s per code), and 'time to tol' counts each code's own step times.",
         "",
-        "| workload | code | sampling+E_loc (s) | full step (s) | NetKet/nqs (sampling+E_loc) "
-        "| NetKet/nqs (step) | steps | final energy | reference | rel. error | "
-        f"time to {args.tol:g} (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | code | sampling+E_loc (s) | sampling+E_loc CPU (s) | full step (s) | "
+        "NetKet/nqs (sampling+E_loc) | NetKet/nqs (sampling+E_loc CPU) | NetKet/nqs (step) | "
+        f"steps | final energy | reference | rel. error | time to {args.tol:g} (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rel = "" if r["relative_error"] is None else f"{r['relative_error']:.2e}"
         ttt = (f"not reached in {r.get('own_time_s', 0):.0f}" if r["time_to_tol_s"] is None
                else f"{r['time_to_tol_s']:.1f} ({r['steps_to_tol'] + 1} steps)")
         lines.append(
-            f"| {r['workload']} | {r['code']} | {r['sample_eloc_s']:.4f} | {r['step_s']:.3f} | "
-            f"{r['ratio_sample_eloc']} | {r['ratio_step']} | {r['steps']} | "
+            f"| {r['workload']} | {r['code']} | {r['sample_eloc_s']:.4f} | "
+            f"{r.get('sample_eloc_cpu_s', float('nan')):.4f} | {r['step_s']:.3f} | "
+            f"{r['ratio_sample_eloc']} | {r.get('ratio_sample_eloc_cpu', '')} | "
+            f"{r['ratio_step']} | {r['steps']} | "
             f"{r['final_energy']:.5f} +- {r['final_energy_error']:.5f} | {r['reference']} | "
             f"{rel} | {ttt} |"
         )
@@ -444,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-marshall", action="store_true", help="Heisenberg without sign rule")
     p.add_argument("--netket-operator", choices=["jax", "numba"], default="jax",
                    help="NetKet operator implementation (default: jax)")
+    p.add_argument("--ratio-dtype", choices=["float64", "float32"], default="float64",
+                   help="nqs Metropolis acceptance ratios (MetropolisSampler.ratio_dtype); "
+                   "NetKet always samples in float64")
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--budget", type=float, default=0.0,
                    help="seconds of each code's own step time for the time-to-tol run "
@@ -481,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         info.setdefault("load_average_1min_during", {})[w.name] = {
             "min": min(loads), "max": max(loads), "median": pystats.median(loads)}
         for res in results.values():
-            print(f"[{w.name}] {res.code}: sampling+E_loc {res.sample_eloc_s:.4f} s, step "
+            print(f"[{w.name}] {res.code}: sampling+E_loc {res.sample_eloc_s:.4f} s (CPU "
+                  f"{res.sample_eloc_cpu_s:.4f} s), step "
                   f"{res.step_s:.3f} s, E = {res.final_energy:.5f} (load "
                   f"{fmt_load(os.getloadavg())})", flush=True)
         ref = w.exact
@@ -491,13 +508,15 @@ def main(argv: list[str] | None = None) -> int:
         for r in results.values():
             k, t = steps_to_tolerance(r.energies, r.wall_times, ref, args.tol)
             other = results.get("nqs")
-            ratio_a = ratio_b = ""
+            ratio_a = ratio_b = ratio_c = ""
             if r.code != "nqs" and other is not None:
                 ratio_a = f"{r.sample_eloc_s / other.sample_eloc_s:.1f}"
+                ratio_c = f"{r.sample_eloc_cpu_s / other.sample_eloc_cpu_s:.1f}"
                 ratio_b = f"{r.step_s / other.step_s:.1f}"
             rows.append({
                 "workload": w.description, "code": r.code,
                 "sample_eloc_s": r.sample_eloc_s, "step_s": r.step_s,
+                "sample_eloc_cpu_s": r.sample_eloc_cpu_s, "ratio_sample_eloc_cpu": ratio_c,
                 "ratio_sample_eloc": ratio_a, "ratio_step": ratio_b, "steps": r.steps,
                 "final_energy": r.final_energy, "final_energy_error": r.final_energy_error,
                 "reference": f"{ref:.5f} ({ref_label})",

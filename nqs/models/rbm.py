@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.ansatz import Ansatz, JacobianStructure, LocalUpdates, Params
+from nqs.ansatz import Ansatz, JacobianStructure, LocalUpdates, Params, TermUpdates
 from nqs.errors import InputError
 
 _LOG2 = float(np.log(2.0))
@@ -164,6 +164,26 @@ class RBMTables(NamedTuple):
     sinh_w: jax.Array
 
 
+class RBMTermTables(NamedTuple):
+    """Per-pattern tables of the RBM (spins; ``T`` flip patterns, ``M`` hidden units).
+
+    With ``V_t = sum_q signs[t, q] W[sites[t, q]]`` ``[M]`` and ``A_t = sum_q signs[t, q]
+    a[sites[t, q]]``, flipping pattern ``t`` of a matching ``x`` shifts ``theta`` by
+    ``u = -2 x[sites[t, 0]] V_t``:
+
+    cosh_v, sinh_v: ``cosh(2 V)``, ``sinh(2 V)`` ``[T, M]``; visible: ``2 A [T]``;
+    first: int32 ``[T]`` the site whose spin sets the overall sign, ``sites[:, 0]``;
+    visible_cos, visible_sin: ``cos``, ``sin`` of ``Im 2 A`` ``[T]`` (real).
+    """
+
+    cosh_v: jax.Array
+    sinh_v: jax.Array
+    visible: jax.Array
+    first: jax.Array
+    visible_cos: jax.Array
+    visible_sin: jax.Array
+
+
 DenseRBM = Callable[[Params], tuple[jax.Array, jax.Array, jax.Array]]
 
 # Hidden units per partial product of ratios: a block of 16 factors cannot overflow unless a
@@ -187,12 +207,44 @@ def _log_prod(r: jax.Array) -> jax.Array:
 
 
 def _log_prod_real(r: jax.Array) -> jax.Array:
-    """``sum_j log r_j`` of positive ``r [M]``, one log per ``_BLOCK`` units (as :func:`_log_prod`)."""
+    """``sum_j log r_j`` of positive ``r [M]`` with a single logarithm.
+
+    Blocks of ``_BLOCK`` factors are multiplied directly (as in :func:`_log_prod`); the block
+    products ``z_b = m_b 2^e_b`` (``frexp``, ``m_b`` in ``[1/2, 1)``) then give
+    ``log(prod_b m_b) + log 2 sum_b e_b``: the product of the mantissas cannot underflow for up
+    to 1022 blocks, and one log replaces one per block (Metropolis steps ~15 % faster).
+    """
     n_blocks = -(-r.shape[-1] // _BLOCK)
     pad = n_blocks * _BLOCK - r.shape[-1]
     if pad:
         r = jnp.concatenate([r, jnp.ones((pad,), r.dtype)])
-    return jnp.sum(jnp.log(jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)))
+    z = jnp.prod(r.reshape(_BLOCK, n_blocks), axis=0)
+    if n_blocks > 1022:
+        return jnp.sum(jnp.log(z))
+    mantissa, exponent = jnp.frexp(z)
+    return jnp.log(jnp.prod(mantissa)) + _LOG2 * jnp.sum(exponent).astype(z.dtype)
+
+
+def _polar_prod(r: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``prod_j r_j`` of ``r [..., M]`` as ``(log |prod| [...], prod / |prod| [...])``.
+
+    Blocks of ``_BLOCK`` factors are multiplied directly (as in :func:`_log_prod`); each block
+    product ``z`` then contributes ``log |z| = 1/2 log |z|^2`` (a real logarithm) and the unit
+    number ``z / |z|``, so neither does the product overflow nor is a complex log (an
+    ``atan2``) or a complex exp taken: that halves the time of the spin local energy. A block
+    product that is exactly 0 gives ``log |z| = -inf`` and phase 1, so ``exp(log |z|) * phase
+    = 0``.
+    """
+    n = r.shape[-1]
+    n_blocks = -(-n // _BLOCK)
+    pad = n_blocks * _BLOCK - n
+    if pad:
+        r = jnp.concatenate([r, jnp.ones(r.shape[:-1] + (pad,), r.dtype)], axis=-1)
+    z = jnp.prod(r.reshape(r.shape[:-1] + (_BLOCK, n_blocks)), axis=-2)  # [..., n_blocks]
+    z2 = jnp.real(z) ** 2 + jnp.imag(z) ** 2 if jnp.iscomplexobj(z) else z * z
+    nonzero = z2 > 0
+    unit = z * jnp.where(nonzero, jax.lax.rsqrt(jnp.where(nonzero, z2, 1.0)), 1.0)
+    return 0.5 * jnp.sum(jnp.log(z2), axis=-1), jnp.prod(unit, axis=-1)
 
 
 def _materialised(compute: Callable[[], Any], data: jax.Array) -> Any:
@@ -242,13 +294,16 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
     def init_cache(tables: RBMTables, x: jax.Array) -> jax.Array:
         return jnp.tanh(x @ tables.kernel + tables.hidden_bias)
 
+    def check_size(x: jax.Array) -> None:
+        if x.shape[-1] != n_sites:
+            raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
+
     def flip_factors(
         tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(r, t', a . delta)``: ``r = cosh(theta') / cosh(theta)`` and ``t' = tanh(theta')``
         ``[M]`` (complex ones as ``(Re, Im)`` pairs), and the visible term."""
-        if x.shape[-1] != n_sites:
-            raise InputError(f"RBM built for {n_sites} sites got a configuration of {x.shape[-1]}")
+        check_size(x)
         valid = sites < n_sites
         idx = jnp.minimum(sites, n_sites - 1)
         delta = jnp.where(valid, c - 2.0 * x[idx], 0.0)  # [k]: +-m, or 0 for padding
@@ -259,8 +314,8 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
             cu, su = cosh_u[0], sinh_u[0]
             for q in range(1, sites.shape[0]):  # k is static and small (<= 4)
                 cu, su = cu * cosh_u[q] + su * sinh_u[q], su * cosh_u[q] + cu * sinh_u[q]
-            r = cu + t * su
-            return r, (t * cu + su) / r, visible
+            r, t_new = _ratio_and_tanh(cu, su, t)
+            return r, t_new, visible
         # complex products written out in real arithmetic: XLA's complex elementwise code does
         # not vectorise on the CPU (sampling 1.7x faster this way)
         cr, ci, sr, si = cosh_u[0].real, cosh_u[0].imag, sinh_u[0].real, sinh_u[0].imag
@@ -270,14 +325,8 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
                               cr * c2i + ci * c2r + sr * s2i + si * s2r,
                               sr * c2r - si * c2i + cr * s2r - ci * s2i,
                               sr * c2i + si * c2r + cr * s2i + ci * s2r)
-        tr, ti = t.real, t.imag
-        rr = cr + tr * sr - ti * si  # r = C + t S
-        ri = ci + tr * si + ti * sr
-        nr = tr * cr - ti * ci + sr  # t C + S
-        ni = tr * ci + ti * cr + si
-        inv = 1.0 / (rr * rr + ri * ri)
-        t_new = jax.lax.complex((nr * rr + ni * ri) * inv, (ni * rr - nr * ri) * inv)
-        return (rr, ri), t_new, visible
+        r, t_new = _ratio_and_tanh((cr, ci), (sr, si), t)
+        return r, t_new, visible
 
     def log_ratio(
         tables: RBMTables, x: jax.Array, t: jax.Array, sites: jax.Array
@@ -297,7 +346,94 @@ def make_rbm_updates(dense: DenseRBM, n_sites: int, flip_constant: float) -> Loc
         r2 = r[0] * r[0] + r[1] * r[1] if isinstance(r, tuple) else r * r
         return 0.5 * _log_prod_real(r2) + jnp.real(visible), t_new
 
-    return LocalUpdates(init_cache, log_ratio, prepare, log_abs_ratio)
+    terms = _rbm_term_updates(n_sites, check_size) if c == 0.0 else None
+    return LocalUpdates(init_cache, log_ratio, prepare, log_abs_ratio, terms)
+
+
+def _ratio_and_tanh(cu: Any, su: Any, t: jax.Array) -> tuple[Any, jax.Array]:
+    """``(r, t')`` with ``r = C + t S`` and ``t' = (t C + S) / r`` ``[...]`` (elementwise).
+
+    ``(C, S) = (cosh u, sinh u)``: real arrays for a real RBM, ``(Re, Im)`` pairs for a complex
+    one (``t`` complex; ``r`` is then returned as a ``(Re, Im)`` pair, ``t'`` complex).
+    """
+    if not isinstance(cu, tuple):
+        r = cu + t * su
+        return r, (t * cu + su) / r
+    (cr, ci), (sr, si) = cu, su
+    tr, ti = t.real, t.imag
+    rr = cr + tr * sr - ti * si  # r = C + t S
+    ri = ci + tr * si + ti * sr
+    nr = tr * cr - ti * ci + sr  # t C + S
+    ni = tr * ci + ti * cr + si
+    inv = 1.0 / (rr * rr + ri * ri)
+    return (rr, ri), jax.lax.complex((nr * rr + ni * ri) * inv, (ni * rr - nr * ri) * inv)
+
+
+def _rbm_term_updates(n_sites: int, check_size: Callable[[jax.Array], None]) -> TermUpdates:
+    """:class:`nqs.ansatz.TermUpdates` of a spin RBM (see :class:`RBMTermTables`).
+
+    A pattern ``t`` of a matching ``x`` (sign ``s = x[sites[t, 0]]``) changes ``theta`` by
+    ``u = -2 s V_t``, so with cosh even and sinh odd
+
+        psi(x'_t) / psi(x) = exp(-s 2 A_t) prod_j (cosh(2 V_tj) - s t_j sinh(2 V_tj)):
+
+    one complex multiply-add per hidden unit from two contiguous table rows, where the
+    per-site path (:func:`make_rbm_updates`) gathers ``2 k`` rows and composes them by the
+    addition formulas. For all ``T`` patterns at once the tables are read in order, no gather.
+    """
+
+    def prepare(tables: RBMTables, sites: Any, signs: Any) -> RBMTermTables:
+        sites = np.asarray(sites, dtype=np.int32)
+        signs = np.asarray(signs, dtype=np.float64)
+        if sites.ndim != 2 or signs.shape != sites.shape or np.any(sites >= n_sites):
+            raise InputError(f"flip patterns must be int [T, k] sites below {n_sites} with "
+                             f"signs of the same shape, got {sites.shape} and {signs.shape}")
+        w = tables.kernel
+        s = jnp.asarray(signs, w.dtype)
+
+        def compute() -> tuple[jax.Array, jax.Array]:
+            v = 2.0 * jnp.einsum("tq,tqm->tm", s, w[sites])  # [T, M]
+            return jnp.cosh(v), jnp.sinh(v)
+
+        cosh_v, sinh_v = _materialised(compute, w)
+        visible = 2.0 * jnp.sum(s * tables.visible_bias[sites], axis=-1)
+        angle = jnp.imag(visible)
+        return RBMTermTables(cosh_v, sinh_v, visible, jnp.asarray(sites[:, 0]),
+                             jnp.cos(angle), jnp.sin(angle))
+
+    def ratios(tt: RBMTermTables, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        check_size(x)
+        sgn = x[tt.first].astype(jnp.real(t).dtype)[:, None]  # [T, 1], +-1
+        if not jnp.iscomplexobj(t):
+            r = tt.cosh_v - sgn * (t * tt.sinh_v)
+        else:  # r = C - s t S in real arithmetic (XLA's complex elementwise code is scalar)
+            tr, ti = t.real, t.imag
+            sr, si = tt.sinh_v.real, tt.sinh_v.imag
+            r = jax.lax.complex(tt.cosh_v.real - sgn * (tr * sr - ti * si),
+                                tt.cosh_v.imag - sgn * (tr * si + ti * sr))
+        log_abs, phase = _polar_prod(r)
+        visible = -sgn[:, 0] * tt.visible  # a . delta
+        if jnp.iscomplexobj(visible):
+            # exp(i Im(a . delta)) from the tabulated cos, sin of Im 2A (even / odd in the
+            # sign): no trigonometry per configuration
+            phase = phase * jax.lax.complex(tt.visible_cos, -sgn[:, 0] * tt.visible_sin)
+        return log_abs + jnp.real(visible), phase
+
+    def log_abs_ratio(
+        tt: RBMTermTables, x: jax.Array, t: jax.Array, term: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        check_size(x)
+        cu, su = tt.cosh_v[term], tt.sinh_v[term]
+        neg = -x[tt.first[term]].astype(jnp.real(cu).dtype)  # sinh(u) = -s sinh(2 V)
+        if jnp.iscomplexobj(cu):
+            r, t_new = _ratio_and_tanh((cu.real, cu.imag), (neg * su.real, neg * su.imag), t)
+            r2 = r[0] * r[0] + r[1] * r[1]
+        else:
+            r, t_new = _ratio_and_tanh(cu, neg * su, t)
+            r2 = r * r
+        return 0.5 * _log_prod_real(r2) + jnp.real(neg * tt.visible[term]), t_new
+
+    return TermUpdates(prepare, ratios, log_abs_ratio)
 
 
 class RBMFeatures(NamedTuple):

@@ -15,7 +15,13 @@ Rules whose random choice does not depend on the state (:class:`LocalRule`,
     sites = rule.propose_drawn(noise[s], x)           # deterministic, for step s
 
 which the Metropolis sampler uses to draw the random numbers of a whole sweep at once (a
-per-step ``jax.random`` call costs as much as the RBM ratio itself).
+per-step ``jax.random`` call costs as much as the RBM ratio itself). Their moves are also a
+static list of spin-flip patterns (:class:`nqs.operator.FlipTerms`):
+
+    terms = rule.flip_terms(n_sites)                  # FlipTerms [T, k]
+    t = rule.term_index(noise[s])                     # the pattern step s proposes
+
+so an ansatz with :class:`nqs.ansatz.TermUpdates` can tabulate every move once per call.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, Hilbert, SpinHilbert
+from nqs.operator import FlipTerms
 
 
 class Rule(Protocol):
@@ -59,6 +66,14 @@ class LocalRule:
         """Flipped sites, int32 ``[k]``, from one proposal's pre-drawn ``noise`` (see ``draw``)."""
         del x
         return noise
+
+    def flip_terms(self, n_sites: int) -> FlipTerms:
+        """The moves as flip patterns: site ``i`` alone, for every ``x``."""
+        return FlipTerms(np.arange(n_sites, dtype=np.int32)[:, None], np.ones((n_sites, 1)))
+
+    def term_index(self, noise: jax.Array) -> jax.Array:
+        """The pattern (a site) of one proposal's pre-drawn ``noise [1]``."""
+        return noise[0]
 
     def check(self, hilbert: Hilbert) -> None:
         """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
@@ -105,6 +120,17 @@ class ExchangeRule:
         pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[noise]
         same = x[pair[0]] == x[pair[1]]
         return jnp.where(same, jnp.full((2,), n_sites, jnp.int32), pair)
+
+    def flip_terms(self, n_sites: int) -> FlipTerms:
+        """The moves as flip patterns: pair ``p`` with antiparallel spins (signs ``(1, -1)``);
+        on parallel spins the move is the identity."""
+        del n_sites
+        pairs = np.asarray(self.pairs, dtype=np.int32)
+        return FlipTerms(pairs, np.tile([1.0, -1.0], (len(pairs), 1)))
+
+    def term_index(self, noise: jax.Array) -> jax.Array:
+        """The pattern (a pair) of one proposal's pre-drawn ``noise`` (a pair index)."""
+        return noise
 
     def check(self, hilbert: Hilbert) -> None:
         """Raise :class:`InputError` if the rule cannot be used on ``hilbert``."""
