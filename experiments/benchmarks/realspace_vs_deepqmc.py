@@ -40,6 +40,7 @@ Writes ``results/realspace_vs_deepqmc[_small].{json,md}`` next to this file.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -71,8 +72,9 @@ DIFFERENCES = [
     "two-electron stream input: both (r_ij, |r_ij|), 4 features; DeepQMC computes it for the "
     "whole n_el x n_el graph split into same/opposite-spin edges, nqs for all pairs at once",
     "initialisation: each code's own (irrelevant to the time of one evaluation)",
-    "MCMC: nqs Gaussian all-electron moves of a fixed-target adapted width; DeepQMC's "
-    "MetropolisSampler (all-electron moves, adapted tau) inside a DecorrSampler of length 10",
+    "MCMC: both move all electrons at once by a Gaussian, 10 moves (network evaluations) per "
+    "step; nqs adapts the width between steps towards 0.5 acceptance, DeepQMC's "
+    "MetropolisSampler its tau towards 0.525 (inside a DecorrSampler of length 10)",
     "local-energy clipping: nqs clips at 5 mean absolute deviations around the median; "
     "DeepQMC's train_ferminet config at 5 MADs around the mean",
 ]
@@ -215,8 +217,11 @@ class DeepQMCSide:
                        opt_factory, mol_idx_sampler, sampler, range(10**9),
                        TrainState(smpl_state, params, None), loss_factory,
                        [EnergyMonitor(save_samples=False, period=1)])
-        for _, _, _, stats, _ in steps:
-            yield stats
+        for _, train_state, _, stats, _ in steps:
+            # Everything the step computed: JAX dispatches asynchronously, and work of one code
+            # still running while the other's step starts would be timed to the wrong code
+            # (and two concurrent batched LAPACK LUs hang jaxlib on 2 cores).
+            yield jax.block_until_ready((train_state, stats))[1]
 
 
 def local_energies(dq: DeepQMCSide, layers, n_det: int, walkers: int, rounds: int) -> dict:
@@ -291,7 +296,7 @@ def optimization_steps(dq: DeepQMCSide, layers, n_det: int, walkers: int, rounds
     keys = iter(jax.random.split(jax.random.PRNGKey(3), rounds + 3))
 
     def nqs_step():
-        box["state"], stats = vmc.step(next(keys), box["state"])
+        box["state"], stats = jax.block_until_ready(vmc.step(next(keys), box["state"]))
         return stats["energy"]
 
     dq_opt = {"kfac": "kfac", "adam": "adamw"}[optimizer]
@@ -325,6 +330,8 @@ def optimization_steps(dq: DeepQMCSide, layers, n_det: int, walkers: int, rounds
 
 def _markdown(res: dict) -> list[str]:
     le = res["local_energy"]
+    if le is None:
+        return ["Local energy: not run (--parts)", ""] + _steps_markdown(res)
     lines = [
         f"LiH R=3.015 bohr; FermiNet {res['layers']} x ({res['d1']}, {res['d2']}), "
         f"{res['determinants']} full determinants; {res['walkers']} walkers; "
@@ -339,7 +346,8 @@ def _markdown(res: dict) -> list[str]:
         "| local energy | CPU ms / walker | wall ms / walker | CPU / nqs folx | wall / nqs folx "
         "| compile + first call (s) |", "|---|---|---|---|---|---|"]
     for row in le["rows"]:
-        lines.append(f"| {row['what']} | {row['cpu_ms_per_walker']:.3f} | "
+        what = row["what"].replace("|", "\\|")
+        lines.append(f"| {what} | {row['cpu_ms_per_walker']:.3f} | "
                      f"{row['wall_ms_per_walker']:.3f} | {row['cpu_over_nqs_folx']:.2f} | "
                      f"{row['wall_over_nqs_folx']:.2f} | "
                      f"{row['compile_and_first_call_s']:.1f} |")
@@ -348,6 +356,11 @@ def _markdown(res: dict) -> list[str]:
               f"default)| <= {c['max_abs_dE_deepqmc_forward_vs_default_Ha']:.1e} Ha; |E(nqs folx "
               f"local energy) - E(DeepQMC default)| <= "
               f"{c['max_abs_dE_nqs_folx_on_deepqmc_net_vs_deepqmc_default_Ha']:.1e} Ha", ""]
+    return lines + _steps_markdown(res)
+
+
+def _steps_markdown(res: dict) -> list[str]:
+    lines = []
     for st in res["steps"]:
         if "error" in st:
             lines += [f"Optimization step ({st['optimizer_nqs']}): not timed: {st['error']}", ""]
@@ -383,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     p.add_argument("--optimizers", nargs="*", default=["adam"], choices=["adam", "kfac"],
                    help="optimization steps to time (nqs adam vs DeepQMC adamw, kfac vs kfac)")
+    p.add_argument("--parts", nargs="+", default=["local", "step"], choices=["local", "step"],
+                   help="what to time (default: both). Results are written after each part; "
+                   "'step' alone keeps the local-energy results of an earlier run of the same "
+                   "size. On 2 cores a step can hang in jaxlib's batched LAPACK LU (two "
+                   "concurrent slogdets, docs/architecture.md): rerun that part")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     try:
@@ -401,17 +419,47 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LiH, FermiNet {n_layers} x ({d1}, {d2}), {n_det} full determinants, {w} walkers, "
           f"{jax.devices()[0].platform} ({os.cpu_count()} cores)", flush=True)
     dq = DeepQMCSide(n_layers, d1, d2, n_det, w)
-    le = local_energies(dq, layers, n_det, w, args.rounds)
-    print(f"  parameters: nqs {le['nqs_parameters']} {le['nqs_param_dtypes']}, DeepQMC "
-          f"{le['deepqmc_parameters']} {le['deepqmc_param_dtypes']}; load "
-          f"{le['times']['load_average']}", flush=True)
-    for row in le["rows"]:
-        print(f"  {row['what']:52s} cpu {row['cpu_ms_per_walker']:8.3f} ms/walker (wall "
-              f"{row['wall_ms_per_walker']:8.3f}); / nqs folx: cpu {row['cpu_over_nqs_folx']:.2f}"
-              f", wall {row['wall_over_nqs_folx']:.2f}", flush=True)
-    print(f"  check: {le['check']}", flush=True)
-    steps = []
-    for opt in args.optimizers:
+    out = args.out or HERE / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "realspace_vs_deepqmc_small" if args.small else "realspace_vs_deepqmc"
+    res = {
+        "system": "LiH R=3.015 bohr", "layers": n_layers, "d1": d1, "d2": d2,
+        "determinants": n_det, "full_determinants": True, "walkers": w, "rounds": args.rounds,
+        "deepqmc_overrides": dq.overrides, "local_energy": None, "steps": [],
+        "differences": DIFFERENCES, "jax_compat_shims": compat,
+        "versions": {k: version(k) for k in
+                     ("jax", "jaxlib", "deepqmc", "dm-haiku", "folx", "kfac-jax", "flax",
+                      "optax", "hydra-core")},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "python": platform.python_version()},
+    }
+    old = out / f"{stem}.json"
+    if "local" not in args.parts and old.exists():
+        # Keep the local-energy part of an earlier run of the same size (the two parts can be
+        # run in separate processes: a hung LAPACK call, see --parts, costs only its part).
+        prev = json.loads(old.read_text())
+        if (prev.get("walkers"), prev.get("layers"), prev.get("d1")) == (w, n_layers, d1):
+            res["local_energy"] = prev.get("local_energy")
+
+    def save() -> None:
+        write_json_atomic(out / f"{stem}.json", res)
+        (out / f"{stem}.md").write_text("\n".join(_markdown(res)) + "\n")
+        print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
+
+    if "local" in args.parts:
+        le = local_energies(dq, layers, n_det, w, args.rounds)
+        res["local_energy"] = le
+        print(f"  parameters: nqs {le['nqs_parameters']} {le['nqs_param_dtypes']}, DeepQMC "
+              f"{le['deepqmc_parameters']} {le['deepqmc_param_dtypes']}; load "
+              f"{le['times']['load_average']}", flush=True)
+        for row in le["rows"]:
+            print(f"  {row['what']:52s} cpu {row['cpu_ms_per_walker']:8.3f} ms/walker (wall "
+                  f"{row['wall_ms_per_walker']:8.3f}); / nqs folx: cpu "
+                  f"{row['cpu_over_nqs_folx']:.2f}, wall {row['wall_over_nqs_folx']:.2f}",
+                  flush=True)
+        print(f"  check: {le['check']}", flush=True)
+        save()
+    for opt in args.optimizers if "step" in args.parts else []:
         try:
             st = optimization_steps(dq, layers, n_det, w, args.rounds, opt)
         except Exception as err:  # noqa: BLE001  (an optimizer that fails is recorded, not fatal)
@@ -425,24 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                   f" s (wall {t['median_wall_s']['DeepQMC']:.3f}); DeepQMC / nqs cpu "
                   f"{st['deepqmc_over_nqs_cpu']:.2f}, wall {st['deepqmc_over_nqs_wall']:.2f}; load "
                   f"{t['load_average']}", flush=True)
-        steps.append(st)
-    res = {
-        "system": "LiH R=3.015 bohr", "layers": n_layers, "d1": d1, "d2": d2,
-        "determinants": n_det, "full_determinants": True, "walkers": w, "rounds": args.rounds,
-        "deepqmc_overrides": dq.overrides, "local_energy": le, "steps": steps,
-        "differences": DIFFERENCES, "jax_compat_shims": compat,
-        "versions": {k: version(k) for k in
-                     ("jax", "jaxlib", "deepqmc", "dm-haiku", "folx", "kfac-jax", "flax",
-                      "optax", "hydra-core")},
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version()},
-    }
-    out = args.out or HERE / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "realspace_vs_deepqmc_small" if args.small else "realspace_vs_deepqmc"
-    write_json_atomic(out / f"{stem}.json", res)
-    (out / f"{stem}.md").write_text("\n".join(_markdown(res)) + "\n")
-    print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
+        res["steps"].append(st)
+        save()
     return 0
 
 
