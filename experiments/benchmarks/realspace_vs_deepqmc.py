@@ -398,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="optimization steps to time (nqs adam vs DeepQMC adamw, kfac vs kfac)")
     p.add_argument("--parts", nargs="+", default=["local", "step"], choices=["local", "step"],
                    help="what to time (default: both). Results are written after each part; "
-                   "'step' alone keeps the local-energy results of an earlier run of the same "
-                   "size. On 2 cores a step can hang in jaxlib's batched LAPACK LU (two "
-                   "concurrent slogdets, docs/architecture.md): rerun that part")
+                   "one part alone keeps the other part's results from an earlier run of the "
+                   "same size")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     try:
@@ -410,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     compat = _jax_compat()
+    # DeepQMC's training step dispatches several programs (sampling, optimizer step, sampler
+    # update) asynchronously; on 2 cores two of them running batched LAPACK LUs at once hung
+    # jaxlib (jax::ParallelBatchMap, the hang docs/architecture.md describes) in the timed
+    # rounds. Synchronous dispatch runs one program at a time, for both codes alike.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
     if compat:
         print(f"  jax compatibility shims for DeepQMC's training loop: {', '.join(compat)}",
               flush=True)
@@ -427,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "determinants": n_det, "full_determinants": True, "walkers": w, "rounds": args.rounds,
         "deepqmc_overrides": dq.overrides, "local_energy": None, "steps": [],
         "differences": DIFFERENCES, "jax_compat_shims": compat,
+        "jax_cpu_enable_async_dispatch": False,
         "versions": {k: version(k) for k in
                      ("jax", "jaxlib", "deepqmc", "dm-haiku", "folx", "kfac-jax", "flax",
                       "optax", "hydra-core")},
@@ -434,12 +439,15 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version()},
     }
     old = out / f"{stem}.json"
-    if "local" not in args.parts and old.exists():
-        # Keep the local-energy part of an earlier run of the same size (the two parts can be
-        # run in separate processes: a hung LAPACK call, see --parts, costs only its part).
+    if set(args.parts) != {"local", "step"} and old.exists():
+        # Keep the part not run now from an earlier run of the same size (the two parts can be
+        # run in separate processes).
         prev = json.loads(old.read_text())
         if (prev.get("walkers"), prev.get("layers"), prev.get("d1")) == (w, n_layers, d1):
-            res["local_energy"] = prev.get("local_energy")
+            if "local" not in args.parts:
+                res["local_energy"] = prev.get("local_energy")
+            if "step" not in args.parts:
+                res["steps"] = prev.get("steps", [])
 
     def save() -> None:
         write_json_atomic(out / f"{stem}.json", res)
