@@ -24,16 +24,20 @@ isotropic envelopes) unless told otherwise:
 counts, and CPU time at ``--walkers``) and writes ``results/realspace_step_systems.{json,md}``;
 otherwise the script writes ``results/realspace_step[_small].{json,md}`` next to this file.
 ``--flops-only`` prints operation counts only. ``--deepqmc`` also times DeepQMC's LiH local
-energy (its ``ferminet`` ansatz config and its default Laplacian) when the ``deepqmc`` package
-imports; it is not a project dependency. It installs without changing jax/flax (deepqmc 1.2.0
-adds dm-haiku, hydra-core, ...); to keep the project environment clean, put it in a separate
-venv layered on the project's::
+energy (its ``ferminet`` ansatz config at the same size, its default Laplacian) when the
+``deepqmc`` package imports; it is not a project dependency. deepqmc 1.2.0 (the last release for
+Python 3.11) installs without changing jax/flax (it adds dm-haiku 0.0.17, hydra-core, ...); to
+keep the project environment clean, put it in a separate venv layered on the project's (run
+from the checkout's root; ``$VENV`` is the project's venv, e.g. ``.venv``)::
 
-    python3 -m venv /tmp/dqmc
-    SITE=/tmp/dqmc/lib/python3.11/site-packages
-    printf "%s\n" "$PWD/.venv/lib/python3.11/site-packages" "$PWD" > $SITE/project.pth
-    /tmp/dqmc/bin/pip install deepqmc==1.2.0
-    /tmp/dqmc/bin/python experiments/benchmarks/realspace_step.py --deepqmc
+    python3 -m venv /tmp/dqmc-venv
+    SITE=/tmp/dqmc-venv/lib/python3.11/site-packages
+    printf "%s\n" "$VENV/lib/python3.11/site-packages" "$PWD" > $SITE/project.pth
+    /tmp/dqmc-venv/bin/pip install deepqmc==1.2.0
+    /tmp/dqmc-venv/bin/python experiments/benchmarks/realspace_step.py --deepqmc
+
+``realspace_vs_deepqmc.py`` is the side-by-side comparison (equal networks, interleaved rounds,
+an optimization step as well) and lists what differs between the two networks.
 """
 
 from __future__ import annotations
@@ -291,43 +295,43 @@ def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rou
     print(f"wrote {out}/realspace_step_systems.json and .md", file=sys.stderr)
 
 
-def _deepqmc_timing(walkers: int, repeats: int) -> dict:
-    """DeepQMC's own LiH local energy (its ``ferminet`` ansatz config, its Laplacian: a
-    ``jax.linearize`` of the gradient and one JVP per coordinate); per-walker time.
+def _deepqmc_timing(layers, n_det: int, walkers: int, repeats: int) -> dict:
+    """DeepQMC's own LiH local energy (R = 3.015 bohr, its ``ferminet`` ansatz config at the
+    same layers / widths / determinant count, its default Laplacian: a ``jax.linearize`` of the
+    gradient and one JVP per coordinate); CPU and wall time per walker, medians of ``repeats``
+    calls (not interleaved with the nqs rows: ``realspace_vs_deepqmc.py`` is the side-by-side
+    comparison, with the differences between the two networks).
 
     Needs ``deepqmc`` importable (not a project dependency: run this script with an interpreter
-    that has it, e.g. a separate venv layered on the project's). Returns ``{"status": ...}``
-    and, when it ran, the timings.
+    that has it, see the module docstring). Returns ``{"status": ...}`` and, when it ran, the
+    timings.
     """
     try:
-        import deepqmc
-        from deepqmc.app import instantiate_ansatz
-        from deepqmc.hamil import MolecularHamiltonian
-        from deepqmc.molecule import Molecule
-        from hydra import compose, initialize_config_dir
-        from hydra.utils import instantiate
+        sys.path.insert(0, str(HERE))
+        from realspace_vs_deepqmc import DeepQMCSide
+        dq = DeepQMCSide(len(layers), layers[0][0], layers[0][1], n_det, walkers)
     except Exception as err:  # noqa: BLE001  (any import failure is a status)
         msg = str(err).splitlines()[0] if str(err) else ""
         return {"status": f"deepqmc not importable ({type(err).__name__}: {msg})"}
     from importlib.metadata import version
 
-    mol = Molecule.from_name("LiH")
-    hamil = MolecularHamiltonian(mol=mol)
-    conf_dir = os.path.join(os.path.dirname(deepqmc.__file__), "conf", "ansatz")
-    with initialize_config_dir(version_base=None, config_dir=conf_dir):
-        cfg = compose(config_name="ferminet")
-    ansatz = instantiate_ansatz(hamil, instantiate(cfg, _recursive_=True, _convert_="all"))
-    rng = jax.random.PRNGKey(0)
-    phys = hamil.init_sample(rng, mol.coords, walkers)
-    params = ansatz.init(rng, phys[0])
-    e_loc = jax.jit(jax.vmap(hamil.local_energy(ansatz.apply), (None, None, 0)))
-    first, med = _median_time(lambda: e_loc(None, params, phys)[0], repeats)
+    params, phys = dq.local_energy_setup()
+    e_loc = jax.jit(jax.vmap(lambda p, x: dq.hamil.local_energy(dq.ansatz.apply)(None, p, x)[0],
+                             (None, 0)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(e_loc(params, phys))
+    first = time.perf_counter() - t0
+    times = time_interleaved({"deepqmc": e_loc}, {"deepqmc": (params, phys)}, repeats)
+    wall, cpu = times["deepqmc"]
     return {
-        "status": f"deepqmc {version('deepqmc')} (ansatz config 'ferminet', its default Laplacian)",
+        "status": f"deepqmc {version('deepqmc')} (ansatz config 'ferminet' at this size, full "
+                  "determinants; its default Laplacian)",
         "n_parameters": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
         "compile_s": first,
-        "total_s": med,
-        "per_walker_ms": 1e3 * med / walkers,
+        "total_s": wall,
+        "per_walker_ms": 1e3 * wall / walkers,
+        "cpu_per_walker_ms": 1e3 * cpu / walkers,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -405,12 +409,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  VMC step {opt:5s}: {med:.3f} s/step ({1e3 * med / w:.2f} ms/walker; "
               f"compile + first step {first:.1f} s; load {load:.1f})", flush=True)
 
-    deepqmc = _deepqmc_timing(w, args.repeats) if args.deepqmc else {"status": "not run (--deepqmc)"}
+    deepqmc = (_deepqmc_timing(layers, n_det, w, args.repeats) if args.deepqmc
+               else {"status": "not run (--deepqmc)"})
     print(f"  DeepQMC: {deepqmc['status']}")
     folx_cpu = rows[0]["cpu_ms_per_walker"]
     if "per_walker_ms" in deepqmc:
-        print(f"  DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker wall "
-              f"({deepqmc['n_parameters']} parameters; compile + first call "
+        print(f"  DeepQMC local energy: {deepqmc['cpu_per_walker_ms']:.3f} ms/walker CPU, "
+              f"{deepqmc['per_walker_ms']:.3f} wall ({deepqmc['n_parameters']} parameters; "
+              f"compile + first call "
               f"{deepqmc['compile_s']:.1f} s)", flush=True)
     result = {
         "system": "LiH R=3.015 bohr",
@@ -447,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("")
     lines.append(f"DeepQMC: {deepqmc['status']}")
     if "per_walker_ms" in deepqmc:
-        lines += [f"DeepQMC local energy: {deepqmc['per_walker_ms']:.3f} ms/walker wall "
-                  f"(nqs folx: {folx_cpu:.3f} ms CPU), {deepqmc['n_parameters']} parameters"]
+        lines += [f"DeepQMC local energy: {deepqmc['cpu_per_walker_ms']:.3f} ms/walker CPU, "
+                  f"{deepqmc['per_walker_ms']:.3f} wall (nqs folx: {folx_cpu:.3f} ms CPU, "
+                  f"{rows[0]['wall_ms_per_walker']:.3f} wall), {deepqmc['n_parameters']} "
+                  f"parameters, load {deepqmc['load_average']:.1f}; DeepQMC's network has full "
+                  "determinants, nqs's here block-diagonal ones: realspace_vs_deepqmc.py compares "
+                  "equal networks side by side"]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
     return 0
