@@ -1,8 +1,10 @@
 """Many devices, chunking, checkpoints across device counts, float32 networks.
 
 The device count is fixed when JAX starts, so the multi-device checks run in ONE subprocess with
-4 simulated CPU devices (tests/helpers/multi_device_check.py), which compares each computation
-on a 1-device and a 4-device mesh (and chunked or not) and reports the differences as JSON.
+4 simulated CPU devices (tests/helpers/multi_device_check.py, started by tests/conftest.py when
+collection ends, shared with tests/test_exact_parallel.py and tests/test_sr_structured.py), which
+compares each computation on a 1-device and a 4-device mesh (and chunked or not) and reports the
+differences as JSON.
 """
 
 from __future__ import annotations
@@ -32,16 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAME = 1e-10  # "identical statistics": only the order of floating-point additions differs
 
 
+MULTI_DEVICE_CHECKS = ("spin", "molecule", "realspace", "memory")  # read by tests/conftest.py
+
+
 @pytest.fixture(scope="module")
-def multi() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/helpers/multi_device_check.py")],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+def multi(multi_device) -> dict:
+    """The 4-device subprocess's results (started by tests/conftest.py at collection)."""
+    return multi_device
 
 
 def test_spins_same_on_1_and_4_devices(multi):
