@@ -14,6 +14,9 @@ checks run in one background subprocess.
   second core while the rest of the suite runs (the suite itself is about one core busy,
   compilation being single-threaded). Each test module that uses the ``multi_device`` fixture
   names the checks it needs in ``MULTI_DEVICE_CHECKS``; only those run.
+* ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
+  time (setup, call and teardown together), to compare test costs on a loaded machine where
+  wall times mislead.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +127,19 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     _MULTI.stop()
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``NQS_TEST_TIMES`` set: append the test's wall and CPU seconds to that file."""
+    path = os.environ.get("NQS_TEST_TIMES")
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    if path:
+        record = {"test": item.nodeid, "wall_s": round(time.perf_counter() - wall, 3),
+                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0]}
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -82,8 +82,9 @@ def test_exact_energy_same_parameters_tfim(tfim):
     tables = a32.local_updates.prepare(p)
     assert all(t.dtype == jnp.complex64 for t in tables)
     assert a32.local_updates.init_cache(tables, xs[0]).dtype == jnp.complex64
-    fast = jax.vmap(make_local_energy(tfim, a32), in_axes=(None, 0))(p, xs)
-    ref = jax.vmap(make_local_energy(tfim, a64.without_fast_path()), in_axes=(None, 0))(p, xs)
+    fast = jax.jit(jax.vmap(make_local_energy(tfim, a32), in_axes=(None, 0)))(p, xs)
+    ref = jax.jit(jax.vmap(make_local_energy(tfim, a64.without_fast_path()),
+                           in_axes=(None, 0)))(p, xs)
     assert fast.dtype == jnp.complex128
     np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), rtol=2e-5, atol=2e-5)
     assert float(np.max(np.abs(np.asarray(fast - ref)))) > 0  # it did run in float32
