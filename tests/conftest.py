@@ -7,7 +7,8 @@ checks (many devices, many processes) run in the background.
 * Many tests compile the same program again (a run and its resumed twin, the same CLI settings
   in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
   this session only, turns the repeats into a file read. The subprocesses the tests start inherit
-  it through the environment. A cached executable is the same binary, so results are unchanged.
+  it through the environment (the background helpers below: folders of their own). A cached
+  executable is the same binary, so results are unchanged.
 * Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
   simulated devices, in ONE process (the device count is fixed when JAX starts), then a run split
   over two ``jax.distributed`` processes. They start, one after the other, as soon as
@@ -98,8 +99,10 @@ class _Background:
         self.stopped = threading.Event()
         self.dir: Path | None = None
 
-    def start(self, jobs: dict[str, list[str]], extra_xla_flags: dict[str, str]) -> None:
-        """Start ``jobs`` (fixture name -> helper argv) unless already started."""
+    def start(self, jobs: dict[str, list[str]], extra_xla_flags: dict[str, str],
+              uncached: tuple[str, ...] = ()) -> None:
+        """Start ``jobs`` (fixture name -> helper argv) unless already started. Each job has a
+        compilation cache of its own, except those named in ``uncached``, which have none."""
         if self.jobs or not jobs:
             return
         self.dir = Path(tempfile.mkdtemp(prefix="nqs-test-background-"))
@@ -107,6 +110,14 @@ class _Background:
             env = dict(os.environ)
             env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + extra_xla_flags.get(name, "")
             env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+            if name in uncached:
+                env.pop("JAX_COMPILATION_CACHE_DIR", None)
+            elif "JAX_COMPILATION_CACHE_DIR" in env:
+                # a folder of its own: cache writes are not atomic, and this process and the
+                # job may compile the same program at the same moment (the device count is
+                # not part of the cache key)
+                env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(env["JAX_COMPILATION_CACHE_DIR"],
+                                                                name)
             self.jobs[name] = _Job([sys.executable, *argv], env)
         workdirs = {name: self.dir / name for name in self.jobs}
         for d in workdirs.values():
@@ -172,8 +183,12 @@ def pytest_collection_finish(session) -> None:
     """Start the background jobs as soon as the selected tests are known."""
     if session.config.option.collectonly:
         return
+    # the two jax.distributed processes compile the same programs at the same moment: they
+    # gain nothing from the cache, and its writes are not atomic (one could read the other's
+    # half-written entry)
     _BACKGROUND.start(_jobs_of(session.items),
-                      {"multi_device": " --xla_force_host_platform_device_count=4"})
+                      {"multi_device": " --xla_force_host_platform_device_count=4"},
+                      uncached=("two_processes",))
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
