@@ -1,11 +1,40 @@
-"""Test-session setup.
+"""Test-session setup: cheap XLA compilation, a session compilation cache, and the subprocess
+checks (many devices, many processes) run in the background.
 
-The suite is dominated by XLA compilation of many small programs, not by running them: cheaper
-backend optimization roughly halves its time. Set before JAX is imported; an XLA_FLAGS already
-in the environment wins.
+* The suite is dominated by XLA compilation of many small programs, not by running them: cheaper
+  backend optimization roughly halves its time. Set before JAX is imported; an XLA_FLAGS already
+  in the environment wins.
+* Many tests compile the same program again (a run and its resumed twin, the same CLI settings
+  in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
+  this session only, turns the repeats into a file read. The subprocesses the tests start inherit
+  it through the environment (the background helpers below: folders of their own). A cached
+  executable is the same binary, so results are unchanged.
+* Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
+  simulated devices, in ONE process (the device count is fixed when JAX starts), then a run split
+  over two ``jax.distributed`` processes. They start, one after the other, as soon as
+  collection has finished, and the tests that read their results (fixtures ``multi_device`` and
+  ``two_processes``) run last: the helpers work on the second core while the rest of the suite
+  runs (the suite itself keeps about one core busy, compilation being single-threaded). Each
+  test module that uses ``multi_device`` names the checks it needs in ``MULTI_DEVICE_CHECKS``;
+  only those run.
+* ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
+  time (setup, call and teardown together), to compare test costs on a loaded machine where
+  wall times mislead.
 """
 
+from __future__ import annotations
+
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault(
     "XLA_FLAGS",
@@ -13,3 +42,183 @@ os.environ.setdefault(
     "--xla_cpu_multi_thread_eigen=false",
 )
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nqs-test-jax-cache-")
+# every compilation is cached: most of the repeated ones take well under the 1 s default
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPERS = ROOT / "tests" / "helpers"
+BACKGROUND_TIMEOUT_S = 1800  # per job
+
+
+class _Job:
+    """One helper script run in the background; it prints its result as ``RESULT {json}``."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.done = threading.Event()
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self.stdout = self.stderr = ""
+
+    def run(self, workdir: Path, stopped: threading.Event) -> None:
+        """Run to the end (or until the session stops), keeping exit code and output."""
+        try:
+            if stopped.is_set():
+                return
+            # output to files, not pipes: nobody reads a pipe while the suite runs
+            with open(workdir / "stdout", "w") as out, open(workdir / "stderr", "w") as err:
+                self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, env=self.env,
+                                             cwd=ROOT)
+                self.returncode = self.proc.wait(timeout=BACKGROUND_TIMEOUT_S)
+            self.stdout = (workdir / "stdout").read_text()
+            self.stderr = (workdir / "stderr").read_text()
+        except Exception as exc:  # noqa: BLE001  (reported to the test that reads the job)
+            self.stderr += f"\nbackground job failed: {exc!r}"
+        finally:
+            self.done.set()
+
+    def result(self) -> dict:
+        """The job's JSON result; waits for it. Fails the calling test if the job failed."""
+        assert self.done.wait(BACKGROUND_TIMEOUT_S), "background job did not finish"
+        lines = [ln for ln in self.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert self.returncode == 0 and lines, self.stderr[-3000:]
+        return json.loads(lines[-1][len("RESULT "):])
+
+
+class _Background:
+    """Helper subprocesses started when collection ends, one after the other in a thread (so
+    at most one job, beside the suite, at a time), read by the tests that run last."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, _Job] = {}
+        self.stopped = threading.Event()
+        self.dir: Path | None = None
+
+    def start(self, jobs: dict[str, list[str]], extra_xla_flags: dict[str, str],
+              uncached: tuple[str, ...] = ()) -> None:
+        """Start ``jobs`` (fixture name -> helper argv) unless already started. Each job has a
+        compilation cache of its own, except those named in ``uncached``, which have none."""
+        if self.jobs or not jobs:
+            return
+        self.dir = Path(tempfile.mkdtemp(prefix="nqs-test-background-"))
+        for name, argv in jobs.items():
+            env = dict(os.environ)
+            env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + extra_xla_flags.get(name, "")
+            env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+            if name in uncached:
+                env.pop("JAX_COMPILATION_CACHE_DIR", None)
+            elif "JAX_COMPILATION_CACHE_DIR" in env:
+                # a folder of its own: cache writes are not atomic, and this process and the
+                # job may compile the same program at the same moment (the device count is
+                # not part of the cache key)
+                env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(env["JAX_COMPILATION_CACHE_DIR"],
+                                                                name)
+            self.jobs[name] = _Job([sys.executable, *argv], env)
+        workdirs = {name: self.dir / name for name in self.jobs}
+        for d in workdirs.values():
+            d.mkdir()
+
+        def run_all() -> None:
+            for name, job in self.jobs.items():
+                job.run(workdirs[name], self.stopped)
+
+        threading.Thread(target=run_all, daemon=True).start()
+
+    def read(self, name: str) -> dict:
+        """The result of job ``name`` (a fixture name)."""
+        assert name in self.jobs, f"background job {name!r} was not started"
+        return self.jobs[name].result()
+
+    def stop(self) -> None:
+        """Kill a job still running when the session ends (e.g. ``-x``); start no more."""
+        self.stopped.set()
+        for job in self.jobs.values():
+            if job.proc is not None and job.proc.poll() is None:
+                job.proc.kill()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_BACKGROUND = _Background()
+BACKGROUND_FIXTURES = ("multi_device", "two_processes")
+
+
+def _background_rank(item) -> int:
+    """0: no background job; k: reads the k-th job (jobs run in the order of the fixtures)."""
+    used = [k + 1 for k, name in enumerate(BACKGROUND_FIXTURES)
+            if name in getattr(item, "fixturenames", ())]
+    return max(used, default=0)
+
+
+def _jobs_of(items) -> dict[str, list[str]]:
+    """Helper argv per background fixture the selected ``items`` use. The multi-device checks
+    are the union, in a fixed order, of ``MULTI_DEVICE_CHECKS`` of the modules that use it."""
+    checks: list[str] = []
+    jobs: dict[str, list[str]] = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "multi_device" in names:
+            for check in getattr(getattr(item, "module", None), "MULTI_DEVICE_CHECKS", ()):
+                if check not in checks:
+                    checks.append(check)
+        if "two_processes" in names:
+            jobs["two_processes"] = [str(HELPERS / "two_process_check.py")]
+    if checks:
+        jobs = {"multi_device": [str(HELPERS / "multi_device_check.py"), *checks], **jobs}
+    return jobs
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Tests that wait for a background job go last, in the order the jobs finish (stable order
+    otherwise)."""
+    items.sort(key=_background_rank)
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the background jobs as soon as the selected tests are known."""
+    if session.config.option.collectonly:
+        return
+    # the two jax.distributed processes compile the same programs at the same moment: they
+    # gain nothing from the cache, and its writes are not atomic (one could read the other's
+    # half-written entry)
+    _BACKGROUND.start(_jobs_of(session.items),
+                      {"multi_device": " --xla_force_host_platform_device_count=4"},
+                      uncached=("two_processes",))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop the background jobs and remove this session's compilation cache."""
+    _BACKGROUND.stop()
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``NQS_TEST_TIMES`` set: append the test's wall and CPU seconds to that file."""
+    path = os.environ.get("NQS_TEST_TIMES")
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    if path:
+        record = {"test": item.nodeid, "wall_s": round(time.perf_counter() - wall, 3),
+                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0]}
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+@pytest.fixture(scope="session")
+def multi_device() -> dict:
+    """Results of the 4-device checks (tests/helpers/multi_device_check.py) as one dict."""
+    return _BACKGROUND.read("multi_device")
+
+
+@pytest.fixture(scope="session")
+def two_processes() -> dict:
+    """A spin run split over two ``jax.distributed`` processes
+    (tests/helpers/two_process_check.py): exit codes, output flags and its result file."""
+    return _BACKGROUND.read("two_processes")

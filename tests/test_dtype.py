@@ -82,8 +82,9 @@ def test_exact_energy_same_parameters_tfim(tfim):
     tables = a32.local_updates.prepare(p)
     assert all(t.dtype == jnp.complex64 for t in tables)
     assert a32.local_updates.init_cache(tables, xs[0]).dtype == jnp.complex64
-    fast = jax.vmap(make_local_energy(tfim, a32), in_axes=(None, 0))(p, xs)
-    ref = jax.vmap(make_local_energy(tfim, a64.without_fast_path()), in_axes=(None, 0))(p, xs)
+    fast = jax.jit(jax.vmap(make_local_energy(tfim, a32), in_axes=(None, 0)))(p, xs)
+    ref = jax.jit(jax.vmap(make_local_energy(tfim, a64.without_fast_path()),
+                           in_axes=(None, 0)))(p, xs)
     assert fast.dtype == jnp.complex128
     np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), rtol=2e-5, atol=2e-5)
     assert float(np.max(np.abs(np.asarray(fast - ref)))) > 0  # it did run in float32
@@ -101,8 +102,11 @@ def test_exact_energy_same_parameters_backflow(lih):
     # Jacobian rows (what SR accumulates) are float64 although the network is float32
     flat, unflatten = real_flat(p)
     xs = jnp.asarray(ham.states[:4])
-    j32 = sr_jacobian(lambda u, s: a32.log_psi(unflatten(u), s), flat, xs, jnp.full(4, 0.25))
-    j64 = sr_jacobian(lambda u, s: a64.log_psi(unflatten(u), s), flat, xs, jnp.full(4, 0.25))
+    # jitted: one program each instead of op-by-op dispatch
+    j32 = jax.jit(lambda u, s, w: sr_jacobian(lambda v, x: a32.log_psi(unflatten(v), x), u, s,
+                                              w))(flat, xs, jnp.full(4, 0.25))
+    j64 = jax.jit(lambda u, s, w: sr_jacobian(lambda v, x: a64.log_psi(unflatten(v), x), u, s,
+                                              w))(flat, xs, jnp.full(4, 0.25))
     assert j32.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(j32), np.asarray(j64), atol=1e-4 * float(
         np.max(np.abs(np.asarray(j64)))))

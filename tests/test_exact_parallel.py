@@ -2,37 +2,26 @@
 
 The states (padded to a multiple of the device count with zero-weight copies), their log psi
 and Jacobian rows, and the rows of H v are split over the devices (``nqs.exact.exact_data``).
-The 4-device computation runs in one subprocess (tests/helpers/multi_device_check.py, check
-``exact``), since the device count is fixed when JAX starts.
+The 4-device computation runs in the suite's one multi-device subprocess
+(tests/helpers/multi_device_check.py, check ``exact``; started by tests/conftest.py), since the
+device count is fixed when JAX starts.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SAME = 1e-12  # only the order of floating-point additions differs
 
 
+MULTI_DEVICE_CHECKS = ("exact",)  # read by tests/conftest.py
+
+
 @pytest.fixture(scope="module")
-def exact4() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests/helpers/multi_device_check.py"), "exact"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+def exact4(multi_device) -> dict:
+    """The 4-device subprocess's results (started by tests/conftest.py at collection)."""
+    return multi_device
 
 
 def test_states_padded_and_split(exact4):

@@ -1,17 +1,15 @@
 """Many devices, chunking, checkpoints across device counts, float32 networks.
 
 The device count is fixed when JAX starts, so the multi-device checks run in ONE subprocess with
-4 simulated CPU devices (tests/helpers/multi_device_check.py), which compares each computation
-on a 1-device and a 4-device mesh (and chunked or not) and reports the differences as JSON.
+4 simulated CPU devices (tests/helpers/multi_device_check.py, started by tests/conftest.py when
+collection ends, shared with tests/test_exact_parallel.py and tests/test_sr_structured.py), which
+compares each computation on a 1-device and a 4-device mesh (and chunked or not) and reports the
+differences as JSON.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,20 +26,16 @@ from nqs.parallel import (
     peak_memory,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 SAME = 1e-10  # "identical statistics": only the order of floating-point additions differs
 
 
+MULTI_DEVICE_CHECKS = ("spin", "molecule", "realspace", "memory")  # read by tests/conftest.py
+
+
 @pytest.fixture(scope="module")
-def multi() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/helpers/multi_device_check.py")],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+def multi(multi_device) -> dict:
+    """The 4-device subprocess's results (started by tests/conftest.py at collection)."""
+    return multi_device
 
 
 def test_spins_same_on_1_and_4_devices(multi):
@@ -131,44 +125,17 @@ def test_cli_chunk_size_and_multiprocess_flags(capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--coordinator-address" in err
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return int(s.getsockname()[1])
-
-
-def test_two_processes_on_localhost_match_one(tmp_path):
-    """jax.distributed with 2 CPU processes (gloo) gives the run of one process."""
+def test_two_processes_on_localhost_match_one(two_processes, tmp_path):
+    """jax.distributed with 2 CPU processes (gloo) gives the run of one process. The two
+    processes ran in the background (tests/helpers/two_process_check.py via tests/conftest.py);
+    the one-process run of the same arguments runs here."""
     from nqs.cli import main
 
-    args = ["spin", "--model", "ising", "--size", "6", "--samples", "32", "--chains", "8",
-            "--steps", "2", "--chunk-size", "none"]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    def launch() -> tuple[list, list]:
-        port = _free_port()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "nqs.cli", *args, "--out", str(tmp_path / "two"),
-                 "--coordinator-address", f"localhost:{port}", "--num-processes", "2",
-                 "--process-id", str(i)],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(2)
-        ]
-        return procs, [p.communicate(timeout=900) for p in procs]
-
-    procs, outs = launch()
-    if any(p.returncode != 0 for p in procs):
-        # one retry: the free port can be taken between probing and binding, and the
-        # coordinator's start-up handshake can time out on a heavily loaded machine
-        procs, outs = launch()
-    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
-    assert "wrote" in outs[0][0] and "wrote" not in outs[1][0]  # only process 0 writes
-    two = json.loads((tmp_path / "two" / "result.json").read_text())
-    assert (two["n_processes"], two["n_devices"]) == (2, 2)
-    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    two = two_processes
+    assert two["returncodes"] == [0, 0], two["stderr_tail"]
+    assert two["wrote"] == [True, False]  # only process 0 writes
+    assert (two["result"]["n_processes"], two["result"]["n_devices"]) == (2, 2)
+    assert main([*two["args"], "--out", str(tmp_path / "one")]) == 0
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     assert one["n_processes"] == 1
-    assert abs(one["energy"] - two["energy"]) < SAME
+    assert abs(one["energy"] - two["result"]["energy"]) < SAME

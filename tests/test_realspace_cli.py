@@ -2,7 +2,7 @@
 
 The subcommand is registered on a parser built here (as ``nqs.cli.build_parser`` does), so these
 tests do not depend on ``nqs.cli`` listing it. Compilations are shared between the runs through
-JAX's persistent compilation cache in a temporary directory (restored afterwards).
+the session's persistent compilation cache (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -27,19 +27,6 @@ TINY = ["--layers", "1", "--hidden", "8", "4", "--determinants", "1", "--walkers
         "--mcmc-steps", "2", "--eval-steps", "4", "--optimizer", "adam", "--lr", "0.01"]
 RESULT_KEYS = {"energy", "energy_error", "variance", "reference_energy", "reference_source",
                "error_mha", "n_parameters", "wall_time_s", "time_per_step_s"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    jax.config.update(names[0], str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update(names[1], 0.0)
-    jax.config.update(names[2], 0)
-    yield
-    for n, v in old.items():
-        jax.config.update(n, v)
 
 
 def _parser() -> argparse.ArgumentParser:

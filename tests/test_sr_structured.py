@@ -3,18 +3,13 @@
 The structured path (:class:`nqs.optim.jacobian.StructuredJacobian`) never forms ``O [n, P]``;
 these tests compare its kernel, gradient and SR update with the dense path (the complex
 ``HolomorphicJacobian`` or the real-view ``J``) on exactly enumerated states with non-uniform
-weights, for complex and real RBMs, and on a 4-device mesh (subprocess, as in
-``tests/test_parallel.py``).
+weights, for complex and real RBMs, and on a 4-device mesh (the suite's multi-device
+subprocess, tests/helpers/multi_device_check.py, started by tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +27,7 @@ from nqs.sampling import ExactSampler
 from nqs.sampling.base import Samples
 from nqs.vmc import make_estimator
 
-ROOT = Path(__file__).resolve().parents[1]
+MULTI_DEVICE_CHECKS = ("structured",)  # read by tests/conftest.py
 
 
 def _random_params(ansatz, hilbert, seed=0, scale=0.4):
@@ -93,18 +88,12 @@ def test_structured_minsr_equals_dense(model, dtype, visible):
         np.testing.assert_allclose(_update(est_s, params, mode), reference, atol=1e-10)
 
 
-def test_structured_minsr_on_four_devices():
-    """Samples split over a 4-device mesh: the same update as the dense path on one device."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/helpers/structured_sr_check.py")],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT "):])
-    assert out["n_devices"] == 4
-    assert out["sharded"]  # the features really were split over the devices
-    assert out["update_norm"] > 1e-2
-    assert out["update_diff"] < 1e-10
-    assert out["energy_diff"] < 1e-12
+def test_structured_minsr_on_four_devices(multi_device):
+    """Samples split over a 4-device mesh: the same update as the dense path on one device
+    (tests/helpers/multi_device_check.py, check ``structured``)."""
+    out = multi_device
+    assert out["structured_n_devices"] == 4
+    assert out["structured_sharded"]  # the features really were split over the devices
+    assert out["structured_update_norm"] > 1e-2
+    assert out["structured_update_diff"] < 1e-10
+    assert out["structured_energy_diff"] < 1e-12

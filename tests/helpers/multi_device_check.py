@@ -1,8 +1,11 @@
-"""Run by tests/test_parallel.py with XLA_FLAGS=--xla_force_host_platform_device_count=4.
+"""Run by tests/conftest.py (fixture ``multi_device``) with 4 simulated CPU devices
+(XLA_FLAGS=--xla_force_host_platform_device_count=4): ``python multi_device_check.py CHECK ...``.
 
 Every check runs the same computation on a mesh of 1 device and of 4 devices (and chunked or
-not) and prints one JSON object of differences and flags; the test asserts on them. One process
-for all checks keeps the suite fast (the device count is fixed when JAX starts).
+not) and prints one JSON object of differences and flags; tests/test_parallel.py,
+tests/test_exact_parallel.py and tests/test_sr_structured.py assert on them. One process for all
+checks keeps the suite fast (the device count is fixed when JAX starts; the interpreter, JAX and
+PySCF start once).
 """
 
 from __future__ import annotations
@@ -255,11 +258,65 @@ def exact_checks(out: dict, mesh1, mesh4) -> None:
     out["exact_run_n_devices"] = [r1.n_devices, r4.n_devices]
 
 
+def structured_checks(out: dict, mesh4) -> None:
+    """Metropolis samples of a complex RBM on a TFIM chain, sharded over the 4-device mesh: the
+    minSR update from the factored Jacobian (jitted, mesh) against the dense-Jacobian update on
+    one device (tests/test_sr_structured.py)."""
+    import dataclasses
+
+    from hamiltonians.lattice import chain
+    from hamiltonians.spin import TransverseFieldIsing
+    from nqs.models.rbm import make_rbm
+    from nqs.optim import sr
+    from nqs.optim.flat import real_flat
+    from nqs.sampling import MetropolisSampler
+    from nqs.sampling.base import Samples
+    from nqs.sampling.rules import LocalRule
+    from nqs.vmc import make_estimator
+
+    model = TransverseFieldIsing(chain(8), h=1.0)
+    ansatz = make_rbm(8, alpha=2)
+    dense_ansatz = dataclasses.replace(ansatz, jacobian_structure=None)
+    params = ansatz.init(jax.random.PRNGKey(0), np.ones(8))
+    flat, unflatten = real_flat(params)
+    params = unflatten(0.3 * jax.random.normal(jax.random.PRNGKey(1), flat.shape))
+    sampler = MetropolisSampler(model.hilbert, LocalRule(), n_chains=16, n_samples=128,
+                                n_discard_sweeps=4)
+    state = sampler.init(jax.random.PRNGKey(2), ansatz, params)
+    samples = sampler.sample(jax.random.PRNGKey(3), ansatz, params, state)[0]
+    tx = sr(1e-2, "minsr")
+
+    def update(a, mesh_):
+        est_fn = make_estimator(a, model, needs_jacobian=True, mesh=mesh_)
+
+        @jax.jit
+        def run(p, x, w):
+            est = est_fn(p, Samples(x, w, sampler.n_chains))
+            upd, _ = tx.update(unflatten(est.grad), tx.init(p), p, jacobian=est.jacobian,
+                               residuals=est.residuals)
+            feats = getattr(est.jacobian, "features", None)
+            return real_flat(upd)[0], est.stats.mean, feats
+        return run
+
+    x, w = samples.x, samples.weights
+    xs, ws = put((x, w), (sample_sharding(mesh4),) * 2)
+    u4, e4, feats = update(ansatz, mesh4)(params, xs, ws)
+    u1, e1, _ = update(dense_ansatz, None)(params, x, w)
+    out["structured_n_devices"] = len(mesh4.devices.ravel())
+    out["structured_sharded"] = len(feats.g.sharding.device_set) == 4
+    out["structured_update_norm"] = float(np.linalg.norm(np.asarray(u1)))
+    out["structured_update_diff"] = float(np.max(np.abs(np.asarray(u4) - np.asarray(u1))))
+    out["structured_energy_diff"] = float(abs(complex(e4) - complex(e1)))
+
+
+CHECKS = ("spin", "molecule", "realspace", "memory", "exact", "structured")
+
+
 def main() -> None:
     assert jax.device_count() == 4, jax.devices()
     mesh1, mesh4 = make_mesh(jax.devices()[:1]), make_mesh()
     out: dict = {}
-    for name in sys.argv[1:] or ["spin", "molecule", "realspace", "memory"]:
+    for name in sys.argv[1:] or CHECKS:
         t0 = time.perf_counter()
         if name == "spin":
             spin_checks(out, mesh1, mesh4)
@@ -271,6 +328,10 @@ def main() -> None:
             memory_checks(out, mesh4)
         elif name == "exact":
             exact_checks(out, mesh1, mesh4)
+        elif name == "structured":
+            structured_checks(out, mesh4)
+        else:
+            raise SystemExit(f"unknown check {name!r}; the checks are {', '.join(CHECKS)}")
         out[f"seconds_{name}"] = time.perf_counter() - t0
     print("RESULT " + json.dumps(out))
 
