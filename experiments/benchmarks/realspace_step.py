@@ -101,7 +101,11 @@ def _jax_hessian_local_energy(apply, atoms):
     return e_loc
 
 
-VARIANT_KEYS = {"folx-sparse": 1, "hvp": 2, "jax-hessian": 3}  # position in the dict below
+VARIANT_KEYS = {  # --variants name -> row name
+    "folx-sparse": f"folx, sparsity_threshold={SPARSITY}",
+    "hvp": "Hessian trace, HVP loop (nqs 'hessian')",
+    "jax-hessian": "Hessian trace, jax.hessian (old reference)",
+}
 
 
 def local_energy_variants(atoms, apply, apply32, float32: bool,
@@ -119,8 +123,8 @@ def local_energy_variants(atoms, apply, apply32, float32: bool,
             _jax_hessian_local_energy(apply, atoms), "float64"),
     }
     if only is not None:
-        keep = {0} | {VARIANT_KEYS[k] for k in only}
-        out = {k: v for i, (k, v) in enumerate(out.items()) if i in keep}
+        keep = {"folx"} | {VARIANT_KEYS[k] for k in only}
+        out = {k: v for k, v in out.items() if k in keep}
     if float32:
         a32 = with_dtype(apply32, "float32")
         out["folx, float32 network"] = (make_local_energy(a32, atoms, "folx"), "float32")

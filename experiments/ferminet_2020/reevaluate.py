@@ -15,7 +15,9 @@ Prints one line and writes ``RUN_DIR/reevaluation_<laplacian>.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy
+from nqs.errors import CheckpointError, InputError
 from nqs.io import load_checkpoint, load_checkpoint_metadata, write_json_atomic
 from nqs.models.ferminet import make_ferminet
 from nqs.realspace.driver import CHECKPOINT_NAME, make_energy_sampler, make_vmc_method
@@ -45,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     meta = load_checkpoint_metadata(ckpt)
     geometry = "; ".join(f"{s} {x} {y} {z}" for s, (x, y, z) in
                          zip(meta["symbols"], meta["positions"], strict=True))
-    n_el = meta["n_alpha"] + meta["n_beta"]
-    atoms = make_atoms(geometry, spin=meta["n_alpha"] - meta["n_beta"], unit="bohr",
-                       charge=0)
-    if atoms.n_electrons != n_el:  # a charged run: recover the charge from the electron count
-        atoms = make_atoms(geometry, spin=meta["n_alpha"] - meta["n_beta"], unit="bohr",
-                           charge=atoms.n_electrons - n_el)
+    spin = meta["n_alpha"] - meta["n_beta"]
+    # the fingerprint holds the electron counts, not the charge: the charge is what is missing
+    neutral_electrons = make_atoms(geometry, spin=spin % 2, unit="bohr").n_electrons
+    charge = neutral_electrons - (meta["n_alpha"] + meta["n_beta"])
+    atoms = make_atoms(geometry, charge=charge, spin=spin, unit="bohr")
     net = dict(layers=tuple(tuple(x) for x in meta["layers"]),
                n_determinants=meta["n_determinants"], envelope=meta["envelope"],
                full_det=meta["full_det"])
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     key = jax.random.PRNGKey(0)
     template_walkers = init_walkers(key, atoms, meta["n_walkers"])
     template = {"state": vmc.init(key, init(key), template_walkers, 0.2), "key": key, "step": 0}
-    tree, saved = load_checkpoint(ckpt, template)
+    tree, _ = load_checkpoint(ckpt, template)
     params = tree["state"].params
 
     t0 = time.perf_counter()
@@ -98,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     result_file = args.run_dir / "result.json"
     if result_file.exists():
-        import json
-
         run = json.loads(result_file.read_text())
         record["run_energy"] = run.get("energy")
         record["run_energy_error"] = run.get("energy_error")
@@ -111,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if ref is None else f", E - E_exact = {(st.mean - ref) * 1e3:.2f} mHa")
           + (f"; the run's own evaluation {record['run_energy']:.6f}" if record["run_energy"]
              else "") + f" ({seconds:.0f} s)")
-    del saved
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except (CheckpointError, InputError) as err:
+        print(f"reevaluate.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -314,6 +314,8 @@ def settings_from_args(args: argparse.Namespace) -> RealSpaceSettings:
         raise InputError(f"--eval-steps must be >= 2, got {args.eval_steps}")
     if args.pretrain_steps < 0:
         raise InputError(f"--pretrain-steps must be >= 0, got {args.pretrain_steps}")
+    if not 0.0 <= args.rs_momentum < 1.0:
+        raise InputError(f"--rs-momentum must be in [0, 1), got {args.rs_momentum}")
     return RealSpaceSettings(
         layers=args.rs_layers, hidden=(args.rs_hidden[0], args.rs_hidden[1]),
         n_determinants=args.rs_determinants, optimizer=args.rs_optimizer,
