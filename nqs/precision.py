@@ -6,9 +6,10 @@ Where the casts are (one place, the ansatz boundary):
   SR / minSR / Adam update acts on and the checkpoint stores.
 * On every evaluation the wrapped ansatz rounds the parameters to float32 (complex64), casts the
   configuration to float32 (``+-1`` and ``0/1`` are exact), runs the network in float32 and casts
-  its output ``log psi`` up to complex128. The RBM fast path does the same: its tables
-  (``cosh`` / ``sinh`` of the weights) and its cache (``tanh theta``) are float32 / complex64,
-  and each log-psi ratio is cast up to complex128.
+  its output ``log psi`` up to complex128. The RBM fast paths do the same: their tables
+  (``cosh`` / ``sinh`` of the weights, per site and per flip pattern), the cache
+  (``tanh theta``) and the factors of the log-derivatives are float32 / complex64, and each
+  ratio and factor is cast up to float64 / complex128 on the way out.
 * Everything downstream of ``log psi`` is therefore float64: log-psi differences fed to the
   Metropolis acceptance, local energies, statistics, the exact-summation sums, the per-sample
   Jacobian rows (the transpose of the down-cast turns the float32 cotangents into float64 rows
@@ -27,7 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nqs.ansatz import Ansatz, LocalUpdates, Params
+from nqs.ansatz import Ansatz, JacobianStructure, LocalUpdates, Params, TermUpdates
 from nqs.errors import InputError
 
 DTYPES = ("float64", "float32")
@@ -83,8 +84,26 @@ class Float32Module:
         return cast_up(self.module.apply(cast_down(params), cast_down(x), *args, **kwargs))
 
 
+def _float32_terms(terms: TermUpdates) -> TermUpdates:
+    """Per-pattern ratios with float32 / complex64 pattern tables and float64 results."""
+
+    def prepare(tables: Any, sites: Any, signs: Any) -> Any:
+        # cast again: float64 numpy signs would otherwise promote the tables back to float64
+        return cast_down(terms.prepare(tables, sites, signs))
+
+    def ratios(term_tables: Any, x: jax.Array, cache: Any) -> tuple[jax.Array, jax.Array]:
+        return cast_up(terms.ratios(term_tables, cast_down(x), cache))
+
+    def log_abs_ratio(term_tables: Any, x: jax.Array, cache: Any, term: jax.Array):
+        ratio, new_cache = terms.log_abs_ratio(term_tables, cast_down(x), cache, term)
+        return cast_up(ratio), new_cache
+
+    return TermUpdates(prepare, ratios, log_abs_ratio)
+
+
 def _float32_updates(fast: LocalUpdates) -> LocalUpdates:
-    """The cached-ratio functions with float32 tables and cache and complex128 ratios."""
+    """The cached-ratio functions (and, where present, the real-part ratios and the
+    per-pattern tables) with float32 tables and cache and float64 / complex128 ratios."""
 
     def prepare(params: Params) -> Any:
         return fast.prepare(cast_down(params))
@@ -96,7 +115,27 @@ def _float32_updates(fast: LocalUpdates) -> LocalUpdates:
         ratio, new_cache = fast.log_ratio(tables, cast_down(x), cache, sites)
         return cast_up(ratio), new_cache
 
-    return LocalUpdates(init_cache, log_ratio, prepare)
+    log_abs_ratio = None
+    if fast.log_abs_ratio is not None:
+        inner = fast.log_abs_ratio
+
+        def log_abs_ratio(tables: Any, x: jax.Array, cache: Any, sites: jax.Array):
+            ratio, new_cache = inner(tables, cast_down(x), cache, sites)
+            return cast_up(ratio), new_cache
+
+    terms = None if fast.terms is None else _float32_terms(fast.terms)
+    return LocalUpdates(init_cache, log_ratio, prepare, log_abs_ratio, terms)
+
+
+def _float32_structure(structure: JacobianStructure) -> JacobianStructure:
+    """Factored log-derivatives of the float32 network: the factors are computed in float32
+    and cast up, so the kernel, the transpose and the rows are float64 sums of the float32
+    network's derivatives (the same numbers the dense path differentiates)."""
+
+    def features(params: Params, x: jax.Array) -> Any:
+        return cast_up(structure.features(cast_down(params), cast_down(x)))
+
+    return JacobianStructure(features, structure.gram, structure.transpose, structure.row)
 
 
 def with_dtype(ansatz: Ansatz, dtype: str) -> Ansatz:
@@ -108,7 +147,9 @@ def with_dtype(ansatz: Ansatz, dtype: str) -> Ansatz:
     if check_dtype(dtype) == "float64" or isinstance(ansatz.module, Float32Module):
         return ansatz
     fast = None if ansatz.local_updates is None else _float32_updates(ansatz.local_updates)
-    return Ansatz(Float32Module(ansatz.module), fast, ansatz.holomorphic)
+    structure = ansatz.jacobian_structure
+    return Ansatz(Float32Module(ansatz.module), fast, ansatz.holomorphic,
+                  None if structure is None else _float32_structure(structure))
 
 
 def ansatz_dtype(ansatz: Ansatz) -> str:

@@ -36,9 +36,14 @@ def spin_ansatz(model, kind: str, alpha: float, complex_params: bool = True) -> 
 
 
 def spin_sampler(
-    model, kind: str, n_samples: int, n_chains: int, n_discard_sweeps: int = 4
+    model, kind: str, n_samples: int, n_chains: int, n_discard_sweeps: int = 4,
+    ratio_dtype: str = "float64",
 ) -> Sampler:
-    """Metropolis (single flips, or bond exchanges in a fixed-S^z sector) or exact enumeration."""
+    """Metropolis (single flips, or bond exchanges in a fixed-S^z sector) or exact enumeration.
+
+    ``ratio_dtype``: precision of the Metropolis acceptance ratios on the per-pattern path
+    (:class:`nqs.sampling.metropolis.MetropolisSampler`); ignored by the exact sampler.
+    """
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
     from nqs.sampling.rules import ExchangeRule, LocalRule
@@ -58,7 +63,7 @@ def spin_sampler(
     if n_discard_sweeps < 0:
         raise InputError(f"discarded sweeps must be >= 0, got {n_discard_sweeps}")
     return MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples), n_samples=n_samples,
-                             n_discard_sweeps=n_discard_sweeps)
+                             n_discard_sweeps=n_discard_sweeps, ratio_dtype=ratio_dtype)
 
 
 def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[int, ...]]:

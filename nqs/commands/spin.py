@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--discard-sweeps", type=int, default=4,
                    help="thermalization sweeps discarded before each step's samples; chains "
                    "continue from the previous step (default: 4)")
+    p.add_argument("--ratio-dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the Metropolis acceptance ratios (RBM per-pattern tables; "
+                   "float32: faster sampling, log-ratio error ~1e-6; samples, log psi and "
+                   "energies stay float64) (default: float64)")
     p.add_argument("--steps", type=positive_int, default=300,
                    help="optimization steps (default: 300)")
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
@@ -118,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         )
     ansatz = with_dtype(spin_ansatz(model, args.ansatz, args.alpha,
                                     complex_params=not args.real), args.dtype)
-    sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps)
+    sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
+                           args.ratio_dtype)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
     exact, source = exact_energy(model)
     print(f"{model.describe()}: exact energy {exact} ({source})", flush=True)
@@ -146,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         "alpha": args.alpha,
         "optimizer": args.optimizer,
         "sampler": args.sampler,
+        "ratio_dtype": args.ratio_dtype,
         "marshall_sign": bool(getattr(model, "marshall_sign", False)),
         "seed": args.seed,
     }
