@@ -288,6 +288,200 @@ def _n_parameters(params: Any) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
 
+@dataclass
+class _Run:
+    """The fixed pieces of one run: pure functions, devices, files and keys."""
+
+    apply: Callable[[Any, jax.Array], Any]
+    e_loc_fn: Callable[[Any, jax.Array], jax.Array]
+    vmc: VMC
+    mesh: Mesh
+    chunk_size: int | None
+    meta: dict[str, Any]
+    out: Path | None
+    ckpt: Path | None
+    main: bool
+    echo: Callable[[str], None]
+    k_run: jax.Array
+
+    def shardings_of(self, state: VMCState) -> VMCState:
+        """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
+        return VMCState(
+            tree_shardings(state.params, self.mesh, None),
+            tree_shardings(state.opt_state, self.mesh, None),
+            MCMCState(sample_sharding(self.mesh), sample_sharding(self.mesh),
+                      replicated(self.mesh)),
+        )
+
+    def checkpoint(self, state: VMCState, step: int, hf_energy: float | None) -> None:
+        """Write ``state`` at ``step`` atomically (the gather runs on all processes)."""
+        if self.ckpt is not None:
+            tree = gather({"state": state, "key": self.k_run, "step": step})
+            if self.main:
+                save_checkpoint(self.ckpt, tree, self.meta | {"step": step, "hf_energy": hf_energy})
+
+
+def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
+                   mcmc_steps: int, burn_in_calls: int, checkpoint_every: int,
+                   time_limit: float | None, dtype: str, optimizer: str) -> None:
+    for name, value, low in (
+        ("n_walkers", n_walkers, 1), ("n_steps", n_steps, 0), ("eval_steps", eval_steps, 2),
+        ("pretrain_steps", pretrain_steps, 0), ("mcmc_steps", mcmc_steps, 1),
+        ("burn_in_calls", burn_in_calls, 0), ("checkpoint_every", checkpoint_every, 1),
+    ):
+        if int(value) != value or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value}")
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "float32" and optimizer == "kfac":
+        # kfac-jax checks that its curvature vectors and the parameters share one dtype
+        raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+
+
+def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | None]:
+    """``(state, step, hf_energy)`` from the checkpoint, after checking it is this run's."""
+    assert run.ckpt is not None
+    saved_meta = load_checkpoint_metadata(run.ckpt)
+    for key_name, value in run.meta.items():
+        if saved_meta.get(key_name) != value:
+            raise CheckpointError(
+                f"checkpoint {run.ckpt} belongs to a different run: {key_name} was "
+                f"{saved_meta.get(key_name)!r}, now {value!r}"
+            )
+    template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
+    # Checkpoints hold whole host arrays: they load on any number of devices.
+    tree, saved_meta = load_checkpoint(run.ckpt, template)
+    state: VMCState = tree["state"]
+    start = int(tree["step"])
+    run.echo(f"resuming from step {start} ({run.ckpt})")
+    return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
+
+
+def _start(run: _Run, atoms: Atoms, net: dict[str, Any], params: Any, walkers: jax.Array,
+           keys: tuple[jax.Array, jax.Array, jax.Array], pretrain_steps: int, pretrain_basis: str,
+           pretrain_lr: float, mcmc_steps: int, burn_in_calls: int,
+           logger: JsonlLogger | None) -> tuple[VMCState, float | None]:
+    """A fresh state: Hartree-Fock pretraining (if asked), the optimizer state, a burn-in."""
+    k_pre, k_opt, k_burn = keys
+    width = 0.2
+    hf_energy = None
+    if pretrain_steps > 0:
+        from nqs.realspace.pretrain import pretrain
+
+        orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta, **net)
+        pre = pretrain(k_pre, params, atoms, orbitals, run.apply, walkers,
+                       n_steps=pretrain_steps, basis=pretrain_basis, learning_rate=pretrain_lr,
+                       mcmc_steps=mcmc_steps)
+        params, walkers, hf_energy = pre.params, pre.walkers, pre.hf.energy
+        run.echo(f"pretrained {pretrain_steps} steps on HF/{pretrain_basis} (E_HF = "
+                 f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
+                 f"({pre.seconds:.1f} s)")
+        if logger is not None:
+            for i, loss in enumerate(pre.losses):
+                logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
+    state = run.vmc.init(k_opt, params, walkers, width)
+    state = put(state, run.shardings_of(state))
+    if burn_in_calls > 0:
+        mcmc_init, mcmc_step = make_mcmc(run.apply, mcmc_steps, chunk_size=run.chunk_size,
+                                         mesh=run.mesh)
+        mc, _ = burn_in(k_burn, jax.jit(mcmc_step), state.params,
+                        mcmc_init(state.params, state.mcmc.r, width), burn_in_calls)
+        state = state._replace(mcmc=mc)
+    return state, hf_energy
+
+
+@dataclass
+class _Progress:
+    """What the optimization loop hands on: steps done and the time per step."""
+
+    state: VMCState
+    history: list[dict]
+    steps_done: int
+    time_per_step_s: float
+
+
+def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
+              checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
+              donates: bool, logger: JsonlLogger | None, progress: bool,
+              callback: Callable[[dict], None] | None, t_run: float) -> _Progress:
+    """Steps ``start .. n_steps - 1`` (or until ``time_limit``), logged and checkpointed; a
+    non-finite step is rejected and the state before it kept."""
+    history: list[dict] = (
+        [r for r in read_jsonl(run.out / LOG_NAME) if "step" in r] if run.out and run.main
+        else []
+    )
+    t_loop = time.perf_counter()
+    t_steps = 0.0
+    n_timed = 0
+    steps_done = start
+    for k in range(start, n_steps):
+        t0 = time.perf_counter()
+        last_good = copy_tree(state) if donates else state
+        new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
+        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
+        ok = step_is_finite(stats["energy"], new_state.params)
+        dt = time.perf_counter() - t0
+        if k > start:  # the first step includes compilation
+            t_steps += dt
+            n_timed += 1
+        record = {
+            "step": k,
+            "energy": stats["energy"],
+            "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
+            if math.isfinite(stats["variance"]) else None,
+            "variance": stats["variance"],
+            "acceptance": stats["acceptance"],
+            "width": stats["width"],
+            "step_time_s": dt,
+            "wall_time_s": time.perf_counter() - t_run,
+        }
+        state = new_state if ok else last_good
+        if not ok:
+            record["rejected"] = True
+            run.echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to "
+                     "the last good parameters")
+        history.append(record)
+        steps_done = k + 1
+        out_of_time = time_limit is not None and process_zero_decides(
+            time.perf_counter() - t_loop > time_limit)
+        if logger is not None:
+            logger.append(record)
+        if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time:
+            run.checkpoint(state, k + 1, hf_energy)
+        if progress:
+            print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
+                  file=sys.stderr, flush=True)
+        if callback is not None:
+            callback(record)
+        if out_of_time:
+            run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
+                     "checkpointed, evaluating")
+            break
+    if progress and n_steps > start:
+        print(file=sys.stderr)
+    loop_time = time.perf_counter() - t_loop
+    if n_timed:
+        per_step = t_steps / n_timed
+    else:
+        per_step = loop_time / max(steps_done - start, 1) if steps_done > start else math.nan
+    return _Progress(state, history, steps_done, per_step)
+
+
+def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,
+              n_walkers: int) -> tuple[Any, float]:
+    """Statistics of the local energies at fixed parameters and the mean acceptance."""
+    from nqs.stats import statistics
+
+    sampler = make_energy_sampler(run.apply, run.e_loc_fn, mcmc_steps, run.chunk_size, run.mesh)
+    _, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
+    e_loc, accs = gather((e_loc, accs))
+    values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
+    st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
+    return st, float(np.mean(np.asarray(accs)))
+
+
 @without_global_mesh
 def run_realspace(
     atoms: Atoms,
@@ -364,23 +558,10 @@ def run_realspace(
     Raises:
         InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
     """
-    for name, value, low in (
-        ("n_walkers", n_walkers, 1), ("n_steps", n_steps, 0), ("eval_steps", eval_steps, 2),
-        ("pretrain_steps", pretrain_steps, 0), ("mcmc_steps", mcmc_steps, 1),
-        ("burn_in_calls", burn_in_calls, 0), ("checkpoint_every", checkpoint_every, 1),
-    ):
-        if int(value) != value or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value}")
+    _check_options(n_walkers, n_steps, eval_steps, pretrain_steps, mcmc_steps, burn_in_calls,
+                   checkpoint_every, time_limit, dtype, optimizer)
     main = is_main_process()
-    echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
-    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if dtype == "float32" and optimizer == "kfac":
-        # kfac-jax checks that its curvature vectors and the parameters share one dtype
-        raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
     mesh = make_mesh() if mesh is None else mesh
     check_divisible(int(n_walkers), mesh, "the number of walkers")
     out = Path(out_dir) if out_dir is not None else None
@@ -417,161 +598,52 @@ def run_realspace(
         **({} if dtype == "float64" else {"dtype": dtype}),
         **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
+    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
+               process_echo(echo), k_run)
 
-    def shardings_of(state: VMCState) -> VMCState:
-        # parameters and optimizer state replicated; walkers and their log|psi|^2 split
-        return VMCState(
-            tree_shardings(state.params, mesh, None), tree_shardings(state.opt_state, mesh, None),
-            MCMCState(sample_sharding(mesh), sample_sharding(mesh), replicated(mesh)),
-        )
-
-    start = 0
-    hf_energy = None
+    # ---- state: resumed, or pretrained and burnt in
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+    start, hf_energy = 0, None
     if resume:
-        assert ckpt is not None
-        saved_meta = load_checkpoint_metadata(ckpt)
-        for key_name, value in meta.items():
-            if saved_meta.get(key_name) != value:
-                raise CheckpointError(
-                    f"checkpoint {ckpt} belongs to a different run: {key_name} was "
-                    f"{saved_meta.get(key_name)!r}, now {value!r}"
-                )
-        template = gather({"state": vmc.init(k_opt, params, walkers, 0.2), "key": k_run,
-                           "step": 0})
-        # Checkpoints hold whole host arrays: they load on any number of devices.
-        tree, saved_meta = load_checkpoint(ckpt, template)
-        state: VMCState = tree["state"]
-        state = put(state, shardings_of(state))
-        start = int(tree["step"])
-        hf_energy = saved_meta.get("hf_energy")
-        echo(f"resuming from step {start} ({ckpt})")
+        state, start, hf_energy = _resume(run, vmc.init(k_opt, params, walkers, 0.2))
     logger = None
     if out is not None and main:
         if not resume and (out / LOG_NAME).exists():
             (out / LOG_NAME).unlink()
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else None)
-
-    def checkpoint(step: int) -> None:
-        if ckpt is not None:
-            tree = gather({"state": state, "key": k_run, "step": step})  # all processes
-            if main:
-                save_checkpoint(ckpt, tree, meta | {"step": step, "hf_energy": hf_energy})
-
     if not resume:
-        width = 0.2
-        if pretrain_steps > 0:
-            from nqs.realspace.pretrain import pretrain
+        state, hf_energy = _start(run, atoms, net, params, walkers, (k_pre, k_opt, k_burn),
+                                  pretrain_steps, pretrain_basis, pretrain_lr, mcmc_steps,
+                                  burn_in_calls, logger)
+        run.checkpoint(state, 0, hf_energy)
 
-            orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta, **net)
-            pre = pretrain(k_pre, params, atoms, orbitals, apply, walkers, n_steps=pretrain_steps,
-                           basis=pretrain_basis, learning_rate=pretrain_lr, mcmc_steps=mcmc_steps)
-            params, walkers, hf_energy = pre.params, pre.walkers, pre.hf.energy
-            echo(f"pretrained {pretrain_steps} steps on HF/{pretrain_basis} (E_HF = "
-                 f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
-                 f"({pre.seconds:.1f} s)")
-            if logger is not None:
-                for i, loss in enumerate(pre.losses):
-                    logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
-        state = vmc.init(k_opt, params, walkers, width)
-        state = put(state, shardings_of(state))
-        if burn_in_calls > 0:
-            mcmc_init, mcmc_step = make_mcmc(apply, mcmc_steps, chunk_size=chunk_size, mesh=mesh)
-            mc, accs = burn_in(k_burn, jax.jit(mcmc_step), state.params,
-                               mcmc_init(state.params, state.mcmc.r, width), burn_in_calls)
-            state = state._replace(mcmc=mc)
-        checkpoint(0)
-
-    history: list[dict] = (
-        [r for r in read_jsonl(out / LOG_NAME) if "step" in r] if out and main else []
-    )
-    t_loop = time.perf_counter()
-    t_steps = 0.0
-    n_timed = 0
-    donates = optimizer == "kfac"
-    steps_done = start
-    for k in range(start, n_steps):
-        t0 = time.perf_counter()
-        last_good = copy_tree(state) if donates else state
-        new_state, stats = vmc.step(jax.random.fold_in(k_run, k), state)
-        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
-        ok = step_is_finite(stats["energy"], new_state.params)
-        dt = time.perf_counter() - t0
-        if k > start:  # the first step includes compilation
-            t_steps += dt
-            n_timed += 1
-        record = {
-            "step": k,
-            "energy": stats["energy"],
-            "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
-            if math.isfinite(stats["variance"]) else None,
-            "variance": stats["variance"],
-            "acceptance": stats["acceptance"],
-            "width": stats["width"],
-            "step_time_s": dt,
-            "wall_time_s": time.perf_counter() - t_run,
-        }
-        state = new_state if ok else last_good
-        if not ok:
-            record["rejected"] = True
-            echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to the "
-                 "last good parameters")
-        history.append(record)
-        steps_done = k + 1
-        out_of_time = time_limit is not None and process_zero_decides(
-            time.perf_counter() - t_loop > time_limit)
-        if logger is not None:
-            logger.append(record)
-        if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time:
-            checkpoint(k + 1)
-        if progress:
-            print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
-                  file=sys.stderr, flush=True)
-        if callback is not None:
-            callback(record)
-        if out_of_time:
-            echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
-                 "checkpointed, evaluating")
-            break
-    if progress and n_steps > start:
-        print(file=sys.stderr)
+    # ---- optimization, then the final evaluation at fixed parameters
+    done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
+                     hf_energy, optimizer == "kfac", logger, progress, callback, t_run)
     if logger is not None:
         logger.close()
-    loop_time = time.perf_counter() - t_loop
-
-    # ---- final evaluation at fixed parameters
-    from nqs.stats import statistics
-
-    sampler = make_energy_sampler(apply, e_loc_fn, mcmc_steps, chunk_size, mesh)
-    _, e_loc, accs = sampler(k_eval, state.params, state.mcmc, int(eval_steps))
-    e_loc, accs = gather((e_loc, accs))
-    values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
-    st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
-    if n_timed:
-        per_step = t_steps / n_timed
-    else:
-        per_step = loop_time / max(steps_done - start, 1) if steps_done > start else math.nan
+    st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),
         variance=float(st.variance),
         tau_corr=float(st.tau_corr),
-        acceptance=float(np.mean(np.asarray(accs))),
-        n_parameters=_n_parameters(state.params),
+        acceptance=acceptance,
+        n_parameters=_n_parameters(done.state.params),
         n_walkers=int(n_walkers),
-        steps=int(steps_done),
+        steps=int(done.steps_done),
         steps_planned=int(n_steps),
         time_limit_s=None if time_limit is None else float(time_limit),
         eval_steps=int(eval_steps),
         pretrain_steps=int(pretrain_steps),
         wall_time_s=time.perf_counter() - t_run,
-        time_per_step_s=per_step,
-        history=history,
+        time_per_step_s=done.time_per_step_s,
+        history=done.history,
         reference_energy=reference_energy,
         reference_source=reference_source,
         hf_energy=hf_energy,
-        params=gather(state.params),
+        params=gather(done.state.params),
         dtype=dtype,
         **run_record(mesh, chunk_size),
     )
