@@ -257,6 +257,23 @@ def _read_state(path: PathLike) -> dict[str, Any]:
     return state
 
 
+def require_finite(tree: Any, path: PathLike, what: str) -> None:
+    """Raise :class:`CheckpointError` if a floating-point leaf of ``tree`` (restored from the
+    checkpoint ``path``) holds a NaN or an infinity: a run resumed from it would reject every
+    step and end with a NaN energy. ``what`` names the tree in the message (``"parameters"``).
+    """
+    names, leaves, _ = _flat_with_names(tree)
+    for name, leaf in zip(names, leaves, strict=True):
+        if _is_key(leaf):
+            continue
+        value = np.asarray(leaf)
+        if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+            raise CheckpointError(
+                f"checkpoint {path} holds non-finite {what} (NaN or inf in {name}); "
+                "it cannot be resumed: start a new run or resume an earlier copy"
+            )
+
+
 def load_checkpoint_metadata(path: PathLike) -> dict[str, Any]:
     """Only the metadata of a checkpoint (raises :class:`CheckpointError`)."""
     return json.loads(_read_state(path)["metadata"])

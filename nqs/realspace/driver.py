@@ -38,7 +38,14 @@ import numpy as np
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.realspace import Atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError
-from nqs.io import JsonlLogger, load_checkpoint, load_checkpoint_metadata, read_jsonl, save_checkpoint
+from nqs.io import (
+    JsonlLogger,
+    load_checkpoint,
+    load_checkpoint_metadata,
+    read_jsonl,
+    require_finite,
+    save_checkpoint,
+)
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
 from nqs.parallel import (
     Mesh,
@@ -354,6 +361,9 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     # Checkpoints hold whole host arrays: they load on any number of devices.
     tree, saved_meta = load_checkpoint(run.ckpt, template)
     state: VMCState = tree["state"]
+    require_finite(state.params, run.ckpt, "parameters")
+    require_finite(state.opt_state, run.ckpt, "optimizer state")
+    require_finite(state.mcmc.r, run.ckpt, "walker positions")
     start = int(tree["step"])
     run.echo(f"resuming from step {start} ({run.ckpt})")
     return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")

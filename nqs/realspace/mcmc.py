@@ -148,6 +148,9 @@ def make_mcmc(
         # float64 whatever the network's dtype: the acceptance test compares differences
         return 2.0 * log_abs_all(params, constrain_samples(r, mesh)).astype(r.dtype)
 
+    # jitted: callers outside a jit (driver start-up, pretraining, resume) would otherwise run
+    # the network op by op, compiling every operation separately (seconds per call)
+    @jax.jit
     def init(params: Any, r: jax.Array, width: float = 0.2) -> MCMCState:
         r = jnp.asarray(r)
         return MCMCState(r, batch_log_prob(params, r), jnp.asarray(width, r.dtype))
