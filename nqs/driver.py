@@ -21,7 +21,7 @@ import numpy as np
 
 from nqs.ansatz import Ansatz, n_parameters
 from nqs.errors import CheckpointError
-from nqs.io import JsonlLogger, load_checkpoint, read_jsonl, save_checkpoint
+from nqs.io import JsonlLogger, load_checkpoint, read_jsonl, require_finite, save_checkpoint
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import (
@@ -184,6 +184,8 @@ def run_vmc(
             raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
         # Checkpoints hold whole host arrays: they load on any number of devices.
         host, saved = load_checkpoint(ckpt, gather(state))
+        require_finite(host.params, ckpt, "parameters")
+        require_finite(host.opt_state, ckpt, "optimizer state")
         state = put(host, shardings)
         if saved.get("seed") != seed:
             raise CheckpointError(
