@@ -16,7 +16,9 @@ local energies of a batch are computed in two passes:
 
 The count is exact and checked, so nothing is dropped: the result equals
 :func:`nqs.local_energy.make_local_energy` vmapped over the batch. The host step makes this a
-driver-level function (not traceable under an outer ``jit``), like the de-duplicated VMC step.
+driver-level function (not traceable under an outer ``jit``); the de-duplicated molecular VMC
+step and the molecular final evaluation (``nqs.vmc``, ``packed=True``), both host-level
+already, call it on the distinct configurations of a draw.
 """
 
 from __future__ import annotations
@@ -50,10 +52,22 @@ def row_capacity(n_rows: int, granularity: float = 1.25, minimum: int = 256) -> 
     return int(cap)
 
 
+def default_chunk_rows(ansatz: Ansatz) -> int:
+    """Packed rows per ``lax.map`` step for ``ansatz``: 64 with cached local updates (the RBM:
+    its per-row intermediates then stay in cache), else 512 (backflow: a full evaluation per
+    row, whose batched determinants have a per-call overhead). Tuned on 2 CPU cores by
+    ``experiments/benchmarks/molecular_local_energy.py``."""
+    return 64 if ansatz.local_updates is not None else 512
+
+
 def make_packed_local_energy(
     operator: DiscreteOperator, ansatz: Ansatz, chunk_rows: int | None = 4096
 ) -> BatchLocalEnergyFn:
-    """``local_energies(params, xs [B, n_sites]) -> complex [B]`` with packed connections.
+    """``local_energies(params, xs [B, n_sites], n_valid=None) -> complex [B]`` with packed
+    connections.
+
+    ``n_valid`` (int): only the first ``n_valid`` samples are evaluated, the rest (padding that
+    keeps ``B`` to a few bucket sizes) get no connected rows and the value 0.
 
     Args:
       operator: any discrete operator (rows with mel 0 are skipped, all-padding rows are the
@@ -71,11 +85,14 @@ def make_packed_local_energy(
     fast = ansatz.local_updates
 
     @jax.jit
-    def first_pass(xs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    def first_pass(
+        xs: jax.Array, n_valid: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
         diagonal = jnp.all(sites >= n_sites, axis=-1)
-        needs_ansatz = (mels != 0) & ~diagonal
-        e_diag = jnp.sum(jnp.where(diagonal, mels, 0), axis=-1)
+        real_sample = (jnp.arange(xs.shape[0]) < n_valid)[:, None]  # padding samples: no rows
+        needs_ansatz = (mels != 0) & ~diagonal & real_sample
+        e_diag = jnp.sum(jnp.where(diagonal & real_sample, mels, 0), axis=-1)
         return sites, mels, needs_ansatz, e_diag
 
     def second_pass(
@@ -120,8 +137,10 @@ def make_packed_local_energy(
 
     second_jit = jax.jit(second_pass, static_argnames="capacity")
 
-    def local_energies(params: Params, xs: jax.Array) -> jax.Array:
-        sites, mels, needs_ansatz, e_diag = first_pass(xs)
+    def local_energies(params: Params, xs: jax.Array, n_valid: int | None = None) -> jax.Array:
+        n = xs.shape[0] if n_valid is None else n_valid
+        # n_valid is a traced argument: one program per batch shape, not per count
+        sites, mels, needs_ansatz, e_diag = first_pass(xs, jnp.asarray(n, jnp.int32))
         n_rows = int(np.asarray(jnp.sum(needs_ansatz)))
         capacity = row_capacity(n_rows)
         return second_jit(params, xs, sites, mels, needs_ansatz, e_diag, capacity=capacity)
