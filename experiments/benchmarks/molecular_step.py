@@ -10,7 +10,9 @@ called in turn from the same state (interleaved, the order alternating each step
 continues from the packed step's state, and the two results are compared (energy, parameters).
 Each step's process CPU time and wall time are recorded with the load average; the first
 ``--warmup`` steps (compilation) are not timed, later recompilations (a new bucket of distinct
-configurations or packed row capacity) are counted in but the table also gives medians. Writes
+configurations) are counted in the means; the table gives medians. Each step's draw is
+repeated (same key) to count its distinct configurations and to time the local energies alone
+on them, both ways (packed; ``make_local_energy`` vmapped, jitted). Writes
 results/molecular_step.{md,json}.
 """
 
@@ -32,9 +34,11 @@ from hamiltonians.molecule import compute_integrals, parse_molecule  # noqa: E40
 from hamiltonians.second_quantized import MolecularHamiltonian  # noqa: E402
 from nqs.bench.fci import Settings, make_scheduled_optimizer  # noqa: E402
 from nqs.io import write_json_atomic  # noqa: E402
+from nqs.local_energy import make_local_energy  # noqa: E402
 from nqs.optim.flat import real_flat  # noqa: E402
+from nqs.packed_local_energy import default_chunk_rows, make_packed_local_energy  # noqa: E402
 from nqs.problems import molecule_ansatz, molecule_sampler  # noqa: E402
-from nqs.vmc import make_vmc  # noqa: E402
+from nqs.vmc import batched, distinct_draws, make_vmc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CASES: dict[str, tuple[str, str]] = {"N2/STO-3G": ("N2", "sto-3g"), "H2O/6-31G": ("H2O", "6-31g")}
@@ -58,6 +62,11 @@ def run_case(label: str, name: str, basis: str, args: argparse.Namespace) -> dic
                              n_determinants=settings.n_determinants, init_scale=0.3)
     optimizer = make_scheduled_optimizer(settings)
     init, step_packed = make_vmc(ansatz, ham, sampler, optimizer, dedupe=True, packed=True)
+    # the step's own draw again (same key), for the distinct count and the local energies alone
+    draw = jax.jit(lambda st: sampler.sample(jax.random.split(st.key)[1], ansatz, st.params,
+                                             st.sampler_state)[0].x)
+    e_packed = make_packed_local_energy(ham, ansatz, default_chunk_rows(ansatz))
+    e_plain = jax.jit(batched(make_local_energy(ham, ansatz), None))
     _, step_plain = make_vmc(ansatz, ham, sampler, optimizer, dedupe=True, packed=False)
     steps = {"packed": step_packed, "per_sample": step_plain}
     state = init(jax.random.PRNGKey(args.seed))
@@ -70,6 +79,17 @@ def run_case(label: str, name: str, basis: str, args: argparse.Namespace) -> dic
             (new, info), wall, cpu = timed(steps[variant], state)
             out[variant] = (new, info)
             row[f"{variant}_wall_s"], row[f"{variant}_cpu_s"] = wall, cpu
+        x = np.asarray(draw(state))
+        x_u, _, _, n_unique = distinct_draws(x, np.ones(len(x)), ham.hilbert)
+        row["distinct"], row["bucket"] = n_unique, len(x_u)
+        e_fns = {"packed": lambda p, xu, n: e_packed(p, xu, n),
+                 "per_sample": lambda p, xu, n: e_plain(p, xu)}
+        e_out = {}
+        for variant in order:
+            e_out[variant], wall, cpu = timed(e_fns[variant], state.params, x_u, n_unique)
+            row[f"eloc_{variant}_wall_s"], row[f"eloc_{variant}_cpu_s"] = wall, cpu
+        row["eloc_diff"] = float(np.max(np.abs(np.asarray(e_out["packed"])[:n_unique]
+                                               - np.asarray(e_out["per_sample"])[:n_unique])))
         (a, ia), (b, ib) = out["packed"], out["per_sample"]
         row["energy"] = float(ia.energy)
         row["energy_diff"] = abs(float(ia.energy) - float(ib.energy))
@@ -80,19 +100,24 @@ def run_case(label: str, name: str, basis: str, args: argparse.Namespace) -> dic
               f"{row['packed_cpu_s']:.2f} s CPU, per-sample {row['per_sample_wall_s']:.2f} / "
               f"{row['per_sample_cpu_s']:.2f}, E = {row['energy']:.6f}, "
               f"|dE| = {row['energy_diff']:.1e}, |d params| = {row['param_update_diff']:.1e}, "
+              f"{n_unique} distinct (bucket {len(x_u)}), E_loc alone: packed "
+              f"{row['eloc_packed_cpu_s']:.2f} s CPU, per-sample {row['eloc_per_sample_cpu_s']:.2f}, "
               f"load {row['load']:.1f}", flush=True)
         state = a
     timed_rows = [r for r in rows if r["timed"]]
     summary = {}
     for variant in steps:
         for kind in ("wall", "cpu"):
-            v = [r[f"{variant}_{kind}_s"] for r in timed_rows]
-            summary[f"{variant}_{kind}_median_s"] = float(np.median(v))
-            summary[f"{variant}_{kind}_mean_s"] = float(np.mean(v))
+            for part in ("", "eloc_"):
+                v = [r[f"{part}{variant}_{kind}_s"] for r in timed_rows]
+                summary[f"{part}{variant}_{kind}_median_s"] = float(np.median(v))
+                summary[f"{part}{variant}_{kind}_mean_s"] = float(np.mean(v))
     summary["speedup_cpu_median"] = (summary["per_sample_cpu_median_s"]
                                      / summary["packed_cpu_median_s"])
     summary["speedup_wall_median"] = (summary["per_sample_wall_median_s"]
                                       / summary["packed_wall_median_s"])
+    summary["eloc_speedup_cpu_median"] = (summary["eloc_per_sample_cpu_median_s"]
+                                          / summary["eloc_packed_cpu_median_s"])
     return {"case": label, "n_spin_orbitals": ham.hilbert.n_sites, "max_conn": ham.max_conn,
             "samples": settings.samples, "chains": settings.chains, "rows": rows,
             "load_avg": [r["load"] for r in timed_rows], **summary}
@@ -101,17 +126,21 @@ def run_case(label: str, name: str, basis: str, args: argparse.Namespace) -> dic
 def markdown(records: list[dict], meta: dict) -> str:
     lines = ["| molecule | spin orb. | max_conn | samples | timed steps | per-sample CPU s/step "
              "(median / mean) | packed CPU s/step (median / mean) | speedup (CPU, median) | "
-             "per-sample wall s | packed wall s | speedup (wall) | max abs dE | load |",
-             "|" + "---|" * 13]
+             "per-sample wall s | packed wall s | speedup (wall) | distinct configurations | "
+             "E_loc alone, CPU s: per-sample / packed (speedup) | max abs dE | load |",
+             "|" + "---|" * 15]
     for r in records:
         n = sum(row["timed"] for row in r["rows"])
         de = max(row["energy_diff"] for row in r["rows"])
+        d = [row["distinct"] for row in r["rows"] if row["timed"]]
         lines.append(
             f"| {r['case']} | {r['n_spin_orbitals']} | {r['max_conn']} | {r['samples']} | {n} | "
             f"{r['per_sample_cpu_median_s']:.2f} / {r['per_sample_cpu_mean_s']:.2f} | "
             f"{r['packed_cpu_median_s']:.2f} / {r['packed_cpu_mean_s']:.2f} | "
             f"**{r['speedup_cpu_median']:.1f}x** | {r['per_sample_wall_median_s']:.2f} | "
-            f"{r['packed_wall_median_s']:.2f} | {r['speedup_wall_median']:.1f}x | {de:.1e} | "
+            f"{r['packed_wall_median_s']:.2f} | {r['speedup_wall_median']:.1f}x | "
+            f"{min(d)}-{max(d)} | {r['eloc_per_sample_cpu_median_s']:.2f} / "
+            f"{r['eloc_packed_cpu_median_s']:.2f} ({r['eloc_speedup_cpu_median']:.1f}x) | {de:.1e} | "
             f"{min(r['load_avg']):.1f}-{max(r['load_avg']):.1f} |")
     lines.append("")
     lines.append(f"Machine: {meta['cpu']}, {meta['cores']} cores; jax {meta['jax']}; "
