@@ -151,3 +151,15 @@ def test_packed_run_resumes_exactly(lih, tmp_path, count_packed):
     assert [r["step"] for r in log_b] == [0, 1, 2]
     assert [r["energy"] for r in log_a] == [r["energy"] for r in log_b]
     assert np.isfinite(straight.energy) and resumed.energy == straight.energy
+
+
+def test_packed_only_on_one_device():
+    """A mesh of several devices keeps the per-sample path (its rows are split over them)."""
+    from types import SimpleNamespace
+
+    from nqs.vmc import packed_applies
+
+    assert packed_applies(True, None)
+    assert packed_applies(True, SimpleNamespace(devices=np.empty(1)))
+    assert not packed_applies(True, SimpleNamespace(devices=np.empty((4,))))
+    assert not packed_applies(False, None)
