@@ -141,7 +141,8 @@ def make_estimator(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> Callable[[Params, Samples], Estimate]:
-    """``estimate(params, samples, inverse=None) -> Estimate`` for the energy <H>.
+    """``estimate(params, samples, inverse=None, draw_weights=None, e_loc=None) -> Estimate``
+    for the energy <H>.
 
     ``e_loc`` [n] (optional): the local energies of ``samples.x``, computed by the caller
     (:func:`nqs.packed_local_energy.make_packed_local_energy` in the host-level molecular
