@@ -128,6 +128,7 @@ def run_vmc(
     n_eval_batches: int = 4,
     chunk_size: int | str | None = None,
     dedupe: bool = False,
+    packed: bool = True,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
     mesh: Mesh | None = None,
@@ -141,6 +142,11 @@ def run_vmc(
         ``"auto"`` picks one from the device memory and XLA's estimate of the memory per sample
         (:func:`nqs.parallel.auto_chunk_size`); None: no chunking.
       dedupe: evaluate each distinct Monte Carlo configuration once (molecules).
+      packed: with ``dedupe`` on one device, the local energies of the steps and of the final
+        evaluation come from the packed batch path
+        (:func:`nqs.packed_local_energy.make_packed_local_energy`: only the nonzero connections
+        of all distinct configurations); the same values to rounding, faster. False keeps the
+        per-sample path; on several devices (a mesh) the per-sample path is always used.
       progress: show a progress line (default: only when stderr is a terminal).
       echo: where messages (rejected steps, resume) go; default stderr.
       mesh: devices the Markov chains and samples are split over (default: every device of
@@ -166,7 +172,8 @@ def run_vmc(
         chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         _bad_chunk(chunk_size)
-    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh)
+    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh,
+                          packed=packed)
     shardings = _state_shardings(state, mesh, n_chains)
     state = put(state, shardings)
     if not getattr(step, "is_host_step", False):
@@ -241,7 +248,8 @@ def run_vmc(
 
     if n_eval_batches > 0:
         energy, error, variance = _final_energy(
-            ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh
+            ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh,
+            packed=packed and dedupe,
         )
     else:  # no separate evaluation: the last step's estimate (parameters before its update)
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
@@ -310,11 +318,13 @@ def _final_energy(
     n_batches: int,
     chunk_size: int | None,
     mesh: Mesh | None = None,
+    packed: bool = False,
 ) -> tuple[float, float, float]:
-    """Energy of the final parameters from fresh samples (n_batches sampler calls)."""
+    """Energy of the final parameters from fresh samples (n_batches sampler calls); ``packed``:
+    molecular packed local energies (see :func:`nqs.vmc.make_energy_evaluator`)."""
     from nqs.stats import statistics
 
-    evaluate = make_energy_evaluator(ansatz, operator, sampler, chunk_size, mesh)
+    evaluate = make_energy_evaluator(ansatz, operator, sampler, chunk_size, mesh, packed=packed)
     if not getattr(evaluate, "is_host_step", False):
         evaluate = jax.jit(evaluate)
     if getattr(sampler, "is_exact", False):

@@ -4,19 +4,28 @@
 For molecules the typical configuration keeps far fewer nonzero rows than that bound (H2O/6-31G:
 ~670 of at most 1105; N2/STO-3G: ~130 of at most ~190), and the ansatz part of the local energy
 (a log-psi ratio or a full evaluation per row) costs far more than the rows themselves. So the
-local energies of a batch are computed in two passes:
+local energies of a batch are computed in passes:
 
-1. (jitted) ``flips`` of every sample, and the number of rows that need the ansatz: nonzero
-   matrix element and at least one flipped site (diagonal rows have ratio 1 exactly);
-2. (host) a row capacity: that number rounded up to a few sizes (so repeated calls reuse a few
-   compiled programs);
-3. (jitted, one program per capacity) those rows packed into ``[capacity]``, the ratios
-   ``psi(x')/psi(x)`` evaluated on them only (in chunks of ``chunk_rows``), and summed back per
-   sample with ``segment_sum``.
+1. (jitted, one program per batch shape) ``flips`` of every sample, the rows that need the
+   ansatz (nonzero matrix element and at least one flipped site: diagonal rows have ratio 1
+   exactly), the diagonal part, and the per-sample ansatz data (``log psi(x)``, or the
+   parameter tables and the per-sample cache of cached local updates);
+2. (host) the flat indices of the rows that need the ansatz, in blocks of ``block_rows``
+   (the last one padded with -1);
+3. (jitted, one program per batch shape, called once per block) the ratios
+   ``psi(x')/psi(x)`` of a block's rows (in ``lax.map`` chunks of ``chunk_rows``), multiplied by
+   their matrix elements and added to their samples' sums (a scatter-add).
 
-The count is exact and checked, so nothing is dropped: the result equals
-:func:`nqs.local_energy.make_local_energy` vmapped over the batch. The host step makes this a
-driver-level function (not traceable under an outer ``jit``), like the de-duplicated VMC step.
+Every shape in the compiled programs is fixed by the batch size and the block size, never by
+the number of nonzero rows, which changes from batch to batch: a VMC run compiles as few
+programs as the per-sample path (an earlier version packed the rows into a capacity rounded up
+from their count, one program per capacity, and recompiled every few steps of a run).
+
+Nothing is dropped: the result equals :func:`nqs.local_energy.make_local_energy` vmapped over
+the batch, to rounding. The host step makes this a driver-level function (not traceable under
+an outer ``jit``); the de-duplicated molecular VMC step and the molecular final evaluation
+(``nqs.vmc``, ``packed=True``), both host-level already, call it on the distinct
+configurations of a draw.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ def row_capacity(n_rows: int, granularity: float = 1.25, minimum: int = 256) -> 
     """Smallest ``minimum * granularity**k`` (rounded up to a multiple of 64) ``>= n_rows``.
 
     Few distinct capacities, hence few compilations, at most ``granularity - 1`` padding waste.
+    (The packed pass used it to size its row array; it now works in fixed blocks instead.)
     """
     if n_rows <= minimum:
         return minimum
@@ -50,10 +60,25 @@ def row_capacity(n_rows: int, granularity: float = 1.25, minimum: int = 256) -> 
     return int(cap)
 
 
+def default_chunk_rows(ansatz: Ansatz) -> int:
+    """Packed rows per ``lax.map`` step for ``ansatz``: 64 with cached local updates (the RBM:
+    its per-row intermediates then stay in cache), else 512 (backflow: a full evaluation per
+    row, whose batched determinants have a per-call overhead). Tuned on 2 CPU cores by
+    ``experiments/benchmarks/molecular_local_energy.py``."""
+    return 64 if ansatz.local_updates is not None else 512
+
+
 def make_packed_local_energy(
-    operator: DiscreteOperator, ansatz: Ansatz, chunk_rows: int | None = 4096
+    operator: DiscreteOperator,
+    ansatz: Ansatz,
+    chunk_rows: int | None = 4096,
+    block_rows: int | None = None,
 ) -> BatchLocalEnergyFn:
-    """``local_energies(params, xs [B, n_sites]) -> complex [B]`` with packed connections.
+    """``local_energies(params, xs [B, n_sites], n_valid=None) -> complex [B]`` with packed
+    connections.
+
+    ``n_valid`` (int): only the first ``n_valid`` samples are evaluated, the rest (padding that
+    keeps ``B`` to a few bucket sizes) get no connected rows and the value 0.
 
     Args:
       operator: any discrete operator (rows with mel 0 are skipped, all-padding rows are the
@@ -61,41 +86,48 @@ def make_packed_local_energy(
       ansatz: uses its cached local updates when present (``init_cache`` once per sample,
         ``log_ratio`` per packed row), else ``log_psi`` on every packed connected configuration.
       chunk_rows: rows evaluated per ``lax.map`` step (bounds memory and keeps the per-row
-        intermediates in cache); ``None`` evaluates all rows in one ``vmap``.
+        intermediates in cache); ``None`` evaluates a whole block in one ``vmap``.
+      block_rows: rows per call of the compiled block program (default: 4096, or a multiple
+        of ``chunk_rows`` at least as large); at most one block of padding per batch.
 
     Returns:
-      A host-level function (it reads the row count back from the device once per call).
+      A host-level function (it reads the rows that need the ansatz back from the device once
+      per call and loops over their blocks).
     """
     n_sites = operator.hilbert.n_sites
     c = operator.hilbert.flip_constant
     fast = ansatz.local_updates
+    if block_rows is None:
+        block_rows = 4096 if chunk_rows is None else chunk_rows * max(1, -(-4096 // chunk_rows))
+    if chunk_rows is not None and block_rows % chunk_rows:
+        block_rows = chunk_rows * -(-block_rows // chunk_rows)
+    block = int(block_rows)
 
     @jax.jit
-    def first_pass(xs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    def first_pass(params: Params, xs: jax.Array, n_valid: jax.Array):
         sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
         diagonal = jnp.all(sites >= n_sites, axis=-1)
-        needs_ansatz = (mels != 0) & ~diagonal
-        e_diag = jnp.sum(jnp.where(diagonal, mels, 0), axis=-1)
-        return sites, mels, needs_ansatz, e_diag
-
-    def second_pass(
-        params: Params,
-        xs: jax.Array,
-        sites: jax.Array,
-        mels: jax.Array,
-        needs_ansatz: jax.Array,
-        e_diag: jax.Array,
-        capacity: int,
-    ) -> jax.Array:
-        n_batch, n_conn = mels.shape
-        flat = jnp.nonzero(needs_ansatz.reshape(-1), size=capacity, fill_value=0)[0]
-        valid = jnp.arange(capacity) < jnp.sum(needs_ansatz)
-        sample = flat // n_conn  # [capacity]
-        row_sites = sites.reshape(-1, sites.shape[-1])[flat]  # [capacity, k]
-        row_mels = jnp.where(valid, mels.reshape(-1)[flat], 0)
+        real_sample = (jnp.arange(xs.shape[0]) < n_valid)[:, None]  # padding samples: no rows
+        needs_ansatz = (mels != 0) & ~diagonal & real_sample
+        e_diag = jnp.sum(jnp.where(diagonal & real_sample, mels, 0), axis=-1)
         if fast is not None:
             tables = fast.prepare(params)  # parameter-only tables, once per batch
-            cache = jax.vmap(fast.init_cache, in_axes=(None, 0))(tables, xs)
+            per_sample = (tables, jax.vmap(fast.init_cache, in_axes=(None, 0))(tables, xs))
+        else:
+            per_sample = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, xs)
+        return sites, mels, needs_ansatz, e_diag, per_sample
+
+    @jax.jit
+    def block_pass(params: Params, xs: jax.Array, sites: jax.Array, mels: jax.Array,
+                   per_sample, rows: jax.Array, acc: jax.Array) -> jax.Array:
+        n_conn = mels.shape[1]
+        valid = rows >= 0  # -1: padding of the last block
+        flat = jnp.where(valid, rows, 0)
+        sample = flat // n_conn  # [block]
+        row_sites = sites.reshape(-1, sites.shape[-1])[flat]  # [block, k]
+        row_mels = jnp.where(valid, mels.reshape(-1)[flat], 0)
+        if fast is not None:
+            tables, cache = per_sample
 
             def ratio(row: tuple[jax.Array, jax.Array]) -> jax.Array:
                 b, s = row
@@ -103,27 +135,34 @@ def make_packed_local_energy(
                 return fast.log_ratio(tables, xs[b], cache_b, s)[0]
 
         else:
-            log_psi_x = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, xs)
+            log_psi_x = per_sample
 
             def ratio(row: tuple[jax.Array, jax.Array]) -> jax.Array:
                 b, s = row
                 return ansatz.log_psi(params, apply_flips(xs[b], s, c)) - log_psi_x[b]
 
-        rows = (sample, row_sites)
-        if chunk_rows is None or chunk_rows >= capacity:
-            log_ratios = jax.vmap(ratio)(rows)
+        if chunk_rows is None or chunk_rows >= block:
+            log_ratios = jax.vmap(ratio)((sample, row_sites))
         else:
-            log_ratios = jax.lax.map(ratio, rows, batch_size=chunk_rows)
-        # padding rows point at sample 0 with mel 0: exp of their (finite) ratio is multiplied by 0
+            log_ratios = jax.lax.map(ratio, (sample, row_sites), batch_size=chunk_rows)
+        # padding rows point at row 0 with mel 0: their (finite) ratio is multiplied by 0
         terms = row_mels * jnp.exp(jnp.where(valid, log_ratios, 0))
-        return e_diag + jax.ops.segment_sum(terms, sample, num_segments=n_batch)
+        return acc.at[sample].add(terms)
 
-    second_jit = jax.jit(second_pass, static_argnames="capacity")
-
-    def local_energies(params: Params, xs: jax.Array) -> jax.Array:
-        sites, mels, needs_ansatz, e_diag = first_pass(xs)
-        n_rows = int(np.asarray(jnp.sum(needs_ansatz)))
-        capacity = row_capacity(n_rows)
-        return second_jit(params, xs, sites, mels, needs_ansatz, e_diag, capacity=capacity)
+    def local_energies(params: Params, xs: jax.Array, n_valid: int | None = None) -> jax.Array:
+        n = xs.shape[0] if n_valid is None else n_valid
+        # n_valid is a traced argument: one program per batch shape, not per count
+        sites, mels, needs_ansatz, e_diag, per_sample = first_pass(
+            params, xs, jnp.asarray(n, jnp.int32))
+        rows = np.flatnonzero(np.asarray(needs_ansatz)).astype(np.int32)
+        n_blocks = -(-len(rows) // block)
+        padded = np.full(n_blocks * block, -1, dtype=np.int32)
+        padded[: len(rows)] = rows
+        # accumulate in the dtype of the ratios (complex log psi), float64 downstream
+        acc = e_diag.astype(jnp.result_type(e_diag.dtype, jnp.complex64))
+        for i in range(n_blocks):
+            acc = block_pass(params, xs, sites, mels, per_sample,
+                             padded[i * block : (i + 1) * block], acc)
+        return acc
 
     return local_energies

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nqs.ansatz import Ansatz, Params
@@ -140,7 +141,12 @@ def make_estimator(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> Callable[[Params, Samples], Estimate]:
-    """``estimate(params, samples, inverse=None) -> Estimate`` for the energy <H>.
+    """``estimate(params, samples, inverse=None, draw_weights=None, e_loc=None) -> Estimate``
+    for the energy <H>.
+
+    ``e_loc`` [n] (optional): the local energies of ``samples.x``, computed by the caller
+    (:func:`nqs.packed_local_energy.make_packed_local_energy` in the host-level molecular
+    step); otherwise they are computed here per sample.
 
     With ``inverse`` [n_draws], ``samples`` holds the distinct configurations of a Markov-chain
     draw with weights count/n_draws, and ``inverse`` maps each draw to its distinct
@@ -156,11 +162,15 @@ def make_estimator(
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
 
     def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None,
-                 draw_weights: jax.Array | None = None) -> Estimate:
+                 draw_weights: jax.Array | None = None,
+                 e_loc: jax.Array | None = None) -> Estimate:
         samples = samples._replace(
             x=constrain_samples(samples.x, mesh), weights=constrain_samples(samples.weights, mesh)
         )
-        e_loc = local_energy(params, samples.x)
+        if e_loc is None:
+            e_loc = local_energy(params, samples.x)
+        else:  # computed outside (the packed host-level path); a constant for the gradient
+            e_loc = jax.lax.stop_gradient(constrain_samples(e_loc, mesh))
         if inverse is None:
             stats = statistics(e_loc, samples.weights, samples.n_chains)
         else:
@@ -236,6 +246,7 @@ def make_vmc(
     chunk_size: int | None = None,
     dedupe: bool = False,
     mesh: Mesh | None = None,
+    packed: bool = True,
 ) -> tuple[Callable[[jax.Array], VMCState], Callable[[VMCState], tuple[VMCState, StepInfo]]]:
     """``(init(key) -> VMCState, step(state) -> (state, info))``.
 
@@ -249,6 +260,11 @@ def make_vmc(
 
     ``mesh``: split the samples over these devices (see :func:`make_estimator`); the step is
     the same function for one device and many.
+
+    ``packed`` (with ``dedupe`` on one device only): the local energies of the distinct
+    configurations come from :func:`nqs.packed_local_energy.make_packed_local_energy` (only the
+    nonzero connections of the whole batch, packed) instead of ``max_conn`` padded rows per
+    sample; the same values to rounding. Ignored by the pure steps and on several devices.
     """
     tx = optimizer.transformation
 
@@ -304,7 +320,7 @@ def make_vmc(
         return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
     if dedupe:
         return init, _make_deduplicated_step(
-            ansatz, operator, sampler, optimizer, chunk_size, finish, mesh
+            ansatz, operator, sampler, optimizer, chunk_size, finish, mesh, packed
         )
 
     estimate = make_sampled_estimator(
@@ -351,16 +367,54 @@ def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh=None)
     return step
 
 
-def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh):
+def packed_applies(packed: bool, mesh: Mesh | None) -> bool:
+    """Whether a host-level molecular step or evaluation takes the packed local energies.
+
+    Only on one device (hence one process): the packed pass runs its jitted programs on the
+    default device over the whole batch, with one row count for all samples, while on a mesh
+    the per-sample path splits the rows over the devices (and several processes would each
+    need the same count); there the per-sample path is kept.
+    """
+    from nqs.parallel import n_shards
+
+    return bool(packed) and n_shards(mesh) == 1
+
+
+def distinct_draws(x: np.ndarray, w_draws: np.ndarray, hilbert: Any,
+                   n_dev: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Distinct configurations of a draw: ``(x_unique [bucket, n_sites], w_unique [bucket],
+    inverse [n_draws] int32, n_unique)``.
+
+    ``x`` [n_draws, n_sites] and ``w_draws`` [n_draws] are host arrays. ``w_unique`` holds the
+    summed weights of each configuration's draws (counts / n_draws for uniform weights);
+    ``x_unique[inverse] == x``. The distinct rows are padded (with copies of the first, weight
+    0) to a power-of-two bucket, at least 16, at most ``n_draws``, rounded up to a multiple of
+    ``n_dev``, so that few shapes are compiled.
+    """
+    from nqs.exact import configuration_keys
+
+    keys = configuration_keys(x, hilbert)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    n_unique = len(first)
+    bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
+    bucket = -(-bucket // n_dev) * n_dev
+    x_unique = np.repeat(x[first[:1]], bucket, axis=0)
+    x_unique[:n_unique] = x[first]
+    w_unique = np.zeros(bucket)
+    w_unique[:n_unique] = np.bincount(inverse.ravel(), weights=w_draws, minlength=n_unique)
+    return x_unique, w_unique, inverse.reshape(-1).astype(np.int32), n_unique
+
+
+def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh,
+                            packed=False):
     """Host-level step: jitted sampling, host de-duplication, jitted estimate and update.
 
     The draws are gathered to the host (every process gets all of them and finds the same
     distinct set); the distinct configurations are padded to a bucket that splits evenly over
-    the devices and sharded again for the estimate.
+    the devices and sharded again for the estimate. With ``packed`` (one device, see
+    :func:`packed_applies`) their local energies are computed by the packed batch path
+    between the two jitted programs.
     """
-    import numpy as np
-
-    from nqs.exact import configuration_keys
     from nqs.parallel import gather, n_shards, put, sample_sharding
 
     estimate = make_estimator(
@@ -369,6 +423,14 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
     )
     n_dev = n_shards(mesh)
     n_chains = int(sampler.n_chains)
+    packed_local_energy = None
+    if packed_applies(packed, mesh):
+        from nqs.packed_local_energy import default_chunk_rows, make_packed_local_energy
+
+        # chunk_size (samples per device) does not apply: the packed pass holds chunk_rows
+        # connected rows at a time, a bound of its own
+        packed_local_energy = make_packed_local_energy(operator, ansatz,
+                                                       default_chunk_rows(ansatz))
 
     @jax.jit
     def draw(state: VMCState):
@@ -380,30 +442,26 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
 
     @jax.jit
     def estimate_and_finish(state, key, x_unique, w_unique, inverse, w_draws, sampler_state,
-                            acceptance):
-        est = estimate(state.params, Samples(x_unique, w_unique, n_chains), inverse, w_draws)
+                            acceptance, e_unique=None):
+        est = estimate(state.params, Samples(x_unique, w_unique, n_chains), inverse, w_draws,
+                       e_unique)
         return finish(state, key, est, sampler_state, acceptance)
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
         key, x, w_draws, sampler_state, acceptance = draw(state)
         x = np.asarray(gather(x))
         w_draws = np.asarray(gather(w_draws), dtype=np.float64)
-        keys = configuration_keys(x, operator.hilbert)
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        n_unique = len(first)
-        bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
-        bucket = -(-bucket // n_dev) * n_dev
-        x_unique = np.repeat(x[first[:1]], bucket, axis=0)
-        x_unique[:n_unique] = x[first]
-        w_unique = np.zeros(bucket)
-        # summed draw weights (counts / n_draws for uniform weights)
-        w_unique[:n_unique] = np.bincount(inverse.ravel(), weights=w_draws, minlength=n_unique)
-        inverse = inverse.reshape(-1).astype(np.int32)
+        x_unique, w_unique, inverse, n_unique = distinct_draws(x, w_draws, operator.hilbert,
+                                                               n_dev)
+        e_unique = None
+        if packed_local_energy is not None:
+            # padding rows (weight 0) get no connections and E_loc = 0: they add nothing
+            e_unique = packed_local_energy(state.params, x_unique, n_unique)
         if mesh is not None:
             x_unique, w_unique, inverse, w_draws = put((x_unique, w_unique, inverse, w_draws),
                                                        (sample_sharding(mesh),) * 4)
         return estimate_and_finish(state, key, x_unique, w_unique, inverse,
-                                   w_draws, sampler_state, acceptance)
+                                   w_draws, sampler_state, acceptance, e_unique)
 
     step.is_host_step = True
     return step
@@ -415,11 +473,18 @@ def make_energy_evaluator(
     sampler: Sampler,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    packed: bool = False,
 ) -> Callable[[Params, Any, jax.Array], tuple[Any, Any, jax.Array]]:
     """``evaluate(params, sampler_state, key) -> (stats, sampler_state, e_loc [n])``.
 
     Fixed-parameter energy with fresh samples (the final estimate of a run); for an exact
     sampler, the exact energy (e_loc is then empty).
+
+    ``packed`` (molecules; Monte Carlo samplers on one device, :func:`packed_applies`): a
+    host-level evaluator that finds the distinct configurations of the draw and computes their
+    local energies once each with :func:`nqs.packed_local_energy.make_packed_local_energy`
+    (the same values to rounding; not traceable, so the caller must not jit it:
+    ``evaluate.is_host_step``). Otherwise a pure function (jit it).
     """
     if getattr(sampler, "is_exact", False):
         from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
@@ -442,6 +507,9 @@ def make_energy_evaluator(
         evaluate_exact.is_host_step = True
         return evaluate_exact
 
+    if packed_applies(packed, mesh):
+        return _make_packed_evaluator(ansatz, operator, sampler)
+
     local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
 
     def evaluate(params: Params, sampler_state: Any, key: jax.Array):
@@ -450,3 +518,34 @@ def make_energy_evaluator(
         return statistics(e_loc, samples.weights, samples.n_chains), sampler_state, e_loc
 
     return evaluate
+
+
+def _make_packed_evaluator(ansatz, operator, sampler):
+    """Host-level final evaluation: jitted draw, host de-duplication, packed local energies of
+    the distinct configurations, statistics over every draw (one device)."""
+    from nqs.packed_local_energy import default_chunk_rows, make_packed_local_energy
+
+    packed_local_energy = make_packed_local_energy(operator, ansatz, default_chunk_rows(ansatz))
+    n_chains = int(sampler.n_chains)
+
+    @jax.jit
+    def draw(params: Params, sampler_state: Any, key: jax.Array):
+        samples, sampler_state, _ = sampler.sample(key, ansatz, params, sampler_state)
+        return samples.x, samples.weights, sampler_state
+
+    @jax.jit
+    def summarize(e_unique: jax.Array, inverse: jax.Array, weights: jax.Array):
+        e_loc = e_unique[inverse]
+        return statistics(e_loc, weights, n_chains), e_loc
+
+    def evaluate_packed(params: Params, sampler_state: Any, key: jax.Array):
+        x, weights, sampler_state = draw(params, sampler_state, key)
+        x_host = np.asarray(x)
+        x_unique, _, inverse, n_unique = distinct_draws(
+            x_host, np.ones(len(x_host)), operator.hilbert)
+        e_unique = packed_local_energy(params, x_unique, n_unique)
+        stats, e_loc = summarize(e_unique, inverse, weights)
+        return stats, sampler_state, e_loc
+
+    evaluate_packed.is_host_step = True
+    return evaluate_packed
