@@ -184,35 +184,7 @@ def run_vmc(
     start = 0
     history: list[dict] = []
     if resume:
-        if out is None:
-            raise CheckpointError("--resume needs an output directory holding a checkpoint")
-        ckpt = out / CHECKPOINT_NAME
-        if not ckpt.exists():
-            raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
-        # Checkpoints hold whole host arrays: they load on any number of devices.
-        host, saved = load_checkpoint(ckpt, gather(state))
-        require_finite(host.params, ckpt, "parameters")
-        require_finite(host.opt_state, ckpt, "optimizer state")
-        state = put(host, shardings)
-        if saved.get("seed") != seed:
-            raise CheckpointError(
-                f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
-            )
-        # float32 and float64 runs store the same float64 master parameters, so only the
-        # recorded dtype tells them apart (checkpoints from before it existed were float64)
-        if saved.get("dtype", "float64") != dtype:
-            raise CheckpointError(
-                f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
-                f"not {dtype}; resume with the same dtype"
-            )
-        start = int(state.step)
-        echo(f"resuming from step {start} ({ckpt})")
-        planned = saved.get("n_steps_planned")
-        if planned is not None and planned != n_steps:
-            # optimizer and sampler state are restored exactly, but a learning-rate schedule
-            # that depends on the run length (cosine) now takes other values from here on
-            echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
-                 "a learning-rate schedule over the run length (e.g. cosine) changes from here")
+        state, start = _resume(out, state, shardings, seed, dtype, n_steps, echo)
     logger = None
     if out is not None and main:
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else 0)
@@ -220,29 +192,8 @@ def run_vmc(
             history = read_jsonl(out / LOG_NAME)
 
     t_run = time.perf_counter()
-    t_steps = 0.0
-    for k in range(start, n_steps):
-        t0 = time.perf_counter()
-        state, info = step(state)
-        info = jax.device_get(info)
-        dt = time.perf_counter() - t0
-        if k > start:  # the first step includes compilation
-            t_steps += dt
-        record = _record(k, info, dt, time.perf_counter() - t_run)
-        if not bool(info.accepted):
-            record["rejected"] = True
-            echo(f"step {k}: non-finite energy or gradient; reverted to the last good parameters")
-        history.append(record)
-        if logger is not None:
-            logger.append(record)
-        if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps):
-            host = gather(state)  # every process takes part; process 0 writes
-            if main:
-                save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k + 1})
-        if progress:
-            _progress(k + 1, n_steps, record)
-    if progress:
-        print(file=sys.stderr)
+    state, t_steps = _run_steps(step, state, start, n_steps, history, logger, out, main,
+                                checkpoint_every, meta, progress, echo, t_run)
     if logger is not None:
         logger.close()
 
@@ -273,6 +224,75 @@ def run_vmc(
         dtype=dtype,
         **run_record(mesh, chunk_size),
     )
+
+
+def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, dtype: str,
+            n_steps: int, echo: Callable[[str], None]) -> tuple[VMCState, int]:
+    """The state of ``out/checkpoint.msgpack`` placed on ``shardings``, and its step, after
+    checking that it is finite and was written with this seed and dtype."""
+    if out is None:
+        raise CheckpointError("--resume needs an output directory holding a checkpoint")
+    ckpt = out / CHECKPOINT_NAME
+    if not ckpt.exists():
+        raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
+    # Checkpoints hold whole host arrays: they load on any number of devices.
+    host, saved = load_checkpoint(ckpt, gather(state))
+    require_finite(host.params, ckpt, "parameters")
+    require_finite(host.opt_state, ckpt, "optimizer state")
+    state = put(host, shardings)
+    if saved.get("seed") != seed:
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
+        )
+    # float32 and float64 runs store the same float64 master parameters, so only the
+    # recorded dtype tells them apart (checkpoints from before it existed were float64)
+    if saved.get("dtype", "float64") != dtype:
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
+            f"not {dtype}; resume with the same dtype"
+        )
+    start = int(state.step)
+    echo(f"resuming from step {start} ({ckpt})")
+    planned = saved.get("n_steps_planned")
+    if planned is not None and planned != n_steps:
+        # optimizer and sampler state are restored exactly, but a learning-rate schedule
+        # that depends on the run length (cosine) now takes other values from here on
+        echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
+             "a learning-rate schedule over the run length (e.g. cosine) changes from here")
+    return state, start
+
+
+def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState, start: int,
+               n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
+               main: bool, checkpoint_every: int, meta: dict[str, Any], progress: bool,
+               echo: Callable[[str], None], t_run: float) -> tuple[VMCState, float]:
+    """Steps ``start .. n_steps - 1``: each logged (appended to ``history``) and checkpointed
+    every ``checkpoint_every`` steps and at the end. Returns the state and the time spent in
+    the steps after the first (which includes compilation)."""
+    t_steps = 0.0
+    for k in range(start, n_steps):
+        t0 = time.perf_counter()
+        state, info = step(state)
+        info = jax.device_get(info)
+        dt = time.perf_counter() - t0
+        if k > start:  # the first step includes compilation
+            t_steps += dt
+        record = _record(k, info, dt, time.perf_counter() - t_run)
+        if not bool(info.accepted):
+            record["rejected"] = True
+            echo(f"step {k}: non-finite energy or gradient; reverted to the last good parameters")
+        history.append(record)
+        if logger is not None:
+            logger.append(record)
+        if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps):
+            host = gather(state)  # every process takes part; process 0 writes
+            if main:
+                save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k + 1})
+        if progress:
+            _progress(k + 1, n_steps, record)
+    if progress:
+        print(file=sys.stderr)
+    return state, t_steps
 
 
 def _bad_chunk(chunk_size: Any) -> None:
