@@ -167,8 +167,10 @@ def test_resume_with_other_dtype_is_an_error(tmp_path, capsys):
     from nqs.io import load_checkpoint_metadata
 
     out = tmp_path / "run"
-    common = ["spin", "--size", "4", "--samples", "32", "--chains", "4", "--chunk-size", "none",
-              "--out", str(out)]
+    # the model, network, sampler and optimizer of test_tfim_metropolis_float32_matches_float64:
+    # the float32 step compiled there is reused here (the session's compilation cache)
+    common = ["spin", "--size", "8", "--samples", "256", "--chains", "16", "--discard-sweeps",
+              "2", "--chunk-size", "none", "--out", str(out)]
     assert main([*common, "--steps", "1", "--dtype", "float32"]) == 0
     assert json.loads((out / "result.json").read_text())["dtype"] == "float32"
     assert load_checkpoint_metadata(out / "checkpoint.msgpack")["dtype"] == "float32"
