@@ -56,15 +56,18 @@ def test_resume_without_checkpoint(capsys, tmp_path):
 
 def test_spin_command_writes_result(tmp_path, capsys):
     out = tmp_path / "run"
+    # the settings of the one-process run in test_parallel's two-process comparison
+    # (tests/helpers/two_process_check.py ARGS): the programs compiled here are reused there
     code, err = _run(["spin", "--model", "ising", "--size", "6", "--steps", "20",
-                      "--samples", "256", "--out", str(out)], capsys)
+                      "--samples", "32", "--chains", "8", "--chunk-size", "none",
+                      "--out", str(out)], capsys)
     assert code == 0, err
     result = json.loads((out / "result.json").read_text())
     for key in ("energy", "energy_error", "variance", "energy_per_site", "exact_energy",
                 "relative_error", "n_parameters", "n_samples", "steps", "wall_time_s",
                 "time_per_step_s"):
         assert key in result
-    assert result["steps"] == 20 and result["n_samples"] == 256
+    assert result["steps"] == 20 and result["n_samples"] == 32
     assert (out / "log.jsonl").exists() and (out / "convergence.png").exists()
 
 
