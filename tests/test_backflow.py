@@ -60,7 +60,9 @@ def _standard() -> Ansatz:
 def test_finite_on_every_determinant():
     ansatz = _standard()
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(0), states[0])
+    # jitted: one compiled init program instead of op-by-op dispatch of the backflow's
+    # unrolled LU (~100 small compilations); the same numbers
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), states[0])
     logs = _all_log_psi(ansatz, params, states)
     assert logs.shape == (HILBERT.n_states,)
     assert np.all(np.isfinite(logs.real))
@@ -71,14 +73,14 @@ def test_finite_on_every_determinant():
 def test_one_spin_empty(hilbert: FermionHilbert):
     ansatz = make_backflow(hilbert, hidden=(8,))
     states = hilbert.all_states()
-    params = ansatz.init(jax.random.PRNGKey(1), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(1), states[0])
     assert np.all(np.isfinite(_all_log_psi(ansatz, params, states).real))
 
 
 def test_hartree_fock_dominates_at_init():
     ansatz = _standard()  # init_scale = 0.05
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(2), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(2), states[0])
     log_abs = _all_log_psi(ansatz, params, states).real
     hf = np.flatnonzero(np.all(states == HILBERT.hartree_fock_state(), axis=1))[0]
     others = np.delete(log_abs, hf)
@@ -91,7 +93,7 @@ def test_zero_backflow_is_sum_of_slater_determinants(n_det: int):
     ansatz = make_backflow(HILBERT, hidden=(16,), n_determinants=n_det)
     states = HILBERT.all_states()
     params = _zero_backflow(
-        ansatz.init(jax.random.PRNGKey(3), states[0]), np.random.default_rng(n_det), n_det, HILBERT
+        jax.jit(ansatz.init)(jax.random.PRNGKey(3), states[0]), np.random.default_rng(n_det), n_det, HILBERT
     )
     phi0 = np.asarray(params["params"]["phi0"])
     c = np.asarray(params["params"]["coefficients"])
@@ -120,7 +122,7 @@ def test_matches_pyscf_rotated_determinant():
     ci = addons.transform_ci(hf, (na, nb), u)  # new orbitals phi_k = sum_p u[k, p] |p>
     ansatz = make_backflow(hilbert, hidden=(4,))
     states = hilbert.all_states()
-    params = _zero_backflow(ansatz.init(jax.random.PRNGKey(4), states[0]), rng, 1, hilbert)
+    params = _zero_backflow(jax.jit(ansatz.init)(jax.random.PRNGKey(4), states[0]), rng, 1, hilbert)
     params["params"]["phi0"] = jnp.asarray(
         np.concatenate([u.T[:, :na], u.T[:, :nb]], axis=1)[None]
     )
@@ -137,7 +139,7 @@ def test_matches_pyscf_rotated_determinant():
 def test_jit_and_vmap_agree_with_single_calls():
     ansatz = make_backflow(HILBERT, hidden=(16, 8), n_determinants=3)
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(5), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(5), states[0])
     batched = _all_log_psi(ansatz, params, states)
     one = jax.jit(ansatz.log_psi)
     single = np.array([complex(one(params, jnp.asarray(s))) for s in states])
@@ -148,7 +150,7 @@ def test_jit_and_vmap_agree_with_single_calls():
 def test_backflow_makes_orbitals_configuration_dependent():
     ansatz = make_backflow(HILBERT, hidden=(16,), init_scale=0.3)
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(6), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(6), states[0])
     orb = [
         np.asarray(ansatz.module.apply(params, jnp.asarray(s), method=Backflow.orbitals))
         for s in states[:2]
@@ -160,7 +162,7 @@ def test_backflow_makes_orbitals_configuration_dependent():
 def test_sign_is_real_and_both_signs_occur():
     ansatz = _standard()
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(7), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(7), states[0])
     params = jax.tree_util.tree_map(
         lambda a: a + jax.random.normal(jax.random.PRNGKey(8), a.shape, a.dtype), params
     )
@@ -175,9 +177,11 @@ def test_sign_is_real_and_both_signs_occur():
 def test_gradient_is_finite():
     ansatz = _standard()
     states = HILBERT.all_states()
-    params = ansatz.init(jax.random.PRNGKey(9), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(9), states[0])
+    # jitted: one program for both states instead of op-by-op dispatch
+    grad_fn = jax.jit(jax.grad(lambda p, x: ansatz.log_psi(p, x).real))
     for s in (HILBERT.hartree_fock_state(), states[-1]):
-        grad = jax.grad(lambda p, x=s: ansatz.log_psi(p, jnp.asarray(x)).real)(params)
+        grad = grad_fn(params, jnp.asarray(s))
         leaves = jax.tree_util.tree_leaves(grad)
         assert all(np.all(np.isfinite(g)) for g in leaves)
         # every layer, the hidden one included, receives a gradient at init
@@ -203,7 +207,7 @@ def test_enough_determinants_represent_any_state():
     n = hilbert.n_orbitals
     ansatz = make_backflow(hilbert, hidden=(4,), n_determinants=len(states))
     rng = np.random.default_rng(11)
-    params = ansatz.init(jax.random.PRNGKey(10), states[0])
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(10), states[0])
     params = _zero_backflow(params, rng, len(states), hilbert)
     eye = np.eye(n)
     phi0 = np.stack(

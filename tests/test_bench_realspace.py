@@ -20,29 +20,34 @@ TINY = ["--walkers", "16", "--rs-layers", "1", "--rs-hidden", "8", "4", "--rs-de
         "--rs-optimizer", "adam", "--rs-lr", "0.01", "--mcmc-steps", "2", "--eval-steps", "4",
         "--pretrain-steps", "0"]
 H2_EXACT = -1.17448
+HE_EXACT = -2.903724377  # Pekeris
 
 
 def test_cli_table_and_energies(tmp_path, capsys):
     out = tmp_path / "bench"
-    rc = main(["bench-fci", "--realspace", "--molecule", "H2", "--rs-steps", "3", *TINY,
-               "--out", str(out)])
+    # He in 6-31G: two basis functions, so HF lies above FCI; the network (TINY) and the atom
+    # are those of tests/test_realspace_cli.py, whose compiled programs the session's
+    # compilation cache then shares with this run
+    rc = main(["bench-fci", "--realspace", "--molecule", "He", "--basis", "6-31g",
+               "--rs-steps", "3", *TINY, "--out", str(out)])
     assert rc == 0
     stdout = capsys.readouterr().out
     header = "| " + " | ".join(TABLE_COLUMNS) + " |"
     assert header in stdout and "NOT a lower bound" in stdout
     assert header in (out / "results.md").read_text()
     (rec,) = json.loads((out / "results.json").read_text())
-    assert rec["name"] == "H2" and rec["n_electrons"] == 2 and rec["basis"] == "sto-3g"
-    assert rec["e_exact"] == pytest.approx(H2_EXACT)
-    # STO-3G at R = 1.4 bohr: HF above FCI, and FCI tens of mHa above the exact energy.
-    assert rec["e_hf"] > rec["e_fci"] > H2_EXACT + 0.02
+    assert rec["name"] == "He" and rec["n_electrons"] == 2 and rec["basis"] == "6-31g"
+    assert rec["e_exact"] == pytest.approx(HE_EXACT)
+    # 6-31G: HF (-2.8552) above FCI (-2.8702), and FCI tens of mHa above the exact energy.
+    assert rec["e_hf"] > rec["e_fci"] > HE_EXACT + 0.02
+    assert rec["e_fci"] == pytest.approx(-2.8701621, abs=1e-5)
     e, err = rec["e_realspace"], rec["e_realspace_error"]
     assert np.isfinite(e) and np.isfinite(err) and err > 0
     # Variational in real space: above the exact energy (a loose margin for 64 samples).
-    assert e > H2_EXACT - 5 * err - 0.05
-    assert rec["realspace_minus_exact_mha"] == pytest.approx((e - H2_EXACT) * 1e3)
+    assert e > HE_EXACT - 5 * err - 0.05
+    assert rec["realspace_minus_exact_mha"] == pytest.approx((e - HE_EXACT) * 1e3)
     assert rec["realspace_minus_fci_mha"] == pytest.approx((e - rec["e_fci"]) * 1e3)
-    assert (out / "H2" / "log.jsonl").exists()
+    assert (out / "He" / "log.jsonl").exists()
 
 
 def test_exact_reference_matches_geometry_only():

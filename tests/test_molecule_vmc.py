@@ -47,11 +47,14 @@ def test_exact_sum_equals_sample_estimate(lih, kind):
         ansatz = make_backflow(hilbert, hidden=(16,), init_scale=0.3)
     else:
         ansatz = make_rbm(hilbert.n_sites, alpha=1, flip_constant=1.0, init_scale=0.3)
-    params = ansatz.init(jax.random.PRNGKey(0), hilbert.hartree_fock_state())
+    # jitted: one compiled init program instead of op-by-op dispatch of the backflow's
+    # unrolled LU (~100 small compilations); the same numbers
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), hilbert.hartree_fock_state())
     exact = make_exact_estimator(ansatz, sparse_hamiltonian(ham), needs_jacobian=False)(params)
     sampler = MetropolisSampler(hilbert, HopRule(((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))),
                                 n_chains=64, n_samples=4096, n_discard_sweeps=10)
-    state = sampler.init(jax.random.PRNGKey(1), ansatz, params)
+    # the chains' initial log psi in one compiled program, not op by op
+    state = jax.jit(sampler.init, static_argnums=1)(jax.random.PRNGKey(1), ansatz, params)
     samples, _, _ = sampler.sample(jax.random.PRNGKey(2), ansatz, params, state)
     # one compiled program, not op-by-op dispatch of the un-jitted vmap (5x less CPU)
     e_loc = jax.jit(jax.vmap(make_local_energy(ham, ansatz), in_axes=(None, 0)))(params,
@@ -77,7 +80,7 @@ def test_exact_energy_of_the_fci_vector_is_fci(lih):
 def test_hf_initialised_backflow_starts_near_hf(lih):
     integrals, ham = lih
     ansatz = make_backflow(ham.hilbert)
-    params = ansatz.init(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
     energy = make_exact_estimator(ansatz, sparse_hamiltonian(ham), needs_jacobian=False)(params)
     e0 = float(np.real(energy.energy))
     # the small random perturbation of the HF orbitals costs a few tens of mHa at most
@@ -131,7 +134,9 @@ def test_deduplicated_step_equals_plain_step(lih, optimizer):
 
     _, ham = lih
     hilbert = ham.hilbert
-    ansatz = make_backflow(hilbert, hidden=(8,))
+    # init_scale 0.3: far from Hartree-Fock, many distinct draws; the same ansatz, sampler and
+    # (adam) step as tests/test_dtype.py's LiH float64 run (one compilation for both)
+    ansatz = make_backflow(hilbert, hidden=(8,), init_scale=0.3)
     sampler = MetropolisSampler(hilbert, HopRule(((0, 1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 11))),
                                 n_chains=16, n_samples=256)
     opt = make_optimizer(optimizer, 1e-2)
@@ -190,7 +195,7 @@ def test_hartree_fock_sector_is_a_block_of_h():
     assert all(np.min(np.abs(eig_full - e)) < 1e-9 for e in eig_block)
     # exact energy over the block = <psi P H P psi> / <psi P psi>, computed densely
     ansatz = make_backflow(ham.hilbert, hidden=(8,), init_scale=0.3)
-    params = ansatz.init(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), ham.hilbert.hartree_fock_state())
     log_psi = jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))  # one program, not op by op
     psi = np.exp(np.asarray(log_psi(params, block.states)))
     expected = np.real(np.conj(psi) @ dense_block @ psi / np.vdot(psi, psi))

@@ -25,7 +25,9 @@ def h2o():
 def test_packed_equals_per_sample_local_energy(h2o, kind, chunk_rows):
     ansatz = molecule_ansatz(h2o.hilbert, kind, hidden=(8,), init_scale=0.3)
     xs = h2o.hilbert.random_state(jax.random.PRNGKey(2), 24)
-    params = ansatz.init(jax.random.PRNGKey(0), xs[0])
+    # jitted: one compiled init program instead of op-by-op dispatch of the backflow's
+    # unrolled LU (~100 small compilations); the same numbers
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), xs[0])
     if kind == "rbm":  # larger weights than the default init, so the ratios are far from 1
         params = jax.tree_util.tree_map(lambda p: 30 * p, params)
     reference = jax.jit(jax.vmap(make_local_energy(h2o, ansatz), in_axes=(None, 0)))(params, xs)

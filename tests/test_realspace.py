@@ -162,7 +162,7 @@ def test_ferminet_antisymmetry(full_det):
     init, apply = make_ferminet(
         a, a.n_alpha, a.n_beta, layers=TINY, n_determinants=3, full_det=full_det
     )
-    params = init(jax.random.PRNGKey(3))
+    params = jax.jit(init)(jax.random.PRNGKey(3))  # one program, not op-by-op dispatch
     r = init_walkers(jax.random.PRNGKey(4), a, 1)[0]
     apply = jax.jit(apply)
     sign, log_abs = apply(params, r)
@@ -180,9 +180,9 @@ def test_ferminet_antisymmetry(full_det):
     _, l_ab = swapped(0, 3)
     if not full_det:
         assert abs(float(l_ab) - float(log_abs)) > 1e-6
-    orbitals = make_ferminet_orbitals(
+    orbitals = jax.jit(make_ferminet_orbitals(
         a, a.n_alpha, a.n_beta, layers=TINY, n_determinants=3, full_det=full_det
-    )(params, r)
+    ))(params, r)
     shapes = [m.shape for m in orbitals]
     assert shapes == ([(3, 5, 5)] if full_det else [(3, 3, 3), (3, 2, 2)])
 

@@ -52,9 +52,14 @@ def _estimates(model, ansatz, params):
 
 def _update(est, params, mode, shift=1e-2):
     tx = sr(shift, mode)
-    upd, _ = tx.update(real_flat(params)[1](est.grad), tx.init(params), params,
-                       jacobian=est.jacobian, residuals=est.residuals)
-    return np.asarray(real_flat(upd)[0])
+
+    @jax.jit  # one program per mode instead of op-by-op dispatch of the solver
+    def update(grad, params, jacobian, residuals):
+        upd, _ = tx.update(real_flat(params)[1](grad), tx.init(params), params,
+                           jacobian=jacobian, residuals=residuals)
+        return real_flat(upd)[0]
+
+    return np.asarray(update(est.grad, params, est.jacobian, est.residuals))
 
 
 CASES = [
