@@ -167,7 +167,7 @@ def run_vmc(
 
     key0 = jax.random.PRNGKey(seed)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
-    state = init(key0)
+    state = jax.jit(init)(key0)  # one program, not the network op by op (~100 compilations)
     if chunk_size == "auto":
         chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
