@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import nqs  # noqa: E402, F401  (float64)
 from hamiltonians.molecule import compute_integrals, parse_molecule  # noqa: E402
 from hamiltonians.second_quantized import MolecularHamiltonian  # noqa: E402
+from nqs.bench.machine import cpu_model
 from nqs.hilbert import apply_flips  # noqa: E402
 from nqs.io import write_json_atomic  # noqa: E402
 from nqs.local_energy import make_local_energy  # noqa: E402
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import netket
 
-    meta = {"cpu": _cpu(), "cores": os.cpu_count(), "load_avg": list(os.getloadavg()),
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg": list(os.getloadavg()),
             "jax": jax.__version__, "netket": netket.__version__, "repeats": args.repeats,
             "chunk_rows": args.chunk_rows, "netket_chunk": args.netket_chunk,
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
@@ -293,16 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.out / "molecular_local_energy.json",
                       {"records": records, "meta": meta, "args": vars(args) | {"out": str(args.out)}})
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

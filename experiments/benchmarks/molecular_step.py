@@ -33,6 +33,7 @@ import nqs  # noqa: E402, F401  (float64)
 from hamiltonians.molecule import compute_integrals, parse_molecule  # noqa: E402
 from hamiltonians.second_quantized import MolecularHamiltonian  # noqa: E402
 from nqs.bench.fci import Settings, make_scheduled_optimizer  # noqa: E402
+from nqs.bench.machine import cpu_model
 from nqs.io import write_json_atomic  # noqa: E402
 from nqs.local_energy import make_local_energy  # noqa: E402
 from nqs.optim.flat import real_flat  # noqa: E402
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
-    meta = {"cpu": _cpu(), "cores": os.cpu_count(), "jax": jax.__version__,
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
             "warmup": args.warmup, "steps": args.steps,
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
     records = [run_case(c, *CASES[c], args) for c in args.cases]
@@ -170,16 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.out / "molecular_step.json",
                       {"records": records, "meta": meta, "args": vars(args) | {"out": str(args.out)}})
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -47,13 +45,9 @@ QUICK_STEPS = 20
 
 def machine() -> dict:
     """CPU model, core count and load average (figures depend on them)."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "load_avg": list(os.getloadavg()),
+    from nqs.bench.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_avg": list(os.getloadavg()),
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
