@@ -30,7 +30,6 @@ configurations of a draw.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
@@ -42,22 +41,6 @@ from nqs.hilbert import apply_flips
 from nqs.operator import DiscreteOperator
 
 BatchLocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
-
-
-def row_capacity(n_rows: int, granularity: float = 1.25, minimum: int = 256) -> int:
-    """Smallest ``minimum * granularity**k`` (rounded up to a multiple of 64) ``>= n_rows``.
-
-    Few distinct capacities, hence few compilations, at most ``granularity - 1`` padding waste.
-    (The packed pass used it to size its row array; it now works in fixed blocks instead.)
-    """
-    if n_rows <= minimum:
-        return minimum
-    k = math.ceil(math.log(n_rows / minimum) / math.log(granularity) - 1e-12)
-    cap = minimum * granularity**k
-    cap = 64 * math.ceil(cap / 64)
-    while cap < n_rows:  # guard against rounding in the logarithms
-        cap += 64
-    return int(cap)
 
 
 def default_chunk_rows(ansatz: Ansatz) -> int:
@@ -97,11 +80,9 @@ def make_packed_local_energy(
     n_sites = operator.hilbert.n_sites
     c = operator.hilbert.flip_constant
     fast = ansatz.local_updates
-    if block_rows is None:
-        block_rows = 4096 if chunk_rows is None else chunk_rows * max(1, -(-4096 // chunk_rows))
-    if chunk_rows is not None and block_rows % chunk_rows:
-        block_rows = chunk_rows * -(-block_rows // chunk_rows)
-    block = int(block_rows)
+    block = 4096 if block_rows is None else int(block_rows)
+    if chunk_rows is not None:  # whole lax.map chunks per block
+        block = chunk_rows * -(-block // chunk_rows)
 
     @jax.jit
     def first_pass(params: Params, xs: jax.Array, n_valid: jax.Array):

@@ -84,6 +84,17 @@ class Float32Module:
         return cast_up(self.module.apply(cast_down(params), cast_down(x), *args, **kwargs))
 
 
+def _ratio_in_float32(ratio_fn: Any) -> Any:
+    """``ratio_fn(tables, x, cache, which)`` with ``x`` rounded to float32 and the ratio cast up
+    (the tables and the cache are float32 already; the new cache stays float32)."""
+
+    def wrapped(tables: Any, x: jax.Array, cache: Any, which: jax.Array):
+        ratio, new_cache = ratio_fn(tables, cast_down(x), cache, which)
+        return cast_up(ratio), new_cache
+
+    return wrapped
+
+
 def _float32_terms(terms: TermUpdates) -> TermUpdates:
     """Per-pattern ratios with float32 / complex64 pattern tables and float64 results."""
 
@@ -94,11 +105,7 @@ def _float32_terms(terms: TermUpdates) -> TermUpdates:
     def ratios(term_tables: Any, x: jax.Array, cache: Any) -> tuple[jax.Array, jax.Array]:
         return cast_up(terms.ratios(term_tables, cast_down(x), cache))
 
-    def log_abs_ratio(term_tables: Any, x: jax.Array, cache: Any, term: jax.Array):
-        ratio, new_cache = terms.log_abs_ratio(term_tables, cast_down(x), cache, term)
-        return cast_up(ratio), new_cache
-
-    return TermUpdates(prepare, ratios, log_abs_ratio)
+    return TermUpdates(prepare, ratios, _ratio_in_float32(terms.log_abs_ratio))
 
 
 def _float32_updates(fast: LocalUpdates) -> LocalUpdates:
@@ -111,20 +118,10 @@ def _float32_updates(fast: LocalUpdates) -> LocalUpdates:
     def init_cache(tables: Any, x: jax.Array) -> Any:
         return fast.init_cache(tables, cast_down(x))
 
-    def log_ratio(tables: Any, x: jax.Array, cache: Any, sites: jax.Array):
-        ratio, new_cache = fast.log_ratio(tables, cast_down(x), cache, sites)
-        return cast_up(ratio), new_cache
-
-    log_abs_ratio = None
-    if fast.log_abs_ratio is not None:
-        inner = fast.log_abs_ratio
-
-        def log_abs_ratio(tables: Any, x: jax.Array, cache: Any, sites: jax.Array):
-            ratio, new_cache = inner(tables, cast_down(x), cache, sites)
-            return cast_up(ratio), new_cache
-
+    log_abs_ratio = None if fast.log_abs_ratio is None else _ratio_in_float32(fast.log_abs_ratio)
     terms = None if fast.terms is None else _float32_terms(fast.terms)
-    return LocalUpdates(init_cache, log_ratio, prepare, log_abs_ratio, terms)
+    return LocalUpdates(init_cache, _ratio_in_float32(fast.log_ratio), prepare, log_abs_ratio,
+                        terms)
 
 
 def _float32_structure(structure: JacobianStructure) -> JacobianStructure:

@@ -9,7 +9,7 @@ import pytest
 from hamiltonians.molecule import compute_integrals, from_preset
 from hamiltonians.second_quantized import MolecularHamiltonian
 from nqs.local_energy import make_local_energy
-from nqs.packed_local_energy import make_packed_local_energy, row_capacity
+from nqs.packed_local_energy import make_packed_local_energy
 from nqs.problems import molecule_ansatz
 
 
@@ -37,10 +37,3 @@ def test_packed_equals_per_sample_local_energy(h2o, kind, chunk_rows):
         generic = make_packed_local_energy(h2o, ansatz.without_fast_path(), chunk_rows)(params, xs)
         np.testing.assert_allclose(np.asarray(generic), np.asarray(reference), rtol=1e-10, atol=1e-9)
 
-
-def test_row_capacity():
-    assert row_capacity(0) == row_capacity(256) == 256
-    caps = [row_capacity(n) for n in range(1, 200_000, 997)]
-    assert all(c >= n for c, n in zip(caps, range(1, 200_000, 997), strict=True))
-    assert all(c <= max(256, 1.25 * n + 64) for c, n in zip(caps, range(1, 200_000, 997), strict=True))
-    assert len(set(caps)) < 40  # few distinct sizes: few compilations

@@ -595,7 +595,7 @@ def run_realspace(
     params = init(k_init)
     walkers = init_walkers(k_walk, atoms, n_walkers)
     if chunk_size == "auto":
-        chunk_size = _auto_chunk(apply, e_loc_fn, params, walkers, optimizer, mesh)
+        chunk_size = _auto_chunk(e_loc_fn, params, walkers, mesh)  # same bound for every optimizer
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
     vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
@@ -659,8 +659,7 @@ def run_realspace(
     )
 
 
-def _auto_chunk(apply: Callable, e_loc_fn: Callable, params: Any, walkers: jax.Array,
-                optimizer: str, mesh: Mesh) -> int | None:
+def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh) -> int | None:
     """Walkers per device per chunk that fit the device memory (None: no chunking needed),
     from XLA's memory estimate of one local energy and one log-derivative row."""
 
@@ -668,5 +667,4 @@ def _auto_chunk(apply: Callable, e_loc_fn: Callable, params: Any, walkers: jax.A
     # for a few walkers and measured; a log-derivative row is bounded without a compile.
     grad_row = 4 * 8 * _n_parameters(params)
     per_walker = max(bytes_per_sample(e_loc_fn, params, walkers[0]), grad_row)
-    del apply, optimizer  # the same per-walker bound serves every optimizer
     return auto_chunk_size(per_walker, int(walkers.shape[0]), mesh)

@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
-from nqs.optim.sr import natural_gradient_spring
+from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import make_mcmc
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
@@ -120,7 +120,10 @@ def make_sr_vmc(
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
         eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
         previous = state.opt_state.previous
-        delta = natural_gradient_spring(jac, eps, previous, diag_shift, momentum)
+        if momentum > 0:
+            delta = natural_gradient_spring(jac, eps, previous, diag_shift, momentum)
+        else:  # plain minSR: no J phi_prev product with a zero phi_prev
+            delta = natural_gradient_minsr(jac, eps, diag_shift)
         grad = jac.T @ eps
         count = state.opt_state.count
         eta = learning_rate / (1.0 + count / delay)
