@@ -319,7 +319,8 @@ def make_spin_model(
     marshall_sign: bool = False,
 ) -> SpinModel:
     """Spin model by name for the CLI: ``model`` in ``tfim, heisenberg, xxz, j1j2`` (``ising``
-    is an alias of ``tfim``), ``lattice`` in ``chain, square`` of linear size ``size``."""
+    is an alias of ``tfim``), ``lattice`` in ``chain, square, triangular, honeycomb`` of linear
+    size ``size`` (unit cells per direction; see :mod:`hamiltonians.lattice`)."""
     key = model.lower()
     if key == "ising":
         key = "tfim"
