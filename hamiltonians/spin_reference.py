@@ -201,3 +201,17 @@ def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
     if isinstance(model, J1J2):
         return model.j2 == 0.0
     return True
+
+
+def infinite_temperature_energy(model: SpinModel) -> float:
+    """``E_inf = Tr H / 2^N`` over the full space, the energy zero of varbench's V-score.
+
+    Only diagonal terms survive the trace: ``x_i x_j`` averages to ``delta_ij`` over all
+    configurations and no bond joins a site to itself, so this is 0 for every model here; it is
+    computed from the bonds anyway (a self-bond would contribute its coupling).
+    """
+    if isinstance(model, TransverseFieldIsing):
+        b = model.lattice.bonds
+        return float(-model.J * np.count_nonzero(b[:, 0] == b[:, 1]))
+    b = model._bonds
+    return float(0.25 * np.sum(model._jz[b[:, 0] == b[:, 1]]))

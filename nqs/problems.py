@@ -14,25 +14,75 @@ from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, SpinHilbert
 from nqs.sampling.base import Sampler
 
+SPIN_ANSATZE = ("rbm", "rbm-symm", "gcnn")
+"""Ansatz kinds of :func:`spin_ansatz` (``nqs spin --ansatz``)."""
 
-def spin_ansatz(model, kind: str, alpha: float, complex_params: bool = True) -> Ansatz:
-    """RBM (``kind="rbm"``) or translation-symmetric RBM (``"rbm-symm"``) for a spin model."""
+SYMMETRY_GROUPS = ("translations", "space-group")
+"""Symmetry groups of the GCNN and of the projection (``--symmetries``)."""
+
+
+def lattice_symmetries(lattice, group: str) -> np.ndarray:
+    """Site permutations ``[G, n_sites]`` of ``lattice``: its translations or its space group
+    (translations times point group; the identity alone on an open lattice)."""
+    if group == "translations":
+        return lattice.translations()
+    if group == "space-group":
+        return lattice.space_group()
+    raise InputError(f"unknown symmetry group {group!r}; choose {' or '.join(SYMMETRY_GROUPS)}")
+
+
+def spin_ansatz(
+    model,
+    kind: str,
+    alpha: float,
+    complex_params: bool = True,
+    *,
+    features: int = 4,
+    layers: int = 2,
+    symmetries: str = "space-group",
+    project: bool = False,
+    parity: str = "none",
+) -> Ansatz:
+    """An ansatz for a spin model.
+
+    ``kind``: ``"rbm"`` (M = alpha N hidden units), ``"rbm-symm"`` (translation-symmetric RBM,
+    integer alpha filters) or ``"gcnn"`` (:mod:`nqs.models.gcnn`: ``layers`` layers of
+    ``features`` channels over the lattice's ``symmetries``, translations or space group).
+    ``project``: wrap the ansatz in the projection on the trivial irrep of ``symmetries``
+    (:mod:`nqs.models.symmetry`); ``parity``: also project on a spin-flip parity (``none``,
+    ``even``, ``odd``). The GCNN is invariant by construction and is not projected again.
+    """
     import jax.numpy as jnp
 
+    from nqs.models.gcnn import make_gcnn
     from nqs.models.rbm import make_rbm, make_rbm_symm
+    from nqs.models.symmetry import PARITIES, make_projected
 
     if not alpha > 0:
         raise InputError(f"alpha must be positive, got {alpha}")
+    if parity not in PARITIES:
+        raise InputError(f"unknown spin-flip parity {parity!r}; choose none, even or odd")
     dtype = jnp.complex128 if complex_params else jnp.float64
     n = model.hilbert.n_sites
+    group = lattice_symmetries(model.lattice, symmetries) if kind == "gcnn" or project else None
     if kind == "rbm":
-        return make_rbm(n, alpha, flip_constant=0.0, param_dtype=dtype)
-    if kind == "rbm-symm":
+        ansatz = make_rbm(n, alpha, flip_constant=0.0, param_dtype=dtype)
+    elif kind == "rbm-symm":
         if float(alpha) != int(alpha):
             raise InputError(f"rbm-symm needs an integer alpha, got {alpha}")
-        return make_rbm_symm(model.lattice.translations(), int(alpha), flip_constant=0.0,
-                             param_dtype=dtype)
-    raise InputError(f"unknown ansatz {kind!r}; choose rbm or rbm-symm")
+        ansatz = make_rbm_symm(model.lattice.translations(), int(alpha), flip_constant=0.0,
+                               param_dtype=dtype)
+    elif kind == "gcnn":
+        if features <= 0 or layers <= 0:
+            raise InputError(f"GCNN features and layers must be positive, got {features}, {layers}")
+        ansatz = make_gcnn(group, int(features), layers=int(layers), param_dtype=dtype)
+        project = False
+    else:
+        raise InputError(f"unknown ansatz {kind!r}; choose {', '.join(SPIN_ANSATZE)}")
+    if project or parity != "none":
+        identity = np.arange(n)[None, :]
+        ansatz = make_projected(ansatz, group if project else identity, parity=parity)
+    return ansatz
 
 
 def spin_sampler(

@@ -1,4 +1,5 @@
-"""``nqs spin``: a spin Hamiltonian on a lattice solved with an RBM, against the exact energy."""
+"""``nqs spin``: a spin Hamiltonian on a lattice solved with an RBM or a GCNN, against the exact
+energy."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``spin`` subcommand."""
     p = sub.add_parser(
         "spin",
-        help="solve a spin model (TFIM, Heisenberg, XXZ, J1-J2) with an RBM",
-        description="Optimize an RBM for a spin Hamiltonian by VMC with SR and compare with the "
-        "exact ground-state energy (free fermions, Bethe ansatz or Lanczos). Energies use the "
+        help="solve a spin model (TFIM, Heisenberg, XXZ, J1-J2) with an RBM or a GCNN",
+        description="Optimize an RBM or a GCNN for a spin Hamiltonian by VMC with SR and compare "
+        "with the exact ground-state energy (free fermions, Bethe ansatz or Lanczos), with the V-score "
+        "N Var(E) / (E - E_inf)^2 of varbench (E_inf = Tr H / 2^N = 0). Energies use the "
         "conventions of docs/conventions.md: Pauli matrices for the Ising model, S = sigma/2 "
         "for Heisenberg-type models.",
     )
@@ -25,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ising: -J sum zz - h sum x (Pauli); heisenberg: J sum S.S; "
                    "xxz: J sum (SxSx + SySy + delta SzSz); j1j2: J1 nearest + J2 next-nearest "
                    "(default: ising)")
-    p.add_argument("--lattice", choices=("chain", "square"), default="chain",
-                   help="chain of L sites or L x L square lattice (default: chain)")
+    p.add_argument("--lattice", choices=("chain", "square", "triangular", "honeycomb"),
+                   default="chain",
+                   help="chain of L sites, L x L square or triangular lattice, or L x L cells of "
+                   "the honeycomb lattice (2 L^2 sites) (default: chain)")
     p.add_argument("--size", type=int, default=16,
                    help="linear size L (default: 16)")
     p.add_argument("--open", action="store_true", help="open instead of periodic boundaries")
@@ -40,8 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
                    "spectrum, positive ground state for the unfrustrated Heisenberg model). "
                    "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
-    p.add_argument("--ansatz", choices=("rbm", "rbm-symm"), default="rbm",
-                   help="RBM, or translation-symmetric RBM (default: rbm)")
+    p.add_argument("--ansatz", choices=("rbm", "rbm-symm", "gcnn"), default="rbm",
+                   help="RBM, translation-symmetric RBM, or group-convolutional network over "
+                   "--symmetries (default: rbm)")
+    p.add_argument("--features", type=positive_int, default=4,
+                   help="GCNN channels per layer (default: 4)")
+    p.add_argument("--layers", type=positive_int, default=2,
+                   help="GCNN layers: one embedding and layers-1 group convolutions (default: 2)")
+    p.add_argument("--symmetries", choices=("translations", "space-group"),
+                   default="space-group",
+                   help="symmetry group of the GCNN and of --project: the lattice translations, "
+                   "or translations times point group (default: space-group)")
+    p.add_argument("--project", action="store_true",
+                   help="project the ansatz on the trivial irrep of --symmetries (momentum zero, "
+                   "fully symmetric; costs one evaluation per group element)")
+    p.add_argument("--parity", choices=("none", "even", "odd"), default="none",
+                   help="project the ansatz on a spin-flip parity (default: none)")
     p.add_argument("--alpha", type=positive_float, default=1.0,
                    help="hidden-unit density M/N (an integer for rbm-symm) (default: 1)")
     p.add_argument("--real", action="store_true",
@@ -94,13 +112,14 @@ def _marshall_default(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
     from hamiltonians.spin import make_spin_model
-    from hamiltonians.spin_reference import exact_energy
+    from hamiltonians.spin_reference import exact_energy, infinite_temperature_energy
     from nqs.driver import run_vmc
     from nqs.errors import InputError
     from nqs.io import write_json_atomic
     from nqs.optim import make_optimizer
     from nqs.precision import with_dtype
     from nqs.problems import spin_ansatz, spin_sampler
+    from nqs.stats import v_score
 
     setup_parallel(args)
     if args.size <= 0:
@@ -121,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
             f"the exchange sampler of the {args.model} model needs; use an even size"
         )
     ansatz = with_dtype(spin_ansatz(model, args.ansatz, args.alpha,
-                                    complex_params=not args.real), args.dtype)
+                                    complex_params=not args.real, features=args.features,
+                                    layers=args.layers, symmetries=args.symmetries,
+                                    project=args.project, parity=args.parity), args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
@@ -140,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
         exact_energy=exact,
         chunk_size=args.chunk_size,
     )
+    e_inf = infinite_temperature_energy(model)
+    vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
     summary = result.summary() | {
+        "v_score": vscore,
+        "v_score_e_inf": e_inf,
         "model": args.model,
         "lattice": args.lattice,
         "size": args.size,
@@ -149,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
         "exact_energy_source": source,
         "ansatz": args.ansatz,
         "alpha": args.alpha,
+        "features": args.features if args.ansatz == "gcnn" else None,
+        "layers": args.layers if args.ansatz == "gcnn" else None,
+        "symmetries": args.symmetries if args.ansatz == "gcnn" or args.project else None,
+        "project": args.project,
+        "parity": args.parity,
         "optimizer": args.optimizer,
         "sampler": args.sampler,
         "ratio_dtype": args.ratio_dtype,
@@ -162,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     rel = result.relative_error
     print(
         f"E = {result.energy:.8f} +- {result.energy_error:.2e}  "
-        f"(exact {exact}, relative error {rel if rel is None else f'{rel:.2e}'})  "
+        f"(exact {exact}, relative error {rel if rel is None else f'{rel:.2e}'}, "
+        f"V-score {vscore:.2e})  "
         f"{result.time_per_step_s:.3f} s/step; wrote {args.out}/result.json",
         flush=True,
     )

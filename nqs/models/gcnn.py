@@ -1,0 +1,159 @@
+"""Group-convolutional neural network (GCNN, Roth & MacDonald 2021) over a lattice's symmetries.
+
+The network acts on one configuration ``x [n_sites]`` and a symmetry group given as site
+permutations ``perm [G, n_sites]`` (translations, or the space group: translations times point
+group, see :meth:`hamiltonians.lattice.Lattice.space_group`). With ``(x . g)[i] = x[perm_g[i]]``
+and ``g h`` the element with ``perm_{gh} = perm_g[perm_h]``:
+
+* embedding: ``h1[g, f] = b_f + sum_i W[i, f] x[perm_g[i]]`` (``[G, F_1]``);
+* group convolutions: ``h_{l+1}[g, f] = b_f + sum_{m, c} K_l[m, c, f] sigma(h_l)[g m, c]``;
+* output: ``log psi(x) = log sum_g exp(sum_f h_L[g, f])``.
+
+Every layer is equivariant, ``h(x . k)[g] = h(x)[k g]``, so the sum over ``g`` makes ``log psi``
+invariant under the whole group (the trivial irrep; other irreps and spin-flip parity by the
+projection wrapper :mod:`nqs.models.symmetry`). ``sigma`` is the SELU applied to the real and
+imaginary parts separately (complex parameters, NetKet's choice), or the SELU (real parameters:
+a positive wavefunction, for sign-free problems such as the Heisenberg model with the Marshall
+sign). Each convolution gathers the features ``sigma(h)[g m]`` ``[G, G, C]`` and contracts them
+with the kernel ``[G C, F]``: ``G^2 C F`` multiply-adds per configuration and per layer.
+
+Use :func:`make_gcnn`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nqs.ansatz import Ansatz
+from nqs.errors import InputError
+
+Symmetries = tuple[tuple[int, ...], ...]
+
+
+def check_permutations(perms: Any) -> np.ndarray:
+    """``perms`` as int64 ``[G, n_sites]``; InputError unless every row permutes the sites."""
+    arr = np.asarray(perms, dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise InputError(f"symmetries must be a 2-d array [n_g, n_sites], got shape {arr.shape}")
+    ref = np.arange(arr.shape[1])
+    for row in arr:
+        if not np.array_equal(np.sort(row), ref):
+            raise InputError(f"symmetry {row.tolist()} is not a permutation of the sites")
+    return arr
+
+
+@functools.lru_cache(maxsize=32)
+def group_tables(symmetries: Symmetries) -> tuple[np.ndarray, np.ndarray]:
+    """``(product [G, G], inverse [G])`` of a permutation group (int32).
+
+    ``perm[product[a, b]] = perm[a][perm[b]]`` and ``perm[inverse[a]] = argsort(perm[a])``.
+    Raises InputError when the permutations are not closed under composition and inverse.
+    """
+    perms = np.asarray(symmetries, dtype=np.int64)
+    index = {row.tobytes(): g for g, row in enumerate(perms)}
+    if len(index) != len(perms):
+        raise InputError("the symmetries contain the same permutation twice")
+    n_g = len(perms)
+    composed = perms[:, perms]  # [a, b, i] = perm_a[perm_b[i]]
+    product = np.empty((n_g, n_g), dtype=np.int32)
+    inverse = np.empty(n_g, dtype=np.int32)
+    try:
+        for a in range(n_g):
+            for b in range(n_g):
+                product[a, b] = index[composed[a, b].tobytes()]
+            inverse[a] = index[np.argsort(perms[a]).astype(np.int64).tobytes()]
+    except KeyError:
+        raise InputError("the symmetries are not a group (not closed under composition)") from None
+    return product, inverse
+
+
+def reim_selu(z: jax.Array) -> jax.Array:
+    """SELU of the real and imaginary parts separately (plain SELU for real ``z``)."""
+    if jnp.iscomplexobj(z):
+        return jax.nn.selu(z.real) + 1j * jax.nn.selu(z.imag)
+    return jax.nn.selu(z)
+
+
+class GCNN(nn.Module):
+    """Group-convolutional network; ``log psi`` of one configuration ``x [n_sites]``.
+
+    Attributes:
+      symmetries: ``[G][n_sites]`` permutations forming a group, identity included
+        (``tuple(map(tuple, array))``).
+      features: channels per layer, ``(F_1, ..., F_L)``: one embedding and ``L - 1`` group
+        convolutions.
+      param_dtype: ``jnp.complex128`` (default) or ``jnp.float64`` (real, positive psi).
+
+    Parameters: ``embed_kernel [n_sites, F_1]``, ``embed_bias [F_1]``, and per convolution
+    ``conv{l}_kernel [G, F_l, F_{l+1}]``, ``conv{l}_bias [F_{l+1}]`` (LeCun-normal kernels,
+    zero biases).
+    """
+
+    symmetries: Symmetries
+    features: tuple[int, ...] = (4, 4)
+    param_dtype: Any = jnp.complex128
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Complex ``log psi`` of one configuration ``x [n_sites]`` (a scalar)."""
+        perms = np.asarray(self.symmetries, dtype=np.int32)
+        n_g, n_sites = perms.shape
+        if x.shape != (n_sites,):
+            raise InputError(f"GCNN takes one configuration [{n_sites}], got shape {x.shape}")
+        product, _ = group_tables(self.symmetries)
+        init = nn.initializers.lecun_normal(dtype=self.param_dtype)
+        zeros = nn.initializers.zeros_init()
+        f0 = self.features[0]
+        w0 = self.param("embed_kernel", init, (n_sites, f0), self.param_dtype)
+        b0 = self.param("embed_bias", zeros, (f0,), self.param_dtype)
+        h = x[perms].astype(w0.dtype) @ w0 + b0  # [G, F_1]
+        for layer, f in enumerate(self.features[1:]):
+            c = h.shape[-1]
+            kernel = self.param(f"conv{layer}_kernel", init, (n_g, c, f), self.param_dtype)
+            bias = self.param(f"conv{layer}_bias", zeros, (f,), self.param_dtype)
+            gathered = reim_selu(h)[product]  # [g, m, c] = sigma(h)[g m, c]
+            h = gathered.reshape(n_g, n_g * c) @ kernel.reshape(n_g * c, f) + bias
+        out = jnp.sum(h, axis=-1)  # [G]
+        if jnp.iscomplexobj(out):
+            return _complex_logsumexp(out)
+        out = jax.nn.logsumexp(out)
+        return out.astype(jnp.complex128 if out.dtype == jnp.float64 else jnp.complex64)
+
+
+def _complex_logsumexp(z: jax.Array) -> jax.Array:
+    """``log sum exp(z)`` of complex ``z [G]``, stable in the real part."""
+    m = jax.lax.stop_gradient(jnp.max(z.real))
+    return m + jnp.log(jnp.sum(jnp.exp(z - m)))
+
+
+def make_gcnn(
+    symmetries: Any,
+    features: tuple[int, ...] | int = (4, 4),
+    *,
+    layers: int | None = None,
+    param_dtype: Any = jnp.complex128,
+) -> Ansatz:
+    """A :class:`GCNN` ansatz (generic path: no cached ratios).
+
+    Args:
+      symmetries: int ``[G, n_sites]`` permutations forming a group (e.g.
+        ``lattice.space_group()``).
+      features: channels per layer; an int with ``layers`` means ``(features,) * layers``.
+      layers: number of layers when ``features`` is an int.
+      param_dtype: complex128 (any sign structure) or float64 (positive psi).
+    """
+    perms = check_permutations(symmetries)
+    if isinstance(features, int | np.integer):
+        features = (int(features),) * (1 if layers is None else int(layers))
+    features = tuple(int(f) for f in features)
+    if not features or min(features) <= 0:
+        raise InputError(f"GCNN features must be positive integers, got {features}")
+    syms = tuple(tuple(int(v) for v in row) for row in perms)
+    group_tables(syms)  # validates the group now, not at the first trace
+    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False)
