@@ -103,7 +103,6 @@ def test_bad_lattices(bad: tuple[str, int]) -> None:
     ("model", "graph"),
     [
         (Heisenberg(triangular(3), total_sz=None), ("Triangular", [3, 3])),
-        (Heisenberg(triangular(4)), ("Triangular", [4, 4])),
         (Heisenberg(honeycomb(2), marshall_sign=True), ("Honeycomb", [2, 2])),
         (Heisenberg(honeycomb(2, pbc=False)), ("Honeycomb", [2, 2], False)),
     ],

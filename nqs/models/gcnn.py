@@ -14,8 +14,10 @@ invariant under the whole group (the trivial irrep; other irreps and spin-flip p
 projection wrapper :mod:`nqs.models.symmetry`). ``sigma`` is the SELU applied to the real and
 imaginary parts separately (complex parameters, NetKet's choice), or the SELU (real parameters:
 a positive wavefunction, for sign-free problems such as the Heisenberg model with the Marshall
-sign). Each convolution gathers the features ``sigma(h)[g m]`` ``[G, G, C]`` and contracts them
-with the kernel ``[G C, F]``: ``G^2 C F`` multiply-adds per configuration and per layer.
+sign). Each layer is one dense product with a parameter-only expansion of its kernel
+(``[n_sites, G F]`` for the embedding, ``[G C, G F]`` for a convolution), built once per batch:
+``G^2 C F`` multiply-adds per configuration and per layer, no per-configuration gathers (slow
+on CPUs).
 
 Use :func:`make_gcnn`.
 """
@@ -106,19 +108,26 @@ class GCNN(nn.Module):
         n_g, n_sites = perms.shape
         if x.shape != (n_sites,):
             raise InputError(f"GCNN takes one configuration [{n_sites}], got shape {x.shape}")
-        product, _ = group_tables(self.symmetries)
+        product, inverse = group_tables(self.symmetries)
+        # kernel_index[g, k] = index of g^-1 k; site_index[j, g] = perm_g^-1(j)
+        kernel_index = product[inverse]
+        site_index = np.argsort(perms, axis=1).T
         init = nn.initializers.lecun_normal(dtype=self.param_dtype)
         zeros = nn.initializers.zeros_init()
         f0 = self.features[0]
         w0 = self.param("embed_kernel", init, (n_sites, f0), self.param_dtype)
         b0 = self.param("embed_bias", zeros, (f0,), self.param_dtype)
-        h = x[perms].astype(w0.dtype) @ w0 + b0  # [G, F_1]
+        # parameter-only expansions (evaluated once per batch under vmap): every layer is then
+        # one dense product, h1 = x @ W0[perm_g^-1(j)] and h_{l+1} = sigma(h_l) @ K[g^-1 k]
+        h = x.astype(w0.dtype) @ w0[site_index].reshape(n_sites, n_g * f0) + jnp.tile(b0, n_g)
         for layer, f in enumerate(self.features[1:]):
-            c = h.shape[-1]
+            c = f0 if layer == 0 else self.features[layer]
             kernel = self.param(f"conv{layer}_kernel", init, (n_g, c, f), self.param_dtype)
             bias = self.param(f"conv{layer}_bias", zeros, (f,), self.param_dtype)
-            gathered = reim_selu(h)[product]  # [g, m, c] = sigma(h)[g m, c]
-            h = gathered.reshape(n_g, n_g * c) @ kernel.reshape(n_g * c, f) + bias
+            full = kernel[kernel_index]  # [g, k, c, f] = K[g^-1 k, c, f]
+            full = jnp.transpose(full, (1, 2, 0, 3)).reshape(n_g * c, n_g * f)
+            h = reim_selu(h) @ full + jnp.tile(bias, n_g)
+        h = h.reshape(n_g, self.features[-1])
         out = jnp.sum(h, axis=-1)  # [G]
         if jnp.iscomplexobj(out):
             return _complex_logsumexp(out)
