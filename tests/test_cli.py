@@ -35,6 +35,11 @@ BAD_SPIN = [
     (["--model", "potts"], "model"),
     (["--model", "heisenberg", "--size", "5"], "odd"),
     (["--lr", "nan"], "lr"),
+    (["--ansatz", "vit"], "ansatz"),
+    (["--parity", "up"], "parity"),
+    (["--lattice", "kagome"], "lattice"),
+    (["--model", "heisenberg", "--lattice", "honeycomb", "--size", "1"], "cells"),
+    (["--ansatz", "gcnn", "--features", "0"], "features"),
 ]
 
 
@@ -65,7 +70,7 @@ def test_spin_command_writes_result(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     for key in ("energy", "energy_error", "variance", "energy_per_site", "exact_energy",
                 "relative_error", "n_parameters", "n_samples", "steps", "wall_time_s",
-                "time_per_step_s"):
+                "time_per_step_s", "v_score", "v_score_e_inf"):
         assert key in result
     assert result["steps"] == 20 and result["n_samples"] == 32
     assert (out / "log.jsonl").exists() and (out / "convergence.png").exists()
@@ -76,7 +81,7 @@ def test_help_mentions_every_option():
                          capture_output=True, text=True, check=True).stdout
     for opt in ("--model", "--lattice", "--size", "--open", "--h", "--j2", "--delta", "--ansatz",
                 "--alpha", "--samples", "--steps", "--lr", "--diag-shift", "--seed", "--out",
-                "--resume"):
+                "--resume", "--features", "--layers", "--symmetries", "--project", "--parity"):
         assert opt in out
 
 
