@@ -1,0 +1,180 @@
+"""The same GCNN VMC step in nqs and in NetKet, side by side on one machine, in one run.
+
+Workload: Heisenberg model (S = sigma/2, Marshall sign, S^z = 0 sector) on the periodic L x L
+square lattice; a GCNN over the lattice translations (``--symmetries translations``, default)
+or the space group, ``--layers`` layers of ``--features`` channels; exchange moves on the
+lattice bonds with the same chains, sweep size (n_sites moves per kept sample), samples and
+discarded sweeps; SR with the same learning rate and diagonal shift. nqs: ``make_vmc`` with
+``sr_optimizer`` (dense SR when parameters are fewer than samples, else minSR); NetKet:
+``VMC_SR`` (its default NTK / SR switch).
+
+Two settings:
+
+* ``matched``: both networks with complex parameters (nqs's default; NetKet
+  ``param_dtype=complex``), NetKet's GCNN in its default ``mode="auto"``;
+* ``defaults``: each code's default GCNN (nqs: complex parameters; NetKet: real parameters with
+  a complex output, ``param_dtype=float64``).
+
+The codes are called in turn (one timed step of each, then the next round), so a change of
+machine load affects both alike. Compilation is excluded (one warm-up step each). Reported: the
+median wall time of one VMC step (sampling, local energies, Jacobian, SR, update) and the ratio
+NetKet / nqs (above 1: nqs faster), with the load average.
+
+    python experiments/benchmarks/gcnn_vs_netket.py                    # 4x4, translations
+    python experiments/benchmarks/gcnn_vs_netket.py --symmetries space-group --repeats 3
+
+Writes ``experiments/benchmarks/results/gcnn_vs_netket.{md,json}`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics as pystats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+import nqs  # noqa: F401  (enables float64)
+from hamiltonians.lattice import square
+from hamiltonians.spin import Heisenberg
+from nqs.ansatz import n_parameters
+from nqs.bench.machine import cpu_model
+from nqs.models.gcnn import make_gcnn
+from nqs.optim import sr_optimizer
+from nqs.sampling.metropolis import MetropolisSampler
+from nqs.sampling.rules import ExchangeRule
+from nqs.vmc import make_vmc
+
+
+def nqs_step(model: Heisenberg, perms: np.ndarray, args: argparse.Namespace):
+    """A jitted nqs VMC step and its state: ``(step_fn() -> energy, n_params)``."""
+    n = model.hilbert.n_sites
+    sampler = MetropolisSampler(model.hilbert, ExchangeRule(np.asarray(model.lattice.bonds)),
+                                n_chains=args.chains, n_samples=args.samples, sweep_size=n,
+                                n_discard_sweeps=args.discard)
+    ansatz = make_gcnn(perms, args.features, layers=args.layers)
+    init, step = make_vmc(ansatz, model, sampler, sr_optimizer(args.lr, args.diag_shift))
+    step = jax.jit(step)
+    box = {"state": init(jax.random.PRNGKey(args.seed))}
+
+    def one() -> float:
+        box["state"], info = step(box["state"])
+        return float(info.energy)
+
+    return one, n_parameters(box["state"].params)
+
+
+def netket_step(model: Heisenberg, symmetries: str, complex_params: bool,
+                args: argparse.Namespace):
+    """One NetKet ``VMC_SR`` step with its GCNN: ``(step_fn() -> energy, n_params)``."""
+    import netket as nk
+    import optax
+
+    n = model.hilbert.n_sites
+    op = model.to_netket().to_jax_operator()
+    graph = nk.graph.Square(model.lattice.extent[0], pbc=True)
+    group = graph.translation_group() if symmetries == "translations" else graph.space_group()
+    sampler = nk.sampler.MetropolisExchange(op.hilbert, graph=graph, n_chains=args.chains,
+                                            sweep_size=n)
+    kwargs: dict[str, Any] = {"param_dtype": complex} if complex_params else {}
+    net = nk.models.GCNN(symmetries=group, layers=args.layers,
+                         features=(args.features,) * args.layers, **kwargs)
+    vs = nk.vqs.MCState(sampler, net, n_samples=args.samples, n_discard_per_chain=args.discard,
+                        seed=args.seed, sampler_seed=args.seed + 1)
+    driver = nk.driver.VMC_SR(op, optax.sgd(args.lr), diag_shift=args.diag_shift,
+                              variational_state=vs)
+
+    def one() -> float:
+        driver.reset_step()
+        loss, dp = driver.compute_loss_and_update()
+        driver.update_parameters(dp)
+        driver._step_count += 1
+        jax.block_until_ready(driver.state.parameters)
+        return float(np.real(loss.mean))
+
+    n_params = sum(2 * x.size if np.iscomplexobj(x) else x.size
+                   for x in jax.tree_util.tree_leaves(vs.parameters))
+    return one, n_params
+
+
+def timed_rounds(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Warm-up call of each, then ``repeats`` rounds of one timed call of each in turn."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=4)
+    p.add_argument("--symmetries", choices=("translations", "space-group"),
+                   default="translations")
+    p.add_argument("--features", type=int, default=4)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--samples", type=int, default=512)
+    p.add_argument("--chains", type=int, default=32)
+    p.add_argument("--discard", type=int, default=4)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--diag-shift", type=float, default=0.01)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path,
+                   default=Path(__file__).resolve().parent / "results")
+    args = p.parse_args(argv)
+
+    import netket as nk
+
+    model = Heisenberg(square(args.size), marshall_sign=True)
+    lat = model.lattice
+    perms = lat.translations() if args.symmetries == "translations" else lat.space_group()
+    load0 = os.getloadavg()[0]
+    rows = []
+    for setting, nk_complex in (("matched", True), ("defaults", False)):
+        ours, ours_p = nqs_step(model, perms, args)
+        theirs, theirs_p = netket_step(model, args.symmetries, nk_complex, args)
+        times = timed_rounds({"nqs": ours, "netket": theirs}, args.repeats)
+        t_ours, t_theirs = pystats.median(times["nqs"]), pystats.median(times["netket"])
+        rows.append({"setting": setting, "nqs_s": t_ours, "netket_s": t_theirs,
+                     "ratio": t_theirs / t_ours, "nqs_params": ours_p,
+                     "netket_params": theirs_p, "netket_param_dtype":
+                     "complex128" if nk_complex else "float64",
+                     "times": times, "load_average": os.getloadavg()[0]})
+    head = (f"Heisenberg {args.size}x{args.size} (Marshall, S^z=0), GCNN over "
+            f"{args.symmetries} ({len(perms)} elements), {args.layers} layers x "
+            f"{args.features} features, {args.samples} samples, {args.chains} chains, "
+            f"{args.discard} discarded sweeps, SR lr {args.lr} shift {args.diag_shift}; "
+            f"{cpu_model()}, {os.cpu_count()} CPUs, load average {load0:.1f} at start; "
+            f"jax {jax.__version__}, netket {nk.__version__}; median of {args.repeats} steps")
+    lines = [head, "", "| setting | nqs s/step | NetKet s/step | NetKet / nqs | parameters "
+             "(real) nqs / NetKet | NetKet param dtype | load after |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['nqs_s']:.3f} | {r['netket_s']:.3f} | "
+                     f"{r['ratio']:.2f} | {r['nqs_params']} / {r['netket_params']} | "
+                     f"{r['netket_param_dtype']} | {r['load_average']:.1f} |")
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / "gcnn_vs_netket"
+    stem.with_suffix(".md").write_text(text + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+         "command": " ".join(sys.argv)}, indent=1))
+    print(f"wrote {stem}.md and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
