@@ -14,7 +14,7 @@ from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, SpinHilbert
 from nqs.sampling.base import Sampler
 
-SPIN_ANSATZE = ("rbm", "rbm-symm", "gcnn")
+SPIN_ANSATZE = ("rbm", "rbm-symm", "gcnn", "vit")
 """Ansatz kinds of :func:`spin_ansatz` (``nqs spin --ansatz``)."""
 
 SYMMETRY_GROUPS = ("translations", "space-group")
@@ -42,12 +42,18 @@ def spin_ansatz(
     symmetries: str = "space-group",
     project: bool = False,
     parity: str = "none",
+    patch: int = 2,
+    embed: int = 8,
+    depth: int = 2,
+    heads: int = 2,
 ) -> Ansatz:
     """An ansatz for a spin model.
 
     ``kind``: ``"rbm"`` (M = alpha N hidden units), ``"rbm-symm"`` (translation-symmetric RBM,
     integer alpha filters) or ``"gcnn"`` (:mod:`nqs.models.gcnn`: ``layers`` layers of
-    ``features`` channels over the lattice's ``symmetries``, translations or space group).
+    ``features`` channels over the lattice's ``symmetries``, translations or space group) or
+    ``"vit"`` (:mod:`nqs.models.vit`, square lattices: ``patch x patch`` patches embedded in
+    ``embed`` dimensions, ``depth`` blocks of factored attention with ``heads`` heads).
     ``project``: wrap the ansatz in the projection on the trivial irrep of ``symmetries``
     (:mod:`nqs.models.symmetry`); ``parity``: also project on a spin-flip parity (``none``,
     ``even``, ``odd``). The GCNN is invariant by construction and is not projected again.
@@ -77,6 +83,11 @@ def spin_ansatz(
             raise InputError(f"GCNN features and layers must be positive, got {features}, {layers}")
         ansatz = make_gcnn(group, int(features), layers=int(layers), param_dtype=dtype)
         project = False
+    elif kind == "vit":
+        from nqs.models.vit import vit_for_lattice
+
+        ansatz = vit_for_lattice(model.lattice, patch=patch, embed=embed, depth=depth,
+                                 heads=heads)
     else:
         raise InputError(f"unknown ansatz {kind!r}; choose {', '.join(SPIN_ANSATZE)}")
     if project or parity != "none":

@@ -106,7 +106,7 @@ def test_bad_symmetry_inputs() -> None:
     with pytest.raises(InputError, match="parity"):
         make_projected(make_rbm(9, 1), lat.translations(), parity="up")
     with pytest.raises(InputError, match="unknown ansatz"):
-        spin_ansatz(Heisenberg(square(2)), "vit", 1)
+        spin_ansatz(Heisenberg(square(2)), "transformer", 1)
 
 
 @pytest.mark.parametrize(

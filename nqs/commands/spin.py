@@ -44,13 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
                    "spectrum, positive ground state for the unfrustrated Heisenberg model). "
                    "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
-    p.add_argument("--ansatz", choices=("rbm", "rbm-symm", "gcnn"), default="rbm",
-                   help="RBM, translation-symmetric RBM, or group-convolutional network over "
-                   "--symmetries (default: rbm)")
+    p.add_argument("--ansatz", choices=("rbm", "rbm-symm", "gcnn", "vit"), default="rbm",
+                   help="RBM, translation-symmetric RBM, group-convolutional network over "
+                   "--symmetries, or vision transformer (square lattices) (default: rbm)")
     p.add_argument("--features", type=positive_int, default=4,
                    help="GCNN channels per layer (default: 4)")
     p.add_argument("--layers", type=positive_int, default=2,
                    help="GCNN layers: one embedding and layers-1 group convolutions (default: 2)")
+    p.add_argument("--patch", type=positive_int, default=2,
+                   help="ViT patch side b (divides L) (default: 2)")
+    p.add_argument("--embed", type=positive_int, default=8,
+                   help="ViT embedding dimension (a multiple of --heads) (default: 8)")
+    p.add_argument("--depth", type=positive_int, default=2,
+                   help="ViT encoder blocks (default: 2)")
+    p.add_argument("--heads", type=positive_int, default=2,
+                   help="ViT attention heads (default: 2)")
     p.add_argument("--symmetries", choices=("translations", "space-group"),
                    default="space-group",
                    help="symmetry group of the GCNN and of --project: the lattice translations, "
@@ -142,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     ansatz = with_dtype(spin_ansatz(model, args.ansatz, args.alpha,
                                     complex_params=not args.real, features=args.features,
                                     layers=args.layers, symmetries=args.symmetries,
-                                    project=args.project, parity=args.parity), args.dtype)
+                                    project=args.project, parity=args.parity,
+                                    patch=args.patch, embed=args.embed, depth=args.depth,
+                                    heads=args.heads), args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
@@ -177,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         "features": args.features if args.ansatz == "gcnn" else None,
         "layers": args.layers if args.ansatz == "gcnn" else None,
         "symmetries": args.symmetries if args.ansatz == "gcnn" or args.project else None,
+        "vit": ({"patch": args.patch, "embed": args.embed, "depth": args.depth,
+                 "heads": args.heads} if args.ansatz == "vit" else None),
         "project": args.project,
         "parity": args.parity,
         "optimizer": args.optimizer,
