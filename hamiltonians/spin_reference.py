@@ -215,3 +215,114 @@ def infinite_temperature_energy(model: SpinModel) -> float:
         return float(-model.J * np.count_nonzero(b[:, 0] == b[:, 1]))
     b = model._bonds
     return float(0.25 * np.sum(model._jz[b[:, 0] == b[:, 1]]))
+
+
+MAX_MOMENTUM_SITES = 26
+"""``momentum_sector_energies`` enumerates at most ``2^26`` configurations."""
+
+
+def _sector_codes(n: int, total_sz: int | None) -> np.ndarray:
+    """Bit codes (site 0 most significant, bit 1 = spin down) of the sector, ascending, int64."""
+    out = []
+    chunk = 1 << 22
+    n_down = None if total_sz is None else (n - total_sz) // 2
+    for start in range(0, 1 << n, chunk):
+        c = np.arange(start, min(start + chunk, 1 << n), dtype=np.int64)
+        if n_down is None:
+            out.append(c)
+            continue
+        pop = np.zeros(len(c), dtype=np.int64)
+        v = c.copy()
+        while np.any(v):
+            pop += v & 1
+            v >>= 1
+        out.append(c[pop == n_down])
+    return np.concatenate(out)
+
+
+def momentum_sector_energies(model: SpinModel, momentum: tuple[int, ...] | None = None,
+                             k: int = 1) -> np.ndarray:
+    """Lowest ``k`` energies in the sector of lattice momentum ``momentum`` (integers ``m_d``:
+    ``K_d = 2 pi m_d / L_d``; default zero) and the model's S^z sector, by Lanczos on the
+    basis of momentum states (one representative per translation orbit: about ``1 / n_cells``
+    of the S^z sector, so memory and time drop by that factor).
+
+    The momentum state of a representative ``r`` is ``sum_t chi_t^* T_t |r>`` with
+    ``chi_t = exp(2 pi i sum_d m_d s_d / L_d)`` for the translation by ``s``; orbits whose
+    stabilizer has a character != 1 do not exist at that momentum. Needs a periodic lattice and
+    at most :data:`MAX_MOMENTUM_SITES` spins. Returns an ascending array ``[k]`` (fewer when the
+    sector is smaller).
+    """
+    lat = model.lattice
+    if not lat.pbc:
+        raise InputError("momentum sectors need a periodic lattice")
+    n = lat.n_sites
+    if n > MAX_MOMENTUM_SITES:
+        raise InputError(
+            f"momentum sectors are limited to {MAX_MOMENTUM_SITES} spins, the model has {n}"
+        )
+    momentum = (0,) * lat.ndim if momentum is None else tuple(int(m) for m in momentum)
+    if len(momentum) != lat.ndim:
+        raise InputError(f"a momentum needs {lat.ndim} integers, got {momentum}")
+    trans = lat.translations()
+    shifts = np.stack(np.unravel_index(np.arange(len(trans)), lat.extent), axis=1)
+    chars = np.exp(2j * np.pi * (shifts * np.asarray(momentum) / np.asarray(lat.extent)).sum(1))
+    codes = _sector_codes(n, model.hilbert.total_sz)
+    shift_of_site = n - 1 - np.arange(n)
+    # rep(c) = min_t T_t c, t_star(c) a translation with T_t c = rep, stab(c) = |{t: T_t c = c}|
+    rep = codes.copy()
+    t_star = np.zeros(len(codes), dtype=np.int64)
+    stab = np.zeros(len(codes), dtype=np.int64)
+    char_sum = np.zeros(len(codes), dtype=complex)
+    for t, perm in enumerate(trans):
+        moved = np.zeros_like(codes)
+        for i in range(n):
+            moved |= ((codes >> shift_of_site[i]) & 1) << shift_of_site[perm[i]]
+        better = moved < rep
+        rep[better] = moved[better]
+        t_star[better] = t
+        same = moved == codes
+        stab += same
+        char_sum[same] += chars[t]
+    is_rep = (rep == codes) & (np.abs(char_sum) > 1e-8)
+    reps = codes[is_rep]
+    n_reps = len(reps)
+    if n_reps == 0:
+        return np.zeros(0)
+    index_of_code = np.full(len(codes), -1, dtype=np.int64)
+    index_of_code[np.flatnonzero(is_rep)] = np.arange(n_reps)
+    # every code -> (index of its representative among reps or -1, t_star, stabilizer size)
+    rep_pos = np.searchsorted(codes, rep)
+    target = index_of_code[rep_pos]
+    r_stab = stab[is_rep]
+    x = 1 - 2 * ((reps[:, None] >> shift_of_site[None, :]) & 1)  # [n_reps, n] spins +-1
+    rows, cols, vals = [np.arange(n_reps)], [np.arange(n_reps)], []
+    if isinstance(model, TransverseFieldIsing):
+        b = lat.bonds
+        vals.append(-model.J * np.sum(x[:, b[:, 0]] * x[:, b[:, 1]], axis=1).astype(complex))
+        flips = [((1 << shift_of_site[i]), np.arange(n_reps), -model.h) for i in range(n)]
+    else:
+        b, jz, jxy = model._bonds, model._jz, model._jxy
+        vals.append((0.25 * (x[:, b[:, 0]] * x[:, b[:, 1]]) @ jz).astype(complex))
+        flips = []
+        for (i, j), coupling in zip(b.tolist(), jxy, strict=True):
+            anti = np.nonzero(x[:, i] != x[:, j])[0]
+            flips.append(((1 << shift_of_site[i]) | (1 << shift_of_site[j]), anti,
+                          0.5 * coupling))
+    for mask, src, mel in flips:
+        new = reps[src] ^ mask
+        pos = np.searchsorted(codes, new)
+        dst = target[pos]
+        ok = dst >= 0
+        src, pos, dst = src[ok], pos[ok], dst[ok]
+        rows.append(dst)
+        cols.append(src)
+        vals.append(mel * np.conj(chars[t_star[pos]]) * np.sqrt(r_stab[dst] / r_stab[src]))
+    mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                        shape=(n_reps, n_reps))
+    if n_reps <= DENSE_MAX_STATES or k >= n_reps - 1:
+        evals = np.linalg.eigvalsh(mat.toarray())[:k]
+    else:
+        v0 = np.random.default_rng(0).standard_normal(n_reps).astype(complex)
+        evals = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=False)
+    return np.sort(np.real(evals))

@@ -131,3 +131,30 @@ def test_j1j2_square_4x4_equals_netket_ed() -> None:
     model = J1J2(square(4), j2=0.5)
     assert lanczos_ground_state(model) == pytest.approx(ref, abs=1e-8)
     assert make_spin_model("heisenberg", "honeycomb", 2).lattice == honeycomb(2)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [Heisenberg(honeycomb(2)), J1J2(square(2), j2=0.3, total_sz=None)],
+    ids=lambda m: m.describe(),
+)
+def test_momentum_sectors_split_the_spectrum(model) -> None:
+    """The spectra of all momentum sectors together are the spectrum of the S^z sector."""
+    import itertools
+
+    from hamiltonians.spin_reference import model_sparse, momentum_sector_energies
+
+    full = np.linalg.eigvalsh(model_sparse(model).toarray())
+    parts = [momentum_sector_energies(model, m, k=len(full))
+             for m in itertools.product(*(range(n) for n in model.lattice.extent))]
+    np.testing.assert_allclose(np.sort(np.concatenate(parts)), full, atol=1e-12)
+
+
+def test_momentum_zero_ground_state_4x4() -> None:
+    from hamiltonians.spin_reference import momentum_sector_energies
+
+    # docs/references.md: -11.228483208 (exact diagonalization)
+    e = momentum_sector_energies(Heisenberg(square(4), marshall_sign=True))
+    assert e[0] == pytest.approx(-11.228483208, abs=1e-8)
+    with pytest.raises(InputError, match="periodic"):
+        momentum_sector_energies(Heisenberg(square(4, pbc=False)))
