@@ -183,6 +183,21 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
     return Stats(mean, error, variance, tau, r_hat)
 
 
+def v_score(energy: float, variance: float, n_dof: int, e_inf: float = 0.0) -> float:
+    """V-score of varbench (Wu et al., Science 2024): ``N Var(E) / (E - E_inf)^2``.
+
+    ``energy`` and ``variance`` are the variational energy and the variance of the local
+    energy (``<H^2> - <H>^2``), ``n_dof`` the number of degrees of freedom (sites of a spin
+    model), ``e_inf = Tr H / dim`` the infinite-temperature energy (0 for every spin model of
+    :mod:`hamiltonians.spin`). Zero for an eigenstate; ``nan`` when ``energy == e_inf`` or an
+    input is not finite.
+    """
+    denom = (float(energy) - float(e_inf)) ** 2
+    if not denom > 0 or not math.isfinite(float(variance)):
+        return float("nan")
+    return float(n_dof) * float(variance) / denom
+
+
 def stats_to_dict(stats: Stats, prefix: str = "") -> dict[str, float | complex]:
     """Python scalars for logging: ``{prefix + "mean": ..., prefix + "error": ..., ...}``.
 
@@ -199,17 +214,3 @@ def stats_to_dict(stats: Stats, prefix: str = "") -> dict[str, float | complex]:
         f"{prefix}r_hat": float(stats.r_hat),
     }
 
-
-def v_score(energy: float, variance: float, n_dof: int, e_inf: float = 0.0) -> float:
-    """V-score of varbench (Wu et al., Science 2024): ``N Var(E) / (E - E_inf)^2``.
-
-    ``energy`` and ``variance`` are the variational energy and the variance of the local
-    energy (``<H^2> - <H>^2``), ``n_dof`` the number of degrees of freedom (sites of a spin
-    model), ``e_inf = Tr H / dim`` the infinite-temperature energy (0 for every spin model of
-    :mod:`hamiltonians.spin`). Zero for an eigenstate; ``nan`` when ``energy == e_inf`` or an
-    input is not finite.
-    """
-    denom = (float(energy) - float(e_inf)) ** 2
-    if not denom > 0 or not math.isfinite(float(variance)):
-        return float("nan")
-    return float(n_dof) * float(variance) / denom
