@@ -213,4 +213,3 @@ def stats_to_dict(stats: Stats, prefix: str = "") -> dict[str, float | complex]:
         f"{prefix}tau_corr": float(stats.tau_corr),
         f"{prefix}r_hat": float(stats.r_hat),
     }
-
