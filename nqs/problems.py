@@ -39,7 +39,7 @@ def spin_ansatz(
     *,
     features: int = 4,
     layers: int = 2,
-    symmetries: str = "space-group",
+    symmetries: str = "translations",
     project: bool = False,
     parity: str = "none",
     patch: int = 2,

@@ -60,9 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heads", type=positive_int, default=2,
                    help="ViT attention heads (default: 2)")
     p.add_argument("--symmetries", choices=("translations", "space-group"),
-                   default="space-group",
+                   default="translations",
                    help="symmetry group of the GCNN and of --project: the lattice translations, "
-                   "or translations times point group (default: space-group)")
+                   "or translations times point group (G^2 times costlier per GCNN layer) "
+                   "(default: translations)")
     p.add_argument("--project", action="store_true",
                    help="project the ansatz on the trivial irrep of --symmetries (momentum zero, "
                    "fully symmetric; costs one evaluation per group element)")
