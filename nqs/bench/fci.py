@@ -42,13 +42,13 @@ class Job:
 class Settings:
     """How each molecule is solved (the same for every molecule of a run)."""
 
-    ansatz: str = "backflow"
-    sampler: str = "auto"
+    ansatz: str = "auto"  # backflow up to EXACT_AUTO_LIMIT determinants, else autoregressive
+    sampler: str = "auto"  # exact / autoregressive to match (nqs.problems.molecule_method)
     steps: int = 600
-    samples: int = 2048
+    samples: int | None = None  # None: 2048 (mcmc) or 100000 draws (autoregressive)
     chains: int = 16
-    optimizer: str = "adam"
-    learning_rate: float = 3e-3
+    optimizer: str = "auto"  # adam; sr for the autoregressive ansatz
+    learning_rate: float | None = None  # None: 3e-3 (adam, sgd, backflow SR), 0.05 (AR + SR)
     diag_shift: float = 1e-3
     hidden: tuple[int, ...] = (64,)
     n_determinants: int = 1
@@ -63,6 +63,36 @@ class Settings:
     sector: str = "full"  # exact summation over "full" space or the "hf" symmetry block
     metric_states: int | None = None  # exact + SR: metric from the K largest-weight states
     dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
+    backbone: str = "made"  # autoregressive ansatz: "made" or "transformer"
+    max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
+    first_order_start: bool = True  # autoregressive: fit the first-order wavefunction first
+
+
+AR_SAMPLES = 100_000
+MCMC_SAMPLES = 2048
+
+
+def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
+    """``settings`` with every ``auto`` / None choice made for a space of ``n_determinants``
+    (ansatz and sampler by :func:`nqs.problems.molecule_method`, then the optimizer, learning
+    rate and sample count that go with them)."""
+    from dataclasses import replace
+
+    from nqs.problems import molecule_method
+
+    ansatz, sampler = molecule_method(n_determinants, settings.ansatz, settings.sampler)
+    ar = ansatz == "autoregressive"
+    optimizer = settings.optimizer
+    if optimizer == "auto":
+        optimizer = "sr" if ar else "adam"
+    lr = settings.learning_rate
+    if lr is None:
+        lr = 0.05 if ar and optimizer in ("sr", "minsr") else 3e-3
+    samples = settings.samples
+    if samples is None:
+        samples = AR_SAMPLES if sampler == "autoregressive" else MCMC_SAMPLES
+    return replace(settings, ansatz=ansatz, sampler=sampler, optimizer=optimizer,
+                   learning_rate=lr, samples=samples)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -129,9 +159,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     check_dtype(settings.dtype)
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
+    settings = resolve_settings(settings, hilbert.n_states)
     sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains,
                                      rule=settings.rule, power=settings.sampling_power,
-                                     integrals=integrals)
+                                     integrals=integrals, max_unique=settings.max_unique)
     if settings.sector not in ("full", "hf"):
         raise InputError(f"unknown sector {settings.sector!r}; choose full or hf")
     if mode == "exact" and settings.sector == "hf":
@@ -147,14 +178,34 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
         init_scale = 0.05 if mode == "exact" else 0.3
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
-                             init_scale=init_scale)
+                             init_scale=init_scale, backbone=settings.backbone)
     ansatz = with_dtype(ansatz, settings.dtype)
     optimizer = make_scheduled_optimizer(settings)
+    initial_params = None
+    if settings.ansatz == "autoregressive" and settings.first_order_start and not resume:
+        initial_params = _first_order_start(ansatz, hamiltonian, settings.seed, echo)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
-                     chunk_size=settings.chunk_size)
+                     chunk_size=settings.chunk_size, initial_params=initial_params)
     return result, mode
+
+
+def _first_order_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
+    """Parameters of ``ansatz`` fitted to the first-order wavefunction
+    (:func:`nqs.models.ar_pretrain.fit_first_order`), from the run's seed."""
+    import jax
+    import jax.numpy as jnp
+
+    from nqs.models.ar_pretrain import fit_first_order
+
+    t0 = time.perf_counter()
+    x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(seed), x0)
+    params, fidelity = fit_first_order(ansatz, hamiltonian, params)
+    echo(f"  start: fitted to the first-order wavefunction (fidelity {fidelity:.4f}, "
+         f"{time.perf_counter() - t0:.0f} s)")
+    return params
 
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
@@ -167,7 +218,7 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
     for job in jobs:
         t0 = time.perf_counter()
         integrals, refs, basis = load_job(job, cache_dir)
-        n_det = _n_determinants(integrals)
+        n_det = n_determinants(integrals)
         echo(f"{job.name} ({basis}): {2 * integrals.n_orbitals} spin orbitals, "
              f"{integrals.n_electrons} electrons, {n_det} determinants; "
              f"E(FCI) = {_fmt(refs.get('e_fci'))}")
@@ -180,7 +231,8 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
     return records
 
 
-def _n_determinants(integrals) -> int:
+def n_determinants(integrals) -> int:
+    """Size of the determinant space of ``integrals`` (fixed N_alpha, N_beta)."""
     from math import comb
 
     n = integrals.n_orbitals
@@ -188,6 +240,7 @@ def _n_determinants(integrals) -> int:
 
 
 def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings) -> dict:
+    settings = resolve_settings(settings, n_det)
     e_fci = refs.get("e_fci")
     e_ccsd_t = refs.get("e_ccsd_t")
     error = None if e_fci is None else (result.energy - e_fci) * 1e3
@@ -208,14 +261,28 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings) ->
         "ccsd_t_error_mha": None if (e_fci is None or e_ccsd_t is None)
         else (e_ccsd_t - e_fci) * 1e3,
         "chemical_accuracy": None if error is None else bool(abs(error) < CHEMICAL_ACCURACY_MHA),
+        "above_hf": above_hartree_fock(result.energy, refs.get("e_hf")),
         "sampler": mode,
         "ansatz": settings.ansatz,
+        "optimizer": settings.optimizer,
         "dtype": settings.dtype,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
         "wall_time_s": wall,
         "time_per_step_s": result.time_per_step_s,
     }
+
+
+def above_hartree_fock(energy: float, e_hf: float | None) -> bool | None:
+    """Whether a final energy lies above Hartree-Fock (a failed run: the state has not even
+    reached the mean-field energy); None when E(HF) is unknown."""
+    if e_hf is None or energy is None or not np.isfinite(energy):
+        return None
+    return bool(energy > e_hf)
+
+
+ABOVE_HF_WARNING = ("WARNING: E(NQS) is above E(HF): the optimization failed (try more steps, "
+                    "a smaller --lr, or --sampler exact on a small space)")
 
 
 def _fmt(value, digits: int = 8) -> str:
@@ -225,7 +292,8 @@ def _fmt(value, digits: int = 8) -> str:
 def _summary_line(r: dict) -> str:
     return (f"  {r['name']}: E(NQS) = {r['e_nqs']:.8f} +- {r['e_nqs_error']:.1e}, "
             f"E(NQS) - E(FCI) = {_fmt(r['error_mha'], 4)} mHa ({r['sampler']}), "
-            f"{r['wall_time_s']:.0f} s")
+            f"{r['wall_time_s']:.0f} s" + (f"\n  {r['name']}: {ABOVE_HF_WARNING}"
+                                           if r.get("above_hf") else ""))
 
 
 def markdown_table(records: list[dict]) -> str:

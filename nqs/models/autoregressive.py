@@ -112,7 +112,7 @@ class MADE(nn.Module):
     n_alpha: int
     n_beta: int
     hidden: Sequence[int] = (64,)
-    hf_logit: float = 4.0
+    hf_logit: float = 8.0
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
@@ -151,7 +151,7 @@ class CausalTransformer(nn.Module):
     d_model: int = 32
     n_heads: int = 4
     n_layers: int = 2
-    hf_logit: float = 4.0
+    hf_logit: float = 8.0
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
@@ -234,7 +234,7 @@ def make_autoregressive(
     n_heads: int = 4,
     n_layers: int = 2,
     phase_hidden: Sequence[int] = (64,),
-    hf_logit: float = 4.0,
+    hf_logit: float = 8.0,
 ) -> Ansatz:
     """Autoregressive state on ``hilbert`` (see the module docstring).
 
