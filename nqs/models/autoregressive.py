@@ -209,9 +209,14 @@ class AutoregressiveState(nn.Module):
     phase: nn.Module
 
     def conditional_log_probs(self, tokens: jax.Array) -> jax.Array:
-        """Masked log-probabilities [n_orbitals, 4] (row k uses tokens[:k]; -inf if masked)."""
+        """Masked log-probabilities [n_orbitals, 4] (row k uses tokens[:k]; -inf if masked).
+
+        A row whose prefix already left the sector (possible only for configurations outside
+        it) allows every token, so that it stays finite; :meth:`__call__` gives such
+        configurations ``log psi = -inf``."""
         logits = self.backbone(tokens)
         mask = sector_mask(tokens, self.n_alpha, self.n_beta)
+        mask = mask | ~jnp.any(mask, axis=-1, keepdims=True)
         return jax.nn.log_softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
 
     def phase_of(self, x: jax.Array) -> jax.Array:
@@ -221,7 +226,10 @@ class AutoregressiveState(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         tokens = occupations_to_tokens(x, self.n_orbitals)
         logp = self.conditional_log_probs(tokens)
-        log_p = jnp.sum(jnp.take_along_axis(logp, tokens[:, None], axis=1))
+        allowed = jnp.take_along_axis(sector_mask(tokens, self.n_alpha, self.n_beta),
+                                      tokens[:, None], axis=1)
+        chosen = jnp.where(allowed, jnp.take_along_axis(logp, tokens[:, None], axis=1), 0.0)
+        log_p = jnp.where(jnp.all(allowed), jnp.sum(chosen), -jnp.inf)
         return (0.5 * log_p + 1j * self.phase(x)).astype(jnp.complex128)
 
 
