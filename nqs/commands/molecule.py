@@ -116,9 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "VMC-optimized neural-network state. Prints a table (energies in Hartree, errors in "
         "mHa; chemical accuracy is 1.6 mHa) and writes results.json, results.md and errors.png.",
     )
-    b.add_argument("--suite", choices=("default", "choo2020"), default=None,
+    b.add_argument("--suite", choices=("default", "choo2020", "sampled"), default=None,
                    help="default: H2 and LiH (minutes on a CPU); choo2020: H2, LiH, H2O, NH3, "
-                   "N2, C2 (used when no --molecule/--fcidump is given; default: default)")
+                   "N2, C2; sampled: H2O/6-31G and N2/6-31G with frozen core, past the "
+                   "exact-summation cap (hours on a CPU) (used when no --molecule/--fcidump "
+                   "is given; default: default)")
     b.add_argument("--molecule", action="append", default=[], metavar='NAME="ATOMS"',
                    help='extra molecule, e.g. --molecule HF="H 0 0 0; F 0 0 0.917" or a preset '
                    "name; repeatable")
