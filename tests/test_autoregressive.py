@@ -196,3 +196,24 @@ def test_method_follows_the_size_of_the_space():
         molecule_method(441, ansatz="backflow", sampler="autoregressive")
     with pytest.raises(InputError):
         AutoregressiveSampler(HILBERT, n_samples=0)
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--ansatz", "backflow", "--sampler", "autoregressive"], "autoregressive"),
+    (["--ansatz", "rbm", "--sampler", "autoregressive"], "autoregressive"),
+    (["--sampler", "autoregressive", "--samples", "1.5"], "samples"),
+    (["--sampler", "autoregressive", "--samples", "0"], "samples"),
+    (["--sampler", "autoregressive", "--max-unique", "-4"], "max-unique"),
+    (["--backbone", "lstm"], "backbone"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_bad_sampling_options_one_line_exit_2(args, word, capsys, tmp_path):
+    from nqs.cli import main
+
+    try:
+        code = main(["molecule", "--molecule", "H2", *args, "--steps", "1",
+                     "--out", str(tmp_path)])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and word in err, err
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -137,7 +137,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
+    """The harness settings of the command line, after checking that the ansatz and the sampler
+    go together (before any integral or reference is computed)."""
     from nqs.bench.fci import Settings
+    from nqs.problems import molecule_method
+
+    molecule_method(1, args.ansatz, args.sampler)
 
     return Settings(ansatz=args.ansatz, sampler=args.sampler, steps=args.steps,
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
@@ -172,6 +177,7 @@ def run_molecule(args: argparse.Namespace) -> int:
 
     if (args.molecule is None) == (args.fcidump is None):
         raise InputError("give exactly one of --molecule or --fcidump")
+    settings = _settings(args)
     setup_parallel(args)
     if args.fcidump is not None:
         job = Job(Path(args.fcidump).stem, fcidump=args.fcidump)
@@ -184,7 +190,6 @@ def run_molecule(args: argparse.Namespace) -> int:
     e_fci = refs.get("e_fci")
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
           f"{refs.get('e_ccsd_t')}, E(FCI) = {e_fci}")
-    settings = _settings(args)
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
                          exact_energy=e_fci)
     resolved = resolve_settings(settings, n_determinants(integrals))
@@ -247,6 +252,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     from nqs.io import write_json_atomic
 
+    settings = _settings(args)
     setup_parallel(args)
     cas = tuple(args.cas) if args.cas else None
     jobs: list[Job] = []
@@ -264,7 +270,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.suite is not None or not jobs:
         jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas) + jobs
     args.out.mkdir(parents=True, exist_ok=True)
-    records = run_benchmark(jobs, _settings(args), args.out, _echo)
+    records = run_benchmark(jobs, settings, args.out, _echo)
     if not is_main():  # process 0 writes the files
         return 0
     table = markdown_table(records)
