@@ -70,7 +70,9 @@ class ReferenceOptions:
 
     ``method``: auto, fci, dmrg or sci (see :func:`hamiltonians.large_reference.choose_reference`);
     ``bond_dims``: DMRG bond dimensions of the extrapolation; ``sweeps_per_dim``: sweeps at each;
-    ``sci_cutoffs``: selected-CI selection cutoffs; ``max_fci_determinants``: the FCI limit.
+    ``sci_cutoffs``: selected-CI selection cutoffs; ``max_fci_determinants``: the FCI limit;
+    ``dmrg_threads``: block2's threads (not part of the cache key: the result does not depend
+    on it beyond rounding).
     """
 
     method: str = "auto"
@@ -78,7 +80,7 @@ class ReferenceOptions:
     sweeps_per_dim: int = 4
     sci_cutoffs: tuple[float, ...] = DEFAULT_SCI_CUTOFFS
     max_fci_determinants: int = MAX_FCI_DETERMINANTS
-    dmrg_threads: int | None = None
+    dmrg_threads: int = 1
 
     def validated(self) -> ReferenceOptions:
         """A copy with checked, normalized fields (InputError on bad values)."""
@@ -89,7 +91,7 @@ class ReferenceOptions:
             raise InputError(f"DMRG sweeps per bond dimension must be positive, got {self.sweeps_per_dim}")
         if int(self.max_fci_determinants) < 1:
             raise InputError(f"the FCI limit must be positive, got {self.max_fci_determinants}")
-        if self.dmrg_threads is not None and int(self.dmrg_threads) < 1:
+        if int(self.dmrg_threads) < 1:
             raise InputError(f"DMRG threads must be positive, got {self.dmrg_threads}")
         return replace(self, bond_dims=check_bond_dims(self.bond_dims),
                        sci_cutoffs=check_sci_cutoffs(self.sci_cutoffs),

@@ -185,7 +185,7 @@ def dmrg_from_integrals(
     integrals: MolecularIntegrals,
     bond_dims: tuple[int, ...] = DEFAULT_BOND_DIMS,
     sweeps_per_dim: int = 4,
-    n_threads: int | None = None,
+    n_threads: int = 1,
     scratch: str | None = None,
     stack_mem_bytes: int | None = None,
 ) -> DMRGResult:
@@ -196,7 +196,10 @@ def dmrg_from_integrals(
       bond_dims: the M values of the extrapolation (at least one, all > 0; the largest is the
         final MPS). Cost: time ~ n^3 M^3 + n^4 M^2 per sweep, memory ~ n^2 M^2 x 8 bytes.
       sweeps_per_dim: sweeps at each M of the reverse schedule (the last one gives the point).
-      n_threads: block2 threads (default: all cores).
+      n_threads: block2's OpenMP threads (default 1). On a machine shared with other jobs,
+        several threads that spin at their barriers can be 10x slower than one (LiH, 2 cores,
+        load 6); set ``OMP_WAIT_POLICY=PASSIVE`` in the environment before Python starts (the
+        OpenMP runtime reads it once, when PySCF loads it) to use more.
       scratch: directory for block2's renormalized operators (default: a temporary directory).
       stack_mem_bytes: block2's main stack (default: a quarter of the physical memory, at most
         8 GB, at least 1 GB).
