@@ -34,7 +34,7 @@ MIN_ATOM_DISTANCE_BOHR = 0.1
 #: :func:`compute_integrals` (effect on the energies: docs/molecules.md).
 ERI_SCREENING_THRESHOLD = 1e-12
 
-#: Geometries in Angstrom (see /work/shared/references.md).
+#: Geometries in Angstrom (their reference energies: docs/references.md).
 PRESETS: dict[str, str] = {
     "H2": "H 0 0 0; H 0 0 0.734",
     "LiH": "Li 0 0 0; H 0 0 1.548",

@@ -11,7 +11,7 @@ from hamiltonians.chem_reference import cache_key, default_cache_dir, reference_
 from hamiltonians.molecule import MoleculeSpec, from_preset
 from nqs.errors import InputError
 
-# /work/shared/references.md: (E(HF), E(CCSD(T)), E(FCI))
+# docs/references.md: (E(HF), E(CCSD(T)), E(FCI))
 TABLE = {
     "H2": (-1.11704163, -1.13730557, -1.13730541),
     "LiH": (-7.86310517, -7.88276023, -7.88276220),
