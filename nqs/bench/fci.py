@@ -219,11 +219,12 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
 def _reference_text(refs: dict) -> str:
     """``E(fci) = ...`` or ``E(dmrg) = ... +- ...`` with its wall time, for the console."""
     method, e = refs.get("reference", "fci"), refs.get("e_ref")
+    label = method.upper()
     if e is None:
         note = refs.get("notes", {}).get(method, "not computed")
-        return f"E({method}) = - ({note})"
+        return f"E({label}) = - ({note})"
     err = refs.get("e_ref_error")
-    text = f"E({method}) = {e:.8f}" + ("" if method == "fci" or err is None else f" +- {err:.1e}")
+    text = f"E({label}) = {e:.8f}" + ("" if method == "fci" or err is None else f" +- {err:.1e}")
     t = refs.get("ref_wall_time_s")
     if t is not None:
         text += f" ({t:.1f} s{', cached' if refs.get('ref_cached') else ''})"
@@ -282,7 +283,7 @@ def _fmt(value, digits: int = 8) -> str:
 
 def _summary_line(r: dict) -> str:
     return (f"  {r['name']}: E(NQS) = {r['e_nqs']:.8f} +- {r['e_nqs_error']:.1e}, "
-            f"E(NQS) - E({r.get('reference', 'fci')}) = {_fmt(r['error_mha'], 4)} mHa "
+            f"E(NQS) - E({r.get('reference', 'fci').upper()}) = {_fmt(r['error_mha'], 4)} mHa "
             f"({r['sampler']}), {r['wall_time_s']:.0f} s")
 
 
@@ -290,8 +291,8 @@ def _reference_cell(r: dict) -> str:
     method = r.get("reference", "fci")
     err = r.get("e_ref_error")
     if method == "fci" or err is None or r.get("e_ref") is None:
-        return method
-    return f"{method} +- {err:.1e}"
+        return method.upper()
+    return f"{method.upper()} +- {err:.1e}"
 
 
 def _seconds(value) -> str:

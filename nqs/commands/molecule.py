@@ -227,7 +227,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}")
     err = summary["error_mha"]
     _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
-          + ("" if err is None else f", E(NQS) - E({method}) = {err:.4f} mHa")
+          + ("" if err is None else f", E(NQS) - E({method.upper()}) = {err:.4f} mHa")
           + f" ({mode}); wrote {args.out}/result.json")
     return 0
 
