@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ def reference_energies(
     max_fci_determinants: int = MAX_FCI_DETERMINANTS,
     eri_threshold: float = ERI_SCREENING_THRESHOLD,
     options: ReferenceOptions | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Reference energies of ``spec`` in the orbital space of ``compute_integrals(spec, ...)``.
 
@@ -151,7 +153,7 @@ def reference_energies(
     :func:`default_cache_dir`); only missing methods are computed, and DMRG / selected CI again
     when their options (``options.bond_dims``, ...) differ from the cached ones.
     ``options`` (default: ``ReferenceOptions(max_fci_determinants=max_fci_determinants)``) sets
-    the FCI limit and the DMRG / selected-CI parameters.
+    the FCI limit and the DMRG / selected-CI parameters; ``echo`` gets DMRG's progress lines.
     """
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
@@ -180,7 +182,8 @@ def reference_energies(
 
     missing = [m for m in methods if is_missing(m)]
     if missing:
-        cached.update(_compute(spec, frozen_core, cas, tuple(missing), opts, eri_threshold, notes))
+        cached.update(_compute(spec, frozen_core, cas, tuple(missing), opts, eri_threshold, notes,
+                               echo))
         cached["notes"] = notes
         cached["key"] = key
         cached["molecule"] = {
@@ -223,6 +226,7 @@ def _compute(
     options: ReferenceOptions,
     eri_threshold: float,
     notes: dict[str, str],
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     integrals, mf = compute_integrals(spec, frozen_core=frozen_core, cas=cas,
                                       eri_threshold=eri_threshold)
@@ -234,18 +238,19 @@ def _compute(
         res.update(_correlated(integrals, mf, frozen_core, cas, post, notes))
     for m in ("fci", "dmrg", "sci"):
         if m in methods:
-            res.update(compute_reference(integrals, m, options, notes))
+            res.update(compute_reference(integrals, m, options, notes, echo))
     return res
 
 
 def compute_reference(integrals: MolecularIntegrals, method: str, options: ReferenceOptions,
-                      notes: dict[str, str] | None = None) -> dict[str, Any]:
+                      notes: dict[str, str] | None = None,
+                      echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One reference (``method``: fci, dmrg or sci) of ``integrals``, uncached.
 
     Returns ``{"e_<m>": E | None, "time_<m>_s": wall seconds}`` plus, for fci, ``s2_fci`` and
     ``fci_limit``; for dmrg and sci, ``e_<m>_error``, ``<m>_details`` (the points behind the
     value) and ``<m>_settings``. A failure (or an FCI space above ``options.max_fci_determinants``)
-    gives None and a line in ``notes``.
+    gives None and a line in ``notes``. ``echo`` gets DMRG's progress lines.
     """
     if method not in ("fci", "dmrg", "sci"):
         raise InputError(f"unknown reference method {method!r}; choose fci, dmrg or sci")
@@ -271,7 +276,7 @@ def compute_reference(integrals: MolecularIntegrals, method: str, options: Refer
     try:
         if method == "dmrg":
             r = dmrg_from_integrals(integrals, options.bond_dims, options.sweeps_per_dim,
-                                    n_threads=options.dmrg_threads)
+                                    n_threads=options.dmrg_threads, echo=echo)
             details = {"bond_dims": list(r.bond_dims), "energies": list(r.energies),
                        "discarded_weights": list(r.discarded_weights), "e_best": r.e_best}
         else:

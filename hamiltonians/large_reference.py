@@ -40,6 +40,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +189,7 @@ def dmrg_from_integrals(
     n_threads: int = 1,
     scratch: str | None = None,
     stack_mem_bytes: int | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> DMRGResult:
     """DMRG ground state of ``integrals`` with a bond-dimension extrapolation (module docstring).
 
@@ -203,6 +205,7 @@ def dmrg_from_integrals(
       scratch: directory for block2's renormalized operators (default: a temporary directory).
       stack_mem_bytes: block2's main stack (default: a quarter of the physical memory, at most
         8 GB, at least 1 GB).
+      echo: called with a line of progress after the warm-up and after each M (DMRG runs long).
     """
     dims = check_bond_dims(bond_dims)
     if int(sweeps_per_dim) < 1:
@@ -232,6 +235,10 @@ def dmrg_from_integrals(
         driver.dmrg(mpo, ket, n_sweeps=len(ramp) + 8, bond_dims=ramp + [m_max] * 8,
                     noises=noises + [0.0] * 8, thrds=[1e-8] * (len(ramp) - 2) + [1e-10] * 10,
                     tol=1e-9, iprint=0)
+        if echo is not None:
+            _, _, es = driver.get_dmrg_results()
+            echo(f"  DMRG warm-up to M = {m_max}: {len(es)} sweeps, E = {float(np.min(es[-1])):.8f}, "
+                 f"{time.perf_counter() - t0:.0f} s")
         energies, weights = [], []
         for m in reversed(dims):  # reverse schedule, largest M first, no noise
             driver.dmrg(mpo, ket, n_sweeps=sweeps_per_dim, bond_dims=[m] * sweeps_per_dim,
@@ -240,6 +247,9 @@ def dmrg_from_integrals(
             _, dws, es = driver.get_dmrg_results()
             energies.append(float(np.min(es[-1])))
             weights.append(float(dws[-1]))
+            if echo is not None:
+                echo(f"  DMRG M = {m}: E = {energies[-1]:.8f}, discarded weight {weights[-1]:.1e}, "
+                     f"{time.perf_counter() - t0:.0f} s")
         del driver
     e_ref, error = extrapolate_discarded_weight(np.array(energies), np.array(weights))
     return DMRGResult(energy=e_ref, error=error, e_best=energies[0],

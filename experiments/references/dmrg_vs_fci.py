@@ -42,7 +42,8 @@ def main(argv: list[str]) -> None:
         e = fci_from_integrals(integrals)[0]
         print(json.dumps({"method": "fci", "energy": e, "wall_s": time.perf_counter() - t0}),
               flush=True)
-    r = dmrg_from_integrals(integrals, dims, sweeps_per_dim=2)
+    r = dmrg_from_integrals(integrals, dims, sweeps_per_dim=2,
+                            echo=lambda line: print(json.dumps({"progress": line.strip()}), flush=True))
     print(json.dumps({"method": "dmrg", "energy": r.energy, "error": r.error, "e_best": r.e_best,
                       "bond_dims": r.bond_dims, "energies": r.energies,
                       "discarded_weights": r.discarded_weights, "wall_s": r.wall_time_s}),

@@ -107,13 +107,14 @@ def make_scheduled_optimizer(settings: Settings):
     return sr_optimizer(lr, settings.diag_shift, sr_mode, settings.metric_states)
 
 
-def load_job(job: Job, cache_dir: str | None = None, reference=None):
+def load_job(job: Job, cache_dir: str | None = None, reference=None,
+             echo: Callable[[str], None] | None = None):
     """``(integrals, references dict, basis label)`` for one job.
 
     ``reference``: a :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto). The
     dict holds HF, MP2, CCSD, CCSD(T) (None for an FCIDUMP) and the chosen reference:
     ``e_ref``, ``e_ref_error``, ``reference`` (fci, dmrg or sci), ``ref_wall_time_s``,
-    ``ref_cached``, and ``e_fci`` when FCI was the one computed.
+    ``ref_cached``, and ``e_fci`` when FCI was the one computed. ``echo`` gets DMRG's progress.
     """
     from hamiltonians.chem_reference import (
         ReferenceOptions,
@@ -136,7 +137,7 @@ def load_job(job: Job, cache_dir: str | None = None, reference=None):
         method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
         refs = {"e_hf": integrals.hf_energy(), "e_mp2": None, "e_ccsd": None, "e_ccsd_t": None,
                 "notes": {}}
-        refs.update(compute_reference(integrals, method, opts, refs["notes"]))
+        refs.update(compute_reference(integrals, method, opts, refs["notes"], echo))
         refs.setdefault("e_fci", None)
         return integrals, refs | reference_energy(refs, method), "FCIDUMP"
     integrals, _ = compute_integrals(job.spec, frozen_core=job.frozen_core, cas=job.cas,
@@ -144,7 +145,8 @@ def load_job(job: Job, cache_dir: str | None = None, reference=None):
     method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
     methods = ("hf", "mp2", "ccsd", "ccsd_t", method)
     refs = reference_energies(job.spec, frozen_core=job.frozen_core, cas=job.cas, methods=methods,
-                              cache_dir=cache_dir, eri_threshold=threshold, options=opts)
+                              cache_dir=cache_dir, eri_threshold=threshold, options=opts,
+                              echo=echo)
     refs.setdefault("e_fci", None)
     return integrals, refs | reference_energy(refs, method), job.spec.basis
 
@@ -200,7 +202,7 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
     records = []
     for job in jobs:
         t0 = time.perf_counter()
-        integrals, refs, basis = load_job(job, cache_dir, reference)
+        integrals, refs, basis = load_job(job, cache_dir, reference, echo)
         n_det = _n_determinants(integrals)
         echo(f"{job.name} ({basis}): {2 * integrals.n_orbitals} spin orbitals, "
              f"{integrals.n_electrons} electrons, {n_det} determinants; "

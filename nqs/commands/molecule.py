@@ -206,7 +206,7 @@ def run_molecule(args: argparse.Namespace) -> int:
                               spin=args.spin, unit=args.unit)
         job = Job(spec.name or "molecule", spec, None, args.frozen_core,
                   tuple(args.cas) if args.cas else None, args.eri_threshold)
-    integrals, refs, basis = load_job(job, reference=reference)
+    integrals, refs, basis = load_job(job, reference=reference, echo=_echo)
     e_ref, method = refs.get("e_ref"), refs["reference"]
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
           f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
