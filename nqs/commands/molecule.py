@@ -21,6 +21,55 @@ def _molecule_options(p: argparse.ArgumentParser) -> None:
                    help="freeze the chemical core orbitals (1s of B-Ne, ...)")
     p.add_argument("--cas", nargs=2, type=int, metavar=("NE", "NO"), default=None,
                    help="active space of NE electrons in NO orbitals around the Fermi level")
+    p.add_argument("--eri-threshold", type=nonnegative_float, default=None, metavar="EPS",
+                   help="set two-electron MO integrals |(pq|rs)| < EPS to 0 (Hartree; 0 keeps "
+                   "all) (default: 1e-12)")
+    _reference_options(p)
+
+
+def _reference_options(p: argparse.ArgumentParser) -> None:
+    from hamiltonians.large_reference import (
+        DEFAULT_BOND_DIMS,
+        DEFAULT_SCI_CUTOFFS,
+        MAX_FCI_DETERMINANTS,
+        REFERENCE_CHOICES,
+    )
+
+    p.add_argument("--reference", choices=REFERENCE_CHOICES, default="auto",
+                   help="the energy the network is compared with: PySCF FCI, DMRG (block2, "
+                   "extrapolated in the bond dimension), PySCF selected CI, or auto: FCI up to "
+                   "--max-fci-determinants, else DMRG (selected CI without block2) "
+                   "(default: auto)")
+    p.add_argument("--bond-dims", type=positive_int, nargs="+", metavar="M",
+                   default=list(DEFAULT_BOND_DIMS),
+                   help="DMRG bond dimensions of the extrapolation; the largest is the final "
+                   f"MPS (default: {' '.join(map(str, DEFAULT_BOND_DIMS))})")
+    p.add_argument("--dmrg-sweeps", type=positive_int, default=4,
+                   help="DMRG sweeps at each bond dimension of the extrapolation (default: 4)")
+    p.add_argument("--dmrg-threads", type=positive_int, default=1,
+                   help="DMRG (block2) threads; on a shared machine set OMP_WAIT_POLICY=PASSIVE "
+                   "before using more than 1 (default: 1)")
+    p.add_argument("--sci-cutoffs", type=positive_float, nargs="+", metavar="C",
+                   default=list(DEFAULT_SCI_CUTOFFS),
+                   help="selected-CI selection cutoffs, the smallest gives the energy "
+                   f"(default: {' '.join(map(str, DEFAULT_SCI_CUTOFFS))})")
+    p.add_argument("--max-fci-determinants", type=positive_int, default=MAX_FCI_DETERMINANTS,
+                   help="largest space given to PySCF FCI, about 240 bytes of memory per "
+                   f"determinant (default: {MAX_FCI_DETERMINANTS})")
+
+
+def _reference(args: argparse.Namespace):
+    """The ReferenceOptions of the command line, checked (DMRG needs block2: fail early)."""
+    from hamiltonians.chem_reference import ReferenceOptions
+    from hamiltonians.large_reference import require_block2
+
+    opts = ReferenceOptions(method=args.reference, bond_dims=tuple(args.bond_dims),
+                            sweeps_per_dim=args.dmrg_sweeps, dmrg_threads=args.dmrg_threads,
+                            sci_cutoffs=tuple(args.sci_cutoffs),
+                            max_fci_determinants=args.max_fci_determinants).validated()
+    if opts.method == "dmrg":
+        require_block2()
+    return opts
 
 
 def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
@@ -166,6 +215,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     from nqs.bench.fci import (
         ABOVE_HF_WARNING,
         Job,
+        _reference_text,
         above_hartree_fock,
         load_job,
         n_determinants,
@@ -178,28 +228,31 @@ def run_molecule(args: argparse.Namespace) -> int:
     if (args.molecule is None) == (args.fcidump is None):
         raise InputError("give exactly one of --molecule or --fcidump")
     settings = _settings(args)
+    reference = _reference(args)
     setup_parallel(args)
     if args.fcidump is not None:
-        job = Job(Path(args.fcidump).stem, fcidump=args.fcidump)
+        job = Job(Path(args.fcidump).stem, fcidump=args.fcidump, eri_threshold=args.eri_threshold)
     else:
         spec = parse_molecule(args.molecule, basis=args.basis, charge=args.charge,
                               spin=args.spin, unit=args.unit)
         job = Job(spec.name or "molecule", spec, None, args.frozen_core,
-                  tuple(args.cas) if args.cas else None)
-    integrals, refs, basis = load_job(job)
-    e_fci = refs.get("e_fci")
+                  tuple(args.cas) if args.cas else None, args.eri_threshold)
+    integrals, refs, basis = load_job(job, reference=reference, echo=_echo)
+    e_ref, method = refs.get("e_ref"), refs["reference"]
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
-          f"{refs.get('e_ccsd_t')}, E(FCI) = {e_fci}")
+          f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
-                         exact_energy=e_fci)
+                         exact_energy=e_ref)
     resolved = resolve_settings(settings, n_determinants(integrals))
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     summary = result.summary() | {
         "name": job.name, "basis": basis, "sampler": mode, "ansatz": resolved.ansatz,
         "optimizer": resolved.optimizer, "above_hf": above_hf,
         "n_spin_orbitals": 2 * integrals.n_orbitals, "n_electrons": integrals.n_electrons,
-        "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": e_fci,
-        "error_mha": None if e_fci is None else (result.energy - e_fci) * 1e3,
+        "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": refs.get("e_fci"),
+        "e_ref": e_ref, "e_ref_error": refs.get("e_ref_error"), "reference": method,
+        "ref_wall_time_s": refs.get("ref_wall_time_s"),
+        "error_mha": None if e_ref is None else (result.energy - e_ref) * 1e3,
         "seed": args.seed,
     }
     if not is_main():  # process 0 writes the files
@@ -208,7 +261,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}")
     err = summary["error_mha"]
     _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
-          + ("" if err is None else f", E(NQS) - E(FCI) = {err:.4f} mHa")
+          + ("" if err is None else f", E(NQS) - E({method.upper()}) = {err:.4f} mHa")
           + f" ({mode}); wrote {args.out}/result.json")
     if above_hf:
         _echo(ABOVE_HF_WARNING)
@@ -247,35 +300,42 @@ def run_bench(args: argparse.Namespace) -> int:
         Job,
         markdown_table,
         plot_errors,
+        plot_wall_times,
         run_benchmark,
         suite_jobs,
     )
     from nqs.io import write_json_atomic
 
     settings = _settings(args)
+    reference = _reference(args)
     setup_parallel(args)
     cas = tuple(args.cas) if args.cas else None
+    eri = args.eri_threshold
     jobs: list[Job] = []
     for text in args.molecule:
         name, atoms = _named_molecule(text)
         spec = parse_molecule(atoms, basis=args.basis, charge=args.charge, spin=args.spin,
                               unit=args.unit)
-        jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas))
+        jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas, eri))
     for path in args.fcidump:
         if not Path(path).exists():
             from nqs.errors import InputError
 
             raise InputError(f"FCIDUMP file {path} does not exist")
-        jobs.append(Job(Path(path).stem, fcidump=path))
+        jobs.append(Job(Path(path).stem, fcidump=path, eri_threshold=eri))
     if args.suite is not None or not jobs:
-        jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas) + jobs
+        jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas, eri) + jobs
     args.out.mkdir(parents=True, exist_ok=True)
-    records = run_benchmark(jobs, settings, args.out, _echo)
+    records = run_benchmark(jobs, settings, args.out, _echo, reference=reference)
     if not is_main():  # process 0 writes the files
         return 0
     table = markdown_table(records)
-    note = ("\nE(FCI) is exact in the basis; E(NQS) is variational in the same basis, so "
-            "E(NQS) >= E(FCI) up to the error bar. Chemical accuracy: |E(NQS) - E(FCI)| < 1.6 mHa.")
+    note = ("\nE(ref) is FCI (exact in the basis) or, past FCI's limit, DMRG extrapolated in the "
+            "bond dimension or selected CI, +- its uncertainty (Hartree) in the reference column; "
+            "E(NQS) is variational in the same basis, so E(NQS) >= E(FCI) up to the error bar. "
+            "Chemical accuracy: |E(NQS) - E(ref)| < 1.6 mHa. ref s / NQS s: wall time of the "
+            "reference (when it was computed, possibly in an earlier run: see ref_cached in "
+            "results.json) and of the VMC run.")
     failed = [r["name"] for r in records if r.get("above_hf")]
     if failed:
         note += f"\n\n**{', '.join(failed)}: {ABOVE_HF_WARNING}**"
@@ -283,5 +343,6 @@ def run_bench(args: argparse.Namespace) -> int:
     write_json_atomic(args.out / "results.json", records)
     (args.out / "results.md").write_text(table + "\n" + note + "\n")
     plot_errors(records, args.out / "errors.png")
-    print(f"wrote {args.out}/results.json, results.md, errors.png", file=sys.stderr)
+    plot_wall_times(records, args.out / "times.png")
+    print(f"wrote {args.out}/results.json, results.md, errors.png, times.png", file=sys.stderr)
     return 0
