@@ -13,6 +13,7 @@ become (nested) lists, non-finite floats become ``null`` and complex numbers bec
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from nqs.errors import CheckpointError
 PathLike = str | os.PathLike[str]
 
 _FORMAT = "nqs-checkpoint"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: a SHA-256 over the decoded payload (1: none; still readable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,12 +92,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The mode of the files nqs writes: ``0o666`` less the process umask (0644 under the
+    usual umask 022), as ``open()`` would give; temporary files are 0600 until renamed."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace),
+    with the mode of :func:`file_mode` (0644 under the usual umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -112,6 +123,20 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
 def write_json_atomic(path: PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (non-finite floats -> null) atomically."""
     write_bytes_atomic(path, (_dumps(obj, indent=2) + "\n").encode())
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode())
+
+
+def save_figure_atomic(fig: Any, path: PathLike, **kwargs: Any) -> None:
+    """``fig.savefig`` (a matplotlib figure; format from the suffix) written atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +261,37 @@ def save_checkpoint(path: PathLike, tree: Any, metadata: Mapping[str, Any] | Non
         "names": names,
         "arrays": {str(i): a for i, a in enumerate(arrays.values())},
     }
+    write_checkpoint_state(path, state)
+
+
+def payload_digest(state: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint's decoded payload: the metadata, the entry names and, per
+    array, its dtype, shape and bytes. Any changed byte of the file either breaks decoding or
+    changes one of these (or the stored digest), so it is detected on load."""
+    h = hashlib.sha256()
+    h.update(str(state["metadata"]).encode())
+    names = list(state["names"])
+    h.update(json.dumps(names).encode())
+    arrays = state["arrays"]
+    for i in range(len(names)):
+        a = np.ascontiguousarray(arrays[str(i)])
+        h.update(f"|{i}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_checkpoint_state(path: PathLike, state: Mapping[str, Any]) -> None:
+    """Write a checkpoint's raw state (``format``, ``version``, ``metadata``, ``names``,
+    ``arrays``) with a fresh ``sha256`` atomically (tests use it to edit checkpoints)."""
+    state = {k: v for k, v in state.items() if k != "sha256"}
+    state["version"] = _FORMAT_VERSION
+    state["sha256"] = payload_digest(state)
     write_bytes_atomic(path, serialization.msgpack_serialize(state))
+
+
+def read_checkpoint_state(path: PathLike) -> dict[str, Any]:
+    """The raw state of a checkpoint, its checksum verified (raises :class:`CheckpointError`)."""
+    return _read_state(path)
 
 
 def _read_state(path: PathLike) -> dict[str, Any]:
@@ -250,10 +305,21 @@ def _read_state(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable: {msg}") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"checkpoint {path} is unreadable: not an nqs checkpoint")
-    if state.get("version") != _FORMAT_VERSION:
+    version = state.get("version")
+    if version not in (1, _FORMAT_VERSION) or (version == 1 and "sha256" in state):
         raise CheckpointError(
-            f"checkpoint {path} has format version {state.get('version')}, expected {_FORMAT_VERSION}"
+            f"checkpoint {path} has format version {version!r}, expected {_FORMAT_VERSION}"
         )
+    if version == _FORMAT_VERSION:
+        try:
+            digest = payload_digest(state)
+        except Exception:
+            raise CheckpointError(f"checkpoint {path} is unreadable: corrupt index") from None
+        if state.get("sha256") != digest:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: its checksum does not match its contents "
+                "(a damaged or edited file); resume an intact copy or start a new run"
+            )
     return state
 
 

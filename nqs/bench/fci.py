@@ -117,10 +117,26 @@ def load_job(job: Job, cache_dir: str | None = None):
     return integrals, refs, job.spec.basis
 
 
+def fingerprint(integrals, settings: Settings) -> dict:
+    """What a molecule's checkpoint must match on resume: a digest of the integrals and the
+    settings that change the trajectory (not the steps, chunk size, seed or dtype, which the
+    driver handles)."""
+    import hashlib
+    from dataclasses import asdict
+
+    h = hashlib.sha256()
+    for a in (integrals.h1, integrals.h2, [integrals.e_core, integrals.n_alpha, integrals.n_beta]):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    fp = {k: v for k, v in asdict(settings).items()
+          if k not in ("steps", "chunk_size", "seed", "dtype")}
+    return {"integrals": h.hexdigest()[:16], **fp}
+
+
 def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[str], None],
           resume: bool = False, exact_energy: float | None = None,
           checkpoint_every: int = 100):
-    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``."""
+    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
+    records :func:`fingerprint` and a resume with other integrals or settings is refused."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
     from nqs.precision import check_dtype, with_dtype
@@ -153,16 +169,18 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
-                     chunk_size=settings.chunk_size)
+                     chunk_size=settings.chunk_size,
+                     fingerprint=fingerprint(integrals, settings))
     return result, mode
 
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
                   echo: Callable[[str], None] = print, cache_dir: str | None = None,
-                  resume: bool = False) -> list[dict]:
+                  resume: bool = False, checkpoint_every: int = 100) -> list[dict]:
     """Solve every job and return one record per molecule (see module docstring).
 
-    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>``."""
+    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>`` (molecules
+    with no checkpoint yet start afresh)."""
     records = []
     for job in jobs:
         t0 = time.perf_counter()
@@ -172,8 +190,9 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
              f"{integrals.n_electrons} electrons, {n_det} determinants; "
              f"E(FCI) = {_fmt(refs.get('e_fci'))}")
         sub = out_dir / job.name if out_dir is not None else None
-        result, mode = solve(integrals, settings, sub, echo, resume=resume,
-                             exact_energy=refs.get("e_fci"))
+        resume_job = resume and sub is not None and (sub / "checkpoint.msgpack").exists()
+        result, mode = solve(integrals, settings, sub, echo, resume=resume_job,
+                             exact_energy=refs.get("e_fci"), checkpoint_every=checkpoint_every)
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
                                time.perf_counter() - t0, settings))
         echo(_summary_line(records[-1]))
@@ -269,7 +288,9 @@ def plot_errors(records: list[dict], path: Path) -> None:
     ax.set_title("Error against FCI in the same basis")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from nqs.io import save_figure_atomic
+
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

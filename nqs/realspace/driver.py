@@ -37,7 +37,8 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.realspace import Atoms, make_local_energy
-from nqs.errors import CheckpointError, InputError
+from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
@@ -73,6 +74,7 @@ LOG_NAME = "log.jsonl"
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
+MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -310,6 +312,7 @@ class _Run:
     main: bool
     echo: Callable[[str], None]
     k_run: jax.Array
+    meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -365,6 +368,11 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     require_finite(state.opt_state, run.ckpt, "optimizer state")
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
     start = int(tree["step"])
+    if start > run.meta_n_steps:
+        raise CheckpointError(
+            f"checkpoint {run.ckpt} is at step {start}, past --steps {run.meta_n_steps}: resume "
+            f"with --steps {start} or more (or start a new run)"
+        )
     run.echo(f"resuming from step {start} ({run.ckpt})")
     return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
 
@@ -426,49 +434,59 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
     t_steps = 0.0
     n_timed = 0
     steps_done = start
-    for k in range(start, n_steps):
-        t0 = time.perf_counter()
-        last_good = copy_tree(state) if donates else state
-        new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
-        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
-        ok = step_is_finite(stats["energy"], new_state.params)
-        dt = time.perf_counter() - t0
-        if k > start:  # the first step includes compilation
-            t_steps += dt
-            n_timed += 1
-        record = {
-            "step": k,
-            "energy": stats["energy"],
-            "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
-            if math.isfinite(stats["variance"]) else None,
-            "variance": stats["variance"],
-            "acceptance": stats["acceptance"],
-            "width": stats["width"],
-            "step_time_s": dt,
-            "wall_time_s": time.perf_counter() - t_run,
-        }
-        state = new_state if ok else last_good
-        if not ok:
-            record["rejected"] = True
-            run.echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to "
-                     "the last good parameters")
-        history.append(record)
-        steps_done = k + 1
-        out_of_time = time_limit is not None and process_zero_decides(
-            time.perf_counter() - t_loop > time_limit)
-        if logger is not None:
-            logger.append(record)
-        if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time:
-            run.checkpoint(state, k + 1, hf_energy)
-        if progress:
-            print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
-                  file=sys.stderr, flush=True)
-        if callback is not None:
-            callback(record)
-        if out_of_time:
-            run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
-                     "checkpointed, evaluating")
-            break
+    rejections = 0
+    with deferred_signals() as pending:
+        for k in range(start, n_steps):
+            t0 = time.perf_counter()
+            last_good = copy_tree(state) if donates else state
+            new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
+            stats = {name: float(v) for name, v in jax.device_get(stats).items()}
+            ok = step_is_finite(stats["energy"], new_state.params)
+            dt = time.perf_counter() - t0
+            if k > start:  # the first step includes compilation
+                t_steps += dt
+                n_timed += 1
+            record = {
+                "step": k,
+                "energy": stats["energy"],
+                "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
+                if math.isfinite(stats["variance"]) else None,
+                "variance": stats["variance"],
+                "acceptance": stats["acceptance"],
+                "width": stats["width"],
+                "step_time_s": dt,
+                "wall_time_s": time.perf_counter() - t_run,
+            }
+            state = new_state if ok else last_good
+            if not ok:
+                record["rejected"] = True
+                run.echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to "
+                         "the last good parameters")
+            rejections = 0 if ok else rejections + 1
+            history.append(record)
+            steps_done = k + 1
+            out_of_time = time_limit is not None and process_zero_decides(
+                time.perf_counter() - t_loop > time_limit)
+            if logger is not None:
+                logger.append(record)
+            if rejections >= MAX_REJECTIONS:
+                raise RunDiverged(f"{rejections} consecutive steps rejected (non-finite energy or "
+                                  f"parameters, last at step {k}); lower --lr or raise --damping")
+            signum = pending()
+            if ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time
+                    or signum is not None):
+                run.checkpoint(state, k + 1, hf_energy)
+            if signum is not None:
+                raise RunInterrupted(signum, k + 1, run.ckpt)
+            if progress:
+                print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
+                      file=sys.stderr, flush=True)
+            if callback is not None:
+                callback(record)
+            if out_of_time:
+                run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
+                         "checkpointed, evaluating")
+                break
     if progress and n_steps > start:
         print(file=sys.stderr)
     loop_time = time.perf_counter() - t_loop
@@ -609,7 +627,7 @@ def run_realspace(
         **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
     run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
-               process_echo(echo), k_run)
+               process_echo(echo), k_run, int(n_steps))
 
     # ---- state: resumed, or pretrained and burnt in
     if out is not None and main:
@@ -634,6 +652,9 @@ def run_realspace(
     if logger is not None:
         logger.close()
     st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
+    if not np.isfinite(float(st.mean)):
+        raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
+                          "diverged: lower --lr or raise --damping")
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),
