@@ -250,7 +250,7 @@ def run_vmc(
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
                                             "variance": np.nan}
         energy, error, variance = last["energy"], last["energy_error"], last["variance"]
-    if not np.isfinite(energy):
+    if not np.isfinite(energy) and (n_eval_batches > 0 or history):
         raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
                           "diverged: lower --lr (or raise --diag-shift)")
     n_timed = max(n_steps - start - 1, 1)

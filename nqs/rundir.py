@@ -40,7 +40,7 @@ def safe_name(name: str) -> str:
     Raises:
         InputError: a name with nothing usable left.
     """
-    cleaned = re.sub(r"[^A-Za-z0-9._+-]", "_", str(name)).lstrip(".")
+    cleaned = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._+-]", "_", str(name))).lstrip(".")
     if not cleaned.strip("_"):
         raise InputError(f"name {name!r} gives no usable file name; use letters and digits")
     return cleaned[:100]
