@@ -167,6 +167,9 @@ def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
     from hamiltonians.molecule import _check_cas, build_mole, read_fcidump
     from nqs.errors import InputError
 
+    if job.cas is not None and job.frozen_core:
+        raise InputError("give either --frozen-core or --cas, not both (a CAS already freezes "
+                         "its core)")
     if job.fcidump is not None:
         ints = _quiet(read_fcidump, job.fcidump)
         return ints.n_orbitals, ints.n_alpha, ints.n_beta

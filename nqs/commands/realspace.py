@@ -171,6 +171,18 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
 
 
+def check_charge(atoms) -> None:  # noqa: ANN001
+    """Refuse an anion with more than two extra electrons per atom (no such anion is bound:
+    the extra electrons would drift away and the run would not converge)."""
+    from nqs.errors import InputError
+
+    extra = -int(atoms.charge)
+    if extra > 2 * len(atoms.symbols):
+        raise InputError(f"--charge {atoms.charge} adds {extra} electrons to "
+                         f"{len(atoms.symbols)} atom(s): such an anion is not bound; use a "
+                         "charge >= -2 per atom")
+
+
 def check_pretrain_basis(basis: str, symbols: list[str]) -> None:
     """Refuse (one line) a pretraining basis PySCF does not know for these elements."""
     from hamiltonians.molecule import _check_basis
@@ -213,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     name, atoms, reference, source = resolve_system(args)
+    check_charge(atoms)
     if args.pretrain_steps > 0:
         check_pretrain_basis(args.pretrain_basis, list(atoms.symbols))
     setup_parallel(args)
