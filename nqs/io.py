@@ -33,7 +33,7 @@ from nqs.errors import CheckpointError
 PathLike = str | os.PathLike[str]
 
 _FORMAT = "nqs-checkpoint"
-_FORMAT_VERSION = 2  # 2: a SHA-256 over the decoded payload (1: none; still readable)
+_FORMAT_VERSION = 2  # 2: the state as bytes beside their SHA-256 (1: no checksum; readable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,33 +264,20 @@ def save_checkpoint(path: PathLike, tree: Any, metadata: Mapping[str, Any] | Non
     write_checkpoint_state(path, state)
 
 
-def payload_digest(state: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of a checkpoint's decoded payload: the metadata, the entry names and, per
-    array, its dtype, shape and bytes. Any changed byte of the file either breaks decoding or
-    changes one of these (or the stored digest), so it is detected on load."""
-    h = hashlib.sha256()
-    h.update(str(state["metadata"]).encode())
-    names = list(state["names"])
-    h.update(json.dumps(names).encode())
-    arrays = state["arrays"]
-    for i in range(len(names)):
-        a = np.ascontiguousarray(arrays[str(i)])
-        h.update(f"|{i}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def write_checkpoint_state(path: PathLike, state: Mapping[str, Any]) -> None:
-    """Write a checkpoint's raw state (``format``, ``version``, ``metadata``, ``names``,
-    ``arrays``) with a fresh ``sha256`` atomically (tests use it to edit checkpoints)."""
-    state = {k: v for k, v in state.items() if k != "sha256"}
-    state["version"] = _FORMAT_VERSION
-    state["sha256"] = payload_digest(state)
-    write_bytes_atomic(path, serialization.msgpack_serialize(state))
+    """Write a checkpoint's state (``format``, ``version``, ``metadata``, ``names``,
+    ``arrays``) atomically: the file holds this state serialized as bytes beside their SHA-256
+    (tests use it to write edited checkpoints)."""
+    inner = {k: v for k, v in state.items() if k not in ("sha256", "version", "format")}
+    payload = serialization.msgpack_serialize(inner)
+    outer = {"format": _FORMAT, "version": _FORMAT_VERSION,
+             "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
+    write_bytes_atomic(path, serialization.msgpack_serialize(outer))
 
 
 def read_checkpoint_state(path: PathLike) -> dict[str, Any]:
-    """The raw state of a checkpoint, its checksum verified (raises :class:`CheckpointError`)."""
+    """The state of a checkpoint (``metadata``, ``names``, ``arrays``, ...), its checksum
+    verified (raises :class:`CheckpointError`)."""
     return _read_state(path)
 
 
@@ -306,21 +293,26 @@ def _read_state(path: PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"checkpoint {path} is unreadable: not an nqs checkpoint")
     version = state.get("version")
-    if version not in (1, _FORMAT_VERSION) or (version == 1 and "sha256" in state):
+    if version == 1 and set(state) == {"format", "version", "metadata", "names", "arrays"}:
+        return state  # written before checksums
+    if version != _FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {version!r}, expected {_FORMAT_VERSION}"
         )
-    if version == _FORMAT_VERSION:
-        try:
-            digest = payload_digest(state)
-        except Exception:
-            raise CheckpointError(f"checkpoint {path} is unreadable: corrupt index") from None
-        if state.get("sha256") != digest:
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt: its checksum does not match its contents "
-                "(a damaged or edited file); resume an intact copy or start a new run"
-            )
-    return state
+    payload = state.get("payload")
+    if (not isinstance(payload, bytes) or set(state) != {"format", "version", "sha256", "payload"}
+            or state.get("sha256") != hashlib.sha256(payload).hexdigest()):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its checksum does not match its contents "
+            "(a damaged or edited file); resume an intact copy or start a new run"
+        )
+    try:
+        inner = serialization.msgpack_restore(payload)
+    except Exception:
+        raise CheckpointError(f"checkpoint {path} is unreadable: corrupt payload") from None
+    if not isinstance(inner, dict):
+        raise CheckpointError(f"checkpoint {path} is unreadable: corrupt payload")
+    return {"format": _FORMAT, "version": _FORMAT_VERSION, **inner}
 
 
 def require_finite(tree: Any, path: PathLike, what: str) -> None:
