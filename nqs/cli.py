@@ -51,6 +51,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, an integer in [-2**63, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [-2**63, 2**63), got {value}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite float (no nan, no inf)."""
     try:

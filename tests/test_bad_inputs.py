@@ -71,7 +71,7 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     bad_values(spin, "--discard-sweeps", ["-1", "abc"])
     bad_values(spin, "--diag-shift", ["-1", "nan", "inf", "abc"])
     bad_values(spin, "--h", ["nan", "inf", "-inf", "abc"])
-    bad_values(spin, "--seed", ["abc", "1.5"])
+    bad_values(spin, "--seed", ["abc", "1.5", "99999999999999999999"])
     bad_values(spin, "--checkpoint-every", ["0", "-1", "abc"])
     bad_values(spin, "--chunk-size", ["-1", "abc"])
     for opt in ("--model", "--lattice", "--ansatz", "--sampler", "--optimizer", "--dtype",
@@ -196,6 +196,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
         bad_values(rs, opt, ["nonsense"])
     cases += [
         ["realspace", "--steps", "1"],
+        [*rs, "--seed", "-99999999999999999999"],
+        [*mol, "--seed", "1e3"],
         ["realspace", "--preset", "He", "--molecule", "He 0 0 0"],
         ["realspace", "--molecule", "Xx 0 0 0"],
         ["realspace", "--molecule", "He 0 0 nan"],

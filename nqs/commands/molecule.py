@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int
+from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
@@ -61,7 +61,7 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--chains", type=positive_int, default=16,
                    help="Markov chains (mcmc only; divisible by the number of devices) "
                    "(default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
                    "over the run (default: constant)")

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int
+from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_parallel_options,
     add_run_dir_options,
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="precision of the network's parameters and activations; determinants, "
                    "local energies and reductions stay float64. float32 needs --optimizer adam "
                    "or sr (default: float64)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/realspace"),
                    help="output directory for result.json, log.jsonl, checkpoint.msgpack and "
                    "convergence.png (default: runs/realspace)")

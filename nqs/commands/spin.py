@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nqs.cli import finite_float, nonnegative_float, positive_float, positive_int
+from nqs.cli import finite_float, nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="learning rate (default: 0.05)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
                    help="SR diagonal shift (default: 1e-2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/spin"),
                    help="output directory for result.json, log.jsonl, checkpoints and "
                    "convergence.png (default: runs/spin)")
