@@ -109,8 +109,10 @@ def _one_line(err: BaseException) -> str:
 
 
 def _resume_command(argv: Sequence[str]) -> str:
+    import shlex
+
     args = [a for a in argv if a not in ("--resume", "--overwrite")]
-    return "nqs " + " ".join(args) + " --resume"
+    return shlex.join(["nqs", *args, "--resume"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
