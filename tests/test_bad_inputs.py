@@ -177,6 +177,7 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
         [*bench, "--realspace", "--molecule", "He", "--molecule", "He"],
         [*bench, "--realspace", "--rs-hidden", "100000000", "100000000"],
         [*bench, "--realspace", "--rs-optimizer", "nonsense"],
+        [*bench, "--realspace", "--molecule", "He", "--basis", "nonsense"],
     ]
     # ---- realspace
     rs = ["realspace", "--preset", "He", "--layers", "1", "--hidden", "8", "4",

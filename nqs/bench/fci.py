@@ -102,7 +102,18 @@ def make_scheduled_optimizer(settings: Settings):
 
 
 def load_job(job: Job, cache_dir: str | None = None):
-    """``(integrals, references dict, basis label)`` for one job."""
+    """``(integrals, references dict, basis label)`` for one job; a failure inside PySCF is an
+    :class:`InputError` naming the molecule (one line on the command line)."""
+    try:
+        return _load_job(job, cache_dir)
+    except InputError:
+        raise
+    except (RuntimeError, ValueError, KeyError, ArithmeticError, np.linalg.LinAlgError) as err:
+        msg = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(f"molecule {job.name!r}: PySCF failed: {msg}") from None
+
+
+def _load_job(job: Job, cache_dir: str | None = None):
     from hamiltonians.chem_reference import fci_from_integrals, reference_energies
     from hamiltonians.molecule import compute_integrals, read_fcidump
 

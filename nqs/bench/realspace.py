@@ -367,6 +367,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                          "starts afresh); use nqs realspace --resume for one molecule")
     for job in jobs:
         atoms = make_atoms(job.geometry, charge=job.charge, spin=job.spin)
+        check_pretrain_basis(args.basis, list(atoms.symbols))  # the basis-set references
         if settings.pretrain_steps > 0:
             check_pretrain_basis(settings.pretrain_basis, list(atoms.symbols))
         check_sizes(args, atoms.n_electrons, settings.walkers, settings.layers, settings.hidden,
