@@ -355,8 +355,9 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
     else:  # a checkpoint of a run without the guard's state
         host, _ = load_checkpoint(ckpt, host_state)
         anchor = host
-    require_finite(host.params, ckpt, "parameters")
-    require_finite(host.opt_state, ckpt, "optimizer state")
+    for tree in (host, anchor):
+        require_finite(tree.params, ckpt, "parameters")
+        require_finite(tree.opt_state, ckpt, "optimizer state")
     start = int(host.step)
     if start > n_steps:
         raise CheckpointError(
@@ -437,9 +438,12 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
             else:
                 guard.rejections += 1
                 guard.lr_scale *= guard.lr_factor
-                anchor = guard.anchor
-                state = state._replace(params=anchor.params, opt_state=anchor.opt_state,
-                                       sampler_state=anchor.sampler_state)
+                # a bad energy condemns the parameters it was measured at (the last update's
+                # result): back to the anchor; a bad gradient or update only this step's update
+                back = guard.anchor if not np.isfinite(float(info.energy)) or "jumped" in reason \
+                    else before
+                state = state._replace(params=back.params, opt_state=back.opt_state,
+                                       sampler_state=back.sampler_state)
                 record["rejected"] = True
                 record["lr_scale"] = guard.lr_scale
                 echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "

@@ -149,6 +149,7 @@ def test_nonfinite_step_is_rejected(tmp_path, monkeypatch, optimizer):
     )
     log = read_jsonl(tmp_path / "log.jsonl")
     assert [r.get("rejected", False) for r in log] == [False, True, False]
+    assert log[1]["lr_scale"] == pytest.approx(0.3)  # later updates are scaled down
     assert any("rejected" in m for m in messages)
     assert np.isfinite(res.energy)
 

@@ -75,6 +75,7 @@ OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
 MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
+LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -298,6 +299,22 @@ def _n_parameters(params: Any) -> int:
 
 
 @dataclass
+class _Recovery:
+    """The recovery from rejected steps: updates are scaled by ``lr_scale`` (lowered by
+    :data:`LR_FACTOR` at each rejection), ``rejections`` counts them in a row, ``anchor`` is
+    the state at which the last accepted energy was measured."""
+
+    lr_scale: float = 1.0
+    rejections: int = 0
+    anchor: Any = None
+
+
+@jax.jit
+def _interpolate(new: Any, old: Any, scale: jax.Array) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
+
+
+@dataclass
 class _Run:
     """The fixed pieces of one run: pure functions, devices, files and keys."""
 
@@ -313,6 +330,7 @@ class _Run:
     echo: Callable[[str], None]
     k_run: jax.Array
     meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
+    recovery: _Recovery = field(default_factory=lambda: _Recovery())
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -324,11 +342,16 @@ class _Run:
         )
 
     def checkpoint(self, state: VMCState, step: int, hf_energy: float | None) -> None:
-        """Write ``state`` at ``step`` atomically (the gather runs on all processes)."""
+        """Write ``state`` at ``step`` (and the recovery's anchor and state) atomically (the
+        gather runs on all processes)."""
         if self.ckpt is not None:
-            tree = gather({"state": state, "key": self.k_run, "step": step})
+            rec = self.recovery
+            anchor = rec.anchor if rec.anchor is not None else state
+            tree = gather({"state": state, "key": self.k_run, "step": step, "anchor": anchor})
             if self.main:
-                save_checkpoint(self.ckpt, tree, self.meta | {"step": step, "hf_energy": hf_energy})
+                save_checkpoint(self.ckpt, tree, self.meta | {
+                    "step": step, "hf_energy": hf_energy,
+                    "guard": {"lr_scale": rec.lr_scale, "rejections": rec.rejections}})
 
 
 def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
@@ -361,9 +384,17 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
                 f"{saved_meta.get(key_name)!r}, now {value!r}"
             )
     template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
+    if "guard" in saved_meta:  # written with the recovery's state
+        template["anchor"] = template["state"]
     # Checkpoints hold whole host arrays: they load on any number of devices.
     tree, saved_meta = load_checkpoint(run.ckpt, template)
     state: VMCState = tree["state"]
+    if "anchor" in tree:
+        require_finite(tree["anchor"].params, run.ckpt, "parameters")
+        require_finite(tree["anchor"].opt_state, run.ckpt, "optimizer state")
+    guard = saved_meta.get("guard") or {}
+    run.recovery = _Recovery(float(guard.get("lr_scale", 1.0)), int(guard.get("rejections", 0)),
+                             put(tree.get("anchor", state), run.shardings_of(state)))
     require_finite(state.params, run.ckpt, "parameters")
     require_finite(state.opt_state, run.ckpt, "optimizer state")
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
@@ -434,7 +465,7 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
     t_steps = 0.0
     n_timed = 0
     steps_done = start
-    rejections = 0
+    rejections = run.recovery.rejections
     with deferred_signals() as pending:
         for k in range(start, n_steps):
             t0 = time.perf_counter()
@@ -457,12 +488,27 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
                 "step_time_s": dt,
                 "wall_time_s": time.perf_counter() - t_run,
             }
-            state = new_state if ok else last_good
-            if not ok:
+            rec = run.recovery
+            if rec.anchor is None:
+                rec.anchor = last_good
+            if ok:
+                if rec.lr_scale != 1.0:
+                    new_state = new_state._replace(params=_interpolate(
+                        new_state.params, last_good.params, np.float64(rec.lr_scale)))
+                rec.rejections, rec.anchor, state = 0, last_good, new_state
+            else:
+                rec.rejections += 1
+                rec.lr_scale *= LR_FACTOR
+                # a non-finite energy condemns the parameters it was measured at (the last
+                # update's result): back to the anchor; non-finite new parameters only this
+                # step's update: back to the state before it
+                back = last_good if math.isfinite(stats["energy"]) else rec.anchor
+                state = copy_tree(back) if donates else back
                 record["rejected"] = True
-                run.echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to "
-                         "the last good parameters")
-            rejections = 0 if ok else rejections + 1
+                record["lr_scale"] = rec.lr_scale
+                run.echo(f"step {k}: non-finite energy or parameters; step rejected, back to "
+                         f"the last accepted parameters, learning rate x{rec.lr_scale:.3g}")
+            rejections = rec.rejections
             history.append(record)
             steps_done = k + 1
             out_of_time = time_limit is not None and process_zero_decides(
