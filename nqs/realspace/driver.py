@@ -16,9 +16,13 @@ MCMC width, the key and the step. The key of step ``k`` is ``fold_in(run_key, k)
 ``resume=True`` continues exactly: the result equals that of an uninterrupted run with the same
 seed and options.
 
-A step whose energy or new parameters are not finite is rejected: the state before the step
-(parameters, optimizer state, walkers; copied first for KFAC, which donates its inputs) is kept,
-the log line gets ``"rejected": true`` and a message is echoed; the next step draws a fresh key.
+A step whose energy or new parameters are not finite is rejected: a non-finite energy goes back
+to the state at which the last accepted energy was measured (the *anchor*), non-finite new
+parameters to the state before the step (copied first for KFAC, which donates its inputs); the
+later updates are scaled by :data:`LR_FACTOR` per rejection, the log line gets ``"rejected":
+true`` and a message is echoed; :data:`MAX_REJECTIONS` in a row raise
+:class:`nqs.errors.RunDiverged`. SIGINT / SIGTERM finish the step, checkpoint and raise
+:class:`nqs.interrupt.RunInterrupted`; a checkpoint past ``n_steps`` is refused on resume.
 """
 
 from __future__ import annotations
