@@ -4,6 +4,13 @@
     --coordinator-address HOST:PORT --num-processes N --process-id I    several processes
     --distributed-auto             let jax.distributed.initialize() find SLURM / Open MPI
     --dtype {float64,float32}      network precision (spin, molecule, bench-fci)
+    --resume / --overwrite         continue the run in --out / replace its files (else an
+                                   --out holding another run's files is refused)
+    --checkpoint-every K           checkpoint period (also written at the end and on a signal)
+
+Also the checks every command runs before touching ``--out``: :func:`check_memory` (a run that
+cannot fit one device is refused in one line) and :func:`write_plot` (a failed plot is a
+warning).
 
 Every device JAX sees is used (samples split over them); see docs/scaling.md.
 """
