@@ -346,7 +346,7 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
             f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
             f"not {dtype}; resume with the same dtype"
         )
-    check_fingerprint(ckpt, saved.get("fingerprint"), meta.get("fingerprint"))
+    check_fingerprint(ckpt, saved.get("fingerprint"), meta.get("fingerprint"), echo)
     # Checkpoints hold whole host arrays: they load on any number of devices.
     host_state = gather(state)
     if "guard" in saved:
@@ -377,14 +377,18 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
     return state, start
 
 
-def check_fingerprint(ckpt: Path, saved: Any, now: Any) -> None:
+def check_fingerprint(ckpt: Path, saved: Any, now: Any,
+                      echo: Callable[[str], None] | None = None) -> None:
     """Raise :class:`CheckpointError` naming the first option whose value differs between the
-    checkpoint's fingerprint ``saved`` and this run's ``now`` (dicts of JSON-able values)."""
+    checkpoint's fingerprint ``saved`` and this run's ``now`` (dicts of JSON-able values); a
+    checkpoint without one (an older nqs) only gets a note through ``echo``."""
     if now is None:
         return
-    if saved is None:
-        raise CheckpointError(f"checkpoint {ckpt} records no options to check; it cannot be "
-                              "resumed by this version of nqs: start a new run")
+    if saved is None:  # written before fingerprints: nothing to compare
+        if echo is not None:
+            echo(f"note: checkpoint {ckpt} records no options (written by an older nqs); "
+                 "resuming without checking that they match")
+        return
     for name in sorted(set(saved) | set(now)):
         if saved.get(name) != now.get(name):
             raise CheckpointError(
