@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import signal
+import socket
 
 import numpy as np
 import pytest
@@ -102,10 +103,10 @@ def test_run_directory_is_refused_locked_and_overwritten_only_in_part(tmp_path):
                 pass
     assert not (out / ".nqs.lock").exists()
     # a lock left by a live process elsewhere (our parent) is respected; a dead one's is taken
-    (out / ".nqs.lock").write_text(f"{os.getppid()} {os.uname().nodename}\n")
+    (out / ".nqs.lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")
     with pytest.raises(InputError, match=f"pid {os.getppid()}"):
         acquire_lock(out)
-    (out / ".nqs.lock").write_text(f"{2 ** 22 + 12345} {os.uname().nodename}\n")
+    (out / ".nqs.lock").write_text(f"{2 ** 22 + 12345} {socket.gethostname()}\n")
     lock = acquire_lock(out)
     assert (out / ".nqs.lock").read_text().split()[0] == str(os.getpid())
     release_lock(lock)
