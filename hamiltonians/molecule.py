@@ -437,12 +437,27 @@ def read_fcidump(path: str | Path) -> MolecularIntegrals:
         d = fcidump.read(str(path), verbose=False)
     except Exception as e:
         raise InputError(f"cannot read FCIDUMP file {str(path)!r}: {e}") from None
-    n = int(d["NORB"])
-    n_elec = int(d["NELEC"])
-    ms2 = int(d.get("MS2", 0))
+    try:
+        n = int(d["NORB"])
+        n_elec = int(d["NELEC"])
+        ms2 = int(d.get("MS2", 0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"FCIDUMP {str(path)!r}: missing or malformed header ({e})") from None
+    if n < 1 or n_elec < 1:
+        raise InputError(f"FCIDUMP {str(path)!r}: NORB={n} and NELEC={n_elec} must be >= 1")
     if (n_elec - ms2) % 2 != 0 or abs(ms2) > n_elec:
         raise InputError(f"FCIDUMP {str(path)!r}: NELEC={n_elec} and MS2={ms2} are inconsistent")
-    h2 = ao2mo.restore(1, np.asarray(d["H2"]), n)
+    if (n_elec + ms2) // 2 > n or (n_elec - ms2) // 2 > n:
+        raise InputError(f"FCIDUMP {str(path)!r}: NELEC={n_elec} electrons do not fit in "
+                         f"NORB={n} orbitals")
+    try:
+        h2 = ao2mo.restore(1, np.asarray(d["H2"]), n)
+    except Exception as e:  # noqa: BLE001 - PySCF raises various errors on a bad shape
+        raise InputError(f"FCIDUMP {str(path)!r}: malformed two-electron integrals ({e})") from None
+    for name, value in (("one-electron", d["H1"]), ("two-electron", h2),
+                        ("core energy", d.get("ECORE", 0.0))):
+        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise InputError(f"FCIDUMP {str(path)!r}: the {name} integrals hold NaN or inf")
     return MolecularIntegrals(
         h1=np.asarray(d["H1"], dtype=np.float64),
         h2=np.ascontiguousarray(h2, dtype=np.float64),

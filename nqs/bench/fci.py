@@ -147,13 +147,25 @@ def make_scheduled_optimizer(settings: Settings):
 
 def load_job(job: Job, cache_dir: str | None = None, reference=None,
              echo: Callable[[str], None] | None = None):
-    """``(integrals, references dict, basis label)`` for one job.
+    """``(integrals, references dict, basis label)`` for one job; a failure inside PySCF is an
+    :class:`InputError` naming the molecule (one line on the command line).
 
     ``reference``: a :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto). The
     dict holds HF, MP2, CCSD, CCSD(T) (None for an FCIDUMP) and the chosen reference:
     ``e_ref``, ``e_ref_error``, ``reference`` (fci, dmrg or sci), ``ref_wall_time_s``,
     ``ref_cached``, and ``e_fci`` when FCI was the one computed. ``echo`` gets DMRG's progress.
     """
+    try:
+        return _load_job(job, cache_dir, reference, echo)
+    except InputError:
+        raise
+    except (RuntimeError, ValueError, KeyError, ArithmeticError, np.linalg.LinAlgError) as err:
+        msg = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(f"molecule {job.name!r}: PySCF failed: {msg}") from None
+
+
+def _load_job(job: Job, cache_dir: str | None, reference, echo):
+    """:func:`load_job` without the translation of library errors."""
     from hamiltonians.chem_reference import (
         ReferenceOptions,
         compute_reference,
@@ -189,10 +201,26 @@ def load_job(job: Job, cache_dir: str | None = None, reference=None,
     return integrals, refs | reference_energy(refs, method), job.spec.basis
 
 
+def fingerprint(integrals, settings: Settings) -> dict:
+    """What a molecule's checkpoint must match on resume: a digest of the integrals and the
+    settings that change the trajectory (not the steps, chunk size, seed or dtype, which the
+    driver handles)."""
+    import hashlib
+    from dataclasses import asdict
+
+    h = hashlib.sha256()
+    for a in (integrals.h1, integrals.h2, [integrals.e_core, integrals.n_alpha, integrals.n_beta]):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    fp = {k: v for k, v in asdict(settings).items()
+          if k not in ("steps", "chunk_size", "seed", "dtype")}
+    return {"integrals": h.hexdigest()[:16], **fp}
+
+
 def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[str], None],
           resume: bool = False, exact_energy: float | None = None,
           checkpoint_every: int = 100):
-    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``."""
+    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
+    records :func:`fingerprint` and a resume with other integrals or settings is refused."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
     from nqs.precision import check_dtype, with_dtype
@@ -229,7 +257,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
-                     chunk_size=settings.chunk_size, initial_params=initial_params)
+                     chunk_size=settings.chunk_size, initial_params=initial_params,
+                     fingerprint=fingerprint(integrals, settings))
     return result, mode
 
 
@@ -252,10 +281,12 @@ def _first_order_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], Non
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
                   echo: Callable[[str], None] = print, cache_dir: str | None = None,
-                  resume: bool = False, reference=None) -> list[dict]:
+                  resume: bool = False, reference=None, checkpoint_every: int = 100
+                  ) -> list[dict]:
     """Solve every job and return one record per molecule (see module docstring).
 
-    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>``.
+    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>`` (molecules
+    with no checkpoint yet start afresh).
     ``reference``: :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto, FCI
     where it fits)."""
     records = []
@@ -267,9 +298,10 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
              f"{integrals.n_electrons} electrons, {n_det} determinants; "
              f"{_reference_text(refs)}")
         sub = out_dir / job.name if out_dir is not None else None
+        resume_job = resume and sub is not None and (sub / "checkpoint.msgpack").exists()
         t1 = time.perf_counter()
-        result, mode = solve(integrals, settings, sub, echo, resume=resume,
-                             exact_energy=refs.get("e_ref"))
+        result, mode = solve(integrals, settings, sub, echo, resume=resume_job,
+                             exact_energy=refs.get("e_ref"), checkpoint_every=checkpoint_every)
         nqs_wall = time.perf_counter() - t1
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
                                time.perf_counter() - t0, settings, nqs_wall))
@@ -460,7 +492,9 @@ def plot_errors(records: list[dict], path: Path) -> None:
     ax.set_title("Error against the reference (FCI, or DMRG / SCI) in the same basis")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from nqs.io import save_figure_atomic
+
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
