@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from nqs.ansatz import Ansatz, n_parameters
+from nqs.ansatz import Ansatz, Params, n_parameters
 from nqs.errors import CheckpointError, RunDiverged
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
@@ -153,6 +153,7 @@ def run_vmc(
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
     mesh: Mesh | None = None,
+    initial_params: Params | None = None,
     fingerprint: dict[str, Any] | None = None,
     callback: Callable[[dict], None] | None = None,
     jump_sigmas: float | None = 10.0,
@@ -178,6 +179,8 @@ def run_vmc(
       mesh: devices the Markov chains and samples are split over (default: every device of
         every process, :func:`nqs.parallel.make_mesh`). The number of chains must be divisible
         by the number of devices. With several processes only process 0 writes files.
+      initial_params: start from these parameters instead of ``ansatz.init`` (a resumed run
+        takes the checkpoint's).
       fingerprint: JSON-able options that change the trajectory (model, sizes, learning rate);
         stored in the checkpoint, and a resume with other values is refused.
       callback: called with each step's log record after it is written (and checkpointed).
@@ -199,13 +202,20 @@ def run_vmc(
         out.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh() if mesh is None else mesh
     exact = bool(getattr(sampler, "is_exact", False))
-    n_chains = None if exact else int(sampler.n_chains)
+    unique = bool(getattr(sampler, "is_unique", False))  # exact draws, no chains
+    n_chains = None if exact or unique else int(sampler.n_chains)
     if n_chains is not None:
         check_divisible(n_chains, mesh, "the number of Markov chains")
 
     key0 = jax.random.PRNGKey(seed)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
     state = jax.jit(init)(key0)  # one program, not the network op by op (~100 compilations)
+    if initial_params is not None:  # e.g. fitted to a first-order wavefunction
+        state = state._replace(
+            params=initial_params,
+            opt_state=jax.jit(optimizer.transformation.init)(initial_params),
+            sampler_state=sampler.init(jax.random.fold_in(key0, 1), ansatz, initial_params),
+        )
     if chunk_size == "auto":
         chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -244,7 +254,7 @@ def run_vmc(
     if n_eval_batches > 0:
         energy, error, variance = _final_energy(
             ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh,
-            packed=packed and dedupe,
+            packed=packed and (dedupe or unique),
         )
     else:  # no separate evaluation: the last step's estimate (parameters before its update)
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
@@ -540,9 +550,11 @@ def _final_energy(
         )
         e_locs.append(np.asarray(gather(e_loc)))
         batch_stats.append(stats)
-    if n_batches > 1 and getattr(sampler, "power", 1.0) != 1.0:
+    if n_batches > 1 and (getattr(sampler, "power", 1.0) != 1.0
+                          or getattr(sampler, "is_unique", False)):
         # importance-weighted draws (|psi|^(2q) chains): each batch's weighted estimate is
-        # self-normalised, so average the batch estimates (independent errors combined)
+        # self-normalised; distinct draws with counts: each batch has its own draw count. So
+        # average the batch estimates (independent errors combined).
         means = np.array([float(np.real(s.mean)) for s in batch_stats])
         errors = np.array([float(s.error_of_mean) for s in batch_stats])
         variances = np.array([float(s.variance) for s in batch_stats])
