@@ -30,8 +30,11 @@ from nqs.errors import InputError
 
 BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
 MIN_ATOM_DISTANCE_BOHR = 0.1
+#: Two-electron integrals with |(pq|rs)| below this (Hartree) are set to 0 by
+#: :func:`compute_integrals` (effect on the energies: docs/molecules.md).
+ERI_SCREENING_THRESHOLD = 1e-12
 
-#: Geometries in Angstrom (see /work/shared/references.md).
+#: Geometries in Angstrom (their reference energies: docs/references.md).
 PRESETS: dict[str, str] = {
     "H2": "H 0 0 0; H 0 0 0.734",
     "LiH": "Li 0 0 0; H 0 0 1.548",
@@ -264,10 +267,52 @@ class MolecularIntegrals:
         return float(e)
 
 
+def screen_integrals(integrals: MolecularIntegrals, threshold: float) -> MolecularIntegrals:
+    """``integrals`` with every two-electron integral ``|(pq|rs)| < threshold`` set to 0.
+
+    The 8-fold symmetry is kept (symmetric copies are equal, so all are removed together).
+    ``threshold = 0`` returns ``integrals`` unchanged. The shift of every eigenvalue (and of
+    the energy of any fixed state) is at most :func:`screening_bound`.
+    """
+    threshold = check_eri_threshold(threshold)
+    if threshold == 0.0:
+        return integrals
+    h2 = np.where(np.abs(integrals.h2) < threshold, 0.0, integrals.h2)
+    return MolecularIntegrals(h1=integrals.h1, h2=np.ascontiguousarray(h2),
+                              e_core=integrals.e_core, n_orbitals=integrals.n_orbitals,
+                              n_alpha=integrals.n_alpha, n_beta=integrals.n_beta,
+                              mo_coeff=integrals.mo_coeff)
+
+
+def screening_bound(integrals: MolecularIntegrals, threshold: float) -> float:
+    """Upper bound (Hartree) on the energy change of :func:`screen_integrals` at ``threshold``.
+
+    ``Delta H = 1/2 sum_{pqrs} d_pqrs sum_{sigma,tau} a+_{p sigma} a+_{r tau} a_{s tau} a_{q sigma}``
+    with ``|d| < threshold`` the removed integrals; each operator product has norm <= 1, so
+    ``||Delta H|| <= 2 sum |d|``
+    and (Weyl) every eigenvalue moves by at most that much.
+    """
+    threshold = check_eri_threshold(threshold)
+    small = np.abs(integrals.h2) < threshold
+    return float(2.0 * np.abs(integrals.h2[small]).sum())
+
+
+def check_eri_threshold(threshold: float) -> float:
+    """``threshold`` as a float if finite and >= 0, else InputError."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise InputError(f"integral screening threshold must be a number, got {threshold!r}") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise InputError(f"integral screening threshold must be finite and >= 0, got {threshold}")
+    return value
+
+
 def compute_integrals(
     spec: MoleculeSpec,
     frozen_core: bool | int = False,
     cas: tuple[int, int] | None = None,
+    eri_threshold: float = ERI_SCREENING_THRESHOLD,
 ) -> tuple[MolecularIntegrals, Any]:
     """MO integrals of ``spec`` and the converged PySCF SCF object (RHF, or ROHF if ``spin != 0``).
 
@@ -275,10 +320,13 @@ def compute_integrals(
     1s for B-Ne, none for H-Be), an int freezes that many lowest orbitals.
     ``cas = (n_electrons, n_orbitals)``: active space of the lowest virtual-most orbitals above a
     doubly occupied core, as in ``pyscf.mcscf.CASCI(mf, n_orbitals, n_electrons)``.
+    ``eri_threshold``: MO two-electron integrals below it in magnitude are set to 0
+    (:func:`screen_integrals`; 0 keeps them all). The SCF itself is not screened.
     """
     from pyscf import ao2mo, scf
     from pyscf.data import elements
 
+    eri_threshold = check_eri_threshold(eri_threshold)
     if frozen_core is not False and frozen_core != 0 and cas is not None:
         raise InputError("give either frozen_core or cas, not both (a CAS already freezes its core)")
     mol = build_mole(spec)
@@ -326,7 +374,7 @@ def compute_integrals(
         n_beta=int(n_beta),
         mo_coeff=np.asarray(mo),
     )
-    return integrals, mf
+    return screen_integrals(integrals, eri_threshold), mf
 
 
 def _check_cas(cas: tuple[int, int], n_elec: int, spin: int, n_mo: int) -> tuple[int, int]:
@@ -389,12 +437,27 @@ def read_fcidump(path: str | Path) -> MolecularIntegrals:
         d = fcidump.read(str(path), verbose=False)
     except Exception as e:
         raise InputError(f"cannot read FCIDUMP file {str(path)!r}: {e}") from None
-    n = int(d["NORB"])
-    n_elec = int(d["NELEC"])
-    ms2 = int(d.get("MS2", 0))
+    try:
+        n = int(d["NORB"])
+        n_elec = int(d["NELEC"])
+        ms2 = int(d.get("MS2", 0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"FCIDUMP {str(path)!r}: missing or malformed header ({e})") from None
+    if n < 1 or n_elec < 1:
+        raise InputError(f"FCIDUMP {str(path)!r}: NORB={n} and NELEC={n_elec} must be >= 1")
     if (n_elec - ms2) % 2 != 0 or abs(ms2) > n_elec:
         raise InputError(f"FCIDUMP {str(path)!r}: NELEC={n_elec} and MS2={ms2} are inconsistent")
-    h2 = ao2mo.restore(1, np.asarray(d["H2"]), n)
+    if (n_elec + ms2) // 2 > n or (n_elec - ms2) // 2 > n:
+        raise InputError(f"FCIDUMP {str(path)!r}: NELEC={n_elec} electrons do not fit in "
+                         f"NORB={n} orbitals")
+    try:
+        h2 = ao2mo.restore(1, np.asarray(d["H2"]), n)
+    except Exception as e:  # noqa: BLE001 - PySCF raises various errors on a bad shape
+        raise InputError(f"FCIDUMP {str(path)!r}: malformed two-electron integrals ({e})") from None
+    for name, value in (("one-electron", d["H1"]), ("two-electron", h2),
+                        ("core energy", d.get("ECORE", 0.0))):
+        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            raise InputError(f"FCIDUMP {str(path)!r}: the {name} integrals hold NaN or inf")
     return MolecularIntegrals(
         h1=np.asarray(d["H1"], dtype=np.float64),
         h2=np.ascontiguousarray(h2, dtype=np.float64),

@@ -2,18 +2,23 @@
 
 Only this module (with the driver and io) touches the console and files; it builds library
 objects from the command-line options and never passes a config dict into the library.
-Bad input exits with code 2 and one line on stderr.
+Every failure is one line on stderr and an exit code (:mod:`nqs.errors`): 2 bad input, 3 the
+environment (memory, disk, permissions, no cluster), 4 a diverged run, 130 / 143 a run stopped
+by SIGINT / SIGTERM after writing a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 
-from nqs.errors import CheckpointError, InputError
+from nqs.errors import CheckpointError, EnvironmentProblem, InputError, RunDiverged
 
 EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_DIVERGED = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +48,28 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, an integer in [-2**63, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [-2**63, 2**63), got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
 
 
@@ -76,19 +103,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    import shlex
+
+    args = [a for a in argv if a not in ("--resume", "--overwrite")]
+    return shlex.join(["nqs", *args, "--resume"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nqs`` console script; returns the exit code."""
+    from nqs.interrupt import RunInterrupted
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    prefix = f"nqs {args.command}: error:"
     try:
         return handler(args)
     except (InputError, CheckpointError) as err:
-        print(f"nqs {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except EnvironmentProblem as err:
+        print(f"{prefix} {_one_line(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except RunDiverged as err:
+        print(f"{prefix} {_one_line(err)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except RunInterrupted as err:
+        how = (f"; resume with: {_resume_command(argv)}" if err.checkpoint is not None else "")
+        print(f"nqs {args.command}: {_one_line(err)}{how}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
-        print(f"nqs {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        print(f"nqs {args.command}: interrupted; resume from the last checkpoint with --resume",
+              file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{prefix} out of memory; reduce the sizes (--samples, --walkers, --hidden, "
+              "--alpha, --size) or set --chunk-size", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except RuntimeError as err:  # XLA's allocation failures (XlaRuntimeError)
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        print(f"{prefix} out of device memory ({_one_line(err)[:200]}); reduce the sizes or "
+              "set --chunk-size", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except OSError as err:  # disk full, permission denied, ... while running
+        name = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"{prefix} {err.strerror or _one_line(err)}{name}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

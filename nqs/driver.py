@@ -5,6 +5,18 @@
 Each step appends one JSON line to ``out_dir/log.jsonl`` (flushed); checkpoints are written
 atomically every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
 last checkpoint and gives the same parameters as an uninterrupted run with the same seed.
+
+Guards (the impure shell's, around the pure step):
+
+* **fingerprint**: the options that change the trajectory (model, sizes, learning rate, ...)
+  are stored in the checkpoint and must match on resume (:class:`CheckpointError` otherwise);
+* **recovery**: a step whose energy is not finite or jumps above the last accepted energy by
+  more than ``jump_sigmas`` combined error bars (plus 1 % of |E|) is rejected: the parameters,
+  optimizer and sampler state go back to those of the last accepted energy and the learning
+  rate is scaled by ``lr_factor`` (an interpolation of the step's update, for every optimizer);
+  ``max_rejections`` consecutive rejections stop the run with :class:`RunDiverged`;
+* **signals**: SIGINT / SIGTERM finish the current step, write a checkpoint and raise
+  :class:`nqs.interrupt.RunInterrupted`.
 """
 
 from __future__ import annotations
@@ -19,9 +31,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from nqs.ansatz import Ansatz, n_parameters
-from nqs.errors import CheckpointError
-from nqs.io import JsonlLogger, load_checkpoint, read_jsonl, require_finite, save_checkpoint
+from nqs.ansatz import Ansatz, Params, n_parameters
+from nqs.errors import CheckpointError, RunDiverged
+from nqs.interrupt import RunInterrupted, deferred_signals
+from nqs.io import (
+    JsonlLogger,
+    load_checkpoint,
+    load_checkpoint_metadata,
+    read_jsonl,
+    require_finite,
+    save_checkpoint,
+    to_jsonable,
+)
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import (
@@ -132,6 +153,12 @@ def run_vmc(
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
     mesh: Mesh | None = None,
+    initial_params: Params | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    jump_sigmas: float | None = 10.0,
+    lr_factor: float = 0.3,
+    max_rejections: int = 10,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -152,7 +179,21 @@ def run_vmc(
       mesh: devices the Markov chains and samples are split over (default: every device of
         every process, :func:`nqs.parallel.make_mesh`). The number of chains must be divisible
         by the number of devices. With several processes only process 0 writes files.
+      initial_params: start from these parameters instead of ``ansatz.init`` (a resumed run
+        takes the checkpoint's).
+      fingerprint: JSON-able options that change the trajectory (model, sizes, learning rate);
+        stored in the checkpoint, and a resume with other values is refused.
+      callback: called with each step's log record after it is written (and checkpointed).
+      jump_sigmas, lr_factor, max_rejections: the recovery guard (module docstring); None
+        turns the energy-jump test off (non-finite steps are still rejected).
+
+    Raises:
+      CheckpointError: nothing to resume, a corrupt checkpoint, or one of another run.
+      RunDiverged: ``max_rejections`` consecutive rejected steps, or a non-finite final energy.
+      RunInterrupted: SIGINT / SIGTERM (checkpointed after the current step).
     """
+    if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
+        raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
     main = is_main_process()
     echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
@@ -161,13 +202,20 @@ def run_vmc(
         out.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh() if mesh is None else mesh
     exact = bool(getattr(sampler, "is_exact", False))
-    n_chains = None if exact else int(sampler.n_chains)
+    unique = bool(getattr(sampler, "is_unique", False))  # exact draws, no chains
+    n_chains = None if exact or unique else int(sampler.n_chains)
     if n_chains is not None:
         check_divisible(n_chains, mesh, "the number of Markov chains")
 
     key0 = jax.random.PRNGKey(seed)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
     state = jax.jit(init)(key0)  # one program, not the network op by op (~100 compilations)
+    if initial_params is not None:  # e.g. fitted to a first-order wavefunction
+        state = state._replace(
+            params=initial_params,
+            opt_state=jax.jit(optimizer.transformation.init)(initial_params),
+            sampler_state=sampler.init(jax.random.fold_in(key0, 1), ansatz, initial_params),
+        )
     if chunk_size == "auto":
         chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
@@ -180,11 +228,14 @@ def run_vmc(
         step = jax.jit(step, out_shardings=(shardings, replicated(mesh)))
     dtype = ansatz_dtype(ansatz)
     meta = {"seed": seed, "n_steps_planned": n_steps, "dtype": dtype}
+    if fingerprint is not None:
+        meta["fingerprint"] = to_jsonable(dict(fingerprint))
+    guard = _Guard(jump_sigmas, lr_factor, max_rejections)
 
     start = 0
     history: list[dict] = []
     if resume:
-        state, start = _resume(out, state, shardings, seed, dtype, n_steps, echo)
+        state, start = _resume(out, state, shardings, seed, dtype, n_steps, echo, meta, guard)
     logger = None
     if out is not None and main:
         logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else 0)
@@ -192,20 +243,26 @@ def run_vmc(
             history = read_jsonl(out / LOG_NAME)
 
     t_run = time.perf_counter()
-    state, t_steps = _run_steps(step, state, start, n_steps, history, logger, out, main,
-                                checkpoint_every, meta, progress, echo, t_run)
-    if logger is not None:
-        logger.close()
+    try:
+        state, t_steps = _run_steps(step, state, start, n_steps, history, logger, out, main,
+                                    checkpoint_every, meta, progress, echo, t_run, guard,
+                                    callback)
+    finally:
+        if logger is not None:
+            logger.close()
 
     if n_eval_batches > 0:
         energy, error, variance = _final_energy(
             ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh,
-            packed=packed and dedupe,
+            packed=packed and (dedupe or unique),
         )
     else:  # no separate evaluation: the last step's estimate (parameters before its update)
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
                                             "variance": np.nan}
         energy, error, variance = last["energy"], last["energy_error"], last["variance"]
+    if not np.isfinite(energy) and (n_eval_batches > 0 or history):
+        raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
+                          "diverged: lower --lr (or raise --diag-shift)")
     n_timed = max(n_steps - start - 1, 1)
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(
@@ -226,20 +283,68 @@ def run_vmc(
     )
 
 
+@dataclass
+class _Guard:
+    """The recovery guard's settings and its state (stored in checkpoints for exact resume):
+    ``lr_scale`` multiplies every update, ``e_ref`` / ``err_ref`` is the last accepted energy,
+    ``rejections`` counts consecutive rejected steps and ``anchor`` is the state (parameters,
+    optimizer and sampler state) at which the last accepted energy was measured."""
+
+    jump_sigmas: float | None
+    lr_factor: float
+    max_rejections: int
+    lr_scale: float = 1.0
+    e_ref: float | None = None
+    err_ref: float = 0.0
+    rejections: int = 0
+    anchor: VMCState | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON-able state for a checkpoint's metadata."""
+        return {"lr_scale": self.lr_scale, "e_ref": self.e_ref, "err_ref": self.err_ref,
+                "rejections": self.rejections}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take the state of a checkpoint's metadata (absent: a fresh guard)."""
+        g = saved.get("guard") or {}
+        self.lr_scale = float(g.get("lr_scale", 1.0))
+        self.e_ref = g.get("e_ref")
+        self.err_ref = float(g.get("err_ref") or 0.0)
+        self.rejections = int(g.get("rejections", 0))
+
+    def judge(self, info: Any) -> str | None:
+        """None to accept the step of ``info``, else the reason to reject it."""
+        energy = float(info.energy)
+        if not bool(info.accepted) or not np.isfinite(energy):
+            return "non-finite energy, gradient or parameters"
+        if self.jump_sigmas is not None and self.e_ref is not None:
+            err = float(info.energy_error)
+            err = err if np.isfinite(err) else 0.0
+            allowed = (self.jump_sigmas * float(np.hypot(err, self.err_ref))
+                       + 1e-2 * abs(self.e_ref) + 1e-8)
+            if energy - self.e_ref > allowed:
+                return (f"energy {energy:.6g} jumped above the last accepted {self.e_ref:.6g} "
+                        f"by more than {self.jump_sigmas:g} error bars + 1 %")
+        return None
+
+
+def _checkpoint_tree(state: VMCState, guard: _Guard) -> dict[str, Any]:
+    anchor = guard.anchor if guard.anchor is not None else state
+    return {"state": state, "anchor": anchor._replace(key=state.key, step=state.step)}
+
+
 def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, dtype: str,
-            n_steps: int, echo: Callable[[str], None]) -> tuple[VMCState, int]:
+            n_steps: int, echo: Callable[[str], None], meta: dict[str, Any],
+            guard: _Guard) -> tuple[VMCState, int]:
     """The state of ``out/checkpoint.msgpack`` placed on ``shardings``, and its step, after
-    checking that it is finite and was written with this seed and dtype."""
+    checking that it is intact, finite, within ``n_steps`` and written by this run (seed,
+    dtype and fingerprint). Restores the guard's state."""
     if out is None:
         raise CheckpointError("--resume needs an output directory holding a checkpoint")
     ckpt = out / CHECKPOINT_NAME
     if not ckpt.exists():
         raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
-    # Checkpoints hold whole host arrays: they load on any number of devices.
-    host, saved = load_checkpoint(ckpt, gather(state))
-    require_finite(host.params, ckpt, "parameters")
-    require_finite(host.opt_state, ckpt, "optimizer state")
-    state = put(host, shardings)
+    saved = load_checkpoint_metadata(ckpt)
     if saved.get("seed") != seed:
         raise CheckpointError(
             f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
@@ -251,7 +356,27 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
             f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
             f"not {dtype}; resume with the same dtype"
         )
-    start = int(state.step)
+    check_fingerprint(ckpt, saved.get("fingerprint"), meta.get("fingerprint"), echo)
+    # Checkpoints hold whole host arrays: they load on any number of devices.
+    host_state = gather(state)
+    if "guard" in saved:
+        tree, _ = load_checkpoint(ckpt, {"state": host_state, "anchor": host_state})
+        host, anchor = tree["state"], tree["anchor"]
+    else:  # a checkpoint of a run without the guard's state
+        host, _ = load_checkpoint(ckpt, host_state)
+        anchor = host
+    for tree in (host, anchor):
+        require_finite(tree.params, ckpt, "parameters")
+        require_finite(tree.opt_state, ckpt, "optimizer state")
+    start = int(host.step)
+    if start > n_steps:
+        raise CheckpointError(
+            f"checkpoint {ckpt} is at step {start}, past --steps {n_steps}: resume with "
+            f"--steps {start} or more (or start a new run)"
+        )
+    state = put(host, shardings)
+    guard.restore(saved)
+    guard.anchor = put(anchor, shardings)
     echo(f"resuming from step {start} ({ckpt})")
     planned = saved.get("n_steps_planned")
     if planned is not None and planned != n_steps:
@@ -262,34 +387,99 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
     return state, start
 
 
+def check_fingerprint(ckpt: Path, saved: Any, now: Any,
+                      echo: Callable[[str], None] | None = None) -> None:
+    """Raise :class:`CheckpointError` naming the first option whose value differs between the
+    checkpoint's fingerprint ``saved`` and this run's ``now`` (dicts of JSON-able values); a
+    checkpoint without one (an older nqs) only gets a note through ``echo``."""
+    if now is None:
+        return
+    if saved is None:  # written before fingerprints: nothing to compare
+        if echo is not None:
+            echo(f"note: checkpoint {ckpt} records no options (written by an older nqs); "
+                 "resuming without checking that they match")
+        return
+    for name in sorted(set(saved) | set(now)):
+        if saved.get(name) != now.get(name):
+            raise CheckpointError(
+                f"checkpoint {ckpt} belongs to a different run: {name} was "
+                f"{saved.get(name)!r}, now {now.get(name)!r}; resume with the same options"
+            )
+
+
+@jax.jit
+def _scale_update(new: Any, old: Any, scale: jax.Array) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
+
+
 def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState, start: int,
                n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
                main: bool, checkpoint_every: int, meta: dict[str, Any], progress: bool,
-               echo: Callable[[str], None], t_run: float) -> tuple[VMCState, float]:
+               echo: Callable[[str], None], t_run: float, guard: _Guard,
+               callback: Callable[[dict], None] | None = None) -> tuple[VMCState, float]:
     """Steps ``start .. n_steps - 1``: each logged (appended to ``history``) and checkpointed
-    every ``checkpoint_every`` steps and at the end. Returns the state and the time spent in
-    the steps after the first (which includes compilation)."""
+    every ``checkpoint_every`` steps, at the end and on SIGINT / SIGTERM; rejected steps
+    handled by ``guard``. Returns the state and the time spent in the steps after the first
+    (which includes compilation)."""
     t_steps = 0.0
-    for k in range(start, n_steps):
-        t0 = time.perf_counter()
-        state, info = step(state)
-        info = jax.device_get(info)
-        dt = time.perf_counter() - t0
-        if k > start:  # the first step includes compilation
-            t_steps += dt
-        record = _record(k, info, dt, time.perf_counter() - t_run)
-        if not bool(info.accepted):
-            record["rejected"] = True
-            echo(f"step {k}: non-finite energy or gradient; reverted to the last good parameters")
-        history.append(record)
-        if logger is not None:
-            logger.append(record)
-        if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps):
-            host = gather(state)  # every process takes part; process 0 writes
-            if main:
-                save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k + 1})
-        if progress:
-            _progress(k + 1, n_steps, record)
+    if guard.anchor is None:
+        guard.anchor = state
+
+    def checkpoint(k: int) -> None:
+        host = gather(_checkpoint_tree(state, guard))  # every process; process 0 writes
+        if main:
+            save_checkpoint(out / CHECKPOINT_NAME, host,
+                            meta | {"step": k, "guard": guard.meta()})
+
+    with deferred_signals() as pending:
+        for k in range(start, n_steps):
+            t0 = time.perf_counter()
+            before = state
+            state, info = step(state)
+            info = jax.device_get(info)
+            dt = time.perf_counter() - t0
+            if k > start:  # the first step includes compilation
+                t_steps += dt
+            record = _record(k, info, dt, time.perf_counter() - t_run)
+            reason = guard.judge(info)
+            if reason is None:
+                guard.e_ref, guard.err_ref = float(info.energy), float(info.energy_error)
+                guard.rejections = 0
+                guard.anchor = before
+                if guard.lr_scale != 1.0:
+                    state = state._replace(params=_scale_update(
+                        state.params, before.params, np.float64(guard.lr_scale)))
+            else:
+                guard.rejections += 1
+                guard.lr_scale *= guard.lr_factor
+                # a bad energy condemns the parameters it was measured at (the last update's
+                # result): back to the anchor; a bad gradient or update only this step's update
+                back = guard.anchor if not np.isfinite(float(info.energy)) or "jumped" in reason \
+                    else before
+                state = state._replace(params=back.params, opt_state=back.opt_state,
+                                       sampler_state=back.sampler_state)
+                record["rejected"] = True
+                record["lr_scale"] = guard.lr_scale
+                echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
+                     f"learning rate x{guard.lr_scale:.3g}")
+            history.append(record)
+            if logger is not None:
+                logger.append(record)
+            if guard.rejections >= guard.max_rejections:
+                raise RunDiverged(
+                    f"{guard.rejections} consecutive steps rejected (last at step {k}: "
+                    f"{reason}); the optimization diverged: lower --lr (or raise --diag-shift)"
+                )
+            signum = pending()
+            if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps
+                                    or signum is not None):
+                checkpoint(k + 1)
+            if progress:
+                _progress(k + 1, n_steps, record)
+            if signum is not None:
+                raise RunInterrupted(signum, k + 1, out / CHECKPOINT_NAME if out else None)
+            if callback is not None:
+                callback(record)
     if progress:
         print(file=sys.stderr)
     return state, t_steps
@@ -360,9 +550,11 @@ def _final_energy(
         )
         e_locs.append(np.asarray(gather(e_loc)))
         batch_stats.append(stats)
-    if n_batches > 1 and getattr(sampler, "power", 1.0) != 1.0:
+    if n_batches > 1 and (getattr(sampler, "power", 1.0) != 1.0
+                          or getattr(sampler, "is_unique", False)):
         # importance-weighted draws (|psi|^(2q) chains): each batch's weighted estimate is
-        # self-normalised, so average the batch estimates (independent errors combined)
+        # self-normalised; distinct draws with counts: each batch has its own draw count. So
+        # average the batch estimates (independent errors combined).
         means = np.array([float(np.real(s.mean)) for s in batch_stats])
         errors = np.array([float(s.error_of_mean) for s in batch_stats])
         variances = np.array([float(s.variance) for s in batch_stats])

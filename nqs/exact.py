@@ -47,14 +47,27 @@ class SparseHamiltonian(NamedTuple):
     vals: np.ndarray  # [nnz]
 
 
+#: Most sites an int64 configuration key holds (bit i = site i; bit 63 would be the sign).
+MAX_INT_KEY_SITES = 63
+
+
 def configuration_keys(x: np.ndarray, hilbert) -> np.ndarray:
-    """Bit-packed int64 key of each configuration ``x`` [n, n_sites] (n_sites <= 62)."""
+    """A key per configuration ``x`` [n, n_sites]: equal keys if and only if equal rows.
+
+    Up to :data:`MAX_INT_KEY_SITES` (63) sites: int64 [n], bit ``i`` set when site ``i`` holds
+    the upper local value, so the XOR of two keys is the set of flipped sites (used by
+    :func:`sparse_hamiltonian`). More sites (N2/cc-pVTZ with a frozen core has 116 spin
+    orbitals): the bits packed into ``ceil(n_sites / 8)`` bytes, one numpy void scalar per row
+    ([n], dtype ``V<bytes>``), which compares, sorts and ``np.unique``s like an integer key
+    (no XOR).
+    """
     lo, hi = hilbert.local_values
-    bits = (np.asarray(x) > 0.5 * (lo + hi)).astype(np.int64)
+    bits = np.asarray(x) > 0.5 * (lo + hi)
     n_sites = bits.shape[1]
-    if n_sites > 62:
-        raise InputError(f"{n_sites} sites are too many for exact summation")
-    return bits @ (np.int64(1) << np.arange(n_sites, dtype=np.int64))
+    if n_sites <= MAX_INT_KEY_SITES:
+        return bits.astype(np.int64) @ (np.int64(1) << np.arange(n_sites, dtype=np.int64))
+    packed = np.ascontiguousarray(np.packbits(bits, axis=1))
+    return packed.view(f"V{packed.shape[1]}").reshape(len(packed))
 
 
 @functools.lru_cache(maxsize=2)
@@ -66,6 +79,9 @@ def sparse_hamiltonian(
     Cached (a run builds it for the VMC step and again for the final evaluation).
     """
     hilbert = operator.hilbert
+    if hilbert.n_sites > MAX_INT_KEY_SITES:
+        raise InputError(f"exact summation handles at most {MAX_INT_KEY_SITES} sites, got "
+                         f"{hilbert.n_sites}; use Monte Carlo sampling")
     states = hilbert.all_states()
     n_sites = states.shape[1]
     keys = configuration_keys(states, hilbert)

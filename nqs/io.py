@@ -13,6 +13,7 @@ become (nested) lists, non-finite floats become ``null`` and complex numbers bec
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from nqs.errors import CheckpointError
 PathLike = str | os.PathLike[str]
 
 _FORMAT = "nqs-checkpoint"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the state as bytes beside their SHA-256 (1: no checksum; readable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,12 +92,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The mode of the files nqs writes: ``0o666`` less the process umask (0644 under the
+    usual umask 022), as ``open()`` would give; temporary files are 0600 until renamed."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace),
+    with the mode of :func:`file_mode` (0644 under the usual umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -112,6 +123,20 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
 def write_json_atomic(path: PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (non-finite floats -> null) atomically."""
     write_bytes_atomic(path, (_dumps(obj, indent=2) + "\n").encode())
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode())
+
+
+def save_figure_atomic(fig: Any, path: PathLike, **kwargs: Any) -> None:
+    """``fig.savefig`` (a matplotlib figure; format from the suffix) written atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +261,24 @@ def save_checkpoint(path: PathLike, tree: Any, metadata: Mapping[str, Any] | Non
         "names": names,
         "arrays": {str(i): a for i, a in enumerate(arrays.values())},
     }
-    write_bytes_atomic(path, serialization.msgpack_serialize(state))
+    write_checkpoint_state(path, state)
+
+
+def write_checkpoint_state(path: PathLike, state: Mapping[str, Any]) -> None:
+    """Write a checkpoint's state (``format``, ``version``, ``metadata``, ``names``,
+    ``arrays``) atomically: the file holds this state serialized as bytes beside their SHA-256
+    (tests use it to write edited checkpoints)."""
+    inner = {k: v for k, v in state.items() if k not in ("sha256", "version", "format")}
+    payload = serialization.msgpack_serialize(inner)
+    outer = {"format": _FORMAT, "version": _FORMAT_VERSION,
+             "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
+    write_bytes_atomic(path, serialization.msgpack_serialize(outer))
+
+
+def read_checkpoint_state(path: PathLike) -> dict[str, Any]:
+    """The state of a checkpoint (``metadata``, ``names``, ``arrays``, ...), its checksum
+    verified (raises :class:`CheckpointError`)."""
+    return _read_state(path)
 
 
 def _read_state(path: PathLike) -> dict[str, Any]:
@@ -250,11 +292,27 @@ def _read_state(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is unreadable: {msg}") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"checkpoint {path} is unreadable: not an nqs checkpoint")
-    if state.get("version") != _FORMAT_VERSION:
+    version = state.get("version")
+    if version == 1 and set(state) == {"format", "version", "metadata", "names", "arrays"}:
+        return state  # written before checksums
+    if version != _FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {state.get('version')}, expected {_FORMAT_VERSION}"
+            f"checkpoint {path} has format version {version!r}, expected {_FORMAT_VERSION}"
         )
-    return state
+    payload = state.get("payload")
+    if (not isinstance(payload, bytes) or set(state) != {"format", "version", "sha256", "payload"}
+            or state.get("sha256") != hashlib.sha256(payload).hexdigest()):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its checksum does not match its contents "
+            "(a damaged or edited file); resume an intact copy or start a new run"
+        )
+    try:
+        inner = serialization.msgpack_restore(payload)
+    except Exception:
+        raise CheckpointError(f"checkpoint {path} is unreadable: corrupt payload") from None
+    if not isinstance(inner, dict):
+        raise CheckpointError(f"checkpoint {path} is unreadable: corrupt payload")
+    return {"format": _FORMAT, "version": _FORMAT_VERSION, **inner}
 
 
 def require_finite(tree: Any, path: PathLike, what: str) -> None:

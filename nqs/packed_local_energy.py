@@ -135,9 +135,13 @@ def make_packed_local_energy(
         # n_valid is a traced argument: one program per batch shape, not per count
         sites, mels, needs_ansatz, e_diag, per_sample = first_pass(
             params, xs, jnp.asarray(n, jnp.int32))
-        rows = np.flatnonzero(np.asarray(needs_ansatz)).astype(np.int32)
+        needs = np.asarray(needs_ansatz)
+        # flat row indices: int32 unless B * max_conn overflows it (N2/cc-pVDZ frozen core,
+        # max_conn 15436: from 139k samples a batch)
+        index_dtype = np.int32 if needs.size < 2**31 else np.int64
+        rows = np.flatnonzero(needs).astype(index_dtype)
         n_blocks = -(-len(rows) // block)
-        padded = np.full(n_blocks * block, -1, dtype=np.int32)
+        padded = np.full(n_blocks * block, -1, dtype=index_dtype)
         padded[: len(rows)] = rows
         # accumulate in the dtype of the ratios (complex log psi), float64 downstream
         acc = e_diag.astype(jnp.result_type(e_diag.dtype, jnp.complex64))

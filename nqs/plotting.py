@@ -104,5 +104,7 @@ def plot_convergence(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    from nqs.io import save_figure_atomic
+
+    save_figure_atomic(fig, path, dpi=120)
     return path

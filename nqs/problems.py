@@ -136,6 +136,35 @@ def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[
 EXACT_AUTO_LIMIT = 100_000
 
 
+MOLECULE_ANSATZE = ("auto", "backflow", "rbm", "autoregressive")
+MOLECULE_SAMPLERS = ("auto", "exact", "mcmc", "autoregressive")
+
+
+def molecule_method(n_determinants: int, ansatz: str = "auto", sampler: str = "auto"
+                    ) -> tuple[str, str]:
+    """``(ansatz, sampler)`` with ``"auto"`` resolved from the size of the space.
+
+    Up to ``EXACT_AUTO_LIMIT`` determinants: backflow with exact summation; beyond it: the
+    autoregressive ansatz with exact autoregressive sampling. An explicit choice of one picks
+    the other to match (``mcmc`` samples a backflow state, ``autoregressive`` either way).
+    """
+    if ansatz not in MOLECULE_ANSATZE:
+        raise InputError(f"unknown ansatz {ansatz!r}; choose {', '.join(MOLECULE_ANSATZE)}")
+    if sampler not in MOLECULE_SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; choose {', '.join(MOLECULE_SAMPLERS)}")
+    small = n_determinants <= EXACT_AUTO_LIMIT
+    if ansatz == "auto":
+        sampled = sampler == "autoregressive" or (sampler == "auto" and not small)
+        ansatz = "autoregressive" if sampled else "backflow"
+    if sampler == "auto":
+        sampler = ("autoregressive" if ansatz == "autoregressive"
+                   else "exact" if small else "mcmc")
+    if sampler == "autoregressive" and ansatz != "autoregressive":
+        raise InputError(f"the autoregressive sampler draws from the autoregressive ansatz, "
+                         f"not {ansatz}; use --ansatz autoregressive (or auto)")
+    return ansatz, sampler
+
+
 def molecule_ansatz(
     hilbert: FermionHilbert,
     kind: str,
@@ -144,13 +173,20 @@ def molecule_ansatz(
     hidden: tuple[int, ...] = (64,),
     n_determinants: int = 1,
     init_scale: float = 0.05,
+    backbone: str = "made",
 ) -> Ansatz:
-    """Neural backflow determinant(s) (``"backflow"``) or complex RBM (``"rbm"``, Choo et al.).
+    """Neural backflow determinant(s) (``"backflow"``), complex RBM (``"rbm"``, Choo et al.),
+    or an autoregressive state (``"autoregressive"``: ``backbone`` ``"made"`` with ``hidden``
+    widths, or ``"transformer"``; :mod:`nqs.models.autoregressive`).
 
     ``init_scale``: size of the random perturbation of the Hartree-Fock orbitals at
     initialization. Monte Carlo needs a larger one (e.g. 0.3) than exact summation: a state too
     close to the HF determinant is sampled as HF alone, which gives a zero gradient estimate.
     """
+    if kind == "autoregressive":
+        from nqs.models.autoregressive import make_autoregressive
+
+        return make_autoregressive(hilbert, backbone, hidden=hidden)
     if kind == "backflow":
         from nqs.models.backflow import make_backflow
 
@@ -162,7 +198,7 @@ def molecule_ansatz(
         if not alpha > 0:
             raise InputError(f"alpha must be positive, got {alpha}")
         return make_rbm(hilbert.n_sites, alpha, flip_constant=1.0)
-    raise InputError(f"unknown ansatz {kind!r}; choose backflow or rbm")
+    raise InputError(f"unknown ansatz {kind!r}; choose backflow, rbm or autoregressive")
 
 
 MOLECULE_RULES = ("pair-hop", "connected")
@@ -177,6 +213,7 @@ def molecule_sampler(
     rule: str = "pair-hop",
     power: float = 1.0,
     integrals=None,
+    max_unique: int = 1024,
 ) -> tuple[Sampler, str]:
     """``(sampler, mode)``: exact summation over all determinants or Metropolis electron hops.
 
@@ -186,13 +223,23 @@ def molecule_sampler(
     (:class:`nqs.sampling.rules.ConnectedRule`, needs ``integrals`` with ``h1``, ``h2``).
     ``power`` q: the chains sample ``|psi|^(2q)``, reweighted to ``|psi|^2`` (q < 1 flattens a
     distribution peaked on the Hartree-Fock determinant).
+    ``kind="autoregressive"``: exact draws from an autoregressive ansatz, ``n_samples`` draws
+    at most per step in at most ``max_unique`` distinct determinants
+    (:class:`nqs.sampling.autoregressive.AutoregressiveSampler`).
     """
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
     from nqs.sampling.rules import ConnectedRule, PairHopRule
 
-    if kind not in ("auto", "exact", "mcmc"):
-        raise InputError(f"unknown sampler {kind!r}; choose auto, exact or mcmc")
+    if kind not in MOLECULE_SAMPLERS:
+        raise InputError(f"unknown sampler {kind!r}; choose {', '.join(MOLECULE_SAMPLERS)}")
+    if kind == "autoregressive":
+        from nqs.sampling.autoregressive import AutoregressiveSampler
+
+        if n_samples <= 0 or max_unique <= 0:
+            raise InputError("samples and the number of distinct samples must be positive "
+                             "integers")
+        return AutoregressiveSampler(hilbert, int(n_samples), int(max_unique)), "autoregressive"
     if rule not in MOLECULE_RULES:
         raise InputError(f"unknown Metropolis rule {rule!r}; choose {' or '.join(MOLECULE_RULES)}")
     if not 0.0 < power <= 1.0:

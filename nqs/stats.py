@@ -213,3 +213,19 @@ def stats_to_dict(stats: Stats, prefix: str = "") -> dict[str, float | complex]:
         f"{prefix}tau_corr": float(stats.tau_corr),
         f"{prefix}r_hat": float(stats.r_hat),
     }
+
+
+@jax.jit
+def unique_statistics(values: jax.Array, weights: jax.Array, n_draws: jax.Array) -> Stats:
+    """Statistics of ``n_draws`` independent exact draws reduced to distinct configurations.
+
+    ``values`` [n] and ``weights`` [n] = counts / n_draws (rows of count 0 weigh nothing), as
+    returned by :class:`nqs.sampling.autoregressive.AutoregressiveSampler`. The draws are
+    independent, so ``error_of_mean = sqrt(variance / n_draws)``, ``tau_corr = 1/2`` and
+    ``r_hat = nan`` (there are no chains).
+    """
+    mean = jnp.sum(weights * values)
+    variance = jnp.sum(weights * jnp.abs(values - mean) ** 2)
+    error = jnp.sqrt(variance / jnp.asarray(n_draws, variance.dtype))
+    return Stats(mean, error, variance, jnp.asarray(0.5, variance.dtype),
+                 jnp.asarray(jnp.nan, variance.dtype))

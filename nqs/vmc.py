@@ -26,8 +26,8 @@ from nqs.optim.flat import is_complex_tree, real_flat
 from nqs.optim.jacobian import holomorphic_jacobian, structured_jacobian, transpose_dot
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map, constrain_samples
-from nqs.sampling.base import Sampler, Samples
-from nqs.stats import Stats, statistics
+from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
+from nqs.stats import Stats, statistics, unique_statistics
 
 
 class VMCState(NamedTuple):
@@ -171,7 +171,9 @@ def make_estimator(
             e_loc = local_energy(params, samples.x)
         else:  # computed outside (the packed host-level path); a constant for the gradient
             e_loc = jax.lax.stop_gradient(constrain_samples(e_loc, mesh))
-        if inverse is None:
+        if samples.n_chains == UNIQUE_DRAWS:  # independent exact draws with counts
+            stats = unique_statistics(e_loc, samples.weights, samples.n_draws)
+        elif inverse is None:
             stats = statistics(e_loc, samples.weights, samples.n_chains)
         else:
             n_draws = inverse.shape[0]
@@ -318,6 +320,9 @@ def make_vmc(
 
     if getattr(sampler, "is_exact", False):
         return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
+    if getattr(sampler, "is_unique", False):
+        return init, _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish,
+                                       mesh, packed)
     if dedupe:
         return init, _make_deduplicated_step(
             ansatz, operator, sampler, optimizer, chunk_size, finish, mesh, packed
@@ -396,8 +401,7 @@ def distinct_draws(x: np.ndarray, w_draws: np.ndarray, hilbert: Any,
     keys = configuration_keys(x, hilbert)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     n_unique = len(first)
-    bucket = min(max(16, 1 << (n_unique - 1).bit_length()), len(x))
-    bucket = -(-bucket // n_dev) * n_dev
+    bucket = unique_bucket(n_unique, len(x), n_dev)
     x_unique = np.repeat(x[first[:1]], bucket, axis=0)
     x_unique[:n_unique] = x[first]
     w_unique = np.zeros(bucket)
@@ -423,14 +427,9 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
     )
     n_dev = n_shards(mesh)
     n_chains = int(sampler.n_chains)
-    packed_local_energy = None
-    if packed_applies(packed, mesh):
-        from nqs.packed_local_energy import default_chunk_rows, make_packed_local_energy
-
-        # chunk_size (samples per device) does not apply: the packed pass holds chunk_rows
-        # connected rows at a time, a bound of its own
-        packed_local_energy = make_packed_local_energy(operator, ansatz,
-                                                       default_chunk_rows(ansatz))
+    # chunk_size (samples per device) does not apply to the packed pass: it holds chunk_rows
+    # connected rows at a time, a bound of its own
+    packed_local_energy = _packed_or_none(packed, mesh, operator, ansatz)
 
     @jax.jit
     def draw(state: VMCState):
@@ -462,6 +461,72 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
                                                        (sample_sharding(mesh),) * 4)
         return estimate_and_finish(state, key, x_unique, w_unique, inverse,
                                    w_draws, sampler_state, acceptance, e_unique)
+
+    step.is_host_step = True
+    return step
+
+
+def unique_bucket(n_unique: int, capacity: int, n_dev: int = 1) -> int:
+    """Rows kept of a sampler buffer holding ``n_unique`` distinct configurations first: a power
+    of two, at least 16, at most ``capacity``, rounded up to a multiple of ``n_dev`` (few
+    compiled shapes, no work on the empty rows past it)."""
+    bucket = min(max(16, 1 << max(n_unique - 1, 0).bit_length()), capacity)
+    return -(-bucket // n_dev) * n_dev
+
+
+def _packed_or_none(packed: bool, mesh: Mesh | None, operator, ansatz):
+    """The packed local-energy function when it applies (:func:`packed_applies`), else None."""
+    if not packed_applies(packed, mesh):
+        return None
+    from nqs.packed_local_energy import default_chunk_rows, make_packed_local_energy
+
+    return make_packed_local_energy(operator, ansatz, default_chunk_rows(ansatz))
+
+
+def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh,
+                      packed=True):
+    """Host-level step for samplers that return distinct configurations with counts
+    (:class:`nqs.sampling.autoregressive.AutoregressiveSampler`).
+
+    Jitted draw; the host keeps the first ``unique_bucket(n_unique)`` rows (the distinct
+    configurations come first); their local energies come from the packed pass (one device) or
+    per sample; jitted estimate and update with weights counts / n_draws. The distinct
+    configurations are the rows of the SR Jacobian.
+    """
+    from nqs.parallel import n_shards, put, sample_sharding
+
+    estimate = make_estimator(
+        ansatz, operator, needs_jacobian=optimizer.needs_jacobian, chunk_size=chunk_size,
+        mesh=mesh,
+    )
+    n_dev = n_shards(mesh)
+    packed_local_energy = _packed_or_none(packed, mesh, operator, ansatz)
+
+    @jax.jit
+    def draw(state: VMCState):
+        key, k_sample = jax.random.split(state.key)
+        samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
+                                                      state.sampler_state)
+        return (key, samples.x, samples.weights, samples.n_draws, sampler_state,
+                info["n_unique"])
+
+    @jax.jit
+    def estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique=None):
+        samples = Samples(x, w, UNIQUE_DRAWS, n_draws)
+        est = estimate(state.params, samples, e_loc=e_unique)
+        return finish(state, key, est, sampler_state, jnp.asarray(1.0))
+
+    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+        key, x, w, n_draws, sampler_state, n_unique = draw(state)
+        n_unique = int(n_unique)
+        bucket = unique_bucket(n_unique, x.shape[0], n_dev)
+        x, w = x[:bucket], w[:bucket]
+        e_unique = None
+        if packed_local_energy is not None:
+            e_unique = packed_local_energy(state.params, x, n_unique)
+        if mesh is not None:
+            x, w = put((x, w), (sample_sharding(mesh),) * 2)
+        return estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique)
 
     step.is_host_step = True
     return step
@@ -507,6 +572,8 @@ def make_energy_evaluator(
         evaluate_exact.is_host_step = True
         return evaluate_exact
 
+    if getattr(sampler, "is_unique", False):
+        return _make_unique_evaluator(ansatz, operator, sampler, chunk_size, mesh, packed)
     if packed_applies(packed, mesh):
         return _make_packed_evaluator(ansatz, operator, sampler)
 
@@ -549,3 +616,30 @@ def _make_packed_evaluator(ansatz, operator, sampler):
 
     evaluate_packed.is_host_step = True
     return evaluate_packed
+
+
+def _make_unique_evaluator(ansatz, operator, sampler, chunk_size, mesh, packed):
+    """Host-level final evaluation for samplers of distinct configurations with counts: jitted
+    draw, local energies of the distinct configurations (packed on one device), statistics of
+    independent draws (:func:`nqs.stats.unique_statistics`)."""
+    packed_local_energy = _packed_or_none(packed, mesh, operator, ansatz)
+    local_energy = jax.jit(batched(make_local_energy(operator, ansatz), chunk_size, mesh))
+
+    @jax.jit
+    def draw(params: Params, sampler_state: Any, key: jax.Array):
+        samples, sampler_state, info = sampler.sample(key, ansatz, params, sampler_state)
+        return samples.x, samples.weights, samples.n_draws, sampler_state, info["n_unique"]
+
+    def evaluate_unique(params: Params, sampler_state: Any, key: jax.Array):
+        x, w, n_draws, sampler_state, n_unique = draw(params, sampler_state, key)
+        n_unique = int(n_unique)
+        bucket = unique_bucket(n_unique, x.shape[0])
+        x, w = x[:bucket], w[:bucket]
+        if packed_local_energy is not None:
+            e_loc = packed_local_energy(params, x, n_unique)
+        else:
+            e_loc = local_energy(params, x)
+        return unique_statistics(e_loc, w, n_draws), sampler_state, e_loc[:n_unique]
+
+    evaluate_unique.is_host_step = True
+    return evaluate_unique

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flax import serialization
 
 import nqs  # noqa: F401
 from nqs.errors import CheckpointError
-from nqs.io import load_checkpoint, require_finite, save_checkpoint
+from nqs.io import (
+    load_checkpoint,
+    read_checkpoint_state,
+    require_finite,
+    save_checkpoint,
+    write_checkpoint_state,
+)
 
 
 def _poison(path, contains: str) -> str:
     """Write a NaN into the first array of the checkpoint whose name contains ``contains``."""
-    state = serialization.msgpack_restore(path.read_bytes())
+    state = read_checkpoint_state(path)
     index = next(i for i, name in enumerate(state["names"]) if contains in name)
     value = np.array(state["arrays"][str(index)])
     value.flat[0] = np.nan
     state["arrays"][str(index)] = value
-    path.write_bytes(serialization.msgpack_serialize(state))
+    write_checkpoint_state(path, state)  # re-signed: only the NaN is wrong
     return state["names"][index]
 
 

@@ -11,7 +11,7 @@ from hamiltonians.chem_reference import cache_key, default_cache_dir, reference_
 from hamiltonians.molecule import MoleculeSpec, from_preset
 from nqs.errors import InputError
 
-# /work/shared/references.md: (E(HF), E(CCSD(T)), E(FCI))
+# docs/references.md: (E(HF), E(CCSD(T)), E(FCI))
 TABLE = {
     "H2": (-1.11704163, -1.13730557, -1.13730541),
     "LiH": (-7.86310517, -7.88276023, -7.88276220),
@@ -90,8 +90,9 @@ def test_cache_roundtrip_and_keys(tmp_path, monkeypatch):
         cache_key(spec, frozen_core=True),
         cache_key(spec, cas=(2, 2)),
         cache_key(MoleculeSpec(spec.atoms, charge=1, spin=1)),
+        cache_key(spec, eri_threshold=1e-8),
     }
-    assert len(keys) == 5
+    assert len(keys) == 6
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
@@ -105,4 +106,4 @@ def test_fci_too_large_and_bad_method(tmp_path):
     r = reference_energies(from_preset("LiH"), methods=("fci",), cache_dir=tmp_path, max_fci_determinants=10)
     assert r["e_fci"] is None and "exceed" in r["notes"]["fci"]
     with pytest.raises(InputError, match="unknown reference method"):
-        reference_energies(from_preset("H2"), methods=("dmrg",), cache_dir=tmp_path)
+        reference_energies(from_preset("H2"), methods=("casscf",), cache_dir=tmp_path)

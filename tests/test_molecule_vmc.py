@@ -118,12 +118,16 @@ def test_bench_fci_writes_results(tmp_path, capsys):
     records = json.loads((tmp_path / "results.json").read_text())
     assert [r["name"] for r in records] == ["H2"]
     for key in ("name", "basis", "n_spin_orbitals", "n_electrons", "n_determinants", "e_hf",
-                "e_ccsd_t", "e_fci", "e_nqs", "e_nqs_error", "error_mha", "chemical_accuracy",
-                "sampler", "wall_time_s"):
+                "e_ccsd_t", "e_fci", "e_ref", "e_ref_error", "reference", "ref_wall_time_s",
+                "e_nqs", "e_nqs_error", "error_mha", "chemical_accuracy", "sampler",
+                "nqs_wall_time_s", "wall_time_s"):
         assert key in records[0]
     assert records[0]["sampler"] == "exact"
-    assert (tmp_path / "results.md").exists() and (tmp_path / "errors.png").exists()
-    assert "E(NQS)-E(FCI)" in capsys.readouterr().out
+    assert records[0]["reference"] == "fci" and records[0]["e_ref"] == records[0]["e_fci"]
+    assert records[0]["nqs_wall_time_s"] < records[0]["wall_time_s"]
+    for name in ("results.md", "errors.png", "times.png"):
+        assert (tmp_path / name).exists()
+    assert "E(NQS)-E(ref)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sr"])

@@ -47,9 +47,9 @@ def _main(argv: list[str]) -> int:
 
 
 def _params(path) -> list[np.ndarray]:
-    from flax import serialization
+    from nqs.io import read_checkpoint_state
 
-    state = serialization.msgpack_restore(path.read_bytes())
+    state = read_checkpoint_state(path)
     return [np.asarray(state["arrays"][str(i)]) for i in range(len(state["names"]))]
 
 
@@ -75,7 +75,11 @@ def test_command_writes_results(tmp_path, capsys):
 
 
 def test_resume_after_interruption_is_exact(tmp_path):
+    import os
+    import signal
+
     from hamiltonians.realspace import make_atoms
+    from nqs.interrupt import RunInterrupted
     from nqs.realspace.driver import run_realspace
 
     atoms = make_atoms("He 0 0 0")  # the network and sizes of TINY: compilations are cached
@@ -85,12 +89,15 @@ def test_resume_after_interruption_is_exact(tmp_path):
     full = run_realspace(atoms, out_dir=tmp_path / "full", **kw)
 
     def interrupt(record):
-        if record["step"] == 4:  # checkpoint at 4 steps done; step 4 is lost
-            raise KeyboardInterrupt
+        if record["step"] == 2:  # SIGTERM (as SLURM sends) during the run: step 3 finishes,
+            os.kill(os.getpid(), signal.SIGTERM)  # is checkpointed (4 steps done) and it stops
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted) as stop:
         run_realspace(atoms, out_dir=tmp_path / "cut", callback=interrupt, **kw)
-    assert [r["step"] for r in read_jsonl(tmp_path / "cut" / "log.jsonl")] == [0, 1, 2, 3, 4]
+    assert stop.value.step == 4 and stop.value.exit_code == 128 + signal.SIGTERM
+    assert [r["step"] for r in read_jsonl(tmp_path / "cut" / "log.jsonl")] == [0, 1, 2, 3]
+    with pytest.raises(CheckpointError, match="past --steps"):  # 4 steps done, 3 asked
+        run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **(kw | {"n_steps": 3}))
     resumed = run_realspace(atoms, out_dir=tmp_path / "cut", resume=True, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(full.params),
                     jax.tree_util.tree_leaves(resumed.params), strict=True):
@@ -142,6 +149,7 @@ def test_nonfinite_step_is_rejected(tmp_path, monkeypatch, optimizer):
     )
     log = read_jsonl(tmp_path / "log.jsonl")
     assert [r.get("rejected", False) for r in log] == [False, True, False]
+    assert log[1]["lr_scale"] == pytest.approx(0.3)  # later updates are scaled down
     assert any("rejected" in m for m in messages)
     assert np.isfinite(res.energy)
 

@@ -1,11 +1,15 @@
-"""Dissociation curves of H2 and LiH in STO-3G: NQS vs FCI, CCSD(T) and HF along the bond length.
+"""Dissociation curves in STO-3G (H2, LiH, N2): NQS vs FCI, CCSD(T) and HF along the bond length.
 
-    python experiments/pes/run.py            # 9 bond lengths per molecule, full budgets
+    python experiments/pes/run.py            # H2 and LiH, 9 bond lengths each, full budgets
     python experiments/pes/run.py --quick    # 4 bond lengths, few steps: a smoke test
+    python experiments/pes/run.py --molecules N2 --sampler autoregressive   # sampled N2 curve
 
 Each point is a harness job (``nqs.bench.fci.Job`` with a ``MoleculeSpec``) solved by exact
-summation over all determinants with a backflow determinant. Writes results/pes.md (table),
-results/pes.json and results/pes.png (energies; errors against FCI in mHa on a log scale).
+summation over all determinants with a backflow determinant (``--sampler exact``, the default),
+or by exact autoregressive sampling of the autoregressive ansatz with SR at the harness's
+defaults (``--sampler autoregressive``; ``--lr`` then defaults to the harness's). Writes
+results/pes.md (table), results/pes.json and results/pes.png (energies; errors against FCI in
+mHa on a log scale).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 CURVES: dict[str, tuple[str, np.ndarray]] = {
     "H2": ("H 0 0 0; H 0 0 {r}", np.array([0.5, 0.6, 0.734, 0.9, 1.1, 1.4, 1.8, 2.2, 2.6])),
     "LiH": ("Li 0 0 0; H 0 0 {r}", np.array([1.0, 1.3, 1.548, 1.8, 2.1, 2.5, 3.0, 3.5, 4.0])),
+    "N2": ("N 0 0 0; N 0 0 {r}", np.array([0.9, 1.1, 1.19, 1.3, 1.5, 1.7, 2.0, 2.5])),
 }
-STEPS = {"H2": 2000, "LiH": 800}
+STEPS = {"H2": 2000, "LiH": 800, "N2": 600}
 
 
 def jobs_for(name: str, lengths: np.ndarray, basis: str) -> list[Job]:
@@ -90,11 +95,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--molecules", nargs="+", default=list(CURVES), choices=list(CURVES))
+    p.add_argument("--molecules", nargs="+", default=["H2", "LiH"], choices=list(CURVES))
+    p.add_argument("--sampler", choices=("exact", "autoregressive"), default="exact")
     p.add_argument("--quick", action="store_true", help="4 bond lengths and 30 steps each")
     p.add_argument("--steps", type=int, default=None, help="override the per-molecule budgets")
     p.add_argument("--hidden", type=int, nargs="+", default=[64])
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 3e-3 exact with Adam; the harness's default "
+                   "with the autoregressive sampler)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
@@ -107,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             lengths = lengths[:: max(len(lengths) // 4, 1)][:4]
         steps = 30 if args.quick else (args.steps or STEPS[name])
-        settings = Settings(sampler="exact", steps=steps, hidden=tuple(args.hidden),
-                            learning_rate=args.lr, seed=args.seed)
+        lr = 3e-3 if args.lr is None and args.sampler == "exact" else args.lr
+        settings = Settings(sampler=args.sampler, steps=steps, hidden=tuple(args.hidden),
+                            learning_rate=lr, seed=args.seed)
         records = run_benchmark(jobs_for(name, lengths, "sto-3g"), settings, None,
                                 lambda m: print(m, flush=True))
         for r, length in zip(records, lengths, strict=True):
             rows.append(r | {"molecule": name, "bond_length": float(length)})
     text = table(rows)
-    note = (f"\nExact summation, backflow {tuple(args.hidden)}, Adam lr {args.lr}, "
+    method = ("exact summation, backflow, Adam" if args.sampler == "exact"
+              else "autoregressive sampling, autoregressive ansatz, SR")
+    note = (f"\n{method}, hidden {tuple(args.hidden)}, lr {args.lr or 'default'}, "
             f"{'quick' if args.quick else 'full'} budgets; total {time.perf_counter() - t0:.0f} s "
             f"on {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end).\n")
     print("\n" + text + note)

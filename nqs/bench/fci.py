@@ -4,8 +4,13 @@
     print(markdown_table(records))
 
 Each record holds the reference energies of the same basis and active space, the VMC energy
-with its error bar, its distance to FCI in mHa, and the sampler mode (exact summation or
-Monte Carlo) that produced it.
+with its error bar, its distance to the reference in mHa, and the sampler mode (exact
+summation or Monte Carlo) that produced it. The reference (``e_ref``, named in ``reference``)
+is PySCF FCI where it fits and otherwise DMRG (block2, extrapolated in the bond dimension,
+with an uncertainty ``e_ref_error``) or selected CI: see
+:mod:`hamiltonians.large_reference` and ``ReferenceOptions``
+(:class:`hamiltonians.chem_reference.ReferenceOptions`). Each record also holds the wall time
+of the reference (``ref_wall_time_s``) beside that of the VMC run (``nqs_wall_time_s``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ CHEMICAL_ACCURACY_MHA = 1.6
 SUITES: dict[str, tuple[str, ...]] = {
     "default": ("H2", "LiH"),
     "choo2020": ("H2", "LiH", "H2O", "NH3", "N2", "C2"),
+    "sampled": ("H2O-6-31G", "N2-6-31G-fc"),
+}
+
+#: molecules of a suite with their own basis and frozen core: name -> (preset, basis, frozen)
+SUITE_MOLECULES: dict[str, tuple[str, str, bool]] = {
+    # past the exact-summation cap: 1.7e6 and 1.9e7 determinants, sampled autoregressively
+    "H2O-6-31G": ("H2O", "6-31g", False),
+    "N2-6-31G-fc": ("N2", "6-31g", True),
 }
 
 
@@ -36,19 +49,20 @@ class Job:
     fcidump: str | None = None
     frozen_core: bool = False
     cas: tuple[int, int] | None = None
+    eri_threshold: float | None = None  # None: hamiltonians.molecule.ERI_SCREENING_THRESHOLD
 
 
 @dataclass(frozen=True)
 class Settings:
     """How each molecule is solved (the same for every molecule of a run)."""
 
-    ansatz: str = "backflow"
-    sampler: str = "auto"
+    ansatz: str = "auto"  # backflow up to EXACT_AUTO_LIMIT determinants, else autoregressive
+    sampler: str = "auto"  # exact / autoregressive to match (nqs.problems.molecule_method)
     steps: int = 600
-    samples: int = 2048
+    samples: int | None = None  # None: 2048 (mcmc) or 100000 draws (autoregressive)
     chains: int = 16
-    optimizer: str = "adam"
-    learning_rate: float = 3e-3
+    optimizer: str = "auto"  # adam; sr for the autoregressive ansatz
+    learning_rate: float | None = None  # None: 3e-3 (adam, sgd, backflow SR), 0.05 (AR + SR)
     diag_shift: float = 1e-3
     hidden: tuple[int, ...] = (64,)
     n_determinants: int = 1
@@ -63,6 +77,36 @@ class Settings:
     sector: str = "full"  # exact summation over "full" space or the "hf" symmetry block
     metric_states: int | None = None  # exact + SR: metric from the K largest-weight states
     dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
+    backbone: str = "made"  # autoregressive ansatz: "made" or "transformer"
+    max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
+    first_order_start: bool = True  # autoregressive: fit the first-order wavefunction first
+
+
+AR_SAMPLES = 100_000
+MCMC_SAMPLES = 2048
+
+
+def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
+    """``settings`` with every ``auto`` / None choice made for a space of ``n_determinants``
+    (ansatz and sampler by :func:`nqs.problems.molecule_method`, then the optimizer, learning
+    rate and sample count that go with them)."""
+    from dataclasses import replace
+
+    from nqs.problems import molecule_method
+
+    ansatz, sampler = molecule_method(n_determinants, settings.ansatz, settings.sampler)
+    ar = ansatz == "autoregressive"
+    optimizer = settings.optimizer
+    if optimizer == "auto":
+        optimizer = "sr" if ar else "adam"
+    lr = settings.learning_rate
+    if lr is None:
+        lr = 0.05 if ar and optimizer in ("sr", "minsr") else 3e-3
+    samples = settings.samples
+    if samples is None:
+        samples = AR_SAMPLES if sampler == "autoregressive" else MCMC_SAMPLES
+    return replace(settings, ansatz=ansatz, sampler=sampler, optimizer=optimizer,
+                   learning_rate=lr, samples=samples)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -101,26 +145,82 @@ def make_scheduled_optimizer(settings: Settings):
     return sr_optimizer(lr, settings.diag_shift, sr_mode, settings.metric_states)
 
 
-def load_job(job: Job, cache_dir: str | None = None):
-    """``(integrals, references dict, basis label)`` for one job."""
-    from hamiltonians.chem_reference import fci_from_integrals, reference_energies
-    from hamiltonians.molecule import compute_integrals, read_fcidump
+def load_job(job: Job, cache_dir: str | None = None, reference=None,
+             echo: Callable[[str], None] | None = None):
+    """``(integrals, references dict, basis label)`` for one job; a failure inside PySCF is an
+    :class:`InputError` naming the molecule (one line on the command line).
 
+    ``reference``: a :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto). The
+    dict holds HF, MP2, CCSD, CCSD(T) (None for an FCIDUMP) and the chosen reference:
+    ``e_ref``, ``e_ref_error``, ``reference`` (fci, dmrg or sci), ``ref_wall_time_s``,
+    ``ref_cached``, and ``e_fci`` when FCI was the one computed. ``echo`` gets DMRG's progress.
+    """
+    try:
+        return _load_job(job, cache_dir, reference, echo)
+    except InputError:
+        raise
+    except (RuntimeError, ValueError, KeyError, ArithmeticError, np.linalg.LinAlgError) as err:
+        msg = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(f"molecule {job.name!r}: PySCF failed: {msg}") from None
+
+
+def _load_job(job: Job, cache_dir: str | None, reference, echo):
+    """:func:`load_job` without the translation of library errors."""
+    from hamiltonians.chem_reference import (
+        ReferenceOptions,
+        compute_reference,
+        reference_energies,
+        reference_energy,
+    )
+    from hamiltonians.large_reference import choose_reference, n_determinants
+    from hamiltonians.molecule import (
+        ERI_SCREENING_THRESHOLD,
+        compute_integrals,
+        read_fcidump,
+        screen_integrals,
+    )
+
+    opts = (reference or ReferenceOptions()).validated()
+    threshold = ERI_SCREENING_THRESHOLD if job.eri_threshold is None else job.eri_threshold
     if job.fcidump is not None:
-        integrals = read_fcidump(job.fcidump)
-        refs = {"e_hf": integrals.hf_energy(), "e_mp2": None, "e_ccsd": None,
-                "e_ccsd_t": None, "e_fci": fci_from_integrals(integrals)[0]}
-        return integrals, refs, "FCIDUMP"
-    integrals, _ = compute_integrals(job.spec, frozen_core=job.frozen_core, cas=job.cas)
-    refs = reference_energies(job.spec, frozen_core=job.frozen_core, cas=job.cas,
-                              cache_dir=cache_dir)
-    return integrals, refs, job.spec.basis
+        integrals = screen_integrals(read_fcidump(job.fcidump), threshold)
+        method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
+        refs = {"e_hf": integrals.hf_energy(), "e_mp2": None, "e_ccsd": None, "e_ccsd_t": None,
+                "notes": {}}
+        refs.update(compute_reference(integrals, method, opts, refs["notes"], echo))
+        refs.setdefault("e_fci", None)
+        return integrals, refs | reference_energy(refs, method), "FCIDUMP"
+    integrals, _ = compute_integrals(job.spec, frozen_core=job.frozen_core, cas=job.cas,
+                                     eri_threshold=threshold)
+    method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
+    methods = ("hf", "mp2", "ccsd", "ccsd_t", method)
+    refs = reference_energies(job.spec, frozen_core=job.frozen_core, cas=job.cas, methods=methods,
+                              cache_dir=cache_dir, eri_threshold=threshold, options=opts,
+                              echo=echo)
+    refs.setdefault("e_fci", None)
+    return integrals, refs | reference_energy(refs, method), job.spec.basis
+
+
+def fingerprint(integrals, settings: Settings) -> dict:
+    """What a molecule's checkpoint must match on resume: a digest of the integrals and the
+    settings that change the trajectory (not the steps, chunk size, seed or dtype, which the
+    driver handles)."""
+    import hashlib
+    from dataclasses import asdict
+
+    h = hashlib.sha256()
+    for a in (integrals.h1, integrals.h2, [integrals.e_core, integrals.n_alpha, integrals.n_beta]):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    fp = {k: v for k, v in asdict(settings).items()
+          if k not in ("steps", "chunk_size", "seed", "dtype")}
+    return {"integrals": h.hexdigest()[:16], **fp}
 
 
 def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[str], None],
           resume: bool = False, exact_energy: float | None = None,
           checkpoint_every: int = 100):
-    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``."""
+    """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
+    records :func:`fingerprint` and a resume with other integrals or settings is refused."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
     from nqs.precision import check_dtype, with_dtype
@@ -129,9 +229,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     check_dtype(settings.dtype)
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
+    settings = resolve_settings(settings, hilbert.n_states)
     sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains,
                                      rule=settings.rule, power=settings.sampling_power,
-                                     integrals=integrals)
+                                     integrals=integrals, max_unique=settings.max_unique)
     if settings.sector not in ("full", "hf"):
         raise InputError(f"unknown sector {settings.sector!r}; choose full or hf")
     if mode == "exact" and settings.sector == "hf":
@@ -147,50 +248,96 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
         init_scale = 0.05 if mode == "exact" else 0.3
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
-                             init_scale=init_scale)
+                             init_scale=init_scale, backbone=settings.backbone)
     ansatz = with_dtype(ansatz, settings.dtype)
     optimizer = make_scheduled_optimizer(settings)
+    initial_params = None
+    if settings.ansatz == "autoregressive" and settings.first_order_start and not resume:
+        initial_params = _first_order_start(ansatz, hamiltonian, settings.seed, echo)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
-                     chunk_size=settings.chunk_size)
+                     chunk_size=settings.chunk_size, initial_params=initial_params,
+                     fingerprint=fingerprint(integrals, settings))
     return result, mode
+
+
+def _first_order_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
+    """Parameters of ``ansatz`` fitted to the first-order wavefunction
+    (:func:`nqs.models.ar_pretrain.fit_first_order`), from the run's seed."""
+    import jax
+    import jax.numpy as jnp
+
+    from nqs.models.ar_pretrain import fit_first_order
+
+    t0 = time.perf_counter()
+    x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(seed), x0)
+    params, fidelity = fit_first_order(ansatz, hamiltonian, params)
+    echo(f"  start: fitted to the first-order wavefunction (fidelity {fidelity:.4f}, "
+         f"{time.perf_counter() - t0:.0f} s)")
+    return params
 
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
                   echo: Callable[[str], None] = print, cache_dir: str | None = None,
-                  resume: bool = False) -> list[dict]:
+                  resume: bool = False, reference=None, checkpoint_every: int = 100
+                  ) -> list[dict]:
     """Solve every job and return one record per molecule (see module docstring).
 
-    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>``."""
+    ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>`` (molecules
+    with no checkpoint yet start afresh).
+    ``reference``: :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto, FCI
+    where it fits)."""
     records = []
     for job in jobs:
         t0 = time.perf_counter()
-        integrals, refs, basis = load_job(job, cache_dir)
-        n_det = _n_determinants(integrals)
+        integrals, refs, basis = load_job(job, cache_dir, reference, echo)
+        n_det = n_determinants(integrals)
         echo(f"{job.name} ({basis}): {2 * integrals.n_orbitals} spin orbitals, "
              f"{integrals.n_electrons} electrons, {n_det} determinants; "
-             f"E(FCI) = {_fmt(refs.get('e_fci'))}")
+             f"{_reference_text(refs)}")
         sub = out_dir / job.name if out_dir is not None else None
-        result, mode = solve(integrals, settings, sub, echo, resume=resume,
-                             exact_energy=refs.get("e_fci"))
+        resume_job = resume and sub is not None and (sub / "checkpoint.msgpack").exists()
+        t1 = time.perf_counter()
+        result, mode = solve(integrals, settings, sub, echo, resume=resume_job,
+                             exact_energy=refs.get("e_ref"), checkpoint_every=checkpoint_every)
+        nqs_wall = time.perf_counter() - t1
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
-                               time.perf_counter() - t0, settings))
+                               time.perf_counter() - t0, settings, nqs_wall))
         echo(_summary_line(records[-1]))
     return records
 
 
-def _n_determinants(integrals) -> int:
+def _reference_text(refs: dict) -> str:
+    """``E(fci) = ...`` or ``E(dmrg) = ... +- ...`` with its wall time, for the console."""
+    method, e = refs.get("reference", "fci"), refs.get("e_ref")
+    label = method.upper()
+    if e is None:
+        note = refs.get("notes", {}).get(method, "not computed")
+        return f"E({label}) = - ({note})"
+    err = refs.get("e_ref_error")
+    text = f"E({label}) = {e:.8f}" + ("" if method == "fci" or err is None else f" +- {err:.1e}")
+    t = refs.get("ref_wall_time_s")
+    if t is not None:
+        text += f" ({t:.1f} s{', cached' if refs.get('ref_cached') else ''})"
+    return text
+
+
+def n_determinants(integrals) -> int:
+    """Size of the determinant space of ``integrals`` (fixed N_alpha, N_beta)."""
     from math import comb
 
     n = integrals.n_orbitals
     return comb(n, integrals.n_alpha) * comb(n, integrals.n_beta)
 
 
-def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings) -> dict:
-    e_fci = refs.get("e_fci")
+def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
+            nqs_wall=None) -> dict:
+    settings = resolve_settings(settings, n_det)
+    e_ref = refs.get("e_ref")
     e_ccsd_t = refs.get("e_ccsd_t")
-    error = None if e_fci is None else (result.energy - e_fci) * 1e3
+    error = None if e_ref is None else (result.energy - e_ref) * 1e3
     return {
         "name": job.name,
         "basis": basis,
@@ -201,21 +348,42 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings) ->
         "e_mp2": refs.get("e_mp2"),
         "e_ccsd": refs.get("e_ccsd"),
         "e_ccsd_t": e_ccsd_t,
-        "e_fci": e_fci,
+        "e_fci": refs.get("e_fci"),
+        "e_ref": e_ref,
+        "e_ref_error": refs.get("e_ref_error"),
+        "reference": refs.get("reference", "fci"),
+        "ref_details": refs.get(f"{refs.get('reference')}_details"),
+        "ref_wall_time_s": refs.get("ref_wall_time_s"),
+        "ref_cached": refs.get("ref_cached"),
         "e_nqs": result.energy,
         "e_nqs_error": result.energy_error,
         "error_mha": error,
-        "ccsd_t_error_mha": None if (e_fci is None or e_ccsd_t is None)
-        else (e_ccsd_t - e_fci) * 1e3,
+        "ccsd_t_error_mha": None if (e_ref is None or e_ccsd_t is None)
+        else (e_ccsd_t - e_ref) * 1e3,
         "chemical_accuracy": None if error is None else bool(abs(error) < CHEMICAL_ACCURACY_MHA),
+        "above_hf": above_hartree_fock(result.energy, refs.get("e_hf")),
         "sampler": mode,
         "ansatz": settings.ansatz,
+        "optimizer": settings.optimizer,
         "dtype": settings.dtype,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
         "wall_time_s": wall,
+        "nqs_wall_time_s": nqs_wall,
         "time_per_step_s": result.time_per_step_s,
     }
+
+
+def above_hartree_fock(energy: float, e_hf: float | None) -> bool | None:
+    """Whether a final energy lies above Hartree-Fock (a failed run: the state has not even
+    reached the mean-field energy); None when E(HF) is unknown."""
+    if e_hf is None or energy is None or not np.isfinite(energy):
+        return None
+    return bool(energy > e_hf)
+
+
+ABOVE_HF_WARNING = ("WARNING: E(NQS) is above E(HF): the optimization failed (try more steps, "
+                    "a smaller --lr, or --sampler exact on a small space)")
 
 
 def _fmt(value, digits: int = 8) -> str:
@@ -224,29 +392,84 @@ def _fmt(value, digits: int = 8) -> str:
 
 def _summary_line(r: dict) -> str:
     return (f"  {r['name']}: E(NQS) = {r['e_nqs']:.8f} +- {r['e_nqs_error']:.1e}, "
-            f"E(NQS) - E(FCI) = {_fmt(r['error_mha'], 4)} mHa ({r['sampler']}), "
-            f"{r['wall_time_s']:.0f} s")
+            f"E(NQS) - E({r.get('reference', 'fci').upper()}) = {_fmt(r['error_mha'], 4)} mHa "
+            f"({r['sampler']}), {r['wall_time_s']:.0f} s" + (f"\n  {r['name']}: {ABOVE_HF_WARNING}"
+                                                            if r.get("above_hf") else ""))
+
+
+def _reference_cell(r: dict) -> str:
+    method = r.get("reference", "fci")
+    err = r.get("e_ref_error")
+    if method == "fci" or err is None or r.get("e_ref") is None:
+        return method.upper()
+    return f"{method.upper()} +- {err:.1e}"
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def markdown_table(records: list[dict]) -> str:
-    """The benchmark table in markdown (energies in Hartree, errors in mHa)."""
+    """The benchmark table in markdown (energies in Hartree, errors in mHa, times in s).
+
+    ``E(ref)`` is the reference named in the ``reference`` column (fci, or dmrg / sci with its
+    uncertainty in Hartree); ``ref s`` its wall time, ``NQS s`` that of the VMC run, ``time s``
+    the whole molecule (SCF and all references included)."""
     head = ("| molecule | basis | spin orb. | electrons | determinants | E(HF) | E(CCSD(T)) | "
-            "E(FCI) | E(NQS) | E(NQS)-E(FCI) mHa | chem. acc. | sampler | time s |")
-    lines = [head, "|" + "---|" * 13]
+            "E(ref) | reference | E(NQS) | E(NQS)-E(ref) mHa | chem. acc. | sampler | ref s | "
+            "NQS s | time s |")
+    lines = [head, "|" + "---|" * 16]
     for r in records:
         err = "-" if r["e_nqs_error"] is None else f"{r['e_nqs_error']:.1e}"
         acc = {True: "yes", False: "no", None: "-"}[r["chemical_accuracy"]]
         lines.append(
             f"| {r['name']} | {r['basis']} | {r['n_spin_orbitals']} | {r['n_electrons']} | "
             f"{r['n_determinants']} | {_fmt(r['e_hf'])} | {_fmt(r['e_ccsd_t'])} | "
-            f"{_fmt(r['e_fci'])} | {r['e_nqs']:.8f} +- {err} | {_fmt(r['error_mha'], 4)} | "
-            f"{acc} | {r['sampler']} | {r['wall_time_s']:.0f} |"
+            f"{_fmt(r.get('e_ref', r.get('e_fci')))} | {_reference_cell(r)} | "
+            f"{r['e_nqs']:.8f} +- {err} | {_fmt(r['error_mha'], 4)} | "
+            f"{acc} | {r['sampler']} | {_seconds(r.get('ref_wall_time_s'))} | "
+            f"{_seconds(r.get('nqs_wall_time_s'))} | {r['wall_time_s']:.0f} |"
         )
     return "\n".join(lines)
 
 
+def plot_wall_times(records: list[dict], path: Path) -> None:
+    """Wall time of the reference (marker per method) and of the VMC run against the number of
+    determinants, log-log (one point per molecule)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    markers = {"fci": "o", "dmrg": "s", "sci": "^"}
+    for method, marker in markers.items():
+        pts = [(r["n_determinants"], r["ref_wall_time_s"]) for r in records
+               if r.get("reference", "fci") == method and r.get("ref_wall_time_s") is not None]
+        if pts:
+            x, y = zip(*pts, strict=True)
+            ax.scatter(x, y, marker=marker, color="C1", label=f"reference ({method.upper()})")
+    pts = [(r["n_determinants"], r["nqs_wall_time_s"]) for r in records
+           if r.get("nqs_wall_time_s") is not None]
+    if pts:
+        x, y = zip(*pts, strict=True)
+        ax.scatter(x, y, marker="x", color="C0", label="NQS (VMC)")
+    for r in records:
+        ax.annotate(r["name"], (r["n_determinants"], r.get("nqs_wall_time_s") or 1.0),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("determinants")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("Wall time: reference and NQS")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_errors(records: list[dict], path: Path) -> None:
-    """Bar chart of |E - E(FCI)| per molecule (log scale), NQS beside CCSD(T), with 1.6 mHa."""
+    """Bar chart of |E - E(ref)| per molecule (log scale), NQS beside CCSD(T), with 1.6 mHa."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,19 +488,32 @@ def plot_errors(records: list[dict], path: Path) -> None:
     ax.axhline(CHEMICAL_ACCURACY_MHA, color="k", ls="--", lw=1, label="chemical accuracy")
     ax.set_yscale("log")
     ax.set_xticks(x, names)
-    ax.set_ylabel("|E - E(FCI)| (mHa)")
-    ax.set_title("Error against FCI in the same basis")
+    ax.set_ylabel("|E - E(ref)| (mHa)")
+    ax.set_title("Error against the reference (FCI, or DMRG / SCI) in the same basis")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from nqs.io import save_figure_atomic
+
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
-def suite_jobs(suite: str, basis: str, frozen_core: bool, cas) -> list[Job]:
-    """The molecules of a named suite as jobs."""
+def suite_jobs(suite: str, basis: str, frozen_core: bool, cas,
+               eri_threshold: float | None = None) -> list[Job]:
+    """The molecules of a named suite as jobs (``eri_threshold``: None for the default)."""
+    from dataclasses import replace
+
     from hamiltonians.molecule import from_preset
 
     if suite not in SUITES:
         raise InputError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    return [Job(name, from_preset(name, basis=basis), None, frozen_core, cas)
-            for name in SUITES[suite]]
+    jobs = []
+    for name in SUITES[suite]:
+        if name in SUITE_MOLECULES:  # fixed basis and core: the suite's point
+            preset, own_basis, frozen = SUITE_MOLECULES[name]
+            spec = replace(from_preset(preset, basis=own_basis), name=name)
+            jobs.append(Job(name, spec, None, frozen, cas, eri_threshold))
+        else:
+            jobs.append(Job(name, from_preset(name, basis=basis), None, frozen_core, cas,
+                            eri_threshold))
+    return jobs

@@ -191,7 +191,11 @@ def run_realspace_benchmark(
             reference_source=source, echo=echo, progress=False,
         )
         if sub is not None:
-            result.plot(sub / "convergence.png", title=f"{job.name}: FermiNet / {s.optimizer}")
+            from nqs.commands.common import write_plot
+
+            write_plot(lambda sub=sub, job=job, s=s, result=result: result.plot(
+                sub / "convergence.png", title=f"{job.name}: FermiNet / {s.optimizer}"),
+                sub / "convergence.png")
         records.append(_record(job, atoms, basis, refs, exact, source, result, settings))
         echo(_summary_line(records[-1]))
     return records
@@ -345,16 +349,35 @@ def jobs_from_args(args: argparse.Namespace) -> list[RealSpaceJob]:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """``nqs bench-fci --realspace``: table on stdout, results.{json,md} in ``--out``."""
-    from nqs.io import write_json_atomic
+    from dataclasses import replace
+
+    from nqs.commands.common import is_main
+    from nqs.commands.realspace import check_pretrain_basis, check_sizes
+    from nqs.io import write_json_atomic, write_text_atomic
+    from nqs.rundir import open_run_dir, unique_names
 
     settings = settings_from_args(args)
     jobs = jobs_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    records = run_realspace_benchmark(jobs, settings, args.basis, args.out,
-                                      lambda m: print(m, flush=True))
-    table = markdown_table(records)
-    print("\n" + table + "\n\n" + NOTE)
-    write_json_atomic(args.out / "results.json", records)
-    (args.out / "results.md").write_text(table + "\n\n" + NOTE + "\n")
+    names = unique_names([job.name for job in jobs])
+    jobs = [replace(job, name=n) for job, n in zip(jobs, names, strict=True)]
+    from hamiltonians.realspace import make_atoms
+
+    if args.resume:
+        raise InputError("--resume does not apply to bench-fci --realspace (each molecule "
+                         "starts afresh); use nqs realspace --resume for one molecule")
+    for job in jobs:
+        atoms = make_atoms(job.geometry, charge=job.charge, spin=job.spin)
+        check_pretrain_basis(args.basis, list(atoms.symbols))  # the basis-set references
+        if settings.pretrain_steps > 0:
+            check_pretrain_basis(settings.pretrain_basis, list(atoms.symbols))
+        check_sizes(args, atoms.n_electrons, settings.walkers, settings.layers, settings.hidden,
+                    settings.n_determinants, settings.eval_steps, settings.optimizer)
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        records = run_realspace_benchmark(jobs, settings, args.basis, args.out,
+                                          lambda m: print(m, flush=True))
+        table = markdown_table(records)
+        print("\n" + table + "\n\n" + NOTE)
+        write_json_atomic(args.out / "results.json", records)
+        write_text_atomic(args.out / "results.md", table + "\n\n" + NOTE + "\n")
     print(f"wrote {args.out}/results.json, results.md", file=sys.stderr)
     return 0

@@ -4,6 +4,13 @@
     --coordinator-address HOST:PORT --num-processes N --process-id I    several processes
     --distributed-auto             let jax.distributed.initialize() find SLURM / Open MPI
     --dtype {float64,float32}      network precision (spin, molecule, bench-fci)
+    --resume / --overwrite         continue the run in --out / replace its files (else an
+                                   --out holding another run's files is refused)
+    --checkpoint-every K           checkpoint period (also written at the end and on a signal)
+
+Also the checks every command runs before touching ``--out``: :func:`check_memory` (a run that
+cannot fit one device is refused in one line) and :func:`write_plot` (a failed plot is a
+warning).
 
 Every device JAX sees is used (samples split over them); see docs/scaling.md.
 """
@@ -11,6 +18,9 @@ Every device JAX sees is used (samples split over them); see docs/scaling.md.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from nqs.cli import positive_int
 
@@ -63,11 +73,20 @@ def add_dtype_option(p: argparse.ArgumentParser) -> None:
 
 
 def setup_parallel(args: argparse.Namespace) -> None:
-    """Join a multi-process run if the flags ask for one (before any computation)."""
+    """Join a multi-process run if the flags ask for one (before any computation); failing to
+    find a cluster or to reach the coordinator is one line (:class:`InputError`)."""
+    from nqs.errors import InputError
     from nqs.parallel import initialize_distributed
 
-    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
-                           auto=args.distributed_auto)
+    try:
+        initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
+                               auto=args.distributed_auto)
+    except InputError:
+        raise
+    except (ValueError, RuntimeError) as err:
+        msg = " ".join(str(err).split())[:300] or type(err).__name__
+        what = "--distributed-auto" if args.distributed_auto else "--coordinator-address"
+        raise InputError(f"{what}: cannot join a multi-process run: {msg}") from None
 
 
 def is_main() -> bool:
@@ -75,3 +94,58 @@ def is_main() -> bool:
     from nqs.parallel import is_main_process
 
     return is_main_process()
+
+
+def add_run_dir_options(p: argparse.ArgumentParser, resume: bool = True,
+                        checkpoint_every: int | None = 50) -> None:
+    """Add ``--overwrite`` (and ``--resume``, ``--checkpoint-every``) to a subcommand."""
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --out (same options and seed; "
+                       "the checkpoint records them and a mismatch is refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the previous run's files in --out (log, checkpoint, results, "
+                   "plots; nothing else). Without it (or --resume) an --out holding another "
+                   "run's files is refused")
+    if checkpoint_every is not None:
+        p.add_argument("--checkpoint-every", type=positive_int, default=checkpoint_every,
+                       help="write a checkpoint every K steps (also at the end and on "
+                       f"SIGINT / SIGTERM) (default: {checkpoint_every})")
+
+
+def write_plot(plot: Callable[[], object], path: Path) -> None:
+    """Call ``plot`` (which writes ``path``); a failure (disk full, a broken matplotlib) is a
+    warning on stderr, not a failed run: the results are already written."""
+    try:
+        plot()
+    except Exception as err:  # noqa: BLE001 - any plotting failure is only a warning
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"warning: could not write {path}: {msg}", file=sys.stderr, flush=True)
+
+
+def fmt_bytes(n: float) -> str:
+    """``1.5 GiB`` etc."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
+def check_memory(parts: dict[str, tuple[float, str]]) -> None:
+    """Refuse (:class:`InputError`, one line) a run whose estimated memory exceeds what one
+    device may use (:func:`nqs.parallel.device_memory_bytes`). ``parts`` maps what needs the
+    memory (parameters, samples, Jacobian, ...) to ``(bytes, the flags that change it)``; the
+    message names the total, the largest part and its flags."""
+    from nqs.errors import InputError
+    from nqs.parallel import device_memory_bytes
+
+    total = float(sum(b for b, _ in parts.values()))
+    available, source = device_memory_bytes()
+    if total > available:
+        big = max(parts, key=lambda k: parts[k][0])
+        size, flags = parts[big]
+        raise InputError(
+            f"the run needs about {fmt_bytes(total)} of memory ({big}: {fmt_bytes(size)}), "
+            f"more than the {fmt_bytes(available)} one device has ({source}); reduce {flags}"
+        )

@@ -6,8 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int
-from nqs.commands.common import add_dtype_option, add_parallel_options, is_main, setup_parallel
+from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
+from nqs.commands.common import (
+    add_dtype_option,
+    add_parallel_options,
+    add_run_dir_options,
+    check_memory,
+    is_main,
+    setup_parallel,
+    write_plot,
+)
 
 
 def _molecule_options(p: argparse.ArgumentParser) -> None:
@@ -21,23 +29,85 @@ def _molecule_options(p: argparse.ArgumentParser) -> None:
                    help="freeze the chemical core orbitals (1s of B-Ne, ...)")
     p.add_argument("--cas", nargs=2, type=int, metavar=("NE", "NO"), default=None,
                    help="active space of NE electrons in NO orbitals around the Fermi level")
+    p.add_argument("--eri-threshold", type=nonnegative_float, default=None, metavar="EPS",
+                   help="set two-electron MO integrals |(pq|rs)| < EPS to 0 (Hartree; 0 keeps "
+                   "all) (default: 1e-12)")
+    _reference_options(p)
+
+
+def _reference_options(p: argparse.ArgumentParser) -> None:
+    from hamiltonians.large_reference import (
+        DEFAULT_BOND_DIMS,
+        DEFAULT_SCI_CUTOFFS,
+        MAX_FCI_DETERMINANTS,
+        REFERENCE_CHOICES,
+    )
+
+    p.add_argument("--reference", choices=REFERENCE_CHOICES, default="auto",
+                   help="the energy the network is compared with: PySCF FCI, DMRG (block2, "
+                   "extrapolated in the bond dimension), PySCF selected CI, or auto: FCI up to "
+                   "--max-fci-determinants, else DMRG (selected CI without block2) "
+                   "(default: auto)")
+    p.add_argument("--bond-dims", type=positive_int, nargs="+", metavar="M",
+                   default=list(DEFAULT_BOND_DIMS),
+                   help="DMRG bond dimensions of the extrapolation; the largest is the final "
+                   f"MPS (default: {' '.join(map(str, DEFAULT_BOND_DIMS))})")
+    p.add_argument("--dmrg-sweeps", type=positive_int, default=4,
+                   help="DMRG sweeps at each bond dimension of the extrapolation (default: 4)")
+    p.add_argument("--dmrg-threads", type=positive_int, default=1,
+                   help="DMRG (block2) threads; on a shared machine set OMP_WAIT_POLICY=PASSIVE "
+                   "before using more than 1 (default: 1)")
+    p.add_argument("--sci-cutoffs", type=positive_float, nargs="+", metavar="C",
+                   default=list(DEFAULT_SCI_CUTOFFS),
+                   help="selected-CI selection cutoffs, the smallest gives the energy "
+                   f"(default: {' '.join(map(str, DEFAULT_SCI_CUTOFFS))})")
+    p.add_argument("--max-fci-determinants", type=positive_int, default=MAX_FCI_DETERMINANTS,
+                   help="largest space given to PySCF FCI, about 240 bytes of memory per "
+                   f"determinant (default: {MAX_FCI_DETERMINANTS})")
+
+
+def _reference(args: argparse.Namespace):
+    """The ReferenceOptions of the command line, checked (DMRG needs block2: fail early)."""
+    from hamiltonians.chem_reference import ReferenceOptions
+    from hamiltonians.large_reference import require_block2
+
+    opts = ReferenceOptions(method=args.reference, bond_dims=tuple(args.bond_dims),
+                            sweeps_per_dim=args.dmrg_sweeps, dmrg_threads=args.dmrg_threads,
+                            sci_cutoffs=tuple(args.sci_cutoffs),
+                            max_fci_determinants=args.max_fci_determinants).validated()
+    if opts.method == "dmrg":
+        require_block2()
+    return opts
 
 
 def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
-    p.add_argument("--ansatz", choices=("backflow", "rbm"), default="backflow",
-                   help="neural-network backflow determinant(s), or complex RBM (Choo et al. "
-                   "2020) (default: backflow)")
-    p.add_argument("--sampler", choices=("auto", "exact", "mcmc"), default="auto",
+    p.add_argument("--ansatz", choices=("auto", "backflow", "rbm", "autoregressive"),
+                   default="auto",
+                   help="neural-network backflow determinant(s), complex RBM (Choo et al. "
+                   "2020), or autoregressive (exact sampling); auto: backflow up to 100000 "
+                   "determinants, autoregressive beyond (default: auto)")
+    p.add_argument("--sampler", choices=("auto", "exact", "mcmc", "autoregressive"),
+                   default="auto",
                    help="exact summation over all determinants, Metropolis electron hops, or "
-                   "auto: exact up to 100000 determinants (default: auto)")
+                   "exact autoregressive draws; auto: exact up to 100000 determinants, "
+                   "autoregressive beyond (default: auto)")
+    p.add_argument("--backbone", choices=("made", "transformer"), default="made",
+                   help="autoregressive ansatz: masked MLP (MADE, widths --hidden) or causal "
+                   "transformer (default: made)")
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
-    p.add_argument("--samples", type=positive_int, default=2048,
-                   help="Monte Carlo samples per step (mcmc only) (default: 2048)")
-    p.add_argument("--optimizer", choices=("adam", "sr", "minsr", "sgd"), default="adam",
-                   help="optimizer (default: adam)")
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate "
-                   "(default: 3e-3)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="samples per step: Metropolis draws (default 2048), or autoregressive "
+                   "draws, counted once per distinct determinant (default 100000)")
+    p.add_argument("--max-unique", type=positive_int, default=1024,
+                   help="autoregressive: distinct determinants per step at most (the draws are "
+                   "halved when more would be needed) (default: 1024)")
+    p.add_argument("--optimizer", choices=("auto", "adam", "sr", "minsr", "sgd"),
+                   default="auto",
+                   help="optimizer; auto: sr for the autoregressive ansatz, adam otherwise "
+                   "(default: auto)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: "
+                   "0.05 for the autoregressive ansatz with SR, 3e-3 otherwise)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
                    help="SR diagonal shift (default: 1e-3)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[64],
@@ -53,7 +123,7 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--chains", type=positive_int, default=16,
                    help="Markov chains (mcmc only; divisible by the number of devices) "
                    "(default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
                    "over the run (default: constant)")
@@ -92,8 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _solver_options(m, steps=600)
     m.add_argument("--out", type=Path, default=Path("runs/molecule"),
                    help="output directory (default: runs/molecule)")
-    m.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (same options and seed)")
+    add_run_dir_options(m, checkpoint_every=100)
     m.set_defaults(handler=run_molecule)
 
     b = sub.add_parser(
@@ -103,9 +172,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "VMC-optimized neural-network state. Prints a table (energies in Hartree, errors in "
         "mHa; chemical accuracy is 1.6 mHa) and writes results.json, results.md and errors.png.",
     )
-    b.add_argument("--suite", choices=("default", "choo2020"), default=None,
+    b.add_argument("--suite", choices=("default", "choo2020", "sampled"), default=None,
                    help="default: H2 and LiH (minutes on a CPU); choo2020: H2, LiH, H2O, NH3, "
-                   "N2, C2 (used when no --molecule/--fcidump is given; default: default)")
+                   "N2, C2; sampled: H2O/6-31G and N2/6-31G with frozen core, past the "
+                   "exact-summation cap (hours on a CPU) (used when no --molecule/--fcidump "
+                   "is given; default: default)")
     b.add_argument("--molecule", action="append", default=[], metavar='NAME="ATOMS"',
                    help='extra molecule, e.g. --molecule HF="H 0 0 0; F 0 0 0.917" or a preset '
                    "name; repeatable")
@@ -114,7 +185,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _molecule_options(b)
     _solver_options(b, steps=600)
     b.add_argument("--out", type=Path, default=Path("runs/bench-fci"),
-                   help="output directory (default: runs/bench-fci)")
+                   help="output directory (default: runs/bench-fci; one directory per "
+                   "molecule inside)")
+    add_run_dir_options(b, checkpoint_every=100)
     from nqs.bench.realspace import add_options as add_realspace_options
 
     add_realspace_options(b)  # --realspace and its options (nqs/bench/realspace.py)
@@ -122,7 +195,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace):
+    """The harness settings of the command line, after checking that the ansatz and the sampler
+    go together (before any integral or reference is computed)."""
     from nqs.bench.fci import Settings
+    from nqs.problems import molecule_method
+
+    molecule_method(1, args.ansatz, args.sampler)
 
     return Settings(ansatz=args.ansatz, sampler=args.sampler, steps=args.steps,
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
@@ -132,51 +210,195 @@ def _settings(args: argparse.Namespace):
                     chunk_size=args.chunk_size, lr_schedule=args.lr_schedule,
                     final_lr_fraction=args.final_lr_fraction, rule=args.rule,
                     sampling_power=args.sampling_power, sector=args.sector,
-                    metric_states=args.metric_states, dtype=args.dtype)
+                    metric_states=args.metric_states, dtype=args.dtype,
+                    backbone=args.backbone, max_unique=args.max_unique)
 
 
 def _echo(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _quiet(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    """``fn(*args, **kwargs)`` with PySCF's console chatter (warnings printed while loading a
+    basis) captured, so a refused input prints only its one line."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
+    """``(spatial orbitals, n_alpha, n_beta)`` of a job's active space, checked without an SCF
+    (PySCF's Mole for a spec, the header and integrals for an FCIDUMP)."""
+    from hamiltonians.molecule import _check_cas, build_mole, read_fcidump
+    from nqs.errors import InputError
+
+    if job.cas is not None and job.frozen_core:
+        raise InputError("give either --frozen-core or --cas, not both (a CAS already freezes "
+                         "its core)")
+    if job.fcidump is not None:
+        ints = _quiet(read_fcidump, job.fcidump)
+        return ints.n_orbitals, ints.n_alpha, ints.n_beta
+    try:
+        mol = _quiet(build_mole, job.spec)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - PySCF raises RuntimeError, KeyError, ...
+        msg = " ".join(str(err).split())[:200] or type(err).__name__
+        raise InputError(f"{label}: PySCF cannot build it: {msg}") from None
+    n, n_elec, spin = int(mol.nao_nr()), int(mol.nelectron), int(mol.spin)
+    na, nb = (n_elec + spin) // 2, (n_elec - spin) // 2
+    if na > n or nb > n:
+        raise InputError(f"{label}: {n_elec} electrons do not fit in the {n} orbitals of "
+                         f"basis {job.spec.basis!r} (check --charge)")
+    if job.cas is not None:
+        n_el, n = _check_cas(job.cas, n_elec, spin, n)
+        na, nb = (n_el + spin) // 2, (n_el - spin) // 2
+    elif job.frozen_core:
+        from pyscf.data import elements
+
+        core = int(elements.chemcore(mol))
+        n, na, nb = n - core, na - core, nb - core
+    return n, na, nb
+
+
+def check_job_memory(job, settings, sizes: tuple[int, int, int]) -> None:  # noqa: ANN001
+    """Refuse (one line) a molecule whose run cannot fit the device memory: parameters,
+    samples or the enumerated space, the SR Jacobian and matrix. ``sizes``: ``(orbitals,
+    n_alpha, n_beta)`` of its active space (:func:`_job_sizes`)."""
+    from math import comb
+
+    from nqs.bench.fci import resolve_settings
+
+    n, na, nb = sizes
+    n_states = float(comb(n, na) * comb(n, nb))
+    settings = resolve_settings(settings, int(n_states))
+    exact = settings.sampler == "exact"
+    n_el = na + nb
+    if settings.ansatz == "rbm":
+        n_params = settings.alpha * (2 * n) ** 2 * 2 + 4 * n
+    elif settings.ansatz == "autoregressive":  # MADE (or a transformer of similar size) + phase
+        widths = [4 * n, *settings.hidden, 4 * n]
+        n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        n_params += (4 * n) ** 2 + (2 * n + 1) * 64 + 65
+    else:
+        widths = [2 * n, *settings.hidden, n * n_el * settings.n_determinants]
+        n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        n_params += n * n_el * settings.n_determinants
+    singles = na * (n - na) + nb * (n - nb)
+    conn = min(n_states, 1.0 + singles + singles * singles / 2)
+    net = "--alpha" if settings.ansatz == "rbm" else "--hidden or --determinants"
+    if exact:
+        samples = n_states
+        flag = "the basis or active space (--basis, --cas, --frozen-core) or use --sampler mcmc"
+        parts = {"the enumerated determinants": (samples * 2 * n, flag),
+                 "the sparse Hamiltonian": (samples * conn * 16.0, flag)}
+    elif settings.sampler == "autoregressive":  # the cost is in the distinct determinants
+        samples = float(settings.max_unique)
+        flag = "--max-unique"
+        parts = {"samples": (samples * 2 * n * 8.0, flag)}
+    else:
+        samples = float(settings.samples)
+        flag = "--samples"
+        parts = {"samples": (samples * 2 * n * 8.0, flag)}
+    parts["parameters and optimizer state"] = (6.0 * n_params * 8, net)
+    if settings.optimizer in ("sr", "minsr"):
+        parts["the SR Jacobian"] = (samples * n_params * 16.0, f"{net} or {flag}")
+        k = min(samples, n_params) if settings.optimizer == "sr" else samples
+        parts["the SR matrix"] = (k * k * 8.0, f"{net} or {flag}")
+    check_memory(parts)
+
+
 def run_molecule(args: argparse.Namespace) -> int:
     """One molecule with the VMC driver: result.json, log.jsonl, checkpoints, convergence.png."""
     from hamiltonians.molecule import parse_molecule
-    from nqs.bench.fci import Job, load_job, solve
+    from nqs.bench.fci import Job
     from nqs.errors import InputError
-    from nqs.io import write_json_atomic
+    from nqs.rundir import open_run_dir
 
     if (args.molecule is None) == (args.fcidump is None):
         raise InputError("give exactly one of --molecule or --fcidump")
-    setup_parallel(args)
     if args.fcidump is not None:
-        job = Job(Path(args.fcidump).stem, fcidump=args.fcidump)
+        job = Job(Path(args.fcidump).stem, fcidump=args.fcidump, eri_threshold=args.eri_threshold)
     else:
-        spec = parse_molecule(args.molecule, basis=args.basis, charge=args.charge,
-                              spin=args.spin, unit=args.unit)
+        spec = _quiet(parse_molecule, args.molecule, basis=args.basis, charge=args.charge,
+                      spin=args.spin, unit=args.unit)
         job = Job(spec.name or "molecule", spec, None, args.frozen_core,
-                  tuple(args.cas) if args.cas else None)
-    integrals, refs, basis = load_job(job)
-    e_fci = refs.get("e_fci")
+                  tuple(args.cas) if args.cas else None, args.eri_threshold)
+    settings = _settings(args)
+    reference = _reference(args)
+    check_settings(settings)
+    sizes = _job_sizes(job, f"molecule {job.name!r}")
+    setup_parallel(args)
+    check_job_memory(job, settings, sizes)
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        return _run_molecule(args, job, settings, reference)
+
+
+def check_settings(settings) -> None:  # noqa: ANN001
+    """The checks of the solver options that need no molecule (before any file is touched)."""
+    from nqs.bench.fci import LR_SCHEDULES
+    from nqs.errors import InputError
+    from nqs.precision import check_dtype
+    from nqs.problems import MOLECULE_RULES
+
+    check_dtype(settings.dtype)
+    if settings.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"unknown learning-rate schedule {settings.lr_schedule!r}")
+    if settings.lr_schedule == "cosine" and not 0.0 < settings.final_lr_fraction <= 1.0:
+        raise InputError(f"final learning-rate fraction must be in (0, 1], "
+                         f"got {settings.final_lr_fraction}")
+    if settings.rule not in MOLECULE_RULES:
+        raise InputError(f"unknown Metropolis rule {settings.rule!r}")
+    if not 0.0 < settings.sampling_power <= 1.0:
+        raise InputError(f"the sampling power must be in (0, 1], got {settings.sampling_power}")
+
+
+def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  # noqa: ANN001
+    from nqs.bench.fci import (
+        ABOVE_HF_WARNING,
+        _reference_text,
+        above_hartree_fock,
+        load_job,
+        n_determinants,
+        resolve_settings,
+        solve,
+    )
+    from nqs.io import write_json_atomic
+
+    integrals, refs, basis = load_job(job, reference=reference, echo=_echo)
+    e_ref, method = refs.get("e_ref"), refs["reference"]
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
-          f"{refs.get('e_ccsd_t')}, E(FCI) = {e_fci}")
-    result, mode = solve(integrals, _settings(args), args.out, _echo, resume=args.resume,
-                         exact_energy=e_fci)
+          f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
+    result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
+                         exact_energy=e_ref, checkpoint_every=args.checkpoint_every)
+    resolved = resolve_settings(settings, n_determinants(integrals))
+    above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     summary = result.summary() | {
-        "name": job.name, "basis": basis, "sampler": mode, "ansatz": args.ansatz,
+        "name": job.name, "basis": basis, "sampler": mode, "ansatz": resolved.ansatz,
+        "optimizer": resolved.optimizer, "above_hf": above_hf,
         "n_spin_orbitals": 2 * integrals.n_orbitals, "n_electrons": integrals.n_electrons,
-        "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": e_fci,
-        "error_mha": None if e_fci is None else (result.energy - e_fci) * 1e3,
+        "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": refs.get("e_fci"),
+        "e_ref": e_ref, "e_ref_error": refs.get("e_ref_error"), "reference": method,
+        "ref_wall_time_s": refs.get("ref_wall_time_s"),
+        "error_mha": None if e_ref is None else (result.energy - e_ref) * 1e3,
         "seed": args.seed,
     }
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
-    result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}")
+    write_plot(lambda: result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}"),
+               args.out / "convergence.png")
     err = summary["error_mha"]
     _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
-          + ("" if err is None else f", E(NQS) - E(FCI) = {err:.4f} mHa")
+          + ("" if err is None else f", E(NQS) - E({method.upper()}) = {err:.4f} mHa")
           + f" ({mode}); wrote {args.out}/result.json")
+    if above_hf:
+        _echo(ABOVE_HF_WARNING)
     return 0
 
 
@@ -207,35 +429,59 @@ def run_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from hamiltonians.molecule import parse_molecule
-    from nqs.bench.fci import Job, markdown_table, plot_errors, run_benchmark, suite_jobs
-    from nqs.io import write_json_atomic
+    from nqs.bench.fci import Job, suite_jobs
+    from nqs.errors import InputError
+    from nqs.rundir import open_run_dir, unique_names
 
-    setup_parallel(args)
     cas = tuple(args.cas) if args.cas else None
+    eri = args.eri_threshold
     jobs: list[Job] = []
     for text in args.molecule:
-        name, atoms = _named_molecule(text)
-        spec = parse_molecule(atoms, basis=args.basis, charge=args.charge, spin=args.spin,
-                              unit=args.unit)
-        jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas))
+        name, atoms = _quiet(_named_molecule, text)
+        spec = _quiet(parse_molecule, atoms, basis=args.basis, charge=args.charge,
+                      spin=args.spin, unit=args.unit)
+        jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas, eri))
     for path in args.fcidump:
-        if not Path(path).exists():
-            from nqs.errors import InputError
-
+        if not Path(path).is_file():
             raise InputError(f"FCIDUMP file {path} does not exist")
-        jobs.append(Job(Path(path).stem, fcidump=path))
+        jobs.append(Job(Path(path).stem, fcidump=path, eri_threshold=eri))
     if args.suite is not None or not jobs:
-        jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas) + jobs
-    args.out.mkdir(parents=True, exist_ok=True)
-    records = run_benchmark(jobs, _settings(args), args.out, _echo)
+        jobs = suite_jobs(args.suite or "default", args.basis, args.frozen_core, cas, eri) + jobs
+    names = unique_names([job.name for job in jobs])
+    jobs = [replace(job, name=name) for job, name in zip(jobs, names, strict=True)]
+    settings = _settings(args)
+    reference = _reference(args)
+    check_settings(settings)
+    sizes = [_job_sizes(job, f"molecule {job.name!r}") for job in jobs]
+    setup_parallel(args)
+    for job, size in zip(jobs, sizes, strict=True):
+        check_job_memory(job, settings, size)
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        return _run_bench(args, jobs, settings, reference)
+
+
+def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # noqa: ANN001
+    from nqs.bench.fci import ABOVE_HF_WARNING, markdown_table, plot_errors, plot_wall_times, run_benchmark
+    from nqs.io import write_json_atomic, write_text_atomic
+
+    records = run_benchmark(jobs, settings, args.out, _echo, resume=args.resume,
+                            checkpoint_every=args.checkpoint_every, reference=reference)
     if not is_main():  # process 0 writes the files
         return 0
     table = markdown_table(records)
-    note = ("\nE(FCI) is exact in the basis; E(NQS) is variational in the same basis, so "
-            "E(NQS) >= E(FCI) up to the error bar. Chemical accuracy: |E(NQS) - E(FCI)| < 1.6 mHa.")
+    note = ("\nE(ref) is FCI (exact in the basis) or, past FCI's limit, DMRG extrapolated in the "
+            "bond dimension or selected CI, +- its uncertainty (Hartree) in the reference column; "
+            "E(NQS) is variational in the same basis, so E(NQS) >= E(FCI) up to the error bar. "
+            "Chemical accuracy: |E(NQS) - E(ref)| < 1.6 mHa. ref s / NQS s: wall time of the "
+            "reference (when it was computed, possibly in an earlier run: see ref_cached in "
+            "results.json) and of the VMC run.")
+    failed = [r["name"] for r in records if r.get("above_hf")]
+    if failed:
+        note += f"\n\n**{', '.join(failed)}: {ABOVE_HF_WARNING}**"
     print("\n" + table + "\n" + note)
     write_json_atomic(args.out / "results.json", records)
-    (args.out / "results.md").write_text(table + "\n" + note + "\n")
-    plot_errors(records, args.out / "errors.png")
-    print(f"wrote {args.out}/results.json, results.md, errors.png", file=sys.stderr)
+    write_text_atomic(args.out / "results.md", table + "\n" + note + "\n")
+    write_plot(lambda: plot_errors(records, args.out / "errors.png"), args.out / "errors.png")
+    write_plot(lambda: plot_wall_times(records, args.out / "times.png"), args.out / "times.png")
+    print(f"wrote {args.out}/results.json, results.md, errors.png, times.png", file=sys.stderr)
     return 0

@@ -6,8 +6,15 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int
-from nqs.commands.common import add_parallel_options, is_main, setup_parallel
+from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
+from nqs.commands.common import (
+    add_parallel_options,
+    add_run_dir_options,
+    check_memory,
+    is_main,
+    setup_parallel,
+    write_plot,
+)
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="precision of the network's parameters and activations; determinants, "
                    "local energies and reductions stay float64. float32 needs --optimizer adam "
                    "or sr (default: float64)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/realspace"),
                    help="output directory for result.json, log.jsonl, checkpoint.msgpack and "
                    "convergence.png (default: runs/realspace)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=50,
-                   help="write a checkpoint every K steps (default: 50)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (same options and seed)")
+    add_run_dir_options(p)
     add_parallel_options(p)
     p.set_defaults(handler=run)
 
@@ -159,16 +163,82 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(f"--steps must be >= 0, got {args.steps}")
     if args.eval_steps < 2:
         raise InputError(f"--eval-steps must be >= 2, got {args.eval_steps}")
+    if not 0.0 <= args.momentum < 1.0:
+        raise InputError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.momentum != 0 and args.optimizer != "sr":
+        raise InputError("--momentum (SPRING) applies to --optimizer sr only")
+    if args.dtype == "float32" and args.optimizer == "kfac":
+        raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+
+
+def check_charge(atoms) -> None:  # noqa: ANN001
+    """Refuse an anion with more than two extra electrons per atom (no such anion is bound:
+    the extra electrons would drift away and the run would not converge)."""
+    from nqs.errors import InputError
+
+    extra = -int(atoms.charge)
+    if extra > 2 * len(atoms.symbols):
+        raise InputError(f"--charge {atoms.charge} adds {extra} electrons to "
+                         f"{len(atoms.symbols)} atom(s): such an anion is not bound; use a "
+                         "charge >= -2 per atom")
+
+
+def check_pretrain_basis(basis: str, symbols: list[str]) -> None:
+    """Refuse (one line) a pretraining basis PySCF does not know for these elements."""
+    from hamiltonians.molecule import _check_basis
+    from nqs.commands.molecule import _quiet
+
+    _quiet(_check_basis, basis, sorted(set(symbols)))
+
+
+def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
+                hidden: tuple[int, int], determinants: int, eval_steps: int,
+                optimizer: str) -> None:
+    """Refuse (one line) a FermiNet run whose memory cannot fit the device: parameters and
+    optimizer state, walkers, the evaluation's local energies, the minSR Jacobian and, without
+    chunking, the forward-Laplacian buffers of every walker."""
+    h1, h2 = hidden
+    n_params = (4 * h1 + 4 * h2) + (layers - 1) * ((3 * h1 + 2 * h2) * h1 + h2 * h2) \
+        + 2 * h1 * n_el * determinants + n_el * determinants * 4
+    walkers = float(walkers)
+    net = "--hidden, --layers or --determinants"
+    parts = {"parameters and optimizer state": (6.0 * n_params * 8, net),
+             "walkers": (walkers * n_el * 3 * 8 * 4, "--walkers"),
+             "the evaluation's local energies": (walkers * eval_steps * 8,
+                                                 "--walkers or --eval-steps")}
+    if optimizer == "sr":
+        parts["the minSR Jacobian"] = (walkers * n_params * 8 + walkers * walkers * 8,
+                                       f"--walkers or {net}")
+    if optimizer == "kfac":
+        parts["the KFAC factors"] = (layers * 2.0 * ((3 * h1 + 2 * h2) ** 2 + h1 ** 2) * 8,
+                                     "--hidden")
+    if args.chunk_size is None:
+        parts["local-energy buffers"] = (
+            walkers * (3 * n_el + 1) * n_el * (h1 + n_el * h2) * layers * 8,
+            f"--walkers or {net}, or set --chunk-size")
+    check_memory(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the system and network from ``args``, run VMC, write the result files."""
+    from nqs.rundir import open_run_dir
+
+    _check(args)
+    name, atoms, reference, source = resolve_system(args)
+    check_charge(atoms)
+    if args.pretrain_steps > 0:
+        check_pretrain_basis(args.pretrain_basis, list(atoms.symbols))
+    setup_parallel(args)
+    check_sizes(args, atoms.n_electrons, args.walkers, args.layers, tuple(args.hidden),
+                args.determinants, args.eval_steps, args.optimizer)
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        return _run(args, name, atoms, reference, source)
+
+
+def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int:  # noqa: ANN001
     from nqs.io import write_json_atomic
     from nqs.realspace.driver import run_realspace
 
-    _check(args)
-    setup_parallel(args)
-    name, atoms, reference, source = resolve_system(args)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
           f"{reference if reference is not None else 'not tabulated'}", flush=True)
     result = run_realspace(
@@ -219,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
-    result.plot(args.out / "convergence.png", title=f"{name}: FermiNet / {args.optimizer}")
+    write_plot(lambda: result.plot(args.out / "convergence.png",
+                                   title=f"{name}: FermiNet / {args.optimizer}"),
+               args.out / "convergence.png")
     err = result.error_mha
     print(f"E = {result.energy:.6f} +- {result.energy_error:.1e} Ha"
           + ("" if err is None else f", E - E_exact = {err:.2f} mHa")

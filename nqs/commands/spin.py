@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int
-from nqs.commands.common import add_dtype_option, add_parallel_options, is_main, setup_parallel
+from nqs.cli import finite_float, nonnegative_float, positive_float, positive_int, seed_int
+from nqs.commands.common import (
+    add_dtype_option,
+    add_parallel_options,
+    add_run_dir_options,
+    check_memory,
+    is_main,
+    setup_parallel,
+    write_plot,
+)
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
 
@@ -34,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=16,
                    help="linear size L (default: 16)")
     p.add_argument("--open", action="store_true", help="open instead of periodic boundaries")
-    p.add_argument("--h", type=float, default=1.0, help="transverse field of the Ising model "
+    p.add_argument("--h", type=finite_float, default=1.0, help="transverse field of the Ising model "
                    "(default: 1.0)")
-    p.add_argument("--j2", type=float, default=0.5, help="next-nearest coupling J2 of the J1-J2 "
+    p.add_argument("--j2", type=finite_float, default=0.5, help="next-nearest coupling J2 of the J1-J2 "
                    "model, J1 = 1 (default: 0.5)")
-    p.add_argument("--delta", type=float, default=1.0, help="anisotropy of the XXZ model "
+    p.add_argument("--delta", type=finite_float, default=1.0, help="anisotropy of the XXZ model "
                    "(default: 1.0)")
     p.add_argument("--marshall", action=argparse.BooleanOptionalAction, default=None,
                    help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
@@ -80,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples per step (default: 1024)")
     p.add_argument("--chains", type=positive_int, default=128,
                    help="parallel Markov chains (default: 128)")
-    p.add_argument("--discard-sweeps", type=int, default=4,
+    p.add_argument("--discard-sweeps", type=_nonnegative_int, default=4,
                    help="thermalization sweeps discarded before each step's samples; chains "
                    "continue from the previous step (default: 4)")
     p.add_argument("--ratio-dtype", choices=("float64", "float32"), default="float64",
@@ -96,17 +104,91 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="learning rate (default: 0.05)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
                    help="SR diagonal shift (default: 1e-2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/spin"),
                    help="output directory for result.json, log.jsonl, checkpoints and "
                    "convergence.png (default: runs/spin)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=50,
-                   help="write a checkpoint every K steps (default: 50)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out (same options and seed)")
+    add_run_dir_options(p)
     add_dtype_option(p)
     add_parallel_options(p)
     p.set_defaults(handler=run)
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+MAX_SITES = 100_000
+
+
+def check_sizes(args: argparse.Namespace) -> None:
+    """Refuse sizes no machine can run, from the options alone (nothing is built; after
+    :func:`setup_parallel`, since it asks JAX for the device memory): the number
+    of sites, and the memory of parameters, samples, Jacobian and exact space against the
+    device memory (:func:`nqs.commands.common.check_memory`)."""
+    from math import comb
+
+    from nqs.errors import InputError
+
+    if args.size <= 0:
+        raise InputError(f"--size must be a positive integer, got {args.size}")
+    n = args.size if args.lattice == "chain" else args.size ** 2
+    if args.lattice == "honeycomb":
+        n *= 2
+    if n > MAX_SITES:
+        raise InputError(f"--size {args.size} gives {n} spins, more than the {MAX_SITES} "
+                         "this solver handles; reduce --size")
+    if args.ansatz == "rbm-symm" and args.alpha != int(args.alpha):
+        raise InputError(f"--alpha must be an integer for rbm-symm, got {args.alpha}")
+    number = 8 if args.real else 16
+    hidden = max(int(round(args.alpha * n)), 1)
+    n_params = (args.alpha * n + args.alpha + 1) if args.ansatz == "rbm-symm" \
+        else n * hidden + n + hidden
+    if args.ansatz == "gcnn":  # G group elements: at most n sites x 12 point-group operations
+        group = n * (1 if args.symmetries == "translations" else 12)
+        f = args.features
+        n_params = n * f + f + (args.layers - 1) * (group * f * f + f)
+        hidden = group * f  # per-configuration activations
+    elif args.ansatz == "vit":
+        d = args.embed
+        n_params = args.patch ** 2 * d + args.depth * (8 * d * d + n) + 2 * d * d
+        hidden = n * d
+    net = "--alpha or --size"
+    if args.sampler == "exact":
+        n_states = comb(n, n // 2) if args.model != "ising" else 2 ** n
+        samples, conn = float(n_states), 2.0 * n
+        flag = "--size (or use --sampler mcmc)"
+        parts = {"the enumerated space": (samples * n, flag),
+                 "the sparse Hamiltonian": (samples * conn * 16, flag)}
+    else:
+        samples = float(args.samples)
+        flag = "--samples"
+        parts = {"samples": (samples * n * 8, f"{flag} or --size"),
+                 "chain caches": (args.chains * hidden * 32.0, f"--chains or {net}")}
+    parts["parameters and optimizer state"] = (6.0 * n_params * number, net)
+    if args.optimizer in ("sr", "minsr"):
+        parts["the SR Jacobian"] = (samples * n_params * number, f"{flag} or {net}")
+        k = min(samples, n_params) if args.optimizer == "sr" else samples
+        parts["the SR matrix"] = (k * k * 8.0, f"{flag} or {net}")
+    if args.chunk_size is None:
+        parts["local energies"] = (samples * 2 * n * hidden * 16.0,
+                                   f"{flag} or {net}, or set --chunk-size")
+    check_memory(parts)
+
+
+def fingerprint(args: argparse.Namespace) -> dict:
+    """The options that change a spin run's trajectory (stored in its checkpoint)."""
+    keys = ("model", "lattice", "size", "open", "h", "j2", "delta", "marshall", "ansatz",
+            "alpha", "real", "sampler", "samples", "chains", "discard_sweeps", "ratio_dtype",
+            "optimizer", "lr", "diag_shift", "features", "layers", "symmetries", "project",
+            "parity", "patch", "embed", "depth", "heads")
+    return {k: getattr(args, k) for k in keys}
 
 
 def _marshall_default(args: argparse.Namespace) -> bool:
@@ -121,18 +203,14 @@ def _marshall_default(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
     from hamiltonians.spin import make_spin_model
-    from hamiltonians.spin_reference import exact_energy, infinite_temperature_energy
-    from nqs.driver import run_vmc
     from nqs.errors import InputError
-    from nqs.io import write_json_atomic
     from nqs.optim import make_optimizer
     from nqs.precision import with_dtype
     from nqs.problems import spin_ansatz, spin_sampler
-    from nqs.stats import v_score
+    from nqs.rundir import open_run_dir
 
     setup_parallel(args)
-    if args.size <= 0:
-        raise InputError(f"--size must be a positive integer, got {args.size}")
+    check_sizes(args)
     model = make_spin_model(
         model=args.model,
         lattice=args.lattice,
@@ -157,6 +235,16 @@ def run(args: argparse.Namespace) -> int:
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        return _run(args, model, ansatz, sampler, optimizer)
+
+
+def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer) -> int:  # noqa: ANN001
+    from hamiltonians.spin_reference import exact_energy, infinite_temperature_energy
+    from nqs.driver import run_vmc
+    from nqs.io import write_json_atomic
+    from nqs.stats import v_score
+
     exact, source = exact_energy(model)
     print(f"{model.describe()}: exact energy {exact} ({source})", flush=True)
     result = run_vmc(
@@ -171,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         exact_energy=exact,
         chunk_size=args.chunk_size,
+        fingerprint=fingerprint(args),
     )
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
@@ -201,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
-    result.plot(args.out / "convergence.png", title=model.describe())
+    write_plot(lambda: result.plot(args.out / "convergence.png", title=model.describe()),
+               args.out / "convergence.png")
     rel = result.relative_error
     print(
         f"E = {result.energy:.8f} +- {result.energy_error:.2e}  "

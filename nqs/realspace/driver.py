@@ -16,9 +16,13 @@ MCMC width, the key and the step. The key of step ``k`` is ``fold_in(run_key, k)
 ``resume=True`` continues exactly: the result equals that of an uninterrupted run with the same
 seed and options.
 
-A step whose energy or new parameters are not finite is rejected: the state before the step
-(parameters, optimizer state, walkers; copied first for KFAC, which donates its inputs) is kept,
-the log line gets ``"rejected": true`` and a message is echoed; the next step draws a fresh key.
+A step whose energy or new parameters are not finite is rejected: a non-finite energy goes back
+to the state at which the last accepted energy was measured (the *anchor*), non-finite new
+parameters to the state before the step (copied first for KFAC, which donates its inputs); the
+later updates are scaled by :data:`LR_FACTOR` per rejection, the log line gets ``"rejected":
+true`` and a message is echoed; :data:`MAX_REJECTIONS` in a row raise
+:class:`nqs.errors.RunDiverged`. SIGINT / SIGTERM finish the step, checkpoint and raise
+:class:`nqs.interrupt.RunInterrupted`; a checkpoint past ``n_steps`` is refused on resume.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.realspace import Atoms, make_local_energy
-from nqs.errors import CheckpointError, InputError
+from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
@@ -73,6 +78,8 @@ LOG_NAME = "log.jsonl"
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
+MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
+LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -296,6 +303,22 @@ def _n_parameters(params: Any) -> int:
 
 
 @dataclass
+class _Recovery:
+    """The recovery from rejected steps: updates are scaled by ``lr_scale`` (lowered by
+    :data:`LR_FACTOR` at each rejection), ``rejections`` counts them in a row, ``anchor`` is
+    the state at which the last accepted energy was measured."""
+
+    lr_scale: float = 1.0
+    rejections: int = 0
+    anchor: Any = None
+
+
+@jax.jit
+def _interpolate(new: Any, old: Any, scale: jax.Array) -> Any:
+    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
+
+
+@dataclass
 class _Run:
     """The fixed pieces of one run: pure functions, devices, files and keys."""
 
@@ -310,6 +333,8 @@ class _Run:
     main: bool
     echo: Callable[[str], None]
     k_run: jax.Array
+    meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
+    recovery: _Recovery = field(default_factory=lambda: _Recovery())
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -321,11 +346,16 @@ class _Run:
         )
 
     def checkpoint(self, state: VMCState, step: int, hf_energy: float | None) -> None:
-        """Write ``state`` at ``step`` atomically (the gather runs on all processes)."""
+        """Write ``state`` at ``step`` (and the recovery's anchor and state) atomically (the
+        gather runs on all processes)."""
         if self.ckpt is not None:
-            tree = gather({"state": state, "key": self.k_run, "step": step})
+            rec = self.recovery
+            anchor = rec.anchor if rec.anchor is not None else state
+            tree = gather({"state": state, "key": self.k_run, "step": step, "anchor": anchor})
             if self.main:
-                save_checkpoint(self.ckpt, tree, self.meta | {"step": step, "hf_energy": hf_energy})
+                save_checkpoint(self.ckpt, tree, self.meta | {
+                    "step": step, "hf_energy": hf_energy,
+                    "guard": {"lr_scale": rec.lr_scale, "rejections": rec.rejections}})
 
 
 def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
@@ -358,13 +388,26 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
                 f"{saved_meta.get(key_name)!r}, now {value!r}"
             )
     template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
+    if "guard" in saved_meta:  # written with the recovery's state
+        template["anchor"] = template["state"]
     # Checkpoints hold whole host arrays: they load on any number of devices.
     tree, saved_meta = load_checkpoint(run.ckpt, template)
     state: VMCState = tree["state"]
+    if "anchor" in tree:
+        require_finite(tree["anchor"].params, run.ckpt, "parameters")
+        require_finite(tree["anchor"].opt_state, run.ckpt, "optimizer state")
+    guard = saved_meta.get("guard") or {}
+    run.recovery = _Recovery(float(guard.get("lr_scale", 1.0)), int(guard.get("rejections", 0)),
+                             put(tree.get("anchor", state), run.shardings_of(state)))
     require_finite(state.params, run.ckpt, "parameters")
     require_finite(state.opt_state, run.ckpt, "optimizer state")
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
     start = int(tree["step"])
+    if start > run.meta_n_steps:
+        raise CheckpointError(
+            f"checkpoint {run.ckpt} is at step {start}, past --steps {run.meta_n_steps}: resume "
+            f"with --steps {start} or more (or start a new run)"
+        )
     run.echo(f"resuming from step {start} ({run.ckpt})")
     return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
 
@@ -426,49 +469,74 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
     t_steps = 0.0
     n_timed = 0
     steps_done = start
-    for k in range(start, n_steps):
-        t0 = time.perf_counter()
-        last_good = copy_tree(state) if donates else state
-        new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
-        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
-        ok = step_is_finite(stats["energy"], new_state.params)
-        dt = time.perf_counter() - t0
-        if k > start:  # the first step includes compilation
-            t_steps += dt
-            n_timed += 1
-        record = {
-            "step": k,
-            "energy": stats["energy"],
-            "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
-            if math.isfinite(stats["variance"]) else None,
-            "variance": stats["variance"],
-            "acceptance": stats["acceptance"],
-            "width": stats["width"],
-            "step_time_s": dt,
-            "wall_time_s": time.perf_counter() - t_run,
-        }
-        state = new_state if ok else last_good
-        if not ok:
-            record["rejected"] = True
-            run.echo(f"step {k}: non-finite energy or parameters; step rejected, reverted to "
-                     "the last good parameters")
-        history.append(record)
-        steps_done = k + 1
-        out_of_time = time_limit is not None and process_zero_decides(
-            time.perf_counter() - t_loop > time_limit)
-        if logger is not None:
-            logger.append(record)
-        if (k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time:
-            run.checkpoint(state, k + 1, hf_energy)
-        if progress:
-            print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
-                  file=sys.stderr, flush=True)
-        if callback is not None:
-            callback(record)
-        if out_of_time:
-            run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
-                     "checkpointed, evaluating")
-            break
+    rejections = run.recovery.rejections
+    with deferred_signals() as pending:
+        for k in range(start, n_steps):
+            t0 = time.perf_counter()
+            last_good = copy_tree(state) if donates else state
+            new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
+            stats = {name: float(v) for name, v in jax.device_get(stats).items()}
+            ok = step_is_finite(stats["energy"], new_state.params)
+            dt = time.perf_counter() - t0
+            if k > start:  # the first step includes compilation
+                t_steps += dt
+                n_timed += 1
+            record = {
+                "step": k,
+                "energy": stats["energy"],
+                "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
+                if math.isfinite(stats["variance"]) else None,
+                "variance": stats["variance"],
+                "acceptance": stats["acceptance"],
+                "width": stats["width"],
+                "step_time_s": dt,
+                "wall_time_s": time.perf_counter() - t_run,
+            }
+            rec = run.recovery
+            if rec.anchor is None:
+                rec.anchor = last_good
+            if ok:
+                if rec.lr_scale != 1.0:
+                    new_state = new_state._replace(params=_interpolate(
+                        new_state.params, last_good.params, np.float64(rec.lr_scale)))
+                rec.rejections, rec.anchor, state = 0, last_good, new_state
+            else:
+                rec.rejections += 1
+                rec.lr_scale *= LR_FACTOR
+                # a non-finite energy condemns the parameters it was measured at (the last
+                # update's result): back to the anchor; non-finite new parameters only this
+                # step's update: back to the state before it
+                back = last_good if math.isfinite(stats["energy"]) else rec.anchor
+                state = copy_tree(back) if donates else back
+                record["rejected"] = True
+                record["lr_scale"] = rec.lr_scale
+                run.echo(f"step {k}: non-finite energy or parameters; step rejected, back to "
+                         f"the last accepted parameters, learning rate x{rec.lr_scale:.3g}")
+            rejections = rec.rejections
+            history.append(record)
+            steps_done = k + 1
+            out_of_time = time_limit is not None and process_zero_decides(
+                time.perf_counter() - t_loop > time_limit)
+            if logger is not None:
+                logger.append(record)
+            if rejections >= MAX_REJECTIONS:
+                raise RunDiverged(f"{rejections} consecutive steps rejected (non-finite energy or "
+                                  f"parameters, last at step {k}); lower --lr or raise --damping")
+            signum = pending()
+            if ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time
+                    or signum is not None):
+                run.checkpoint(state, k + 1, hf_energy)
+            if signum is not None:
+                raise RunInterrupted(signum, k + 1, run.ckpt)
+            if progress:
+                print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
+                      file=sys.stderr, flush=True)
+            if callback is not None:
+                callback(record)
+            if out_of_time:
+                run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
+                         "checkpointed, evaluating")
+                break
     if progress and n_steps > start:
         print(file=sys.stderr)
     loop_time = time.perf_counter() - t_loop
@@ -609,7 +677,7 @@ def run_realspace(
         **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
     run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
-               process_echo(echo), k_run)
+               process_echo(echo), k_run, int(n_steps))
 
     # ---- state: resumed, or pretrained and burnt in
     if out is not None and main:
@@ -634,6 +702,9 @@ def run_realspace(
     if logger is not None:
         logger.close()
     st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
+    if not np.isfinite(float(st.mean)):
+        raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
+                          "diverged: lower --lr or raise --damping")
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),

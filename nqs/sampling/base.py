@@ -25,12 +25,19 @@ class Samples(NamedTuple):
     x: [n, n_sites] configurations.
     weights: [n] non-negative, summing to 1.
     n_chains: number of Markov chains the rows come from (row = sample_index * n_chains + chain);
-      0 for exact enumeration (no Monte Carlo error).
+      0 for exact enumeration (no Monte Carlo error); ``UNIQUE_DRAWS`` (-1) for independent
+      exact draws reduced to distinct configurations with weights = counts / n_draws.
+    n_draws: with ``UNIQUE_DRAWS``, the number of draws the counts add up to (0-d array);
+      None otherwise.
     """
 
     x: jax.Array
     weights: jax.Array
     n_chains: int
+    n_draws: jax.Array | None = None
+
+
+UNIQUE_DRAWS = -1
 
 
 class Sampler(Protocol):

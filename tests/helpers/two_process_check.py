@@ -48,6 +48,8 @@ def main() -> None:
         if any(codes):
             # one retry: the free port can be taken between probing and binding, and the
             # coordinator's start-up handshake can time out on a heavily loaded machine
+            # (a fresh --out: the failed attempt's files would be refused as another run's)
+            out = Path(d) / "two-retry"
             codes, outs = launch(out)
         result_file = out / "result.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else None

@@ -1,0 +1,219 @@
+"""Autoregressive molecular states: normalization, exact sampling of distinct configurations,
+the unique-draw estimator against exact summation, gradients against finite differences, and the
+automatic choice of method."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from nqs.errors import InputError
+from nqs.exact import configuration_keys
+from nqs.hilbert import FermionHilbert
+from nqs.models.autoregressive import make_autoregressive, sector_mask
+from nqs.sampling.autoregressive import AutoregressiveSampler, multinomial_split
+from nqs.sampling.base import UNIQUE_DRAWS, Samples
+
+HILBERT = FermionHilbert(5, 2, 3)
+
+
+def _random_params(ansatz, hilbert, seed=0, scale=0.5):
+    """Parameters with every leaf perturbed (the HF-centred init has zero output weights);
+    one jitted program, not flax's init op by op."""
+
+    def make(key):
+        params = ansatz.init(key, jnp.asarray(hilbert.hartree_fock_state()))
+        leaves, tree = jax.tree_util.tree_flatten(params)
+        keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+        return jax.tree_util.tree_unflatten(
+            tree, [leaf + scale * jax.random.normal(k, leaf.shape)
+                   for leaf, k in zip(leaves, keys, strict=True)])
+
+    return jax.jit(make)(jax.random.PRNGKey(seed))
+
+
+def _exact_probabilities(ansatz, params, hilbert):
+    states = np.asarray(hilbert.all_states())
+    log_psi = jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))(params, jnp.asarray(states))
+    return states, np.exp(2 * np.real(np.asarray(log_psi)))
+
+
+@pytest.mark.parametrize("backbone", ["made", "transformer"])
+def test_normalized_over_the_sector(backbone):
+    ansatz = make_autoregressive(HILBERT, backbone, hidden=(16,), d_model=8, n_heads=2,
+                                 n_layers=1, phase_hidden=(8,))
+    params = _random_params(ansatz, HILBERT)
+    _, p = _exact_probabilities(ansatz, params, HILBERT)
+    assert abs(p.sum() - 1.0) < 1e-12
+    # a determinant outside the sector has probability zero
+    outside = jnp.asarray(np.r_[np.ones(5), np.zeros(5)])
+    assert np.exp(2 * np.real(jax.jit(ansatz.log_psi)(params, outside))) == 0.0
+
+
+@pytest.mark.parametrize("backbone", ["made", "transformer"])
+def test_conditionals_depend_on_earlier_orbitals_only(backbone):
+    ansatz = make_autoregressive(HILBERT, backbone, hidden=(16,), d_model=8, n_heads=2,
+                                 n_layers=1, phase_hidden=(8,))
+    params = _random_params(ansatz, HILBERT)
+    from nqs.models.autoregressive import AutoregressiveState
+
+    def log_probs(tokens):
+        return ansatz.module.apply(params, tokens,
+                                   method=AutoregressiveState.conditional_log_probs)
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 5), rng.integers(0, 4, 5)
+    for k in range(5):
+        mixed = np.r_[a[:k], b[k:]]  # same prefix as a, different from orbital k on
+        np.testing.assert_allclose(log_probs(jnp.asarray(a))[k], log_probs(jnp.asarray(mixed))[k],
+                                   atol=1e-12)
+    # the sector mask forbids exactly the tokens that cannot be completed
+    mask = np.asarray(sector_mask(jnp.asarray([3, 3, 0, 0, 0]), 2, 3))
+    assert mask[2].tolist() == [True, False, True, False]  # alpha full; beta may wait
+    assert mask[4].tolist() == [False, False, True, False]  # last orbital: beta must come
+
+
+def test_multinomial_split_conserves_counts():
+    counts = jnp.asarray([0.0, 1.0, 10.0, 1e8])
+    probs = jnp.asarray([[0.25] * 4, [0.5, 0.5, 0, 0], [0, 0, 0, 1.0], [0.1, 0.2, 0.3, 0.4]])
+    out = np.asarray(multinomial_split(jax.random.PRNGKey(0), counts, probs))
+    np.testing.assert_array_equal(out.sum(1), np.asarray(counts))
+    assert out[1, 2:].sum() == 0 and out[2, 3] == 10
+    np.testing.assert_allclose(out[3] / 1e8, [0.1, 0.2, 0.3, 0.4], atol=2e-4)
+
+
+def test_sampler_draws_match_born_probabilities():
+    """Distinct draws with counts: right sector, counts summing to n_draws, and frequencies
+    matching |psi|^2 (chi-square over the whole space)."""
+    ansatz = make_autoregressive(HILBERT, "made", hidden=(16,), phase_hidden=(8,), hf_logit=1.0)
+    params = _random_params(ansatz, HILBERT, scale=0.3)
+    states, p_exact = _exact_probabilities(ansatz, params, HILBERT)
+    sampler = AutoregressiveSampler(HILBERT, n_samples=200_000, max_unique=128)
+    draw = jax.jit(lambda key, s: sampler.sample(key, ansatz, params, s))
+    samples, _, info = draw(jax.random.PRNGKey(1), sampler.init(None, ansatz, params))
+    n, n_draws = int(info["n_unique"]), float(info["n_draws"])
+    assert samples.n_chains == UNIQUE_DRAWS and n_draws == 200_000
+    x = np.asarray(samples.x[:n])
+    assert np.all(x[:, :5].sum(1) == 2) and np.all(x[:, 5:].sum(1) == 3)
+    counts = np.asarray(samples.weights) * n_draws
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+    assert abs(counts.sum() - n_draws) < 1e-6 and np.all(counts[n:] == 0)
+    index = {k: i for i, k in enumerate(configuration_keys(states, HILBERT))}
+    observed = np.zeros(len(states))
+    for key, c in zip(configuration_keys(x, HILBERT), counts[:n], strict=True):
+        observed[index[key]] += c
+    expected = p_exact * n_draws
+    chi2 = np.sum((observed - expected) ** 2 / expected)
+    dof = len(states) - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), chi2  # ~5 sigma of the chi-square distribution
+
+
+def test_sampler_halves_the_draws_when_the_buffer_is_full():
+    ansatz = make_autoregressive(HILBERT, "made", hidden=(16,), phase_hidden=(8,), hf_logit=0.0)
+    params = _random_params(ansatz, HILBERT, scale=0.1)
+    sampler = AutoregressiveSampler(HILBERT, n_samples=100_000, max_unique=16)
+    samples, state, info = jax.jit(lambda key, s: sampler.sample(key, ansatz, params, s))(
+        jax.random.PRNGKey(0), sampler.init(None, ansatz, params))
+    assert int(info["n_unique"]) <= 16 and float(info["n_draws"]) < 100_000
+    assert abs(float(samples.weights.sum()) - 1.0) < 1e-12
+    assert float(state) == float(info["n_draws"])  # buffer more than half full: no growth
+
+
+@pytest.fixture(scope="module")
+def lih():
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+
+    integrals, _ = compute_integrals(from_preset("LiH", basis="sto-3g"))
+    return MolecularHamiltonian(integrals)
+
+
+def test_unique_estimator_converges_to_exact_energy(lih):
+    """E from N exact draws -> exact-summation energy, within the stated error bar, with an
+    error bar shrinking like 1/sqrt(N)."""
+    from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
+    from nqs.vmc import make_estimator
+
+    ansatz = make_autoregressive(lih.hilbert, "made", hidden=(16,), phase_hidden=(8,),
+                                 hf_logit=2.0)
+    params = _random_params(ansatz, lih.hilbert, scale=0.05)
+    e_exact, _ = jax.jit(exact_energy_fn(ansatz))(params, exact_data(sparse_hamiltonian(lih)))
+    estimator = make_estimator(ansatz, lih, needs_jacobian=False)
+    estimate = jax.jit(lambda p, x, w, n: estimator(p, Samples(x, w, UNIQUE_DRAWS, n)))
+    errors = []
+    for n_draws in (1_000, 100_000):
+        sampler = AutoregressiveSampler(lih.hilbert, n_samples=n_draws, max_unique=2048)
+        samples, _, info = jax.jit(lambda key, s, smp=sampler: smp.sample(key, ansatz, params, s))(
+            jax.random.PRNGKey(n_draws), sampler.init(None, ansatz, params))
+        assert float(info["n_draws"]) == n_draws
+        est = estimate(params, samples.x, samples.weights, samples.n_draws)
+        err = float(est.stats.error_of_mean)
+        assert abs(float(np.real(est.stats.mean)) - float(np.real(e_exact))) < 5 * err
+        errors.append(err)
+    assert 5 < errors[0] / errors[1] < 20  # sqrt(100) = 10
+
+
+def test_gradient_matches_finite_differences(lih):
+    """The estimator's gradient with exact Born weights (all determinants, n_chains=0) equals the
+    finite-difference derivative of the exactly summed energy of the normalized state."""
+    from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
+    from nqs.optim.flat import real_flat
+    from nqs.sampling.exact import born_weights
+    from nqs.vmc import make_estimator
+
+    ansatz = make_autoregressive(lih.hilbert, "made", hidden=(8,), phase_hidden=(8,),
+                                 hf_logit=2.0)
+    params = _random_params(ansatz, lih.hilbert, scale=0.1)
+    states = jnp.asarray(lih.hilbert.all_states())
+    weights = born_weights(ansatz, params, states)
+    estimator = make_estimator(ansatz, lih, needs_jacobian=False)
+    grad = np.asarray(jax.jit(lambda p, w: estimator(p, Samples(states, w, 0)).grad)(
+        params, weights))
+    flat, unflatten = real_flat(params)
+    data = exact_data(sparse_hamiltonian(lih))
+    exact_energy = jax.jit(lambda v, d: exact_energy_fn(ansatz)(unflatten(v), d)[0])
+
+    def energy(v):
+        return exact_energy(v, data)
+
+    direction = np.random.default_rng(0).normal(size=flat.shape)
+    h = 1e-5
+    fd = float(np.real(energy(flat + h * direction) - energy(flat - h * direction))) / (2 * h)
+    assert abs(fd - grad @ direction) < 1e-6 * max(1.0, abs(fd)), (fd, grad @ direction)
+
+
+def test_method_follows_the_size_of_the_space():
+    from nqs.problems import EXACT_AUTO_LIMIT, molecule_method
+
+    assert molecule_method(441) == ("backflow", "exact")
+    assert molecule_method(EXACT_AUTO_LIMIT + 1) == ("autoregressive", "autoregressive")
+    assert molecule_method(441, sampler="autoregressive") == ("autoregressive", "autoregressive")
+    assert molecule_method(10**7, sampler="mcmc") == ("backflow", "mcmc")
+    with pytest.raises(InputError, match="autoregressive ansatz"):
+        molecule_method(441, ansatz="backflow", sampler="autoregressive")
+    with pytest.raises(InputError):
+        AutoregressiveSampler(HILBERT, n_samples=0)
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--ansatz", "backflow", "--sampler", "autoregressive"], "autoregressive"),
+    (["--ansatz", "rbm", "--sampler", "autoregressive"], "autoregressive"),
+    (["--sampler", "autoregressive", "--samples", "1.5"], "samples"),
+    (["--sampler", "autoregressive", "--samples", "0"], "samples"),
+    (["--sampler", "autoregressive", "--max-unique", "-4"], "max-unique"),
+    (["--backbone", "lstm"], "backbone"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_bad_sampling_options_one_line_exit_2(args, word, capsys, tmp_path):
+    from nqs.cli import main
+
+    try:
+        code = main(["molecule", "--molecule", "H2", *args, "--steps", "1",
+                     "--out", str(tmp_path)])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and word in err, err
+    assert not any(tmp_path.iterdir())  # nothing written
