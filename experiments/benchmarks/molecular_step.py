@@ -32,7 +32,12 @@ import numpy as np  # noqa: E402
 import nqs  # noqa: E402, F401  (float64)
 from hamiltonians.molecule import compute_integrals, parse_molecule  # noqa: E402
 from hamiltonians.second_quantized import MolecularHamiltonian  # noqa: E402
-from nqs.bench.fci import Settings, make_scheduled_optimizer  # noqa: E402
+from nqs.bench.fci import (  # noqa: E402
+    MCMC_SAMPLES,
+    Settings,
+    make_scheduled_optimizer,
+    resolve_settings,
+)
 from nqs.bench.machine import cpu_model
 from nqs.io import write_json_atomic  # noqa: E402
 from nqs.local_energy import make_local_energy  # noqa: E402
@@ -56,6 +61,7 @@ def run_case(label: str, name: str, basis: str, args: argparse.Namespace) -> dic
     settings = Settings(sampler="mcmc", samples=args.samples, steps=args.warmup + args.steps)
     integrals, _ = compute_integrals(parse_molecule(name, basis=basis))
     ham = MolecularHamiltonian(integrals)
+    settings = resolve_settings(settings, ham.hilbert.n_states)  # backflow, Adam
     sampler, mode = molecule_sampler(ham.hilbert, "mcmc", settings.samples, settings.chains,
                                      rule=settings.rule)
     assert mode == "mcmc"
@@ -154,7 +160,7 @@ def markdown(records: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--samples", type=int, default=Settings().samples)
+    p.add_argument("--samples", type=int, default=MCMC_SAMPLES)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

@@ -123,6 +123,10 @@ def make_scheduled_optimizer(settings: Settings):
     from nqs.optim import Optimizer, make_optimizer
     from nqs.optim.optimizer import sr_optimizer
 
+    if settings.optimizer == "auto" or settings.learning_rate is None:
+        # not resolved for a molecule yet: the choices of a small space (explicit ansatz or
+        # sampler choices still count)
+        settings = resolve_settings(settings, 1)
     if settings.lr_schedule not in LR_SCHEDULES:
         raise InputError(f"unknown learning-rate schedule {settings.lr_schedule!r}; "
                          f"choose one of {', '.join(LR_SCHEDULES)}")
