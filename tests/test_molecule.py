@@ -27,7 +27,7 @@ from nqs.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# E(HF) of /work/shared/references.md
+# E(HF) of docs/references.md
 HF_REFERENCE = {
     "H2": -1.11704163,
     "LiH": -7.86310517,

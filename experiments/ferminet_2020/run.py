@@ -1,7 +1,7 @@
 """FermiNet (Pfau et al., Phys. Rev. Research 2, 033429, 2020) on He, Li, Be, LiH and H2.
 
 Each system is optimized with the real-space driver (HF pretraining, then KFAC), evaluated with
-fixed parameters, and compared with the exact non-relativistic energy of shared/references.md.
+fixed parameters, and compared with the exact non-relativistic energy of docs/references.md.
 
     python experiments/ferminet_2020/run.py --mode quick      # tiny budgets: minutes on a CPU
     python experiments/ferminet_2020/run.py --mode he-target  # He, small network, ~15 min CPU
@@ -30,7 +30,7 @@ from nqs.realspace.driver import run_realspace
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("He", "Li", "Be", "LiH", "H2")
-HF_LIMIT = {"He": -2.86168, "Li": -7.43273, "Be": -14.57302}  # shared/references.md
+HF_LIMIT = {"He": -2.86168, "Li": -7.43273, "Be": -14.57302}  # docs/references.md
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = [run_system(s, budget, out, args.seed, args.resume) for s in systems]
     table = markdown_table(rows)
-    note = (f"\nMode {args.mode}: {budget}. Exact energies: shared/references.md. "
+    note = (f"\nMode {args.mode}: {budget}. Exact energies: docs/references.md. "
             "E is variational up to its error bar.")
     print("\n" + table + note)
     write_json_atomic(out / "results.json", rows)

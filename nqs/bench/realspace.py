@@ -5,7 +5,7 @@
 
 For each molecule: HF, CCSD(T) and FCI in a Gaussian basis (PySCF, all electrons, same
 geometry), the real-space VMC energy of a FermiNet (all electrons, no basis), and the exact
-non-relativistic energy where ``shared/references.md`` tabulates one for that geometry. Energies
+non-relativistic energy where ``docs/references.md`` tabulates one for that geometry. Energies
 in Hartree, differences in mHa.
 
 The basis-set FCI is exact only *within its basis*; the exact non-relativistic energy lies below

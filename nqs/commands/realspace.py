@@ -26,7 +26,7 @@ class Preset:
     source: str
 
 
-# Exact energies from shared/references.md ("Atoms and molecules in real space").
+# Exact energies from docs/references.md ("Atoms and molecules in real space").
 PRESETS: dict[str, Preset] = {
     "H": Preset("H 0 0 0", -0.5, "exact"),
     "He": Preset("He 0 0 0", -2.903724377, "Pekeris-type calculations"),
