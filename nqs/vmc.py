@@ -431,13 +431,7 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
     # connected rows at a time, a bound of its own
     packed_local_energy = _packed_or_none(packed, mesh, operator, ansatz)
 
-    @jax.jit
-    def draw(state: VMCState):
-        key, k_sample = jax.random.split(state.key)
-        samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
-                                                      state.sampler_state)
-        return (key, samples.x, samples.weights, sampler_state,
-                jnp.asarray(info["acceptance"], float))
+    draw = _make_draw(sampler, ansatz)
 
     @jax.jit
     def estimate_and_finish(state, key, x_unique, w_unique, inverse, w_draws, sampler_state,
@@ -447,7 +441,8 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
         return finish(state, key, est, sampler_state, acceptance)
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
-        key, x, w_draws, sampler_state, acceptance = draw(state)
+        key, x, w_draws, _, sampler_state, info = draw(state)
+        acceptance = jnp.asarray(info["acceptance"], float)
         x = np.asarray(gather(x))
         w_draws = np.asarray(gather(w_draws), dtype=np.float64)
         x_unique, w_unique, inverse, n_unique = distinct_draws(x, w_draws, operator.hilbert,
@@ -464,6 +459,20 @@ def _make_deduplicated_step(ansatz, operator, sampler, optimizer, chunk_size, fi
 
     step.is_host_step = True
     return step
+
+
+def _make_draw(sampler: Sampler, ansatz: Ansatz) -> Callable:
+    """Jitted ``draw(state) -> (key, x, weights, n_draws, sampler_state, info)`` of the
+    host-level steps (the sampler's draw with the state's key, split for the next step)."""
+
+    @jax.jit
+    def draw(state: VMCState):
+        key, k_sample = jax.random.split(state.key)
+        samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
+                                                      state.sampler_state)
+        return key, samples.x, samples.weights, samples.n_draws, sampler_state, info
+
+    return draw
 
 
 def unique_bucket(n_unique: int, capacity: int, n_dev: int = 1) -> int:
@@ -502,13 +511,7 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
     n_dev = n_shards(mesh)
     packed_local_energy = _packed_or_none(packed, mesh, operator, ansatz)
 
-    @jax.jit
-    def draw(state: VMCState):
-        key, k_sample = jax.random.split(state.key)
-        samples, sampler_state, info = sampler.sample(k_sample, ansatz, state.params,
-                                                      state.sampler_state)
-        return (key, samples.x, samples.weights, samples.n_draws, sampler_state,
-                info["n_unique"])
+    draw = _make_draw(sampler, ansatz)
 
     @jax.jit
     def estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique=None):
@@ -517,8 +520,8 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
         return finish(state, key, est, sampler_state, jnp.asarray(1.0))
 
     def step(state: VMCState) -> tuple[VMCState, StepInfo]:
-        key, x, w, n_draws, sampler_state, n_unique = draw(state)
-        n_unique = int(n_unique)
+        key, x, w, n_draws, sampler_state, info = draw(state)
+        n_unique = int(info["n_unique"])
         bucket = unique_bucket(n_unique, x.shape[0], n_dev)
         x, w = x[:bucket], w[:bucket]
         e_unique = None
