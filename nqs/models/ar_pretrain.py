@@ -30,7 +30,70 @@ from nqs.hilbert import apply_flips
 def first_order_target(operator: Any, floor: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], t [m])``: Hartree-Fock and the determinants H connects to it, with the
     normalized Epstein-Nesbet first-order amplitudes (``floor``, Hartree: smallest energy
-    denominator, so near-degenerate excitations do not dominate)."""
+    denominator, so near-degenerate excitations do not dominate). Singles have zero amplitude
+    with Hartree-Fock orbitals (Brillouin); :func:`singles_doubles_target` gives them theirs."""
+    xs, h_x0, diag, h00 = _connected_to_hartree_fock(operator)
+    denom = np.maximum(diag[1:] - h00, floor)
+    t = np.concatenate([[1.0], -h_x0[1:] / denom])
+    return xs, t / np.linalg.norm(t)
+
+
+def singles_doubles_target(operator: Any, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [m, n_sites], c [m])``: the lowest eigenvector of H in the space of Hartree-Fock
+    and every determinant H connects to it (CISD), normalized, ``c(HF) > 0``.
+
+    Unlike the first-order amplitudes it gives the singles (driven by the doubles) and the
+    relative signs of near-degenerate excitations. Cost: one ``flips`` per determinant of the
+    space (``chunk`` at a time) and a sparse Lanczos solve.
+    """
+    import scipy.sparse as sps
+    from scipy.sparse.linalg import eigsh
+
+    from nqs.exact import configuration_keys
+
+    hilbert = operator.hilbert
+    n_sites = hilbert.n_sites
+    xs, _, _, _ = _connected_to_hartree_fock(operator)
+    keys = configuration_keys(xs, hilbert)
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+
+    @jax.jit
+    def connections(x):
+        sites, mels = jax.vmap(operator.flips)(x)
+        x_new = jax.vmap(jax.vmap(lambda xi, s: apply_flips(xi, s, 1.0), (None, 0)))(x, sites)
+        return x_new, mels
+
+    rows, cols, vals = [], [], []
+    for i0 in range(0, len(xs), chunk):
+        block = xs[i0:i0 + chunk]
+        pad = chunk - len(block)
+        block_padded = np.concatenate([block, np.repeat(block[:1], pad, axis=0)])
+        x_new, mels = connections(jnp.asarray(block_padded))
+        x_new = np.asarray(x_new)[: len(block)]
+        mels = np.real(np.asarray(mels)[: len(block)])
+        k_new = configuration_keys(x_new.reshape(-1, n_sites), hilbert)
+        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
+        inside = (sorted_keys[pos] == k_new) & (np.abs(mels.reshape(-1)) > 0)
+        src = np.repeat(np.arange(i0, i0 + len(block)), mels.shape[1])
+        rows.append(src[inside])
+        cols.append(order[pos[inside]])
+        vals.append(mels.reshape(-1)[inside])
+    m = len(xs)
+    h = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(m, m)).tocsr()
+    h = 0.5 * (h + h.T)  # repeated rows of a determinant are summed; symmetric to rounding
+    if m <= 2:
+        c = np.linalg.eigh(h.toarray())[1][:, 0]
+    else:
+        c = eigsh(h, k=1, which="SA", v0=np.eye(1, m)[0] + 1e-3)[1][:, 0]
+    c = c * np.sign(c[0]) if c[0] != 0 else c
+    return xs, c / np.linalg.norm(c)
+
+
+def _connected_to_hartree_fock(operator: Any):
+    """Hartree-Fock (row 0) and the distinct determinants its ``flips`` reach, with
+    ``H_{x,HF}`` (summed over repeated connections), the diagonal ``H_xx`` and ``H_HF,HF``."""
     from nqs.exact import configuration_keys
 
     hilbert = operator.hilbert
@@ -44,29 +107,33 @@ def first_order_target(operator: Any, floor: float = 0.05) -> tuple[np.ndarray, 
 
     sites, mels, h00 = jax.jit(row)(x0)
     sites, mels = np.asarray(sites), np.asarray(mels)
-    keep = (~np.all(sites == n_sites, axis=-1)) & (np.abs(mels) > 1e-12)
+    keep = ~np.all(sites == n_sites, axis=-1)  # every excitation, zero elements too (singles)
     xs = np.asarray(jax.vmap(lambda s: apply_flips(x0, s, 1.0))(jnp.asarray(sites[keep])))
-    h_x0 = np.real(mels[keep])
     keys = configuration_keys(xs, hilbert)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    h_x0 = np.bincount(inverse.ravel(), weights=h_x0)  # merge repeated connections
+    h_x0 = np.bincount(inverse.ravel(), weights=np.real(mels[keep]))
     xs = xs[first]
+    x0_key = configuration_keys(np.asarray(x0)[None], hilbert)[0]
+    not_hf = configuration_keys(xs, hilbert) != x0_key
+    xs, h_x0 = xs[not_hf], h_x0[not_hf]
     diag = np.real(np.asarray(jax.jit(jax.vmap(lambda x: row(x)[2]))(jnp.asarray(xs))))
-    denom = np.maximum(diag - float(np.real(h00)), floor)
-    t = np.concatenate([[1.0], -h_x0 / denom])
+    h00 = float(np.real(h00))
     x_all = np.concatenate([np.asarray(x0)[None], xs])
-    return x_all, t / np.linalg.norm(t)
+    return x_all, np.concatenate([[h00], h_x0]), np.concatenate([[h00], diag]), h00
 
 
 def fit_first_order(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 500,
-                    learning_rate: float = 1e-2, target_fidelity: float = 0.998
-                    ) -> tuple[Params, float]:
-    """``(params, fidelity)``: ``ansatz`` (normalized, e.g. autoregressive) fitted to the
-    first-order wavefunction of :func:`first_order_target` by Adam on ``-log |<t|psi>|^2``,
-    stopping early once the fidelity reaches ``target_fidelity``."""
+                    learning_rate: float = 1e-2, target_fidelity: float = 0.998,
+                    target: str = "cisd") -> tuple[Params, float]:
+    """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction in the
+    space of Hartree-Fock and its singles and doubles by Adam on ``-log |<t|psi>|^2`` plus a
+    squared error of the phases, stopping early once the fidelity reaches ``target_fidelity``.
+
+    ``target``: ``"cisd"`` (:func:`singles_doubles_target`, the default) or ``"first-order"``
+    (:func:`first_order_target`)."""
     from nqs.models.autoregressive import AutoregressiveState
 
-    x, t = first_order_target(operator)
+    x, t = singles_doubles_target(operator) if target == "cisd" else first_order_target(operator)
     x, t = jnp.asarray(x), jnp.asarray(t)
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
     tx = optax.adam(learning_rate)
