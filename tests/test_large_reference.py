@@ -148,3 +148,26 @@ def test_dmrg_without_block2_one_line_exit_2(command, capsys, tmp_path, monkeypa
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert "block2" in err and err.startswith(f"nqs {command}: error:"), err
+
+
+def test_table_names_the_reference_and_plots_wall_times(tmp_path):
+    from nqs.bench.fci import markdown_table, plot_errors, plot_wall_times
+
+    base = {"basis": "sto-3g", "n_spin_orbitals": 14, "n_electrons": 10, "e_hf": -74.9,
+            "e_ccsd_t": -75.0232, "e_nqs": -75.0222, "e_nqs_error": 1e-4, "sampler": "mcmc",
+            "chemical_accuracy": True, "wall_time_s": 50.0, "nqs_wall_time_s": 40.0}
+    records = [
+        base | {"name": "A", "n_determinants": 441, "e_ref": -75.0233, "e_ref_error": 2e-5,
+                "reference": "dmrg", "ref_wall_time_s": 3.0, "error_mha": 1.1,
+                "ccsd_t_error_mha": 0.1},
+        base | {"name": "B", "n_determinants": 225, "e_ref": -75.0233, "e_ref_error": 0.0,
+                "reference": "fci", "ref_wall_time_s": 0.5, "error_mha": 1.1,
+                "ccsd_t_error_mha": 0.1},
+    ]
+    rows = markdown_table(records).splitlines()
+    assert "| reference |" in rows[0] and "| ref s | NQS s |" in rows[0]
+    assert "| DMRG +- 2.0e-05 |" in rows[2] and "| FCI |" in rows[3]
+    assert "| 3.0 | 40 | 50 |" in rows[2]
+    plot_wall_times(records, tmp_path / "times.png")
+    plot_errors(records, tmp_path / "errors.png")
+    assert (tmp_path / "times.png").stat().st_size > 0 and (tmp_path / "errors.png").stat().st_size > 0
