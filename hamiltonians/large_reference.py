@@ -22,7 +22,8 @@ extrapolated to ``dw = 0``:
 
 (One fifth of the extrapolation distance is a common convention for DMRG references in quantum
 chemistry.) If every discarded weight is below 1e-12 the MPS is exact to rounding: E_ref is the
-energy at M_max and the uncertainty the spread of the energies of the points. A fit that lands
+energy at M_max and the uncertainty the spread of the energies of the points. With a single bond
+dimension there is no uncertainty estimate (NaN; None in the cache and the records). A fit that lands
 above E(M_max) (curvature: the smaller M are too small) is not used: E_ref = E(M_max), with the
 whole distance as uncertainty.
 
@@ -168,13 +169,16 @@ def extrapolate_discarded_weight(energies: np.ndarray, weights: np.ndarray,
     """``(E_extrap, uncertainty)`` from points ``(dw_i, E_i)`` [k], the first at the largest M.
 
     Linear least squares ``E = E_0 + a dw`` (needs two points with distinct dw); the
-    uncertainty is ``|E_0 - E_1st| / factor``. With all ``dw < 1e-12`` (no truncation) or a
-    single point: ``(E_1st, max E - min E)``. A fit that lands above ``E_1st`` (curvature from
-    too small an M) is not trusted: ``(E_1st, E_0 - E_1st)``.
+    uncertainty is ``|E_0 - E_1st| / factor``. With all ``dw < 1e-12`` (no truncation):
+    ``(E_1st, max E - min E)``; a single point: ``(E_1st, nan)`` (no estimate). A fit that
+    lands above ``E_1st`` (curvature from too small an M) is not trusted:
+    ``(E_1st, E_0 - E_1st)``.
     """
     e = np.asarray(energies, dtype=float)
     w = np.asarray(weights, dtype=float)
-    if len(e) < 2 or np.max(w) < 1e-12 or np.ptp(w) == 0:
+    if len(e) < 2:
+        return float(e[0]), float("nan")  # one bond dimension: no estimate
+    if np.max(w) < 1e-12 or np.ptp(w) == 0:
         return float(e[0]), float(np.ptp(e))
     _, intercept = np.polyfit(w, e, 1)
     if intercept > e[0]:

@@ -62,6 +62,7 @@ def test_extrapolation_recovers_a_linear_law_and_states_its_error():
     e_x, err = extrapolate_discarded_weight(e, dw)
     assert e_x == pytest.approx(-100.0, abs=1e-12)
     assert err == pytest.approx(3.0 * 1e-6 / large.DMRG_ERROR_FACTOR, rel=1e-6)
+    assert np.isnan(extrapolate_discarded_weight(np.array([-1.0]), np.array([1e-6]))[1])
     # no truncation: the energy at the largest M, error = spread of the points
     assert extrapolate_discarded_weight(np.array([-1.0, -1.0 + 1e-12]), np.array([0.0, 1e-20])) \
         == pytest.approx((-1.0, 1e-12))
