@@ -10,7 +10,8 @@ whole space (Davidson subspace, sigma vectors, the diagonal): measured 244 bytes
 (peak RSS, H2O/6-31G frozen core, 2.45e5 determinants; see docs/bench-fci.md), so 5e6
 determinants take about 1.2 GB and the 1.9e7 of N2/6-31G frozen core about 4.6 GB. Its time grows
 faster than the space (each sigma vector costs about ``ndet * n_orb^2 * N``). ``auto`` uses FCI up
-to :data:`MAX_FCI_DETERMINANTS`, and DMRG above (selected CI if block2 is missing).
+to :data:`MAX_FCI_DETERMINANTS` (and while the estimated memory stays below 80 % of the
+machine's), and DMRG above (selected CI if block2 is missing).
 
 **DMRG** (``block2``, spin-adapted SU(2) MPS, Fiedler orbital order): a warm-up of two-site
 sweeps with noise up to the largest bond dimension M_max, then a reverse schedule: for each M of
@@ -73,6 +74,22 @@ def fci_memory_bytes(n_det: int) -> int:
     return int(FCI_BYTES_PER_DETERMINANT * n_det)
 
 
+def physical_memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fci_fits(n_det: int, max_fci_determinants: int = MAX_FCI_DETERMINANTS) -> bool:
+    """Whether PySCF FCI takes ``n_det`` determinants: at most ``max_fci_determinants`` and an
+    estimated peak memory (:func:`fci_memory_bytes`) below 80 % of the physical memory."""
+    memory = physical_memory_bytes()
+    return n_det <= max_fci_determinants and (memory is None
+                                              or fci_memory_bytes(n_det) < 0.8 * memory)
+
+
 def block2_available() -> bool:
     """Whether ``pyblock2`` (pip package ``block2``) can be imported."""
     try:
@@ -128,19 +145,20 @@ def check_sci_cutoffs(cutoffs: tuple[float, ...] | list[float]) -> tuple[float, 
 def choose_reference(method: str, n_det: int, max_fci_determinants: int = MAX_FCI_DETERMINANTS) -> str:
     """The method that computes the reference: ``fci``, ``dmrg`` or ``sci``.
 
-    ``auto``: FCI up to ``max_fci_determinants``, else DMRG if block2 is installed, else selected
-    CI. An explicit ``fci`` above the limit and ``dmrg`` without block2 are InputErrors.
+    ``auto``: FCI where it fits (:func:`fci_fits`: at most ``max_fci_determinants`` and memory),
+    else DMRG if block2 is installed, else selected CI. An explicit ``fci`` that does not fit and
+    ``dmrg`` without block2 are InputErrors.
     """
     check_reference(method)
     if method == "auto":
-        if n_det <= max_fci_determinants:
+        if fci_fits(n_det, max_fci_determinants):
             return "fci"
         return "dmrg" if block2_available() else "sci"
-    if method == "fci" and n_det > max_fci_determinants:
+    if method == "fci" and not fci_fits(n_det, max_fci_determinants):
         gb = fci_memory_bytes(n_det) / 1e9
         raise InputError(f"{n_det} determinants exceed the FCI limit {max_fci_determinants} "
-                         f"(about {gb:.1f} GB); use --reference dmrg or sci, or raise "
-                         "--max-fci-determinants")
+                         f"or this machine's memory (FCI needs about {gb:.1f} GB); use "
+                         "--reference dmrg or sci, or raise --max-fci-determinants")
     if method == "dmrg":
         require_block2()
     return method
@@ -218,10 +236,7 @@ def dmrg_from_integrals(
     from pyblock2.driver.core import DMRGDriver, SymmetryTypes
 
     if stack_mem_bytes is None:
-        try:
-            phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            phys = 4 << 30
+        phys = physical_memory_bytes() or 4 << 30
         stack_mem_bytes = int(min(8 << 30, max(1 << 30, phys // 4)))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nqs-dmrg-", dir=scratch) as tmp:

@@ -79,6 +79,10 @@ def test_choice_of_reference(monkeypatch):
         choose_reference("fci", 100, max_fci_determinants=10)
     with pytest.raises(InputError, match="unknown reference method"):
         choose_reference("ccsd", 10)
+    # memory counts too: a machine of 1 GB takes no 5e6-determinant FCI (about 1.2 GB)
+    monkeypatch.setattr(large, "physical_memory_bytes", lambda: 1 << 30)
+    assert not large.fci_fits(large.MAX_FCI_DETERMINANTS) and large.fci_fits(10**6)
+    assert choose_reference("auto", large.MAX_FCI_DETERMINANTS) == "dmrg"
     monkeypatch.setitem(sys.modules, "pyblock2", None)  # import pyblock2 -> ImportError
     monkeypatch.setitem(sys.modules, "pyblock2.driver", None)
     monkeypatch.setitem(sys.modules, "pyblock2.driver.core", None)
