@@ -17,7 +17,7 @@ from hamiltonians.large_reference import (
     extrapolate_discarded_weight,
     sci_from_integrals,
 )
-from hamiltonians.molecule import compute_integrals, from_preset
+from hamiltonians.molecule import MoleculeSpec, compute_integrals, from_preset
 from nqs.cli import main
 from nqs.errors import InputError
 
@@ -31,14 +31,17 @@ def _quiet_pyscf():
         yield
 
 
-@pytest.fixture(scope="module", params=["LiH", "H2O"])
+@pytest.fixture(scope="module", params=["LiH", "H2O", "OH"])
 def molecule(request):
-    integrals, _ = compute_integrals(from_preset(request.param))
+    """LiH and H2O / STO-3G, and the OH radical (doublet: the lowest state with S = 1/2)."""
+    spec = MoleculeSpec("O 0 0 0; H 0 0 0.97", spin=1) if request.param == "OH" \
+        else from_preset(request.param)
+    integrals, _ = compute_integrals(spec)
     return request.param, integrals, fci_from_integrals(integrals)[0]
 
 
 def test_dmrg_equals_fci(molecule):
-    """H2O/STO-3G: 7 orbitals, the exact MPS needs M <= 64 (LiH: 6 orbitals, M <= 20)."""
+    """At most 7 orbitals: bond dimensions 40 and 80 reach the FCI energy."""
     _, integrals, e_fci = molecule
     r = dmrg_from_integrals(integrals, bond_dims=(40, 80), sweeps_per_dim=2)
     assert r.energy == pytest.approx(e_fci, abs=1e-6)
@@ -52,7 +55,8 @@ def test_selected_ci_equals_fci(molecule):
     r = sci_from_integrals(integrals, cutoffs=(1e-3, 1e-4))
     assert r.energy == pytest.approx(e_fci, abs=1e-6)
     assert r.energy >= e_fci - 1e-9  # variational
-    assert r.s2 == pytest.approx(0.0, abs=1e-6)
+    s = abs(integrals.spin) / 2
+    assert r.s2 == pytest.approx(s * (s + 1), abs=1e-6)
     assert r.cutoffs == (1e-3, 1e-4) and len(r.energies) == 2
 
 
