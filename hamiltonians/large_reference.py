@@ -43,8 +43,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -179,7 +178,6 @@ class DMRGResult:
     energies: tuple[float, ...]
     discarded_weights: tuple[float, ...]
     wall_time_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def extrapolate_discarded_weight(energies: np.ndarray, weights: np.ndarray,
