@@ -13,10 +13,10 @@ faster than the space (each sigma vector costs about ``ndet * n_orb^2 * N``). ``
 to :data:`MAX_FCI_DETERMINANTS` (and while the estimated memory stays below 80 % of the
 machine's), and DMRG above (selected CI if block2 is missing).
 
-**DMRG** (``block2``, spin-adapted SU(2) MPS, Fiedler orbital order): a warm-up of two-site
-sweeps with noise up to the largest bond dimension M_max, then a reverse schedule: for each M of
-``bond_dims`` from the largest down, sweeps at fixed M without noise; the energy and the largest
-discarded weight of the last sweep at each M give one point. ``E(dw)`` is fitted linearly and
+**DMRG** (``block2``, spin-adapted SU(2) MPS): a warm-up of two-site sweeps with noise up to the
+largest bond dimension M_max, then a reverse schedule: for each M of ``bond_dims`` from the
+largest down, sweeps at fixed M without noise; the energy and the largest discarded weight of the
+last sweep at each M give one point. ``E(dw)`` is fitted linearly and
 extrapolated to ``dw = 0``:
 
     E_ref = E_extrap,   uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR   (factor 5).
@@ -27,6 +27,15 @@ energy at M_max and the uncertainty the spread of the energies of the points. Wi
 dimension there is no uncertainty estimate (NaN; None in the cache and the records). A fit that lands
 above E(M_max) (curvature: the smaller M are too small) is not used: E_ref = E(M_max), with the
 whole distance as uncertainty.
+
+**Stuck runs.** A warm-up from a random MPS can end in a poor local minimum: with block2's
+Fiedler orbital order N2 / 6-31G frozen core stayed at -108.8086 after 4 sweeps at M = 100,
+above Hartree-Fock (-108.8407), where the canonical (orbital-energy) order reached -109.0944.
+(Given the integrals' own arrays rather than copies, block2 once ended LiH / STO-3G at -5.826 with
+M = 40 in the canonical order: it always gets copies now.) A warm-up that ends above the energy
+of the Hartree-Fock determinant is therefore discarded and DMRG starts again with the next order
+of :data:`ORBITAL_ORDERINGS` (canonical, then Fiedler); if every order fails, the reference is
+None with a note.
 
 **Selected CI** (``pyscf.fci.selected_ci``, a string-based selected CI: the CI space is the
 product of selected alpha and beta strings): a run per selection cutoff of ``cutoffs`` (largest
@@ -58,6 +67,8 @@ MAX_FCI_DETERMINANTS = 5_000_000
 FCI_BYTES_PER_DETERMINANT = 244
 #: DMRG uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR.
 DMRG_ERROR_FACTOR = 5.0
+#: Orbital orders DMRG tries, in turn, until its warm-up ends below the Hartree-Fock energy.
+ORBITAL_ORDERINGS = (None, "fiedler")
 DEFAULT_BOND_DIMS = (250, 500, 1000)
 DEFAULT_SCI_CUTOFFS = (1e-3, 3e-4, 1e-4)
 
@@ -237,37 +248,50 @@ def dmrg_from_integrals(
         phys = physical_memory_bytes() or 4 << 30
         stack_mem_bytes = int(min(8 << 30, max(1 << 30, phys // 4)))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nqs-dmrg-", dir=scratch) as tmp:
-        driver = DMRGDriver(scratch=tmp, symm_type=SymmetryTypes.SU2, n_threads=n_threads,
-                            stack_mem=stack_mem_bytes)
-        driver.initialize_system(n_sites=integrals.n_orbitals, n_elec=integrals.n_electrons,
-                                 spin=abs(integrals.spin))
-        mpo = driver.get_qc_mpo(h1e=np.asarray(integrals.h1), g2e=np.asarray(integrals.h2),
-                                ecore=float(integrals.e_core), reorder="fiedler", iprint=0)
-        m_max = dims[-1]
-        ket = driver.get_random_mps(tag="KET", bond_dim=min(dims[0], m_max), nroots=1)
-        # warm-up: two-site sweeps with decreasing noise, up to M_max
-        ramp = [m for m in dims for _ in range(2)] + [m_max] * 4
-        noises = [1e-4] * (len(ramp) - 6) + [1e-5] * 2 + [1e-6] * 2 + [0.0] * 2
-        driver.dmrg(mpo, ket, n_sweeps=len(ramp) + 8, bond_dims=ramp + [m_max] * 8,
-                    noises=noises + [0.0] * 8, thrds=[1e-8] * (len(ramp) - 2) + [1e-10] * 10,
-                    tol=1e-9, iprint=0)
-        if echo is not None:
+    e_hf = integrals.hf_energy()
+    energies: list[float] = []
+    weights: list[float] = []
+    for ordering in ORBITAL_ORDERINGS:
+        with tempfile.TemporaryDirectory(prefix="nqs-dmrg-", dir=scratch) as tmp:
+            driver = DMRGDriver(scratch=tmp, symm_type=SymmetryTypes.SU2, n_threads=n_threads,
+                                stack_mem=stack_mem_bytes)
+            driver.initialize_system(n_sites=integrals.n_orbitals,
+                                     n_elec=integrals.n_electrons, spin=abs(integrals.spin))
+            # copies: block2 gets arrays of its own
+            mpo = driver.get_qc_mpo(h1e=np.array(integrals.h1, dtype=np.float64),
+                                    g2e=np.array(integrals.h2, dtype=np.float64),
+                                    ecore=float(integrals.e_core), reorder=ordering, iprint=0)
+            m_max = dims[-1]
+            ket = driver.get_random_mps(tag="KET", bond_dim=dims[0], nroots=1)
+            # warm-up: two-site sweeps with decreasing noise, up to M_max
+            ramp = [m for m in dims for _ in range(2)] + [m_max] * 4
+            noises = [1e-4] * (len(ramp) - 6) + [1e-5] * 2 + [1e-6] * 2 + [0.0] * 2
+            driver.dmrg(mpo, ket, n_sweeps=len(ramp) + 8, bond_dims=ramp + [m_max] * 8,
+                        noises=noises + [0.0] * 8,
+                        thrds=[1e-8] * (len(ramp) - 2) + [1e-10] * 10, tol=1e-9, iprint=0)
             _, _, es = driver.get_dmrg_results()
-            echo(f"  DMRG warm-up to M = {m_max}: {len(es)} sweeps, E = {float(np.min(es[-1])):.8f}, "
-                 f"{time.perf_counter() - t0:.0f} s")
-        energies, weights = [], []
-        for m in reversed(dims):  # reverse schedule, largest M first, no noise
-            driver.dmrg(mpo, ket, n_sweeps=sweeps_per_dim, bond_dims=[m] * sweeps_per_dim,
-                        noises=[0.0] * sweeps_per_dim, thrds=[1e-10] * sweeps_per_dim,
-                        tol=0.0, iprint=0)
-            _, dws, es = driver.get_dmrg_results()
-            energies.append(float(np.min(es[-1])))
-            weights.append(float(dws[-1]))
+            e_warm = float(np.min(es[-1]))
             if echo is not None:
-                echo(f"  DMRG M = {m}: E = {energies[-1]:.8f}, discarded weight {weights[-1]:.1e}, "
-                     f"{time.perf_counter() - t0:.0f} s")
-        del driver
+                echo(f"  DMRG warm-up to M = {m_max} ({ordering or 'canonical'} orbital order): "
+                     f"{len(es)} sweeps, E = {e_warm:.8f}, {time.perf_counter() - t0:.0f} s")
+            if e_warm > e_hf + 1e-6:  # stuck: the HF determinant itself is lower
+                del driver
+                continue
+            for m in reversed(dims):  # reverse schedule, largest M first, no noise
+                driver.dmrg(mpo, ket, n_sweeps=sweeps_per_dim, bond_dims=[m] * sweeps_per_dim,
+                            noises=[0.0] * sweeps_per_dim, thrds=[1e-10] * sweeps_per_dim,
+                            tol=0.0, iprint=0)
+                _, dws, es = driver.get_dmrg_results()
+                energies.append(float(np.min(es[-1])))
+                weights.append(float(dws[-1]))
+                if echo is not None:
+                    echo(f"  DMRG M = {m}: E = {energies[-1]:.8f}, discarded weight "
+                         f"{weights[-1]:.1e}, {time.perf_counter() - t0:.0f} s")
+            del driver
+            break
+    if not energies:
+        raise RuntimeError(f"DMRG stayed above the Hartree-Fock energy {e_hf:.8f} with every "
+                           "orbital order; try larger --bond-dims")
     e_ref, error = extrapolate_discarded_weight(np.array(energies), np.array(weights))
     return DMRGResult(energy=e_ref, error=error, e_best=energies[0],
                       bond_dims=tuple(reversed(dims)), energies=tuple(energies),
