@@ -10,21 +10,33 @@ whole space (Davidson subspace, sigma vectors, the diagonal): measured 244 bytes
 (peak RSS, H2O/6-31G frozen core, 2.45e5 determinants; see docs/bench-fci.md), so 5e6
 determinants take about 1.2 GB and the 1.9e7 of N2/6-31G frozen core about 4.6 GB. Its time grows
 faster than the space (each sigma vector costs about ``ndet * n_orb^2 * N``). ``auto`` uses FCI up
-to :data:`MAX_FCI_DETERMINANTS`, and DMRG above (selected CI if block2 is missing).
+to :data:`MAX_FCI_DETERMINANTS` (and while the estimated memory stays below 80 % of the
+machine's), and DMRG above (selected CI if block2 is missing).
 
-**DMRG** (``block2``, spin-adapted SU(2) MPS, Fiedler orbital order): a warm-up of two-site
-sweeps with noise up to the largest bond dimension M_max, then a reverse schedule: for each M of
-``bond_dims`` from the largest down, sweeps at fixed M without noise; the energy and the largest
-discarded weight of the last sweep at each M give one point. ``E(dw)`` is fitted linearly and
+**DMRG** (``block2``, spin-adapted SU(2) MPS): a warm-up of two-site sweeps with noise up to the
+largest bond dimension M_max, then a reverse schedule: for each M of ``bond_dims`` from the
+largest down, sweeps at fixed M without noise; the energy and the largest discarded weight of the
+last sweep at each M give one point. ``E(dw)`` is fitted linearly and
 extrapolated to ``dw = 0``:
 
-    E_ref = E_extrap,   uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR   (factor 5).
+    E_ref = E_extrap,   uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR   (factor 1).
 
-(One fifth of the extrapolation distance is a common convention for DMRG references in quantum
-chemistry.) If every discarded weight is below 1e-12 the MPS is exact to rounding: E_ref is the
-energy at M_max and the uncertainty the spread of the energies of the points. A fit that lands
-above E(M_max) (curvature: the smaller M are too small) is not used: E_ref = E(M_max), with the
-whole distance as uncertainty.
+(One fifth of the extrapolation distance is a common convention in DMRG quantum chemistry; on H2O
+/ 6-31G, M = 100, 200, 400, it claimed 7e-7 Ha where the extrapolated energy was 3.5e-6 below FCI,
+so the whole distance is used.) If every discarded weight is below 1e-12 the MPS is exact to
+rounding: E_ref is the energy at M_max and the uncertainty the spread of the energies of the
+points. With a single bond dimension there is no uncertainty estimate (NaN; None in the cache and
+the records). A fit that lands above E(M_max) (curvature: the smaller M are too small) is not
+used: E_ref = E(M_max), with the whole distance as uncertainty.
+
+**Stuck runs.** A warm-up from a random MPS can end in a poor local minimum: with block2's
+Fiedler orbital order N2 / 6-31G frozen core stayed at -108.8086 after 4 sweeps at M = 100,
+above Hartree-Fock (-108.8407), where the canonical (orbital-energy) order reached -109.0944.
+(Given the integrals' own arrays rather than copies, block2 once ended LiH / STO-3G at -5.826 with
+M = 40 in the canonical order: it always gets copies now.) A warm-up that ends above the energy
+of the Hartree-Fock determinant is therefore discarded and DMRG starts again with the next order
+of :data:`ORBITAL_ORDERINGS` (canonical, then Fiedler); if every order fails, the reference is
+None with a note.
 
 **Selected CI** (``pyscf.fci.selected_ci``, a string-based selected CI: the CI space is the
 product of selected alpha and beta strings): a run per selection cutoff of ``cutoffs`` (largest
@@ -41,8 +53,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,8 +66,10 @@ REFERENCE_CHOICES = ("auto", "fci", "dmrg", "sci")
 MAX_FCI_DETERMINANTS = 5_000_000
 #: Peak memory of PySCF FCI per determinant, measured (module docstring).
 FCI_BYTES_PER_DETERMINANT = 244
-#: DMRG uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR.
-DMRG_ERROR_FACTOR = 5.0
+#: DMRG uncertainty = |E_extrap - E(M_max)| / DMRG_ERROR_FACTOR (the whole extrapolation distance).
+DMRG_ERROR_FACTOR = 1.0
+#: Orbital orders DMRG tries, in turn, until its warm-up ends below the Hartree-Fock energy.
+ORBITAL_ORDERINGS = (None, "fiedler")
 DEFAULT_BOND_DIMS = (250, 500, 1000)
 DEFAULT_SCI_CUTOFFS = (1e-3, 3e-4, 1e-4)
 
@@ -70,6 +83,22 @@ def n_determinants(integrals: MolecularIntegrals) -> int:
 def fci_memory_bytes(n_det: int) -> int:
     """Estimated peak memory of PySCF FCI on ``n_det`` determinants (bytes)."""
     return int(FCI_BYTES_PER_DETERMINANT * n_det)
+
+
+def physical_memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fci_fits(n_det: int, max_fci_determinants: int = MAX_FCI_DETERMINANTS) -> bool:
+    """Whether PySCF FCI takes ``n_det`` determinants: at most ``max_fci_determinants`` and an
+    estimated peak memory (:func:`fci_memory_bytes`) below 80 % of the physical memory."""
+    memory = physical_memory_bytes()
+    return n_det <= max_fci_determinants and (memory is None
+                                              or fci_memory_bytes(n_det) < 0.8 * memory)
 
 
 def block2_available() -> bool:
@@ -127,19 +156,20 @@ def check_sci_cutoffs(cutoffs: tuple[float, ...] | list[float]) -> tuple[float, 
 def choose_reference(method: str, n_det: int, max_fci_determinants: int = MAX_FCI_DETERMINANTS) -> str:
     """The method that computes the reference: ``fci``, ``dmrg`` or ``sci``.
 
-    ``auto``: FCI up to ``max_fci_determinants``, else DMRG if block2 is installed, else selected
-    CI. An explicit ``fci`` above the limit and ``dmrg`` without block2 are InputErrors.
+    ``auto``: FCI where it fits (:func:`fci_fits`: at most ``max_fci_determinants`` and memory),
+    else DMRG if block2 is installed, else selected CI. An explicit ``fci`` that does not fit and
+    ``dmrg`` without block2 are InputErrors.
     """
     check_reference(method)
     if method == "auto":
-        if n_det <= max_fci_determinants:
+        if fci_fits(n_det, max_fci_determinants):
             return "fci"
         return "dmrg" if block2_available() else "sci"
-    if method == "fci" and n_det > max_fci_determinants:
+    if method == "fci" and not fci_fits(n_det, max_fci_determinants):
         gb = fci_memory_bytes(n_det) / 1e9
         raise InputError(f"{n_det} determinants exceed the FCI limit {max_fci_determinants} "
-                         f"(about {gb:.1f} GB); use --reference dmrg or sci, or raise "
-                         "--max-fci-determinants")
+                         f"or this machine's memory (FCI needs about {gb:.1f} GB); use "
+                         "--reference dmrg or sci, or raise --max-fci-determinants")
     if method == "dmrg":
         require_block2()
     return method
@@ -160,7 +190,6 @@ class DMRGResult:
     energies: tuple[float, ...]
     discarded_weights: tuple[float, ...]
     wall_time_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def extrapolate_discarded_weight(energies: np.ndarray, weights: np.ndarray,
@@ -168,13 +197,16 @@ def extrapolate_discarded_weight(energies: np.ndarray, weights: np.ndarray,
     """``(E_extrap, uncertainty)`` from points ``(dw_i, E_i)`` [k], the first at the largest M.
 
     Linear least squares ``E = E_0 + a dw`` (needs two points with distinct dw); the
-    uncertainty is ``|E_0 - E_1st| / factor``. With all ``dw < 1e-12`` (no truncation) or a
-    single point: ``(E_1st, max E - min E)``. A fit that lands above ``E_1st`` (curvature from
-    too small an M) is not trusted: ``(E_1st, E_0 - E_1st)``.
+    uncertainty is ``|E_0 - E_1st| / factor``. With all ``dw < 1e-12`` (no truncation):
+    ``(E_1st, max E - min E)``; a single point: ``(E_1st, nan)`` (no estimate). A fit that
+    lands above ``E_1st`` (curvature from too small an M) is not trusted:
+    ``(E_1st, E_0 - E_1st)``.
     """
     e = np.asarray(energies, dtype=float)
     w = np.asarray(weights, dtype=float)
-    if len(e) < 2 or np.max(w) < 1e-12 or np.ptp(w) == 0:
+    if len(e) < 2:
+        return float(e[0]), float("nan")  # one bond dimension: no estimate
+    if np.max(w) < 1e-12 or np.ptp(w) == 0:
         return float(e[0]), float(np.ptp(e))
     _, intercept = np.polyfit(w, e, 1)
     if intercept > e[0]:
@@ -214,43 +246,53 @@ def dmrg_from_integrals(
     from pyblock2.driver.core import DMRGDriver, SymmetryTypes
 
     if stack_mem_bytes is None:
-        try:
-            phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            phys = 4 << 30
+        phys = physical_memory_bytes() or 4 << 30
         stack_mem_bytes = int(min(8 << 30, max(1 << 30, phys // 4)))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nqs-dmrg-", dir=scratch) as tmp:
-        driver = DMRGDriver(scratch=tmp, symm_type=SymmetryTypes.SU2, n_threads=n_threads,
-                            stack_mem=stack_mem_bytes)
-        driver.initialize_system(n_sites=integrals.n_orbitals, n_elec=integrals.n_electrons,
-                                 spin=abs(integrals.spin))
-        mpo = driver.get_qc_mpo(h1e=np.asarray(integrals.h1), g2e=np.asarray(integrals.h2),
-                                ecore=float(integrals.e_core), reorder="fiedler", iprint=0)
-        m_max = dims[-1]
-        ket = driver.get_random_mps(tag="KET", bond_dim=min(dims[0], m_max), nroots=1)
-        # warm-up: two-site sweeps with decreasing noise, up to M_max
-        ramp = [m for m in dims for _ in range(2)] + [m_max] * 4
-        noises = [1e-4] * (len(ramp) - 6) + [1e-5] * 2 + [1e-6] * 2 + [0.0] * 2
-        driver.dmrg(mpo, ket, n_sweeps=len(ramp) + 8, bond_dims=ramp + [m_max] * 8,
-                    noises=noises + [0.0] * 8, thrds=[1e-8] * (len(ramp) - 2) + [1e-10] * 10,
-                    tol=1e-9, iprint=0)
-        if echo is not None:
+    e_hf = integrals.hf_energy()
+    energies: list[float] = []
+    weights: list[float] = []
+    for ordering in ORBITAL_ORDERINGS:
+        with tempfile.TemporaryDirectory(prefix="nqs-dmrg-", dir=scratch) as tmp:
+            driver = DMRGDriver(scratch=tmp, symm_type=SymmetryTypes.SU2, n_threads=n_threads,
+                                stack_mem=stack_mem_bytes)
+            driver.initialize_system(n_sites=integrals.n_orbitals,
+                                     n_elec=integrals.n_electrons, spin=abs(integrals.spin))
+            # copies: block2 gets arrays of its own
+            mpo = driver.get_qc_mpo(h1e=np.array(integrals.h1, dtype=np.float64),
+                                    g2e=np.array(integrals.h2, dtype=np.float64),
+                                    ecore=float(integrals.e_core), reorder=ordering, iprint=0)
+            m_max = dims[-1]
+            ket = driver.get_random_mps(tag="KET", bond_dim=dims[0], nroots=1)
+            # warm-up: two-site sweeps with decreasing noise, up to M_max
+            ramp = [m for m in dims for _ in range(2)] + [m_max] * 4
+            noises = [1e-4] * (len(ramp) - 6) + [1e-5] * 2 + [1e-6] * 2 + [0.0] * 2
+            driver.dmrg(mpo, ket, n_sweeps=len(ramp) + 8, bond_dims=ramp + [m_max] * 8,
+                        noises=noises + [0.0] * 8,
+                        thrds=[1e-8] * (len(ramp) - 2) + [1e-10] * 10, tol=1e-9, iprint=0)
             _, _, es = driver.get_dmrg_results()
-            echo(f"  DMRG warm-up to M = {m_max}: {len(es)} sweeps, E = {float(np.min(es[-1])):.8f}, "
-                 f"{time.perf_counter() - t0:.0f} s")
-        energies, weights = [], []
-        for m in reversed(dims):  # reverse schedule, largest M first, no noise
-            driver.dmrg(mpo, ket, n_sweeps=sweeps_per_dim, bond_dims=[m] * sweeps_per_dim,
-                        noises=[0.0] * sweeps_per_dim, thrds=[1e-10] * sweeps_per_dim,
-                        tol=0.0, iprint=0)
-            _, dws, es = driver.get_dmrg_results()
-            energies.append(float(np.min(es[-1])))
-            weights.append(float(dws[-1]))
+            e_warm = float(np.min(es[-1]))
             if echo is not None:
-                echo(f"  DMRG M = {m}: E = {energies[-1]:.8f}, discarded weight {weights[-1]:.1e}, "
-                     f"{time.perf_counter() - t0:.0f} s")
-        del driver
+                echo(f"  DMRG warm-up to M = {m_max} ({ordering or 'canonical'} orbital order): "
+                     f"{len(es)} sweeps, E = {e_warm:.8f}, {time.perf_counter() - t0:.0f} s")
+            if e_warm > e_hf + 1e-6:  # stuck: the HF determinant itself is lower
+                del driver
+                continue
+            for m in reversed(dims):  # reverse schedule, largest M first, no noise
+                driver.dmrg(mpo, ket, n_sweeps=sweeps_per_dim, bond_dims=[m] * sweeps_per_dim,
+                            noises=[0.0] * sweeps_per_dim, thrds=[1e-10] * sweeps_per_dim,
+                            tol=0.0, iprint=0)
+                _, dws, es = driver.get_dmrg_results()
+                energies.append(float(np.min(es[-1])))
+                weights.append(float(dws[-1]))
+                if echo is not None:
+                    echo(f"  DMRG M = {m}: E = {energies[-1]:.8f}, discarded weight "
+                         f"{weights[-1]:.1e}, {time.perf_counter() - t0:.0f} s")
+            del driver
+            break
+    if not energies:
+        raise RuntimeError(f"DMRG stayed above the Hartree-Fock energy {e_hf:.8f} with every "
+                           "orbital order; try larger --bond-dims")
     e_ref, error = extrapolate_discarded_weight(np.array(energies), np.array(weights))
     return DMRGResult(energy=e_ref, error=error, e_best=energies[0],
                       bond_dims=tuple(reversed(dims)), energies=tuple(energies),

@@ -17,7 +17,7 @@ from hamiltonians.large_reference import (
     extrapolate_discarded_weight,
     sci_from_integrals,
 )
-from hamiltonians.molecule import compute_integrals, from_preset
+from hamiltonians.molecule import MoleculeSpec, compute_integrals, from_preset
 from nqs.cli import main
 from nqs.errors import InputError
 
@@ -31,14 +31,17 @@ def _quiet_pyscf():
         yield
 
 
-@pytest.fixture(scope="module", params=["LiH", "H2O"])
+@pytest.fixture(scope="module", params=["LiH", "H2O", "OH"])
 def molecule(request):
-    integrals, _ = compute_integrals(from_preset(request.param))
+    """LiH and H2O / STO-3G, and the OH radical (doublet: the lowest state with S = 1/2)."""
+    spec = MoleculeSpec("O 0 0 0; H 0 0 0.97", spin=1) if request.param == "OH" \
+        else from_preset(request.param)
+    integrals, _ = compute_integrals(spec)
     return request.param, integrals, fci_from_integrals(integrals)[0]
 
 
 def test_dmrg_equals_fci(molecule):
-    """H2O/STO-3G: 7 orbitals, the exact MPS needs M <= 64 (LiH: 6 orbitals, M <= 20)."""
+    """At most 7 orbitals: bond dimensions 40 and 80 reach the FCI energy."""
     _, integrals, e_fci = molecule
     r = dmrg_from_integrals(integrals, bond_dims=(40, 80), sweeps_per_dim=2)
     assert r.energy == pytest.approx(e_fci, abs=1e-6)
@@ -52,7 +55,8 @@ def test_selected_ci_equals_fci(molecule):
     r = sci_from_integrals(integrals, cutoffs=(1e-3, 1e-4))
     assert r.energy == pytest.approx(e_fci, abs=1e-6)
     assert r.energy >= e_fci - 1e-9  # variational
-    assert r.s2 == pytest.approx(0.0, abs=1e-6)
+    s = abs(integrals.spin) / 2
+    assert r.s2 == pytest.approx(s * (s + 1), abs=1e-6)
     assert r.cutoffs == (1e-3, 1e-4) and len(r.energies) == 2
 
 
@@ -62,6 +66,7 @@ def test_extrapolation_recovers_a_linear_law_and_states_its_error():
     e_x, err = extrapolate_discarded_weight(e, dw)
     assert e_x == pytest.approx(-100.0, abs=1e-12)
     assert err == pytest.approx(3.0 * 1e-6 / large.DMRG_ERROR_FACTOR, rel=1e-6)
+    assert np.isnan(extrapolate_discarded_weight(np.array([-1.0]), np.array([1e-6]))[1])
     # no truncation: the energy at the largest M, error = spread of the points
     assert extrapolate_discarded_weight(np.array([-1.0, -1.0 + 1e-12]), np.array([0.0, 1e-20])) \
         == pytest.approx((-1.0, 1e-12))
@@ -78,6 +83,10 @@ def test_choice_of_reference(monkeypatch):
         choose_reference("fci", 100, max_fci_determinants=10)
     with pytest.raises(InputError, match="unknown reference method"):
         choose_reference("ccsd", 10)
+    # memory counts too: a machine of 1 GB takes no 5e6-determinant FCI (about 1.2 GB)
+    monkeypatch.setattr(large, "physical_memory_bytes", lambda: 1 << 30)
+    assert not large.fci_fits(large.MAX_FCI_DETERMINANTS) and large.fci_fits(10**6)
+    assert choose_reference("auto", large.MAX_FCI_DETERMINANTS) == "dmrg"
     monkeypatch.setitem(sys.modules, "pyblock2", None)  # import pyblock2 -> ImportError
     monkeypatch.setitem(sys.modules, "pyblock2.driver", None)
     monkeypatch.setitem(sys.modules, "pyblock2.driver.core", None)
@@ -148,3 +157,26 @@ def test_dmrg_without_block2_one_line_exit_2(command, capsys, tmp_path, monkeypa
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert "block2" in err and err.startswith(f"nqs {command}: error:"), err
+
+
+def test_table_names_the_reference_and_plots_wall_times(tmp_path):
+    from nqs.bench.fci import markdown_table, plot_errors, plot_wall_times
+
+    base = {"basis": "sto-3g", "n_spin_orbitals": 14, "n_electrons": 10, "e_hf": -74.9,
+            "e_ccsd_t": -75.0232, "e_nqs": -75.0222, "e_nqs_error": 1e-4, "sampler": "mcmc",
+            "chemical_accuracy": True, "wall_time_s": 50.0, "nqs_wall_time_s": 40.0}
+    records = [
+        base | {"name": "A", "n_determinants": 441, "e_ref": -75.0233, "e_ref_error": 2e-5,
+                "reference": "dmrg", "ref_wall_time_s": 3.0, "error_mha": 1.1,
+                "ccsd_t_error_mha": 0.1},
+        base | {"name": "B", "n_determinants": 225, "e_ref": -75.0233, "e_ref_error": 0.0,
+                "reference": "fci", "ref_wall_time_s": 0.5, "error_mha": 1.1,
+                "ccsd_t_error_mha": 0.1},
+    ]
+    rows = markdown_table(records).splitlines()
+    assert "| reference |" in rows[0] and "| ref s | NQS s |" in rows[0]
+    assert "| DMRG +- 2.0e-05 |" in rows[2] and "| FCI |" in rows[3]
+    assert "| 3.0 | 40 | 50 |" in rows[2]
+    plot_wall_times(records, tmp_path / "times.png")
+    plot_errors(records, tmp_path / "errors.png")
+    assert (tmp_path / "times.png").stat().st_size > 0 and (tmp_path / "errors.png").stat().st_size > 0

@@ -1,11 +1,11 @@
 """DMRG (block2) and selected CI against FCI, with their wall times (docs/bench-fci.md).
 
-    python experiments/references/dmrg_vs_fci.py H2O 6-31g all 100 200 400
-    python experiments/references/dmrg_vs_fci.py N2 cc-pvdz fc 100 200     # no FCI (4.3e9 dets)
+    python experiments/references/dmrg_vs_fci.py H2O 6-31g all 100 200 400 --sci
+    python experiments/references/dmrg_vs_fci.py N2 6-31g fc 100 200 400   # no FCI (1.9e7 dets)
 
-Arguments: molecule preset, basis, ``fc`` (frozen core) or ``all``, DMRG bond dimensions.
-Prints one JSON line per method (energy, uncertainty, wall time, details); FCI only where the
-space is within MAX_FCI_DETERMINANTS.
+Arguments: molecule preset, basis, ``fc`` (frozen core) or ``all``, DMRG bond dimensions, and
+``--sci`` to run the selected CI too. Prints one JSON line per method (energy, uncertainty, wall
+time, details) and DMRG's progress; FCI only where the space is within MAX_FCI_DETERMINANTS.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from nqs.bench.machine import cpu_model
 
 def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
+    with_sci = "--sci" in argv
+    argv = [a for a in argv if a != "--sci"]
     name, basis, core = argv[0], argv[1], argv[2]
     dims = tuple(int(m) for m in argv[3:]) or (100, 200)
     integrals, _ = compute_integrals(from_preset(name, basis=basis), frozen_core=core == "fc")
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> None:
                       "bond_dims": r.bond_dims, "energies": r.energies,
                       "discarded_weights": r.discarded_weights, "wall_s": r.wall_time_s}),
           flush=True)
-    if ndet <= 50 * MAX_FCI_DETERMINANTS:
+    if with_sci:
         s = sci_from_integrals(integrals)
         print(json.dumps({"method": "sci", "energy": s.energy, "error": s.error,
                           "energies": s.energies, "n_strings": s.n_strings,

@@ -491,9 +491,9 @@ def plot_errors(records: list[dict], path: Path) -> None:
     ax.bar(x + 0.2, cc_err, 0.4, label="CCSD(T)")
     ax.axhline(CHEMICAL_ACCURACY_MHA, color="k", ls="--", lw=1, label="chemical accuracy")
     ax.set_yscale("log")
-    ax.set_xticks(x, names)
+    ax.set_xticks(x, [f"{r['name']}\n({r.get('reference', 'fci').upper()})" for r in records])
     ax.set_ylabel("|E - E(ref)| (mHa)")
-    ax.set_title("Error against the reference (FCI, or DMRG / SCI) in the same basis")
+    ax.set_title("Error against the reference in the same basis")
     ax.legend()
     fig.tight_layout()
     from nqs.io import save_figure_atomic
