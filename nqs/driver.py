@@ -210,7 +210,7 @@ def run_vmc(
     key0 = jax.random.PRNGKey(seed)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
     state = jax.jit(init)(key0)  # one program, not the network op by op (~100 compilations)
-    if initial_params is not None:  # e.g. fitted to a first-order wavefunction
+    if initial_params is not None:  # e.g. fitted to CISD (nqs.models.ar_pretrain)
         state = state._replace(
             params=initial_params,
             opt_state=jax.jit(optimizer.transformation.init)(initial_params),

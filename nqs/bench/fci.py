@@ -79,7 +79,7 @@ class Settings:
     dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
     backbone: str = "made"  # autoregressive ansatz: "made" or "transformer"
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
-    first_order_start: bool = True  # autoregressive: fit the first-order wavefunction first
+    cisd_start: bool = True  # autoregressive: fit CISD (singles-doubles space) first
 
 
 AR_SAMPLES = 100_000
@@ -256,8 +256,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     ansatz = with_dtype(ansatz, settings.dtype)
     optimizer = make_scheduled_optimizer(settings)
     initial_params = None
-    if settings.ansatz == "autoregressive" and settings.first_order_start and not resume:
-        initial_params = _first_order_start(ansatz, hamiltonian, settings.seed, echo)
+    if settings.ansatz == "autoregressive" and settings.cisd_start and not resume:
+        initial_params = _cisd_start(ansatz, hamiltonian, settings.seed, echo)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
@@ -266,19 +266,19 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     return result, mode
 
 
-def _first_order_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
-    """Parameters of ``ansatz`` fitted to the first-order wavefunction
-    (:func:`nqs.models.ar_pretrain.fit_first_order`), from the run's seed."""
+def _cisd_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
+    """Parameters of ``ansatz`` fitted to CISD in the space H connects to Hartree-Fock
+    (:func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed."""
     import jax
     import jax.numpy as jnp
 
-    from nqs.models.ar_pretrain import fit_first_order
+    from nqs.models.ar_pretrain import fit_singles_doubles
 
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(seed), x0)
-    params, fidelity = fit_first_order(ansatz, hamiltonian, params)
-    echo(f"  start: fitted to the first-order wavefunction (fidelity {fidelity:.4f}, "
+    params, fidelity = fit_singles_doubles(ansatz, hamiltonian, params)
+    echo(f"  start: fitted to CISD over HF and its singles and doubles (fidelity {fidelity:.4f}, "
          f"{time.perf_counter() - t0:.0f} s)")
     return params
 

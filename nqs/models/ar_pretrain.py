@@ -1,17 +1,20 @@
-"""Start an autoregressive molecular state from the first-order perturbative wavefunction.
+"""Start an autoregressive molecular state from CISD (or the first-order wavefunction).
 
 A state near Hartree-Fock with all signs positive is a stationary point of the energy in the
 phases (``dE/dphi(x) ~ sum_y |psi(x) psi(y)| H_xy sin(phi_y - phi_x) = 0``), so Monte Carlo
-optimization from there has to discover the sign of every excitation from noise. The
-Epstein-Nesbet first-order wavefunction gives those signs (and sizes) for the determinants that
-H connects to Hartree-Fock, at the cost of one row of H:
+optimization from there has to discover the sign of every excitation from noise. A wavefunction
+in the space S of Hartree-Fock and the determinants H connects to it gives those signs (and
+sizes) for the singles and doubles:
 
-    t(HF) = 1,    t(x) = -H_{x,HF} / max(H_xx - H_HF,HF, floor)    for x connected to HF,
+* ``"cisd"`` (default): the lowest eigenvector of H restricted to S (CISD in the RHF orbitals;
+  one ``flips`` per determinant of S and a sparse Lanczos solve);
+* ``"first-order"``: Epstein-Nesbet, ``t(HF) = 1``, ``t(x) = -H_{x,HF} / max(H_xx - H_HF,HF,
+  floor)`` (one row of H; zero for the singles, by Brillouin's theorem).
 
-normalized. The ansatz is fitted to ``t`` by maximizing the fidelity ``|<t|psi>|^2`` (exact sums
-over the few thousand connected determinants; ``psi`` is normalized, so this also pushes the
-weight outside that set down). Deterministic and cheap (seconds); a general starting point, not
-a fit to a reference energy.
+The ansatz is fitted to the normalized target by maximizing the fidelity ``|<t|psi>|^2`` (exact
+sums over S; ``psi`` is normalized, so this also pushes the weight outside S down) plus a squared
+error of the phases. Deterministic and cheap (seconds to a minute); a general starting point,
+not a fit to a reference energy.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def _connected_to_hartree_fock(operator: Any):
     return x_all, np.concatenate([[h00], h_x0]), np.concatenate([[h00], diag]), h00
 
 
-def fit_first_order(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 500,
+def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 500,
                     learning_rate: float = 1e-2, target_fidelity: float = 0.998,
                     target: str = "cisd") -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction in the

@@ -21,8 +21,8 @@ Initialisation: the backbone's output layer is zero and its bias favours the Har
 of each orbital by ``hf_logit`` (the state starts near the Hartree-Fock determinant, with every
 determinant of the sector at a finite amplitude); the phase network starts small and random (a
 real positive state is a stationary point of the energy in the phases, so a phase network
-started at exactly zero would never move). :func:`nqs.models.ar_pretrain.fit_first_order`
-then fits the state to the first-order perturbative wavefunction, which sets the signs of the
+started at exactly zero would never move). :func:`nqs.models.ar_pretrain.fit_singles_doubles`
+then fits the state to CISD in the space H connects to Hartree-Fock, which sets the signs of the
 single and double excitations.
 
 ``log psi`` is returned as a complex scalar (NetKet's convention); the parameters are real.
