@@ -41,13 +41,15 @@ def first_order_target(operator: Any, floor: float = 0.05) -> tuple[np.ndarray, 
     return xs, t / np.linalg.norm(t)
 
 
-def singles_doubles_target(operator: Any, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], c [m])``: the lowest eigenvector of H in the space of Hartree-Fock
     and every determinant H connects to it (CISD), normalized, ``c(HF) > 0``.
 
     Unlike the first-order amplitudes it gives the singles (driven by the doubles) and the
     relative signs of near-degenerate excitations. Cost: one ``flips`` per determinant of the
-    space (``chunk`` at a time) and a sparse Lanczos solve.
+    space (about ``max_rows`` connections at a time, which bounds the memory) and a sparse
+    Lanczos solve.
     """
     import scipy.sparse as sps
     from scipy.sparse.linalg import eigsh
@@ -67,6 +69,7 @@ def singles_doubles_target(operator: Any, chunk: int = 1024) -> tuple[np.ndarray
         x_new = jax.vmap(jax.vmap(lambda xi, s: apply_flips(xi, s, 1.0), (None, 0)))(x, sites)
         return x_new, mels
 
+    chunk = int(min(len(xs), max(1, max_rows // max(int(operator.max_conn), 1))))
     rows, cols, vals = [], [], []
     for i0 in range(0, len(xs), chunk):
         block = xs[i0:i0 + chunk]
