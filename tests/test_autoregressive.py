@@ -144,10 +144,10 @@ def test_unique_estimator_converges_to_exact_energy(lih):
     estimator = make_estimator(ansatz, lih, needs_jacobian=False)
     estimate = jax.jit(lambda p, x, w, n: estimator(p, Samples(x, w, UNIQUE_DRAWS, n)))
     errors = []
-    for n_draws in (1_000, 100_000):
-        sampler = AutoregressiveSampler(lih.hilbert, n_samples=n_draws, max_unique=256)
-        samples, _, info = jax.jit(lambda key, s, smp=sampler: smp.sample(key, ansatz, params, s))(
-            jax.random.PRNGKey(n_draws), sampler.init(None, ansatz, params))
+    sampler = AutoregressiveSampler(lih.hilbert, n_samples=100_000, max_unique=256)
+    draw = jax.jit(lambda key, state: sampler.sample(key, ansatz, params, state))
+    for n_draws in (1_000, 100_000):  # the sampler state is the number of draws of a call
+        samples, _, info = draw(jax.random.PRNGKey(n_draws), jnp.asarray(float(n_draws)))
         assert float(info["n_draws"]) == n_draws
         est = estimate(params, samples.x, samples.weights, samples.n_draws)
         err = float(est.stats.error_of_mean)
