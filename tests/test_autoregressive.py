@@ -205,6 +205,7 @@ def test_method_follows_the_size_of_the_space():
     (["--sampler", "autoregressive", "--samples", "0"], "samples"),
     (["--sampler", "autoregressive", "--max-unique", "-4"], "max-unique"),
     (["--backbone", "lstm"], "backbone"),
+    (["--sampler", "autoregressive", "--max-unique", "2"], "max-unique"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
 def test_bad_sampling_options_one_line_exit_2(args, word, capsys, tmp_path):
     from nqs.cli import main

@@ -356,6 +356,8 @@ def check_settings(settings) -> None:  # noqa: ANN001
         raise InputError(f"unknown Metropolis rule {settings.rule!r}")
     if not 0.0 < settings.sampling_power <= 1.0:
         raise InputError(f"the sampling power must be in (0, 1], got {settings.sampling_power}")
+    if settings.max_unique < 4:  # one row per token at the first orbital
+        raise InputError(f"--max-unique must be at least 4, got {settings.max_unique}")
 
 
 def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  # noqa: ANN001
