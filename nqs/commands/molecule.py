@@ -6,13 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
     check_memory,
     is_main,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    quiet,
+    seed_int,
     setup_parallel,
     write_plot,
 )
@@ -188,9 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output directory (default: runs/bench-fci; one directory per "
                    "molecule inside)")
     add_run_dir_options(b, checkpoint_every=100)
-    from nqs.bench.realspace import add_options as add_realspace_options
+    from nqs.commands.bench_realspace import add_options as add_realspace_options
 
-    add_realspace_options(b)  # --realspace and its options (nqs/bench/realspace.py)
+    add_realspace_options(b)  # --realspace and its options (nqs/commands/bench_realspace.py)
     b.set_defaults(handler=run_bench)
 
 
@@ -218,19 +222,6 @@ def _echo(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _quiet(fn, *args, **kwargs):  # noqa: ANN001, ANN202
-    """``fn(*args, **kwargs)`` with PySCF's console chatter (warnings printed while loading a
-    basis) captured, so a refused input prints only its one line."""
-    import contextlib
-    import io
-    import warnings
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
 def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
     """``(spatial orbitals, n_alpha, n_beta)`` of a job's active space, checked without an SCF
     (PySCF's Mole for a spec, the header and integrals for an FCIDUMP)."""
@@ -241,10 +232,10 @@ def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
         raise InputError("give either --frozen-core or --cas, not both (a CAS already freezes "
                          "its core)")
     if job.fcidump is not None:
-        ints = _quiet(read_fcidump, job.fcidump)
+        ints = quiet(read_fcidump, job.fcidump)
         return ints.n_orbitals, ints.n_alpha, ints.n_beta
     try:
-        mol = _quiet(build_mole, job.spec)
+        mol = quiet(build_mole, job.spec)
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - PySCF raises RuntimeError, KeyError, ...
@@ -325,7 +316,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     if args.fcidump is not None:
         job = Job(Path(args.fcidump).stem, fcidump=args.fcidump, eri_threshold=args.eri_threshold)
     else:
-        spec = _quiet(parse_molecule, args.molecule, basis=args.basis, charge=args.charge,
+        spec = quiet(parse_molecule, args.molecule, basis=args.basis, charge=args.charge,
                       spin=args.spin, unit=args.unit)
         job = Job(spec.name or "molecule", spec, None, args.frozen_core,
                   tuple(args.cas) if args.cas else None, args.eri_threshold)
@@ -420,7 +411,7 @@ def _named_molecule(text: str):
 def run_bench(args: argparse.Namespace) -> int:
     """The benchmark against FCI: table on stdout, results.{json,md}, errors.png."""
     if getattr(args, "realspace", False):
-        from nqs.bench.realspace import run_from_args
+        from nqs.commands.bench_realspace import run_from_args
 
         if args.dtype != "float64":
             from nqs.errors import InputError
@@ -439,8 +430,8 @@ def run_bench(args: argparse.Namespace) -> int:
     eri = args.eri_threshold
     jobs: list[Job] = []
     for text in args.molecule:
-        name, atoms = _quiet(_named_molecule, text)
-        spec = _quiet(parse_molecule, atoms, basis=args.basis, charge=args.charge,
+        name, atoms = quiet(_named_molecule, text)
+        spec = quiet(parse_molecule, atoms, basis=args.basis, charge=args.charge,
                       spin=args.spin, unit=args.unit)
         jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas, eri))
     for path in args.fcidump:

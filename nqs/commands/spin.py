@@ -6,13 +6,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nqs.cli import finite_float, nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
     check_memory,
+    finite_float,
     is_main,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
     setup_parallel,
     write_plot,
 )
@@ -88,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples per step (default: 1024)")
     p.add_argument("--chains", type=positive_int, default=128,
                    help="parallel Markov chains (default: 128)")
-    p.add_argument("--discard-sweeps", type=_nonnegative_int, default=4,
+    p.add_argument("--discard-sweeps", type=nonnegative_int, default=4,
                    help="thermalization sweeps discarded before each step's samples; chains "
                    "continue from the previous step (default: 4)")
     p.add_argument("--ratio-dtype", choices=("float64", "float32"), default="float64",
@@ -112,16 +117,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dtype_option(p)
     add_parallel_options(p)
     p.set_defaults(handler=run)
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 MAX_SITES = 100_000

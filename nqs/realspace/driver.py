@@ -40,7 +40,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from hamiltonians.realspace import Atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
@@ -71,6 +70,7 @@ from nqs.parallel import (
     without_global_mesh,
 )
 from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
+from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -267,7 +267,7 @@ def step_is_finite(energy: float, params: Any) -> bool:
     return math.isfinite(energy) and bool(_tree_all_finite(params))
 
 
-def _fingerprint(atoms: Atoms, **options: Any) -> dict[str, Any]:
+def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
     return {
         "symbols": list(atoms.symbols),
         "positions": np.round(np.asarray(atoms.positions), 10).tolist(),
@@ -412,7 +412,7 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
 
 
-def _start(run: _Run, atoms: Atoms, net: dict[str, Any], params: Any, walkers: jax.Array,
+def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, walkers: jax.Array,
            keys: tuple[jax.Array, jax.Array, jax.Array], pretrain_steps: int, pretrain_basis: str,
            pretrain_lr: float, mcmc_steps: int, burn_in_calls: int,
            logger: JsonlLogger | None) -> tuple[VMCState, float | None]:
@@ -562,7 +562,7 @@ def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_
 
 @without_global_mesh
 def run_realspace(
-    atoms: Atoms,
+    atoms: RealSpaceSystem,
     *,
     layers: Sequence[tuple[int, int]] = DEFAULT_LAYERS,
     n_determinants: int = 16,
@@ -601,7 +601,8 @@ def run_realspace(
     """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
 
     Args:
-        atoms: the system (:func:`hamiltonians.realspace.make_atoms`).
+        atoms: the system and its Hamiltonian (a :class:`RealSpaceSystem`, e.g.
+            :func:`hamiltonians.realspace.make_atoms`): nuclei, electrons, local energy.
         layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
         optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
         learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
@@ -656,7 +657,7 @@ def run_realspace(
     param_dtype = jnp.float32 if dtype == "float32" else jnp.float64
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **net)
     apply = with_dtype(apply, dtype)
-    e_loc_fn = make_local_energy(apply, atoms, laplacian)
+    e_loc_fn = atoms.local_energy(apply, laplacian)
     k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
         jax.random.PRNGKey(seed), 7
     )
