@@ -71,6 +71,7 @@ class RealSpaceSettings:
     pretrain_basis: str = "ccpvdz"
     laplacian: str = "folx"
     seed: int = 0
+    time_limit: float | None = None  # wall seconds of optimization per molecule (None: none)
 
 
 def _presets() -> dict:
@@ -187,7 +188,7 @@ def run_realspace_benchmark(
             pretrain_steps=s.pretrain_steps, pretrain_basis=s.pretrain_basis, n_steps=s.steps,
             n_walkers=s.walkers, mcmc_steps=s.mcmc_steps, eval_steps=s.eval_steps,
             laplacian=s.laplacian, seed=s.seed, out_dir=sub, reference_energy=exact,
-            reference_source=source, echo=echo, progress=False,
+            reference_source=source, echo=echo, progress=False, time_limit=s.time_limit,
         )
         if sub is not None:
             write_plot(lambda sub=sub, job=job, s=s, result=result: result.plot(
@@ -226,6 +227,7 @@ def _record(job, atoms, basis, refs, exact, source, result, settings) -> dict:
         "momentum": settings.momentum if settings.optimizer == "sr" else 0.0,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
+        "stopped_by_time_limit": result.stopped_by_time_limit,
         "walkers": result.n_walkers,
         "time_per_step_s": result.time_per_step_s,
         "wall_time_s": result.wall_time_s,

@@ -80,6 +80,7 @@ def settings_from_args(args: argparse.Namespace) -> RealSpaceSettings:
         walkers=args.walkers,
         mcmc_steps=args.mcmc_steps, eval_steps=args.eval_steps,
         pretrain_steps=args.pretrain_steps, laplacian=args.laplacian, seed=args.seed,
+        time_limit=args.time_limit,
     )
 
 

@@ -167,6 +167,14 @@ def is_main() -> bool:
     return is_main_process()
 
 
+def add_time_limit_option(p: argparse.ArgumentParser, per: str = "") -> None:
+    """Add ``--time-limit SECONDS`` (the drivers' ``time_limit``; ``per``: e.g. " per molecule")."""
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"stop the optimization{per} after the step that passes this many wall "
+                   "seconds (checkpointed; the final evaluation follows and result.json records "
+                   "stopped_by_time_limit; --resume continues). Default: no limit")
+
+
 def add_run_dir_options(p: argparse.ArgumentParser, resume: bool = True,
                         checkpoint_every: int | None = 50) -> None:
     """Add ``--overwrite`` (and ``--resume``, ``--checkpoint-every``) to a subcommand."""

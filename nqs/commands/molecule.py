@@ -10,6 +10,7 @@ from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
     is_main,
     nonnegative_float,
@@ -84,7 +85,7 @@ def _reference(args: argparse.Namespace):
     return opts
 
 
-def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
+def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> None:
     p.add_argument("--ansatz", choices=("auto", "backflow", "rbm", "autoregressive"),
                    default="auto",
                    help="neural-network backflow determinant(s), complex RBM (Choo et al. "
@@ -100,6 +101,7 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    "transformer (default: made)")
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
+    add_time_limit_option(p, per)
     p.add_argument("--samples", type=positive_int, default=None,
                    help="samples per step: Metropolis draws (default 2048), or autoregressive "
                    "draws, counted once per distinct determinant (default 100000)")
@@ -187,7 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fcidump", action="append", default=[], metavar="FILE",
                    help="a Hamiltonian from an FCIDUMP file; repeatable")
     _molecule_options(b)
-    _solver_options(b, steps=600)
+    _solver_options(b, steps=600, per=" of each molecule (--realspace: each real-space run)")
     b.add_argument("--out", type=Path, default=Path("runs/bench-fci"),
                    help="output directory (default: runs/bench-fci; one directory per "
                    "molecule inside)")
@@ -368,7 +370,8 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  #
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
           f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
-                         exact_energy=e_ref, checkpoint_every=args.checkpoint_every)
+                         exact_energy=e_ref, checkpoint_every=args.checkpoint_every,
+                         time_limit=args.time_limit)
     resolved = resolve_settings(settings, n_determinants(integrals))
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     summary = result.summary() | {
@@ -458,7 +461,8 @@ def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # n
     from nqs.io import write_json_atomic, write_text_atomic
 
     records = run_benchmark(jobs, settings, args.out, _echo, resume=args.resume,
-                            checkpoint_every=args.checkpoint_every, reference=reference)
+                            checkpoint_every=args.checkpoint_every, reference=reference,
+                            time_limit=args.time_limit)
     if not is_main():  # process 0 writes the files
         return 0
     table = markdown_table(records)

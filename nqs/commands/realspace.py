@@ -9,6 +9,7 @@ from hamiltonians.realspace import PRESETS, Preset  # noqa: F401  (re-exported: 
 from nqs.commands.common import (
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
     is_main,
     nonnegative_float,
@@ -75,9 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Gaussian basis of the pretraining HF (default: ccpvdz)")
     p.add_argument("--steps", type=nonnegative_int, default=1000,
                    help="optimization steps (default: 1000)")
-    p.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
-                   help="stop the optimization after this many wall seconds (checkpointed; the "
-                   "evaluation follows; --resume continues). Default: no limit")
+    add_time_limit_option(p)
     p.add_argument("--walkers", type=positive_int, default=1024,
                    help="walkers / Markov chains (default: 1024)")
     p.add_argument("--mcmc-steps", type=positive_int, default=10,

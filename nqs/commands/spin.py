@@ -10,6 +10,7 @@ from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
     finite_float,
     is_main,
@@ -102,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "energies stay float64) (default: float64)")
     p.add_argument("--steps", type=positive_int, default=300,
                    help="optimization steps (default: 300)")
+    add_time_limit_option(p)
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
                    help="sr: stochastic reconfiguration (dense, or minSR when parameters "
                    "outnumber samples); minsr: always the samples x samples form (default: sr)")
@@ -255,6 +257,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer) -> int:  #
         exact_energy=exact,
         chunk_size=args.chunk_size,
         fingerprint=fingerprint(args),
+        time_limit=args.time_limit,
     )
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
