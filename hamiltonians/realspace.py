@@ -33,6 +33,7 @@ from nqs.errors import InputError
 ANGSTROM_TO_BOHR = 1.8897261246
 """1 Angstrom in bohr."""
 
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """A named system: geometry in bohr and its exact non-relativistic energy (Hartree)."""
@@ -53,6 +54,7 @@ PRESETS: dict[str, Preset] = {
 }
 """Named real-space systems (``nqs realspace --preset``, ``bench-fci --realspace``) with their
 tabulated exact energies."""
+
 
 # Fallback element table (used only when pyscf is not installed): symbol -> nuclear charge.
 _ELEMENTS = (
