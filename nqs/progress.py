@@ -24,6 +24,7 @@ commands' own messages; stderr keeps the one-line errors).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import Any, Literal, TextIO
@@ -41,6 +42,18 @@ def _in_jupyter() -> bool:
     except AttributeError:  # pragma: no cover - an IPython without get_ipython
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _is_terminal(file: TextIO) -> bool:
+    """Whether ``file`` is a terminal a bar can be drawn on (a TTY with a width: a pseudo-
+    terminal of zero columns, as under ``script``, would show an empty bar)."""
+    isatty = getattr(file, "isatty", None)
+    if not (callable(isatty) and isatty()):
+        return False
+    try:
+        return os.get_terminal_size(file.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's stream)
+        return True
 
 
 def _clock(seconds: float) -> str:
@@ -81,8 +94,7 @@ class Progress:
         self.total, self.start, self.enabled, self.desc = int(total), int(start), enabled, desc
         self.file = sys.stdout if file is None else file
         if mode == "auto":
-            isatty = getattr(self.file, "isatty", None)
-            mode = "bar" if (callable(isatty) and isatty()) or _in_jupyter() else "lines"
+            mode = "bar" if _is_terminal(self.file) or _in_jupyter() else "lines"
         self.mode: Mode = mode
         self.every_steps = max(1, int(math.ceil(every_fraction * max(self.total - self.start, 1))))
         self.every_seconds = every_seconds
