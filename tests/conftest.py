@@ -16,7 +16,10 @@ checks (many devices, many processes) run in the background.
   ``two_processes``) run last: the helpers work on the second core while the rest of the suite
   runs (the suite itself keeps about one core busy, compilation being single-threaded). Each
   test module that uses ``multi_device`` names the checks it needs in ``MULTI_DEVICE_CHECKS``;
-  only those run.
+  only those run. Under pytest-xdist (the README's ``-n 2``: one worker per core; ``--dist
+  loadfile`` in pyproject.toml keeps each file in one worker, so the problems its tests share
+  are compiled once) the first worker to collect runs the jobs and every worker reads their
+  result files.
 * NetKet's numba code (the reference operators) is compiled at ``NUMBA_OPT=0``.
 * ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
   time (setup, call and teardown together), to compare test costs on a loaded machine where

@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> dict:
         "defaults": dict(nqs=(AR_SAMPLES, Settings().max_unique),
                          netket=(NETKET_DEFAULT_SAMPLES, NETKET_DEFAULT_CHAINS)),
     }
+    check = local_energy_check(hamiltonian, op, ansatz, params, args.max_unique, args.chunk_rows)
+    print(f"same local energies on {check['n']} distinct nqs draws: max |nqs - NetKet| = "
+          f"{check['max_abs_diff']:.1e} Ha", flush=True)
     records = []
     for name, v in variants.items():
         fn_nqs = nqs_call(hamiltonian, ansatz, params, *v["nqs"], args.chunk_rows)
@@ -173,7 +176,30 @@ def run(args: argparse.Namespace) -> dict:
               flush=True)
     return {"molecule": args.molecule, "basis": args.basis, "frozen_core": args.frozen_core,
             "n_spin_orbitals": hilbert.n_sites, "n_determinants": hilbert.n_states,
-            "cisd_fidelity": fidelity, "e_hf": float(mf.e_tot), "records": records}
+            "cisd_fidelity": fidelity, "e_hf": float(mf.e_tot), "records": records,
+            "local_energy_check": check}
+
+
+def local_energy_check(hamiltonian, op, ansatz, params, max_unique: int, chunk_rows: int) -> dict:
+    """Both codes' local energies on the same configurations (nqs's distinct draws): the
+    operators and the model are the same, so they agree to rounding."""
+    sampler = AutoregressiveSampler(hamiltonian.hilbert, n_samples=AR_SAMPLES,
+                                    max_unique=max_unique)
+    samples, _, info = jax.jit(lambda k: sampler.sample(
+        k, ansatz, params, jnp.asarray(float(AR_SAMPLES))))(jax.random.PRNGKey(7))
+    n = int(info["n_unique"])
+    x = samples.x[:n]
+    ours = make_packed_local_energy(hamiltonian, ansatz, chunk_rows=chunk_rows)(params, x)
+    apply = jax.vmap(ansatz.log_psi, in_axes=(None, 0))
+
+    @jax.jit
+    def theirs(x):
+        xp, mels = op.get_conn_padded(x.astype(jnp.int8))
+        log_xp = jax.lax.map(lambda r: apply(params, r.astype(jnp.float64)), xp)
+        return jnp.sum(mels * jnp.exp(log_xp - apply(params, x)[:, None]), axis=-1)
+
+    diff = float(jnp.max(jnp.abs(ours - theirs(x))))
+    return {"n": n, "max_abs_diff": diff}
 
 
 def netket_operator(integrals):
@@ -200,7 +226,10 @@ def markdown(result: dict, meta: dict) -> str:
     lines = [f"{result['molecule']}/{result['basis']}"
              f"{' with frozen core' if result['frozen_core'] else ''}: "
              f"{result['n_spin_orbitals']} spin orbitals, {result['n_determinants']:.3g} "
-             f"determinants; MADE state fitted to CISD (fidelity {result['cisd_fidelity']:.4f}).",
+             f"determinants; MADE state fitted to CISD (fidelity {result['cisd_fidelity']:.4f}); "
+             f"both codes' local energies on {result['local_energy_check']['n']} distinct "
+             f"configurations differ by at most "
+             f"{result['local_energy_check']['max_abs_diff']:.1e} Ha.",
              "",
              "| variant | nqs draws | nqs distinct | nqs s | NetKet samples | NetKet distinct | "
              "NetKet s | per call | per sample | distinct per s | <E_loc> nqs / NetKet (Ha) |",
