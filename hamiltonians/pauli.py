@@ -281,6 +281,18 @@ class PauliComponents:
         return self._tables.flips(x)
 
 
+def pauli_sum(operators: Iterable[PauliSum], hilbert: SpinHilbert | int | None = None
+              ) -> PauliSum:
+    """``sum_k operators[k]`` in one pass (``a + b + ...`` copies the terms at every ``+``)."""
+    terms: dict[PauliString, complex] = {}
+    h = _as_hilbert(hilbert)
+    for op in operators:
+        h = _merge_hilbert(h, op.hilbert)
+        for s, c in op.terms.items():
+            terms[s] = terms.get(s, 0) + c
+    return PauliSum(terms, h)
+
+
 def pauli_components(operators: Sequence[PauliSum], hilbert: SpinHilbert | int | None = None
                      ) -> PauliComponents:
     """Stack ``K`` sums (bound to ``hilbert``, or to the space they share) into one operator."""

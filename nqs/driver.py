@@ -62,6 +62,7 @@ from nqs.parallel import (
 )
 from nqs.precision import ansatz_dtype
 from nqs.sampling.base import Sampler
+from nqs.state import VariationalState
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -90,6 +91,18 @@ class VMCResult:
     peak_memory_bytes: int | None = None
     peak_memory_source: str | None = None
     dtype: str = "float64"  # network precision (nqs.precision)
+    ansatz: Any = field(default=None, repr=False)
+    sampler: Any = field(default=None, repr=False)
+    sampler_state: Any = field(default=None, repr=False)
+
+    @property
+    def state(self) -> VariationalState:
+        """The final state: ansatz, final parameters, sampler and its chains
+        (:class:`nqs.state.VariationalState`; ``result.state.expect(operator)``)."""
+        if self.ansatz is None or self.sampler is None:
+            raise ValueError("this result holds no ansatz / sampler (built by hand)")
+        return VariationalState(self.ansatz, self.params, self.sampler, self.sampler_state,
+                                chunk_size=self.chunk_size)
 
     @property
     def relative_error(self) -> float | None:
@@ -279,6 +292,9 @@ def run_vmc(
         params=gather(state.params),
         exact_sampling=exact,
         dtype=dtype,
+        ansatz=ansatz,
+        sampler=sampler,
+        sampler_state=gather(state.sampler_state),
         **run_record(mesh, chunk_size),
     )
 
