@@ -62,7 +62,7 @@ from nqs.parallel import (
 )
 from nqs.precision import ansatz_dtype
 from nqs.sampling.base import Sampler
-from nqs.state import VariationalState
+from nqs.state import VariationalState, make_observer
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -172,6 +172,8 @@ def run_vmc(
     jump_sigmas: float | None = 10.0,
     lr_factor: float = 0.3,
     max_rejections: int = 10,
+    observables: dict[str, Any] | None = None,
+    observe_every: int = 10,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -199,6 +201,12 @@ def run_vmc(
       callback: called with each step's log record after it is written (and checkpointed).
       jump_sigmas, lr_factor, max_rejections: the recovery guard (module docstring); None
         turns the energy-jump test off (non-finite steps are still rejected).
+      observables: ``{name: operator}`` measured every ``observe_every`` steps and after the
+        last one, on a separate draw from the current chains (:func:`nqs.state.make_observer`;
+        the trajectory is the same as without them); each such step's log record gets
+        ``"observables": {name: {"mean", "error", "variance", "tau_corr", "r_hat"}}``.
+        Operators are bound to the sampler's space before the first step (InputError for one
+        on another space).
 
     Raises:
       CheckpointError: nothing to resume, a corrupt checkpoint, or one of another run.
@@ -207,6 +215,15 @@ def run_vmc(
     """
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
+    observe = None
+    if observables:
+        if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
+                or observe_every < 1:
+            from nqs.errors import InputError
+
+            raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
+        hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
+        observe = make_observer(ansatz, sampler, dict(observables), hilbert)
     main = is_main_process()
     echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
@@ -259,7 +276,7 @@ def run_vmc(
     try:
         state, t_steps = _run_steps(step, state, start, n_steps, history, logger, out, main,
                                     checkpoint_every, meta, progress, echo, t_run, guard,
-                                    callback)
+                                    callback, observe, observe_every)
     finally:
         if logger is not None:
             logger.close()
@@ -432,11 +449,14 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
                main: bool, checkpoint_every: int, meta: dict[str, Any], progress: bool,
                echo: Callable[[str], None], t_run: float, guard: _Guard,
-               callback: Callable[[dict], None] | None = None) -> tuple[VMCState, float]:
+               callback: Callable[[dict], None] | None = None,
+               observe: Callable[[Any, Any, jax.Array], dict] | None = None,
+               observe_every: int = 10) -> tuple[VMCState, float]:
     """Steps ``start .. n_steps - 1``: each logged (appended to ``history``) and checkpointed
     every ``checkpoint_every`` steps, at the end and on SIGINT / SIGTERM; rejected steps
-    handled by ``guard``. Returns the state and the time spent in the steps after the first
-    (which includes compilation)."""
+    handled by ``guard``; ``observe`` (observables) every ``observe_every`` steps and after
+    the last, with a key derived from the state's (not consumed). Returns the state and the
+    time spent in the steps after the first (which includes compilation)."""
     t_steps = 0.0
     if guard.anchor is None:
         guard.anchor = state
@@ -478,6 +498,10 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                 record["lr_scale"] = guard.lr_scale
                 echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
                      f"learning rate x{guard.lr_scale:.3g}")
+            if observe is not None and ((k + 1) % observe_every == 0 or k + 1 == n_steps):
+                key = jax.random.fold_in(gather(state.key), 104729)
+                record["observables"] = observe(gather(state.params),
+                                                gather(state.sampler_state), key)
             history.append(record)
             if logger is not None:
                 logger.append(record)

@@ -327,3 +327,44 @@ def _trim_unique(samples: Samples) -> Samples:
     """Rows of count 0 dropped (sampler buffers of distinct draws are padded)."""
     keep = np.asarray(samples.weights) > 0
     return samples._replace(x=samples.x[keep], weights=samples.weights[keep])
+
+
+def stats_record(stats: Stats) -> dict[str, Any]:
+    """JSON-able ``{"mean", "error", "variance", "tau_corr", "r_hat"}`` of an observable
+    (lists for ``K`` components; ``"mean_imag"`` only when some imaginary part is nonzero;
+    NaN becomes null)."""
+    from nqs.io import to_jsonable
+
+    mean = np.asarray(stats.mean)
+    record = {"mean": to_jsonable(np.real(mean))}
+    if np.iscomplexobj(mean) and np.any(np.imag(mean) != 0):
+        record["mean_imag"] = to_jsonable(np.imag(mean))
+    for key, value in (("error", stats.error_of_mean), ("variance", stats.variance),
+                       ("tau_corr", stats.tau_corr), ("r_hat", stats.r_hat)):
+        record[key] = to_jsonable(np.asarray(value))
+    return record
+
+
+def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
+                  hilbert: Hilbert, chunk_size: int | None = None
+                  ) -> Callable[[Params, Any, jax.Array], dict[str, dict[str, Any]]]:
+    """``observe(params, sampler_state, key) -> {name: stats_record}`` for the driver.
+
+    Every observable is bound to ``hilbert`` now (InputError for a bad name or operator); each
+    call draws ONE fresh set of samples from a copy of the chains (the run's own sampler
+    state and key are untouched, so logging observables does not change the trajectory) and
+    measures every observable on it (exact sums for an exact sampler).
+    """
+    bound = {}
+    for name, op in observables.items():
+        if not isinstance(name, str) or not name or any(c in name for c in "\n\r"):
+            raise InputError(f"observable names must be non-empty one-line strings, got "
+                             f"{name!r}")
+        bound[name] = bind_operator(op, hilbert)
+
+    def observe(params: Params, sampler_state: Any, key: jax.Array) -> dict[str, dict]:
+        state = VariationalState(ansatz, params, sampler, sampler_state, key=key,
+                                 chunk_size=chunk_size)
+        return {name: stats_record(state.expect(op)) for name, op in bound.items()}
+
+    return observe
