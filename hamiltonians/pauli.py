@@ -139,6 +139,19 @@ class PauliSum:
         """The same terms on another space of as many spins (e.g. an ``S^z`` sector)."""
         return PauliSum(self.terms, _as_hilbert(hilbert))
 
+    def marshall_rotated(self, sublattice: Any) -> PauliSum:
+        """``U O U^dagger`` in the Marshall-rotated basis of ``sublattice [n_sites]`` (0/1):
+        ``U = (-1)^(number of up spins on sublattice 1)``, so every ``sigma^x``, ``sigma^y`` on
+        sublattice 1 changes sign. A state of a model with ``marshall_sign=True`` lives in that
+        basis (:class:`nqs.state.VariationalState` applies this to Pauli sums itself)."""
+        sub = np.asarray(sublattice).reshape(-1)
+        if self.max_site >= len(sub):
+            raise InputError(f"the operator acts on site {self.max_site}, the sublattice labels "
+                             f"cover {len(sub)} sites")
+        terms = {s: c * (-1) ** sum(1 for site, o in s if o in "XY" and sub[site] == 1)
+                 for s, c in self.terms.items()}
+        return PauliSum(terms, self.hilbert)
+
     def _coerce(self, other: Any) -> PauliSum | None:
         if isinstance(other, PauliSum):
             return other
@@ -254,6 +267,20 @@ class PauliComponents:
     @cached_property
     def _tables(self) -> _PauliTables:
         return _PauliTables.build(list(self.operators), self.hilbert)
+
+    def on(self, hilbert: SpinHilbert | int) -> PauliComponents:
+        """Bound to ``hilbert`` (the same space or an equal one)."""
+        return pauli_components(list(self.operators), _merge_hilbert(self.hilbert,
+                                                                      _as_hilbert(hilbert)))
+
+    def rebind(self, hilbert: SpinHilbert | int) -> PauliComponents:
+        """The same sums on another space of as many spins."""
+        return pauli_components([op.rebind(hilbert) for op in self.operators], hilbert)
+
+    def marshall_rotated(self, sublattice: Any) -> PauliComponents:
+        """Every component in the Marshall-rotated basis (:meth:`PauliSum.marshall_rotated`)."""
+        return PauliComponents(tuple(op.marshall_rotated(sublattice) for op in self.operators),
+                               self.hilbert)
 
     @property
     def n_components(self) -> int:

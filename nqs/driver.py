@@ -94,6 +94,7 @@ class VMCResult:
     ansatz: Any = field(default=None, repr=False)
     sampler: Any = field(default=None, repr=False)
     sampler_state: Any = field(default=None, repr=False)
+    marshall_sublattice: Any = field(default=None, repr=False)
 
     @property
     def state(self) -> VariationalState:
@@ -102,7 +103,8 @@ class VMCResult:
         if self.ansatz is None or self.sampler is None:
             raise ValueError("this result holds no ansatz / sampler (built by hand)")
         return VariationalState(self.ansatz, self.params, self.sampler, self.sampler_state,
-                                chunk_size=self.chunk_size)
+                                chunk_size=self.chunk_size,
+                                marshall_sublattice=self.marshall_sublattice)
 
     @property
     def relative_error(self) -> float | None:
@@ -215,6 +217,7 @@ def run_vmc(
     """
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
+    marshall = _marshall_sublattice(operator)
     observe = None
     if observables:
         if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
@@ -223,7 +226,8 @@ def run_vmc(
 
             raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
         hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
-        observe = make_observer(ansatz, sampler, dict(observables), hilbert)
+        observe = make_observer(ansatz, sampler, dict(observables), hilbert,
+                                marshall_sublattice=marshall)
     main = is_main_process()
     echo = process_echo(echo)
     progress = (sys.stderr.isatty() if progress is None else progress) and main
@@ -312,8 +316,16 @@ def run_vmc(
         ansatz=ansatz,
         sampler=sampler,
         sampler_state=gather(state.sampler_state),
+        marshall_sublattice=marshall,
         **run_record(mesh, chunk_size),
     )
+
+
+def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
+    """The sublattice labels of a model written in the Marshall-rotated basis, else None."""
+    if not getattr(operator, "marshall_sign", False):
+        return None
+    return np.asarray(operator.lattice.sublattice)
 
 
 @dataclass

@@ -145,13 +145,21 @@ def _same_space(a: Hilbert, b: Hilbert) -> bool:
     return False
 
 
-def bind_operator(operator: Any, hilbert: Hilbert) -> DiscreteOperator:
+def bind_operator(operator: Any, hilbert: Hilbert, marshall_sublattice: Any = None
+                  ) -> DiscreteOperator:
     """``operator`` acting on ``hilbert``: an operator with an ``on`` method (Pauli sums,
     fermion operators) is bound to it; any other must already act on the same space.
+
+    ``marshall_sublattice [n_sites]`` (0/1): the state lives in the Marshall-rotated basis (a
+    model built with ``marshall_sign=True``); operators with a ``marshall_rotated`` method
+    (Pauli sums: physical operators) are rotated into it, ``U O U^dagger``; any other operator
+    (the model itself) is taken to be written in the state's basis already.
 
     Raises InputError (one line) for an operator on another space or something that is not an
     operator.
     """
+    if marshall_sublattice is not None and hasattr(operator, "marshall_rotated"):
+        operator = operator.marshall_rotated(marshall_sublattice)
     on = getattr(operator, "on", None)
     if on is not None:
         current = getattr(operator, "hilbert", None)
@@ -165,6 +173,11 @@ def bind_operator(operator: Any, hilbert: Hilbert) -> DiscreteOperator:
     if not _same_space(operator.hilbert, hilbert):
         raise InputError(f"the operator acts on {_describe(operator.hilbert)}, the state on "
                          f"{_describe(hilbert)}")
+    if isinstance(hilbert, SpinHilbert) and hilbert.total_sz is not None \
+            and operator.hilbert.total_sz != hilbert.total_sz:
+        # its rows may leave the state's sector, where psi is not the state's amplitude
+        raise InputError(f"the operator acts on {_describe(operator.hilbert)}, the state on "
+                         f"{_describe(hilbert)}; build the operator on the state's space")
     return operator
 
 
@@ -176,7 +189,8 @@ def _rebind(operator: Any, hilbert: Hilbert) -> Any:
 def _describe(h: Hilbert) -> str:
     if isinstance(h, FermionHilbert):
         return f"{h.n_orbitals} orbitals with ({h.n_alpha}, {h.n_beta}) electrons"
-    return f"{h.n_sites} spins"
+    sector = "" if h.total_sz is None else f" (sum of x_i = {h.total_sz})"
+    return f"{h.n_sites} spins{sector}"
 
 
 _FN_CACHE: dict[tuple, Callable] = {}
@@ -244,6 +258,9 @@ class VariationalState:
       sampler_state: the chains (carried over between calls; ``sampler.init`` when None).
       key: PRNG key, split at every draw.
       chunk_size: evaluate samples this many rows at a time (memory).
+      marshall_sublattice: ``[n_sites]`` 0/1 labels when the state is written in the
+        Marshall-rotated basis (a model with ``marshall_sign=True``): Pauli sums are then
+        rotated into it (:func:`bind_operator`). :attr:`nqs.driver.VMCResult.state` sets it.
 
     ``samples`` holds the last draw and is reused by every ``expect`` until ``sample()`` draws
     again or ``params`` is assigned (then the next ``expect`` draws fresh samples), so several
@@ -252,8 +269,9 @@ class VariationalState:
 
     def __init__(self, ansatz: Ansatz, params: Params, sampler: Sampler,
                  sampler_state: Any = None, *, key: jax.Array | None = None, seed: int = 0,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, marshall_sublattice: Any = None) -> None:
         self.ansatz = ansatz
+        self.marshall_sublattice = marshall_sublattice
         self.sampler = sampler
         self.key = jax.random.PRNGKey(seed) if key is None else key
         self.chunk_size = chunk_size
@@ -310,7 +328,7 @@ class VariationalState:
     def expect(self, operator: Any) -> Stats:
         """``Stats(mean, error_of_mean, variance, tau_corr, r_hat)`` of ``operator`` (module
         docstring): exact sums for an exact sampler, else statistics over :attr:`samples`."""
-        operator = bind_operator(operator, self.hilbert)
+        operator = bind_operator(operator, self.hilbert, self.marshall_sublattice)
         if self.is_exact:
             states = jnp.asarray(np.asarray(self.hilbert.all_states(), dtype=np.float64))
             return _cached("exact", operator, self.ansatz, self.chunk_size)(self._params, states)
@@ -346,7 +364,8 @@ def stats_record(stats: Stats) -> dict[str, Any]:
 
 
 def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
-                  hilbert: Hilbert, chunk_size: int | None = None
+                  hilbert: Hilbert, chunk_size: int | None = None,
+                  marshall_sublattice: Any = None
                   ) -> Callable[[Params, Any, jax.Array], dict[str, dict[str, Any]]]:
     """``observe(params, sampler_state, key) -> {name: stats_record}`` for the driver.
 
@@ -354,13 +373,14 @@ def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
     call draws ONE fresh set of samples from a copy of the chains (the run's own sampler
     state and key are untouched, so logging observables does not change the trajectory) and
     measures every observable on it (exact sums for an exact sampler).
+    ``marshall_sublattice``: see :func:`bind_operator`.
     """
     bound = {}
     for name, op in observables.items():
         if not isinstance(name, str) or not name or any(c in name for c in "\n\r"):
             raise InputError(f"observable names must be non-empty one-line strings, got "
                              f"{name!r}")
-        bound[name] = bind_operator(op, hilbert)
+        bound[name] = bind_operator(op, hilbert, marshall_sublattice)
 
     def observe(params: Params, sampler_state: Any, key: jax.Array) -> dict[str, dict]:
         state = VariationalState(ansatz, params, sampler, sampler_state, key=key,

@@ -77,3 +77,26 @@ def test_bad_observables_refused_before_the_run(observables, every, message):
     with pytest.raises(InputError, match=message):
         run_vmc(make_rbm(N, 1.0), model, ExactSampler(model.hilbert), sr_optimizer(0.05, 1e-2),
                 3, progress=False, observables=observables, observe_every=every)
+
+
+def test_marshall_model_result_state_measures_physical_correlations(tmp_path):
+    """A run of the Heisenberg model with the Marshall sign: the logged and the result state's
+    bond correlations are the physical ones: sum_<ij> <S_i.S_j> (Pauli sums, rotated into the
+    state's basis) is the energy of the model (written in that basis)."""
+    from hamiltonians.pauli import pauli_sum
+    from hamiltonians.spin import Heisenberg
+    from hamiltonians.spin_observables import spin_dot
+
+    model = Heisenberg(chain(N), marshall_sign=True)
+    bonds = pauli_sum(spin_dot(int(i), int(j)) for i, j in model.lattice.bonds)
+    result = run_vmc(make_rbm(N, 1.0), model, ExactSampler(model.hilbert),
+                     sr_optimizer(0.05, 1e-2), 5, progress=False, observe_every=5,
+                     observables={"bonds": bonds})
+    logged = result.history[-1]["observables"]["bonds"]["mean"]
+    direct = float(np.real(result.state.expect(bonds).mean))
+    assert direct == pytest.approx(logged, abs=1e-12)
+    assert direct == pytest.approx(result.energy, abs=1e-10)
+    # measured without the rotation, the exchange terms change sign: another number
+    unrotated = result.state
+    unrotated.marshall_sublattice = None
+    assert abs(float(np.real(unrotated.expect(bonds).mean)) - result.energy) > 1e-3

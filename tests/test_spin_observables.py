@@ -113,3 +113,43 @@ def test_correlations_by_metropolis_within_error_bars():
 def test_bad_input(bad, message):
     with pytest.raises(InputError, match=message):
         bad()
+
+
+def test_marshall_rotated_state_measures_physical_operators():
+    """A state of a model with marshall_sign=True is written in the rotated basis
+    psi_r(x) = (-1)^(up spins on sublattice 1) psi(x): Pauli sums are rotated into it."""
+    from hamiltonians.spin import Heisenberg
+
+    lattice = chain(6)
+    model = Heisenberg(lattice, marshall_sign=True)
+    ansatz, params, _, _ = state_and_psi(6, seed=7)
+    hilbert = model.hilbert
+    states = hilbert.all_states()
+    lp = np.asarray(jax.vmap(ansatz.log_psi, (None, 0))(params, jnp.asarray(states)))
+    psi_r = np.exp(lp - lp.real.max())
+    psi_r /= np.linalg.norm(psi_r)
+    ups_b = ((states > 0) & (lattice.sublattice[None, :] == 1)).sum(axis=1)
+    psi = (-1.0) ** ups_b * psi_r  # the physical state
+    keep = np.flatnonzero(SpinHilbert(6).all_states().sum(axis=1) == 0)
+    c_ref = np.array([[psi.conj() @ sum(s_op(6, i, a) @ s_op(6, j, a) for a in "xyz")[
+        np.ix_(keep, keep)] @ psi for j in range(6)] for i in range(6)]).real
+    state = VariationalState(ansatz, params, ExactSampler(hilbert),
+                             marshall_sublattice=lattice.sublattice)
+    c, _ = correlation_matrix(state.expect(spin_correlations(6)), 6)
+    np.testing.assert_allclose(c, c_ref, atol=1e-10)
+    # without the rotation the exchange part of odd-distance pairs has the wrong sign
+    plain = VariationalState(ansatz, params, ExactSampler(hilbert))
+    c_plain, _ = correlation_matrix(plain.expect(spin_correlations(6)), 6)
+    assert abs(c_plain[0, 1] - c_ref[0, 1]) > 1e-3
+    # the model itself is already written in the rotated basis: not rotated again
+    e_ref = sum(c_ref[i, j] for i, j in lattice.bonds)
+    assert float(np.real(state.expect(model).mean)) == pytest.approx(e_ref, abs=1e-10)
+
+
+def test_operator_on_another_sector_is_refused():
+    from hamiltonians.spin import TransverseFieldIsing
+
+    ansatz, params, _, _ = state_and_psi(6)
+    state = VariationalState(ansatz, params, ExactSampler(SpinHilbert(6, 0)))
+    with pytest.raises(InputError, match="state's space"):
+        state.expect(TransverseFieldIsing(chain(6), h=1.0))
