@@ -242,6 +242,9 @@ def expect(ansatz: Ansatz, params: Params, sampler_or_samples: Sampler | Samples
             raise InputError(f"the operator acts on {hilbert.n_sites} sites, the samples have "
                              f"{n_sites}")
         if hilbert is None:
+            if not hasattr(operator, "marshall_rotated"):  # only spins need no more than a size
+                raise InputError("bind the operator to the state's space first: "
+                                 "op.on(hilbert)")
             operator = bind_operator(operator, SpinHilbert(n_sites))
         return expect_samples(ansatz, params, samples, operator, chunk_size)
     state = VariationalState(ansatz, params, sampler_or_samples, sampler_state,
@@ -306,10 +309,10 @@ class VariationalState:
             self.key, k_init = jax.random.split(self.key)
             self.sampler_state = self.sampler.init(k_init, self.ansatz, self._params)
         self.key, k = jax.random.split(self.key)
-        samples, self.sampler_state, _ = self.sampler.sample(k, self.ansatz, self._params,
-                                                             self.sampler_state)
+        samples, self.sampler_state, info = self.sampler.sample(k, self.ansatz, self._params,
+                                                                self.sampler_state)
         if getattr(self.sampler, "is_unique", False):  # distinct draws first, padded rows after
-            samples = _trim_unique(samples)
+            samples = _trim_unique(samples, int(info["n_unique"]))
         self._samples = samples
         return samples
 
@@ -341,10 +344,14 @@ def _log_values(ansatz: Ansatz, params: Params, x: jax.Array) -> jax.Array:
     return jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, x)
 
 
-def _trim_unique(samples: Samples) -> Samples:
-    """Rows of count 0 dropped (sampler buffers of distinct draws are padded)."""
-    keep = np.asarray(samples.weights) > 0
-    return samples._replace(x=samples.x[keep], weights=samples.weights[keep])
+def _trim_unique(samples: Samples, n_unique: int) -> Samples:
+    """The first rows of a buffer of distinct draws, up to a power-of-two bucket holding the
+    ``n_unique`` distinct ones (the rest has weight 0; few compiled shapes, as in the VMC
+    step: :func:`nqs.vmc.unique_bucket`)."""
+    from nqs.vmc import unique_bucket
+
+    bucket = unique_bucket(n_unique, samples.x.shape[0])
+    return samples._replace(x=samples.x[:bucket], weights=samples.weights[:bucket])
 
 
 def stats_record(stats: Stats) -> dict[str, Any]:
