@@ -119,22 +119,36 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
 
 
 def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
-    values_fn = chunked_map(make_local_values(operator, ansatz), chunk_size)
+    # only the local values are compiled per operator; the statistics (FFT autocorrelation,
+    # rank-normalized R-hat: costly to compile) once per sample shape, shared by all operators
+    values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz), chunk_size))
     vector = n_components(operator) is not None
 
-    @partial(jax.jit, static_argnames=("n_chains",))
     def sampled(params: Params, x: jax.Array, weights: jax.Array, n_chains: int,
                 n_draws: jax.Array | None = None) -> Stats:
         values = values_fn(params, x)  # [n] or [n, K]
         if n_chains == UNIQUE_DRAWS:
-            one = partial(unique_statistics, n_draws=n_draws)
-        else:
-            one = partial(statistics, n_chains=n_chains)
+            if vector:
+                return _vector_unique_statistics(values, weights, n_draws)
+            return unique_statistics(values, weights, n_draws)
         if vector:
-            return jax.vmap(lambda v: one(v, weights), out_axes=0)(values.T)
-        return one(values, weights)
+            return _vector_statistics(values, weights, n_chains=n_chains)
+        return statistics(values, weights, n_chains=n_chains)
 
     return sampled
+
+
+@partial(jax.jit, static_argnames=("n_chains",))
+def _vector_statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
+    """:func:`nqs.stats.statistics` of every column of ``values [n, K]``."""
+    return jax.vmap(lambda v: statistics(v, weights, n_chains))(values.T)
+
+
+@jax.jit
+def _vector_unique_statistics(values: jax.Array, weights: jax.Array, n_draws: jax.Array
+                              ) -> Stats:
+    """:func:`nqs.stats.unique_statistics` of every column of ``values [n, K]``."""
+    return jax.vmap(lambda v: unique_statistics(v, weights, n_draws))(values.T)
 
 
 def _same_space(a: Hilbert, b: Hilbert) -> bool:
