@@ -96,8 +96,21 @@ def _o_psi(operator: DiscreteOperator, ansatz: Ansatz, k: int | None
     return o_psi
 
 
+#: Connected rows evaluated at once when no chunk size is given (bounds the memory of
+#: operators with many rows, e.g. all spin correlations of a large lattice).
+ROWS_PER_CHUNK = 1 << 18
+
+
+def _default_chunk(operator: DiscreteOperator, chunk_size: int | None) -> int | None:
+    """``chunk_size``, or samples per chunk holding about :data:`ROWS_PER_CHUNK` rows."""
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, ROWS_PER_CHUNK // max(1, int(operator.max_conn)))
+
+
 def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
     k = n_components(operator)
+    chunk_size = _default_chunk(operator, chunk_size)
     o_psi = chunked_map(lambda p, xs: _o_psi(operator, ansatz, k)(p[0], xs, p[1]), chunk_size)
     log_psi = chunked_map(ansatz.log_psi, chunk_size)
 
@@ -121,7 +134,8 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
 def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
     # only the local values are compiled per operator; the statistics (FFT autocorrelation,
     # rank-normalized R-hat: costly to compile) once per sample shape, shared by all operators
-    values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz), chunk_size))
+    values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz),
+                                    _default_chunk(operator, chunk_size)))
     vector = n_components(operator) is not None
 
     def sampled(params: Params, x: jax.Array, weights: jax.Array, n_chains: int,
@@ -274,7 +288,8 @@ class VariationalState:
       sampler: draws configurations (or enumerates them: exact sums).
       sampler_state: the chains (carried over between calls; ``sampler.init`` when None).
       key: PRNG key, split at every draw.
-      chunk_size: evaluate samples this many rows at a time (memory).
+      chunk_size: evaluate samples this many at a time (memory); default: as many as hold
+        about :data:`ROWS_PER_CHUNK` connected rows of the operator measured.
       marshall_sublattice: ``[n_sites]`` 0/1 labels when the state is written in the
         Marshall-rotated basis (a model with ``marshall_sign=True``): Pauli sums are then
         rotated into it (:func:`bind_operator`). :attr:`nqs.driver.VMCResult.state` sets it.

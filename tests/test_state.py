@@ -92,6 +92,9 @@ def test_components_equal_separate_operators(rbm_state):
         assert stats.mean.shape == (len(ops),)
         ref = [dense_expect(psi, pauli_matrix(op, N)) for op in ops]
         np.testing.assert_allclose(np.asarray(stats.mean), ref, atol=1e-10)
+    # evaluated 5 states at a time (padded last chunk): the same numbers
+    chunked = VariationalState(ansatz, params, ExactSampler(hilbert), chunk_size=5)
+    np.testing.assert_allclose(np.asarray(chunked.expect(stacked).mean), ref, atol=1e-10)
 
 
 def test_metropolis_within_error_bars(rbm_state):
