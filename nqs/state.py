@@ -80,14 +80,27 @@ def make_local_values(operator: DiscreteOperator, ansatz: Ansatz
 
 
 def _o_psi(operator: DiscreteOperator, ansatz: Ansatz, k: int | None
-           ) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
-    """``o_psi(params, x, shift) = (O psi)(x) e^{-shift}`` (scalar or ``[K]``), from log psi of
-    every connected configuration (no ratio: exact summation)."""
+           ) -> Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]:
+    """``o_psi(params, x, shift, sorted_keys) = (O psi)(x) e^{-shift}`` (scalar or ``[K]``),
+    from log psi of every connected configuration (no ratio: exact summation). Connected
+    configurations whose key is not in ``sorted_keys`` (the enumerated states) count as
+    ``psi = 0``: the state is the ansatz restricted to the enumerated set (e.g. a symmetry
+    block, :func:`nqs.problems.hartree_fock_sector`)."""
+    hilbert = operator.hilbert
+    lo, hi = hilbert.local_values
+    n_sites = hilbert.n_sites
 
-    def o_psi(params: Params, x: jax.Array, shift: jax.Array) -> jax.Array:
+    def o_psi(params: Params, x: jax.Array, shift: jax.Array, sorted_keys: jax.Array
+              ) -> jax.Array:
         x_conn, mels = connected_configurations(operator, x)
         log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, x_conn)
-        terms = jnp.where(mels != 0, mels * jnp.exp(log_psi - shift), 0.0)
+        keep = mels != 0
+        if n_sites <= 63:
+            bits = (x_conn > 0.5 * (lo + hi)).astype(jnp.int64)
+            keys = bits @ (jnp.int64(1) << jnp.arange(n_sites, dtype=jnp.int64))
+            pos = jnp.clip(jnp.searchsorted(sorted_keys, keys), 0, sorted_keys.shape[0] - 1)
+            keep = keep & (sorted_keys[pos] == keys)
+        terms = jnp.where(keep, mels * jnp.exp(log_psi - shift), 0.0)
         if k is None:
             return jnp.sum(terms)
         comps = jnp.asarray(np.asarray(operator.row_components, dtype=np.int32))
@@ -111,16 +124,17 @@ def _default_chunk(operator: DiscreteOperator, chunk_size: int | None) -> int | 
 def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
     k = n_components(operator)
     chunk_size = _default_chunk(operator, chunk_size)
-    o_psi = chunked_map(lambda p, xs: _o_psi(operator, ansatz, k)(p[0], xs, p[1]), chunk_size)
+    one = _o_psi(operator, ansatz, k)
+    o_psi = chunked_map(lambda p, xs: one(p[0], xs, p[1], p[2]), chunk_size)
     log_psi = chunked_map(ansatz.log_psi, chunk_size)
 
     @jax.jit
-    def exact(params: Params, states: jax.Array) -> Stats:
+    def exact(params: Params, states: jax.Array, sorted_keys: jax.Array) -> Stats:
         lp = log_psi(params, states)  # [N]
         shift = jnp.max(jnp.real(lp))
         psi = jnp.exp(lp - shift)
         norm = jnp.sum(jnp.abs(psi) ** 2)
-        ops = o_psi((params, shift), states)  # [N] or [N, K]
+        ops = o_psi((params, shift, sorted_keys), states)  # [N] or [N, K]
         conj = jnp.conj(psi) if k is None else jnp.conj(psi)[:, None]
         mean = jnp.sum(conj * ops, axis=0) / norm
         second = jnp.sum(jnp.abs(ops) ** 2, axis=0) / norm
@@ -128,7 +142,18 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
         zero = jnp.zeros_like(variance)
         return Stats(mean, zero, variance, zero, jnp.full_like(variance, jnp.nan))
 
-    return exact
+    def run(params: Params, states: np.ndarray) -> Stats:
+        states = np.asarray(states, dtype=np.float64)
+        hilbert = operator.hilbert
+        if hilbert.n_sites <= 63:
+            from nqs.exact import configuration_keys
+
+            keys = np.sort(configuration_keys(states, hilbert))
+        else:
+            keys = np.zeros(1, np.int64)
+        return exact(params, jnp.asarray(states), jnp.asarray(keys))
+
+    return run
 
 
 def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
@@ -222,6 +247,21 @@ def _describe(h: Hilbert) -> str:
 
 
 _FN_CACHE: dict[tuple, Callable] = {}
+_BIND_CACHE: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _bind_cached(operator: Any, hilbert: Hilbert, marshall_sublattice: Any) -> Any:
+    """:func:`bind_operator`, memoized on the operator object, so that measuring the same
+    unbound operator again reuses its compiled estimator."""
+    sub = None if marshall_sublattice is None else np.asarray(marshall_sublattice).tobytes()
+    key = (id(operator), hilbert, sub)
+    hit = _BIND_CACHE.get(key)
+    if hit is None or hit[0] is not operator:
+        if len(_BIND_CACHE) > 64:
+            _BIND_CACHE.clear()
+        hit = (operator, bind_operator(operator, hilbert, marshall_sublattice))
+        _BIND_CACHE[key] = hit
+    return hit[1]
 
 
 def _cached(kind: str, operator: Any, ansatz: Ansatz, chunk_size: int | None) -> Callable:
@@ -360,7 +400,7 @@ class VariationalState:
     def expect(self, operator: Any) -> Stats:
         """``Stats(mean, error_of_mean, variance, tau_corr, r_hat)`` of ``operator`` (module
         docstring): exact sums for an exact sampler, else statistics over :attr:`samples`."""
-        operator = bind_operator(operator, self.hilbert, self.marshall_sublattice)
+        operator = _bind_cached(operator, self.hilbert, self.marshall_sublattice)
         if self.is_exact:
             states = jnp.asarray(np.asarray(self.hilbert.all_states(), dtype=np.float64))
             return _cached("exact", operator, self.ansatz, self.chunk_size)(self._params, states)

@@ -198,3 +198,50 @@ def test_autoregressive_draws_within_error_bars():
         assert np.all(dev <= 4 * err + 1e-12)
         assert np.all(np.asarray(stats.tau_corr) == 0.5)  # independent draws
     assert float(exact[0].variance) > 1e-3  # a state with spin fluctuations: a real test
+
+
+def test_exact_sums_over_a_symmetry_block():
+    """ExactSampler over the Hartree-Fock symmetry block (nqs.problems.hartree_fock_sector):
+    the state is the ansatz restricted to the block, so connections leaving it count as 0
+    (1-RDM elements between orbitals of different symmetry vanish)."""
+    from nqs.models.rbm import make_rbm
+    from nqs.optim.flat import real_flat
+    from nqs.problems import hartree_fock_sector
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ints, _ = compute_integrals(SPECS["H2O"])
+    sector = hartree_fock_sector(MolecularHamiltonian(ints))
+    full = FermionHilbert(ints.n_orbitals, ints.n_alpha, ints.n_beta)
+    n = full.n_orbitals
+    assert sector.hilbert.n_states < full.n_states  # a proper block: the test means something
+    ansatz = make_rbm(2 * n, 1.0, flip_constant=1.0)
+    params = ansatz.init(jax.random.PRNGKey(0), jnp.ones(2 * n))
+    flat, unflatten = real_flat(params)
+    params = unflatten(0.3 * jax.random.normal(jax.random.PRNGKey(1), flat.shape))
+    states = full.all_states()
+    lp = np.asarray(jax.vmap(ansatz.log_psi, (None, 0))(params, jnp.asarray(states)))
+    in_block = np.isin(_keys(states), _keys(sector.hilbert.states))
+    psi = np.where(in_block, np.exp(lp - lp.real.max()), 0.0)
+    psi /= np.linalg.norm(psi)
+    # gamma_pq = sum_s <psi| a+_ps a_qs |psi>, by hand over the determinants
+    index = {k: i for i, k in enumerate(_keys(states))}
+    gamma = np.zeros((n, n), complex)
+    for j, x in enumerate(states):
+        for p, q, s in itertools.product(range(n), range(n), (0, n)):
+            if x[q + s] == 0 or (x[p + s] == 1 and p != q):
+                continue
+            y = x.copy()
+            sign = (-1) ** y[: q + s].sum()
+            y[q + s] = 0
+            sign *= (-1) ** y[: p + s].sum()
+            y[p + s] = 1
+            gamma[p, q] += np.conj(psi[index[_keys(y[None])[0]]]) * sign * psi[j]
+    assert np.abs(gamma).max() > 0.1 and np.sum(np.abs(gamma) < 1e-12) > 0  # zeros by symmetry
+    state = VariationalState(ansatz, params, ExactSampler(sector.hilbert))
+    got, _ = one_rdm(state.expect(one_rdm_operator(n)), n)
+    np.testing.assert_allclose(got, gamma, atol=1e-10)
+
+
+def _keys(states):
+    return [row.tobytes() for row in np.rint(states).astype(np.int8)]
