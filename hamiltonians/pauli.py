@@ -28,6 +28,7 @@ connected configurations.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ import numpy as np
 
 from nqs.errors import InputError
 from nqs.hilbert import SpinHilbert
+from nqs.operator import FlipTerms, matches_terms
 
 PauliString = tuple[tuple[int, str], ...]
 """A product of Pauli matrices on distinct sites, ``((site, "X" | "Y" | "Z"), ...)`` sorted by
@@ -251,6 +253,18 @@ class PauliSum:
         only when some ``c_t i^(n_Y)`` is."""
         return self._tables.flips(x)
 
+    @property
+    def flip_terms(self) -> FlipTerms | None:
+        """The off-diagonal rows as static flip patterns (:class:`nqs.operator.TermOperator`,
+        the fast local-value path of the RBM), or None when the rows flip different numbers of
+        sites."""
+        return self._tables.patterns
+
+    def term_elements(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal, mels [P])`` of one ``x`` for :attr:`flip_terms` (0 off a pattern)."""
+        diag, mels = self._tables.term_values(x)
+        return diag[0], mels
+
 
 @dataclass(frozen=True, eq=False)
 class PauliComponents:
@@ -307,6 +321,22 @@ class PauliComponents:
         ``row_components[r]``."""
         return self._tables.flips(x)
 
+    @property
+    def flip_terms(self) -> FlipTerms | None:
+        """The off-diagonal rows as static flip patterns, or None (see :class:`PauliSum`)."""
+        return self._tables.patterns
+
+    @property
+    def term_components(self) -> np.ndarray | None:
+        """Component of every pattern of :attr:`flip_terms`, int ``[P]``."""
+        t = self._tables
+        return None if t.patterns is None else t.row_components[t.pattern_row]
+
+    def term_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal [K], mels [P])`` of one ``x``: the diagonal of every component and the
+        element of every pattern (0 where ``x`` does not have its orientation)."""
+        return self._tables.term_values(x)
+
 
 def pauli_sum(operators: Iterable[PauliSum], hilbert: SpinHilbert | int | None = None
               ) -> PauliSum:
@@ -341,7 +371,14 @@ class _PauliTables:
 
     sites [R, k] flipped sites of each row (padding n); row_components [R];
     zmask [T, n] 0/1 Z factors of each term; coeff [T] ``c i^nY (-1)^|a&b|``; term_row [T];
-    flip_mask [R, n] (sector test).
+    flip_mask [R, n] (sector test). Rows ``0 .. K-1`` are the diagonals of the K components.
+
+    patterns: the off-diagonal rows as static flip patterns (:class:`nqs.operator.FlipTerms`),
+    one per relative orientation of the flipped spins (``2^(k-1)`` for ``k`` flipped sites),
+    when every off-diagonal row flips the same number of sites; orientations whose element
+    vanishes identically (``S^+ S^-`` structure: all Z factors on the flipped sites) or that
+    leave a fixed-``S^z`` sector are dropped. ``pattern_row [P]``: the row of each pattern.
+    None when not applicable (then only ``flips`` is offered).
     """
 
     n_sites: int
@@ -352,6 +389,9 @@ class _PauliTables:
     coeff: np.ndarray
     term_row: np.ndarray
     flip_mask: np.ndarray
+    n_components: int = 1
+    patterns: FlipTerms | None = None
+    pattern_row: np.ndarray | None = None
 
     @property
     def max_conn(self) -> int:
@@ -391,9 +431,20 @@ class _PauliTables:
         coeff = np.asarray(coeff, dtype=np.complex128).reshape(-1)
         if np.all(np.abs(coeff.imag) <= 1e-15 * np.maximum(1.0, np.abs(coeff))):
             coeff = coeff.real.copy()
-        return cls(n, hilbert.total_sz is not None, sites, comps,
-                   np.asarray(zmask).reshape(-1, n), coeff,
-                   np.asarray(term_row, dtype=np.int32), flip_mask)
+        zmask = np.asarray(zmask).reshape(-1, n)
+        term_row = np.asarray(term_row, dtype=np.int32)
+        fixed_sz = hilbert.total_sz is not None
+        patterns, pattern_row = _flip_patterns(rows, zmask, coeff, term_row, n, fixed_sz)
+        return cls(n, fixed_sz, sites, comps, zmask, coeff, term_row, flip_mask,
+                   len(operators), patterns, pattern_row)
+
+    def term_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(diagonal [K], mels [P])`` of one ``x``: pattern ``p``'s element is its row's
+        where ``x`` has the pattern's orientation, else 0."""
+        _, mels = self.flips(x)
+        match = matches_terms(self.patterns, x)
+        pm = jnp.where(match, mels[jnp.asarray(self.pattern_row)], 0)
+        return mels[: self.n_components], pm
 
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         n_rows = self.max_conn
@@ -409,6 +460,42 @@ class _PauliTables:
             stays = jnp.asarray(self.flip_mask) @ x == 0
             mels = jnp.where(stays, mels, 0)
         return jnp.asarray(self.sites), mels.astype(dtype)
+
+
+def _flip_patterns(rows: dict[tuple[int, tuple[int, ...]], int], zmask: np.ndarray,
+                   coeff: np.ndarray, term_row: np.ndarray, n: int, fixed_sz: bool
+                   ) -> tuple[FlipTerms | None, np.ndarray | None]:
+    """The static flip patterns of :class:`_PauliTables` (see there), or ``(None, None)``."""
+    flipping = [(a, r) for (_, a), r in rows.items() if a]
+    if not flipping or len({len(a) for a, _ in flipping}) != 1:
+        return None, None
+    k = len(flipping[0][0])
+    by_row: dict[int, list[int]] = {}
+    for t, r in enumerate(term_row):
+        by_row.setdefault(int(r), []).append(t)
+    sites, signs, pattern_row = [], [], []
+    for a, r in flipping:
+        terms = by_row.get(r, [])
+        inside = all(set(np.flatnonzero(zmask[t]).tolist()) <= set(a) for t in terms)
+        for rest in itertools.product((1.0, -1.0), repeat=k - 1):
+            orient = np.array((1.0, *rest))
+            if fixed_sz and orient.sum() != 0:
+                continue  # leaves the sector: the element is masked to 0
+            if inside:  # the element depends on the flipped spins only: test both overall signs
+                values = []
+                for overall in (1.0, -1.0):
+                    down = np.zeros(n)
+                    down[list(a)] = overall * orient < 0
+                    values.append(sum(coeff[t] * (-1.0) ** (zmask[t] @ down) for t in terms))
+                if all(abs(v) < 1e-14 for v in values):
+                    continue
+            sites.append(a)
+            signs.append(orient)
+            pattern_row.append(r)
+    if not sites:
+        return None, None
+    return (FlipTerms(np.asarray(sites, dtype=np.int32), np.asarray(signs, dtype=np.float64)),
+            np.asarray(pattern_row, dtype=np.int32))
 
 
 def _single(op: str, i: int, hilbert: SpinHilbert | int | None) -> PauliSum:

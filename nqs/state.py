@@ -40,10 +40,10 @@ from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, Hilbert, SpinHilbert, apply_flips
 from nqs.local_energy import make_local_energy
-from nqs.operator import DiscreteOperator, connected_configurations
+from nqs.operator import DiscreteOperator, connected_configurations, matches_terms
 from nqs.parallel import chunked_map
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
-from nqs.stats import Stats, statistics, unique_statistics
+from nqs.stats import Stats, split_rhat_columns, statistics, unique_statistics
 
 
 def n_components(operator: DiscreteOperator) -> int | None:
@@ -62,6 +62,10 @@ def make_local_values(operator: DiscreteOperator, ansatz: Ansatz
         return make_local_energy(operator, ansatz)
     comps = jnp.asarray(np.asarray(operator.row_components, dtype=np.int32))
     fast = ansatz.local_updates
+    flip_terms = getattr(operator, "flip_terms", None)
+    if (fast is not None and fast.terms is not None and flip_terms is not None
+            and getattr(operator, "term_components", None) is not None):
+        return _local_values_terms(operator, ansatz, k)
 
     def local_values(params: Params, x: jax.Array) -> jax.Array:
         sites, mels = operator.flips(x)
@@ -77,6 +81,29 @@ def make_local_values(operator: DiscreteOperator, ansatz: Ansatz
         return jax.ops.segment_sum(terms, comps, num_segments=k)
 
     return local_values
+
+
+def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
+                        ) -> Callable[[Params, jax.Array], jax.Array]:
+    """Components from static flip patterns and per-pattern ratio tables (the spin RBM): as
+    :func:`nqs.local_energy.make_local_energy`'s term path, ``diag [K]`` plus the patterns
+    summed into their components (``operator.term_values``, ``operator.term_components``)."""
+    fast = ansatz.local_updates
+    terms = fast.terms
+    flip_terms = operator.flip_terms
+    term_comps = jnp.asarray(np.asarray(operator.term_components, dtype=np.int32))
+
+    def local_values_terms(params: Params, x: jax.Array) -> jax.Array:
+        tables = fast.prepare(params)
+        term_tables = terms.prepare(tables, flip_terms.sites, flip_terms.signs)
+        diag, mels = operator.term_values(x)
+        connected = matches_terms(flip_terms, x) & (mels != 0)
+        log_abs, phase = terms.ratios(term_tables, x, fast.init_cache(tables, x))
+        ratios = jnp.exp(jnp.where(connected, log_abs, 0.0)) * phase
+        off = jnp.where(connected, mels * ratios, 0.0)
+        return diag + jax.ops.segment_sum(off, term_comps, num_segments=k)
+
+    return local_values_terms
 
 
 def _o_psi(operator: DiscreteOperator, ansatz: Ansatz, k: int | None
@@ -171,7 +198,8 @@ def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: in
                 return _vector_unique_statistics(values, weights, n_draws)
             return unique_statistics(values, weights, n_draws)
         if vector:
-            return _vector_statistics(values, weights, n_chains=n_chains)
+            stats = _vector_statistics(values, weights, n_chains=n_chains)
+            return stats._replace(r_hat=jnp.asarray(split_rhat_columns(values, n_chains)))
         return statistics(values, weights, n_chains=n_chains)
 
     return sampled
@@ -179,8 +207,9 @@ def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: in
 
 @partial(jax.jit, static_argnames=("n_chains",))
 def _vector_statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
-    """:func:`nqs.stats.statistics` of every column of ``values [n, K]``."""
-    return jax.vmap(lambda v: statistics(v, weights, n_chains))(values.T)
+    """:func:`nqs.stats.statistics` of every column of ``values [n, K]``, R-hat left out
+    (``nan``; :func:`nqs.stats.split_rhat_columns` computes them all at once)."""
+    return jax.vmap(lambda v: statistics(v, weights, n_chains, with_r_hat=False))(values.T)
 
 
 @jax.jit

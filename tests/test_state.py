@@ -116,6 +116,8 @@ def test_metropolis_within_error_bars(rbm_state):
     stats = state.expect(ops[2])  # one operator alone: the same samples as the stacked estimate
     assert complex(stats.mean) == pytest.approx(complex(vec.mean[2]), abs=1e-10)
     assert float(stats.error_of_mean) == pytest.approx(float(vec.error_of_mean[2]), rel=1e-10)
+    assert float(stats.r_hat) == pytest.approx(float(vec.r_hat[2]), rel=1e-10)
+    assert float(stats.tau_corr) == pytest.approx(float(vec.tau_corr[2]), rel=1e-10)
     # new draw: a different estimate of the same value
     first = complex(state.expect(ops[0]).mean)
     state.sample()
@@ -167,3 +169,21 @@ def test_wrong_space_is_input_error(rbm_state):
         state.expect(TransverseFieldIsing(chain(8), h=1.0))
     with pytest.raises(InputError, match="DiscreteOperator"):
         state.expect("sigmax")
+
+
+def test_split_rhat_columns_equals_split_rhat():
+    """The host R-hat of many observables (average ranks by scipy) is nqs.stats.split_rhat."""
+    from nqs.stats import split_rhat, split_rhat_columns
+
+    rng = np.random.default_rng(0)
+    n_per, n_chains = 40, 8
+    values = rng.normal(size=(n_per * n_chains, 5))
+    values[:, 1] = np.round(values[:, 1])  # many ties
+    values[:, 2] += np.repeat(np.arange(n_chains)[None, :], n_per, 0).reshape(-1) * 0.3  # bad
+    values[:, 3] = 1.0  # constant
+    got = split_rhat_columns(values, n_chains)
+    want = [float(split_rhat(jnp.asarray(values[:, k]).reshape(n_per, n_chains)))
+            for k in range(5)]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert got[2] > 1.1 and got[3] == 1.0
+    assert np.all(np.isnan(split_rhat_columns(values[:24], 8)))  # 3 samples per chain
