@@ -187,3 +187,26 @@ def test_split_rhat_columns_equals_split_rhat():
     np.testing.assert_allclose(got, want, rtol=1e-10)
     assert got[2] > 1.1 and got[3] == 1.0
     assert np.all(np.isnan(split_rhat_columns(values[:24], 8)))  # 3 samples per chain
+
+
+@pytest.mark.parametrize("sector", [None, 0], ids=["full", "sz0"])
+def test_term_path_equals_row_and_generic_paths(rbm_state, sector):
+    """Pauli sums whose rows all flip two sites offer static patterns (the RBM's per-pattern
+    ratio tables): their local values equal the per-row cached and the generic paths."""
+    from nqs.ansatz import Ansatz
+    from nqs.state import make_local_values
+
+    ansatz, params = rbm_state
+    hilbert = SpinHilbert(N, sector)
+    ops = [sigmax(0) * sigmay(2) + 0.5 * sigmaz(1) * sigmay(0) * sigmax(4) + sigmaz(5),
+           sigmay(1) * sigmay(3) + sigmax(1) * sigmax(3) + 0.3 * sigmaz(2) * sigmaz(4),
+           sigmax(5) * sigmax(2) - 1j * sigmaz(3)]
+    stacked = pauli_components(ops, hilbert)
+    assert stacked.flip_terms is not None
+    rows = Ansatz(ansatz.module, ansatz.local_updates._replace(terms=None), ansatz.holomorphic)
+    xs = jnp.asarray(hilbert.random_state(jax.random.PRNGKey(2), 12))
+    for op in (stacked, ops[0].on(hilbert), ops[1].on(hilbert)):
+        values = [np.asarray(jax.vmap(make_local_values(op, a), (None, 0))(params, xs))
+                  for a in (ansatz, rows, ansatz.without_fast_path())]
+        np.testing.assert_allclose(values[0], values[2], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(values[1], values[2], rtol=1e-10, atol=1e-12)
