@@ -33,6 +33,29 @@ from nqs.errors import InputError
 ANGSTROM_TO_BOHR = 1.8897261246
 """1 Angstrom in bohr."""
 
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named system: geometry in bohr and its exact non-relativistic energy (Hartree)."""
+
+    geometry: str
+    exact_energy: float
+    source: str
+
+
+# Exact energies from docs/references.md ("Atoms and molecules in real space").
+PRESETS: dict[str, Preset] = {
+    "H": Preset("H 0 0 0", -0.5, "exact"),
+    "He": Preset("He 0 0 0", -2.903724377, "Pekeris-type calculations"),
+    "Li": Preset("Li 0 0 0", -7.47806, "Chakravorty et al., PRA 47, 3649 (1993)"),
+    "Be": Preset("Be 0 0 0", -14.66736, "Chakravorty et al., PRA 47, 3649 (1993)"),
+    "H2": Preset("H 0 0 -0.7; H 0 0 0.7", -1.17448, "Kolos-Wolniewicz type (R = 1.4 bohr)"),
+    "LiH": Preset("Li 0 0 0; H 0 0 3.015", -8.070548, "literature exact estimate (R = 3.015 bohr)"),
+}
+"""Named real-space systems (``nqs realspace --preset``, ``bench-fci --realspace``) with their
+tabulated exact energies."""
+
+
 # Fallback element table (used only when pyscf is not installed): symbol -> nuclear charge.
 _ELEMENTS = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As "
@@ -101,6 +124,13 @@ class Atoms:
     def nuclear_repulsion(self) -> float:
         """sum_{I<J} Z_I Z_J / |R_I - R_J| in Hartree."""
         return _nuclear_repulsion(self.charges, self.positions)
+
+    def local_energy(
+        self, log_abs_psi_fn: LogPsiFn, laplacian: Literal["folx", "hessian"] = "folx"
+    ) -> Callable[[Any, jax.Array], jax.Array]:
+        """The local energy of this Hamiltonian for ``log_abs_psi_fn`` (:func:`make_local_energy`):
+        what the engine (:class:`nqs.realspace.system.RealSpaceSystem`) asks of a system."""
+        return make_local_energy(log_abs_psi_fn, self, laplacian)
 
     def to_pyscf(self, basis: str = "sto-3g") -> Any:
         """A built ``pyscf.gto.Mole`` for this system (lengths in bohr)."""

@@ -10,10 +10,17 @@ by SIGINT / SIGTERM after writing a checkpoint.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable, Sequence
 
+from nqs.commands.common import (  # noqa: F401  (the argparse types, re-exported)
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from nqs.errors import CheckpointError, EnvironmentProblem, InputError, RunDiverged
 
 EXIT_BAD_INPUT = 2
@@ -29,63 +36,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    """argparse type: a random seed, an integer in [-2**63, 2**63)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not -(2**63) <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [-2**63, 2**63), got {value}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite float (no nan, no inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The full ``nqs`` argument parser (subcommands register themselves here)."""
+    """The full ``nqs`` argument parser, built from the subcommands' ``register`` functions
+    (:mod:`nqs.commands`; they never import this module)."""
     from nqs.commands import molecule as molecule_cmd
     from nqs.commands import realspace as realspace_cmd
     from nqs.commands import spin as spin_cmd

@@ -16,12 +16,18 @@ Guards (the impure shell's, around the pure step):
   rate is scaled by ``lr_factor`` (an interpolation of the step's update, for every optimizer);
   ``max_rejections`` consecutive rejections stop the run with :class:`RunDiverged`;
 * **signals**: SIGINT / SIGTERM finish the current step, write a checkpoint and raise
-  :class:`nqs.interrupt.RunInterrupted`.
+  :class:`nqs.interrupt.RunInterrupted`;
+* **time limit**: ``time_limit`` seconds of optimization steps in this call: the step that
+  passes it is the last, it is checkpointed, the final evaluation follows and the result records
+  ``stopped_by_time_limit``; ``resume=True`` continues the run.
+
+Progress (:class:`nqs.progress.Progress`): a tqdm bar on a terminal or in Jupyter, plain lines
+in a log file, with a line for the compilation and one for the final evaluation.
 """
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ import jax
 import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
-from nqs.errors import CheckpointError, RunDiverged
+from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
@@ -54,6 +60,7 @@ from nqs.parallel import (
     is_main_process,
     make_mesh,
     process_echo,
+    process_zero_decides,
     put,
     replicated,
     run_record,
@@ -61,6 +68,7 @@ from nqs.parallel import (
     without_global_mesh,
 )
 from nqs.precision import ansatz_dtype
+from nqs.progress import Progress
 from nqs.sampling.base import Sampler
 from nqs.state import VariationalState, make_observer
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
@@ -91,10 +99,17 @@ class VMCResult:
     peak_memory_bytes: int | None = None
     peak_memory_source: str | None = None
     dtype: str = "float64"  # network precision (nqs.precision)
+    steps_planned: int | None = None
+    time_limit_s: float | None = None
     ansatz: Any = field(default=None, repr=False)
     sampler: Any = field(default=None, repr=False)
     sampler_state: Any = field(default=None, repr=False)
     marshall_sublattice: Any = field(default=None, repr=False)
+
+    @property
+    def stopped_by_time_limit(self) -> bool:
+        """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
+        return self.steps_planned is not None and self.steps < self.steps_planned
 
     @property
     def state(self) -> VariationalState:
@@ -136,6 +151,9 @@ class VMCResult:
             "n_parameters": self.n_parameters,
             "n_samples": self.n_samples,
             "steps": self.steps,
+            "steps_planned": self.steps_planned,
+            "time_limit_s": self.time_limit_s,
+            "stopped_by_time_limit": self.stopped_by_time_limit,
             "wall_time_s": self.wall_time_s,
             "time_per_step_s": self.time_per_step_s,
             "exact_sampling": self.exact_sampling,
@@ -174,6 +192,7 @@ def run_vmc(
     jump_sigmas: float | None = 10.0,
     lr_factor: float = 0.3,
     max_rejections: int = 10,
+    time_limit: float | None = None,
     observables: dict[str, Any] | None = None,
     observe_every: int = 10,
 ) -> VMCResult:
@@ -191,7 +210,8 @@ def run_vmc(
         (:func:`nqs.packed_local_energy.make_packed_local_energy`: only the nonzero connections
         of all distinct configurations); the same values to rounding, faster. False keeps the
         per-sample path; on several devices (a mesh) the per-sample path is always used.
-      progress: show a progress line (default: only when stderr is a terminal).
+      progress: report progress on stdout (default: True on process 0): a tqdm bar on a
+        terminal or in Jupyter, plain lines elsewhere (:class:`nqs.progress.Progress`).
       echo: where messages (rejected steps, resume) go; default stderr.
       mesh: devices the Markov chains and samples are split over (default: every device of
         every process, :func:`nqs.parallel.make_mesh`). The number of chains must be divisible
@@ -204,33 +224,38 @@ def run_vmc(
       jump_sigmas, lr_factor, max_rejections: the recovery guard (module docstring); None
         turns the energy-jump test off (non-finite steps are still rejected).
       observables: ``{name: operator}`` measured every ``observe_every`` steps and after the
-        last one, on a separate draw from the current chains (:func:`nqs.state.make_observer`;
-        the trajectory is the same as without them); each such step's log record gets
+        last one (also the last before the time limit), on a separate draw from the current
+        chains (:func:`nqs.state.make_observer`; the trajectory is the same as without
+        them); each such step's log record gets
         ``"observables": {name: {"mean", "error", "variance", "tau_corr", "r_hat"}}``.
         Operators are bound to the sampler's space before the first step (InputError for one
         on another space).
+      time_limit: wall seconds for the optimization steps of this call (None: no limit). The
+        step that passes it is the last one; it is checkpointed and the evaluation follows, so
+        a run sized by the clock ends with a result (``stopped_by_time_limit``), and ``resume``
+        continues it.
 
     Raises:
+      InputError: a time limit that is not a positive number of seconds.
       CheckpointError: nothing to resume, a corrupt checkpoint, or one of another run.
       RunDiverged: ``max_rejections`` consecutive rejected steps, or a non-finite final energy.
       RunInterrupted: SIGINT / SIGTERM (checkpointed after the current step).
     """
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
+    check_time_limit(time_limit)
     marshall = _marshall_sublattice(operator)
     observe = None
     if observables:
         if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
                 or observe_every < 1:
-            from nqs.errors import InputError
-
             raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
         hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
         observe = make_observer(ansatz, sampler, dict(observables), hilbert,
                                 marshall_sublattice=marshall)
     main = is_main_process()
     echo = process_echo(echo)
-    progress = (sys.stderr.isatty() if progress is None else progress) and main
+    progress = (True if progress is None else bool(progress)) and main
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
@@ -277,15 +302,22 @@ def run_vmc(
             history = read_jsonl(out / LOG_NAME)
 
     t_run = time.perf_counter()
+    bar = Progress(n_steps, start, enabled=progress)
+    if start < n_steps:
+        bar.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step includes it)")
     try:
-        state, t_steps = _run_steps(step, state, start, n_steps, history, logger, out, main,
-                                    checkpoint_every, meta, progress, echo, t_run, guard,
-                                    callback, observe, observe_every)
+        state, t_steps, done = _run_steps(step, state, start, n_steps, history, logger, out,
+                                          main, checkpoint_every, meta, bar, echo, t_run, guard,
+                                          callback, time_limit, observe, observe_every)
     finally:
+        bar.close()
         if logger is not None:
             logger.close()
 
     if n_eval_batches > 0:
+        calls = 1 if exact else n_eval_batches
+        bar.phase(f"final evaluation ({calls} sampler call{'s' if calls > 1 else ''} at the "
+                  "final parameters)")
         energy, error, variance = _final_energy(
             ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh,
             packed=packed and (dedupe or unique),
@@ -297,7 +329,7 @@ def run_vmc(
     if not np.isfinite(energy) and (n_eval_batches > 0 or history):
         raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
                           "diverged: lower --lr (or raise --diag-shift)")
-    n_timed = max(n_steps - start - 1, 1)
+    n_timed = max(done - start - 1, 1)
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(
         energy=energy,
@@ -305,7 +337,7 @@ def run_vmc(
         variance=variance,
         n_parameters=n_parameters(state.params),
         n_samples=n_samples,
-        steps=n_steps,
+        steps=done,
         wall_time_s=time.perf_counter() - t_run,
         time_per_step_s=t_steps / n_timed,
         history=history,
@@ -313,6 +345,8 @@ def run_vmc(
         params=gather(state.params),
         exact_sampling=exact,
         dtype=dtype,
+        steps_planned=n_steps,
+        time_limit_s=None if time_limit is None else float(time_limit),
         ansatz=ansatz,
         sampler=sampler,
         sampler_state=gather(state.sampler_state),
@@ -326,6 +360,13 @@ def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
     if not getattr(operator, "marshall_sign", False):
         return None
     return np.asarray(operator.lattice.sublattice)
+
+
+def check_time_limit(time_limit: float | None) -> None:
+    """Refuse (:class:`InputError`) a time limit that is not a positive, finite number of
+    seconds (None: no limit)."""
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
 
 
 @dataclass
@@ -459,17 +500,21 @@ def _scale_update(new: Any, old: Any, scale: jax.Array) -> Any:
 
 def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState, start: int,
                n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
-               main: bool, checkpoint_every: int, meta: dict[str, Any], progress: bool,
+               main: bool, checkpoint_every: int, meta: dict[str, Any], progress: Progress,
                echo: Callable[[str], None], t_run: float, guard: _Guard,
                callback: Callable[[dict], None] | None = None,
+               time_limit: float | None = None,
                observe: Callable[[Any, Any, jax.Array], dict] | None = None,
-               observe_every: int = 10) -> tuple[VMCState, float]:
-    """Steps ``start .. n_steps - 1``: each logged (appended to ``history``) and checkpointed
-    every ``checkpoint_every`` steps, at the end and on SIGINT / SIGTERM; rejected steps
-    handled by ``guard``; ``observe`` (observables) every ``observe_every`` steps and after
-    the last, with a key derived from the state's (not consumed). Returns the state and the
-    time spent in the steps after the first (which includes compilation)."""
+               observe_every: int = 10) -> tuple[VMCState, float, int]:
+    """Steps ``start .. n_steps - 1`` (or until ``time_limit`` seconds have passed): each
+    logged (appended to ``history``) and checkpointed every ``checkpoint_every`` steps, at the
+    end, at the time limit and on SIGINT / SIGTERM; rejected steps handled by ``guard``;
+    ``observe`` (observables) every ``observe_every`` steps and after the last, with a key
+    derived from the state's (not consumed). Returns the state, the time spent in the steps
+    after the first (which includes compilation) and the number of steps done."""
     t_steps = 0.0
+    t_loop = time.perf_counter()
+    done = start
     if guard.anchor is None:
         guard.anchor = state
 
@@ -510,7 +555,11 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                 record["lr_scale"] = guard.lr_scale
                 echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
                      f"learning rate x{guard.lr_scale:.3g}")
-            if observe is not None and ((k + 1) % observe_every == 0 or k + 1 == n_steps):
+            # every process stops after the same step (process 0's clock decides)
+            out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
+                time.perf_counter() - t_loop > time_limit)
+            if observe is not None and ((k + 1) % observe_every == 0 or k + 1 == n_steps
+                                        or out_of_time):
                 key = jax.random.fold_in(gather(state.key), 104729)
                 record["observables"] = observe(gather(state.params),
                                                 gather(state.sampler_state), key)
@@ -522,19 +571,21 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                     f"{guard.rejections} consecutive steps rejected (last at step {k}: "
                     f"{reason}); the optimization diverged: lower --lr (or raise --diag-shift)"
                 )
+            done = k + 1
             signum = pending()
             if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps
-                                    or signum is not None):
+                                    or signum is not None or out_of_time):
                 checkpoint(k + 1)
-            if progress:
-                _progress(k + 1, n_steps, record)
+            progress.step(k + 1, record["energy"], record["energy_error"])
             if signum is not None:
                 raise RunInterrupted(signum, k + 1, out / CHECKPOINT_NAME if out else None)
             if callback is not None:
                 callback(record)
-    if progress:
-        print(file=sys.stderr)
-    return state, t_steps
+            if out_of_time:
+                echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}"
+                     + ("; checkpointed" if out is not None else ""))
+                break
+    return state, t_steps, done
 
 
 def _bad_chunk(chunk_size: Any) -> None:
@@ -645,15 +696,3 @@ def _record(step: int, info: Any, dt: float, wall: float) -> dict:
         "step_time_s": dt,
         "wall_time_s": wall,
     }
-
-
-def _progress(done: int, total: int, record: dict) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    bar = "#" * filled + "-" * (width - filled)
-    print(
-        f"\r[{bar}] {done}/{total}  E = {record['energy']:.6f} +- {record['energy_error']:.1e}",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )

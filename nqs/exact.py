@@ -35,7 +35,16 @@ from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
-from nqs.parallel import SAMPLE_AXIS, Mesh, constrain_samples, n_shards, put, sample_sharding
+from nqs.optim.jacobian import centred_jacobian_rows, sr_jacobian
+from nqs.parallel import (
+    SAMPLE_AXIS,
+    Mesh,
+    chunked_map,
+    constrain_samples,
+    n_shards,
+    put,
+    sample_sharding,
+)
 
 
 class SparseHamiltonian(NamedTuple):
@@ -219,9 +228,7 @@ def exact_energy_fn(
 
     ``data`` from :func:`exact_data` with the same ``mesh`` (the states are split over it).
     """
-    from nqs.vmc import batched
-
-    log_psi_all = batched(ansatz.log_psi, chunk_size, mesh)
+    log_psi_all = chunked_map(ansatz.log_psi, chunk_size, mesh)
 
     def energy(params: Params, data: ExactData) -> tuple[jax.Array, jax.Array]:
         *_, e, var = _amplitudes(log_psi_all(params, data.states), data, mesh)
@@ -246,7 +253,7 @@ def _device_major(a: jax.Array, mesh: Mesh | None) -> jax.Array:
     """``a`` [n, 2, ...] (real and imaginary parts of per-state rows, split over the devices)
     as [2n, ...] with each device's rows together: ``[Re block_0; Im block_0; Re block_1; ...]``.
 
-    With one device this is ``[Re; Im]``, the layout of :func:`nqs.vmc.sr_jacobian`. Keeping a
+    With one device this is ``[Re; Im]``, the layout of :func:`nqs.optim.jacobian.sr_jacobian`. Keeping a
     device's rows on the device avoids the all-gather that concatenating the split ``Re`` and
     ``Im`` halves costs; the SR solvers only need ``J^T J``, ``J J^T`` and ``J^T eps``, which do
     not depend on the order of the rows as long as ``eps`` has the same order.
@@ -267,8 +274,6 @@ def _split_jacobian(
 ) -> jax.Array:
     """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)`` (real flat parameters ``flat`` [P]) with
     the rows of each device's states kept on it (:func:`_device_major`)."""
-    from nqs.vmc import centred_jacobian_rows
-
     rows = centred_jacobian_rows(log_psi_flat, flat, states, weights, chunk_size, mesh)
     return _device_major(rows, mesh)
 
@@ -294,8 +299,6 @@ def exact_estimate_fn(
     The full Jacobian of a C2/STO-3G space (22052 states x 9265 parameters x 2) would take
     3.3 GB and its kernel 15 GB; the wavefunction's weight is concentrated on few states.
     """
-    from nqs.vmc import batched, sr_jacobian
-
     def estimate(params: Params, data: ExactData) -> ExactEstimate:
         states = data.states
         flat, unflatten = real_flat(params)
@@ -303,7 +306,7 @@ def exact_estimate_fn(
         def log_psi_flat(u: jax.Array, x: jax.Array) -> jax.Array:
             return ansatz.log_psi(unflatten(u), x)
 
-        log_psi_all = batched(log_psi_flat, chunk_size, mesh)
+        log_psi_all = chunked_map(log_psi_flat, chunk_size, mesh)
 
         subset = needs_jacobian and metric_states is not None and metric_states < len(states)
         if not needs_jacobian or subset:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,13 @@ def plot_convergence(
 
     save_figure_atomic(fig, path, dpi=120)
     return path
+
+
+def write_plot(plot: Callable[[], object], path: Path) -> None:
+    """Call ``plot`` (which writes ``path``); a failure (disk full, a broken matplotlib) is a
+    warning on stderr, not a failed run: the results are already written."""
+    try:
+        plot()
+    except Exception as err:  # noqa: BLE001 - any plotting failure is only a warning
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"warning: could not write {path}: {msg}", file=sys.stderr, flush=True)

@@ -23,7 +23,13 @@ from nqs.ansatz import Ansatz, Params
 from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import is_complex_tree, real_flat
-from nqs.optim.jacobian import holomorphic_jacobian, structured_jacobian, transpose_dot
+from nqs.optim.jacobian import (  # noqa: F401  (centred_jacobian_rows, sr_jacobian: re-exported)
+    centred_jacobian_rows,
+    holomorphic_jacobian,
+    sr_jacobian,
+    structured_jacobian,
+    transpose_dot,
+)
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
@@ -68,49 +74,6 @@ def batched(fn: Callable, chunk_size: int | None, mesh: Mesh | None = None) -> C
     bound memory (:func:`nqs.parallel.chunked_map`; ``mesh``: the devices the rows are split
     over)."""
     return chunked_map(fn, chunk_size, mesh)
-
-
-def centred_jacobian_rows(
-    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
-    flat: jax.Array,
-    xs: jax.Array,
-    weights: jax.Array,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-) -> jax.Array:
-    """``sqrt(w_i) (O_i - <O>)`` as ``[n, 2, P]`` (real and imaginary part of each row).
-
-    ``log_psi_flat(v, x)`` is log psi of one configuration as a function of the real flat
-    parameters ``v`` [P]; ``xs`` [n, n_sites]; ``weights`` [n] sum to 1.
-    """
-
-    def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
-        def re_im(u: jax.Array) -> jax.Array:
-            lp = log_psi_flat(u, x)
-            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
-
-        return jax.jacrev(re_im)(v)  # [2, P]
-
-    jac = batched(jac_one, chunk_size, mesh)(flat, xs)  # [n, 2, P]
-    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
-    return jnp.sqrt(weights)[:, None, None] * jac
-
-
-def sr_jacobian(
-    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
-    flat: jax.Array,
-    xs: jax.Array,
-    weights: jax.Array,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-) -> jax.Array:
-    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
-
-    Arguments as :func:`centred_jacobian_rows`.
-    """
-    rows = centred_jacobian_rows(log_psi_flat, flat, xs, weights, chunk_size, mesh)
-    # J^T J, J^T eps and J J^T over rows split across devices are left to XLA's partitioner.
-    return jnp.concatenate([rows[:, 0], rows[:, 1]], axis=0)
 
 
 def per_sample_functions(

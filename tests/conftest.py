@@ -48,9 +48,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # hundred states only. Optimization levels do not change IEEE results (no fast-math).
 os.environ.setdefault("NUMBA_OPT", "0")
 
-_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+# pytest-xdist workers inherit the controller's environment: each makes a cache of its own
+# (cache writes are not atomic), unless the user named one
+_OWN_CACHE = ("JAX_COMPILATION_CACHE_DIR" not in os.environ
+              or os.environ["JAX_COMPILATION_CACHE_DIR"] == os.environ.get("NQS_TEST_OWN_CACHE"))
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nqs-test-jax-cache-")
+    os.environ["NQS_TEST_OWN_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
 # every compilation is cached: most of the repeated ones take well under the 1 s default
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
@@ -67,11 +71,11 @@ class _Job:
         self.argv, self.env = argv, env
         self.done = threading.Event()
         self.proc: subprocess.Popen | None = None
-        self.returncode: int | None = None
-        self.stdout = self.stderr = ""
 
     def run(self, workdir: Path, stopped: threading.Event) -> None:
-        """Run to the end (or until the session stops), keeping exit code and output."""
+        """Run to the end (or until the session stops); output and exit code go to files in
+        ``workdir`` (``returncode`` last, written atomically), which any process can read."""
+        code = -1
         try:
             if stopped.is_set():
                 return
@@ -79,38 +83,61 @@ class _Job:
             with open(workdir / "stdout", "w") as out, open(workdir / "stderr", "w") as err:
                 self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, env=self.env,
                                              cwd=ROOT)
-                self.returncode = self.proc.wait(timeout=BACKGROUND_TIMEOUT_S)
-            self.stdout = (workdir / "stdout").read_text()
-            self.stderr = (workdir / "stderr").read_text()
+                code = self.proc.wait(timeout=BACKGROUND_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001  (reported to the test that reads the job)
-            self.stderr += f"\nbackground job failed: {exc!r}"
+            with open(workdir / "stderr", "a") as err:
+                err.write(f"\nbackground job failed: {exc!r}")
         finally:
+            (workdir / "returncode.tmp").write_text(str(code))
+            os.replace(workdir / "returncode.tmp", workdir / "returncode")
             self.done.set()
 
-    def result(self) -> dict:
-        """The job's JSON result; waits for it. Fails the calling test if the job failed."""
-        assert self.done.wait(BACKGROUND_TIMEOUT_S), "background job did not finish"
-        lines = [ln for ln in self.stdout.splitlines() if ln.startswith("RESULT ")]
-        assert self.returncode == 0 and lines, self.stderr[-3000:]
-        return json.loads(lines[-1][len("RESULT "):])
+
+def _job_result(workdir: Path) -> dict:
+    """The JSON result of the job run in ``workdir``; waits for it. Fails the calling test if
+    the job failed."""
+    deadline = time.monotonic() + BACKGROUND_TIMEOUT_S
+    while not (workdir / "returncode").exists():
+        assert time.monotonic() < deadline, "background job did not finish"
+        time.sleep(0.5)
+    code = int((workdir / "returncode").read_text())
+    stdout = (workdir / "stdout").read_text() if (workdir / "stdout").exists() else ""
+    stderr = (workdir / "stderr").read_text() if (workdir / "stderr").exists() else ""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+    assert code == 0 and lines, stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
 
 
 class _Background:
     """Helper subprocesses started when collection ends, one after the other in a thread (so
-    at most one job, beside the suite, at a time), read by the tests that run last."""
+    at most one job, beside the suite, at a time), read by the tests that run last.
+
+    Under pytest-xdist every worker collects the same tests; the first worker to claim the
+    folder the controller made (``NQS_TEST_BACKGROUND_DIR``) runs the jobs, and the others
+    read their result files from it."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, _Job] = {}
         self.stopped = threading.Event()
         self.dir: Path | None = None
+        self.owner = False
 
     def start(self, jobs: dict[str, list[str]], extra_xla_flags: dict[str, str],
               uncached: tuple[str, ...] = ()) -> None:
         """Start ``jobs`` (fixture name -> helper argv) unless already started. Each job has a
         compilation cache of its own, except those named in ``uncached``, which have none."""
-        if self.jobs or not jobs:
+        if self.jobs or self.dir is not None or not jobs:
             return
-        self.dir = Path(tempfile.mkdtemp(prefix="nqs-test-background-"))
+        shared = os.environ.get(_SHARED_ENV)
+        if shared and os.environ.get("PYTEST_XDIST_WORKER"):
+            self.dir = Path(shared)
+            try:
+                os.close(os.open(self.dir / "owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return  # another worker runs the jobs
+        else:
+            self.dir = Path(tempfile.mkdtemp(prefix="nqs-test-background-"))
+        self.owner = True
         for name, argv in jobs.items():
             env = dict(os.environ)
             env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + extra_xla_flags.get(name, "")
@@ -136,20 +163,35 @@ class _Background:
 
     def read(self, name: str) -> dict:
         """The result of job ``name`` (a fixture name)."""
-        assert name in self.jobs, f"background job {name!r} was not started"
-        return self.jobs[name].result()
+        assert self.dir is not None, f"background job {name!r} was not started"
+        return _job_result(self.dir / name)
 
-    def stop(self) -> None:
-        """Kill a job still running when the session ends (e.g. ``-x``); start no more."""
+    def stop(self, wait: bool) -> None:
+        """At the end of this process's session. A job still running is killed, unless
+        ``wait`` (an xdist worker that ran the jobs and ended normally: other workers may
+        still read them), then it is awaited. Start no more. The folder is removed here
+        unless it is the controller's, which removes it when all workers are done."""
+        if wait and self.owner:
+            for job in self.jobs.values():
+                job.done.wait(BACKGROUND_TIMEOUT_S)
         self.stopped.set()
         for job in self.jobs.values():
             if job.proc is not None and job.proc.poll() is None:
                 job.proc.kill()
-        if self.dir is not None:
+        if self.dir is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _BACKGROUND = _Background()
+_SHARED_ENV = "NQS_TEST_BACKGROUND_DIR"
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, the controller makes the background jobs' folder before it starts
+    the workers (they inherit the environment)."""
+    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+            and _SHARED_ENV not in os.environ):
+        os.environ[_SHARED_ENV] = tempfile.mkdtemp(prefix="nqs-test-background-")
 BACKGROUND_FIXTURES = ("multi_device", "two_processes")
 
 
@@ -197,8 +239,11 @@ def pytest_collection_finish(session) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """Stop the background jobs and remove this session's compilation cache."""
-    _BACKGROUND.stop()
+    """Stop the background jobs and remove this session's compilation cache (and, in the
+    xdist controller, the background jobs' folder)."""
+    _BACKGROUND.stop(wait=exitstatus == 0)
+    if not hasattr(session.config, "workerinput") and os.environ.get(_SHARED_ENV):
+        shutil.rmtree(os.environ[_SHARED_ENV], ignore_errors=True)
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 

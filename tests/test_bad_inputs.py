@@ -62,7 +62,7 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     nums = ["0", "-1", "nan", "inf", "abc", ""]
     # ---- spin
     spin = ["spin", "--size", "4", "--steps", "1"]
-    for opt in ("--alpha", "--lr"):
+    for opt in ("--alpha", "--lr", "--time-limit"):
         bad_values(spin, opt, nums)
     bad_values(spin, "--size", ["0", "-3", "abc", "1.5", "100000", "99999999999", ""])
     bad_values(spin, "--samples", ["0", "-1", "abc", "2.5", "1e12", "1000000000000"])
@@ -115,7 +115,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     ]
     # ---- molecule
     mol = ["molecule", "--molecule", "H2", "--steps", "1"]
-    for opt in ("--lr", "--alpha", "--init-scale", "--sampling-power", "--final-lr-fraction"):
+    for opt in ("--lr", "--alpha", "--init-scale", "--sampling-power", "--final-lr-fraction",
+                "--time-limit"):
         bad_values(mol, opt, ["0", "-1", "nan", "inf", "abc"])
     for opt in ("--samples", "--chains", "--determinants", "--metric-states", "--steps",
                 "--checkpoint-every"):
@@ -156,6 +157,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     ] + [["molecule", "--fcidump", path] for path in fd.values()]
     # ---- bench-fci
     bench = ["bench-fci", "--steps", "1"]
+    bad_values(bench, "--time-limit", ["0", "-1", "nan", "inf", "abc", "-inf"])
+    bad_values([*bench, "--realspace"], "--time-limit", ["0", "nan", "inf"])
     cases += [
         [*bench, "--suite", "nonsense"],
         [*bench, "--molecule", "=H 0 0 0; H 0 0 1"],

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nqs.cli import main
+from nqs.io import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +102,28 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["result"].relative_error is not None
+
+
+def test_spin_time_limit_stops_early_and_resume_completes(tmp_path, capsys):
+    """``--time-limit``: the step that passes the limit is the last, checkpointed, evaluated and
+    flagged in result.json; ``--resume`` continues to ``--steps``. The progress lines reach a
+    stdout that is no terminal (a log file)."""
+    out = tmp_path / "timed"
+    # the settings of test_spin_command_writes_result (the same compiled programs)
+    argv = ["spin", "--model", "ising", "--size", "6", "--steps", "20", "--samples", "32",
+            "--chains", "8", "--chunk-size", "none", "--out", str(out)]
+    assert main([*argv, "--time-limit", "1e-9"]) == 0
+    stdout = capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["stopped_by_time_limit"] is True and result["time_limit_s"] == 1e-9
+    assert result["steps"] == 1 and result["steps_planned"] == 20
+    assert np.isfinite(result["energy"])
+    assert [r["step"] for r in read_jsonl(out / "log.jsonl")] == [0]
+    assert "compiling" in stdout and "VMC step 1/20 (5%)" in stdout and "ETA" in stdout
+    assert "final evaluation" in stdout
+    assert main([*argv, "--resume"]) == 0
+    stdout = capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["stopped_by_time_limit"] is False and result["steps"] == 20
+    assert [r["step"] for r in read_jsonl(out / "log.jsonl")] == list(range(20))
+    assert "VMC step 20/20 (100%)" in stdout and "s/step" in stdout

@@ -122,3 +122,12 @@ def test_resume_with_a_longer_run_says_the_schedule_changes(tmp_path):
             echo=messages.append, **kw)
     assert any("planned for 2 steps" in m for m in messages)
     assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("limit", [0.0, -1.0, float("nan"), float("inf")])
+def test_time_limit_must_be_positive_and_finite(limit):
+    from nqs.errors import InputError
+
+    model, ansatz, sampler = _problem(4, 64)
+    with pytest.raises(InputError, match="time limit"):
+        run_vmc(ansatz, model, sampler, make_optimizer("adam", 0.01), 2, time_limit=limit)

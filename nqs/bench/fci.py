@@ -222,9 +222,10 @@ def fingerprint(integrals, settings: Settings) -> dict:
 
 def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[str], None],
           resume: bool = False, exact_energy: float | None = None,
-          checkpoint_every: int = 100):
+          checkpoint_every: int = 100, time_limit: float | None = None):
     """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
-    records :func:`fingerprint` and a resume with other integrals or settings is refused."""
+    records :func:`fingerprint` and a resume with other integrals or settings is refused.
+    ``time_limit``: wall seconds of optimization (:func:`nqs.driver.run_vmc`)."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
     from nqs.precision import check_dtype, with_dtype
@@ -262,7 +263,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
                      chunk_size=settings.chunk_size, initial_params=initial_params,
-                     fingerprint=fingerprint(integrals, settings))
+                     fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
     return result, mode
 
 
@@ -285,14 +286,14 @@ def _cisd_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
 
 def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = None,
                   echo: Callable[[str], None] = print, cache_dir: str | None = None,
-                  resume: bool = False, reference=None, checkpoint_every: int = 100
-                  ) -> list[dict]:
+                  resume: bool = False, reference=None, checkpoint_every: int = 100,
+                  time_limit: float | None = None) -> list[dict]:
     """Solve every job and return one record per molecule (see module docstring).
 
     ``resume``: continue each molecule from the checkpoint in ``out_dir/<name>`` (molecules
     with no checkpoint yet start afresh).
     ``reference``: :class:`hamiltonians.chem_reference.ReferenceOptions` (default: auto, FCI
-    where it fits)."""
+    where it fits). ``time_limit``: wall seconds of optimization per molecule."""
     records = []
     for job in jobs:
         t0 = time.perf_counter()
@@ -305,7 +306,8 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
         resume_job = resume and sub is not None and (sub / "checkpoint.msgpack").exists()
         t1 = time.perf_counter()
         result, mode = solve(integrals, settings, sub, echo, resume=resume_job,
-                             exact_energy=refs.get("e_ref"), checkpoint_every=checkpoint_every)
+                             exact_energy=refs.get("e_ref"), checkpoint_every=checkpoint_every,
+                             time_limit=time_limit)
         nqs_wall = time.perf_counter() - t1
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
                                time.perf_counter() - t0, settings, nqs_wall))
@@ -372,6 +374,7 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
         "dtype": settings.dtype,
         "n_parameters": result.n_parameters,
         "steps": result.steps,
+        "stopped_by_time_limit": result.stopped_by_time_limit,
         "wall_time_s": wall,
         "nqs_wall_time_s": nqs_wall,
         "time_per_step_s": result.time_per_step_s,

@@ -10,7 +10,8 @@
 
 Also the checks every command runs before touching ``--out``: :func:`check_memory` (a run that
 cannot fit one device is refused in one line) and :func:`write_plot` (a failed plot is a
-warning).
+warning); the argparse types (:func:`positive_int`, ...) of every option. The ``nqs`` parser
+(:mod:`nqs.cli`) is built from the commands; no command imports :mod:`nqs.cli`.
 
 Every device JAX sees is used (samples split over them); see docs/scaling.md.
 """
@@ -18,11 +19,81 @@ Every device JAX sees is used (samples split over them); see docs/scaling.md.
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any, TypeVar
 
-from nqs.cli import positive_int
+from nqs.plotting import write_plot  # noqa: F401  (re-exported: every command writes plots)
+
+_T = TypeVar("_T")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, an integer in [-2**63, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [-2**63, 2**63), got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 
 
 def chunk_size_arg(text: str) -> int | str | None:
@@ -96,6 +167,14 @@ def is_main() -> bool:
     return is_main_process()
 
 
+def add_time_limit_option(p: argparse.ArgumentParser, per: str = "") -> None:
+    """Add ``--time-limit SECONDS`` (the drivers' ``time_limit``; ``per``: e.g. " per molecule")."""
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                   help=f"stop the optimization{per} after the step that passes this many wall "
+                   "seconds (checkpointed; the final evaluation follows and result.json records "
+                   "stopped_by_time_limit; --resume continues). Default: no limit")
+
+
 def add_run_dir_options(p: argparse.ArgumentParser, resume: bool = True,
                         checkpoint_every: int | None = 50) -> None:
     """Add ``--overwrite`` (and ``--resume``, ``--checkpoint-every``) to a subcommand."""
@@ -111,16 +190,6 @@ def add_run_dir_options(p: argparse.ArgumentParser, resume: bool = True,
         p.add_argument("--checkpoint-every", type=positive_int, default=checkpoint_every,
                        help="write a checkpoint every K steps (also at the end and on "
                        f"SIGINT / SIGTERM) (default: {checkpoint_every})")
-
-
-def write_plot(plot: Callable[[], object], path: Path) -> None:
-    """Call ``plot`` (which writes ``path``); a failure (disk full, a broken matplotlib) is a
-    warning on stderr, not a failed run: the results are already written."""
-    try:
-        plot()
-    except Exception as err:  # noqa: BLE001 - any plotting failure is only a warning
-        msg = " ".join(str(err).split()) or type(err).__name__
-        print(f"warning: could not write {path}: {msg}", file=sys.stderr, flush=True)
 
 
 def fmt_bytes(n: float) -> str:
@@ -149,3 +218,16 @@ def check_memory(parts: dict[str, tuple[float, str]]) -> None:
             f"the run needs about {fmt_bytes(total)} of memory ({big}: {fmt_bytes(size)}), "
             f"more than the {fmt_bytes(available)} one device has ({source}); reduce {flags}"
         )
+
+
+def quiet(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)`` with PySCF's console chatter (warnings printed while loading a
+    basis) captured, so a refused input prints only its one line."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)

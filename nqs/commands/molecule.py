@@ -6,13 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
     is_main,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    quiet,
+    seed_int,
     setup_parallel,
     write_plot,
 )
@@ -80,7 +85,7 @@ def _reference(args: argparse.Namespace):
     return opts
 
 
-def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
+def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> None:
     p.add_argument("--ansatz", choices=("auto", "backflow", "rbm", "autoregressive"),
                    default="auto",
                    help="neural-network backflow determinant(s), complex RBM (Choo et al. "
@@ -96,6 +101,7 @@ def _solver_options(p: argparse.ArgumentParser, steps: int) -> None:
                    "transformer (default: made)")
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
+    add_time_limit_option(p, per)
     p.add_argument("--samples", type=positive_int, default=None,
                    help="samples per step: Metropolis draws (default 2048), or autoregressive "
                    "draws, counted once per distinct determinant (default 100000)")
@@ -183,14 +189,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fcidump", action="append", default=[], metavar="FILE",
                    help="a Hamiltonian from an FCIDUMP file; repeatable")
     _molecule_options(b)
-    _solver_options(b, steps=600)
+    _solver_options(b, steps=600, per=" of each molecule (--realspace: each real-space run)")
     b.add_argument("--out", type=Path, default=Path("runs/bench-fci"),
                    help="output directory (default: runs/bench-fci; one directory per "
                    "molecule inside)")
     add_run_dir_options(b, checkpoint_every=100)
-    from nqs.bench.realspace import add_options as add_realspace_options
+    from nqs.commands.bench_realspace import add_options as add_realspace_options
 
-    add_realspace_options(b)  # --realspace and its options (nqs/bench/realspace.py)
+    add_realspace_options(b)  # --realspace and its options (nqs/commands/bench_realspace.py)
     b.set_defaults(handler=run_bench)
 
 
@@ -218,19 +224,6 @@ def _echo(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _quiet(fn, *args, **kwargs):  # noqa: ANN001, ANN202
-    """``fn(*args, **kwargs)`` with PySCF's console chatter (warnings printed while loading a
-    basis) captured, so a refused input prints only its one line."""
-    import contextlib
-    import io
-    import warnings
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
 def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
     """``(spatial orbitals, n_alpha, n_beta)`` of a job's active space, checked without an SCF
     (PySCF's Mole for a spec, the header and integrals for an FCIDUMP)."""
@@ -241,10 +234,10 @@ def _job_sizes(job, label: str) -> tuple[int, int, int]:  # noqa: ANN001
         raise InputError("give either --frozen-core or --cas, not both (a CAS already freezes "
                          "its core)")
     if job.fcidump is not None:
-        ints = _quiet(read_fcidump, job.fcidump)
+        ints = quiet(read_fcidump, job.fcidump)
         return ints.n_orbitals, ints.n_alpha, ints.n_beta
     try:
-        mol = _quiet(build_mole, job.spec)
+        mol = quiet(build_mole, job.spec)
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - PySCF raises RuntimeError, KeyError, ...
@@ -325,7 +318,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     if args.fcidump is not None:
         job = Job(Path(args.fcidump).stem, fcidump=args.fcidump, eri_threshold=args.eri_threshold)
     else:
-        spec = _quiet(parse_molecule, args.molecule, basis=args.basis, charge=args.charge,
+        spec = quiet(parse_molecule, args.molecule, basis=args.basis, charge=args.charge,
                       spin=args.spin, unit=args.unit)
         job = Job(spec.name or "molecule", spec, None, args.frozen_core,
                   tuple(args.cas) if args.cas else None, args.eri_threshold)
@@ -377,7 +370,8 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  #
     _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
           f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
-                         exact_energy=e_ref, checkpoint_every=args.checkpoint_every)
+                         exact_energy=e_ref, checkpoint_every=args.checkpoint_every,
+                         time_limit=args.time_limit)
     resolved = resolve_settings(settings, n_determinants(integrals))
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     summary = result.summary() | {
@@ -420,7 +414,7 @@ def _named_molecule(text: str):
 def run_bench(args: argparse.Namespace) -> int:
     """The benchmark against FCI: table on stdout, results.{json,md}, errors.png."""
     if getattr(args, "realspace", False):
-        from nqs.bench.realspace import run_from_args
+        from nqs.commands.bench_realspace import run_from_args
 
         if args.dtype != "float64":
             from nqs.errors import InputError
@@ -439,8 +433,8 @@ def run_bench(args: argparse.Namespace) -> int:
     eri = args.eri_threshold
     jobs: list[Job] = []
     for text in args.molecule:
-        name, atoms = _quiet(_named_molecule, text)
-        spec = _quiet(parse_molecule, atoms, basis=args.basis, charge=args.charge,
+        name, atoms = quiet(_named_molecule, text)
+        spec = quiet(parse_molecule, atoms, basis=args.basis, charge=args.charge,
                       spin=args.spin, unit=args.unit)
         jobs.append(Job(name, replace(spec, name=name), None, args.frozen_core, cas, eri))
     for path in args.fcidump:
@@ -467,7 +461,8 @@ def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # n
     from nqs.io import write_json_atomic, write_text_atomic
 
     records = run_benchmark(jobs, settings, args.out, _echo, resume=args.resume,
-                            checkpoint_every=args.checkpoint_every, reference=reference)
+                            checkpoint_every=args.checkpoint_every, reference=reference,
+                            time_limit=args.time_limit)
     if not is_main():  # process 0 writes the files
         return 0
     table = markdown_table(records)

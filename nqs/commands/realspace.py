@@ -3,48 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
-from nqs.cli import nonnegative_float, positive_float, positive_int, seed_int
+from hamiltonians.realspace import PRESETS, Preset  # noqa: F401  (re-exported: the presets' old home)
 from nqs.commands.common import (
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
     is_main,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    quiet,
+    seed_int,
     setup_parallel,
     write_plot,
 )
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named system: geometry in bohr and its exact non-relativistic energy (Hartree)."""
-
-    geometry: str
-    exact_energy: float
-    source: str
-
-
-# Exact energies from docs/references.md ("Atoms and molecules in real space").
-PRESETS: dict[str, Preset] = {
-    "H": Preset("H 0 0 0", -0.5, "exact"),
-    "He": Preset("He 0 0 0", -2.903724377, "Pekeris-type calculations"),
-    "Li": Preset("Li 0 0 0", -7.47806, "Chakravorty et al., PRA 47, 3649 (1993)"),
-    "Be": Preset("Be 0 0 0", -14.66736, "Chakravorty et al., PRA 47, 3649 (1993)"),
-    "H2": Preset("H 0 0 -0.7; H 0 0 0.7", -1.17448, "Kolos-Wolniewicz type (R = 1.4 bohr)"),
-    "LiH": Preset("Li 0 0 0; H 0 0 3.015", -8.070548, "literature exact estimate (R = 3.015 bohr)"),
-}
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,15 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=nonnegative_float, default=0.0,
                    help="SPRING momentum mu in [0, 1) for --optimizer sr (Goldshlager et al. "
                    "2024; e.g. 0.99); 0: plain minSR (default: 0)")
-    p.add_argument("--pretrain-steps", type=_nonnegative_int, default=0,
+    p.add_argument("--pretrain-steps", type=nonnegative_int, default=0,
                    help="Hartree-Fock pretraining steps (default: 0)")
     p.add_argument("--pretrain-basis", default="ccpvdz",
                    help="Gaussian basis of the pretraining HF (default: ccpvdz)")
-    p.add_argument("--steps", type=_nonnegative_int, default=1000,
+    p.add_argument("--steps", type=nonnegative_int, default=1000,
                    help="optimization steps (default: 1000)")
-    p.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
-                   help="stop the optimization after this many wall seconds (checkpointed; the "
-                   "evaluation follows; --resume continues). Default: no limit")
+    add_time_limit_option(p)
     p.add_argument("--walkers", type=positive_int, default=1024,
                    help="walkers / Markov chains (default: 1024)")
     p.add_argument("--mcmc-steps", type=positive_int, default=10,
@@ -186,9 +160,8 @@ def check_charge(atoms) -> None:  # noqa: ANN001
 def check_pretrain_basis(basis: str, symbols: list[str]) -> None:
     """Refuse (one line) a pretraining basis PySCF does not know for these elements."""
     from hamiltonians.molecule import _check_basis
-    from nqs.commands.molecule import _quiet
 
-    _quiet(_check_basis, basis, sorted(set(symbols)))
+    quiet(_check_basis, basis, sorted(set(symbols)))
 
 
 def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,

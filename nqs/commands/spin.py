@@ -6,13 +6,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nqs.cli import finite_float, nonnegative_float, positive_float, positive_int, seed_int
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
     add_run_dir_options,
+    add_time_limit_option,
     check_memory,
+    finite_float,
     is_main,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
     setup_parallel,
     write_plot,
 )
@@ -88,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples per step (default: 1024)")
     p.add_argument("--chains", type=positive_int, default=128,
                    help="parallel Markov chains (default: 128)")
-    p.add_argument("--discard-sweeps", type=_nonnegative_int, default=4,
+    p.add_argument("--discard-sweeps", type=nonnegative_int, default=4,
                    help="thermalization sweeps discarded before each step's samples; chains "
                    "continue from the previous step (default: 4)")
     p.add_argument("--ratio-dtype", choices=("float64", "float32"), default="float64",
@@ -97,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "energies stay float64) (default: float64)")
     p.add_argument("--steps", type=positive_int, default=300,
                    help="optimization steps (default: 300)")
+    add_time_limit_option(p)
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
                    help="sr: stochastic reconfiguration (dense, or minSR when parameters "
                    "outnumber samples); minsr: always the samples x samples form (default: sr)")
@@ -112,16 +119,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dtype_option(p)
     add_parallel_options(p)
     p.set_defaults(handler=run)
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 MAX_SITES = 100_000
@@ -260,6 +257,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer) -> int:  #
         exact_energy=exact,
         chunk_size=args.chunk_size,
         fingerprint=fingerprint(args),
+        time_limit=args.time_limit,
     )
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)

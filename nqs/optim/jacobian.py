@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from nqs.ansatz import JacobianStructure
-from nqs.parallel import chunked_map
+from nqs.parallel import Mesh, chunked_map
 
 Params = Any
 
@@ -188,3 +188,46 @@ def complex_rows(v: jax.Array) -> jax.Array:
     """``[2n]`` real ``[v_r; v_i]`` -> complex ``v_r + i v_i`` ``[n]``."""
     n = v.shape[0] // 2
     return v[:n] + 1j * v[n:]
+
+
+def centred_jacobian_rows(
+    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
+    flat: jax.Array,
+    xs: jax.Array,
+    weights: jax.Array,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> jax.Array:
+    """``sqrt(w_i) (O_i - <O>)`` as ``[n, 2, P]`` (real and imaginary part of each row).
+
+    ``log_psi_flat(v, x)`` is log psi of one configuration as a function of the real flat
+    parameters ``v`` [P]; ``xs`` [n, n_sites]; ``weights`` [n] sum to 1.
+    """
+
+    def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
+        def re_im(u: jax.Array) -> jax.Array:
+            lp = log_psi_flat(u, x)
+            return jnp.stack([jnp.real(lp), jnp.imag(lp)])
+
+        return jax.jacrev(re_im)(v)  # [2, P]
+
+    jac = chunked_map(jac_one, chunk_size, mesh)(flat, xs)  # [n, 2, P]
+    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
+    return jnp.sqrt(weights)[:, None, None] * jac
+
+
+def sr_jacobian(
+    log_psi_flat: Callable[[jax.Array, jax.Array], jax.Array],
+    flat: jax.Array,
+    xs: jax.Array,
+    weights: jax.Array,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> jax.Array:
+    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
+
+    Arguments as :func:`centred_jacobian_rows`.
+    """
+    rows = centred_jacobian_rows(log_psi_flat, flat, xs, weights, chunk_size, mesh)
+    # J^T J, J^T eps and J J^T over rows split across devices are left to XLA's partitioner.
+    return jnp.concatenate([rows[:, 0], rows[:, 1]], axis=0)

@@ -1,6 +1,7 @@
 """Electrons in real space: Metropolis sampling of walkers, HF pretraining and VMC training.
 
-The Hamiltonian lives in :mod:`hamiltonians.realspace`, the ansatz in :mod:`nqs.models.ferminet`.
+The Hamiltonian lives in :mod:`hamiltonians.realspace` (seen here only through the protocol
+:class:`nqs.realspace.system.RealSpaceSystem`), the ansatz in :mod:`nqs.models.ferminet`.
 """
 
 from nqs.realspace.mcmc import MCMCState, adapt_width, burn_in, init_walkers, make_mcmc

@@ -28,7 +28,6 @@ true`` and a message is echoed; :data:`MAX_REJECTIONS` in a row raise
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from hamiltonians.realspace import Atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
@@ -70,7 +68,9 @@ from nqs.parallel import (
     tree_shardings,
     without_global_mesh,
 )
+from nqs.progress import Progress
 from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
+from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -267,7 +267,7 @@ def step_is_finite(energy: float, params: Any) -> bool:
     return math.isfinite(energy) and bool(_tree_all_finite(params))
 
 
-def _fingerprint(atoms: Atoms, **options: Any) -> dict[str, Any]:
+def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
     return {
         "symbols": list(atoms.symbols),
         "positions": np.round(np.asarray(atoms.positions), 10).tolist(),
@@ -412,7 +412,7 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
 
 
-def _start(run: _Run, atoms: Atoms, net: dict[str, Any], params: Any, walkers: jax.Array,
+def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, walkers: jax.Array,
            keys: tuple[jax.Array, jax.Array, jax.Array], pretrain_steps: int, pretrain_basis: str,
            pretrain_lr: float, mcmc_steps: int, burn_in_calls: int,
            logger: JsonlLogger | None) -> tuple[VMCState, float | None]:
@@ -446,7 +446,7 @@ def _start(run: _Run, atoms: Atoms, net: dict[str, Any], params: Any, walkers: j
 
 
 @dataclass
-class _Progress:
+class _Optimized:
     """What the optimization loop hands on: steps done and the time per step."""
 
     state: VMCState
@@ -457,8 +457,8 @@ class _Progress:
 
 def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
               checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
-              donates: bool, logger: JsonlLogger | None, progress: bool,
-              callback: Callable[[dict], None] | None, t_run: float) -> _Progress:
+              donates: bool, logger: JsonlLogger | None, progress: Progress,
+              callback: Callable[[dict], None] | None, t_run: float) -> _Optimized:
     """Steps ``start .. n_steps - 1`` (or until ``time_limit``), logged and checkpointed; a
     non-finite step is rejected and the state before it kept."""
     history: list[dict] = (
@@ -470,6 +470,9 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
     n_timed = 0
     steps_done = start
     rejections = run.recovery.rejections
+    if start < n_steps:
+        progress.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step "
+                       "includes it)")
     with deferred_signals() as pending:
         for k in range(start, n_steps):
             t0 = time.perf_counter()
@@ -528,23 +531,20 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
                 run.checkpoint(state, k + 1, hf_energy)
             if signum is not None:
                 raise RunInterrupted(signum, k + 1, run.ckpt)
-            if progress:
-                print(f"\rstep {k + 1}/{n_steps}  E = {stats['energy']:.6f}", end="",
-                      file=sys.stderr, flush=True)
+            progress.step(k + 1, record["energy"], record["energy_error"])
             if callback is not None:
                 callback(record)
             if out_of_time:
                 run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
                          "checkpointed, evaluating")
                 break
-    if progress and n_steps > start:
-        print(file=sys.stderr)
+    progress.close()
     loop_time = time.perf_counter() - t_loop
     if n_timed:
         per_step = t_steps / n_timed
     else:
         per_step = loop_time / max(steps_done - start, 1) if steps_done > start else math.nan
-    return _Progress(state, history, steps_done, per_step)
+    return _Optimized(state, history, steps_done, per_step)
 
 
 def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,
@@ -562,7 +562,7 @@ def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_
 
 @without_global_mesh
 def run_realspace(
-    atoms: Atoms,
+    atoms: RealSpaceSystem,
     *,
     layers: Sequence[tuple[int, int]] = DEFAULT_LAYERS,
     n_determinants: int = 16,
@@ -601,7 +601,8 @@ def run_realspace(
     """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
 
     Args:
-        atoms: the system (:func:`hamiltonians.realspace.make_atoms`).
+        atoms: the system and its Hamiltonian (a :class:`RealSpaceSystem`, e.g.
+            :func:`hamiltonians.realspace.make_atoms`): nuclei, electrons, local energy.
         layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
         optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
         learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
@@ -620,7 +621,9 @@ def run_realspace(
         checkpoint_every: checkpoint period in steps.
         resume: continue from ``out_dir/checkpoint.msgpack`` (same options and seed).
         reference_energy, reference_source: exact energy to compare with (result only).
-        echo: where messages go (default stderr). progress: a progress line (default: if tty).
+        echo: where messages go (default stderr). progress: report progress on stdout
+            (default: True on process 0; :class:`nqs.progress.Progress`: a bar on a terminal
+            or in Jupyter, plain lines in a log file).
         callback: called with each step's log record after it is written (and checkpointed).
         chunk_size: walkers per device whose local energies and log-derivatives are evaluated
             at a time (bounds memory); ``"auto"``: from the device memory and XLA's memory
@@ -639,7 +642,7 @@ def run_realspace(
     _check_options(n_walkers, n_steps, eval_steps, pretrain_steps, mcmc_steps, burn_in_calls,
                    checkpoint_every, time_limit, dtype, optimizer)
     main = is_main_process()
-    progress = (sys.stderr.isatty() if progress is None else progress) and main
+    progress = (True if progress is None else bool(progress)) and main
     mesh = make_mesh() if mesh is None else mesh
     check_divisible(int(n_walkers), mesh, "the number of walkers")
     out = Path(out_dir) if out_dir is not None else None
@@ -656,7 +659,7 @@ def run_realspace(
     param_dtype = jnp.float32 if dtype == "float32" else jnp.float64
     init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **net)
     apply = with_dtype(apply, dtype)
-    e_loc_fn = make_local_energy(apply, atoms, laplacian)
+    e_loc_fn = atoms.local_energy(apply, laplacian)
     k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
         jax.random.PRNGKey(seed), 7
     )
@@ -697,10 +700,15 @@ def run_realspace(
         run.checkpoint(state, 0, hf_energy)
 
     # ---- optimization, then the final evaluation at fixed parameters
-    done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
-                     hf_energy, optimizer == "kfac", logger, progress, callback, t_run)
+    bar = Progress(n_steps, start, enabled=progress)
+    try:
+        done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
+                         hf_energy, optimizer == "kfac", logger, bar, callback, t_run)
+    finally:
+        bar.close()
     if logger is not None:
         logger.close()
+    bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
     st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
     if not np.isfinite(float(st.mean)):
         raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
