@@ -100,3 +100,12 @@ def test_marshall_model_result_state_measures_physical_correlations(tmp_path):
     unrotated = result.state
     unrotated.marshall_sublattice = None
     assert abs(float(np.real(unrotated.expect(bonds).mean)) - result.energy) > 1e-3
+
+
+def test_a_run_stopped_by_its_time_limit_observes_its_last_step():
+    model = TransverseFieldIsing(chain(N), h=1.0)
+    result = run_vmc(make_rbm(N, 1.0), model, ExactSampler(model.hilbert),
+                     sr_optimizer(0.05, 1e-2), 50, progress=False, time_limit=1e-9,
+                     observables={"x0": sigmax(0)}, observe_every=20)
+    assert result.stopped_by_time_limit and result.steps == 1
+    assert "observables" in result.history[-1]
