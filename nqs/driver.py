@@ -70,6 +70,7 @@ from nqs.parallel import (
 from nqs.precision import ansatz_dtype
 from nqs.progress import Progress
 from nqs.sampling.base import Sampler
+from nqs.state import VariationalState, make_observer
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -100,11 +101,25 @@ class VMCResult:
     dtype: str = "float64"  # network precision (nqs.precision)
     steps_planned: int | None = None
     time_limit_s: float | None = None
+    ansatz: Any = field(default=None, repr=False)
+    sampler: Any = field(default=None, repr=False)
+    sampler_state: Any = field(default=None, repr=False)
+    marshall_sublattice: Any = field(default=None, repr=False)
 
     @property
     def stopped_by_time_limit(self) -> bool:
         """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
         return self.steps_planned is not None and self.steps < self.steps_planned
+
+    @property
+    def state(self) -> VariationalState:
+        """The final state: ansatz, final parameters, sampler and its chains
+        (:class:`nqs.state.VariationalState`; ``result.state.expect(operator)``)."""
+        if self.ansatz is None or self.sampler is None:
+            raise ValueError("this result holds no ansatz / sampler (built by hand)")
+        return VariationalState(self.ansatz, self.params, self.sampler, self.sampler_state,
+                                chunk_size=self.chunk_size,
+                                marshall_sublattice=self.marshall_sublattice)
 
     @property
     def relative_error(self) -> float | None:
@@ -178,6 +193,8 @@ def run_vmc(
     lr_factor: float = 0.3,
     max_rejections: int = 10,
     time_limit: float | None = None,
+    observables: dict[str, Any] | None = None,
+    observe_every: int = 10,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -206,6 +223,13 @@ def run_vmc(
       callback: called with each step's log record after it is written (and checkpointed).
       jump_sigmas, lr_factor, max_rejections: the recovery guard (module docstring); None
         turns the energy-jump test off (non-finite steps are still rejected).
+      observables: ``{name: operator}`` measured every ``observe_every`` steps and after the
+        last one (also the last before the time limit), on a separate draw from the current
+        chains (:func:`nqs.state.make_observer`; the trajectory is the same as without
+        them); each such step's log record gets
+        ``"observables": {name: {"mean", "error", "variance", "tau_corr", "r_hat"}}``.
+        Operators are bound to the sampler's space before the first step (InputError for one
+        on another space).
       time_limit: wall seconds for the optimization steps of this call (None: no limit). The
         step that passes it is the last one; it is checkpointed and the evaluation follows, so
         a run sized by the clock ends with a result (``stopped_by_time_limit``), and ``resume``
@@ -220,6 +244,15 @@ def run_vmc(
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
     check_time_limit(time_limit)
+    marshall = _marshall_sublattice(operator)
+    observe = None
+    if observables:
+        if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
+                or observe_every < 1:
+            raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
+        hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
+        observe = make_observer(ansatz, sampler, dict(observables), hilbert,
+                                marshall_sublattice=marshall)
     main = is_main_process()
     echo = process_echo(echo)
     progress = (True if progress is None else bool(progress)) and main
@@ -275,7 +308,7 @@ def run_vmc(
     try:
         state, t_steps, done = _run_steps(step, state, start, n_steps, history, logger, out,
                                           main, checkpoint_every, meta, bar, echo, t_run, guard,
-                                          callback, time_limit)
+                                          callback, time_limit, observe, observe_every)
     finally:
         bar.close()
         if logger is not None:
@@ -314,8 +347,19 @@ def run_vmc(
         dtype=dtype,
         steps_planned=n_steps,
         time_limit_s=None if time_limit is None else float(time_limit),
+        ansatz=ansatz,
+        sampler=sampler,
+        sampler_state=gather(state.sampler_state),
+        marshall_sublattice=marshall,
         **run_record(mesh, chunk_size),
     )
+
+
+def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
+    """The sublattice labels of a model written in the Marshall-rotated basis, else None."""
+    if not getattr(operator, "marshall_sign", False):
+        return None
+    return np.asarray(operator.lattice.sublattice)
 
 
 def check_time_limit(time_limit: float | None) -> None:
@@ -459,12 +503,15 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                main: bool, checkpoint_every: int, meta: dict[str, Any], progress: Progress,
                echo: Callable[[str], None], t_run: float, guard: _Guard,
                callback: Callable[[dict], None] | None = None,
-               time_limit: float | None = None) -> tuple[VMCState, float, int]:
+               time_limit: float | None = None,
+               observe: Callable[[Any, Any, jax.Array], dict] | None = None,
+               observe_every: int = 10) -> tuple[VMCState, float, int]:
     """Steps ``start .. n_steps - 1`` (or until ``time_limit`` seconds have passed): each
     logged (appended to ``history``) and checkpointed every ``checkpoint_every`` steps, at the
-    end, at the time limit and on SIGINT / SIGTERM; rejected steps handled by ``guard``.
-    Returns the state, the time spent in the steps after the first (which includes
-    compilation) and the number of steps done."""
+    end, at the time limit and on SIGINT / SIGTERM; rejected steps handled by ``guard``;
+    ``observe`` (observables) every ``observe_every`` steps and after the last, with a key
+    derived from the state's (not consumed). Returns the state, the time spent in the steps
+    after the first (which includes compilation) and the number of steps done."""
     t_steps = 0.0
     t_loop = time.perf_counter()
     done = start
@@ -508,6 +555,14 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                 record["lr_scale"] = guard.lr_scale
                 echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
                      f"learning rate x{guard.lr_scale:.3g}")
+            # every process stops after the same step (process 0's clock decides)
+            out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
+                time.perf_counter() - t_loop > time_limit)
+            if observe is not None and ((k + 1) % observe_every == 0 or k + 1 == n_steps
+                                        or out_of_time):
+                key = jax.random.fold_in(gather(state.key), 104729)
+                record["observables"] = observe(gather(state.params),
+                                                gather(state.sampler_state), key)
             history.append(record)
             if logger is not None:
                 logger.append(record)
@@ -517,9 +572,6 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                     f"{reason}); the optimization diverged: lower --lr (or raise --diag-shift)"
                 )
             done = k + 1
-            # every process stops after the same step (process 0's clock decides)
-            out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
-                time.perf_counter() - t_loop > time_limit)
             signum = pending()
             if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps
                                     or signum is not None or out_of_time):

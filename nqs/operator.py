@@ -19,6 +19,10 @@ Heisenberg bond: antiparallel spins). Ansatze can then tabulate each pattern onc
 (:class:`nqs.ansatz.TermUpdates`), and :func:`nqs.local_energy.make_local_energy` uses
 
     E_loc(x) = diag(x) + sum_t mels_t(x) psi(x'_t) / psi(x).
+
+Observables (:mod:`nqs.state`) are discrete operators as well; one may also carry
+*components*: ``n_components = K`` and ``row_components int [max_conn]`` (the component of each
+row of ``flips``), giving ``K`` local values per configuration from one set of rows.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtri
 
 import nqs  # noqa: F401  (enables float64)
@@ -146,13 +147,16 @@ def split_rhat(chains: jax.Array) -> jax.Array:
     return jnp.maximum(bulk, tail)
 
 
-@partial(jax.jit, static_argnames=("n_chains",))
-def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
+@partial(jax.jit, static_argnames=("n_chains", "with_r_hat"))
+def statistics(values: jax.Array, weights: jax.Array, n_chains: int,
+               with_r_hat: bool = True) -> Stats:
     """Statistics of ``values`` [n] with ``weights`` [n] (summing to 1).
 
     ``n_chains`` (a Python int, static) is the number of Markov chains, row
     ``i = sample_index * n_chains + chain``; 0 means exact enumeration (no Monte Carlo error).
     Markov-chain draws may carry importance weights (see the module docstring).
+    ``with_r_hat=False`` skips the R-hat (``nan``): its rank normalization is the costly part
+    when thousands of observables are vmapped (:func:`split_rhat_columns` does them at once).
     """
     values = jnp.asarray(values)
     weights = jnp.asarray(weights, dtype=jnp.result_type(float))
@@ -179,8 +183,36 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
     else:
         tau = integrated_time(y_chains)
     error = jnp.sqrt(jnp.mean(jnp.abs(y) ** 2) * 2.0 * tau / n)
-    r_hat = split_rhat(chains).astype(variance.dtype)
+    if with_r_hat:
+        r_hat = split_rhat(chains).astype(variance.dtype)
+    else:
+        r_hat = jnp.full((), jnp.nan, variance.dtype)
     return Stats(mean, error, variance, tau, r_hat)
+
+
+def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
+    """:func:`split_rhat` of every column of ``values [n, K]`` (real parts; row
+    ``i = sample_index * n_chains + chain``), ``[K]``: the average ranks come from
+    ``scipy.stats.rankdata`` along the sample axis (one vectorized sort), the rest is
+    :func:`split_rhat`'s formula. ``nan`` for fewer than 4 samples per chain."""
+    from scipy.special import ndtri as np_ndtri
+    from scipy.stats import rankdata
+
+    v = np.real(np.asarray(values, dtype=np.complex128 if np.iscomplexobj(values)
+                           else np.float64))
+    n, k = v.shape
+    n_per = n // n_chains
+    if n_per < 4:
+        return np.full(k, np.nan)
+
+    def z(a: np.ndarray) -> jax.Array:
+        ranks = rankdata(a, axis=0, method="average")
+        return jnp.asarray(np_ndtri((ranks - 0.375) / (n + 0.25)).reshape(n_per, n_chains, k))
+
+    bulk = z(v)
+    tail = z(np.abs(v - np.median(v, axis=0, keepdims=True)))
+    per_column = jax.vmap(_split_rhat, in_axes=2)
+    return np.maximum(np.asarray(per_column(bulk)), np.asarray(per_column(tail)))
 
 
 def v_score(energy: float, variance: float, n_dof: int, e_inf: float = 0.0) -> float:
