@@ -238,7 +238,7 @@ def markdown(result: dict, meta: dict) -> str:
         lines.append(
             f"| {r['variant']} | {r['nqs_draws']:.0f} | {r['nqs_unique']} | {r['nqs_s']:.3f} | "
             f"{r['netket_samples']} | {r['netket_unique']} | {r['netket_s']:.3f} | "
-            f"{r['speedup_per_call']:.1f}x | **{r['speedup_per_sample']:.0f}x** | "
+            f"**{r['speedup_per_call']:.1f}x** | {r['speedup_per_sample']:.0f}x | "
             f"{r['speedup_unique_per_s']:.1f}x | {r['nqs_mean_e_loc']:.4f} / "
             f"{r['netket_mean_e_loc']:.4f} |")
     lines += ["", f"Machine: {meta['cpu']}, {meta['cores']} cores, load average "
