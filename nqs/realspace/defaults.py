@@ -34,6 +34,8 @@ class RealSpaceDefaults:
         layers: FermiNet layers. hidden: widths (one-electron, two-electron stream).
         determinants: determinants. walkers: Markov chains. steps: optimization steps.
         optimizer: ``"sr"``, ``"kfac"`` or ``"adam"``. momentum: SPRING's mu (``"sr"`` only).
+        learning_rate: lr of ``lr / (1 + t / delay)`` with this optimizer (None: the
+            optimizer's own default, ``nqs.realspace.driver.DEFAULT_LR``).
         reason: why these sizes (one phrase, printed).
     """
 
@@ -45,6 +47,7 @@ class RealSpaceDefaults:
     steps: int
     optimizer: str
     momentum: float
+    learning_rate: float | None
     reason: str
 
     def describe(self, fields: tuple[str, ...] | None = None) -> str:
@@ -55,8 +58,11 @@ class RealSpaceDefaults:
             "determinants": f"{self.determinants} determinants",
             "walkers": f"{self.walkers} walkers",
             "steps": f"{self.steps} steps",
-            "optimizer": (f"SPRING (--optimizer sr --momentum {self.momentum:g})"
-                          if self.optimizer == "sr" and self.momentum > 0 else self.optimizer),
+            "optimizer": (f"SPRING (--optimizer sr --momentum {self.momentum:g}"
+                          if self.optimizer == "sr" and self.momentum > 0 else
+                          f"--optimizer {self.optimizer}")
+            + ("" if self.learning_rate is None else f" --lr {self.learning_rate:g}")
+            + (")" if self.optimizer == "sr" and self.momentum > 0 else ""),
         }
         names = tuple(parts) if fields is None else fields
         return ", ".join(parts[n] for n in names if n in parts)
@@ -65,18 +71,18 @@ class RealSpaceDefaults:
 def realspace_defaults(platform: str) -> RealSpaceDefaults:
     """The default run sizes for a jax ``platform`` (``jax.default_backend()``).
 
-    ``"cpu"``: a small FermiNet (2 x (32, 8), 4 determinants), 256 walkers, 600 steps; anything
-    else (``"gpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``): FermiNet's network (4 x (256, 32),
-    16 determinants), 1024 walkers, 1000 steps. SPRING on both.
+    ``"cpu"``: a small FermiNet (2 x (32, 8), 4 determinants), 256 walkers, 400 steps of SPRING
+    at lr 0.2; anything else (``"gpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``): FermiNet's network
+    (4 x (256, 32), 16 determinants), 1024 walkers, 1000 steps of SPRING at its default lr.
     """
     if platform.lower() == "cpu":
         return RealSpaceDefaults(
-            platform="cpu", layers=2, hidden=(32, 8), determinants=4, walkers=256, steps=600,
-            optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM,
+            platform="cpu", layers=2, hidden=(32, 8), determinants=4, walkers=256, steps=400,
+            optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM, learning_rate=0.2,
             reason="a CPU: a small network (the paper's takes seconds per step here)",
         )
     return RealSpaceDefaults(
         platform=platform.lower(), layers=4, hidden=(256, 32), determinants=16, walkers=1024,
-        steps=1000, optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM,
+        steps=1000, optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM, learning_rate=None,
         reason=f"an accelerator ({platform}): FermiNet's network (Pfau et al. 2020)",
     )
