@@ -180,6 +180,8 @@ def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None
     """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` and ``--momentum``
     from :func:`nqs.realspace.defaults.realspace_defaults` for ``platform``; explicit values are
     kept. Returns the line to print (None when every sized option was given)."""
+    from dataclasses import replace
+
     from nqs.realspace.defaults import realspace_defaults
 
     d = realspace_defaults(platform)
@@ -199,6 +201,7 @@ def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None
             setattr(args, name, value)
     if not unset:
         return None
+    d = replace(d, momentum=args.momentum, learning_rate=args.lr)  # what the run will use
     return (f"defaults for {d.platform} ({d.reason}): {d.describe(unset)}; set "
             + ", ".join(f"--{n}" for n in unset) + " to change; the ETA follows the first steps")
 
