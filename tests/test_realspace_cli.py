@@ -236,3 +236,10 @@ def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch,
     assert result["optimizer"] == "sr" and result["kfac_fallback"] and result["steps"] == 4
     # variational: not below the exact energy (beyond the error bar), and bound
     assert -2.903724377 - 5 * result["energy_error"] - 1e-3 < result["energy"] < 0
+    if failure == "first step":  # the same command resumes with SPRING, one warning again
+        rc = _main(["realspace", "--preset", "He", *argv, "--optimizer", "kfac", "--steps", "6",
+                    "--out", str(tmp_path / "fb"), "--resume"])
+        out = capsys.readouterr()
+        assert rc == 0 and (out.out + out.err).count("KFAC failed") == 1, out
+        result = json.loads((tmp_path / "fb" / "result.json").read_text())
+        assert result["optimizer"] == "sr" and result["steps"] == 6

@@ -388,8 +388,9 @@ class _Run:
         self.fallback = None
         self.fallback_reason = reason
         self.optimizer, self.momentum = FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM
+        # the checkpoints say so (not the reason: a resume may fail at another point)
         self.meta = self.meta | {"optimizer": FALLBACK_OPTIMIZER, "momentum": FALLBACK_MOMENTUM,
-                                 "kfac_fallback": reason}
+                                 "kfac_fallback": True}
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -780,9 +781,8 @@ def run_realspace(
     if kfac_error is not None:
         run.fall_back(kfac_error)
     elif run.fallback is not None and resume:
-        saved = load_checkpoint_metadata(ckpt).get("kfac_fallback")
-        if saved is not None:  # the run being resumed fell back: so does its continuation
-            run.fall_back(str(saved))
+        if load_checkpoint_metadata(ckpt).get("kfac_fallback"):  # so does its continuation
+            run.fall_back("the run being resumed had fallen back to SPRING")
 
     # ---- state: resumed, or pretrained and burnt in
     if out is not None and main:
