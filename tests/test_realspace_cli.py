@@ -184,5 +184,62 @@ def test_presets_and_molecule_names():
     np.testing.assert_allclose(atoms.positions[1], [0, 0, 3.015])
     args = _parser().parse_args(["realspace", "--preset", "Li", "--charge", "1"])
     assert realspace_cmd.resolve_system(args)[2] is None  # Li+ is not tabulated
-    args = _parser().parse_args(["realspace", "--molecule", "He 0 0 0"])
+    args = _parser().parse_args(["realspace", "--molecule", "He 0 0 1"])  # a preset's nuclei
+    assert realspace_cmd.resolve_system(args)[2] == pytest.approx(-2.903724377)
+    args = _parser().parse_args(["realspace", "--molecule", "H 0 0 0; H 0 0 2"])  # not H2's R
     assert realspace_cmd.resolve_system(args)[2] is None
+
+
+def test_device_defaults_and_explicit_flags_win():
+    """CPU: a small network; GPU: FermiNet's; SPRING on both; an explicit flag is kept."""
+    from nqs.realspace.defaults import realspace_defaults
+
+    cpu, gpu = realspace_defaults("cpu"), realspace_defaults("gpu")
+    assert (gpu.layers, gpu.hidden, gpu.determinants) == (4, (256, 32), 16)
+    assert cpu.hidden[0] * cpu.layers < gpu.hidden[0] * gpu.layers and cpu.walkers <= gpu.walkers
+    assert cpu.optimizer == gpu.optimizer == "sr" and cpu.momentum > 0
+    args = _parser().parse_args(["realspace", "--preset", "He", "--walkers", "64"])
+    line = realspace_cmd.apply_device_defaults(args, "cpu")
+    assert args.walkers == 64 and args.layers == cpu.layers and args.momentum == cpu.momentum
+    assert "cpu" in line and "--walkers" not in line and len(line.splitlines()) == 1
+    args = _parser().parse_args(["realspace", "--preset", "He", "--optimizer", "sr"])
+    realspace_cmd.apply_device_defaults(args, "gpu")
+    assert args.momentum == 0 and args.hidden == [256, 32]  # --optimizer sr alone: minSR
+
+
+@pytest.mark.parametrize("failure", ["import", "first step"])
+def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch, failure):
+    """KFAC failing (as kfac-jax 0.0.8 on jax 0.11) gives one warning line and a finished run
+    with SPRING whose energy respects the variational bound of He."""
+    from nqs.realspace import driver
+
+    def broken_kfac(apply, e_loc, **kw):
+        if failure == "import":
+            raise InputError("KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax 0.11.0")
+        vmc = driver.make_optax_vmc(apply, e_loc, driver.make_adam(1e-3, 1000.0), mcmc_steps=2)
+
+        def step(key, state):
+            raise TypeError("cannot unpack non-iterable ClosedJaxpr object\nmore detail")
+
+        return driver.VMC(vmc.init, step)
+
+    monkeypatch.setattr(driver, "make_kfac_vmc", broken_kfac)
+    argv = [a for a in TINY if a not in ("adam", "--optimizer", "--lr", "0.01")]
+    rc = _main(["realspace", "--preset", "He", *argv, "--optimizer", "kfac", "--steps", "4",
+                "--out", str(tmp_path / "fb")])
+    out = capsys.readouterr()
+    assert rc == 0
+    warnings = [x for x in (out.out + out.err).splitlines() if "KFAC failed" in x]
+    assert len(warnings) == 1 and "Traceback" not in out.err, out
+    assert ("jax 0.11" if failure == "import" else "ClosedJaxpr") in warnings[0]
+    result = json.loads((tmp_path / "fb" / "result.json").read_text())
+    assert result["optimizer"] == "sr" and result["kfac_fallback"] and result["steps"] == 4
+    # variational: not below the exact energy (beyond the error bar), and bound
+    assert -2.903724377 - 5 * result["energy_error"] - 1e-3 < result["energy"] < 0
+    if failure == "first step":  # the same command resumes with SPRING, one warning again
+        rc = _main(["realspace", "--preset", "He", *argv, "--optimizer", "kfac", "--steps", "6",
+                    "--out", str(tmp_path / "fb"), "--resume"])
+        out = capsys.readouterr()
+        assert rc == 0 and (out.out + out.err).count("KFAC failed") == 1, out
+        result = json.loads((tmp_path / "fb" / "result.json").read_text())
+        assert result["optimizer"] == "sr" and result["steps"] == 6

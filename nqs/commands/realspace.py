@@ -31,9 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Optimize a FermiNet (Pfau et al. 2020) for the electrons of an atom or "
         "molecule by VMC (optional Hartree-Fock pretraining; KFAC, Adam or minSR), evaluate the "
         "energy at fixed parameters with an autocorrelation-corrected error bar, and compare with "
-        "the exact non-relativistic energy where tabulated. Hartree and bohr. The default network "
-        "is FermiNet's (4 layers of 256/32, 16 determinants): on a CPU use e.g. --layers 2 "
-        "--hidden 32 8 --determinants 4.",
+        "the exact non-relativistic energy where tabulated. Hartree and bohr. Network, walkers, "
+        "steps and optimizer not given are sized to the device and printed at the start: on a "
+        "CPU 2 layers of (32, 8), 4 determinants, 256 walkers, 400 steps, SPRING at lr 0.2; on "
+        "a GPU FermiNet's 4 layers of (256, 32), 16 determinants, 1024 walkers, 1000 steps, "
+        "SPRING.",
     )
     p.add_argument("--molecule", default=None,
                    help='atoms, e.g. "Li 0 0 0; H 0 0 3.015" (units: --unit), or a preset name')
@@ -46,39 +48,42 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="2S = N_alpha - N_beta (default: 0 or 1 by parity)")
     p.add_argument("--unit", choices=("angstrom", "bohr"), default="bohr",
                    help="unit of the --molecule coordinates (default: bohr)")
-    p.add_argument("--layers", type=positive_int, default=4,
-                   help="number of FermiNet layers (default: 4)")
-    p.add_argument("--hidden", type=positive_int, nargs=2, default=[256, 32],
+    p.add_argument("--layers", type=positive_int, default=None,
+                   help="number of FermiNet layers (default: CPU 2, GPU 4)")
+    p.add_argument("--hidden", type=positive_int, nargs=2, default=None,
                    metavar=("D1", "D2"),
-                   help="widths of the one- and two-electron streams (default: 256 32)")
-    p.add_argument("--determinants", type=positive_int, default=16,
-                   help="number of determinants (default: 16)")
+                   help="widths of the one- and two-electron streams (default: CPU 32 8, "
+                   "GPU 256 32)")
+    p.add_argument("--determinants", type=positive_int, default=None,
+                   help="number of determinants (default: CPU 4, GPU 16)")
     p.add_argument("--envelope", choices=("isotropic", "full"), default="isotropic",
                    help="orbital envelope (default: isotropic)")
     p.add_argument("--full-det", action="store_true",
                    help="dense n_el x n_el determinants instead of spin blocks")
-    p.add_argument("--optimizer", choices=("kfac", "sr", "adam"), default="kfac",
-                   help="kfac (kfac-jax), sr (minSR, dense Jacobian: small networks) or adam "
-                   "(default: kfac)")
+    p.add_argument("--optimizer", choices=("kfac", "sr", "adam"), default=None,
+                   help="kfac (kfac-jax; needs jax < 0.11, else falls back to SPRING with a "
+                   "warning), sr (minSR or SPRING, dense Jacobian) or adam (default: sr with "
+                   "--momentum 0.9, i.e. SPRING)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate lr in lr / (1 + t / delay) (default: kfac 0.05, "
-                   "sr 0.05, adam 1e-3)")
+                   "sr 0.05, adam 1e-3; without --optimizer on a CPU 0.2)")
     p.add_argument("--lr-delay", type=positive_float, default=None,
                    help="delay of the schedule (default: kfac 10000, sr and adam 1000)")
     p.add_argument("--damping", type=nonnegative_float, default=1e-3,
                    help="KFAC damping / SR diagonal shift (default: 1e-3)")
-    p.add_argument("--momentum", type=nonnegative_float, default=0.0,
+    p.add_argument("--momentum", type=nonnegative_float, default=None,
                    help="SPRING momentum mu in [0, 1) for --optimizer sr (Goldshlager et al. "
-                   "2024; e.g. 0.99); 0: plain minSR (default: 0)")
+                   "2024; e.g. 0.99); 0: plain minSR (default: 0.9 without --optimizer, 0 with "
+                   "--optimizer sr)")
     p.add_argument("--pretrain-steps", type=nonnegative_int, default=0,
                    help="Hartree-Fock pretraining steps (default: 0)")
     p.add_argument("--pretrain-basis", default="ccpvdz",
                    help="Gaussian basis of the pretraining HF (default: ccpvdz)")
-    p.add_argument("--steps", type=nonnegative_int, default=1000,
-                   help="optimization steps (default: 1000)")
+    p.add_argument("--steps", type=nonnegative_int, default=None,
+                   help="optimization steps (default: CPU 400, GPU 1000)")
     add_time_limit_option(p)
-    p.add_argument("--walkers", type=positive_int, default=1024,
-                   help="walkers / Markov chains (default: 1024)")
+    p.add_argument("--walkers", type=positive_int, default=None,
+                   help="walkers / Markov chains (default: CPU 256, GPU 1024)")
     p.add_argument("--mcmc-steps", type=positive_int, default=10,
                    help="Metropolis moves per step and per measurement (default: 10)")
     p.add_argument("--eval-steps", type=positive_int, default=200,
@@ -125,24 +130,80 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
             return preset_name, atoms, preset.exact_energy, preset.source
         return preset_name, atoms, None, None
     atoms = make_atoms(molecule, charge=args.charge, spin=args.spin, unit=args.unit)
-    return "".join(atoms.symbols), atoms, None, None
+    name = "".join(atoms.symbols)
+    match = _matching_preset(atoms)
+    if match is not None and args.charge == 0 and (args.spin is None
+                                                   or args.spin == atoms.n_electrons % 2):
+        return name, atoms, PRESETS[match].exact_energy, PRESETS[match].source
+    return name, atoms, None, None
+
+
+def _matching_preset(atoms) -> str | None:  # noqa: ANN001
+    """The preset whose nuclei equal those of ``atoms`` up to a translation (1e-6 bohr), if any:
+    ``--molecule "H 0 0 0"`` gets the hydrogen atom's exact energy."""
+    import numpy as np
+
+    from hamiltonians.realspace import make_atoms
+
+    pos = np.asarray(atoms.positions, dtype=float)
+    for key, preset in PRESETS.items():
+        ref = make_atoms(preset.geometry, unit="bohr")
+        ref_pos = np.asarray(ref.positions, dtype=float)
+        if list(ref.symbols) != list(atoms.symbols) or ref_pos.shape != pos.shape:
+            continue
+        if np.allclose(pos - pos[0], ref_pos - ref_pos[0], atol=1e-6, rtol=0):
+            return key
+    return None
 
 
 def _check(args: argparse.Namespace) -> None:
     from nqs.errors import InputError
 
-    if args.walkers < 1:
+    if args.walkers is not None and args.walkers < 1:
         raise InputError(f"--walkers must be a positive integer, got {args.walkers}")
-    if args.steps < 0:
+    if args.steps is not None and args.steps < 0:
         raise InputError(f"--steps must be >= 0, got {args.steps}")
     if args.eval_steps < 2:
         raise InputError(f"--eval-steps must be >= 2, got {args.eval_steps}")
-    if not 0.0 <= args.momentum < 1.0:
+    if args.momentum is not None and not 0.0 <= args.momentum < 1.0:
         raise InputError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if args.momentum != 0 and args.optimizer != "sr":
+    if args.momentum not in (None, 0) and args.optimizer not in (None, "sr"):
         raise InputError("--momentum (SPRING) applies to --optimizer sr only")
     if args.dtype == "float32" and args.optimizer == "kfac":
         raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+
+
+DEVICE_SIZED = ("layers", "hidden", "determinants", "walkers", "steps", "optimizer")
+
+
+def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None:
+    """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` and ``--momentum``
+    from :func:`nqs.realspace.defaults.realspace_defaults` for ``platform``; explicit values are
+    kept. Returns the line to print (None when every sized option was given)."""
+    from dataclasses import replace
+
+    from nqs.realspace.defaults import realspace_defaults
+
+    d = realspace_defaults(platform)
+    unset = tuple(name for name in DEVICE_SIZED if getattr(args, name) is None)
+    if args.optimizer is None:
+        args.optimizer = d.optimizer
+        if args.momentum is None:
+            args.momentum = d.momentum if d.optimizer == "sr" else 0.0
+        if args.lr is None:
+            args.lr = d.learning_rate
+    if args.momentum is None:
+        args.momentum = 0.0
+    for name, value in (("layers", d.layers), ("hidden", list(d.hidden)),
+                        ("determinants", d.determinants), ("walkers", d.walkers),
+                        ("steps", d.steps)):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if not unset:
+        return None
+    d = replace(d, momentum=args.momentum, learning_rate=args.lr)  # what the run will use
+    return (f"defaults for {d.platform} ({d.reason}): {d.describe(unset)}; set "
+            + ", ".join(f"--{n}" for n in unset) + " to change; the ETA follows the first steps")
 
 
 def check_charge(atoms) -> None:  # noqa: ANN001
@@ -202,6 +263,11 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrain_steps > 0:
         check_pretrain_basis(args.pretrain_basis, list(atoms.symbols))
     setup_parallel(args)
+    import jax
+
+    chosen = apply_device_defaults(args, jax.default_backend())
+    if chosen is not None and is_main():
+        print(chosen, flush=True)
     check_sizes(args, atoms.n_electrons, args.walkers, args.layers, tuple(args.hidden),
                 args.determinants, args.eval_steps, args.optimizer)
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
@@ -242,6 +308,7 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         chunk_size=args.chunk_size,
         dtype=args.dtype,
         time_limit=args.time_limit,
+        kfac_fallback=True,
     )
     summary = result.summary() | {
         "name": name,
@@ -254,8 +321,8 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         "hidden": list(args.hidden),
         "determinants": args.determinants,
         "envelope": args.envelope,
-        "optimizer": args.optimizer,
-        "momentum": args.momentum,
+        "optimizer": result.optimizer,
+        "momentum": result.momentum,
         "laplacian": args.laplacian,
         "seed": args.seed,
     }
@@ -263,7 +330,7 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         return 0
     write_json_atomic(args.out / "result.json", summary)
     write_plot(lambda: result.plot(args.out / "convergence.png",
-                                   title=f"{name}: FermiNet / {args.optimizer}"),
+                                   title=f"{name}: FermiNet / {result.optimizer}"),
                args.out / "convergence.png")
     err = result.error_mha
     print(f"E = {result.energy:.6f} +- {result.energy_error:.1e} Ha"

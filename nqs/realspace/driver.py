@@ -80,6 +80,7 @@ OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
 MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
 LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
+ETA_AFTER_STEPS = 3  # timed steps (after the compiling one) before the ETA line
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -118,6 +119,9 @@ class RealSpaceResult:
     peak_memory_source: str | None = None
     steps_planned: int | None = None
     time_limit_s: float | None = None
+    optimizer: str | None = None
+    momentum: float = 0.0
+    kfac_fallback: str | None = None
 
     @property
     def stopped_by_time_limit(self) -> bool:
@@ -167,6 +171,9 @@ class RealSpaceResult:
             "chunk_size": self.chunk_size,
             "peak_memory_bytes": self.peak_memory_bytes,
             "peak_memory_source": self.peak_memory_source,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "kfac_fallback": self.kfac_fallback,
         }
 
 
@@ -191,15 +198,7 @@ def make_vmc_method(
     per device evaluated at a time; ``mesh``: devices the walkers are split over. ``momentum``:
     SPRING's mu for ``"sr"`` (0: minSR).
     """
-    if name not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if momentum != 0 and name != "sr":
-        raise InputError("momentum (SPRING) applies to --optimizer sr only")
-    lr0, delay0 = DEFAULT_LR[name]
-    lr = lr0 if learning_rate is None else float(learning_rate)
-    dl = delay0 if delay is None else float(delay)
-    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
-        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
+    lr, dl = learning_rate_and_delay(name, learning_rate, delay, momentum)
     if name == "kfac":
         return make_kfac_vmc(
             log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
@@ -218,6 +217,42 @@ def make_vmc_method(
         norm_constraint=norm_constraint, momentum=momentum, mcmc_steps=mcmc_steps,
         clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
     )
+
+
+def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float | None,
+                            momentum: float = 0.0) -> tuple[float, float]:
+    """``(lr, delay)`` of optimizer ``name`` (None: :data:`DEFAULT_LR`), checked (InputError)."""
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum != 0 and name != "sr":
+        raise InputError("momentum (SPRING) applies to --optimizer sr only")
+    lr0, delay0 = DEFAULT_LR[name]
+    lr = lr0 if learning_rate is None else float(learning_rate)
+    dl = delay0 if delay is None else float(delay)
+    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
+        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
+    return lr, dl
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line naming an exception: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def eta_line(seconds_per_step: float, steps_left: int, time_limit: float | None = None,
+             elapsed: float = 0.0) -> str:
+    """``ETA: 580 more steps at 0.150 s/step, about 0:01:27 (then the evaluation)``; a time
+    limit caps the estimate."""
+    eta = seconds_per_step * steps_left
+    capped = time_limit is not None and eta > time_limit - elapsed
+    if capped:
+        eta = max(time_limit - elapsed, 0.0)
+    s = int(round(eta))
+    clock = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return (f"ETA: {steps_left} more steps at {seconds_per_step:.3f} s/step, about {clock}"
+            + (" (the time limit)" if capped else "") + " (then the evaluation)")
 
 
 def make_energy_sampler(
@@ -335,6 +370,27 @@ class _Run:
     k_run: jax.Array
     meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
     recovery: _Recovery = field(default_factory=lambda: _Recovery())
+    optimizer: str = "sr"
+    momentum: float = 0.0
+    # builds the fallback VMC method when KFAC fails (None: no fallback, errors propagate)
+    fallback: Callable[[], VMC] | None = None
+    fallback_reason: str | None = None
+
+    def fall_back(self, err: BaseException | str) -> None:
+        """Replace a failed KFAC by SPRING (one warning line; the next checkpoints say so)."""
+        from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
+
+        assert self.fallback is not None
+        reason = err if isinstance(err, str) else failure_reason(err)
+        self.echo(f"warning: KFAC failed ({reason}); continuing with SPRING (--optimizer "
+                  f"{FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
+        self.vmc = self.fallback()
+        self.fallback = None
+        self.fallback_reason = reason
+        self.optimizer, self.momentum = FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM
+        # the checkpoints say so (not the reason: a resume may fail at another point)
+        self.meta = self.meta | {"optimizer": FALLBACK_OPTIMIZER, "momentum": FALLBACK_MOMENTUM,
+                                 "kfac_fallback": True}
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -434,7 +490,13 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
         if logger is not None:
             for i, loss in enumerate(pre.losses):
                 logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
-    state = run.vmc.init(k_opt, params, walkers, width)
+    try:
+        state = run.vmc.init(k_opt, params, walkers, width)
+    except Exception as err:  # kfac-jax traces the loss here: a jax it does not know fails
+        if run.fallback is None:
+            raise
+        run.fall_back(err)
+        state = run.vmc.init(k_opt, params, walkers, width)
     state = put(state, run.shardings_of(state))
     if burn_in_calls > 0:
         mcmc_init, mcmc_step = make_mcmc(run.apply, mcmc_steps, chunk_size=run.chunk_size,
@@ -457,7 +519,7 @@ class _Optimized:
 
 def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
               checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
-              donates: bool, logger: JsonlLogger | None, progress: Progress,
+              k_opt: jax.Array, logger: JsonlLogger | None, progress: Progress,
               callback: Callable[[dict], None] | None, t_run: float) -> _Optimized:
     """Steps ``start .. n_steps - 1`` (or until ``time_limit``), logged and checkpointed; a
     non-finite step is rejected and the state before it kept."""
@@ -476,14 +538,27 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
     with deferred_signals() as pending:
         for k in range(start, n_steps):
             t0 = time.perf_counter()
+            donates = run.optimizer == "kfac"
             last_good = copy_tree(state) if donates else state
-            new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
+            try:
+                new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
+            except Exception as err:  # KFAC's first step: fall back (later errors propagate)
+                if k != start or run.fallback is None:
+                    raise
+                run.fall_back(err)
+                state = run.vmc.init(k_opt, last_good.params, last_good.mcmc.r,
+                                     last_good.mcmc.width)
+                state = last_good = put(state, run.shardings_of(state))
+                new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
             stats = {name: float(v) for name, v in jax.device_get(stats).items()}
             ok = step_is_finite(stats["energy"], new_state.params)
             dt = time.perf_counter() - t0
             if k > start:  # the first step includes compilation
                 t_steps += dt
                 n_timed += 1
+                if n_timed == ETA_AFTER_STEPS and n_steps > k + 1:
+                    run.echo(eta_line(t_steps / n_timed, n_steps - k - 1, time_limit,
+                                      time.perf_counter() - t_loop))
             record = {
                 "step": k,
                 "energy": stats["energy"],
@@ -597,6 +672,7 @@ def run_realspace(
     dtype: str = "float64",
     mesh: Mesh | None = None,
     time_limit: float | None = None,
+    kfac_fallback: bool = False,
 ) -> RealSpaceResult:
     """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
 
@@ -635,6 +711,10 @@ def run_realspace(
         time_limit: wall seconds for the optimization steps of this call (None: no limit). The
             step that passes it is the last one; it is checkpointed and the evaluation follows,
             so a run sized by the clock ends with a result, and ``resume`` continues it.
+        kfac_fallback: with ``optimizer="kfac"``: if kfac-jax fails to import, to initialize or
+            in the first step, echo one warning line naming the reason and continue with SPRING
+            (``"sr"``, momentum 0.9); the result's ``optimizer`` and ``kfac_fallback`` say so.
+            False: the error propagates.
 
     Raises:
         InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
@@ -669,8 +749,24 @@ def run_realspace(
         chunk_size = _auto_chunk(e_loc_fn, params, walkers, mesh)  # same bound for every optimizer
     elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
-    vmc = make_vmc_method(optimizer, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
-                          clip_scale, damping, norm_constraint, chunk_size, mesh, momentum)
+    learning_rate_and_delay(optimizer, learning_rate, lr_delay, momentum)  # bad options: raise
+
+    def build(name: OptimizerName, mu: float) -> VMC:
+        return make_vmc_method(name, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
+                               clip_scale, damping, norm_constraint, chunk_size, mesh, mu)
+
+    from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
+
+    fallback = None
+    if optimizer == "kfac" and kfac_fallback:
+        fallback = lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM)  # noqa: E731
+    kfac_error: BaseException | None = None
+    try:
+        vmc = build(optimizer, momentum)
+    except Exception as err:  # kfac-jax's import (or a jax it does not support)
+        if fallback is None:
+            raise
+        vmc, kfac_error = None, err
     meta = _fingerprint(
         atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
         learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
@@ -680,14 +776,20 @@ def run_realspace(
         **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
     run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
-               process_echo(echo), k_run, int(n_steps))
+               process_echo(echo), k_run, int(n_steps), optimizer=optimizer,
+               momentum=float(momentum), fallback=fallback)
+    if kfac_error is not None:
+        run.fall_back(kfac_error)
+    elif run.fallback is not None and resume:
+        if load_checkpoint_metadata(ckpt).get("kfac_fallback"):  # so does its continuation
+            run.fall_back("the run being resumed had fallen back to SPRING")
 
     # ---- state: resumed, or pretrained and burnt in
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
     start, hf_energy = 0, None
     if resume:
-        state, start, hf_energy = _resume(run, vmc.init(k_opt, params, walkers, 0.2))
+        state, start, hf_energy = _resume(run, run.vmc.init(k_opt, params, walkers, 0.2))
     logger = None
     if out is not None and main:
         if not resume and (out / LOG_NAME).exists():
@@ -703,7 +805,7 @@ def run_realspace(
     bar = Progress(n_steps, start, enabled=progress)
     try:
         done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
-                         hf_energy, optimizer == "kfac", logger, bar, callback, t_run)
+                         hf_energy, k_opt, logger, bar, callback, t_run)
     finally:
         bar.close()
     if logger is not None:
@@ -734,6 +836,9 @@ def run_realspace(
         hf_energy=hf_energy,
         params=gather(done.state.params),
         dtype=dtype,
+        optimizer=run.optimizer,
+        momentum=run.momentum,
+        kfac_fallback=run.fallback_reason,
         **run_record(mesh, chunk_size),
     )
 
