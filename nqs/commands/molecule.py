@@ -162,7 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CCSD(T) and FCI in the same basis and active space. Energies in Hartree.",
     )
     m.add_argument("--molecule", default=None,
-                   help='preset name (H2, LiH, H2O, NH3, N2, C2) or atoms "Li 0 0 0; H 0 0 1.548"')
+                   help='preset name (H2, LiH, H2O, NH3, N2, C2), atoms "Li 0 0 0; H 0 0 1.548" '
+                   'or an .xyz file (Angstrom)')
     m.add_argument("--fcidump", default=None, help="read the Hamiltonian from an FCIDUMP file")
     _molecule_options(m)
     _solver_options(m, steps=600)
@@ -399,7 +400,7 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  #
 
 
 def _named_molecule(text: str):
-    from hamiltonians.molecule import parse_molecule
+    from hamiltonians.molecule import is_xyz_path, parse_molecule
     from nqs.errors import InputError
 
     if "=" in text:
@@ -407,7 +408,9 @@ def _named_molecule(text: str):
         name, atoms = name.strip(), atoms.strip().strip('"').strip("'")
         if not name:
             raise InputError(f"--molecule {text!r}: the name before '=' is empty")
-        return name, atoms
+        return name, atoms  # an .xyz path is read by parse_molecule (Angstrom)
+    if is_xyz_path(text):
+        return Path(text.strip()).stem, text
     return parse_molecule(text).name or text, text
 
 
