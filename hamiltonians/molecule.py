@@ -507,29 +507,51 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
     return screen_integrals(integrals, eri_threshold)
 
 
+def dipole_one_body(mol: Any, mo_coeff: np.ndarray, core_coeff: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The dipole operator in the orbitals ``mo_coeff [n_ao, n]``, atomic units (e bohr):
+    ``mu = constant + sum_pq d[:, p, q] E_pq`` with ``E_pq = sum_s a+_ps a_qs``,
+
+        constant = sum_A Z_A R_A - 2 sum_{c in core} <c| r |c>,    d[:, p, q] = -<p| r |q>,
+
+    ``core_coeff [n_ao, n_core]`` the doubly occupied frozen orbitals; PySCF's ``int1e_r``
+    about the origin of ``mol``'s coordinates. Returns ``(constant [3], d [3, n, n])``.
+    """
+    c = np.asarray(mo_coeff)
+    with mol.with_common_orig((0.0, 0.0, 0.0)):
+        r_ao = np.asarray(mol.intor_symmetric("int1e_r", comp=3))
+    constant = np.einsum("a,ax->x", mol.atom_charges(), mol.atom_coords())
+    if core_coeff is not None and np.size(core_coeff):
+        core = np.asarray(core_coeff)
+        constant = constant - 2.0 * np.einsum("xij,ic,jc->x", r_ao, core, core)
+    d = -np.einsum("ip,xij,jq->xpq", c, r_ao, c)
+    return constant, d
+
+
 def dipole_moment(mol: Any, mo_coeff: np.ndarray, gamma: np.ndarray,
                   core_coeff: np.ndarray | None = None) -> np.ndarray:
     """Dipole moment ``mu [3]`` in atomic units (e bohr; 1 a.u. = 2.541746 Debye) about the
     origin of ``mol``'s coordinates:
 
-        mu = sum_A Z_A R_A - sum_pq gamma_pq <q| r |p> - 2 sum_{c in core} <c| r |c>,
+        mu = sum_A Z_A R_A - sum_pq gamma_pq <p| r |q> - 2 sum_{c in core} <c| r |c>,
 
-    with ``gamma [n, n]`` the spin-summed 1-RDM ``<a+_p a_q>`` in the orbitals ``mo_coeff
-    [n_ao, n]`` and ``core_coeff [n_ao, n_core]`` the doubly occupied frozen orbitals; the
-    dipole integrals ``<mu| r |nu>`` are PySCF's ``int1e_r`` (common origin 0).
+    with ``gamma [n, n]`` the spin-summed 1-RDM ``gamma_pq = <E_pq>`` in the orbitals
+    ``mo_coeff [n_ao, n]`` and ``core_coeff`` the frozen doubly occupied orbitals
+    (:func:`dipole_one_body`).
     """
     gamma = np.asarray(gamma)
-    c = np.asarray(mo_coeff)
-    if gamma.shape != (c.shape[1], c.shape[1]):
-        raise InputError(f"the 1-RDM has shape {gamma.shape}, the orbitals are {c.shape[1]}")
-    with mol.with_common_orig((0.0, 0.0, 0.0)):
-        r_ao = mol.intor_symmetric("int1e_r", comp=3)
-    dm = c @ np.real(gamma).T @ c.T
-    if core_coeff is not None and np.size(core_coeff):
-        dm = dm + 2.0 * core_coeff @ core_coeff.T
-    electronic = -np.einsum("xij,ji->x", r_ao, dm)
-    nuclear = np.einsum("a,ax->x", mol.atom_charges(), mol.atom_coords())
-    return nuclear + electronic
+    n = np.shape(mo_coeff)[1]
+    if gamma.shape != (n, n):
+        raise InputError(f"the 1-RDM has shape {gamma.shape}, the orbitals are {n}")
+    constant, d = dipole_one_body(mol, mo_coeff, core_coeff)
+    return constant + np.einsum("xpq,pq->x", d, np.real(gamma))
+
+
+def core_orbitals(mf: Any, integrals: MolecularIntegrals) -> np.ndarray:
+    """The frozen core of ``integrals`` made by :func:`compute_integrals` / :func:`from_pyscf`
+    from ``mf``: its ``(N - N_active) / 2`` lowest orbitals, ``[n_ao, n_core]``."""
+    n_core = (mf.mol.nelectron - integrals.n_electrons) // 2
+    return mf.mo_coeff[:, :n_core]
 
 
 def dipole_from_rdm(mf: Any, integrals: MolecularIntegrals, gamma: np.ndarray) -> np.ndarray:
@@ -537,8 +559,7 @@ def dipole_from_rdm(mf: Any, integrals: MolecularIntegrals, gamma: np.ndarray) -
     (their active orbitals; the frozen core is the ``(N - N_active) / 2`` lowest of ``mf``)."""
     if integrals.mo_coeff is None:
         raise InputError("the integrals carry no orbitals (read from a file): no dipole moment")
-    n_core = (mf.mol.nelectron - integrals.n_electrons) // 2
-    return dipole_moment(mf.mol, integrals.mo_coeff, gamma, mf.mo_coeff[:, :n_core])
+    return dipole_moment(mf.mol, integrals.mo_coeff, gamma, core_orbitals(mf, integrals))
 
 
 def _check_cas(cas: tuple[int, int], n_elec: int, spin: int, n_mo: int) -> tuple[int, int]:
