@@ -69,6 +69,16 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     cases += [["bench-fci", "--steps", "1", "--molecule", f] for f in xyz]
     cases += [["bench-fci", "--steps", "1", "--molecule", "w=" + f] for f in xyz[:2]]
     cases += [[*rs_xyz, f] for f in xyz]
+    ok_fcidump = tmp / "ok.FCIDUMP"
+    ok_fcidump.write_text(FCIDUMP_OK)
+    cases += [
+        ["spin", "--size", "4", "--steps", "1", "--observe", "nonsense"],
+        ["spin", "--size", "4", "--steps", "1", "--observe", "correlations", "s2"],
+        ["spin", "--lattice", "triangular", "--size", "3", "--model", "ising", "--steps", "1",
+         "--observe", "staggered_magnetization"],
+        ["molecule", "--molecule", "H2", "--steps", "1", "--observe", "magnetization_z"],
+        ["molecule", "--fcidump", str(ok_fcidump), "--steps", "1", "--observe", "dipole"],
+    ]
 
     def bad_values(cmd: list[str], option: str, values: list[str]) -> None:
         cases.extend([[*cmd, option, v] for v in values])
