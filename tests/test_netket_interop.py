@@ -168,3 +168,20 @@ def test_foreign_objects_give_one_line() -> None:
     with pytest.raises(InputError, match="from_netket") as err:
         run_vmc(None, ising, None, None, 1)
     assert "\n" not in str(err.value)
+
+
+def test_an_imported_operator_runs_in_run_vmc() -> None:
+    """An imported Heisenberg (a PauliSum on the S^z = 0 sector) is a Hamiltonian of run_vmc:
+    exact summation reaches NetKet's ground-state energy."""
+    from nqs.models.rbm import make_rbm
+    from nqs.optim import sr_optimizer
+    from nqs.sampling import ExactSampler
+
+    hi = nk.hilbert.Spin(0.5, 4, total_sz=0)
+    heis = nk.operator.Heisenberg(hi, nk.graph.Chain(4), J=0.25, sign_rule=True)
+    e0 = float(np.linalg.eigvalsh(heis.to_dense())[0])
+    op = from_netket(heis)
+    result = run_vmc(make_rbm(4, 2.0), op, ExactSampler(op.hilbert), sr_optimizer(0.05, 1e-3),
+                     150, progress=False)
+    assert e0 == pytest.approx(-2.0)
+    assert result.energy == pytest.approx(e0, abs=1e-3)
