@@ -17,7 +17,8 @@ is the sector ``sum_i x_i = 2 m``, nqs's ``SpinHilbert(N, total_sz=2 m)``.
   ``LocalOperator`` and imports as such (a :class:`hamiltonians.pauli.PauliSum` with the same
   matrix: ``J (X X + Y Y + Z Z)`` per bond).
 * A ``LocalOperator`` (local matrices ``M`` on sites ``a_1 < ... < a_k``, site ``a_1`` the most
-  significant digit) is expanded in Pauli strings, ``c_P = Tr(P M) / 2^k``, plus its constant.
+  significant digit) is expanded in Pauli strings, ``c_P = Tr(P M) / 2^k``, plus its constant;
+  ``PauliStrings`` (``"XZII"``: character ``k`` acts on site ``k``) map term by term.
 
 Every import has the same matrix as NetKet's ``to_dense()`` (``tests/test_netket_interop.py``).
 ``netket`` is imported only inside the functions that build NetKet objects.
@@ -103,9 +104,10 @@ def from_netket(obj: Any) -> TransverseFieldIsing | PauliSum | AnyLattice:
     """The nqs counterpart of a NetKet spin-1/2 operator or graph (module docstring).
 
     * ``nk.operator.Ising`` (full space) -> :class:`hamiltonians.spin.TransverseFieldIsing`
-      with ``J_nqs = -J_netket`` on its edges;
+      with ``J_nqs = -J_netket`` on its edges (on a fixed-``S^z`` space: the projected
+      :class:`hamiltonians.pauli.PauliSum`);
     * ``LocalOperator`` (also ``Heisenberg``, ``sigmax(hi, i)`` products and sums),
-      ``PauliStrings``, an ``Ising`` on a sector -> a :class:`hamiltonians.pauli.PauliSum`
+      ``PauliStrings`` -> a :class:`hamiltonians.pauli.PauliSum`
       bound to the matching :class:`nqs.hilbert.SpinHilbert`;
     * an ``nk.graph`` graph -> a :class:`hamiltonians.lattice.Lattice` when it is one of the
       standard lattices (same sites and bonds), else an
@@ -119,12 +121,26 @@ def from_netket(obj: Any) -> TransverseFieldIsing | PauliSum | AnyLattice:
     if hi is None or not hasattr(obj, "to_dense"):
         raise InputError(f"from_netket accepts {ACCEPTED}; got {type(obj).__name__}")
     hilbert = spin_hilbert_from_netket(hi)
-    if all(hasattr(obj, a) for a in ("h", "J", "edges")) and hilbert.total_sz is None:
+    if all(hasattr(obj, a) for a in ("h", "J", "edges")):  # Ising: -h sum X + J sum Z Z
         edges = np.asarray(obj.edges, dtype=np.int64).reshape(-1, 2)
-        lattice = as_lattice(_EdgeGraph(hilbert.n_sites, edges))
-        return TransverseFieldIsing(lattice, h=float(obj.h), J=-float(obj.J))
+        h, j = float(np.asarray(obj.h)), float(np.asarray(obj.J))
+        if hilbert.total_sz is None:
+            lattice = as_lattice(_EdgeGraph(hilbert.n_sites, edges))
+            return TransverseFieldIsing(lattice, h=h, J=-j)
+        terms: dict[PauliString, complex] = {((i, "X"),): -h for i in range(hilbert.n_sites)}
+        for a, b in edges.tolist():  # a sector: the projected sum (the field rows drop out)
+            key = ((min(a, b), "Z"), (max(a, b), "Z"))
+            terms[key] = terms.get(key, 0) + j
+        return PauliSum(terms, hilbert)
     if hasattr(obj, "operators") and hasattr(obj, "acting_on"):
         return _local_operator_to_pauli(obj, hilbert)
+    if hasattr(obj, "operators") and hasattr(obj, "weights"):  # PauliStrings: char k = site k
+        terms: dict[PauliString, complex] = {}
+        for word, w in zip(np.asarray(obj.operators).tolist(), np.asarray(obj.weights).tolist(),
+                           strict=True):
+            key = tuple((k, ch) for k, ch in enumerate(str(word).upper()) if ch != "I")
+            terms[key] = terms.get(key, 0) + complex(w)
+        return PauliSum(terms, hilbert)
     to_local = getattr(obj, "to_local_operator", None)
     if callable(to_local):
         return _local_operator_to_pauli(to_local(), hilbert)

@@ -185,3 +185,20 @@ def test_an_imported_operator_runs_in_run_vmc() -> None:
                      150, progress=False)
     assert e0 == pytest.approx(-2.0)
     assert result.energy == pytest.approx(e0, abs=1e-3)
+
+
+def test_pauli_strings_and_an_ising_on_a_sector() -> None:
+    hi = nk.hilbert.Spin(0.5, 4)
+    ps = nk.operator.PauliStrings(hi, ["XXII", "IZZI", "YIIY"], [0.5, -1.0, 0.25])
+    mine = from_netket(ps)
+    assert isinstance(mine, PauliSum)
+    np.testing.assert_allclose(pauli_matrix(mine), ps.to_dense(), atol=1e-12)
+    sector = nk.hilbert.Spin(0.5, 4, total_sz=0)
+    ising = nk.operator.Ising(sector, nk.graph.Chain(4), h=0.0, J=0.7)
+    op = from_netket(ising)
+    assert isinstance(op, PauliSum) and op.hilbert == SpinHilbert(4, 0)
+    np.testing.assert_allclose(dense(op), netket_dense(ising, op.hilbert), atol=1e-12)
+    # a field leaves the sector: projected out (NetKet itself cannot build that matrix)
+    field = from_netket(nk.operator.Ising(sector, nk.graph.Chain(4), h=0.3, J=0.7))
+    assert ((0, "X"),) in field.terms
+    np.testing.assert_allclose(dense(field), dense(op), atol=1e-12)
