@@ -118,3 +118,14 @@ def test_unknown_observable_one_line_exit_2_before_out(tmp_path, capsys, argv, m
     code, err = _run([*argv, "--steps", "1", "--out", str(out)], capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_pair_distances_use_the_nearest_image() -> None:
+    from hamiltonians.lattice import square
+    from nqs.commands.observe import pair_distances
+
+    pairs = pair_indices(4)
+    np.testing.assert_allclose(pair_distances(chain(4), pairs), [1, 2, 1, 1, 2, 1])
+    np.testing.assert_allclose(pair_distances(chain(4, pbc=False), pairs), [1, 2, 3, 1, 2, 1])
+    d = pair_distances(square(4), np.array([[0, 3], [0, 15], [0, 10]]))
+    np.testing.assert_allclose(d, [1, np.sqrt(2), np.sqrt(8)])

@@ -119,7 +119,7 @@ def _plot_values(path: Path, labels: list[str], values: Any, errors: Any, title:
     ax.bar(range(len(labels)), np.asarray(values, float), yerr=err, capsize=3)
     ax.set_xticks(range(len(labels)), labels, rotation=90 if len(labels) > 12 else 0)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    _title(ax, title)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
@@ -142,7 +142,7 @@ def _plot_xy(path: Path, x: Any, y: Any, yerr: Any, xlabel: str, ylabel: str, ti
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    _title(ax, title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
@@ -162,10 +162,32 @@ def _plot_heatmap(path: Path, grid: Any, title: str, xlabel: str, ylabel: str) -
     fig.colorbar(im, ax=ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    _title(ax, title)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
+
+
+def pair_distances(lattice: Any, pairs: np.ndarray) -> np.ndarray:
+    """``|r_j - r_i|`` of every pair ``[P, 2]``; on a periodic lattice the nearest image
+    (displacements shifted by ``n_k L_k a_k``, ``n_k`` in -1, 0, 1)."""
+    import itertools
+
+    r = np.asarray(lattice.positions, float)
+    d = r[pairs[:, 1]] - r[pairs[:, 0]]
+    if not getattr(lattice, "pbc", False):
+        return np.linalg.norm(d, axis=1)
+    periods = np.asarray(lattice.extent)[:, None] * np.asarray(lattice.geometry.vectors, float)
+    best = np.full(len(d), np.inf)
+    for n in itertools.product((-1, 0, 1), repeat=len(periods)):
+        best = np.minimum(best, np.linalg.norm(d + np.asarray(n, float) @ periods, axis=1))
+    return best
+
+
+def _title(ax: Any, text: str) -> None:
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(text, 60)), fontsize=9)
 
 
 def spin_plots(out: Path, records: dict[str, dict], model: Any) -> None:
@@ -181,9 +203,8 @@ def spin_plots(out: Path, records: dict[str, dict], model: Any) -> None:
         if name == "correlations":
             pairs = pair_indices(lattice.n_sites)
             try:
-                r = lattice.positions
-                dist = np.linalg.norm(r[pairs[:, 0]] - r[pairs[:, 1]], axis=1)
-                xlabel = "distance |r_i - r_j| (lattice spacings)"
+                dist = pair_distances(lattice, pairs)
+                xlabel = "distance |r_i - r_j| (lattice spacings; periodic: nearest image)"
             except Exception:  # noqa: BLE001 - an edge list without positions: pair index
                 dist, xlabel = np.arange(len(pairs)), "pair (i < j)"
 
