@@ -202,3 +202,20 @@ def test_pauli_strings_and_an_ising_on_a_sector() -> None:
     field = from_netket(nk.operator.Ising(sector, nk.graph.Chain(4), h=0.3, J=0.7))
     assert ((0, "X"),) in field.terms
     np.testing.assert_allclose(dense(field), dense(op), atol=1e-12)
+
+
+def test_exact_references_on_an_edge_lattice() -> None:
+    """Lanczos on a ladder given by its edges equals NetKet's dense ground energy."""
+    from hamiltonians.spin_reference import exact_energy
+
+    lat = from_edges(LADDER)
+    graph = nk.graph.Graph(edges=LADDER)
+    hi = nk.hilbert.Spin(0.5, 6)
+    for model, theirs in (
+        (Heisenberg(lat, marshall_sign=True),
+         nk.operator.Heisenberg(hi, graph, J=0.25, sign_rule=True)),
+        (TransverseFieldIsing(lat, h=0.8), nk.operator.Ising(hi, graph, h=0.8, J=-1.0)),
+    ):
+        e, source = exact_energy(model)
+        assert "Lanczos" in source or "exact" in source
+        assert e == pytest.approx(np.linalg.eigvalsh(theirs.to_dense())[0], abs=1e-9)
