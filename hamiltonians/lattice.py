@@ -28,8 +28,9 @@ site ``perm[g, i]``; row 0 is the identity.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -381,3 +382,192 @@ def make_lattice(name: str, size: int, pbc: bool = True) -> Lattice:
     if name not in factories:
         raise InputError(f"unknown lattice {name!r}; valid lattices: {', '.join(_KINDS)}")
     return factories[name](size, pbc)
+
+
+@dataclass(frozen=True)
+class EdgeLattice:
+    """A lattice given by its edge list alone (ladders, clusters, a NetKet ``Graph``).
+
+    Attributes:
+      n_sites: number of sites.
+      edges: bonds ``((i, j), ...)`` (stored sorted, ``i < j``, unique; self-bonds refused).
+      name: a short label for :meth:`describe`.
+      site_positions: optional real-space positions, one tuple per site (for correlations
+        against distance); None when unknown.
+
+    Offers what the spin models need (``n_sites``, ``bonds``, ``n_bonds``, ``is_bipartite``,
+    ``sublattice`` by two-colouring, ``translations()`` / ``space_group()``: the identity
+    only); it has no Bravais geometry, so next-nearest bonds and the momenta of ``S(q)``
+    raise InputError.
+    """
+
+    n_sites: int
+    edges: tuple[tuple[int, int], ...]
+    name: str = "graph"
+    site_positions: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_length(self.n_sites)
+        pairs = set()
+        for e in self.edges:
+            if len(e) != 2:
+                raise InputError(f"an edge joins two sites, got {tuple(e)}")
+            i, j = (int(v) for v in e)
+            if i == j or min(i, j) < 0 or max(i, j) >= self.n_sites:
+                raise InputError(f"edge ({i}, {j}) is not between two distinct sites of "
+                                 f"0..{self.n_sites - 1}")
+            pairs.add((min(i, j), max(i, j)))
+        object.__setattr__(self, "n_sites", int(self.n_sites))
+        object.__setattr__(self, "edges", tuple(sorted(pairs)))
+        if self.site_positions is not None:
+            pos = np.asarray(self.site_positions, dtype=float).reshape(self.n_sites, -1)
+            object.__setattr__(self, "site_positions", tuple(tuple(p) for p in pos.tolist()))
+
+    kind: str = field(default="graph", init=False, repr=False)
+    pbc: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def bonds(self) -> np.ndarray:
+        """The edges as int ``[n_bonds, 2]``, ``i < j``, sorted and unique."""
+        return np.asarray(self.edges, dtype=np.int64).reshape(-1, 2)
+
+    @property
+    def n_bonds(self) -> int:
+        """Number of bonds."""
+        return len(self.edges)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Real-space positions ``[n_sites, d]``; InputError when none were given."""
+        if self.site_positions is None:
+            raise InputError(f"the {self.describe()} has no site positions")
+        return np.asarray(self.site_positions, dtype=float)
+
+    @property
+    def ndim(self) -> int:
+        """Dimension of the positions (0 without positions)."""
+        return 0 if self.site_positions is None else len(self.site_positions[0])
+
+    @property
+    def next_nearest_bonds(self) -> np.ndarray:
+        """Not defined for an edge list: InputError."""
+        raise InputError(f"the {self.describe()} is an edge list: it has no next-nearest bonds")
+
+    @property
+    def geometry(self) -> Geometry:
+        """Not defined for an edge list (no primitive vectors): InputError."""
+        raise InputError(f"the {self.describe()} is an edge list: it has no Bravais lattice "
+                         "(no momenta)")
+
+    @cached_property
+    def _colouring(self) -> np.ndarray | None:
+        colour = np.full(self.n_sites, -1, dtype=np.int64)
+        adj: list[list[int]] = [[] for _ in range(self.n_sites)]
+        for i, j in self.edges:
+            adj[i].append(j)
+            adj[j].append(i)
+        for root in range(self.n_sites):
+            if colour[root] >= 0:
+                continue
+            colour[root] = 0
+            stack = [root]
+            while stack:
+                i = stack.pop()
+                for j in adj[i]:
+                    if colour[j] < 0:
+                        colour[j] = 1 - colour[i]
+                        stack.append(j)
+                    elif colour[j] == colour[i]:
+                        return None
+        return colour
+
+    @property
+    def is_bipartite(self) -> bool:
+        """True when the graph is two-colourable."""
+        return self._colouring is not None
+
+    @property
+    def sublattice(self) -> np.ndarray:
+        """Two-colouring (0/1, site 0 of each component on 0), ``[n_sites]``; InputError when the
+        graph has an odd cycle."""
+        if self._colouring is None:
+            raise InputError(f"the {self.describe()} is not bipartite (an odd cycle): no "
+                             "sublattice / Marshall sign")
+        return self._colouring
+
+    def translations(self) -> np.ndarray:
+        """The identity only, ``[1, n_sites]`` (no symmetries are inferred from edges)."""
+        return np.arange(self.n_sites, dtype=np.int64)[None, :]
+
+    point_group = translations
+    space_group = translations
+
+    def describe(self) -> str:
+        """One line, e.g. ``graph of 6 sites (7 bonds)``."""
+        return f"{self.name} of {self.n_sites} sites ({self.n_bonds} bonds)"
+
+
+AnyLattice = Lattice | EdgeLattice
+
+
+def from_edges(edges: Any, n_sites: int | None = None, positions: Any = None,
+               name: str = "graph") -> EdgeLattice:
+    """An :class:`EdgeLattice` from ``[(i, j), ...]`` (``n_sites``: 1 + the largest index)."""
+    pairs = [tuple(int(v) for v in e) for e in np.asarray(edges, dtype=np.int64).reshape(-1, 2)]
+    if n_sites is None:
+        n_sites = 1 + max((max(p) for p in pairs), default=-1)
+    pos = None if positions is None else tuple(map(tuple, np.asarray(positions, float).tolist()))
+    return EdgeLattice(int(n_sites), tuple(pairs), name, pos)
+
+
+def as_lattice(obj: Any) -> AnyLattice:
+    """A lattice of this module from itself or from a NetKet graph (duck-typed: ``n_nodes`` and
+    ``edges()``; every edge colour counts as a bond).
+
+    A NetKet ``Lattice`` whose edges and positions equal those of a chain, square, triangular
+    or honeycomb :class:`Lattice` of the same extent and boundary conditions becomes that
+    lattice (with its symmetries and momenta; the site numbers agree, module docstring), and
+    an edge list alone whose edges are those of a periodic or open chain that chain; any
+    other graph an :class:`EdgeLattice`. Raises InputError naming what is accepted otherwise.
+    """
+    if isinstance(obj, Lattice | EdgeLattice):
+        return obj
+    if hasattr(obj, "n_nodes") and callable(getattr(obj, "edges", None)):
+        n = int(obj.n_nodes)
+        edges = np.asarray(obj.edges(), dtype=np.int64).reshape(-1, 2)
+        positions = getattr(obj, "positions", None)
+        match = _matching_lattice(obj, n, edges, positions)
+        if match is not None:
+            return match
+        return from_edges(edges, n, positions, "netket graph")
+    raise InputError(
+        f"expected a lattice (hamiltonians.lattice.chain/square/triangular/honeycomb/from_edges) "
+        f"or a NetKet graph (nk.graph.*), got {type(obj).__name__}"
+    )
+
+
+def _matching_lattice(graph: Any, n: int, edges: np.ndarray, positions: Any) -> Lattice | None:
+    extent = getattr(graph, "extent", None)
+    pbc = getattr(graph, "pbc", None)
+    mine = {tuple(sorted(e)) for e in edges.tolist()}
+    if extent is None or pbc is None or positions is None:  # edges only: a chain?
+        for periodic in (True, False):
+            lat = Lattice("chain", (n,), periodic)
+            if {tuple(b) for b in lat.bonds.tolist()} == mine:
+                return lat
+        return None
+    pbc_all = np.asarray(pbc, dtype=bool).reshape(-1)
+    if not (pbc_all.all() or not pbc_all.any()):
+        return None
+    ext = tuple(int(e) for e in np.asarray(extent).reshape(-1))
+    for kind, geo in GEOMETRIES.items():
+        if geo.ndim != len(ext) or len(geo.basis) * int(np.prod(ext)) != n:
+            continue
+        try:
+            lat = Lattice(kind, ext, bool(pbc_all.all()))
+        except InputError:
+            continue
+        same_pos = np.allclose(lat.positions, np.asarray(positions, float), atol=1e-6)
+        if same_pos and {tuple(b) for b in lat.bonds.tolist()} == mine:
+            return lat
+    return None

@@ -102,14 +102,68 @@ def parse_molecule(
     spin: int = 0,
     unit: str = "angstrom",
 ) -> MoleculeSpec:
-    """A preset name (``"LiH"``) or an atoms string (``"H 0 0 0; H 0 0 0.74"``) as a validated spec."""
+    """A preset name (``"LiH"``), an atoms string (``"H 0 0 0; H 0 0 0.74"``) or an ``.xyz``
+    file (:func:`read_xyz`, Angstrom whatever ``unit`` says; named by its stem) as a validated
+    spec."""
     key = _preset_key(text_or_preset)
-    if key is not None:
+    if is_xyz_path(text_or_preset):
+        path = Path(text_or_preset.strip())
+        spec = MoleculeSpec(read_xyz(path), basis=basis, charge=charge, spin=spin,
+                            unit="angstrom", name=path.stem)
+    elif key is not None:
         spec = MoleculeSpec(PRESETS[key], basis=basis, charge=charge, spin=spin, unit=unit, name=key)
     else:
         spec = MoleculeSpec(text_or_preset, basis=basis, charge=charge, spin=spin, unit=unit)
     validate(spec)
     return spec
+
+
+def is_xyz_path(text: str) -> bool:
+    """True when ``text`` names an ``.xyz`` file (by its suffix, case-insensitive)."""
+    return isinstance(text, str) and text.strip().lower().endswith(".xyz")
+
+
+def read_xyz(path: str | Path) -> str:
+    """The atoms of an XYZ file as an atoms string ``"H 0 0 0; H 0 0 0.734"`` (Angstrom).
+
+    Format: line 1 the number of atoms ``N``, line 2 a comment (ignored), then ``N`` lines
+    ``Symbol x y z`` in Angstrom; trailing blank lines are allowed. Raises InputError (one line)
+    for a missing file, a bad count, too few or too many atom lines (one frame only) or a
+    malformed atom line.
+    """
+    path = Path(str(path).strip())
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the xyz file {str(path)!r}: "
+                         f"{getattr(err, 'strerror', None) or type(err).__name__}") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    where = f"malformed xyz file {str(path)!r}"
+    if not lines:
+        raise InputError(f"{where}: it is empty")
+    try:
+        count = int(lines[0].strip())
+    except ValueError:
+        raise InputError(f"{where}: line 1 must be the number of atoms, got "
+                         f"{lines[0].strip()[:40]!r}") from None
+    if count < 1:
+        raise InputError(f"{where}: the number of atoms must be positive, got {count}")
+    atoms = lines[2:]
+    if len(atoms) != count:
+        raise InputError(f"{where}: line 1 announces {count} atoms, {len(atoms)} atom lines "
+                         "follow the comment line (one frame only)")
+    for k, line in enumerate(atoms, start=3):
+        tokens = line.split()
+        if len(tokens) != 4:
+            raise InputError(f"{where}: line {k} {line.strip()[:40]!r} is not 'Symbol x y z'")
+        try:
+            [float(t) for t in tokens[1:]]
+        except ValueError:
+            raise InputError(f"{where}: line {k} {line.strip()[:40]!r} has a coordinate that "
+                             "is not a number") from None
+    return "; ".join(" ".join(line.split()) for line in atoms)
 
 
 def _preset_key(name: str) -> str | None:
@@ -309,12 +363,14 @@ def check_eri_threshold(threshold: float) -> float:
 
 
 def compute_integrals(
-    spec: MoleculeSpec,
+    spec: MoleculeSpec | Any,
     frozen_core: bool | int = False,
     cas: tuple[int, int] | None = None,
     eri_threshold: float = ERI_SCREENING_THRESHOLD,
 ) -> tuple[MolecularIntegrals, Any]:
     """MO integrals of ``spec`` and the converged PySCF SCF object (RHF, or ROHF if ``spin != 0``).
+
+    ``spec`` may also be a ``pyscf.gto.Mole`` or an SCF object (:func:`from_pyscf`).
 
     ``frozen_core``: ``True`` freezes PySCF's chemical core (``pyscf.data.elements.chemcore``:
     1s for B-Ne, none for H-Be), an int freezes that many lowest orbitals.
@@ -323,12 +379,16 @@ def compute_integrals(
     ``eri_threshold``: MO two-electron integrals below it in magnitude are set to 0
     (:func:`screen_integrals`; 0 keeps them all). The SCF itself is not screened.
     """
-    from pyscf import ao2mo, scf
-    from pyscf.data import elements
+    from pyscf import scf
 
+    if not isinstance(spec, MoleculeSpec):
+        if _is_pyscf_mole(spec) or _is_pyscf_scf(spec):
+            return from_pyscf(spec, frozen=frozen_core, cas=cas, eri_threshold=eri_threshold,
+                              with_scf=True)
+        raise InputError(f"compute_integrals takes a MoleculeSpec, a pyscf.gto.Mole or a PySCF "
+                         f"SCF object, got {type(spec).__name__}")
     eri_threshold = check_eri_threshold(eri_threshold)
-    if frozen_core is not False and frozen_core != 0 and cas is not None:
-        raise InputError("give either frozen_core or cas, not both (a CAS already freezes its core)")
+    _check_frozen_or_cas(frozen_core, cas)
     mol = build_mole(spec)
     mf = scf.RHF(mol) if mol.spin == 0 else scf.ROHF(mol)
     mf.kernel()
@@ -337,6 +397,76 @@ def compute_integrals(
         mf.kernel()
         if not mf.converged:
             raise InputError(f"the SCF of {spec.label} in {spec.basis} did not converge")
+    return _integrals_from_scf(mf, frozen_core, cas, eri_threshold, spec.label), mf
+
+
+def _check_frozen_or_cas(frozen_core: bool | int, cas: tuple[int, int] | None) -> None:
+    if frozen_core is not False and frozen_core != 0 and cas is not None:
+        raise InputError("give either frozen_core or cas, not both (a CAS already freezes its core)")
+
+
+def _is_pyscf_mole(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyscf") and hasattr(obj, "atom_coords") \
+        and hasattr(obj, "nelectron") and not hasattr(obj, "mo_coeff")
+
+
+def _is_pyscf_scf(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyscf") and hasattr(obj, "mo_coeff") \
+        and hasattr(obj, "mol") and hasattr(obj, "get_hcore")
+
+
+def from_pyscf(
+    mol_or_mf: Any,
+    frozen: bool | int = False,
+    cas: tuple[int, int] | None = None,
+    eri_threshold: float = ERI_SCREENING_THRESHOLD,
+    with_scf: bool = False,
+) -> MolecularIntegrals | tuple[MolecularIntegrals, Any]:
+    """MO integrals (module docstring) of a ``pyscf.gto.Mole`` or a PySCF SCF object.
+
+    A ``Mole`` (built, e.g. ``gto.M(atom=..., basis=...)``) gets an RHF (closed shell) or ROHF
+    (``mol.spin != 0``) like :func:`compute_integrals`; an SCF object (``scf.RHF(mol)``,
+    ``ROHF``; run or not) keeps its own ``mo_coeff`` (its kernel runs first when it has none).
+    ``frozen``: True (PySCF's chemical core) or a number of lowest orbitals;
+    ``cas = (n_electrons, n_orbitals)`` as in ``mcscf.CASCI``. Energies in Hartree.
+
+    Returns the :class:`MolecularIntegrals` (with ``with_scf``: also the SCF object). Raises
+    InputError for anything else (one line naming what is accepted), for unrestricted
+    orbitals (UHF/UKS: two sets of orbitals) and for an unbuilt ``Mole``.
+    """
+    from pyscf import scf
+
+    eri_threshold = check_eri_threshold(eri_threshold)
+    _check_frozen_or_cas(frozen, cas)
+    if _is_pyscf_scf(mol_or_mf):
+        mf = mol_or_mf
+        if mf.mo_coeff is None:
+            mf.kernel()
+    elif _is_pyscf_mole(mol_or_mf):
+        mol = mol_or_mf
+        if getattr(mol, "_atm", None) is None or len(mol._atm) == 0:
+            raise InputError("the pyscf.gto.Mole is not built: call mol.build() (or use gto.M)")
+        mf = scf.RHF(mol) if mol.spin == 0 else scf.ROHF(mol)
+        mf.verbose = 0
+        mf.kernel()
+    else:
+        raise InputError("from_pyscf takes a pyscf.gto.Mole or a restricted PySCF SCF object "
+                         f"(scf.RHF / ROHF), got {type(mol_or_mf).__name__}")
+    if np.ndim(mf.mo_coeff) != 2:
+        raise InputError(f"from_pyscf needs restricted orbitals (RHF / ROHF), got "
+                         f"{type(mf).__name__} with {np.ndim(mf.mo_coeff)}-d mo_coeff")
+    label = "".join(mf.mol.atom_symbol(i) for i in range(mf.mol.natm))
+    integrals = _integrals_from_scf(mf, frozen, cas, eri_threshold, label)
+    return (integrals, mf) if with_scf else integrals
+
+
+def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] | None,
+                        eri_threshold: float, label: str) -> MolecularIntegrals:
+    """The integrals of :func:`compute_integrals` in the orbitals ``mf.mo_coeff``."""
+    from pyscf import ao2mo
+    from pyscf.data import elements
+
+    mol = mf.mol
     n_mo = mf.mo_coeff.shape[1]
     n_elec = mol.nelectron
     if cas is not None:
@@ -345,7 +475,7 @@ def compute_integrals(
     elif frozen_core is not False and frozen_core != 0:
         n_core = int(elements.chemcore(mol)) if frozen_core is True else int(frozen_core)
         if n_core < 0 or 2 * n_core > n_elec - abs(mol.spin) or n_core >= n_mo:
-            raise InputError(f"cannot freeze {n_core} core orbitals of {spec.label}")
+            raise InputError(f"cannot freeze {n_core} core orbitals of {label}")
         n_orb_act, n_el_act = n_mo - n_core, n_elec - 2 * n_core
     else:
         n_core, n_orb_act, n_el_act = 0, n_mo, n_elec
@@ -374,7 +504,62 @@ def compute_integrals(
         n_beta=int(n_beta),
         mo_coeff=np.asarray(mo),
     )
-    return screen_integrals(integrals, eri_threshold), mf
+    return screen_integrals(integrals, eri_threshold)
+
+
+def dipole_one_body(mol: Any, mo_coeff: np.ndarray, core_coeff: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The dipole operator in the orbitals ``mo_coeff [n_ao, n]``, atomic units (e bohr):
+    ``mu = constant + sum_pq d[:, p, q] E_pq`` with ``E_pq = sum_s a+_ps a_qs``,
+
+        constant = sum_A Z_A R_A - 2 sum_{c in core} <c| r |c>,    d[:, p, q] = -<p| r |q>,
+
+    ``core_coeff [n_ao, n_core]`` the doubly occupied frozen orbitals; PySCF's ``int1e_r``
+    about the origin of ``mol``'s coordinates. Returns ``(constant [3], d [3, n, n])``.
+    """
+    c = np.asarray(mo_coeff)
+    with mol.with_common_orig((0.0, 0.0, 0.0)):
+        r_ao = np.asarray(mol.intor_symmetric("int1e_r", comp=3))
+    constant = np.einsum("a,ax->x", mol.atom_charges(), mol.atom_coords())
+    if core_coeff is not None and np.size(core_coeff):
+        core = np.asarray(core_coeff)
+        constant = constant - 2.0 * np.einsum("xij,ic,jc->x", r_ao, core, core)
+    d = -np.einsum("ip,xij,jq->xpq", c, r_ao, c)
+    return constant, d
+
+
+def dipole_moment(mol: Any, mo_coeff: np.ndarray, gamma: np.ndarray,
+                  core_coeff: np.ndarray | None = None) -> np.ndarray:
+    """Dipole moment ``mu [3]`` in atomic units (e bohr; 1 a.u. = 2.541746 Debye) about the
+    origin of ``mol``'s coordinates:
+
+        mu = sum_A Z_A R_A - sum_pq gamma_pq <p| r |q> - 2 sum_{c in core} <c| r |c>,
+
+    with ``gamma [n, n]`` the spin-summed 1-RDM ``gamma_pq = <E_pq>`` in the orbitals
+    ``mo_coeff [n_ao, n]`` and ``core_coeff`` the frozen doubly occupied orbitals
+    (:func:`dipole_one_body`).
+    """
+    gamma = np.asarray(gamma)
+    n = np.shape(mo_coeff)[1]
+    if gamma.shape != (n, n):
+        raise InputError(f"the 1-RDM has shape {gamma.shape}, the orbitals are {n}")
+    constant, d = dipole_one_body(mol, mo_coeff, core_coeff)
+    return constant + np.einsum("xpq,pq->x", d, np.real(gamma))
+
+
+def core_orbitals(mf: Any, integrals: MolecularIntegrals) -> np.ndarray:
+    """The frozen core of ``integrals`` made by :func:`compute_integrals` / :func:`from_pyscf`
+    from ``mf``: its ``(N - N_active) / 2`` lowest orbitals, ``[n_ao, n_core]``."""
+    n_core = (mf.mol.nelectron - integrals.n_electrons) // 2
+    return mf.mo_coeff[:, :n_core]
+
+
+def dipole_from_rdm(mf: Any, integrals: MolecularIntegrals, gamma: np.ndarray) -> np.ndarray:
+    """:func:`dipole_moment` for the integrals of :func:`compute_integrals` / :func:`from_pyscf`
+    (their active orbitals; the frozen core is the ``(N - N_active) / 2`` lowest of ``mf``)."""
+    if integrals.mo_coeff is None:
+        raise InputError("the integrals carry no orbitals (read from a file): no dipole moment")
+    return dipole_moment(mf.mol, integrals.mo_coeff, gamma, core_orbitals(mf, integrals))
 
 
 def _check_cas(cas: tuple[int, int], n_elec: int, spin: int, n_mo: int) -> tuple[int, int]:

@@ -7,6 +7,10 @@ Conventions (configurations ``x_i = +-1``, +1 = spin up = sigma^z eigenvalue +1)
 * :class:`XXZ`: ``H = J sum_<ij> (Sx_i Sx_j + Sy_i Sy_j + delta Sz_i Sz_j)``.
 * :class:`J1J2`: ``H = j1 sum_<ij> S_i . S_j + j2 sum_<<ij>> S_i . S_j``.
 
+``lattice`` is a :class:`hamiltonians.lattice.Lattice`, an edge list
+(:func:`hamiltonians.lattice.from_edges`) or a NetKet graph (``nk.graph.Chain(6)``; converted by
+:func:`hamiltonians.lattice.as_lattice`).
+
 For the S.S models a bond contributes ``Jz/4 x_i x_j`` to the diagonal and, when
 ``x_i != x_j``, the off-diagonal element ``Jxy/2`` to the configuration with both spins flipped.
 With ``marshall_sign=True`` the basis is rotated by the Marshall sign ``(-1)^(number of up
@@ -26,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hamiltonians.lattice import Lattice, make_lattice
+from hamiltonians.lattice import AnyLattice, as_lattice, make_lattice
 from nqs.errors import InputError
 from nqs.hilbert import SpinHilbert
 from nqs.operator import FlipTerms
@@ -34,7 +38,7 @@ from nqs.operator import FlipTerms
 TotalSz = int | None | Literal["auto"]
 
 
-def _resolve_total_sz(lattice: Lattice, total_sz: TotalSz) -> int | None:
+def _resolve_total_sz(lattice: AnyLattice, total_sz: TotalSz) -> int | None:
     if total_sz == "auto":
         return 0 if lattice.n_sites % 2 == 0 else None
     if total_sz is not None and (isinstance(total_sz, bool) or not isinstance(total_sz, int)):
@@ -57,7 +61,7 @@ class TransverseFieldIsing:
     (:class:`nqs.operator.TermOperator`): ``flip_terms`` = one site each, ``term_elements``.
     """
 
-    lattice: Lattice
+    lattice: AnyLattice
     h: float
     J: float = 1.0
 
@@ -69,6 +73,7 @@ class TransverseFieldIsing:
     max_flips: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lattice", as_lattice(self.lattice))
         n = self.lattice.n_sites
         object.__setattr__(self, "h", float(self.h))
         object.__setattr__(self, "J", float(self.J))
@@ -122,7 +127,7 @@ class _BondSpinModel:
     the sign is applied here to bonds joining the two sublattices.
     """
 
-    lattice: Lattice
+    lattice: AnyLattice
     marshall_sign: bool
     total_sz: int | None
     hilbert: SpinHilbert
@@ -136,6 +141,7 @@ class _BondSpinModel:
         raise NotImplementedError
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lattice", as_lattice(self.lattice))
         tsz = _resolve_total_sz(self.lattice, self.total_sz)
         object.__setattr__(self, "total_sz", tsz)
         object.__setattr__(self, "marshall_sign", bool(self.marshall_sign))
@@ -215,7 +221,7 @@ class _BondSpinModel:
 class Heisenberg(_BondSpinModel):
     """``H = J sum_<ij> S_i . S_j`` (``S = sigma/2``) on the nearest-neighbour bonds."""
 
-    lattice: Lattice
+    lattice: AnyLattice
     J: float = 1.0
     marshall_sign: bool = False
     total_sz: TotalSz = "auto"
@@ -249,7 +255,7 @@ class Heisenberg(_BondSpinModel):
 class XXZ(_BondSpinModel):
     """``H = J sum_<ij> (Sx_i Sx_j + Sy_i Sy_j + delta Sz_i Sz_j)`` (``S = sigma/2``)."""
 
-    lattice: Lattice
+    lattice: AnyLattice
     delta: float = 1.0
     J: float = 1.0
     marshall_sign: bool = False
@@ -277,7 +283,7 @@ class XXZ(_BondSpinModel):
 class J1J2(_BondSpinModel):
     """``H = j1 sum_<ij> S_i.S_j + j2 sum_<<ij>> S_i.S_j`` (next-nearest bonds of the lattice)."""
 
-    lattice: Lattice
+    lattice: AnyLattice
     j2: float = 0.5
     j1: float = 1.0
     marshall_sign: bool = False

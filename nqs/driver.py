@@ -236,7 +236,9 @@ def run_vmc(
         continues it.
 
     Raises:
-      InputError: a time limit that is not a positive number of seconds.
+      InputError: a time limit that is not a positive number of seconds; an operator that is
+        not a DiscreteOperator (a NetKet one: convert it with
+        ``hamiltonians.netket_interop.from_netket``).
       CheckpointError: nothing to resume, a corrupt checkpoint, or one of another run.
       RunDiverged: ``max_rejections`` consecutive rejected steps, or a non-finite final energy.
       RunInterrupted: SIGINT / SIGTERM (checkpointed after the current step).
@@ -244,6 +246,7 @@ def run_vmc(
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
     check_time_limit(time_limit)
+    check_operator(operator)
     marshall = _marshall_sublattice(operator)
     observe = None
     if observables:
@@ -352,6 +355,19 @@ def run_vmc(
         sampler_state=gather(state.sampler_state),
         marshall_sublattice=marshall,
         **run_record(mesh, chunk_size),
+    )
+
+
+def check_operator(operator: Any) -> None:
+    """Refuse (:class:`InputError`, one line) an operator that is not a
+    :class:`nqs.operator.DiscreteOperator` (no ``flips``), e.g. a NetKet operator."""
+    if callable(getattr(operator, "flips", None)) and hasattr(operator, "hilbert"):
+        return
+    hint = ("; convert a NetKet operator with hamiltonians.netket_interop.from_netket(op)"
+            if type(operator).__module__.startswith("netket") else "")
+    raise InputError(
+        "run_vmc takes an nqs DiscreteOperator (a spin model, a PauliSum, a molecular "
+        f"Hamiltonian), got {type(operator).__name__}{hint}"
     )
 
 

@@ -55,6 +55,30 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
     a_file = tmp / "a_file"
     a_file.write_text("x")
     cases: list[list[str]] = []
+    bad_xyz = {"count": "two\n\nH 0 0 0\nH 0 0 1\n", "short": "2\nc\nH 0 0 0\n",
+               "line": "2\nc\nH 0 0 0\nH 0 0\n", "nan": "2\nc\nH 0 0 0\nH 0 0 x\n",
+               "element": "2\nc\nH 0 0 0\nXx 0 0 1\n", "empty": ""}
+    xyz = []
+    for name, text in bad_xyz.items():
+        (tmp / f"{name}.xyz").write_text(text)
+        xyz.append(str(tmp / f"{name}.xyz"))
+    xyz.append(str(tmp / "missing.xyz"))
+    rs_xyz = ["realspace", "--layers", "1", "--hidden", "8", "4", "--determinants", "1",
+              "--walkers", "16", "--steps", "1", "--molecule"]
+    cases += [["molecule", "--steps", "1", "--molecule", f] for f in xyz]
+    cases += [["bench-fci", "--steps", "1", "--molecule", f] for f in xyz]
+    cases += [["bench-fci", "--steps", "1", "--molecule", "w=" + f] for f in xyz[:2]]
+    cases += [[*rs_xyz, f] for f in xyz]
+    ok_fcidump = tmp / "ok.FCIDUMP"
+    ok_fcidump.write_text(FCIDUMP_OK)
+    cases += [
+        ["spin", "--size", "4", "--steps", "1", "--observe", "nonsense"],
+        ["spin", "--size", "4", "--steps", "1", "--observe", "correlations", "s2"],
+        ["spin", "--lattice", "triangular", "--size", "3", "--model", "ising", "--steps", "1",
+         "--observe", "staggered_magnetization"],
+        ["molecule", "--molecule", "H2", "--steps", "1", "--observe", "magnetization_z"],
+        ["molecule", "--fcidump", str(ok_fcidump), "--steps", "1", "--observe", "dipole"],
+    ]
 
     def bad_values(cmd: list[str], option: str, values: list[str]) -> None:
         cases.extend([[*cmd, option, v] for v in values])

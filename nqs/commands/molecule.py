@@ -21,6 +21,7 @@ from nqs.commands.common import (
     setup_parallel,
     write_plot,
 )
+from nqs.commands.observe import MOLECULE_OBSERVABLES, add_observe_option
 
 
 def _molecule_options(p: argparse.ArgumentParser) -> None:
@@ -162,10 +163,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CCSD(T) and FCI in the same basis and active space. Energies in Hartree.",
     )
     m.add_argument("--molecule", default=None,
-                   help='preset name (H2, LiH, H2O, NH3, N2, C2) or atoms "Li 0 0 0; H 0 0 1.548"')
+                   help='preset name (H2, LiH, H2O, NH3, N2, C2), atoms "Li 0 0 0; H 0 0 1.548" '
+                   'or an .xyz file (Angstrom)')
     m.add_argument("--fcidump", default=None, help="read the Hamiltonian from an FCIDUMP file")
     _molecule_options(m)
     _solver_options(m, steps=600)
+    add_observe_option(m, MOLECULE_OBSERVABLES)
     m.add_argument("--out", type=Path, default=Path("runs/molecule"),
                    help="output directory (default: runs/molecule)")
     add_run_dir_options(m, checkpoint_every=100)
@@ -310,6 +313,7 @@ def run_molecule(args: argparse.Namespace) -> int:
     """One molecule with the VMC driver: result.json, log.jsonl, checkpoints, convergence.png."""
     from hamiltonians.molecule import parse_molecule
     from nqs.bench.fci import Job
+    from nqs.commands.observe import check_names
     from nqs.errors import InputError
     from nqs.rundir import open_run_dir
 
@@ -328,8 +332,11 @@ def run_molecule(args: argparse.Namespace) -> int:
     sizes = _job_sizes(job, f"molecule {job.name!r}")
     setup_parallel(args)
     check_job_memory(job, settings, sizes)
+    observe = check_names(args.observe, MOLECULE_OBSERVABLES, "molecule")
+    if "dipole" in observe and job.spec is None:
+        raise InputError("--observe dipole needs --molecule (an FCIDUMP file has no geometry)")
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
-        return _run_molecule(args, job, settings, reference)
+        return _run_molecule(args, job, settings, reference, observe)
 
 
 def check_settings(settings) -> None:  # noqa: ANN001
@@ -353,7 +360,8 @@ def check_settings(settings) -> None:  # noqa: ANN001
         raise InputError(f"--max-unique must be at least 4, got {settings.max_unique}")
 
 
-def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  # noqa: ANN001
+def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: ANN001
+                  observe: list[str] | None = None) -> int:
     from nqs.bench.fci import (
         ABOVE_HF_WARNING,
         _reference_text,
@@ -389,6 +397,8 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  #
     write_json_atomic(args.out / "result.json", summary)
     write_plot(lambda: result.plot(args.out / "convergence.png", title=f"{job.name} / {basis}"),
                args.out / "convergence.png")
+    if observe:
+        _observe(args.out, job, integrals, result, observe, f"{job.name} / {basis}")
     err = summary["error_mha"]
     _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
           + ("" if err is None else f", E(NQS) - E({method.upper()}) = {err:.4f} mHa")
@@ -398,8 +408,33 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference) -> int:  #
     return 0
 
 
+def _observe(out: Path, job, integrals, result, names: list[str], title: str) -> None:  # noqa: ANN001
+    """``--observe``: measure on the final state, write observables.json and the plots."""
+    from nqs.commands.observe import (
+        measure,
+        molecule_operators,
+        molecule_plots,
+        molecule_records,
+        write_observables,
+    )
+
+    constant = matrices = None
+    if "dipole" in names:
+        from hamiltonians.molecule import compute_integrals, core_orbitals, dipole_one_body
+
+        _, mf = quiet(compute_integrals, job.spec, frozen_core=job.frozen_core, cas=job.cas)
+        constant, matrices = dipole_one_body(mf.mol, integrals.mo_coeff,
+                                             core_orbitals(mf, integrals))
+    n = integrals.n_orbitals
+    measured = measure(result.state, molecule_operators(names, n, matrices))
+    records = molecule_records(measured, names, n, constant)
+    path = write_observables(out, records)
+    molecule_plots(out, records, n, title)
+    _echo(f"measured {', '.join(records)}; wrote {path}")
+
+
 def _named_molecule(text: str):
-    from hamiltonians.molecule import parse_molecule
+    from hamiltonians.molecule import is_xyz_path, parse_molecule
     from nqs.errors import InputError
 
     if "=" in text:
@@ -407,7 +442,9 @@ def _named_molecule(text: str):
         name, atoms = name.strip(), atoms.strip().strip('"').strip("'")
         if not name:
             raise InputError(f"--molecule {text!r}: the name before '=' is empty")
-        return name, atoms
+        return name, atoms  # an .xyz path is read by parse_molecule (Angstrom)
+    if is_xyz_path(text):
+        return Path(text.strip()).stem, text
     return parse_molecule(text).name or text, text
 
 

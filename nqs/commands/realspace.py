@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "SPRING.",
     )
     p.add_argument("--molecule", default=None,
-                   help='atoms, e.g. "Li 0 0 0; H 0 0 3.015" (units: --unit), or a preset name')
+                   help='atoms, e.g. "Li 0 0 0; H 0 0 3.015" (units: --unit), a preset name or an '
+                   '.xyz file (Angstrom)')
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="a tabulated system with its exact energy: "
                    + ", ".join(f"{k} ({v.geometry})" for k, v in PRESETS.items())
@@ -109,6 +110,7 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
     The exact energy is reported for a preset (given by --preset or as the --molecule name) with
     the default charge and spin.
     """
+    from hamiltonians.molecule import is_xyz_path, read_xyz
     from hamiltonians.realspace import make_atoms
     from nqs.errors import InputError
 
@@ -129,6 +131,10 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
         if default_state:
             return preset_name, atoms, preset.exact_energy, preset.source
         return preset_name, atoms, None, None
+    if is_xyz_path(molecule):  # an .xyz file is in Angstrom whatever --unit says
+        atoms = make_atoms(read_xyz(molecule), charge=args.charge, spin=args.spin,
+                           unit="angstrom")
+        return Path(molecule.strip()).stem, atoms, None, None
     atoms = make_atoms(molecule, charge=args.charge, spin=args.spin, unit=args.unit)
     name = "".join(atoms.symbols)
     match = _matching_preset(atoms)

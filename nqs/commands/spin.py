@@ -22,6 +22,7 @@ from nqs.commands.common import (
     setup_parallel,
     write_plot,
 )
+from nqs.commands.observe import SPIN_OBSERVABLES, add_observe_option
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
 
@@ -112,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
                    help="SR diagonal shift (default: 1e-2)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+    add_observe_option(p, SPIN_OBSERVABLES)
     p.add_argument("--out", type=Path, default=Path("runs/spin"),
                    help="output directory for result.json, log.jsonl, checkpoints and "
                    "convergence.png (default: runs/spin)")
@@ -200,6 +202,7 @@ def _marshall_default(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
     from hamiltonians.spin import make_spin_model
+    from nqs.commands.observe import spin_operators
     from nqs.errors import InputError
     from nqs.optim import make_optimizer
     from nqs.precision import with_dtype
@@ -232,11 +235,13 @@ def run(args: argparse.Namespace) -> int:
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
     optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    observables = spin_operators(args.observe, model)  # bad names: InputError before --out
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
-        return _run(args, model, ansatz, sampler, optimizer)
+        return _run(args, model, ansatz, sampler, optimizer, observables)
 
 
-def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer) -> int:  # noqa: ANN001
+def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001
+         observables: dict | None = None) -> int:
     from hamiltonians.spin_reference import exact_energy, infinite_temperature_energy
     from nqs.driver import run_vmc
     from nqs.io import write_json_atomic
@@ -290,6 +295,13 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer) -> int:  #
     write_json_atomic(args.out / "result.json", summary)
     write_plot(lambda: result.plot(args.out / "convergence.png", title=model.describe()),
                args.out / "convergence.png")
+    if observables:
+        from nqs.commands.observe import measure, spin_plots, write_observables
+
+        records = measure(result.state, observables)
+        path = write_observables(args.out, records)
+        spin_plots(args.out, records, model)
+        print(f"measured {', '.join(records)}; wrote {path}", flush=True)
     rel = result.relative_error
     print(
         f"E = {result.energy:.8f} +- {result.energy_error:.2e}  "
