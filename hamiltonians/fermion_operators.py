@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hamiltonians.tabled import TabledComponents, TabledOperator
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert
 from nqs.stats import Stats
@@ -67,7 +68,7 @@ def _merge_orbitals(a: int | None, b: int | None) -> int | None:
 
 
 @dataclass(frozen=True, eq=False)
-class FermionOperator:
+class FermionOperator(TabledOperator):
     """``sum_t c_t`` (string of ladder operators) (module docstring).
 
     Attributes:
@@ -191,24 +192,12 @@ class FermionOperator:
                              "op.on(hilbert)")
         return _LadderTables.build([self], self.hilbert)
 
-    @property
-    def max_conn(self) -> int:
-        """Rows of ``flips``: one per term (at least 1)."""
-        return self._tables.max_conn
 
-    @property
-    def max_flips(self) -> int:
-        """Most distinct sites one term touches (at least 1)."""
-        return self._tables.max_flips
 
-    def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(sites int32 [max_conn, max_flips], mels [max_conn])`` of one determinant
-        ``x [2 n_orbitals]`` (0/1): one row per term (module docstring)."""
-        return self._tables.flips(x)
 
 
 @dataclass(frozen=True, eq=False)
-class FermionComponents:
+class FermionComponents(TabledComponents):
     """``K`` fermion operators on one space as one operator with ``[K]`` local values
     (``row_components [max_conn]``, ``n_components``); built by :func:`fermion_components`."""
 
@@ -227,29 +216,10 @@ class FermionComponents:
         """Bound to ``hilbert`` (the same space or an equal one)."""
         return fermion_components(list(self.operators), _merge(self.hilbert, hilbert))
 
-    @property
-    def n_components(self) -> int:
-        """Number of stacked operators ``K``."""
-        return len(self.operators)
 
-    @property
-    def row_components(self) -> np.ndarray:
-        """Component of every row of ``flips``, int ``[max_conn]``."""
-        return self._tables.row_components
 
-    @property
-    def max_conn(self) -> int:
-        """Rows of ``flips`` (all components)."""
-        return self._tables.max_conn
 
-    @property
-    def max_flips(self) -> int:
-        """Most distinct sites one term touches."""
-        return self._tables.max_flips
 
-    def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(sites [max_conn, max_flips], mels [max_conn])``, rows of all components."""
-        return self._tables.flips(x)
 
 
 def fermion_sum(operators: Iterable[FermionOperator]) -> FermionOperator:

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hamiltonians.tabled import TabledComponents, TabledOperator
 from nqs.errors import InputError
 from nqs.hilbert import SpinHilbert
 from nqs.operator import FlipTerms, matches_terms
@@ -91,7 +92,7 @@ def _merge_hilbert(a: SpinHilbert | None, b: SpinHilbert | None) -> SpinHilbert 
 
 
 @dataclass(frozen=True, eq=False)
-class PauliSum:
+class PauliSum(TabledOperator):
     """``sum_t c_t P_t`` (module docstring); a :class:`nqs.operator.DiscreteOperator` once bound.
 
     Attributes:
@@ -237,21 +238,8 @@ class PauliSum:
             raise InputError("the Pauli operator has no Hilbert space: bind it with op.on(hilbert)")
         return self.hilbert
 
-    @property
-    def max_conn(self) -> int:
-        """Rows of ``flips``: the distinct sets of flipped sites (diagonal included)."""
-        return self._tables.max_conn
 
-    @property
-    def max_flips(self) -> int:
-        """Most sites one term flips (at least 1)."""
-        return self._tables.max_flips
 
-    def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(sites int32 [max_conn, max_flips], mels [max_conn])`` of one ``x [n_sites]``:
-        row 0 the diagonal, then one row per distinct set of flipped sites; ``mels`` complex
-        only when some ``c_t i^(n_Y)`` is."""
-        return self._tables.flips(x)
 
     @property
     def flip_terms(self) -> FlipTerms | None:
@@ -267,7 +255,7 @@ class PauliSum:
 
 
 @dataclass(frozen=True, eq=False)
-class PauliComponents:
+class PauliComponents(TabledComponents):
     """``K`` Pauli sums on one space as one operator with ``[K]`` local values.
 
     ``flips(x)`` has one row per distinct (component, flipped sites); ``row_components``
@@ -296,30 +284,10 @@ class PauliComponents:
         return PauliComponents(tuple(op.marshall_rotated(sublattice) for op in self.operators),
                                self.hilbert)
 
-    @property
-    def n_components(self) -> int:
-        """Number of stacked sums ``K``."""
-        return len(self.operators)
 
-    @property
-    def row_components(self) -> np.ndarray:
-        """Component ``k`` of every row of ``flips``, int ``[max_conn]``."""
-        return self._tables.row_components
 
-    @property
-    def max_conn(self) -> int:
-        """Rows of ``flips`` (all components)."""
-        return self._tables.max_conn
 
-    @property
-    def max_flips(self) -> int:
-        """Most sites one term flips."""
-        return self._tables.max_flips
 
-    def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(sites [max_conn, max_flips], mels [max_conn])``; row ``r`` belongs to component
-        ``row_components[r]``."""
-        return self._tables.flips(x)
 
     @property
     def flip_terms(self) -> FlipTerms | None:
