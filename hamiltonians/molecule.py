@@ -102,16 +102,18 @@ def parse_molecule(
     spin: int = 0,
     unit: str = "angstrom",
 ) -> MoleculeSpec:
-    """A preset name (``"LiH"``), an atoms string (``"H 0 0 0; H 0 0 0.74"``) or an ``.xyz``
-    file (:func:`read_xyz`, Angstrom whatever ``unit`` says; named by its stem) as a validated
-    spec."""
+    """A preset name (``"LiH"``), an atoms string (``"H 0 0 0; H 0 0 0.74"``, in ``unit``) or
+    an ``.xyz`` file (:func:`read_xyz`; named by its stem) as a validated spec. Presets and
+    ``.xyz`` files are in Angstrom whatever ``unit`` says."""
     key = _preset_key(text_or_preset)
     if is_xyz_path(text_or_preset):
         path = Path(text_or_preset.strip())
         spec = MoleculeSpec(read_xyz(path), basis=basis, charge=charge, spin=spin,
                             unit="angstrom", name=path.stem)
     elif key is not None:
-        spec = MoleculeSpec(PRESETS[key], basis=basis, charge=charge, spin=spin, unit=unit, name=key)
+        # the presets are in angstrom whatever ``unit`` says (it is the unit of atoms strings)
+        spec = MoleculeSpec(PRESETS[key], basis=basis, charge=charge, spin=spin,
+                            unit="angstrom", name=key)
     else:
         spec = MoleculeSpec(text_or_preset, basis=basis, charge=charge, spin=spin, unit=unit)
     validate(spec)

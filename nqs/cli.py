@@ -1,4 +1,8 @@
-"""The ``nqs`` command: ``nqs spin``, ``nqs molecule``, ``nqs bench-fci``, ``nqs realspace``.
+"""The ``nqs`` command: ``nqs spin``, ``nqs molecule``, ``nqs bench-fci``, ``nqs realspace``
+(also ``python -m nqs``; ``nqs --version``).
+
+Every subcommand takes ``--config FILE`` and ``--dump-config FILE`` (:mod:`nqs.commands.config`)
+and records its options and provenance in its result file.
 
 Only this module (with the driver and io) touches the console and files; it builds library
 objects from the command-line options and never passes a config dict into the library.
@@ -48,11 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural-network quantum states by variational Monte Carlo, "
         "checked against exact references.",
     )
+    from nqs.commands.config import add_config_options
+    from nqs.provenance import version
+
+    parser.add_argument("--version", action="version", version=f"nqs {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     spin_cmd.register(sub)
     molecule_cmd.register(sub)
     realspace_cmd.register(sub)
+    for command in sub.choices.values():
+        add_config_options(command)
     return parser
 
 
@@ -68,6 +78,21 @@ def _resume_command(argv: Sequence[str]) -> str:
     return shlex.join(["nqs", *args, "--resume"])
 
 
+def _dump_or_run(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 argv: Sequence[str], handler: Callable[[argparse.Namespace], int]) -> int:
+    """Merge ``--config``; with ``--dump-config`` write the options and stop, else run."""
+    from nqs.commands.config import prepare, write_config
+
+    prepare(parser, args, argv)
+    if args.dump_config is None:
+        return handler(args)
+    resolve = getattr(args, "resolve_options", None)  # options sized to the device
+    if resolve is not None:
+        resolve(args)
+    write_config(args.dump_config, args)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nqs`` console script; returns the exit code."""
     from nqs.interrupt import RunInterrupted
@@ -78,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     prefix = f"nqs {args.command}: error:"
     try:
-        return handler(args)
+        return _dump_or_run(parser, args, argv, handler)
     except (InputError, CheckpointError) as err:
         print(f"{prefix} {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT

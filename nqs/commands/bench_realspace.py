@@ -18,7 +18,14 @@ from nqs.bench.realspace import (
     markdown_table,
     run_realspace_benchmark,
 )
-from nqs.commands.common import is_main, nonnegative_float, positive_float, positive_int
+from nqs.commands.common import (
+    fmt_atoms,
+    is_main,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    run_record,
+)
 from nqs.commands.realspace import check_pretrain_basis, check_sizes
 from nqs.errors import InputError
 
@@ -120,8 +127,17 @@ def run_from_args(args: argparse.Namespace) -> int:
         check_sizes(args, atoms.n_electrons, settings.walkers, settings.layers, settings.hidden,
                     settings.n_determinants, settings.eval_steps, settings.optimizer)
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        for job in jobs:
+            atoms = make_atoms(job.geometry, charge=job.charge, spin=job.spin)
+            print(f"{job.name}: geometry (bohr) {fmt_atoms(atoms.symbols, atoms.positions)}",
+                  flush=True)
         records = run_realspace_benchmark(jobs, settings, args.basis, args.out,
                                           lambda m: print(m, flush=True))
+        common = run_record(args)
+        for job, record in zip(jobs, records, strict=True):
+            record["config"] = common["config"]
+            record["provenance"] = common["provenance"] | {
+                "geometry": {"atoms": job.geometry, "unit": "bohr"}}
         table = markdown_table(records)
         print("\n" + table + "\n\n" + NOTE)
         write_json_atomic(args.out / "results.json", records)

@@ -231,3 +231,26 @@ def quiet(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
             contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         return fn(*args, **kwargs)
+
+
+def run_record(args: argparse.Namespace, geometry: dict | None = None) -> dict:
+    """The ``"config"`` (every option, :mod:`nqs.commands.config`: ``--config`` reruns it) and
+    ``"provenance"`` (command line, version, git commit, device, dtype, geometry with its unit:
+    :mod:`nqs.provenance`) entries of a result file."""
+    from nqs.commands.config import config_record
+    from nqs.provenance import provenance
+
+    return {"config": config_record(args),
+            "provenance": provenance(getattr(args, "_nqs_argv", None),
+                                     dtype=getattr(args, "dtype", None), geometry=geometry)}
+
+
+def fmt_atoms(symbols: Any, positions: Any) -> str:
+    """``"Li 0 0 0; H 0 0 3.015"`` from symbols and an ``[n, 3]`` array of positions."""
+    return "; ".join(f"{s} " + " ".join(f"{float(x):.6g}" for x in pos)
+                     for s, pos in zip(symbols, positions, strict=True))
+
+
+def fmt_energy(value: float | None, digits: int = 8, missing: str = "not computed") -> str:
+    """An energy for the console: ``-1.13728383`` or ``missing`` (never a raw ``None``)."""
+    return missing if value is None else f"{value:.{digits}f}"

@@ -12,11 +12,13 @@ from nqs.commands.common import (
     add_run_dir_options,
     add_time_limit_option,
     check_memory,
+    fmt_energy,
     is_main,
     nonnegative_float,
     positive_float,
     positive_int,
     quiet,
+    run_record,
     seed_int,
     setup_parallel,
     write_plot,
@@ -30,7 +32,8 @@ def _molecule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--charge", type=int, default=0, help="net charge (default: 0)")
     p.add_argument("--spin", type=int, default=0, help="2S = N_alpha - N_beta (default: 0)")
     p.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
-                   help="unit of the atom coordinates (default: angstrom)")
+                   help="unit of the atom coordinates given with --molecule (presets and .xyz "
+                   "files are in angstrom whatever --unit says) (default: angstrom)")
     p.add_argument("--frozen-core", action="store_true",
                    help="freeze the chemical core orbitals (1s of B-Ne, ...)")
     p.add_argument("--cas", nargs=2, type=int, metavar=("NE", "NO"), default=None,
@@ -373,10 +376,11 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
     )
     from nqs.io import write_json_atomic
 
+    _echo(geometry_line(job))
     integrals, refs, basis = load_job(job, reference=reference, echo=_echo)
     e_ref, method = refs.get("e_ref"), refs["reference"]
-    _echo(f"{job.name} ({basis}): E(HF) = {refs.get('e_hf')}, E(CCSD(T)) = "
-          f"{refs.get('e_ccsd_t')}, {_reference_text(refs)}")
+    _echo(f"{job.name} ({basis}): E(HF) = {fmt_energy(refs.get('e_hf'))}, E(CCSD(T)) = "
+          f"{fmt_energy(refs.get('e_ccsd_t'))}, {_reference_text(refs)}")
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
                          exact_energy=e_ref, checkpoint_every=args.checkpoint_every,
                          time_limit=args.time_limit)
@@ -391,7 +395,7 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
         "ref_wall_time_s": refs.get("ref_wall_time_s"),
         "error_mha": None if e_ref is None else (result.energy - e_ref) * 1e3,
         "seed": args.seed,
-    }
+    } | run_record(args, job_geometry(job))
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
@@ -406,6 +410,22 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
     if above_hf:
         _echo(ABOVE_HF_WARNING)
     return 0
+
+
+def job_geometry(job) -> dict:  # noqa: ANN001
+    """The geometry of a job for result files: atoms with their unit (or the FCIDUMP file)."""
+    if job.spec is None:
+        return {"fcidump": str(job.fcidump)}
+    return {"atoms": job.spec.atoms, "unit": job.spec.unit}
+
+
+def geometry_line(job) -> str:  # noqa: ANN001
+    """The console line that echoes a job's geometry with its unit at the start of a run."""
+    if job.spec is None:
+        return f"{job.name}: Hamiltonian from the FCIDUMP file {job.fcidump} (no geometry)"
+    atoms = " ".join(job.spec.atoms.split())
+    return (f"{job.name}: geometry ({job.spec.unit}) {atoms}; basis {job.spec.basis}, charge "
+            f"{job.spec.charge}, 2S = {job.spec.spin}")
 
 
 def _observe(out: Path, job, integrals, result, names: list[str], title: str) -> None:  # noqa: ANN001
@@ -497,11 +517,17 @@ def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # n
     from nqs.bench.fci import ABOVE_HF_WARNING, markdown_table, plot_errors, plot_wall_times, run_benchmark
     from nqs.io import write_json_atomic, write_text_atomic
 
+    for job in jobs:
+        _echo(geometry_line(job))
     records = run_benchmark(jobs, settings, args.out, _echo, resume=args.resume,
                             checkpoint_every=args.checkpoint_every, reference=reference,
                             time_limit=args.time_limit)
     if not is_main():  # process 0 writes the files
         return 0
+    common = run_record(args)
+    for job, record in zip(jobs, records, strict=True):  # the geometry of each molecule
+        record["config"] = common["config"]
+        record["provenance"] = common["provenance"] | {"geometry": job_geometry(job)}
     table = markdown_table(records)
     note = ("\nE(ref) is FCI (exact in the basis) or, past FCI's limit, DMRG extrapolated in the "
             "bond dimension or selected CI, +- its uncertainty (Hartree) in the reference column; "

@@ -11,12 +11,14 @@ from nqs.commands.common import (
     add_run_dir_options,
     add_time_limit_option,
     check_memory,
+    fmt_atoms,
     is_main,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
     quiet,
+    run_record,
     seed_int,
     setup_parallel,
     write_plot,
@@ -38,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "SPRING.",
     )
     p.add_argument("--molecule", default=None,
-                   help='atoms, e.g. "Li 0 0 0; H 0 0 3.015" (units: --unit), a preset name or an '
-                   '.xyz file (Angstrom)')
+                   help='atoms, e.g. "Li 0 0 0; H 0 0 1.595" (unit: --unit, default angstrom), '
+                   'a preset name (bohr, see --preset) or an .xyz file (angstrom)')
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="a tabulated system with its exact energy: "
                    + ", ".join(f"{k} ({v.geometry})" for k, v in PRESETS.items())
@@ -47,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--charge", type=int, default=0, help="net charge (default: 0)")
     p.add_argument("--spin", type=int, default=None,
                    help="2S = N_alpha - N_beta (default: 0 or 1 by parity)")
-    p.add_argument("--unit", choices=("angstrom", "bohr"), default="bohr",
-                   help="unit of the --molecule coordinates (default: bohr)")
+    p.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
+                   help="unit of the --molecule coordinates, as in nqs molecule; the run itself "
+                   "is in bohr (default: angstrom)")
     p.add_argument("--layers", type=positive_int, default=None,
                    help="number of FermiNet layers (default: CPU 2, GPU 4)")
     p.add_argument("--hidden", type=positive_int, nargs=2, default=None,
@@ -101,7 +104,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "convergence.png (default: runs/realspace)")
     add_run_dir_options(p)
     add_parallel_options(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resolve_options=resolve_options)
+
+
+def resolve_options(args: argparse.Namespace) -> None:
+    """``--dump-config``: fill the options sized to the device (:func:`apply_device_defaults`),
+    so the written file reruns the same network on another machine."""
+    import jax
+
+    apply_device_defaults(args, jax.default_backend())
 
 
 def resolve_system(args: argparse.Namespace):  # noqa: ANN201
@@ -280,10 +291,37 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, name, atoms, reference, source)
 
 
+def input_unit(args: argparse.Namespace) -> str:
+    """The unit the geometry was given in: bohr for a preset, angstrom for an .xyz file, else
+    ``--unit``."""
+    from hamiltonians.molecule import is_xyz_path
+
+    if args.preset is not None or (args.molecule is not None
+                                   and args.molecule.strip().lower() in
+                                   {k.lower() for k in PRESETS}):
+        return "bohr"
+    if args.molecule is not None and is_xyz_path(args.molecule):
+        return "angstrom"
+    return args.unit
+
+
+def geometry_line(name: str, atoms, args: argparse.Namespace) -> str:  # noqa: ANN001
+    """The console line echoing the geometry at the start: in bohr (the unit of the run), and
+    as given when that was angstrom."""
+    from hamiltonians.realspace import ANGSTROM_TO_BOHR
+
+    line = f"{name}: geometry (bohr) {fmt_atoms(atoms.symbols, atoms.positions)}"
+    if input_unit(args) == "angstrom":
+        given = fmt_atoms(atoms.symbols, atoms.positions / ANGSTROM_TO_BOHR)
+        line += f" = (angstrom) {given}"
+    return line + f"; charge {atoms.charge}, 2S = {atoms.spin}"
+
+
 def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int:  # noqa: ANN001
     from nqs.io import write_json_atomic
     from nqs.realspace.driver import run_realspace
 
+    print(geometry_line(name, atoms, args), flush=True)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
           f"{reference if reference is not None else 'not tabulated'}", flush=True)
     result = run_realspace(
@@ -331,7 +369,8 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         "momentum": result.momentum,
         "laplacian": args.laplacian,
         "seed": args.seed,
-    }
+    } | run_record(args, {"symbols": list(atoms.symbols), "positions": atoms.positions.tolist(),
+                          "unit": "bohr", "input_unit": input_unit(args)})
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)

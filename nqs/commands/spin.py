@@ -13,11 +13,13 @@ from nqs.commands.common import (
     add_time_limit_option,
     check_memory,
     finite_float,
+    fmt_energy,
     is_main,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
+    run_record,
     seed_int,
     setup_parallel,
     write_plot,
@@ -248,7 +250,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     from nqs.stats import v_score
 
     exact, source = exact_energy(model)
-    print(f"{model.describe()}: exact energy {exact} ({source})", flush=True)
+    known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
+    print(f"{model.describe()}: exact energy {known}", flush=True)
     result = run_vmc(
         ansatz,
         model,
@@ -289,7 +292,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         "ratio_dtype": args.ratio_dtype,
         "marshall_sign": bool(getattr(model, "marshall_sign", False)),
         "seed": args.seed,
-    }
+    } | run_record(args)
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
@@ -303,10 +306,11 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         spin_plots(args.out, records, model)
         print(f"measured {', '.join(records)}; wrote {path}", flush=True)
     rel = result.relative_error
+    versus = "no exact energy" if exact is None or rel is None \
+        else f"exact {exact:.10f}, relative error {rel:.2e}"
     print(
         f"E = {result.energy:.8f} +- {result.energy_error:.2e}  "
-        f"(exact {exact}, relative error {rel if rel is None else f'{rel:.2e}'}, "
-        f"V-score {vscore:.2e})  "
+        f"({versus}, V-score {vscore:.2e})  "
         f"{result.time_per_step_s:.3f} s/step; wrote {args.out}/result.json",
         flush=True,
     )
