@@ -48,6 +48,9 @@ def test_cli_table_and_energies(tmp_path, capsys):
     assert rec["realspace_minus_exact_mha"] == pytest.approx((e - HE_EXACT) * 1e3)
     assert rec["realspace_minus_fci_mha"] == pytest.approx((e - rec["e_fci"]) * 1e3)
     assert (out / "He" / "log.jsonl").exists()
+    assert rec["provenance"]["geometry"] == {"atoms": "He 0 0 0", "unit": "bohr"}
+    assert rec["config"]["options"]["realspace"] is True
+    assert "He: geometry (bohr) He 0 0 0" in stdout
 
 
 def test_exact_reference_matches_geometry_only():

@@ -127,7 +127,13 @@ def test_bench_fci_writes_results(tmp_path, capsys):
     assert records[0]["nqs_wall_time_s"] < records[0]["wall_time_s"]
     for name in ("results.md", "errors.png", "times.png"):
         assert (tmp_path / name).exists()
-    assert "E(NQS)-E(ref)" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "E(NQS)-E(ref)" in stdout
+    assert "H2: geometry (angstrom) H 0 0 0; H 0 0 0.734" in stdout
+    assert records[0]["provenance"]["geometry"] == {"atoms": "H 0 0 0; H 0 0 0.734",
+                                                    "unit": "angstrom"}
+    assert records[0]["config"]["options"]["steps"] == 60
+    assert records[0]["provenance"]["command_line"].startswith("nqs bench-fci --molecule")
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sr"])

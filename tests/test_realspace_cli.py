@@ -71,7 +71,14 @@ def test_command_writes_results(tmp_path, capsys):
         assert key in log[0]
     assert (out / "checkpoint.msgpack").exists()
     assert (out / "convergence.png").stat().st_size > 0
-    assert "wrote" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert "wrote" in stdout and "None" not in stdout
+    assert "He: geometry (bohr) He 0 0 0" in stdout  # echoed with its unit at the start
+    prov = result["provenance"]
+    assert prov["geometry"] == {"symbols": ["He"], "positions": [[0.0, 0.0, 0.0]],
+                                "unit": "bohr", "input_unit": "bohr"}
+    assert prov["dtype"] == "float64" and prov["backend"] == jax.default_backend()
+    assert result["config"]["options"]["walkers"] == 16
 
 
 def test_resume_after_interruption_is_exact(tmp_path):
