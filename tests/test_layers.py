@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPLICATION = {"cli", "commands", "bench", "problems"}
+APPLICATION = {"__main__", "cli", "commands", "bench", "problems"}
 
 
 def _contracts() -> dict[str, dict]:

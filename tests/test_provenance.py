@@ -233,14 +233,26 @@ def test_git_state_outside_a_checkout(tmp_path, monkeypatch):
         provenance.git_state.cache_clear()
 
 
+def test_above_hartree_fock():
+    from nqs.bench.fci import above_hartree_fock
+
+    assert above_hartree_fock(-1.0, -1.1) is True and above_hartree_fock(-1.2, -1.1) is False
+    assert above_hartree_fock(-1.0, None) is None and above_hartree_fock(float("nan"), -1.1) is None
+
+
 def test_molecule_run_records_geometry_and_prints_no_none(tmp_path, capsys):
+    """A molecule run: the geometry echoed first with its unit, no raw None on the console, the
+    geometry and unit in result.json, and (a state far from HF that cannot move: a large
+    initial perturbation, a vanishing learning rate) the warning of an energy above HF."""
     out = tmp_path / "h2"
     code, stdout, err = _run(["molecule", "--molecule", "H 0 0 0; H 0 0 0.74", "--steps", "2",
-                              "--out", str(out)], capsys)
+                              "--init-scale", "2", "--lr", "1e-6", "--out", str(out)], capsys)
     assert code == 0, err
     assert "geometry (angstrom) H 0 0 0; H 0 0 0.74" in stdout.splitlines()[0]
     assert "None" not in stdout
+    assert "WARNING: E(NQS) is above E(HF)" in stdout
     result = json.loads((out / "result.json").read_text())
+    assert result["above_hf"] is True and result["energy"] > result["e_hf"]
     assert result["provenance"]["geometry"] == {"atoms": "H 0 0 0; H 0 0 0.74",
                                                 "unit": "angstrom"}
     assert result["config"]["options"]["steps"] == 2
