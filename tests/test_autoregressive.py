@@ -265,3 +265,47 @@ def test_cisd_start_reaches_the_open_shell_doubles():
     open_shell = np.sum(np.abs(x[:, :n] - x[:, n:]), axis=1) == 4
     assert np.sum(t[open_shell] ** 2) > 1e-3
     assert np.sum(np.abs(psi[open_shell]) ** 2) > 0.5 * np.sum(t[open_shell] ** 2)
+
+
+def test_selected_target_is_the_ground_state_of_its_grown_space(lih):
+    """The selected start's target: CISD grown by one selection round. On the dense H of LiH it
+    is the lowest eigenvector of H restricted to its own determinants (to 1e-10 Ha), its energy
+    lies between FCI and CISD, it holds at most twice the CISD space, and the added determinants are the
+    ones of largest first-order amplitude among those H connects to CISD (triples and
+    quadruples)."""
+    from nqs.exact import sparse_hamiltonian
+    from nqs.models.ar_pretrain import selected_target, singles_doubles_target
+
+    full = sparse_hamiltonian(lih)
+    keys = configuration_keys(full.states, lih.hilbert)
+    index = {k: i for i, k in enumerate(keys)}
+    dense = np.zeros((len(keys), len(keys)))
+    np.add.at(dense, (full.rows, full.cols), np.real(full.vals))
+    e_fci = np.linalg.eigvalsh(dense)[0]
+
+    def energy(x, c):
+        sel = [index[k] for k in configuration_keys(x, lih.hilbert)]
+        sub = dense[np.ix_(sel, sel)]
+        return c @ sub @ c, np.linalg.eigvalsh(sub)[0], sel
+
+    x0, c0 = singles_doubles_target(lih)
+    e_cisd, _, sel0 = energy(x0, c0)
+    x, c = selected_target(lih)
+    e_sel, e_sub, sel = energy(x, c)
+    assert abs(np.linalg.norm(c) - 1) < 1e-12 and c[0] > 0.9
+    assert len(set(sel)) == len(sel) and len(sel0) < len(sel) <= 2 * len(sel0)
+    assert set(sel0) <= set(sel)
+    assert abs(e_sel - e_sub) < 1e-10
+    assert e_fci - 1e-10 < e_sel < e_cisd - 1e-6, (e_fci, e_sel, e_cisd)
+    # the added determinants: largest |sum_y H_xy c_y / (E_cisd - H_xx)| outside CISD
+    outside = np.setdiff1d(np.arange(len(keys)), sel0)
+    v0 = np.zeros(len(keys))
+    v0[sel0] = c0
+    t = (dense[outside] @ v0) / (e_cisd - np.diag(dense)[outside])
+    added = set(sel) - set(sel0)
+    t_added = np.abs(t[np.isin(outside, list(added))])
+    t_left = np.abs(t[~np.isin(outside, list(added))])
+    assert t_added.min() >= t_left.max() - 1e-9
+    hf = np.asarray(lih.hilbert.hartree_fock_state())
+    rank = np.sum(np.abs(full.states[list(added)] - hf), axis=1) // 2
+    assert rank.max() >= 3, rank

@@ -79,7 +79,8 @@ class Settings:
     dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
     backbone: str = "made"  # autoregressive ansatz: "made" or "transformer"
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
-    cisd_start: bool = True  # autoregressive: fit CISD (singles-doubles space) first
+    start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
+    # or "none" first (nqs.models.ar_pretrain)
 
 
 AR_SAMPLES = 100_000
@@ -257,8 +258,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     ansatz = with_dtype(ansatz, settings.dtype)
     optimizer = make_scheduled_optimizer(settings)
     initial_params = None
-    if settings.ansatz == "autoregressive" and settings.cisd_start and not resume:
-        initial_params = _cisd_start(ansatz, hamiltonian, settings.seed, echo)
+    if settings.start not in START_TARGETS:
+        raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
+    if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
+        initial_params = _fitted_start(ansatz, hamiltonian, settings.start, settings.seed, echo)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
@@ -267,9 +270,14 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     return result, mode
 
 
-def _cisd_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
-    """Parameters of ``ansatz`` fitted to CISD in the space H connects to Hartree-Fock
-    (:func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed."""
+START_TARGETS = ("selected", "cisd", "none")
+_START_TEXT = {"selected": "CISD grown by one selection round (CIPSI)",
+               "cisd": "CISD over HF and its singles and doubles"}
+
+
+def _fitted_start(ansatz, hamiltonian, target: str, seed: int, echo: Callable[[str], None]):
+    """Parameters of ``ansatz`` fitted to ``target`` (``"selected"`` or ``"cisd"``, see
+    :func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed."""
     import jax
     import jax.numpy as jnp
 
@@ -278,8 +286,8 @@ def _cisd_start(ansatz, hamiltonian, seed: int, echo: Callable[[str], None]):
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(seed), x0)
-    params, fidelity = fit_singles_doubles(ansatz, hamiltonian, params)
-    echo(f"  start: fitted to CISD over HF and its singles and doubles (fidelity {fidelity:.4f}, "
+    params, fidelity = fit_singles_doubles(ansatz, hamiltonian, params, target=target)
+    echo(f"  start: fitted to {_START_TEXT[target]} (fidelity {fidelity:.4f}, "
          f"{time.perf_counter() - t0:.0f} s)")
     return params
 

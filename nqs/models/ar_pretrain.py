@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from nqs.ansatz import Ansatz, Params
+from nqs.errors import InputError
 from nqs.hilbert import apply_flips
 
 
@@ -51,6 +52,63 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
     space (about ``max_rows`` connections at a time, which bounds the memory) and a sparse
     Lanczos solve.
     """
+    xs, _, _, _ = _connected_to_hartree_fock(operator)
+    c, _, _ = _subspace_ground_state(operator, xs, max_rows)
+    return xs, c
+
+
+def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [m, n_sites], c [m])``: CISD grown by one selection round (CIPSI / heat-bath
+    style), normalized, ``c(HF) > 0``.
+
+    From the CISD vector ``c`` (energy ``E0``) on the space S, every determinant ``x`` outside
+    S that H connects to S gets its first-order amplitude
+    ``t(x) = sum_{y in S} H_xy c(y) / (E0 - H_xx)``; the ``grow * |S|`` of largest ``|t|``
+    (mostly the triples and the disconnected quadruples that carry a multi-reference
+    molecule's correlation) join S, and H is diagonalized again there. The signs of those
+    triples and quadruples then come from H, not from how the networks generalize from the
+    doubles. Cost: two ``flips`` passes over S (``max_rows`` connections at a time) and two
+    sparse Lanczos solves.
+    """
+    xs, _, _, _ = _connected_to_hartree_fock(operator)
+    c, e0, (ext_x, ext_v) = _subspace_ground_state(operator, xs, max_rows, external=True)
+    n_add = min(int(grow * len(xs)), len(ext_x))
+    if n_add > 0:
+        # rank by |numerator| first (cheap), then by |t| among a few times more candidates
+        pre = np.argsort(-np.abs(ext_v))[: 4 * n_add]
+        diag = _diagonal(operator, ext_x[pre])
+        t = ext_v[pre] / np.minimum(e0 - diag, -1e-3)
+        pick = pre[np.argsort(-np.abs(t))[:n_add]]
+        xs = np.concatenate([xs, ext_x[pick]])
+        c, _, _ = _subspace_ground_state(operator, xs, max_rows)
+    return xs, c
+
+
+def _diagonal(operator: Any, xs: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``H_xx`` [m] of the configurations ``xs`` [m, n_sites]."""
+    n_sites = operator.hilbert.n_sites
+
+    @jax.jit
+    def diag(x):
+        sites, mels = jax.vmap(operator.flips)(x)
+        return jnp.sum(jnp.where(jnp.all(sites == n_sites, axis=-1), mels, 0.0), axis=-1)
+
+    out = []
+    for i0 in range(0, len(xs), chunk):
+        block = xs[i0:i0 + chunk]
+        pad = np.repeat(block[:1], chunk - len(block), axis=0)
+        out.append(np.real(np.asarray(diag(jnp.asarray(np.concatenate([block, pad])))))
+                   [: len(block)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
+                           external: bool = False, screen: float = 1e-7):
+    """``(c [m], E0, (x_ext, v_ext))``: the lowest eigenvector (``c[0] > 0``, normalized) and
+    eigenvalue of H restricted to the distinct configurations ``xs`` [m, n_sites]; with
+    ``external``, also the configurations outside ``xs`` that H connects to it and
+    ``v(x) = sum_{y in xs} H_xy c(y)`` over the terms above ``screen`` (else empty arrays)."""
     import scipy.sparse as sps
     from scipy.sparse.linalg import eigsh
 
@@ -58,7 +116,6 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
 
     hilbert = operator.hilbert
     n_sites = hilbert.n_sites
-    xs, _, _, _ = _connected_to_hartree_fock(operator)
     keys = configuration_keys(xs, hilbert)
     order = np.argsort(keys)
     sorted_keys = keys[order]
@@ -70,31 +127,57 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
         return x_new, mels
 
     chunk = int(min(len(xs), max(1, max_rows // max(int(operator.max_conn), 1))))
+
+    def blocks():
+        for i0 in range(0, len(xs), chunk):
+            block = xs[i0:i0 + chunk]
+            pad = chunk - len(block)
+            block_padded = np.concatenate([block, np.repeat(block[:1], pad, axis=0)])
+            x_new, mels = connections(jnp.asarray(block_padded))
+            x_new = np.asarray(x_new)[: len(block)].reshape(-1, n_sites)
+            mels = np.real(np.asarray(mels)[: len(block)])
+            src = np.repeat(np.arange(i0, i0 + len(block)), mels.shape[1])
+            k_new = configuration_keys(x_new, hilbert)
+            pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
+            nonzero = np.abs(mels.reshape(-1)) > 0
+            inside = (sorted_keys[pos] == k_new)
+            yield src, x_new, k_new, mels.reshape(-1), pos, inside, nonzero
+
     rows, cols, vals = [], [], []
-    for i0 in range(0, len(xs), chunk):
-        block = xs[i0:i0 + chunk]
-        pad = chunk - len(block)
-        block_padded = np.concatenate([block, np.repeat(block[:1], pad, axis=0)])
-        x_new, mels = connections(jnp.asarray(block_padded))
-        x_new = np.asarray(x_new)[: len(block)]
-        mels = np.real(np.asarray(mels)[: len(block)])
-        k_new = configuration_keys(x_new.reshape(-1, n_sites), hilbert)
-        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
-        inside = (sorted_keys[pos] == k_new) & (np.abs(mels.reshape(-1)) > 0)
-        src = np.repeat(np.arange(i0, i0 + len(block)), mels.shape[1])
-        rows.append(src[inside])
-        cols.append(order[pos[inside]])
-        vals.append(mels.reshape(-1)[inside])
+    for src, _, _, mel, pos, inside, nonzero in blocks():
+        keep = inside & nonzero
+        rows.append(src[keep])
+        cols.append(order[pos[keep]])
+        vals.append(mel[keep])
     m = len(xs)
     h = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                        shape=(m, m)).tocsr()
     h = 0.5 * (h + h.T)  # repeated rows of a determinant are summed; symmetric to rounding
     if m <= 2:
-        c = np.linalg.eigh(h.toarray())[1][:, 0]
+        w, v = np.linalg.eigh(h.toarray())
+        e0, c = float(w[0]), v[:, 0]
     else:
-        c = eigsh(h, k=1, which="SA", v0=np.eye(1, m)[0] + 1e-3)[1][:, 0]
+        w, v = eigsh(h, k=1, which="SA", v0=np.eye(1, m)[0] + 1e-3)
+        e0, c = float(w[0]), v[:, 0]
     c = c * np.sign(c[0]) if c[0] != 0 else c
-    return xs, c / np.linalg.norm(c)
+    c = c / np.linalg.norm(c)
+    if not external:
+        return c, e0, (np.zeros((0, n_sites)), np.zeros(0))
+    ext_x, ext_k, ext_v = [], [], []
+    for src, x_new, k_new, mel, _, inside, nonzero in blocks():
+        contribution = mel * c[src]
+        # heat-bath screening: a connection below ``screen`` cannot make a determinant's t
+        # matter, and dropping it bounds the memory (a pass over N2/cc-pVDZ CISD has ~1e8)
+        out = ~inside & nonzero & (np.abs(contribution) > screen)
+        ext_x.append(x_new[out])
+        ext_k.append(k_new[out])
+        ext_v.append(contribution[out])
+    if not ext_x or sum(len(k) for k in ext_k) == 0:
+        return c, e0, (np.zeros((0, n_sites)), np.zeros(0))
+    ext_k = np.concatenate(ext_k)
+    _, first, inverse = np.unique(ext_k, return_index=True, return_inverse=True)
+    v = np.bincount(inverse.ravel(), weights=np.concatenate(ext_v))
+    return c, e0, (np.concatenate(ext_x)[first], v)
 
 
 def _connected_to_hartree_fock(operator: Any):
@@ -148,7 +231,11 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     ``target``: ``"cisd"`` (:func:`singles_doubles_target`, the default) or ``"first-order"``
     (:func:`first_order_target`)."""
 
-    x, t = singles_doubles_target(operator) if target == "cisd" else first_order_target(operator)
+    targets = {"cisd": singles_doubles_target, "selected": selected_target,
+               "first-order": first_order_target}
+    if target not in targets:
+        raise InputError(f"unknown start target {target!r}; choose {', '.join(targets)}")
+    x, t = targets[target](operator)
     x, t = jnp.asarray(x), jnp.asarray(t)
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
     tx = optax.adam(learning_rate)
