@@ -56,6 +56,7 @@ def _params(path) -> list[np.ndarray]:
 def test_command_writes_results(tmp_path, capsys):
     out = tmp_path / "he"
     rc = _main(["realspace", "--preset", "He", *TINY, "--steps", "4", "--checkpoint-every", "2",
+                "--observe", "density", "dipole", "--pretrain-basis", "sto-3g",
                 "--out", str(out)])
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
@@ -72,6 +73,16 @@ def test_command_writes_results(tmp_path, capsys):
     assert (out / "checkpoint.msgpack").exists()
     assert (out / "convergence.png").stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+    # --observe density dipole (values: tests/test_realspace_observables.py)
+    rec = json.loads((out / "observables.json").read_text())
+    assert list(rec) == ["density", "dipole"]
+    dens = rec["density"]
+    assert dens["kind"] == "radial" and len(dens["mean"]) == len(dens["r"]) == 40
+    assert len(dens["hf"]) == 40 and dens["hf_basis"] == "sto-3g"
+    assert 0 < dens["electrons_inside"] <= 2.0 + 1e-9
+    assert len(rec["dipole"]["mean"]) == 3 and all(e > 0 for e in rec["dipole"]["error"])
+    for name in ("density", "dipole"):
+        assert (out / f"observable_{name}.png").stat().st_size > 0
 
 
 def test_resume_after_interruption_is_exact(tmp_path):

@@ -122,6 +122,8 @@ class RealSpaceResult:
     optimizer: str | None = None
     momentum: float = 0.0
     kfac_fallback: str | None = None
+    log_psi: Any = field(default=None, repr=False)  # the network (params, r) -> log|psi|
+    walkers: Any = field(default=None, repr=False)  # MCMCState after the final evaluation
 
     @property
     def stopped_by_time_limit(self) -> bool:
@@ -623,16 +625,17 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
 
 
 def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,
-              n_walkers: int) -> tuple[Any, float]:
-    """Statistics of the local energies at fixed parameters and the mean acceptance."""
+              n_walkers: int) -> tuple[Any, float, MCMCState]:
+    """Statistics of the local energies at fixed parameters, the mean acceptance and the
+    walkers after the evaluation."""
     from nqs.stats import statistics
 
     sampler = make_energy_sampler(run.apply, run.e_loc_fn, mcmc_steps, run.chunk_size, run.mesh)
-    _, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
-    e_loc, accs = gather((e_loc, accs))
+    mcmc, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
+    e_loc, accs, mcmc = gather((e_loc, accs, mcmc))
     values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
     st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
-    return st, float(np.mean(np.asarray(accs)))
+    return st, float(np.mean(np.asarray(accs))), mcmc
 
 
 @without_global_mesh
@@ -811,7 +814,8 @@ def run_realspace(
     if logger is not None:
         logger.close()
     bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
-    st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
+    st, acceptance, walkers = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps,
+                                        n_walkers)
     if not np.isfinite(float(st.mean)):
         raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
                           "diverged: lower --lr or raise --damping")
@@ -839,6 +843,8 @@ def run_realspace(
         optimizer=run.optimizer,
         momentum=run.momentum,
         kfac_fallback=run.fallback_reason,
+        log_psi=apply,
+        walkers=walkers,
         **run_record(mesh, chunk_size),
     )
 
