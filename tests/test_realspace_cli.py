@@ -83,6 +83,17 @@ def test_command_writes_results(tmp_path, capsys):
     assert len(rec["dipole"]["mean"]) == 3 and all(e > 0 for e in rec["dipole"]["error"])
     for name in ("density", "dipole"):
         assert (out / f"observable_{name}.png").stat().st_size > 0
+    # the state loaded back from the run directory: its energy with the final evaluation's
+    # key and measurements is the run's (the checkpoint holds the walkers it started from)
+    from nqs.commands.load import load_run
+
+    run = load_run(out)
+    assert run.kind == "realspace" and run.step == 4 and list(run.model.symbols) == ["He"]
+    k_eval = jax.random.split(jax.random.PRNGKey(0), 7)[6]
+    st = run.state.energy(n_steps=4, key=k_eval)
+    assert float(st.mean) == pytest.approx(result["energy"], abs=1e-10)
+    assert float(st.error_of_mean) == pytest.approx(result["energy_error"], rel=1e-6)
+    assert set(run.state.measure(["dipole"], n_steps=2)) == {"dipole"}
 
 
 def test_resume_after_interruption_is_exact(tmp_path):

@@ -15,6 +15,10 @@ Markov chains read from the checkpoint (the last one written: the final state of
 run, the last checkpoint of an interrupted one). The integrals are checked against the digest
 in the fingerprint.
 
+A run of ``nqs realspace`` loads as a :class:`nqs.realspace.observables.RealSpaceState`
+(network, parameters and walkers; ``measure(["density", "dipole"])``, ``energy()``), its
+system rebuilt from the nuclei and electron counts in the checkpoint.
+
 Every failure (no checkpoint, a checkpoint of a real-space run or of a run made through the
 Python API, missing or changed integrals) is one line: :class:`nqs.errors.CheckpointError`.
 """
@@ -35,12 +39,12 @@ CHECKPOINT_NAME = "checkpoint.msgpack"
 class LoadedRun:
     """A run read back: its state, the operator it minimized, its step and metadata."""
 
-    state: Any  # nqs.state.VariationalState
-    operator: Any  # the Hamiltonian (a spin model, a MolecularHamiltonian)
-    kind: str  # "spin" or "molecule"
+    state: Any  # nqs.state.VariationalState (real space: nqs.realspace.observables.RealSpaceState)
+    operator: Any  # the Hamiltonian (a spin model, a MolecularHamiltonian; real space: the atoms)
+    kind: str  # "spin", "molecule" or "realspace"
     step: int  # steps done when the checkpoint was written
     metadata: dict[str, Any]
-    model: Any = None  # the spin model (lattice, describe()) or the MolecularIntegrals
+    model: Any = None  # the spin model (lattice), the MolecularIntegrals, or the atoms
 
 
 def load_state(run_dir: str | Path, seed: int | None = None) -> Any:
@@ -60,6 +64,8 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     if not ckpt.is_file():
         raise CheckpointError(f"no checkpoint to load: {ckpt} does not exist")
     meta = load_checkpoint_metadata(ckpt)
+    if "symbols" in meta and "layers" in meta:
+        return _realspace(ckpt, meta, seed)
     fp = meta.get("fingerprint")
     if not isinstance(fp, dict):
         raise CheckpointError(f"checkpoint {ckpt} records no options to rebuild its run from "
@@ -71,8 +77,8 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     elif "lattice" in fp:
         kind, model, operator, ansatz, sampler, optimizer = "spin", *_spin(fp, meta)
     else:
-        raise CheckpointError(f"checkpoint {ckpt} is not of an nqs spin or molecule run "
-                              "(real-space runs are not loadable as a state yet)")
+        raise CheckpointError(f"checkpoint {ckpt} is not of an nqs spin, molecule or "
+                              "real-space run")
     vmc_state, _ = load_checkpoint_state(ckpt, ansatz, operator, sampler, optimizer)
     import jax
 
@@ -120,3 +126,20 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
         raise CheckpointError(f"{path} does not hold the integrals of checkpoint {ckpt} "
                               "(their digest differs)")
     return integrals, hamiltonian, ansatz, sampler, make_scheduled_optimizer(settings)
+
+
+def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
+    from hamiltonians.realspace import element_charge, make_atoms
+    from nqs.realspace.driver import load_network_state
+    from nqs.realspace.observables import RealSpaceState
+
+    symbols, positions = meta["symbols"], meta["positions"]
+    n_el = int(meta["n_alpha"]) + int(meta["n_beta"])
+    charge = sum(element_charge(s) for s in symbols) - n_el
+    atoms = make_atoms(list(zip(symbols, [tuple(p) for p in positions], strict=True)),
+                       charge=charge, spin=int(meta["n_alpha"]) - int(meta["n_beta"]),
+                       unit="bohr")
+    params, log_psi, walkers, meta = load_network_state(ckpt, atoms)
+    state = RealSpaceState(atoms, params, log_psi, walkers, int(meta.get("mcmc_steps", 10)),
+                           int(meta.get("seed", 0) if seed is None else seed))
+    return LoadedRun(state, atoms, "realspace", int(meta["step"]), meta, atoms)

@@ -44,6 +44,7 @@ from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
+    load_checkpoint_entries,
     load_checkpoint_metadata,
     read_jsonl,
     require_finite,
@@ -847,6 +848,40 @@ def run_realspace(
         walkers=walkers,
         **run_record(mesh, chunk_size),
     )
+
+
+def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
+                       ) -> tuple[Any, Callable[[Any, jax.Array], Any], MCMCState, dict[str, Any]]:
+    """``(params, log_psi, walkers, metadata)`` of the real-space checkpoint ``ckpt`` of a run
+    on ``atoms``: the network rebuilt from the options its metadata records, the parameters
+    and walkers read from the checkpoint (not the optimizer state). ``metadata["step"]``: the
+    steps done. Raises :class:`CheckpointError` for a missing or mismatched file and when
+    ``atoms`` is not the run's system."""
+    ckpt = Path(ckpt)
+    meta = load_checkpoint_metadata(ckpt)
+    need = ("layers", "n_determinants", "envelope", "full_det", "n_walkers", "n_alpha")
+    if any(k not in meta for k in need):
+        raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
+    mine = _fingerprint(atoms)
+    for k in ("symbols", "positions", "n_alpha", "n_beta"):
+        if meta.get(k) != mine[k]:
+            raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
+                                  f"{meta.get(k)!r}, now {mine[k]!r}")
+    dtype = meta.get("dtype", "float64")
+    init, apply = make_ferminet(
+        atoms, atoms.n_alpha, atoms.n_beta,
+        param_dtype=jnp.float32 if dtype == "float32" else jnp.float64,
+        layers=tuple(tuple(x) for x in meta["layers"]), n_determinants=meta["n_determinants"],
+        envelope=meta["envelope"], full_det=meta["full_det"])
+    apply = with_dtype(apply, dtype)
+    n_el = atoms.n_alpha + atoms.n_beta
+    w = int(meta["n_walkers"])
+    mcmc = MCMCState(jnp.zeros((w, n_el, 3)), jnp.zeros(w), jnp.zeros(()))
+    template = {"state": VMCState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
+    tree, meta = load_checkpoint_entries(ckpt, template)
+    state = tree["state"]
+    require_finite(state.params, ckpt, "parameters")
+    return state.params, apply, state.mcmc, meta | {"step": int(tree["step"])}
 
 
 def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh) -> int | None:

@@ -27,6 +27,7 @@ profiles bin by bin.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -278,3 +279,54 @@ def measure(names: list[str], key: jax.Array, params: Any, log_psi: Callable[[An
 def _nice_max(x: float) -> float:
     """``x`` rounded up to a multiple of 0.5 bohr (at least 0.5)."""
     return max(0.5, float(np.ceil(float(x) * 2.0) / 2.0))
+
+
+@dataclass
+class RealSpaceState:
+    """A real-space wavefunction with its walkers: ``measure`` observables, ``energy``.
+
+    Attributes:
+      atoms: the system (nuclei, electrons, ``local_energy``).
+      params, log_psi: the network ``log_psi(params, r [n_el, 3])``.
+      walkers: :class:`nqs.realspace.mcmc.MCMCState` (carried over between calls).
+      mcmc_steps: Metropolis moves between measurements.
+      seed: PRNG seed of the draws (split at every call).
+    """
+
+    atoms: Any
+    params: Any
+    log_psi: Callable[[Any, jax.Array], Any]
+    walkers: MCMCState
+    mcmc_steps: int = 10
+    seed: int = 0
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        self.key = jax.random.PRNGKey(self.seed)
+
+    def _next_key(self) -> jax.Array:
+        self.key, k = jax.random.split(self.key)
+        return k
+
+    def measure(self, names: list[str], n_steps: int = 100, n_bins: int = 40,
+                hf: Any = None) -> dict[str, dict[str, Any]]:
+        """:func:`measure` of ``names`` (``density``, ``dipole``) from fresh draws."""
+        return measure(names, self._next_key(), self.params, self.log_psi, self.walkers,
+                       self.atoms, n_steps, self.mcmc_steps, n_bins, hf, self.chunk_size)
+
+    def energy(self, n_steps: int = 100, laplacian: str = "folx",
+               key: jax.Array | None = None) -> Any:
+        """:class:`nqs.stats.Stats` of the local energy over ``n_steps`` measurements of all
+        walkers at fixed parameters (the run's final evaluation, with its key: the same
+        numbers); the walkers move on."""
+        from nqs.realspace.driver import make_energy_sampler
+        from nqs.stats import statistics
+
+        sampler = make_energy_sampler(self.log_psi, self.atoms.local_energy(self.log_psi,
+                                                                             laplacian),
+                                      self.mcmc_steps, self.chunk_size)
+        key = self._next_key() if key is None else key
+        self.walkers, e_loc, _ = sampler(key, self.params, self.walkers, int(n_steps))
+        values = np.asarray(e_loc).reshape(-1)
+        return statistics(values, np.full(values.size, 1.0 / values.size),
+                          int(self.walkers.r.shape[0]))
