@@ -230,7 +230,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     from nqs.parallel import is_main_process
 
     hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
-    if out_dir is not None and is_main_process():  # the state is loadable from the run
+    if (out_dir is not None and is_main_process()
+            and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
         save_integrals(out_dir, integrals)
     optimizer = make_scheduled_optimizer(settings)
     initial_params = None
@@ -246,6 +247,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
 
 #: The integrals of a molecule's run, beside its checkpoint (:func:`nqs.commands.load.load_run`).
 INTEGRALS_NAME = "integrals.npz"
+#: Larger active spaces do not write them (n^4 two-electron integrals: 20 MB at 40 orbitals).
+SAVE_INTEGRALS_MAX_ORBITALS = 40
 
 
 def save_integrals(out_dir: Path, integrals) -> None:

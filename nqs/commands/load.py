@@ -90,11 +90,16 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
 
 
 def _spin(fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
-    from nqs.commands.spin import build_problem
+    from nqs.commands import spin
     from nqs.optim import make_optimizer
 
-    args = argparse.Namespace(**fp, dtype=meta.get("dtype", "float64"))
-    model, ansatz, sampler = build_problem(args)
+    parser = argparse.ArgumentParser()
+    spin.register(parser.add_subparsers())
+    args = parser.parse_args(["spin"])  # the defaults of options a checkpoint may predate
+    for key, value in fp.items():
+        setattr(args, key, value)
+    args.dtype = meta.get("dtype", "float64")
+    model, ansatz, sampler = spin.build_problem(args)
     return model, model, ansatz, sampler, make_optimizer(args.optimizer, args.lr, args.diag_shift)
 
 
@@ -104,6 +109,7 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
     from hamiltonians.molecule import load_npz
     from nqs.bench.fci import (
         INTEGRALS_NAME,
+        SAVE_INTEGRALS_MAX_ORBITALS,
         Settings,
         build_problem,
         fingerprint,
@@ -113,7 +119,9 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
     path = ckpt.parent / INTEGRALS_NAME
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist: the molecule's integrals are needed to "
-                              "load its state (runs before this version did not write them)")
+                              "load its state (runs of an older nqs, and active spaces of more "
+                              f"than {SAVE_INTEGRALS_MAX_ORBITALS} orbitals, do not write "
+                              "them)")
     integrals = load_npz(path)
     fields = {f.name for f in dataclasses.fields(Settings)}
     values = {k: v for k, v in fp.items() if k in fields}
