@@ -489,6 +489,26 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
     return state, start
 
 
+def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOperator,
+                          sampler: Sampler, optimizer: Any) -> tuple[VMCState, dict[str, Any]]:
+    """``(VMCState, metadata)`` of the checkpoint ``ckpt`` of a run of ``ansatz`` on
+    ``operator`` with ``sampler`` and ``optimizer`` (the structure it is read into: the same
+    objects the run was built with), as a resume restores it, on the host. Raises
+    :class:`CheckpointError` for a missing, corrupt or mismatched file or non-finite
+    parameters."""
+    ckpt = Path(ckpt)
+    saved = load_checkpoint_metadata(ckpt)
+    init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, False)
+    template = gather(jax.jit(init)(jax.random.PRNGKey(int(saved.get("seed", 0)))))
+    if "guard" in saved:
+        tree, _ = load_checkpoint(ckpt, {"state": template, "anchor": template})
+        state = tree["state"]
+    else:
+        state, _ = load_checkpoint(ckpt, template)
+    require_finite(state.params, ckpt, "parameters")
+    return state, saved
+
+
 def check_fingerprint(ckpt: Path, saved: Any, now: Any,
                       echo: Callable[[str], None] | None = None) -> None:
     """Raise :class:`CheckpointError` naming the first option whose value differs between the

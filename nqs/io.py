@@ -337,6 +337,21 @@ def load_checkpoint_metadata(path: PathLike) -> dict[str, Any]:
     return json.loads(_read_state(path)["metadata"])
 
 
+def load_checkpoint_entries(path: PathLike, target_tree: Any) -> tuple[Any, dict[str, Any]]:
+    """:func:`load_checkpoint` of only the entries of ``target_tree`` (a part of the saved
+    tree, with the same key paths; other saved entries are ignored), e.g. the parameters and
+    walkers of a run without its optimizer state."""
+    state = _read_state(path)
+    wanted = set(_flat_with_names(target_tree)[0])
+    try:
+        keep = [i for i, name in enumerate(state["names"]) if name in wanted]
+        sub = dict(state, names=[state["names"][i] for i in keep],
+                   arrays={str(j): state["arrays"][str(i)] for j, i in enumerate(keep)})
+    except Exception:
+        raise CheckpointError(f"checkpoint {path} is unreadable: corrupt index") from None
+    return _restore(path, sub, target_tree)
+
+
 def load_checkpoint(path: PathLike, target_tree: Any) -> tuple[Any, dict[str, Any]]:
     """Restore ``(tree, metadata)`` from ``path`` into the structure of ``target_tree``.
 
@@ -345,7 +360,10 @@ def load_checkpoint(path: PathLike, target_tree: Any) -> tuple[Any, dict[str, An
     numpy arrays, Python scalars as Python scalars). Raises :class:`CheckpointError` (one-line
     message) when the file is missing, unreadable or does not match ``target_tree``.
     """
-    state = _read_state(path)
+    return _restore(path, _read_state(path), target_tree)
+
+
+def _restore(path: PathLike, state: dict[str, Any], target_tree: Any) -> tuple[Any, dict[str, Any]]:
     try:
         arrays = state["arrays"]
         saved = {name: arrays[str(i)] for i, name in enumerate(state["names"])}

@@ -28,9 +28,10 @@ from nqs.errors import InputError
 
 LOCK_NAME = ".nqs.lock"
 RUN_FILES = ("log.jsonl", "checkpoint.msgpack", "result.json", "results.json", "results.md",
-             "convergence.png", "errors.png")
+             "convergence.png", "errors.png", "integrals.npz", "observables.json")
 """Files a run writes at the top of its directory (bench-fci: also one directory per molecule
-holding the first four)."""
+holding the first four and ``integrals.npz``)."""
+_MOLECULE_DIR_FILES = RUN_FILES[:4] + ("integrals.npz",)
 
 
 def safe_name(name: str) -> str:
@@ -68,7 +69,7 @@ def run_files(out: Path) -> list[Path]:
     if out.is_dir():
         for sub in sorted(out.iterdir()):
             if sub.is_dir() and not sub.is_symlink():
-                found += [sub / n for n in RUN_FILES[:4] if (sub / n).exists()]
+                found += [sub / n for n in _MOLECULE_DIR_FILES if (sub / n).exists()]
     return found
 
 

@@ -56,6 +56,7 @@ def _params(path) -> list[np.ndarray]:
 def test_command_writes_results(tmp_path, capsys):
     out = tmp_path / "he"
     rc = _main(["realspace", "--preset", "He", *TINY, "--steps", "4", "--checkpoint-every", "2",
+                "--observe", "density", "dipole", "--pretrain-basis", "sto-3g",
                 "--out", str(out)])
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
@@ -79,6 +80,27 @@ def test_command_writes_results(tmp_path, capsys):
                                 "unit": "bohr", "input_unit": "bohr"}
     assert prov["dtype"] == "float64" and prov["backend"] == jax.default_backend()
     assert result["config"]["options"]["walkers"] == 16
+    # --observe density dipole (values: tests/test_realspace_observables.py)
+    rec = json.loads((out / "observables.json").read_text())
+    assert list(rec) == ["density", "dipole"]
+    dens = rec["density"]
+    assert dens["kind"] == "radial" and len(dens["mean"]) == len(dens["r"]) == 40
+    assert len(dens["hf"]) == 40 and dens["hf_basis"] == "sto-3g"
+    assert 0 < dens["electrons_inside"] <= 2.0 + 1e-9
+    assert len(rec["dipole"]["mean"]) == 3 and all(e > 0 for e in rec["dipole"]["error"])
+    for name in ("density", "dipole"):
+        assert (out / f"observable_{name}.png").stat().st_size > 0
+    # the state loaded back from the run directory: its energy with the final evaluation's
+    # key and measurements is the run's (the checkpoint holds the walkers it started from)
+    from nqs.commands.load import load_run
+
+    run = load_run(out)
+    assert run.kind == "realspace" and run.step == 4 and list(run.model.symbols) == ["He"]
+    k_eval = jax.random.split(jax.random.PRNGKey(0), 7)[6]
+    st = run.state.energy(n_steps=4, key=k_eval)
+    assert float(st.mean) == pytest.approx(result["energy"], abs=1e-10)
+    assert float(st.error_of_mean) == pytest.approx(result["energy_error"], rel=1e-6)
+    assert set(run.state.measure(["dipole"], n_steps=2)) == {"dipole"}
 
 
 def test_resume_after_interruption_is_exact(tmp_path):

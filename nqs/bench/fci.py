@@ -227,8 +227,50 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
     records :func:`fingerprint` and a resume with other integrals or settings is refused.
     ``time_limit``: wall seconds of optimization (:func:`nqs.driver.run_vmc`)."""
-    from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.driver import run_vmc
+    from nqs.parallel import is_main_process
+
+    hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
+    if (out_dir is not None and is_main_process()
+            and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
+        save_integrals(out_dir, integrals)
+    optimizer = make_scheduled_optimizer(settings)
+    initial_params = None
+    if settings.start not in START_TARGETS:
+        raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
+    if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
+        initial_params = _fitted_start(ansatz, hamiltonian, settings.start, settings.seed, echo)
+    result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
+                     out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
+                     checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
+                     chunk_size=settings.chunk_size, initial_params=initial_params,
+                     fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
+    return result, mode
+
+
+#: The integrals of a molecule's run, beside its checkpoint (:func:`nqs.commands.load.load_run`).
+INTEGRALS_NAME = "integrals.npz"
+#: Larger active spaces do not write them (n^4 two-electron integrals: 20 MB at 40 orbitals).
+SAVE_INTEGRALS_MAX_ORBITALS = 40
+
+
+def save_integrals(out_dir: Path, integrals) -> None:
+    """``out_dir/integrals.npz`` (atomically), so that the run's state can be loaded back."""
+    import io
+
+    from hamiltonians.molecule import save_npz
+    from nqs.io import write_bytes_atomic
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    save_npz(buf, integrals)
+    write_bytes_atomic(Path(out_dir) / INTEGRALS_NAME, buf.getvalue())
+
+
+def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = lambda _: None):
+    """``(hamiltonian, sampler, ansatz, mode, resolved settings)`` of one set of integrals:
+    what :func:`solve` runs and :func:`nqs.commands.load.load_run` rebuilds."""
+    from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.precision import check_dtype, with_dtype
     from nqs.problems import molecule_ansatz, molecule_sampler
 
@@ -256,18 +298,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
                              init_scale=init_scale, backbone=settings.backbone)
     ansatz = with_dtype(ansatz, settings.dtype)
-    optimizer = make_scheduled_optimizer(settings)
-    initial_params = None
-    if settings.start not in START_TARGETS:
-        raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
-    if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
-        initial_params = _fitted_start(ansatz, hamiltonian, settings.start, settings.seed, echo)
-    result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
-                     out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
-                     checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
-                     chunk_size=settings.chunk_size, initial_params=initial_params,
-                     fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
-    return result, mode
+    return hamiltonian, sampler, ansatz, mode, settings
 
 
 START_TARGETS = ("selected", "cisd", "none")

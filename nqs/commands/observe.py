@@ -1,5 +1,6 @@
-"""``--observe NAME...`` on ``nqs spin`` and ``nqs molecule``: built-in observables measured on
-the final state, ``observables.json`` and one plot per observable in ``--out``.
+"""``--observe NAME...`` on ``nqs spin``, ``nqs molecule`` and ``nqs realspace``: built-in
+observables measured on the final state, ``observables.json`` and one plot per observable in
+``--out``.
 
 Spin (``S = sigma/2``, :mod:`hamiltonians.spin_observables`):
 
@@ -17,6 +18,14 @@ a_qs>`` in the active orbitals):
   origin of the input coordinates, ``mu = sum_A Z_A R_A - 2 sum_core <c|r|c> - sum_pq
   gamma_pq <q|r|p>`` measured as one one-body operator (error bars from the samples; frozen
   core included; needs ``--molecule``, not ``--fcidump``).
+
+Real space (:mod:`nqs.realspace.observables`; positions drawn from the final walkers at the
+final parameters, ``--eval-steps`` measurements):
+
+* ``density``: radial (shell averages of rho(r) about the nucleus) for an atom, axial
+  (electrons per bohr along the molecular axis) otherwise, beside the Hartree-Fock density in
+  ``--pretrain-basis`` over the same bins (plot: 4 pi r^2 rho(r), or the axial profile);
+* ``dipole``: ``mu = sum_A Z_A R_A - sum_i r_i`` in e bohr.
 
 ``observables.json``: ``{name: {"mean", "error", ...}}`` (:func:`nqs.state.stats_record`; lists
 for several components) written atomically after the run; a plot that fails is a warning.
@@ -274,6 +283,55 @@ def molecule_plots(out: Path, records: dict[str, dict], n_orbitals: int, title: 
                 _plot_values(path, [name], np.atleast_1d(mean), np.atleast_1d(err), title,
                              "expectation value")
         write_plot(plot, path)
+
+
+def realspace_plots(out: Path, records: dict[str, dict], title: str) -> None:
+    """``observable_density.png`` (radial: 4 pi r^2 rho(r), axial: electrons per bohr, beside
+    Hartree-Fock's) and ``observable_dipole.png`` (failures are warnings)."""
+    from nqs.plotting import write_plot
+
+    for name, rec in records.items():
+        path = out / f"observable_{name}.png"
+        if name == "density":
+            def plot(path=path, rec=rec) -> None:
+                _plot_density(path, rec, title)
+        else:
+            def plot(path=path, rec=rec) -> None:
+                _plot_values(path, ["x", "y", "z"], rec["mean"], rec["error"],
+                             f"dipole: {title}", "mu (e bohr)")
+        write_plot(plot, path)
+
+
+def _plot_density(path: Path, rec: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nqs.io import save_figure_atomic
+
+    mean, err = np.asarray(rec["mean"], float), np.asarray(rec["error"], float)
+    hf = None if rec.get("hf") is None else np.asarray(rec["hf"], float)
+    if rec["kind"] == "radial":
+        x = np.asarray(rec["r"], float)
+        w = 4.0 * np.pi * x ** 2  # the radial distribution: electrons per bohr of radius
+        xlabel, ylabel = "r (bohr)", "4 pi r^2 rho(r) (electrons / bohr)"
+    else:
+        x = np.asarray(rec["s"], float)
+        w = np.ones_like(x)
+        xlabel, ylabel = "position along the molecular axis (bohr)", "electrons / bohr"
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(x, w * mean, yerr=w * err, fmt="o", ms=3, capsize=2, label="FermiNet (VMC)")
+    if hf is not None:
+        ax.plot(x, w * hf, "-", color="C1", label="Hartree-Fock")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _title(ax, f"electron density: {title}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=110)
+    plt.close(fig)
 
 
 def write_observables(out: Path, records: dict[str, dict]) -> Path:

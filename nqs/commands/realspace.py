@@ -99,6 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "local energies and reductions stay float64. float32 needs --optimizer adam "
                    "or sr (default: float64)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+    from nqs.commands.observe import add_observe_option
+    from nqs.realspace.observables import REALSPACE_OBSERVABLES
+
+    add_observe_option(p, REALSPACE_OBSERVABLES)
     p.add_argument("--out", type=Path, default=Path("runs/realspace"),
                    help="output directory for result.json, log.jsonl, checkpoint.msgpack and "
                    "convergence.png (default: runs/realspace)")
@@ -272,12 +276,15 @@ def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
 
 def run(args: argparse.Namespace) -> int:
     """Build the system and network from ``args``, run VMC, write the result files."""
+    from nqs.commands.observe import check_names
+    from nqs.realspace.observables import REALSPACE_OBSERVABLES
     from nqs.rundir import open_run_dir
 
     _check(args)
+    args.observe = check_names(args.observe, REALSPACE_OBSERVABLES, "realspace")
     name, atoms, reference, source = resolve_system(args)
     check_charge(atoms)
-    if args.pretrain_steps > 0:
+    if args.pretrain_steps > 0 or "density" in args.observe:  # density: the HF reference
         check_pretrain_basis(args.pretrain_basis, list(atoms.symbols))
     setup_parallel(args)
     import jax
@@ -377,8 +384,38 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     write_plot(lambda: result.plot(args.out / "convergence.png",
                                    title=f"{name}: FermiNet / {result.optimizer}"),
                args.out / "convergence.png")
+    if args.observe:
+        _observe(args, name, atoms, result)
     err = result.error_mha
     print(f"E = {result.energy:.6f} +- {result.energy_error:.1e} Ha"
           + ("" if err is None else f", E - E_exact = {err:.2f} mHa")
           + f"  ({result.time_per_step_s:.3f} s/step); wrote {args.out}/result.json", flush=True)
     return 0
+
+
+def _observe(args: argparse.Namespace, name: str, atoms, result) -> None:  # noqa: ANN001
+    """``--observe``: positions from the final walkers at the final parameters
+    (``--eval-steps`` measurements), observables.json and the plots."""
+    import jax
+
+    from nqs.commands.observe import realspace_plots, write_observables
+    from nqs.realspace.observables import measure
+
+    hf = None
+    if "density" in args.observe:
+        from nqs.realspace.pretrain import run_hartree_fock
+
+        try:
+            hf = quiet(run_hartree_fock, atoms, args.pretrain_basis)
+        except Exception as err:  # noqa: BLE001 - the reference is optional: a warning
+            print(f"warning: no Hartree-Fock density ({type(err).__name__}: {err})",
+                  flush=True)
+    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 104729)
+    records = measure(args.observe, key, result.params, result.log_psi, result.walkers, atoms,
+                      n_steps=args.eval_steps, mcmc_steps=args.mcmc_steps, hf=hf,
+                      chunk_size=result.chunk_size)
+    if "density" in records and hf is not None:
+        records["density"]["hf_basis"] = args.pretrain_basis
+    path = write_observables(args.out, records)
+    realspace_plots(args.out, records, name)
+    print(f"measured {', '.join(records)}; wrote {path}", flush=True)

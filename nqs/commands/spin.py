@@ -203,16 +203,27 @@ def _marshall_default(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
-    from hamiltonians.spin import make_spin_model
     from nqs.commands.observe import spin_operators
-    from nqs.errors import InputError
     from nqs.optim import make_optimizer
-    from nqs.precision import with_dtype
-    from nqs.problems import spin_ansatz, spin_sampler
     from nqs.rundir import open_run_dir
 
     setup_parallel(args)
     check_sizes(args)
+    model, ansatz, sampler = build_problem(args)
+    optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    observables = spin_operators(args.observe, model)  # bad names: InputError before --out
+    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
+        return _run(args, model, ansatz, sampler, optimizer, observables)
+
+
+def build_problem(args: argparse.Namespace):  # noqa: ANN201
+    """``(model, ansatz, sampler)`` of the options ``args`` (the keys of :func:`fingerprint`
+    and ``dtype``): what :func:`run` runs and :func:`nqs.commands.load.load_run` rebuilds."""
+    from hamiltonians.spin import make_spin_model
+    from nqs.errors import InputError
+    from nqs.precision import with_dtype
+    from nqs.problems import spin_ansatz, spin_sampler
+
     model = make_spin_model(
         model=args.model,
         lattice=args.lattice,
@@ -236,10 +247,7 @@ def run(args: argparse.Namespace) -> int:
                                     heads=args.heads), args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
-    optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
-    observables = spin_operators(args.observe, model)  # bad names: InputError before --out
-    with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
-        return _run(args, model, ansatz, sampler, optimizer, observables)
+    return model, ansatz, sampler
 
 
 def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001

@@ -44,6 +44,7 @@ from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
+    load_checkpoint_entries,
     load_checkpoint_metadata,
     read_jsonl,
     require_finite,
@@ -122,6 +123,8 @@ class RealSpaceResult:
     optimizer: str | None = None
     momentum: float = 0.0
     kfac_fallback: str | None = None
+    log_psi: Any = field(default=None, repr=False)  # the network (params, r) -> log|psi|
+    walkers: Any = field(default=None, repr=False)  # MCMCState after the final evaluation
 
     @property
     def stopped_by_time_limit(self) -> bool:
@@ -623,16 +626,17 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
 
 
 def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,
-              n_walkers: int) -> tuple[Any, float]:
-    """Statistics of the local energies at fixed parameters and the mean acceptance."""
+              n_walkers: int) -> tuple[Any, float, MCMCState]:
+    """Statistics of the local energies at fixed parameters, the mean acceptance and the
+    walkers after the evaluation."""
     from nqs.stats import statistics
 
     sampler = make_energy_sampler(run.apply, run.e_loc_fn, mcmc_steps, run.chunk_size, run.mesh)
-    _, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
-    e_loc, accs = gather((e_loc, accs))
+    mcmc, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
+    e_loc, accs, mcmc = gather((e_loc, accs, mcmc))
     values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
     st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
-    return st, float(np.mean(np.asarray(accs)))
+    return st, float(np.mean(np.asarray(accs))), mcmc
 
 
 @without_global_mesh
@@ -811,7 +815,8 @@ def run_realspace(
     if logger is not None:
         logger.close()
     bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
-    st, acceptance = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps, n_walkers)
+    st, acceptance, walkers = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps,
+                                        n_walkers)
     if not np.isfinite(float(st.mean)):
         raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
                           "diverged: lower --lr or raise --damping")
@@ -839,8 +844,44 @@ def run_realspace(
         optimizer=run.optimizer,
         momentum=run.momentum,
         kfac_fallback=run.fallback_reason,
+        log_psi=apply,
+        walkers=walkers,
         **run_record(mesh, chunk_size),
     )
+
+
+def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
+                       ) -> tuple[Any, Callable[[Any, jax.Array], Any], MCMCState, dict[str, Any]]:
+    """``(params, log_psi, walkers, metadata)`` of the real-space checkpoint ``ckpt`` of a run
+    on ``atoms``: the network rebuilt from the options its metadata records, the parameters
+    and walkers read from the checkpoint (not the optimizer state). ``metadata["step"]``: the
+    steps done. Raises :class:`CheckpointError` for a missing or mismatched file and when
+    ``atoms`` is not the run's system."""
+    ckpt = Path(ckpt)
+    meta = load_checkpoint_metadata(ckpt)
+    need = ("layers", "n_determinants", "envelope", "full_det", "n_walkers", "n_alpha")
+    if any(k not in meta for k in need):
+        raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
+    mine = _fingerprint(atoms)
+    for k in ("symbols", "positions", "n_alpha", "n_beta"):
+        if meta.get(k) != mine[k]:
+            raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
+                                  f"{meta.get(k)!r}, now {mine[k]!r}")
+    dtype = meta.get("dtype", "float64")
+    init, apply = make_ferminet(
+        atoms, atoms.n_alpha, atoms.n_beta,
+        param_dtype=jnp.float32 if dtype == "float32" else jnp.float64,
+        layers=tuple(tuple(x) for x in meta["layers"]), n_determinants=meta["n_determinants"],
+        envelope=meta["envelope"], full_det=meta["full_det"])
+    apply = with_dtype(apply, dtype)
+    n_el = atoms.n_alpha + atoms.n_beta
+    w = int(meta["n_walkers"])
+    mcmc = MCMCState(jnp.zeros((w, n_el, 3)), jnp.zeros(w), jnp.zeros(()))
+    template = {"state": VMCState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
+    tree, meta = load_checkpoint_entries(ckpt, template)
+    state = tree["state"]
+    require_finite(state.params, ckpt, "parameters")
+    return state.params, apply, state.mcmc, meta | {"step": int(tree["step"])}
 
 
 def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh) -> int | None:
