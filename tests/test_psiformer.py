@@ -116,6 +116,7 @@ def test_folx_local_energy_equals_hessian_trace():
     np.testing.assert_allclose(np.asarray(e_f), np.asarray(e_h), rtol=1e-9, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_short_run_with_pretraining_lowers_the_energy():
     """He, a tiny Psiformer: HF pretraining, 40 SPRING steps through the driver."""
     from nqs.realspace.driver import run_realspace
@@ -211,6 +212,7 @@ def test_cli_device_defaults_for_psiformer():
     assert "Psiformer" in line
 
 
+@pytest.mark.slow
 def test_cli_psiformer_run_writes_results(tmp_path, capsys):
     out = tmp_path / "he"
     rc = _main(["realspace", "--preset", "He", "--ansatz", "psiformer", "--layers", "1",
