@@ -1,4 +1,5 @@
-"""``nqs realspace``: electrons in real space with a FermiNet, against exact energies."""
+"""``nqs realspace``: electrons in real space with a FermiNet or a Psiformer, against exact
+energies."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``realspace`` subcommand."""
     p = sub.add_parser(
         "realspace",
-        help="solve an atom or small molecule in real space with a FermiNet",
+        help="solve an atom or small molecule in real space with a FermiNet or Psiformer",
         description="Optimize a FermiNet (Pfau et al. 2020) for the electrons of an atom or "
         "molecule by VMC (optional Hartree-Fock pretraining; KFAC, Adam or minSR), evaluate the "
         "energy at fixed parameters with an autocorrelation-corrected error bar, and compare with "
@@ -37,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "steps and optimizer not given are sized to the device and printed at the start: on a "
         "CPU 2 layers of (32, 8), 4 determinants, 256 walkers, 400 steps, SPRING at lr 0.2; on "
         "a GPU FermiNet's 4 layers of (256, 32), 16 determinants, 1024 walkers, 1000 steps, "
-        "SPRING.",
+        "SPRING. --ansatz psiformer uses a Psiformer (von Glehn et al. 2023) instead: "
+        "self-attention over the electrons and a Jastrow factor (CPU 2 heads of width 32, GPU "
+        "the paper's 4 heads of width 256).",
     )
     p.add_argument("--molecule", default=None,
                    help='atoms, e.g. "Li 0 0 0; H 0 0 1.595" (unit: --unit, default angstrom), '
@@ -52,12 +55,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
                    help="unit of the --molecule coordinates, as in nqs molecule; the run itself "
                    "is in bohr (default: angstrom)")
+    p.add_argument("--ansatz", choices=ANSATZE, default="ferminet",
+                   help="the network: ferminet (Pfau et al. 2020) or psiformer (von Glehn et "
+                   "al. 2023: self-attention over electrons, electron-electron cusp Jastrow; "
+                   "sized by --layers, --heads, --width) (default: ferminet)")
     p.add_argument("--layers", type=positive_int, default=None,
-                   help="number of FermiNet layers (default: CPU 2, GPU 4)")
+                   help="number of FermiNet or Psiformer layers (default: CPU 2, GPU 4)")
     p.add_argument("--hidden", type=positive_int, nargs=2, default=None,
                    metavar=("D1", "D2"),
-                   help="widths of the one- and two-electron streams (default: CPU 32 8, "
-                   "GPU 256 32)")
+                   help="FermiNet: widths of the one- and two-electron streams (default: CPU "
+                   "32 8, GPU 256 32)")
+    p.add_argument("--heads", type=positive_int, default=None,
+                   help="Psiformer: attention heads per layer, dividing --width (default: CPU "
+                   "2, GPU 4)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="Psiformer: width of the attention stream (default: CPU 32, GPU 256)")
+    p.add_argument("--layer-norm", choices=("pre", "post", "none"), default=None,
+                   help="Psiformer: LayerNorm before each attention and MLP block, after each "
+                   "residual sum, or none (default: pre)")
+    p.add_argument("--no-jastrow", action="store_true",
+                   help="Psiformer: leave out the electron-electron cusp Jastrow factor")
     p.add_argument("--determinants", type=positive_int, default=None,
                    help="number of determinants (default: CPU 4, GPU 16)")
     p.add_argument("--envelope", choices=("isotropic", "full"), default="isotropic",
@@ -180,6 +197,16 @@ def _matching_preset(atoms) -> str | None:  # noqa: ANN001
 def _check(args: argparse.Namespace) -> None:
     from nqs.errors import InputError
 
+    psiformer_only = [name for name, given in (
+        ("--heads", args.heads is not None), ("--width", args.width is not None),
+        ("--layer-norm", args.layer_norm is not None), ("--no-jastrow", args.no_jastrow))
+        if given]
+    if args.ansatz == "ferminet" and psiformer_only:
+        raise InputError(f"{', '.join(psiformer_only)} size a Psiformer: add --ansatz psiformer "
+                         "(a FermiNet is sized by --layers, --hidden and --determinants)")
+    if args.ansatz == "psiformer" and args.hidden is not None:
+        raise InputError("--hidden sizes a FermiNet: a Psiformer is sized by --layers, --heads "
+                         "and --width")
     if args.walkers is not None and args.walkers < 1:
         raise InputError(f"--walkers must be a positive integer, got {args.walkers}")
     if args.steps is not None and args.steps < 0:
@@ -195,18 +222,26 @@ def _check(args: argparse.Namespace) -> None:
 
 
 DEVICE_SIZED = ("layers", "hidden", "determinants", "walkers", "steps", "optimizer")
+PSIFORMER_SIZED = ("layers", "heads", "width", "determinants", "walkers", "steps", "optimizer")
+ANSATZE = ("ferminet", "psiformer")
+
+
+def _device_sized(args: argparse.Namespace) -> tuple[str, ...]:
+    return PSIFORMER_SIZED if getattr(args, "ansatz", "ferminet") == "psiformer" else DEVICE_SIZED
 
 
 def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None:
-    """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` and ``--momentum``
-    from :func:`nqs.realspace.defaults.realspace_defaults` for ``platform``; explicit values are
+    """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` (a Psiformer:
+    :data:`PSIFORMER_SIZED`, and ``--layer-norm``) and ``--momentum`` from
+    :func:`nqs.realspace.defaults.realspace_defaults` for ``platform``; explicit values are
     kept. Returns the line to print (None when every sized option was given)."""
     from dataclasses import replace
 
     from nqs.realspace.defaults import realspace_defaults
 
     d = realspace_defaults(platform)
-    unset = tuple(name for name in DEVICE_SIZED if getattr(args, name) is None)
+    psiformer = getattr(args, "ansatz", "ferminet") == "psiformer"
+    unset = tuple(name for name in _device_sized(args) if getattr(args, name) is None)
     if args.optimizer is None:
         args.optimizer = d.optimizer
         if args.momentum is None:
@@ -215,14 +250,21 @@ def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None
             args.lr = d.learning_rate
     if args.momentum is None:
         args.momentum = 0.0
-    for name, value in (("layers", d.layers), ("hidden", list(d.hidden)),
-                        ("determinants", d.determinants), ("walkers", d.walkers),
-                        ("steps", d.steps)):
+    sized = (("layers", d.layers), ("determinants", d.determinants), ("walkers", d.walkers),
+             ("steps", d.steps))
+    sized += ((("heads", d.heads), ("width", d.width)) if psiformer
+              else (("hidden", list(d.hidden)),))
+    for name, value in sized:
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if psiformer and args.layer_norm is None:
+        args.layer_norm = "pre"
     if not unset:
         return None
     d = replace(d, momentum=args.momentum, learning_rate=args.lr)  # what the run will use
+    if psiformer and d.platform != "cpu":
+        d = replace(d, reason=f"an accelerator ({d.platform}): the Psiformer's network (von "
+                    "Glehn et al. 2023)")
     return (f"defaults for {d.platform} ({d.reason}): {d.describe(unset)}; set "
             + ", ".join(f"--{n}" for n in unset) + " to change; the ETA follows the first steps")
 
@@ -248,15 +290,26 @@ def check_pretrain_basis(basis: str, symbols: list[str]) -> None:
 
 def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
                 hidden: tuple[int, int], determinants: int, eval_steps: int,
-                optimizer: str) -> None:
+                optimizer: str, psiformer: tuple[int, int] | None = None,
+                n_atoms: int = 1) -> None:
     """Refuse (one line) a FermiNet run whose memory cannot fit the device: parameters and
     optimizer state, walkers, the evaluation's local energies, the minSR Jacobian and, without
-    chunking, the forward-Laplacian buffers of every walker."""
-    h1, h2 = hidden
-    n_params = (4 * h1 + 4 * h2) + (layers - 1) * ((3 * h1 + 2 * h2) * h1 + h2 * h2) \
-        + 2 * h1 * n_el * determinants + n_el * determinants * 4
+    chunking, the forward-Laplacian buffers of every walker. ``psiformer``: ``(width, heads)``
+    of a Psiformer (then ``hidden`` is unused)."""
+    if psiformer is not None:
+        from nqs.models.psiformer import psiformer_parameter_count
+
+        width, heads = psiformer
+        n_params = psiformer_parameter_count(n_atoms, n_el, layers, width, determinants,
+                                             bool(getattr(args, "full_det", False)))
+        h1, h2 = 6 * width, heads  # per electron and layer: activations; per pair: attention
+        net = "--width, --layers or --determinants"
+    else:
+        h1, h2 = hidden
+        n_params = (4 * h1 + 4 * h2) + (layers - 1) * ((3 * h1 + 2 * h2) * h1 + h2 * h2) \
+            + 2 * h1 * n_el * determinants + n_el * determinants * 4
+        net = "--hidden, --layers or --determinants"
     walkers = float(walkers)
-    net = "--hidden, --layers or --determinants"
     parts = {"parameters and optimizer state": (6.0 * n_params * 8, net),
              "walkers": (walkers * n_el * 3 * 8 * 4, "--walkers"),
              "the evaluation's local energies": (walkers * eval_steps * 8,
@@ -265,8 +318,9 @@ def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
         parts["the minSR Jacobian"] = (walkers * n_params * 8 + walkers * walkers * 8,
                                        f"--walkers or {net}")
     if optimizer == "kfac":
-        parts["the KFAC factors"] = (layers * 2.0 * ((3 * h1 + 2 * h2) ** 2 + h1 ** 2) * 8,
-                                     "--hidden")
+        kfac = (layers * 12.0 * psiformer[0] ** 2 * 8 if psiformer is not None
+                else layers * 2.0 * ((3 * h1 + 2 * h2) ** 2 + h1 ** 2) * 8)
+        parts["the KFAC factors"] = (kfac, "--width" if psiformer is not None else "--hidden")
     if args.chunk_size is None:
         parts["local-energy buffers"] = (
             walkers * (3 * n_el + 1) * n_el * (h1 + n_el * h2) * layers * 8,
@@ -292,8 +346,15 @@ def run(args: argparse.Namespace) -> int:
     chosen = apply_device_defaults(args, jax.default_backend())
     if chosen is not None and is_main():
         print(chosen, flush=True)
-    check_sizes(args, atoms.n_electrons, args.walkers, args.layers, tuple(args.hidden),
-                args.determinants, args.eval_steps, args.optimizer)
+    psiformer = None
+    if args.ansatz == "psiformer":
+        from nqs.models.psiformer import check_psiformer_sizes
+
+        check_psiformer_sizes(args.layers, args.heads, args.width)
+        psiformer = (args.width, args.heads)
+    check_sizes(args, atoms.n_electrons, args.walkers, args.layers,
+                tuple(args.hidden) if args.hidden is not None else (0, 0), args.determinants,
+                args.eval_steps, args.optimizer, psiformer, len(atoms.symbols))
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
         return _run(args, name, atoms, reference, source)
 
@@ -331,9 +392,13 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     print(geometry_line(name, atoms, args), flush=True)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
           f"{reference if reference is not None else 'not tabulated'}", flush=True)
+    psiformer = args.ansatz == "psiformer"
+    network = (dict(ansatz="psiformer", psiformer_layers=args.layers, heads=args.heads,
+                    width=args.width, layer_norm=args.layer_norm, jastrow=not args.no_jastrow)
+               if psiformer else dict(layers=((args.hidden[0], args.hidden[1]),) * args.layers))
     result = run_realspace(
         atoms,
-        layers=((args.hidden[0], args.hidden[1]),) * args.layers,
+        **network,
         n_determinants=args.determinants,
         envelope=args.envelope,
         full_det=args.full_det,
@@ -368,8 +433,11 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         "charge": atoms.charge,
         "spin": atoms.spin,
         "n_electrons": atoms.n_electrons,
+        "ansatz": args.ansatz,
         "layers": args.layers,
-        "hidden": list(args.hidden),
+        "hidden": list(args.hidden) if not psiformer else None,
+        **({"heads": args.heads, "width": args.width, "layer_norm": args.layer_norm,
+            "jastrow": not args.no_jastrow} if psiformer else {}),
         "determinants": args.determinants,
         "envelope": args.envelope,
         "optimizer": result.optimizer,
@@ -381,8 +449,9 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
+    net_name = "Psiformer" if psiformer else "FermiNet"
     write_plot(lambda: result.plot(args.out / "convergence.png",
-                                   title=f"{name}: FermiNet / {result.optimizer}"),
+                                   title=f"{name}: {net_name} / {result.optimizer}"),
                args.out / "convergence.png")
     if args.observe:
         _observe(args, name, atoms, result)

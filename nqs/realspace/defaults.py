@@ -31,7 +31,8 @@ class RealSpaceDefaults:
 
     Attributes:
         platform: the jax platform they were chosen for (``"cpu"``, ``"gpu"``, ...).
-        layers: FermiNet layers. hidden: widths (one-electron, two-electron stream).
+        layers: FermiNet (or Psiformer) layers. hidden: FermiNet widths (one-electron,
+            two-electron stream). heads, width: the Psiformer's attention heads and width.
         determinants: determinants. walkers: Markov chains. steps: optimization steps.
         optimizer: ``"sr"``, ``"kfac"`` or ``"adam"``. momentum: SPRING's mu (``"sr"`` only).
         learning_rate: lr of ``lr / (1 + t / delay)`` with this optimizer (None: the
@@ -49,12 +50,16 @@ class RealSpaceDefaults:
     momentum: float
     learning_rate: float | None
     reason: str
+    heads: int = 2
+    width: int = 32
 
     def describe(self, fields: tuple[str, ...] | None = None) -> str:
         """One line naming the chosen values (``fields``: those to name; None: all)."""
         parts = {
             "layers": f"{self.layers} layers",
             "hidden": f"hidden ({self.hidden[0]}, {self.hidden[1]})",
+            "heads": f"{self.heads} heads",
+            "width": f"width {self.width}",
             "determinants": f"{self.determinants} determinants",
             "walkers": f"{self.walkers} walkers",
             "steps": f"{self.steps} steps",
@@ -74,15 +79,19 @@ def realspace_defaults(platform: str) -> RealSpaceDefaults:
     ``"cpu"``: a small FermiNet (2 x (32, 8), 4 determinants), 256 walkers, 400 steps of SPRING
     at lr 0.2; anything else (``"gpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``): FermiNet's network
     (4 x (256, 32), 16 determinants), 1024 walkers, 1000 steps of SPRING at its default lr.
+    A Psiformer (``--ansatz psiformer``) takes the same layers, determinants, walkers, steps and
+    optimizer, with 2 heads of width 32 on a CPU and the paper's 4 heads of width 256 elsewhere.
     """
     if platform.lower() == "cpu":
         return RealSpaceDefaults(
             platform="cpu", layers=2, hidden=(32, 8), determinants=4, walkers=256, steps=400,
             optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM, learning_rate=0.2,
             reason="a CPU: a small network (the paper's takes seconds per step here)",
+            heads=2, width=32,
         )
     return RealSpaceDefaults(
         platform=platform.lower(), layers=4, hidden=(256, 32), determinants=16, walkers=1024,
         steps=1000, optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM, learning_rate=None,
         reason=f"an accelerator ({platform}): FermiNet's network (Pfau et al. 2020)",
+        heads=4, width=256,  # the Psiformer's (von Glehn et al. 2023)
     )

@@ -51,6 +51,7 @@ from nqs.io import (
     save_checkpoint,
 )
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
+from nqs.models.psiformer import make_psiformer, make_psiformer_orbitals
 from nqs.parallel import (
     Mesh,
     auto_chunk_size,
@@ -77,6 +78,7 @@ from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_op
 CHECKPOINT_NAME = "checkpoint.msgpack"
 LOG_NAME = "log.jsonl"
 OPTIMIZERS = ("kfac", "adam", "sr")
+ANSATZE = ("ferminet", "psiformer")
 OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
 MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
@@ -336,6 +338,41 @@ def with_dtype(
     return apply32
 
 
+def network_options(ansatz: str, layers: Sequence[tuple[int, int]], n_determinants: int,
+                    envelope: str, full_det: bool, psiformer_layers: int = 2, heads: int = 2,
+                    width: int = 32, layer_norm: str = "pre", jastrow: bool = True
+                    ) -> dict[str, Any]:
+    """The network's options as recorded in checkpoints: FermiNet's as before (``layers``,
+    ``n_determinants``, ``envelope``, ``full_det``); a Psiformer's with ``ansatz``,
+    ``n_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` instead of ``layers``."""
+    if ansatz == "ferminet":
+        return dict(layers=tuple(tuple(x) for x in layers), n_determinants=n_determinants,
+                    envelope=envelope, full_det=full_det)
+    if ansatz == "psiformer":
+        return dict(ansatz="psiformer", n_layers=int(psiformer_layers), heads=int(heads),
+                    width=int(width), n_determinants=n_determinants, envelope=envelope,
+                    full_det=full_det, layer_norm=layer_norm, jastrow=bool(jastrow))
+    raise InputError(f"unknown ansatz {ansatz!r}; choose one of {', '.join(ANSATZE)}")
+
+
+def make_network(atoms: RealSpaceSystem, net: dict[str, Any], param_dtype: Any = jnp.float64
+                 ) -> tuple[Callable[[jax.Array], Any], Callable[[Any, jax.Array], Any],
+                            Callable[[Any, jax.Array], list[jax.Array]]]:
+    """``(init, apply, orbitals)`` of the network of :func:`network_options` (FermiNet or
+    Psiformer; same call signatures and ``(sign, log|psi|)`` convention)."""
+    kw = {k: v for k, v in net.items() if k != "ansatz"}
+    if net.get("ansatz", "ferminet") == "psiformer":
+        init, apply = make_psiformer(atoms, atoms.n_alpha, atoms.n_beta,
+                                     param_dtype=param_dtype, **kw)
+        orbitals = make_psiformer_orbitals(atoms, atoms.n_alpha, atoms.n_beta,
+                                           param_dtype=param_dtype, **kw)
+        return init, apply, orbitals
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **kw)
+    orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta,
+                                      param_dtype=param_dtype, **kw)
+    return init, apply, orbitals
+
+
 def _n_parameters(params: Any) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
@@ -378,6 +415,8 @@ class _Run:
     # builds the fallback VMC method when KFAC fails (None: no fallback, errors propagate)
     fallback: Callable[[], VMC] | None = None
     fallback_reason: str | None = None
+    # the network's orbital matrices (Hartree-Fock pretraining)
+    orbitals: Callable[[Any, jax.Array], list[jax.Array]] | None = None
 
     def fall_back(self, err: BaseException | str) -> None:
         """Replace a failed KFAC by SPRING (one warning line; the next checkpoints say so)."""
@@ -482,7 +521,7 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
     if pretrain_steps > 0:
         from nqs.realspace.pretrain import pretrain
 
-        orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta, **net)
+        orbitals = run.orbitals
         pre = pretrain(k_pre, params, atoms, orbitals, run.apply, walkers,
                        n_steps=pretrain_steps, basis=pretrain_basis, learning_rate=pretrain_lr,
                        mcmc_steps=mcmc_steps)
@@ -647,6 +686,12 @@ def run_realspace(
     n_determinants: int = 16,
     envelope: Literal["isotropic", "full"] = "isotropic",
     full_det: bool = False,
+    ansatz: Literal["ferminet", "psiformer"] = "ferminet",
+    psiformer_layers: int = 2,
+    heads: int = 2,
+    width: int = 32,
+    layer_norm: Literal["pre", "post", "none"] = "pre",
+    jastrow: bool = True,
     optimizer: OptimizerName = "kfac",
     learning_rate: float | None = None,
     lr_delay: float | None = None,
@@ -678,12 +723,16 @@ def run_realspace(
     time_limit: float | None = None,
     kfac_fallback: bool = False,
 ) -> RealSpaceResult:
-    """Optimize a FermiNet for ``atoms`` by VMC, then evaluate its energy at fixed parameters.
+    """Optimize a FermiNet (or a Psiformer) for ``atoms`` by VMC, then evaluate its energy at
+    fixed parameters.
 
     Args:
         atoms: the system and its Hamiltonian (a :class:`RealSpaceSystem`, e.g.
             :func:`hamiltonians.realspace.make_atoms`): nuclei, electrons, local energy.
         layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
+        ansatz: ``"ferminet"`` or ``"psiformer"`` (:mod:`nqs.models.psiformer`; then
+            ``psiformer_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` size it,
+            with ``n_determinants``, ``envelope`` and ``full_det``, and ``layers`` is unused).
         optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
         learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
         damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
@@ -738,10 +787,10 @@ def run_realspace(
     t_run = time.perf_counter()
 
     # ---- pure pieces
-    net = dict(layers=tuple(tuple(x) for x in layers), n_determinants=n_determinants,
-               envelope=envelope, full_det=full_det)
+    net = network_options(ansatz, layers, n_determinants, envelope, full_det, psiformer_layers,
+                          heads, width, layer_norm, jastrow)
     param_dtype = jnp.float32 if dtype == "float32" else jnp.float64
-    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **net)
+    init, apply, orbitals = make_network(atoms, net, param_dtype)
     apply = with_dtype(apply, dtype)
     e_loc_fn = atoms.local_energy(apply, laplacian)
     k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
@@ -781,7 +830,7 @@ def run_realspace(
     )
     run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
                process_echo(echo), k_run, int(n_steps), optimizer=optimizer,
-               momentum=float(momentum), fallback=fallback)
+               momentum=float(momentum), fallback=fallback, orbitals=orbitals)
     if kfac_error is not None:
         run.fall_back(kfac_error)
     elif run.fallback is not None and resume:
