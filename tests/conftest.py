@@ -6,7 +6,7 @@ checks (many devices, many processes) run in the background.
   in the environment wins.
 * Many tests compile the same program again (a run and its resumed twin, the same CLI settings
   in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
-  this session only, turns the repeats into a file read. The subprocesses the tests start inherit
+  this session only (one for both pytest-xdist workers), turns the repeats into a file read. The subprocesses the tests start inherit
   it through the environment (the background helpers below: folders of their own). A cached
   executable is the same binary, so results are unchanged.
 * Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
@@ -23,7 +23,7 @@ checks (many devices, many processes) run in the background.
 * NetKet's numba code (the reference operators) is compiled at ``NUMBA_OPT=0``.
 * ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
   time (setup, call and teardown together), to compare test costs on a loaded machine where
-  wall times mislead.
+  wall times mislead; also the xdist worker and the time it ended (the load balance).
 """
 
 from __future__ import annotations
@@ -51,16 +51,54 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # hundred states only. Optimization levels do not change IEEE results (no fast-math).
 os.environ.setdefault("NUMBA_OPT", "0")
 
-# pytest-xdist workers inherit the controller's environment: each makes a cache of its own
-# (cache writes are not atomic), unless the user named one
-_OWN_CACHE = ("JAX_COMPILATION_CACHE_DIR" not in os.environ
-              or os.environ["JAX_COMPILATION_CACHE_DIR"] == os.environ.get("NQS_TEST_OWN_CACHE"))
+# Cache keys that do not depend on the cache folder: by default JAX puts a (GPU autotuning)
+# folder inside it into the compile options, which are part of the key, so that processes with
+# different folders never share an entry. Without it a program has one key everywhere.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
+# pytest-xdist workers inherit the controller's environment and share its cache (a program
+# compiled by one worker is read by the other; see _atomic_cache_writes), unless the user named
+# one. A pytest started inside a test (not a worker) makes a cache of its own.
+_INHERITED = ("JAX_COMPILATION_CACHE_DIR" in os.environ
+              and os.environ["JAX_COMPILATION_CACHE_DIR"] == os.environ.get("NQS_TEST_OWN_CACHE"))
+_SHARED_CACHE = _INHERITED and bool(os.environ.get("PYTEST_XDIST_WORKER"))
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ or (_INHERITED and not _SHARED_CACHE)
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nqs-test-jax-cache-")
     os.environ["NQS_TEST_OWN_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
 # every compilation is cached: most of the repeated ones take well under the 1 s default
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+
+def _atomic_cache_writes() -> None:
+    """In a process that shares its cache folder with another (the xdist workers): an entry
+    appears whole or not at all (a temporary file, then renamed). JAX's own write (no cache
+    size limit set) is a plain write that the other process could read half-written (JAX then
+    warns and compiles again). Entries are looked up and stored under the same names."""
+    try:
+        from jax._src import lru_cache
+
+        put, suffix = lru_cache.LRUCache.put, lru_cache._CACHE_SUFFIX
+    except (ImportError, AttributeError):  # another JAX: its own writes
+        return
+
+    def atomic_put(self, key: str, value: bytes) -> None:
+        if getattr(self, "eviction_enabled", True) or not key:
+            return put(self, key, value)
+        path = Path(self.path) / f"{key}{suffix}"
+        if path.exists():
+            return None
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(value)
+        os.replace(tmp, path)
+        return None
+
+    lru_cache.LRUCache.put = atomic_put
+
+
+if _SHARED_CACHE:
+    _atomic_cache_writes()
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPERS = ROOT / "tests" / "helpers"
@@ -223,10 +261,36 @@ def _jobs_of(items) -> dict[str, list[str]]:
     return jobs
 
 
+# Test files that cost the most CPU (measured with NQS_TEST_TIMES), most first: a scheduling
+# hint only. pytest-xdist hands whole files to the workers in collection order
+# (``--no-loadscope-reorder`` in pyproject.toml); the longest first leaves short files to fill
+# the end of the run evenly, rather than one long file running alone at the end.
+HEAVY_FIRST = (
+    "test_molecule_vmc.py", "test_netket_interop.py", "test_dtype.py", "test_packed_vmc.py",
+    "test_second_quantized.py", "test_driver.py", "test_realspace.py", "test_vmc.py",
+    "test_realspace_cli.py", "test_autoregressive.py", "test_robust.py", "test_sampling.py",
+    "test_rbm.py", "test_cli.py", "test_state.py", "test_spring.py", "test_gcnn.py",
+    "test_precision_hooks.py", "test_spin_packed_local_energy.py", "test_connected_rule.py",
+)
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Tests that wait for a background job go last, in the order the jobs finish (stable order
-    otherwise)."""
-    items.sort(key=_background_rank)
+    """Files whose tests wait for a background job go last, in the order the jobs finish, and
+    those tests last in their file; the other files heaviest first (``HEAVY_FIRST``), then in
+    collection order."""
+    file_rank: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        file_rank[path] = max(file_rank.get(path, 0), _background_rank(item))
+    position = {path: k for k, path in enumerate(file_rank)}
+    heavy = {name: k for k, name in enumerate(HEAVY_FIRST)}
+
+    def key(item) -> tuple[int, int, int, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return (file_rank[path], heavy.get(Path(path).name, len(heavy)), position[path],
+                _background_rank(item))
+
+    items.sort(key=key)
 
 
 def pytest_collection_finish(session) -> None:
@@ -259,7 +323,8 @@ def pytest_runtest_protocol(item, nextitem):
     yield
     if path:
         record = {"test": item.nodeid, "wall_s": round(time.perf_counter() - wall, 3),
-                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0]}
+                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0],
+                  "worker": os.environ.get("PYTEST_XDIST_WORKER"), "end": round(time.time(), 1)}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
