@@ -6,9 +6,10 @@ checks (many devices, many processes) run in the background.
   in the environment wins.
 * Many tests compile the same program again (a run and its resumed twin, the same CLI settings
   in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
-  this session only (one for both pytest-xdist workers), turns the repeats into a file read. The subprocesses the tests start inherit
-  it through the environment (the background helpers below: folders of their own). A cached
-  executable is the same binary, so results are unchanged.
+  this session only (one for both pytest-xdist workers), turns the repeats into a file read.
+  The subprocesses the tests start inherit it through the environment (the background helpers
+  below: folders of their own). A cached executable is the same binary, so results are
+  unchanged.
 * Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
   simulated devices, in ONE process (the device count is fixed when JAX starts), then a run split
   over two ``jax.distributed`` processes. They start, one after the other, as soon as
