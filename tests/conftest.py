@@ -19,8 +19,9 @@ checks (many devices, many processes) run in the background.
   test module that uses ``multi_device`` names the checks it needs in ``MULTI_DEVICE_CHECKS``;
   only those run. Under pytest-xdist (the README's ``-n 2``: one worker per core; ``--dist
   loadfile`` in pyproject.toml keeps each file in one worker, so the problems its tests share
-  are compiled once) the first worker to collect runs the jobs and every worker reads their
-  result files.
+  are compiled once; ``--no-loadscope-reorder`` keeps the file order of
+  ``pytest_collection_modifyitems``, the heaviest first) the first worker to collect runs the
+  jobs and every worker reads their result files.
 * NetKet's numba code (the reference operators) is compiled at ``NUMBA_OPT=0``.
 * ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
   time (setup, call and teardown together), to compare test costs on a loaded machine where
