@@ -6,10 +6,9 @@ checks (many devices, many processes) run in the background.
   in the environment wins.
 * Many tests compile the same program again (a run and its resumed twin, the same CLI settings
   in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
-  this session only (one for both pytest-xdist workers), turns the repeats into a file read.
-  The subprocesses the tests start inherit it through the environment (the background helpers
-  below: folders of their own). A cached executable is the same binary, so results are
-  unchanged.
+  this session only, turns the repeats into a file read. The subprocesses the tests start
+  inherit it through the environment (the background helpers below: folders of their own). A
+  cached executable is the same binary, so results are unchanged.
 * Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
   simulated devices, in ONE process (the device count is fixed when JAX starts), then a run split
   over two ``jax.distributed`` processes. They start, one after the other, as soon as
@@ -53,54 +52,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # hundred states only. Optimization levels do not change IEEE results (no fast-math).
 os.environ.setdefault("NUMBA_OPT", "0")
 
-# Cache keys that do not depend on the cache folder: by default JAX puts a (GPU autotuning)
-# folder inside it into the compile options, which are part of the key, so that processes with
-# different folders never share an entry. Without it a program has one key everywhere.
-os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
-# pytest-xdist workers inherit the controller's environment and share its cache (a program
-# compiled by one worker is read by the other; see _atomic_cache_writes), unless the user named
-# one. A pytest started inside a test (not a worker) makes a cache of its own.
-_INHERITED = ("JAX_COMPILATION_CACHE_DIR" in os.environ
-              and os.environ["JAX_COMPILATION_CACHE_DIR"] == os.environ.get("NQS_TEST_OWN_CACHE"))
-_SHARED_CACHE = _INHERITED and bool(os.environ.get("PYTEST_XDIST_WORKER"))
-_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ or (_INHERITED and not _SHARED_CACHE)
+# pytest-xdist workers inherit the controller's environment: each makes a cache of its own
+# (cache writes are not atomic), unless the user named one
+_OWN_CACHE = ("JAX_COMPILATION_CACHE_DIR" not in os.environ
+              or os.environ["JAX_COMPILATION_CACHE_DIR"] == os.environ.get("NQS_TEST_OWN_CACHE"))
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="nqs-test-jax-cache-")
     os.environ["NQS_TEST_OWN_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
 # every compilation is cached: most of the repeated ones take well under the 1 s default
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-
-
-
-def _atomic_cache_writes() -> None:
-    """In a process that shares its cache folder with another (the xdist workers): an entry
-    appears whole or not at all (a temporary file, then renamed). JAX's own write (no cache
-    size limit set) is a plain write that the other process could read half-written (JAX then
-    warns and compiles again). Entries are looked up and stored under the same names."""
-    try:
-        from jax._src import lru_cache
-
-        put, suffix = lru_cache.LRUCache.put, lru_cache._CACHE_SUFFIX
-    except (ImportError, AttributeError):  # another JAX: its own writes
-        return
-
-    def atomic_put(self, key: str, value: bytes) -> None:
-        if getattr(self, "eviction_enabled", True) or not key:
-            return put(self, key, value)
-        path = Path(self.path) / f"{key}{suffix}"
-        if path.exists():
-            return None
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(value)
-        os.replace(tmp, path)
-        return None
-
-    lru_cache.LRUCache.put = atomic_put
-
-
-if _SHARED_CACHE:
-    _atomic_cache_writes()
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPERS = ROOT / "tests" / "helpers"
