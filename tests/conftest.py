@@ -6,9 +6,9 @@ checks (many devices, many processes) run in the background.
   in the environment wins.
 * Many tests compile the same program again (a run and its resumed twin, the same CLI settings
   in several tests): JAX's persistent compilation cache, in a temporary directory that lives for
-  this session only, turns the repeats into a file read. The subprocesses the tests start inherit
-  it through the environment (the background helpers below: folders of their own). A cached
-  executable is the same binary, so results are unchanged.
+  this session only, turns the repeats into a file read. The subprocesses the tests start
+  inherit it through the environment (the background helpers below: folders of their own). A
+  cached executable is the same binary, so results are unchanged.
 * Two helper subprocesses run in the background (tests/helpers/): every check that needs 4
   simulated devices, in ONE process (the device count is fixed when JAX starts), then a run split
   over two ``jax.distributed`` processes. They start, one after the other, as soon as
@@ -18,12 +18,13 @@ checks (many devices, many processes) run in the background.
   test module that uses ``multi_device`` names the checks it needs in ``MULTI_DEVICE_CHECKS``;
   only those run. Under pytest-xdist (the README's ``-n 2``: one worker per core; ``--dist
   loadfile`` in pyproject.toml keeps each file in one worker, so the problems its tests share
-  are compiled once) the first worker to collect runs the jobs and every worker reads their
-  result files.
+  are compiled once; ``--no-loadscope-reorder`` keeps the file order of
+  ``pytest_collection_modifyitems``, the heaviest first) the first worker to collect runs the
+  jobs and every worker reads their result files.
 * NetKet's numba code (the reference operators) is compiled at ``NUMBA_OPT=0``.
 * ``NQS_TEST_TIMES=path``: one JSON line per test with its wall time and this process's CPU
   time (setup, call and teardown together), to compare test costs on a loaded machine where
-  wall times mislead.
+  wall times mislead; also the xdist worker and the time it ended (the load balance).
 """
 
 from __future__ import annotations
@@ -223,10 +224,36 @@ def _jobs_of(items) -> dict[str, list[str]]:
     return jobs
 
 
+# Test files that cost the most CPU (measured with NQS_TEST_TIMES), most first: a scheduling
+# hint only. pytest-xdist hands whole files to the workers in collection order
+# (``--no-loadscope-reorder`` in pyproject.toml); the longest first leaves short files to fill
+# the end of the run evenly, rather than one long file running alone at the end.
+HEAVY_FIRST = (
+    "test_molecule_vmc.py", "test_netket_interop.py", "test_dtype.py", "test_packed_vmc.py",
+    "test_second_quantized.py", "test_driver.py", "test_realspace.py", "test_vmc.py",
+    "test_realspace_cli.py", "test_autoregressive.py", "test_robust.py", "test_sampling.py",
+    "test_rbm.py", "test_cli.py", "test_state.py", "test_spring.py", "test_gcnn.py",
+    "test_precision_hooks.py", "test_spin_packed_local_energy.py", "test_connected_rule.py",
+)
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Tests that wait for a background job go last, in the order the jobs finish (stable order
-    otherwise)."""
-    items.sort(key=_background_rank)
+    """Files whose tests wait for a background job go last, in the order the jobs finish, and
+    those tests last in their file; the other files heaviest first (``HEAVY_FIRST``), then in
+    collection order."""
+    file_rank: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        file_rank[path] = max(file_rank.get(path, 0), _background_rank(item))
+    position = {path: k for k, path in enumerate(file_rank)}
+    heavy = {name: k for k, name in enumerate(HEAVY_FIRST)}
+
+    def key(item) -> tuple[int, int, int, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return (file_rank[path], heavy.get(Path(path).name, len(heavy)), position[path],
+                _background_rank(item))
+
+    items.sort(key=key)
 
 
 def pytest_collection_finish(session) -> None:
@@ -259,7 +286,8 @@ def pytest_runtest_protocol(item, nextitem):
     yield
     if path:
         record = {"test": item.nodeid, "wall_s": round(time.perf_counter() - wall, 3),
-                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0]}
+                  "cpu_s": round(time.process_time() - cpu, 3), "load": os.getloadavg()[0],
+                  "worker": os.environ.get("PYTEST_XDIST_WORKER"), "end": round(time.time(), 1)}
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -1,9 +1,11 @@
-"""NetKet operators and graphs in and out: the same matrices as NetKet's ``to_dense()``."""
+"""NetKet operators and graphs in and out: the same matrices as NetKet's (its ``to_dense()``,
+assembled from its connected elements: ``nk_dense``)."""
 
 from __future__ import annotations
 
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -27,12 +29,30 @@ def dense(op) -> np.ndarray:
     return np.asarray(to_sparse(op).toarray())
 
 
+@jax.jit
+def _netket_connections(op, x):
+    xp, mels = op.get_conn_padded(x)
+    return op.hilbert.states_to_numbers(xp), mels
+
+
+def nk_dense(op) -> np.ndarray:
+    """NetKet's matrix of ``op`` (a NetKet JAX operator), as its ``to_dense()``: the connected
+    elements of every state (``get_conn_padded``, one jitted program) summed into a dense array
+    on the host. NetKet's own ``to_dense`` assembles a sparse matrix op by op, a few hundred
+    small compilations per operator."""
+    states = np.asarray(op.hilbert.all_states())
+    cols, mels = (np.asarray(a) for a in _netket_connections(op, states))
+    out = np.zeros((len(states),) * 2, dtype=np.result_type(mels.dtype, np.float64))
+    np.add.at(out, (np.arange(len(states))[:, None], cols), mels)
+    return out
+
+
 def netket_dense(op, hilbert: SpinHilbert) -> np.ndarray:
     """NetKet's matrix in the order of ``hilbert.all_states()`` (a sector's order differs)."""
     theirs = {r.tobytes(): i for i, r in
               enumerate(np.asarray(op.hilbert.all_states()).astype(np.int8))}
     perm = [theirs[r.tobytes()] for r in hilbert.all_states().astype(np.int8)]
-    return np.asarray(op.to_dense())[np.ix_(perm, perm)]
+    return np.asarray(nk_dense(op))[np.ix_(perm, perm)]
 
 
 def test_ising_imports_as_tfim_with_the_sign_of_j_flipped() -> None:
@@ -42,7 +62,7 @@ def test_ising_imports_as_tfim_with_the_sign_of_j_flipped() -> None:
     assert isinstance(op, TransverseFieldIsing)
     assert op.J == pytest.approx(-0.3) and op.h == pytest.approx(0.7)
     assert op.lattice == chain(5)
-    np.testing.assert_allclose(dense(op), ising.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(dense(op), nk_dense(ising), atol=1e-12)
 
 
 def test_ising_on_an_edge_list() -> None:
@@ -50,7 +70,7 @@ def test_ising_on_an_edge_list() -> None:
     ising = nk.operator.Ising(hi, nk.graph.Graph(edges=LADDER), h=1.3, J=-0.8)
     op = from_netket(ising)
     assert isinstance(op.lattice, EdgeLattice) and op.lattice.n_bonds == len(LADDER)
-    np.testing.assert_allclose(dense(op), ising.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(dense(op), nk_dense(ising), atol=1e-12)
 
 
 @pytest.mark.parametrize("total_sz", [None, 0])
@@ -84,25 +104,25 @@ def test_random_local_operator_of_pauli_products() -> None:
             term = term @ make[rng.choice(list("XYZ"))](hi, int(s), dtype=complex)
         op = op + term
     mine = from_netket(op)
-    np.testing.assert_allclose(pauli_matrix(mine), op.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(pauli_matrix(mine), nk_dense(op), atol=1e-12)
     # a random matrix on 3 sites (not a product of Paulis) expands exactly as well
     m = rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8))
     local = nk.operator.LocalOperator(hi, [m], [[3, 0, 2]], dtype=complex)
-    np.testing.assert_allclose(pauli_matrix(from_netket(local)), local.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(pauli_matrix(from_netket(local)), nk_dense(local), atol=1e-12)
 
 
 def test_round_trip_of_a_pauli_sum() -> None:
     op = (0.5 * sigmax(0) * sigmax(1) + sigmaz(2) - 0.3j * sigmay(0) * sigmaz(3) + 1.5
           + 0.2 * sigmay(1) * sigmay(3))
     theirs = to_netket(op, n_sites=4)
-    np.testing.assert_allclose(theirs.to_dense(), pauli_matrix(op, 4), atol=1e-12)
+    np.testing.assert_allclose(nk_dense(theirs), pauli_matrix(op, 4), atol=1e-12)
     back = from_netket(theirs)
     assert set(back.terms) == set(op.terms)
     for s, c in op.terms.items():
         assert back.terms[s] == pytest.approx(c, abs=1e-12)
     real = to_netket(sigmax(0) * sigmax(1) + sigmay(0) * sigmay(1), n_sites=2)
     assert np.dtype(real.dtype) == np.float64
-    np.testing.assert_allclose(real.to_dense(), pauli_matrix(sigmax(0) * sigmax(1)
+    np.testing.assert_allclose(nk_dense(real), pauli_matrix(sigmax(0) * sigmax(1)
                                                              + sigmay(0) * sigmay(1)))
 
 
@@ -146,7 +166,7 @@ def test_models_take_netket_graphs() -> None:
     hi = nk.hilbert.Spin(0.5, 6)
     ref = nk.operator.Heisenberg(hi, nk.graph.Graph(edges=LADDER), J=0.25,
                                  sign_rule=False)
-    np.testing.assert_allclose(dense(ladder), ref.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(dense(ladder), nk_dense(ref), atol=1e-12)
     with pytest.raises(InputError, match="NetKet graph"):
         TransverseFieldIsing("chain", h=1.0)
 
@@ -179,7 +199,7 @@ def test_an_imported_operator_runs_in_run_vmc() -> None:
 
     hi = nk.hilbert.Spin(0.5, 4, total_sz=0)
     heis = nk.operator.Heisenberg(hi, nk.graph.Chain(4), J=0.25, sign_rule=True)
-    e0 = float(np.linalg.eigvalsh(heis.to_dense())[0])
+    e0 = float(np.linalg.eigvalsh(nk_dense(heis))[0])
     op = from_netket(heis)
     result = run_vmc(make_rbm(4, 2.0), op, ExactSampler(op.hilbert), sr_optimizer(0.05, 1e-3),
                      150, progress=False)
@@ -192,7 +212,7 @@ def test_pauli_strings_and_an_ising_on_a_sector() -> None:
     ps = nk.operator.PauliStrings(hi, ["XXII", "IZZI", "YIIY"], [0.5, -1.0, 0.25])
     mine = from_netket(ps)
     assert isinstance(mine, PauliSum)
-    np.testing.assert_allclose(pauli_matrix(mine), ps.to_dense(), atol=1e-12)
+    np.testing.assert_allclose(pauli_matrix(mine), nk_dense(ps), atol=1e-12)
     sector = nk.hilbert.Spin(0.5, 4, total_sz=0)
     ising = nk.operator.Ising(sector, nk.graph.Chain(4), h=0.0, J=0.7)
     op = from_netket(ising)
@@ -218,4 +238,4 @@ def test_exact_references_on_an_edge_lattice() -> None:
     ):
         e, source = exact_energy(model)
         assert "Lanczos" in source or "exact" in source
-        assert e == pytest.approx(np.linalg.eigvalsh(theirs.to_dense())[0], abs=1e-9)
+        assert e == pytest.approx(np.linalg.eigvalsh(nk_dense(theirs))[0], abs=1e-9)

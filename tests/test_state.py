@@ -206,7 +206,8 @@ def test_term_path_equals_row_and_generic_paths(rbm_state, sector):
     rows = Ansatz(ansatz.module, ansatz.local_updates._replace(terms=None), ansatz.holomorphic)
     xs = jnp.asarray(hilbert.random_state(jax.random.PRNGKey(2), 12))
     for op in (stacked, ops[0].on(hilbert), ops[1].on(hilbert)):
-        values = [np.asarray(jax.vmap(make_local_values(op, a), (None, 0))(params, xs))
+        # jitted: one compiled program per path instead of op-by-op dispatch of the vmap
+        values = [np.asarray(jax.jit(jax.vmap(make_local_values(op, a), (None, 0)))(params, xs))
                   for a in (ansatz, rows, ansatz.without_fast_path())]
         np.testing.assert_allclose(values[0], values[2], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(values[1], values[2], rtol=1e-10, atol=1e-12)

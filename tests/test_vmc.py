@@ -52,7 +52,19 @@ def _netket_dense_in_our_basis(model):
     our_keys = configuration_keys(model.hilbert.all_states(), model.hilbert)
     perm = np.argsort(nk_keys)[np.searchsorted(np.sort(nk_keys), our_keys)]
     np.testing.assert_array_equal(nk_keys[perm], our_keys)
-    return nk_op.to_dense()[np.ix_(perm, perm)]
+    # NetKet's to_dense() from its connected elements of every state, in one jitted program
+    # (its own to_dense assembles a sparse matrix op by op: hundreds of small compilations)
+    states = np.asarray(nk_op.hilbert.all_states())
+
+    @jax.jit
+    def connections(op, x):
+        xp, mels = op.get_conn_padded(x)
+        return op.hilbert.states_to_numbers(xp), mels
+
+    cols, mels = (np.asarray(a) for a in connections(nk_op, states))
+    dense = np.zeros((len(states),) * 2, dtype=np.result_type(mels.dtype, np.float64))
+    np.add.at(dense, (np.arange(len(states))[:, None], cols), mels)  # duplicates summed
+    return dense[np.ix_(perm, perm)]
 
 
 MODELS = [
