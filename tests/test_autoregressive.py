@@ -317,9 +317,8 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     so the selected start alone is chemically accurate before any VMC step (the fit stops at
     fidelity 0.9995: an energy error of at most 5e-4 times the spectral width), and three
     sampled SR steps keep it so."""
-    import re
-
     import json
+    import re
 
     from nqs.cli import main
 
