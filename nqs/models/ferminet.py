@@ -259,17 +259,33 @@ def make_ferminet(
     module = ferminet_module(
         atoms, n_alpha, n_beta, layers, n_determinants, envelope, full_det, param_dtype
     )
-    n = n_alpha + n_beta
+    return network_functions(module, n_alpha + n_beta)
+
+
+def network_functions(module: nn.Module, n_electrons: int) -> tuple[
+        Callable[[jax.Array], Params], Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]]:
+    """``(init(key) -> params, apply(params, r [n_el, 3]) -> (sign, log|psi|))`` of a
+    real-space network module (FermiNet, Psiformer)."""
 
     @jax.jit  # one compilation is much cheaper than running flax init op by op
     def init(key: jax.Array) -> Params:
-        r0 = jax.random.normal(jax.random.PRNGKey(0), (n, 3), dtype=jnp.float64)
+        r0 = jax.random.normal(jax.random.PRNGKey(0), (n_electrons, 3), dtype=jnp.float64)
         return module.init(key, r0)
 
     def apply(params: Params, r: jax.Array) -> tuple[jax.Array, jax.Array]:
         return module.apply(params, r)
 
     return init, apply
+
+
+def orbital_function(module: nn.Module) -> Callable[[Params, jax.Array], list[jax.Array]]:
+    """``orbitals(params, r [n_el, 3]) -> list of [K, n, n]`` of a real-space network module
+    with an ``orbitals`` method (used by pretraining)."""
+
+    def orbitals(params: Params, r: jax.Array) -> list[jax.Array]:
+        return module.apply(params, r, method=type(module).orbitals)
+
+    return orbitals
 
 
 def make_ferminet_orbitals(
@@ -284,11 +300,6 @@ def make_ferminet_orbitals(
 ) -> Callable[[Params, jax.Array], list[jax.Array]]:
     """``orbitals(params, r [n_el, 3]) -> list of [K, n, n]`` for the same network as
     :func:`make_ferminet` with the same arguments (used by pretraining)."""
-    module = ferminet_module(
+    return orbital_function(ferminet_module(
         atoms, n_alpha, n_beta, layers, n_determinants, envelope, full_det, param_dtype
-    )
-
-    def orbitals(params: Params, r: jax.Array) -> list[jax.Array]:
-        return module.apply(params, r, method=FermiNet.orbitals)
-
-    return orbitals
+    ))

@@ -44,7 +44,13 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
-from nqs.models.ferminet import Envelope, _nuclei, log_sum_dets
+from nqs.models.ferminet import (
+    Envelope,
+    _nuclei,
+    log_sum_dets,
+    network_functions,
+    orbital_function,
+)
 
 Params = Any
 LAYER_NORMS = ("pre", "post", "none")
@@ -289,18 +295,7 @@ def make_psiformer(
     Returns:
         ``init(key) -> params`` and ``apply(params, r [n_el, 3]) -> (sign, log|psi|)``.
     """
-    module = psiformer_module(atoms, n_alpha, n_beta, **kwargs)
-    n = n_alpha + n_beta
-
-    @jax.jit
-    def init(key: jax.Array) -> Params:
-        r0 = jax.random.normal(jax.random.PRNGKey(0), (n, 3), dtype=jnp.float64)
-        return module.init(key, r0)
-
-    def apply(params: Params, r: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return module.apply(params, r)
-
-    return init, apply
+    return network_functions(psiformer_module(atoms, n_alpha, n_beta, **kwargs), n_alpha + n_beta)
 
 
 def make_psiformer_orbitals(
@@ -308,12 +303,7 @@ def make_psiformer_orbitals(
 ) -> Callable[[Params, jax.Array], list[jax.Array]]:
     """``orbitals(params, r [n_el, 3]) -> list of [K, n, n]`` of the network of
     :func:`make_psiformer` with the same arguments (pretraining)."""
-    module = psiformer_module(atoms, n_alpha, n_beta, **kwargs)
-
-    def orbitals(params: Params, r: jax.Array) -> list[jax.Array]:
-        return module.apply(params, r, method=Psiformer.orbitals)
-
-    return orbitals
+    return orbital_function(psiformer_module(atoms, n_alpha, n_beta, **kwargs))
 
 
 def make_attention_stack(
