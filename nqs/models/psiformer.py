@@ -166,6 +166,8 @@ class Psiformer(nn.Module):
     param_dtype: Any = jnp.float64
 
     def setup(self) -> None:
+        """The submodules (attention stack, orbitals, envelopes, Jastrow), shared by
+        ``__call__`` and ``orbitals``."""
         self.stack = AttentionStack(self.n_layers, self.heads, self.width, self.layer_norm,
                                     self.param_dtype)
         n = self.n_alpha + self.n_beta
