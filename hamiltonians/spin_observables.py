@@ -35,6 +35,7 @@ from hamiltonians.pauli import (
 )
 from nqs.errors import InputError
 from nqs.hilbert import SpinHilbert
+from nqs.operator import CombinedComponents
 from nqs.stats import Stats
 
 SpinSpace = int | SpinHilbert | Lattice
@@ -162,9 +163,19 @@ def structure_factor(lattice: Lattice, q: np.ndarray, hilbert: SpinHilbert | Non
 
 
 def structure_factors(lattice: Lattice, hilbert: SpinHilbert | None = None,
-                      momenta: np.ndarray | None = None) -> PauliComponents:
+                      momenta: np.ndarray | None = None) -> CombinedComponents:
     """``S(q)`` for every ``q`` of ``momenta [Q, d]`` (default :func:`lattice_momenta`) as one
-    operator with ``Q`` components (cost ``Q N^2 / 2`` rows per sample: small lattices)."""
+    operator with ``Q`` components: the Fourier transform of the pair correlations,
+    ``S(q) = 3/4 + (2/N) sum_{i<j} cos(q . (r_i - r_j)) S_i . S_j``, measured from the rows of
+    :func:`spin_correlations` (a :class:`nqs.operator.CombinedComponents`): every momentum
+    costs a matrix-vector product of the pair values, not another pass over the pairs."""
     qs = lattice_momenta(lattice) if momenta is None else np.asarray(momenta, dtype=float)
-    ops = [structure_factor(lattice, q) for q in qs]
-    return pauli_components(ops, hilbert if hilbert is not None else lattice.n_sites)
+    if qs.ndim != 2 or qs.shape[1] != lattice.ndim:
+        raise InputError(f"momenta of the {lattice.describe()} are [Q, {lattice.ndim}], got "
+                         f"{qs.shape}")
+    n = lattice.n_sites
+    pairs = pair_indices(n)
+    r = np.asarray(lattice.positions, dtype=float)
+    phase = (r[pairs[:, 0]] - r[pairs[:, 1]]) @ qs.T  # [P, Q]
+    pairs_op = spin_correlations(hilbert if hilbert is not None else n)
+    return CombinedComponents(pairs_op, 2.0 * np.cos(phase) / n, np.full(len(qs), 0.75))

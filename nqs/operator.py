@@ -22,12 +22,15 @@ Heisenberg bond: antiparallel spins). Ansatze can then tabulate each pattern onc
 
 Observables (:mod:`nqs.state`) are discrete operators as well; one may also carry
 *components*: ``n_components = K`` and ``row_components int [max_conn]`` (the component of each
-row of ``flips``), giving ``K`` local values per configuration from one set of rows.
+row of ``flips``), giving ``K`` local values per configuration from one set of rows; and
+:class:`CombinedComponents` are ``Q`` fixed linear combinations of another operator's
+components (the structure factor from the spin correlations), measured from its rows.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +81,73 @@ class TermOperator(Protocol):
     def term_elements(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(diagonal element (scalar), mels [T])`` of one configuration ``x [n_sites]``."""
         ...
+
+
+@dataclass(frozen=True, eq=False)
+class CombinedComponents:
+    """``Q`` observables that are fixed linear combinations of the ``K`` components ``B_k`` of
+    another operator ``base``: ``O_q = offset_q + sum_k matrix[k, q] B_k``.
+
+    Measured from the base's rows (:mod:`nqs.state`): the local values are
+    ``offset + B_loc(x) @ matrix``, one pass over the base's connected configurations however
+    many combinations there are (``S(q)`` on every momentum from the spin correlations).
+    Exact, not approximate: ``O_loc`` is linear in the operator. There is no ``flips``: a row
+    of the base contributes to every combination.
+
+    Attributes:
+      base: an operator with components (``n_components``, ``row_components``), bound to a
+        space or not (then ``on`` binds it).
+      matrix: real or complex ``[K, Q]``.
+      offset: ``[Q]``, multiples of the identity.
+    """
+
+    base: Any
+    matrix: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self) -> None:
+        from nqs.errors import InputError
+
+        matrix = np.asarray(self.matrix)
+        offset = np.asarray(self.offset).reshape(-1)
+        k = int(getattr(self.base, "n_components", -1))
+        if matrix.ndim != 2 or matrix.shape[0] != k or offset.shape != (matrix.shape[1],):
+            raise InputError(f"a combination of {k} components needs matrix [{k}, Q] and "
+                             f"offset [Q], got {matrix.shape} and {offset.shape}")
+        object.__setattr__(self, "matrix", matrix)
+        object.__setattr__(self, "offset", offset)
+
+    @property
+    def hilbert(self) -> Hilbert | None:
+        """The base's space (None while unbound)."""
+        return getattr(self.base, "hilbert", None)
+
+    @property
+    def n_components(self) -> int:
+        """Number of combinations ``Q``."""
+        return int(self.matrix.shape[1])
+
+    @property
+    def max_conn(self) -> int:
+        """The base's rows per configuration."""
+        return int(self.base.max_conn)
+
+    def _with(self, base: Any) -> CombinedComponents:
+        return CombinedComponents(base, self.matrix, self.offset)
+
+    def on(self, hilbert: Any) -> CombinedComponents:
+        """The base bound to ``hilbert``."""
+        return self._with(self.base.on(hilbert))
+
+    def rebind(self, hilbert: Any) -> CombinedComponents:
+        """The base on another space of as many sites (its ``rebind``)."""
+        return self._with(self.base.rebind(hilbert))
+
+    def marshall_rotated(self, sublattice: Any) -> CombinedComponents:
+        """The base in the Marshall-rotated basis (its ``marshall_rotated``; unchanged when it
+        has none: an operator written in the state's basis already)."""
+        rotate = getattr(self.base, "marshall_rotated", None)
+        return self if rotate is None else self._with(rotate(sublattice))
 
 
 def matches_terms(terms: FlipTerms, x: jax.Array) -> jax.Array:

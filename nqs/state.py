@@ -40,7 +40,12 @@ from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, Hilbert, SpinHilbert, apply_flips
 from nqs.local_energy import make_local_energy
-from nqs.operator import DiscreteOperator, connected_configurations, matches_terms
+from nqs.operator import (
+    CombinedComponents,
+    DiscreteOperator,
+    connected_configurations,
+    matches_terms,
+)
 from nqs.parallel import chunked_map
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
 from nqs.stats import Stats, split_rhat_columns, statistics, unique_statistics
@@ -60,6 +65,8 @@ def make_local_values(operator: DiscreteOperator, ansatz: Ansatz
     k = n_components(operator)
     if k is None:
         return make_local_energy(operator, ansatz)
+    if isinstance(operator, CombinedComponents):
+        return _combined(make_local_values(operator.base, ansatz), operator)
     comps = jnp.asarray(np.asarray(operator.row_components, dtype=np.int32))
     fast = ansatz.local_updates
     flip_terms = getattr(operator, "flip_terms", None)
@@ -81,6 +88,26 @@ def make_local_values(operator: DiscreteOperator, ansatz: Ansatz
         return jax.ops.segment_sum(terms, comps, num_segments=k)
 
     return local_values
+
+
+def _combined(base_values: Callable[[Params, jax.Array], jax.Array],
+              operator: CombinedComponents) -> Callable[[Params, jax.Array], jax.Array]:
+    """``offset + B_loc(x) @ matrix`` from the base's local values ``B_loc [K]``."""
+    matrix = jnp.asarray(operator.matrix)
+    offset = jnp.asarray(operator.offset)
+
+    def local_values(params: Params, x: jax.Array) -> jax.Array:
+        return offset + _times(base_values(params, x), matrix)
+
+    return local_values
+
+
+def _times(values: jax.Array, matrix: jax.Array) -> jax.Array:
+    """``values [..., K] @ matrix [K, Q]``; a complex ``values`` by a real ``matrix`` as two
+    real products (half the work of promoting the matrix to complex)."""
+    if jnp.iscomplexobj(values) and not jnp.iscomplexobj(matrix):
+        return jax.lax.complex(jnp.real(values) @ matrix, jnp.imag(values) @ matrix)
+    return values @ matrix
 
 
 def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
@@ -151,7 +178,11 @@ def _default_chunk(operator: DiscreteOperator, chunk_size: int | None) -> int | 
 def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
     k = n_components(operator)
     chunk_size = _default_chunk(operator, chunk_size)
-    one = _o_psi(operator, ansatz, k)
+    combined = operator if isinstance(operator, CombinedComponents) else None
+    if combined is not None:  # (O_q psi)(x) = sum_k matrix[k, q] (B_k psi)(x) + offset_q psi(x)
+        one = _o_psi(combined.base, ansatz, n_components(combined.base))
+    else:
+        one = _o_psi(operator, ansatz, k)
     o_psi = chunked_map(lambda p, xs: one(p[0], xs, p[1], p[2]), chunk_size)
     log_psi = chunked_map(ansatz.log_psi, chunk_size)
 
@@ -162,6 +193,9 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
         psi = jnp.exp(lp - shift)
         norm = jnp.sum(jnp.abs(psi) ** 2)
         ops = o_psi((params, shift, sorted_keys), states)  # [N] or [N, K]
+        if combined is not None:
+            ops = _times(ops, jnp.asarray(combined.matrix)) \
+                + psi[:, None] * jnp.asarray(combined.offset)
         conj = jnp.conj(psi) if k is None else jnp.conj(psi)[:, None]
         mean = jnp.sum(conj * ops, axis=0) / norm
         second = jnp.sum(jnp.abs(ops) ** 2, axis=0) / norm

@@ -193,7 +193,8 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int,
 def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     """:func:`split_rhat` of every column of ``values [n, K]`` (real parts; row
     ``i = sample_index * n_chains + chain``), ``[K]``: the average ranks come from
-    ``scipy.stats.rankdata`` along the sample axis (one vectorized sort), the rest is
+    ``scipy.stats.rankdata`` along the sample axis (one vectorized sort; ``ndtri`` of the
+    half-integer ranks from a table), the rest is
     :func:`split_rhat`'s formula. ``nan`` for fewer than 4 samples per chain."""
     from scipy.special import ndtri as np_ndtri
     from scipy.stats import rankdata
@@ -205,14 +206,26 @@ def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     if n_per < 4:
         return np.full(k, np.nan)
 
+    # average ranks are half-integers: ndtri tabulated over the 2 n + 2 possible values
+    table = np_ndtri((np.arange(2 * n + 2) / 2.0 - 0.375) / (n + 0.25))
+
     def z(a: np.ndarray) -> jax.Array:
-        ranks = rankdata(a, axis=0, method="average")
-        return jnp.asarray(np_ndtri((ranks - 0.375) / (n + 0.25)).reshape(n_per, n_chains, k))
+        twice = rankdata(a, axis=0, method="average") * 2.0
+        nan = np.isnan(twice)  # a column holding a NaN (rankdata propagates it)
+        out = table[np.where(nan, 0, twice).astype(np.int64)]
+        out[nan] = np.nan
+        return jnp.asarray(out.reshape(n_per, n_chains, k))
 
     bulk = z(v)
     tail = z(np.abs(v - np.median(v, axis=0, keepdims=True)))
+    return np.asarray(_split_rhat_columns(bulk, tail))
+
+
+@jax.jit
+def _split_rhat_columns(bulk: jax.Array, tail: jax.Array) -> jax.Array:
+    """``max(split R-hat(bulk), split R-hat(tail))`` of every column of ``[n_per, m, K]``."""
     per_column = jax.vmap(_split_rhat, in_axes=2)
-    return np.maximum(np.asarray(per_column(bulk)), np.asarray(per_column(tail)))
+    return jnp.maximum(per_column(bulk), per_column(tail))
 
 
 def v_score(energy: float, variance: float, n_dof: int, e_inf: float = 0.0) -> float:
