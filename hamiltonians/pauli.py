@@ -295,6 +295,13 @@ class PauliComponents(TabledComponents):
         return self._tables.patterns
 
     @property
+    def max_matched_terms(self) -> int | None:
+        """At most this many patterns of :attr:`flip_terms` match one configuration of the
+        space (e.g. ``N^2 / 4`` of the ``N (N - 1) / 2`` exchange patterns of all spin pairs,
+        the antiparallel pairs); None without patterns."""
+        return self._tables.max_matched
+
+    @property
     def term_components(self) -> np.ndarray | None:
         """Component of every pattern of :attr:`flip_terms`, int ``[P]``."""
         t = self._tables
@@ -346,7 +353,8 @@ class _PauliTables:
     when every off-diagonal row flips the same number of sites; orientations whose element
     vanishes identically (``S^+ S^-`` structure: all Z factors on the flipped sites) or that
     leave a fixed-``S^z`` sector are dropped. ``pattern_row [P]``: the row of each pattern.
-    None when not applicable (then only ``flips`` is offered).
+    None when not applicable (then only ``flips`` is offered). ``max_matched``: an upper bound
+    on the patterns one configuration of the space matches (:func:`_max_matched`).
     """
 
     n_sites: int
@@ -360,6 +368,7 @@ class _PauliTables:
     n_components: int = 1
     patterns: FlipTerms | None = None
     pattern_row: np.ndarray | None = None
+    max_matched: int | None = None
 
     @property
     def max_conn(self) -> int:
@@ -404,7 +413,8 @@ class _PauliTables:
         fixed_sz = hilbert.total_sz is not None
         patterns, pattern_row = _flip_patterns(rows, zmask, coeff, term_row, n, fixed_sz)
         return cls(n, fixed_sz, sites, comps, zmask, coeff, term_row, flip_mask,
-                   len(operators), patterns, pattern_row)
+                   len(operators), patterns, pattern_row,
+                   None if patterns is None else _max_matched(patterns, hilbert))
 
     def term_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(diagonal [K], mels [P])`` of one ``x``: pattern ``p``'s element is its row's
@@ -464,6 +474,35 @@ def _flip_patterns(rows: dict[tuple[int, tuple[int, ...]], int], zmask: np.ndarr
         return None, None
     return (FlipTerms(np.asarray(sites, dtype=np.int32), np.asarray(signs, dtype=np.float64)),
             np.asarray(pattern_row, dtype=np.int32))
+
+
+def _max_matched(patterns: FlipTerms, hilbert: SpinHilbert) -> int:
+    """An upper bound on the number of ``patterns`` one configuration of ``hilbert`` matches
+    (at most ``P``). Patterns on two sites: a configuration with ``u`` up spins has
+    ``u (n - u)`` antiparallel and ``C(u, 2) + C(n - u, 2)`` parallel site pairs, each matched
+    by at most as many patterns as the most on one pair with that orientation; the bound is
+    the largest over the ``u`` of the space (one, in a fixed-``S^z`` sector). Other patterns:
+    ``P``."""
+    n_patterns, k = patterns.sites.shape
+    if k != 2:
+        return n_patterns
+    anti = patterns.signs[:, 1] < 0
+    pair = np.sort(patterns.sites, axis=1)
+    bound = 0
+    n = hilbert.n_sites
+    ups = range(n + 1) if hilbert.total_sz is None else [(n + int(hilbert.total_sz)) // 2]
+    counts = []
+    for group in (anti, ~anti):
+        if group.any():
+            _, mult = np.unique(pair[group], axis=0, return_counts=True)
+            counts.append((int(group.sum()), int(mult.max())))
+        else:
+            counts.append((0, 0))
+    (n_anti, m_anti), (n_par, m_par) = counts
+    for u in ups:
+        par_pairs = u * (u - 1) // 2 + (n - u) * (n - u - 1) // 2
+        bound = max(bound, min(n_anti, m_anti * u * (n - u)) + min(n_par, m_par * par_pairs))
+    return min(bound, n_patterns)
 
 
 def _single(op: str, i: int, hilbert: SpinHilbert | int | None) -> PauliSum:

@@ -74,7 +74,9 @@ class TermUpdates(NamedTuple):
 
     prepare(tables, sites int [T, k], signs [T, k]) -> term_tables
         parameter-only tables of the patterns (``sites``, ``signs``: static numpy arrays);
-        ``tables`` from :attr:`LocalUpdates.prepare`.
+        ``tables`` from :attr:`LocalUpdates.prepare`. A pytree whose leaves all have the
+        pattern axis first: indexing every leaf with ``idx [T']`` gives the tables of those
+        patterns (callers evaluate only the patterns a configuration matches).
     ratios(term_tables, x [n_sites], cache) -> (log_abs real [T], phase complex [T])
         ``psi(x'_t) / psi(x) = exp(log_abs) * phase`` (``|phase| = 1``) for every pattern, in
         this polar form so that neither a complex log nor a complex exp is needed; meaningful

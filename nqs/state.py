@@ -110,22 +110,46 @@ def _times(values: jax.Array, matrix: jax.Array) -> jax.Array:
     return values @ matrix
 
 
+#: The term path evaluates only the patterns a configuration matches (gathered) when the
+#: operator bounds their number (``max_matched_terms``) below this fraction of all patterns.
+COMPACT_BELOW = 0.75
+
+
 def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
                         ) -> Callable[[Params, jax.Array], jax.Array]:
     """Components from static flip patterns and per-pattern ratio tables (the spin RBM): as
     :func:`nqs.local_energy.make_local_energy`'s term path, ``diag [K]`` plus the patterns
-    summed into their components (``operator.term_values``, ``operator.term_components``)."""
+    summed into their components (``operator.term_values``, ``operator.term_components``).
+
+    When the operator bounds the number of patterns one configuration matches
+    (``max_matched_terms``, e.g. ``N^2 / 4`` antiparallel pairs of the ``N (N - 1) / 2`` spin
+    correlations) well below their number, only the matched patterns are evaluated: their
+    indices (padded to the bound) select rows of the pattern tables (whose leaves have the
+    pattern axis first, :class:`nqs.ansatz.TermUpdates`). The same sum, in another order."""
     fast = ansatz.local_updates
     terms = fast.terms
     flip_terms = operator.flip_terms
+    n_patterns = int(flip_terms.sites.shape[0])
     term_comps = jnp.asarray(np.asarray(operator.term_components, dtype=np.int32))
+    bound = getattr(operator, "max_matched_terms", None)
+    compact = bound is not None and 0 < bound < COMPACT_BELOW * n_patterns
 
     def local_values_terms(params: Params, x: jax.Array) -> jax.Array:
         tables = fast.prepare(params)
         term_tables = terms.prepare(tables, flip_terms.sites, flip_terms.signs)
         diag, mels = operator.term_values(x)
         connected = matches_terms(flip_terms, x) & (mels != 0)
-        log_abs, phase = terms.ratios(term_tables, x, fast.init_cache(tables, x))
+        cache = fast.init_cache(tables, x)
+        if compact:
+            # the matched patterns first, then padding (index 0, masked)
+            (idx,) = jnp.nonzero(connected, size=bound, fill_value=0)
+            valid = jnp.arange(bound) < jnp.sum(connected)
+            sub = jax.tree_util.tree_map(lambda leaf: leaf[idx], term_tables)
+            log_abs, phase = terms.ratios(sub, x, cache)
+            ratios = jnp.exp(jnp.where(valid, log_abs, 0.0)) * phase
+            off = jnp.where(valid, mels[idx] * ratios, 0.0)
+            return diag + jax.ops.segment_sum(off, term_comps[idx], num_segments=k)
+        log_abs, phase = terms.ratios(term_tables, x, cache)
         ratios = jnp.exp(jnp.where(connected, log_abs, 0.0)) * phase
         off = jnp.where(connected, mels * ratios, 0.0)
         return diag + jax.ops.segment_sum(off, term_comps, num_segments=k)

@@ -195,7 +195,8 @@ def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     ``i = sample_index * n_chains + chain``), ``[K]``: the average ranks come from
     ``scipy.stats.rankdata`` along the sample axis (one vectorized sort; ``ndtri`` of the
     half-integer ranks from a table), the rest is
-    :func:`split_rhat`'s formula. ``nan`` for fewer than 4 samples per chain."""
+    :func:`split_rhat`'s formula. ``nan`` for fewer than 4 samples per chain and for a column
+    holding a NaN."""
     from scipy.special import ndtri as np_ndtri
     from scipy.stats import rankdata
 
@@ -209,16 +210,18 @@ def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     # average ranks are half-integers: ndtri tabulated over the 2 n + 2 possible values
     table = np_ndtri((np.arange(2 * n + 2) / 2.0 - 0.375) / (n + 0.25))
 
+    nan = np.isnan(v).any(axis=0)
+    v = np.where(nan[None, :], 0.0, v)
+
     def z(a: np.ndarray) -> jax.Array:
-        twice = rankdata(a, axis=0, method="average") * 2.0
-        nan = np.isnan(twice)  # a column holding a NaN (rankdata propagates it)
-        out = table[np.where(nan, 0, twice).astype(np.int64)]
-        out[nan] = np.nan
-        return jnp.asarray(out.reshape(n_per, n_chains, k))
+        twice = (rankdata(a, axis=0, method="average") * 2.0).astype(np.int64)
+        return jnp.asarray(table[twice].reshape(n_per, n_chains, k))
 
     bulk = z(v)
     tail = z(np.abs(v - np.median(v, axis=0, keepdims=True)))
-    return np.asarray(_split_rhat_columns(bulk, tail))
+    r_hat = np.array(_split_rhat_columns(bulk, tail))
+    r_hat[nan] = np.nan  # a column holding a NaN has none
+    return r_hat
 
 
 @jax.jit
