@@ -355,6 +355,9 @@ class _PauliTables:
     leave a fixed-``S^z`` sector are dropped. ``pattern_row [P]``: the row of each pattern.
     None when not applicable (then only ``flips`` is offered). ``max_matched``: an upper bound
     on the patterns one configuration of the space matches (:func:`_max_matched`).
+    ``pattern_elements [P, 2]``: the element of each pattern when its first flipped spin is up
+    / down, when no term has a Z factor off its flipped sites (spin correlations, exchange):
+    then :meth:`term_values` needs only the diagonal terms, not every row.
     """
 
     n_sites: int
@@ -369,6 +372,7 @@ class _PauliTables:
     patterns: FlipTerms | None = None
     pattern_row: np.ndarray | None = None
     max_matched: int | None = None
+    pattern_elements: np.ndarray | None = None
 
     @property
     def max_conn(self) -> int:
@@ -411,18 +415,42 @@ class _PauliTables:
         zmask = np.asarray(zmask).reshape(-1, n)
         term_row = np.asarray(term_row, dtype=np.int32)
         fixed_sz = hilbert.total_sz is not None
-        patterns, pattern_row = _flip_patterns(rows, zmask, coeff, term_row, n, fixed_sz)
+        patterns, pattern_row, elements = _flip_patterns(rows, zmask, coeff, term_row, n,
+                                                         fixed_sz)
         return cls(n, fixed_sz, sites, comps, zmask, coeff, term_row, flip_mask,
                    len(operators), patterns, pattern_row,
-                   None if patterns is None else _max_matched(patterns, hilbert))
+                   None if patterns is None else _max_matched(patterns, hilbert), elements)
 
     def term_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(diagonal [K], mels [P])`` of one ``x``: pattern ``p``'s element is its row's
         where ``x`` has the pattern's orientation, else 0."""
+        if self.pattern_elements is not None:
+            return self._tabled_term_values(x)
         _, mels = self.flips(x)
         match = matches_terms(self.patterns, x)
         pm = jnp.where(match, mels[jnp.asarray(self.pattern_row)], 0)
         return mels[: self.n_components], pm
+
+    @cached_property
+    def _diagonal_terms(self) -> np.ndarray:
+        """Indices of the terms on the diagonal rows ``0 .. K-1`` (no flipped site)."""
+        return np.flatnonzero(self.term_row < self.n_components)
+
+    def _tabled_term_values(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """:meth:`term_values` from :attr:`pattern_elements`: the Z signs of the diagonal
+        terms only, and each matched pattern's tabulated element."""
+        dtype = jnp.complex128 if np.iscomplexobj(self.coeff) else jnp.float64
+        d = self._diagonal_terms
+        down = (x < 0).astype(jnp.float64)
+        sign = 1.0 - 2.0 * jnp.mod(jnp.asarray(self.zmask[d]) @ down, 2.0)
+        diag = jax.ops.segment_sum(jnp.asarray(self.coeff[d]) * sign,
+                                   jnp.asarray(self.term_row[d]),
+                                   num_segments=self.n_components, indices_are_sorted=True)
+        elements = jnp.asarray(self.pattern_elements)
+        up = x[jnp.asarray(self.patterns.sites[:, 0])] > 0
+        pm = jnp.where(up, elements[:, 0], elements[:, 1])
+        pm = jnp.where(matches_terms(self.patterns, x), pm, 0)
+        return diag.astype(dtype), pm.astype(dtype)
 
     def flips(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         n_rows = self.max_conn
@@ -442,19 +470,23 @@ class _PauliTables:
 
 def _flip_patterns(rows: dict[tuple[int, tuple[int, ...]], int], zmask: np.ndarray,
                    coeff: np.ndarray, term_row: np.ndarray, n: int, fixed_sz: bool
-                   ) -> tuple[FlipTerms | None, np.ndarray | None]:
-    """The static flip patterns of :class:`_PauliTables` (see there), or ``(None, None)``."""
+                   ) -> tuple[FlipTerms | None, np.ndarray | None, np.ndarray | None]:
+    """The static flip patterns of :class:`_PauliTables` (see there), their rows, and their
+    elements ``[P, 2]`` for the first flipped spin up / down when every pattern's element
+    depends on the flipped spins only (else None); or ``(None, None, None)``."""
     flipping = [(a, r) for (_, a), r in rows.items() if a]
     if not flipping or len({len(a) for a, _ in flipping}) != 1:
-        return None, None
+        return None, None, None
     k = len(flipping[0][0])
     by_row: dict[int, list[int]] = {}
     for t, r in enumerate(term_row):
         by_row.setdefault(int(r), []).append(t)
-    sites, signs, pattern_row = [], [], []
+    sites, signs, pattern_row, elements = [], [], [], []
+    all_inside = True
     for a, r in flipping:
         terms = by_row.get(r, [])
         inside = all(set(np.flatnonzero(zmask[t]).tolist()) <= set(a) for t in terms)
+        all_inside = all_inside and inside
         for rest in itertools.product((1.0, -1.0), repeat=k - 1):
             orient = np.array((1.0, *rest))
             if fixed_sz and orient.sum() != 0:
@@ -470,10 +502,12 @@ def _flip_patterns(rows: dict[tuple[int, tuple[int, ...]], int], zmask: np.ndarr
             sites.append(a)
             signs.append(orient)
             pattern_row.append(r)
+            elements.append(values if inside else [0.0, 0.0])
     if not sites:
-        return None, None
+        return None, None, None
     return (FlipTerms(np.asarray(sites, dtype=np.int32), np.asarray(signs, dtype=np.float64)),
-            np.asarray(pattern_row, dtype=np.int32))
+            np.asarray(pattern_row, dtype=np.int32),
+            np.asarray(elements, dtype=coeff.dtype).reshape(-1, 2) if all_inside else None)
 
 
 def _max_matched(patterns: FlipTerms, hilbert: SpinHilbert) -> int:

@@ -22,6 +22,8 @@ inside the space), ``error_of_mean = tau_corr = 0``, ``r_hat = nan``.
 ``row_components int [max_conn]`` (the component of each row of ``flips``) has ``[K]`` local
 values (``O_loc(x)_k`` sums the rows of component ``k``): ``K`` observables from one set of
 samples (e.g. all spin correlations); every field of the returned ``Stats`` is then ``[K]``.
+A :class:`nqs.operator.CombinedComponents` (``Q`` linear combinations of such an operator's
+components, e.g. ``S(q)``) is measured from its base's rows: ``offset + O_loc(x) @ matrix``.
 An operator with no space yet (a :class:`hamiltonians.pauli.PauliSum` built without one) is
 bound to the state's space with its ``on`` method.
 """

@@ -23,6 +23,7 @@ from hamiltonians.spin_observables import (
 )
 from nqs.hilbert import SpinHilbert
 from nqs.models.rbm import make_rbm
+from nqs.operator import matches_terms
 from nqs.optim.flat import real_flat
 from nqs.sampling import ExchangeRule, MetropolisSampler
 from nqs.state import VariationalState, expect_samples, make_local_values
@@ -181,3 +182,34 @@ def test_pair_patterns_cover_every_pair_once():
     pairs = {tuple(sorted(p)) for p in corr.flip_terms.sites.tolist()}
     assert pairs == set(itertools.combinations(range(6), 2))
     assert len(corr.flip_terms.sites) == 15
+
+
+@pytest.mark.parametrize("sector", [None, 0], ids=["full", "sz0"])
+def test_tabled_pattern_elements_equal_rows(sector):
+    """Patterns whose element depends on the flipped spins only (exchange, correlations,
+    Marshall-rotated) take it from a table: equal to the element of their row in ``flips``
+    on every configuration."""
+    n = 6
+    hilbert = SpinHilbert(n, sector)
+    sub = np.array([0, 1, 0, 1, 0, 1])
+    ops = [spin_correlations(hilbert).marshall_rotated(sub),
+           pauli_components([sigmax(0) * sigmax(2) + 0.5 * sigmay(0) * sigmay(2) + sigmaz(1),
+                             (1 + 2j) * sigmax(1) * sigmay(4) - sigmaz(3) * sigmaz(5)], hilbert)]
+    xs = jnp.asarray(hilbert.all_states())
+    for op in ops:
+        tables = op._tables
+        assert tables.pattern_elements is not None
+
+        def from_rows(x, tables=tables):
+            _, mels = tables.flips(x)
+            match = matches_terms(tables.patterns, x)
+            return mels[: tables.n_components], jnp.where(match, mels[tables.pattern_row], 0)
+
+        d0, p0 = jax.jit(jax.vmap(from_rows))(xs)
+        d1, p1 = jax.jit(jax.vmap(op.term_values))(xs)
+        np.testing.assert_allclose(np.asarray(d1), np.asarray(d0), rtol=0, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(p1), np.asarray(p0), rtol=0, atol=1e-14)
+        assert np.any(np.asarray(p0) != 0)
+    # a Z factor off the flipped sites: the element depends on x elsewhere, no table
+    other = pauli_components([sigmax(0) * sigmax(1) * sigmaz(2)], hilbert)
+    assert other._tables.pattern_elements is None
