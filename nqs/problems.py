@@ -174,10 +174,12 @@ def molecule_ansatz(
     n_determinants: int = 1,
     init_scale: float = 0.05,
     backbone: str = "made",
+    phase: str = "mlp",
 ) -> Ansatz:
     """Neural backflow determinant(s) (``"backflow"``), complex RBM (``"rbm"``, Choo et al.),
     or an autoregressive state (``"autoregressive"``: ``backbone`` ``"made"`` with ``hidden``
-    widths, or ``"transformer"``; :mod:`nqs.models.autoregressive`).
+    widths, or ``"transformer"``, and ``phase`` ``"mlp"`` or ``"conditional"``;
+    :mod:`nqs.models.autoregressive`).
 
     ``init_scale``: size of the random perturbation of the Hartree-Fock orbitals at
     initialization. Monte Carlo needs a larger one (e.g. 0.3) than exact summation: a state too
@@ -186,7 +188,7 @@ def molecule_ansatz(
     if kind == "autoregressive":
         from nqs.models.autoregressive import make_autoregressive
 
-        return make_autoregressive(hilbert, backbone, hidden=hidden)
+        return make_autoregressive(hilbert, backbone, hidden=hidden, phase=phase)
     if kind == "backflow":
         from nqs.models.backflow import make_backflow
 

@@ -41,10 +41,11 @@ def _exact_probabilities(ansatz, params, hilbert):
     return states, np.exp(2 * np.real(np.asarray(log_psi)))
 
 
-@pytest.mark.parametrize("backbone", ["made", "transformer"])
-def test_normalized_over_the_sector(backbone):
+@pytest.mark.parametrize("backbone,phase", [("made", "mlp"), ("transformer", "mlp"),
+                                            ("made", "conditional")])
+def test_normalized_over_the_sector(backbone, phase):
     ansatz = make_autoregressive(HILBERT, backbone, hidden=(16,), d_model=8, n_heads=2,
-                                 n_layers=1, phase_hidden=(8,))
+                                 n_layers=1, phase_hidden=(8,), phase=phase)
     params = _random_params(ansatz, HILBERT)
     _, p = _exact_probabilities(ansatz, params, HILBERT)
     assert abs(p.sum() - 1.0) < 1e-12
@@ -156,7 +157,32 @@ def test_unique_estimator_converges_to_exact_energy(lih):
     assert 5 < errors[0] / errors[1] < 20  # sqrt(100) = 10
 
 
-def test_gradient_matches_finite_differences(lih):
+def test_conditional_phase_starts_as_its_mlp():
+    """The per-orbital phases start at exactly zero (the phase is the MLP's), and once moved
+    they change the phase, not the probabilities."""
+    from nqs.models.autoregressive import PhaseMLP
+
+    ansatz = make_autoregressive(HILBERT, "made", hidden=(16,), phase_hidden=(8,),
+                                 phase="conditional")
+    x = jnp.asarray(HILBERT.hartree_fock_state())
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), x)
+    states = jnp.asarray(HILBERT.all_states())
+    log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))
+    mlp = {"params": params["params"]["phase"]["mlp"]}
+    mlp_phase = jax.vmap(lambda s: PhaseMLP((8,)).apply(mlp, s))(states)
+    np.testing.assert_allclose(np.imag(log_psi(params, states)), mlp_phase, atol=1e-14)
+    moved = _random_params(ansatz, HILBERT)
+    moved_phase_only = jax.tree_util.tree_map(lambda a: a, params)
+    moved_phase_only["params"]["phase"] = moved["params"]["phase"]
+    a, b = log_psi(params, states), log_psi(moved_phase_only, states)
+    np.testing.assert_allclose(np.real(a), np.real(b), atol=1e-14)
+    assert np.max(np.abs(np.imag(a) - np.imag(b))) > 1e-2
+    with pytest.raises(InputError, match="phase"):
+        make_autoregressive(HILBERT, "made", phase="signs")
+
+
+@pytest.mark.parametrize("phase", ["mlp", "conditional"])
+def test_gradient_matches_finite_differences(lih, phase):
     """The estimator's gradient with exact Born weights (all determinants, n_chains=0) equals the
     finite-difference derivative of the exactly summed energy of the normalized state."""
     from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
@@ -165,7 +191,7 @@ def test_gradient_matches_finite_differences(lih):
     from nqs.vmc import make_estimator
 
     ansatz = make_autoregressive(lih.hilbert, "made", hidden=(8,), phase_hidden=(8,),
-                                 hf_logit=2.0)
+                                 hf_logit=2.0, phase=phase)
     params = _random_params(ansatz, lih.hilbert, scale=0.1)
     states = jnp.asarray(lih.hilbert.all_states())
     weights = born_weights(ansatz, params, states)

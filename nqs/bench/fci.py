@@ -78,6 +78,7 @@ class Settings:
     metric_states: int | None = None  # exact + SR: metric from the K largest-weight states
     dtype: str = "float64"  # network precision, "float64" or "float32" (nqs.precision)
     backbone: str = "made"  # autoregressive ansatz: "made" or "transformer"
+    phase: str = "mlp"  # autoregressive phase: "mlp" or "conditional" (nqs.models.autoregressive)
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
     start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
     # or "none" first (nqs.models.ar_pretrain)
@@ -296,7 +297,8 @@ def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = l
         init_scale = 0.05 if mode == "exact" else 0.3
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
-                             init_scale=init_scale, backbone=settings.backbone)
+                             init_scale=init_scale, backbone=settings.backbone,
+                             phase=settings.phase)
     ansatz = with_dtype(ansatz, settings.dtype)
     return hamiltonian, sampler, ansatz, mode, settings
 

@@ -103,6 +103,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--backbone", choices=("made", "transformer"), default="made",
                    help="autoregressive ansatz: masked MLP (MADE, widths --hidden) or causal "
                    "transformer (default: made)")
+    p.add_argument("--phase", choices=("mlp", "conditional"), default="mlp",
+                   help="autoregressive ansatz: the phase as an MLP of the occupations, or "
+                   "per-orbital phases conditioned on the earlier orbitals plus that MLP "
+                   "(default: mlp)")
     p.add_argument("--start", choices=("selected", "cisd", "none"), default="selected",
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
                    "CISD grown by one CIPSI selection round (selected), CISD, or none "
@@ -227,7 +231,7 @@ def _settings(args: argparse.Namespace):
                     final_lr_fraction=args.final_lr_fraction, rule=args.rule,
                     sampling_power=args.sampling_power, sector=args.sector,
                     metric_states=args.metric_states, dtype=args.dtype,
-                    backbone=args.backbone, max_unique=args.max_unique,
+                    backbone=args.backbone, phase=args.phase, max_unique=args.max_unique,
                     start=args.start)
 
 

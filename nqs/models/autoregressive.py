@@ -195,6 +195,36 @@ class PhaseMLP(nn.Module):
         return out[0]
 
 
+class ConditionalPhase(nn.Module):
+    """phi(x) = sum_k theta_k(t_k | t_<k) + phi_MLP(x): a phase per orbital and token from a
+    masked MLP of the earlier orbitals (same degrees as :class:`MADE`, its own parameters),
+    plus the :class:`PhaseMLP` of the whole configuration.
+
+    The signs of the triples and quadruples are products of the signs of their parts; a sum of
+    conditional per-orbital phases carries that structure, where one MLP of all occupations
+    has to learn it. The per-orbital part starts at exactly zero, so the phase starts as the
+    MLP's.
+    """
+
+    n_orbitals: int
+    n_alpha: int
+    n_beta: int
+    hidden: Sequence[int] = (64,)
+    mlp: nn.Module | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        tokens = occupations_to_tokens(x, self.n_orbitals)
+        per_token = MADE(self.n_orbitals, self.n_alpha, self.n_beta, tuple(self.hidden),
+                         hf_logit=0.0, name="conditional")(tokens)  # [n, 4], zero at start
+        phase = jnp.sum(jnp.take_along_axis(per_token, tokens[:, None], axis=1))
+        mlp = self.mlp if self.mlp is not None else PhaseMLP(tuple(self.hidden))
+        return phase + mlp(x)
+
+
+PHASES = ("mlp", "conditional")
+
+
 class AutoregressiveState(nn.Module):
     """``log psi(x) = 1/2 log p(x) + i phi(x)`` for one configuration ``x`` [2 n_orbitals].
 
@@ -243,6 +273,7 @@ def make_autoregressive(
     n_layers: int = 2,
     phase_hidden: Sequence[int] = (64,),
     hf_logit: float = 8.0,
+    phase: str = "mlp",
 ) -> Ansatz:
     """Autoregressive state on ``hilbert`` (see the module docstring).
 
@@ -251,6 +282,8 @@ def make_autoregressive(
         ``"transformer"`` (``n_layers`` blocks of width ``d_model`` with ``n_heads`` heads).
       phase_hidden: hidden widths of the phase MLP.
       hf_logit: initial preference of each orbital for its Hartree-Fock token (logit units).
+      phase: ``"mlp"`` (:class:`PhaseMLP` of the occupations) or ``"conditional"``
+        (:class:`ConditionalPhase`: per-orbital phases from a masked MLP plus that MLP).
     """
     if not isinstance(hilbert, FermionHilbert):
         raise InputError("the autoregressive ansatz is for molecular (fermion) Hilbert spaces")
@@ -267,7 +300,14 @@ def make_autoregressive(
     else:
         raise InputError(f"unknown autoregressive backbone {backbone!r}; "
                          f"choose {' or '.join(BACKBONES)}")
-    module = AutoregressiveState(n, na, nb, net, PhaseMLP(tuple(int(h) for h in phase_hidden)))
+    widths = tuple(int(h) for h in phase_hidden)
+    if phase == "mlp":
+        phase_net = PhaseMLP(widths)
+    elif phase == "conditional":
+        phase_net = ConditionalPhase(n, na, nb, widths, PhaseMLP(widths))
+    else:
+        raise InputError(f"unknown autoregressive phase {phase!r}; choose {' or '.join(PHASES)}")
+    module = AutoregressiveState(n, na, nb, net, phase_net)
     return Ansatz(module)
 
 
