@@ -233,6 +233,9 @@ def test_method_follows_the_size_of_the_space():
     (["--backbone", "lstm"], "backbone"),
     (["--sampler", "autoregressive", "--max-unique", "2"], "max-unique"),
     (["--sampler", "autoregressive", "--start", "fci"], "start"),
+    (["--sampler", "autoregressive", "--start-grow", "-1"], "start-grow"),
+    (["--sampler", "autoregressive", "--start-final-lr-fraction", "0"], "start-final-lr"),
+    (["--sampler", "autoregressive", "--phase", "signs"], "phase"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
 def test_bad_sampling_options_one_line_exit_2(args, word, capsys, tmp_path):
     from nqs.cli import main
@@ -336,6 +339,12 @@ def test_selected_target_is_the_ground_state_of_its_grown_space(lih):
     hf = np.asarray(lih.hilbert.hartree_fock_state())
     rank = np.sum(np.abs(full.states[list(added)] - hf), axis=1) // 2
     assert rank.max() >= 3, rank
+    # a larger selection round holds the first; on LiH the first already took every
+    # determinant H connects to CISD (it added fewer than |CISD|), so the second adds none
+    x3, c3 = selected_target(lih, grow=3.0)
+    e3, e3_sub, sel3 = energy(x3, c3)
+    assert set(sel) <= set(sel3) and abs(e3 - e3_sub) < 1e-10
+    assert len(sel) - len(sel0) < len(sel0) and len(sel3) == len(sel) and abs(e3 - e_sel) < 1e-10
 
 
 def test_sampled_h2_starts_at_fci(tmp_path, capsys):

@@ -82,6 +82,9 @@ class Settings:
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
     start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
     # or "none" first (nqs.models.ar_pretrain)
+    start_grow: float = 1.0  # selected start: determinants added, times the CISD space
+    start_steps: int = 2000  # Adam steps of the start fit at most
+    start_final_lr_fraction: float = 1.0  # < 1: cosine decay of the start fit's learning rate
 
 
 AR_SAMPLES = 100_000
@@ -240,7 +243,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
     if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
-        initial_params = _fitted_start(ansatz, hamiltonian, settings.start, settings.seed, echo)
+        initial_params = _fitted_start(ansatz, hamiltonian, settings, echo)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
@@ -308,8 +311,8 @@ _START_TEXT = {"selected": "CISD grown by one selection round (CIPSI)",
                "cisd": "CISD over HF and its singles and doubles"}
 
 
-def _fitted_start(ansatz, hamiltonian, target: str, seed: int, echo: Callable[[str], None]):
-    """Parameters of ``ansatz`` fitted to ``target`` (``"selected"`` or ``"cisd"``, see
+def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str], None]):
+    """Parameters of ``ansatz`` fitted to ``settings.start`` (``"selected"`` or ``"cisd"``, see
     :func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed."""
     import jax
     import jax.numpy as jnp
@@ -318,8 +321,11 @@ def _fitted_start(ansatz, hamiltonian, target: str, seed: int, echo: Callable[[s
 
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
-    params = jax.jit(ansatz.init)(jax.random.PRNGKey(seed), x0)
-    params, fidelity = fit_singles_doubles(ansatz, hamiltonian, params, target=target)
+    target = settings.start
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
+    params, fidelity = fit_singles_doubles(
+        ansatz, hamiltonian, params, target=target, grow=settings.start_grow,
+        steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction)
     echo(f"  start: fitted to {_START_TEXT[target]} (fidelity {fidelity:.4f}, "
          f"{time.perf_counter() - t0:.0f} s)")
     return params

@@ -111,6 +111,14 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
                    "CISD grown by one CIPSI selection round (selected), CISD, or none "
                    "(default: selected)")
+    p.add_argument("--start-grow", type=float, default=1.0,
+                   help="selected start: determinants the selection round adds, as a multiple "
+                   "of the CISD space (default: 1)")
+    p.add_argument("--start-steps", type=positive_int, default=2000,
+                   help="Adam steps of the start fit at most (default: 2000)")
+    p.add_argument("--start-final-lr-fraction", type=float, default=1.0,
+                   help="below 1: the start fit's learning rate decays to this fraction of "
+                   "1e-2 (cosine); 1: constant (default: 1)")
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
     add_time_limit_option(p, per)
@@ -232,7 +240,9 @@ def _settings(args: argparse.Namespace):
                     sampling_power=args.sampling_power, sector=args.sector,
                     metric_states=args.metric_states, dtype=args.dtype,
                     backbone=args.backbone, phase=args.phase, max_unique=args.max_unique,
-                    start=args.start)
+                    start=args.start, start_grow=args.start_grow,
+                    start_steps=args.start_steps,
+                    start_final_lr_fraction=args.start_final_lr_fraction)
 
 
 def _echo(msg: str) -> None:
@@ -366,6 +376,11 @@ def check_settings(settings) -> None:  # noqa: ANN001
                          f"got {settings.final_lr_fraction}")
     if settings.rule not in MOLECULE_RULES:
         raise InputError(f"unknown Metropolis rule {settings.rule!r}")
+    if not settings.start_grow >= 0:
+        raise InputError(f"--start-grow must be >= 0, got {settings.start_grow}")
+    if not 0.0 < settings.start_final_lr_fraction <= 1.0:
+        raise InputError(f"--start-final-lr-fraction must be in (0, 1], "
+                         f"got {settings.start_final_lr_fraction}")
     if not 0.0 < settings.sampling_power <= 1.0:
         raise InputError(f"the sampling power must be in (0, 1], got {settings.sampling_power}")
     if settings.max_unique < 4:  # one row per token at the first orbital

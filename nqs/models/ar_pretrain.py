@@ -219,7 +219,8 @@ def _connected_to_hartree_fock(operator: Any):
 
 def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 2000,
                     learning_rate: float = 1e-2, target_fidelity: float = 0.9995,
-                    target: str = "cisd") -> tuple[Params, float]:
+                    target: str = "cisd", grow: float = 1.0,
+                    final_lr_fraction: float = 1.0) -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction ``t`` in
     the space S of Hartree-Fock and its singles and doubles by Adam on the cross-entropy
     ``-sum_{x in S} t(x)^2 log p(x)`` (``p = |psi|^2``, normalized over the sector, so the
@@ -236,48 +237,63 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
 
     ``target``: ``"cisd"`` (:func:`singles_doubles_target`, the default), ``"selected"``
     (:func:`selected_target`: S grown by the triples and quadruples of largest first-order
-    amplitude) or ``"first-order"`` (:func:`first_order_target`)."""
+    amplitude) or ``"first-order"`` (:func:`first_order_target`). ``grow``: the selected
+    target's size as a multiple of the CISD space's (:func:`selected_target`).
+    ``final_lr_fraction`` < 1: the learning rate decays from ``learning_rate`` to that fraction
+    of it over ``steps`` (cosine); 1: constant."""
 
     targets = {"cisd": singles_doubles_target, "selected": selected_target,
                "first-order": first_order_target}
     if target not in targets:
         raise InputError(f"unknown start target {target!r}; choose {', '.join(targets)}")
-    x, t = targets[target](operator)
+    if not (grow >= 0 and 0 < final_lr_fraction <= 1):
+        raise InputError(f"the start fit needs grow >= 0 and 0 < final_lr_fraction <= 1, got "
+                         f"{grow} and {final_lr_fraction}")
+    x, t = (selected_target(operator, grow=grow) if target == "selected"
+            else targets[target](operator))
     x, t = jnp.asarray(x), jnp.asarray(t)
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
-    tx = optax.adam(learning_rate)
+    tx = optax.adam(learning_rate if final_lr_fraction == 1 else
+                    optax.cosine_decay_schedule(learning_rate, steps, alpha=final_lr_fraction))
 
-    def neg_log_fidelity_of(log_psi: jax.Array) -> jax.Array:
+    # the target goes in as arguments, not as constants of the compiled programs (XLA would
+    # fold the sector masks of every target row at compile time)
+    data = (x, t, phase_target)
+
+    def neg_log_fidelity_of(log_psi: jax.Array, t: jax.Array) -> jax.Array:
         return -jnp.log(jnp.abs(jnp.sum(t * jnp.exp(log_psi))) ** 2)
 
-    def neg_log_fidelity(p: Params) -> jax.Array:
-        return neg_log_fidelity_of(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x))
+    @jax.jit
+    def neg_log_fidelity(p: Params, data) -> jax.Array:
+        x, t, _ = data
+        return neg_log_fidelity_of(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x), t)
 
-    def loss_fn(p: Params) -> tuple[jax.Array, jax.Array]:
+    def loss_fn(p: Params, data) -> tuple[jax.Array, jax.Array]:
         # phases (Im log psi): a squared error moves them directly (the overlap moves a phase
         # only through sin(phi - phi_target), which vanishes at phi = 0 for a target of pi)
+        x, t, phase_target = data
         log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x)
         cross_entropy = -jnp.sum(t**2 * 2.0 * jnp.real(log_psi))
         phase_error = jnp.mean((jnp.imag(log_psi) - phase_target) ** 2)
-        return cross_entropy + phase_error, neg_log_fidelity_of(log_psi)
+        return cross_entropy + phase_error, neg_log_fidelity_of(log_psi, t)
 
     @jax.jit
-    def update(p, opt_state):
-        (_, fid_loss), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
+    def update(p, opt_state, data):
+        (_, fid_loss), g = jax.value_and_grad(loss_fn, has_aux=True)(p, data)
         u, opt_state = tx.update(g, opt_state, p)
         return optax.apply_updates(p, u), opt_state, fid_loss
 
     opt_state = tx.init(params)
-    best, best_loss = params, float(neg_log_fidelity(params))
+    best, best_loss = params, float(neg_log_fidelity(params, data))
     for _ in range(steps):
-        new_params, opt_state, loss = update(params, opt_state)
+        new_params, opt_state, loss = update(params, opt_state, data)
         loss = float(loss)  # of ``params``, before this update
         if np.isfinite(loss) and loss < best_loss:
             best, best_loss = params, loss
         if np.exp(-loss) >= target_fidelity:
             break
         params = new_params
-    final = float(jax.jit(neg_log_fidelity)(params))
+    final = float(neg_log_fidelity(params, data))
     if not np.isfinite(final) or final > best_loss + 1e-12:
         params, final = best, best_loss
     return params, float(np.exp(-final))
