@@ -13,9 +13,6 @@ from hamiltonians.realspace import make_atoms
 from nqs.bench.realspace import TABLE_COLUMNS, exact_reference, job_from_text
 from nqs.cli import EXIT_BAD_INPUT, main
 
-pytest.importorskip("folx")
-pytest.importorskip("pyscf")
-
 TINY = ["--walkers", "16", "--rs-layers", "1", "--rs-hidden", "8", "4", "--rs-determinants", "1",
         "--rs-optimizer", "adam", "--rs-lr", "0.01", "--mcmc-steps", "2", "--eval-steps", "4",
         "--pretrain-steps", "0"]

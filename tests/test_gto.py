@@ -8,8 +8,6 @@ import pytest
 
 import nqs  # noqa: F401  (float64)
 
-pyscf = pytest.importorskip("pyscf")
-
 
 @pytest.mark.parametrize("atom, basis, cart", [
     ("Li 0 0 0; H 0 0 3.015", "ccpvdz", False),  # s, p, d

@@ -21,8 +21,6 @@ from hamiltonians.molecule import MoleculeSpec, compute_integrals, from_preset
 from nqs.cli import main
 from nqs.errors import InputError
 
-block2 = pytest.importorskip("pyblock2", reason="block2 is a dependency; DMRG tests need it")
-
 
 @pytest.fixture(autouse=True)
 def _quiet_pyscf():

@@ -22,8 +22,6 @@ from nqs.models.psiformer import (
 )
 from nqs.realspace import init_walkers
 
-folx = pytest.importorskip("folx")
-
 TINY = dict(n_layers=2, heads=2, width=8, n_determinants=2)
 LIH = "Li 0 0 0; H 0 0 3.015"
 
@@ -138,7 +136,6 @@ def test_short_run_with_pretraining_lowers_the_energy():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside kfac-jax
 def test_kfac_smoke():
     """KFAC (kfac-jax's graph matcher on the attention layers) lowers the energy of He."""
-    pytest.importorskip("kfac_jax")
     from nqs.realspace import make_kfac_vmc, run_vmc
 
     a = make_atoms("He 0 0 0")

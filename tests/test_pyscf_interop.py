@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+from pyscf import fci, gto, mcscf, scf
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.molecule import (
@@ -22,9 +23,6 @@ from hamiltonians.molecule import (
 from hamiltonians.second_quantized import MolecularHamiltonian
 from nqs.errors import InputError
 from nqs.operator import to_sparse
-
-gto = pytest.importorskip("pyscf.gto")
-from pyscf import fci, mcscf, scf  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*")
 

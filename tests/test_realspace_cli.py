@@ -21,8 +21,6 @@ from nqs.commands import realspace as realspace_cmd
 from nqs.errors import CheckpointError, InputError
 from nqs.io import read_jsonl
 
-pytest.importorskip("folx")
-
 TINY = ["--layers", "1", "--hidden", "8", "4", "--determinants", "1", "--walkers", "16",
         "--mcmc-steps", "2", "--eval-steps", "4", "--optimizer", "adam", "--lr", "0.01"]
 RESULT_KEYS = {"energy", "energy_error", "variance", "reference_energy", "reference_source",

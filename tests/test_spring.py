@@ -32,7 +32,6 @@ def test_spring_direction_minimizes_its_objective():
 
 
 def test_spring_run_resumes_exactly_and_rejects_bad_momentum(tmp_path):
-    pytest.importorskip("folx")
     from hamiltonians.realspace import make_atoms
     from nqs.realspace.driver import run_realspace
 
