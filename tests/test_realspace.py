@@ -257,6 +257,11 @@ def test_pretraining_loss_decreases():
     assert res.losses.shape == (40,)
     assert np.all(np.isfinite(res.losses))
     assert res.losses[-10:].mean() < 0.5 * res.losses[:5].mean()
+    # the Hartree-Fock the orbitals are fitted to: PySCF's RHF/STO-3G of the same molecule
+    from pyscf import gto, scf
+
+    mol = gto.M(atom=LIH, basis="sto-3g", unit="bohr", verbose=0)
+    assert res.hf.energy == pytest.approx(scf.RHF(mol).kernel(), abs=1e-6)
     assert res.hf.energy == pytest.approx(-7.86, abs=0.01)  # RHF/STO-3G at 3.015 bohr
 
 
