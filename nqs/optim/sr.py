@@ -133,27 +133,23 @@ def natural_gradient_minsr(
     return conj_transpose_dot(jacobian, _spd_solve(t, residuals), param_chunk)
 
 
-def _column_blocks(a: jax.Array, param_chunk: int) -> tuple[jax.Array, int]:
-    """``a [R, P]`` as ``[B, R, param_chunk]`` column blocks (zero-padded) and ``P``."""
-    r, p = a.shape
-    n_blocks = -(-p // param_chunk)
-    a = jnp.pad(a, ((0, 0), (0, n_blocks * param_chunk - p)))
-    return a.reshape(r, n_blocks, param_chunk).transpose(1, 0, 2), p
-
-
 def minsr_kernel(o: jax.Array, param_chunk: int | None = None) -> jax.Array:
     """``T = O O^H`` ``[R, R]`` of a (real or complex) ``O [R, P]``, summed over blocks of
-    ``param_chunk`` columns in a ``lax.scan`` (the temporaries of one block, ``R x
-    param_chunk``, instead of the whole product's); None: one product. Equal to rounding."""
+    ``param_chunk`` columns sliced from ``O`` in a loop (temporaries of one block, ``R x
+    param_chunk``, never a copy of ``O``); None: one product. Equal to rounding."""
     if param_chunk is None or param_chunk >= o.shape[1]:
         return o @ o.conj().T
-    blocks, _ = _column_blocks(o, param_chunk)
+    n_full, rest = divmod(o.shape[1], param_chunk)
 
-    def add(t: jax.Array, block: jax.Array) -> tuple[jax.Array, None]:
-        return t + block @ block.conj().T, None
+    def add(b: int, t: jax.Array) -> jax.Array:
+        block = jax.lax.dynamic_slice_in_dim(o, b * param_chunk, param_chunk, axis=1)
+        return t + block @ block.conj().T
 
-    t0 = jnp.zeros((o.shape[0], o.shape[0]), dtype=o.dtype)
-    return jax.lax.scan(add, t0, blocks)[0]
+    t = jax.lax.fori_loop(0, n_full, add, jnp.zeros((o.shape[0], o.shape[0]), dtype=o.dtype))
+    if rest:
+        tail = o[:, n_full * param_chunk:]
+        t = t + tail @ tail.conj().T
+    return t
 
 
 def conj_transpose_dot(o: jax.Array, y: jax.Array, param_chunk: int | None = None
@@ -162,9 +158,18 @@ def conj_transpose_dot(o: jax.Array, y: jax.Array, param_chunk: int | None = Non
     at a time (see :func:`minsr_kernel`); None: one product."""
     if param_chunk is None or param_chunk >= o.shape[1]:
         return o.conj().T @ y
-    blocks, p = _column_blocks(o, param_chunk)
-    out = jax.lax.map(lambda block: block.conj().T @ y, blocks)  # [B, param_chunk]
-    return out.reshape(-1)[:p]
+    n_full, rest = divmod(o.shape[1], param_chunk)
+    dtype = jnp.result_type(o.dtype, y.dtype)
+
+    def put(b: int, out: jax.Array) -> jax.Array:
+        block = jax.lax.dynamic_slice_in_dim(o, b * param_chunk, param_chunk, axis=1)
+        return jax.lax.dynamic_update_slice_in_dim(out, (block.conj().T @ y).astype(dtype),
+                                                   b * param_chunk, axis=0)
+
+    out = jax.lax.fori_loop(0, n_full, put, jnp.zeros(o.shape[1], dtype=dtype))
+    if rest:
+        out = out.at[n_full * param_chunk:].set(o[:, n_full * param_chunk:].conj().T @ y)
+    return out
 
 
 def natural_gradient_spring(
