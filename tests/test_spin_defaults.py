@@ -59,7 +59,7 @@ def test_final_lr_fraction_checked(bad, tmp_path, capsys):
 
 def test_6x6_reference_is_the_tabulated_one():
     from hamiltonians.lattice import square
-    from hamiltonians.spin import Heisenberg, J1J2
+    from hamiltonians.spin import J1J2, Heisenberg
     from hamiltonians.spin_reference import exact_energy
 
     e, source = exact_energy(Heisenberg(square(6), marshall_sign=True))

@@ -66,7 +66,12 @@ def spin_optimizer(args: argparse.Namespace):  # noqa: ANN201
     from nqs.errors import InputError
     from nqs.optim import Optimizer, make_optimizer, sr_optimizer
 
+    chunk = getattr(args, "param_chunk", None)
+    mode = "minsr" if args.optimizer == "minsr" else "auto"
     if args.lr_schedule == "constant":
+        if args.optimizer in ("sr", "minsr"):
+            make_optimizer(args.optimizer, args.lr, args.diag_shift)  # validates
+            return sr_optimizer(args.lr, args.diag_shift, mode, param_chunk=chunk)
         return make_optimizer(args.optimizer, args.lr, args.diag_shift)
     if not 0.0 < args.final_lr_fraction <= 1.0:
         raise InputError(f"--final-lr-fraction must be in (0, 1], got {args.final_lr_fraction}")
@@ -76,7 +81,7 @@ def spin_optimizer(args: argparse.Namespace):  # noqa: ANN201
         return Optimizer(optax.adam(lr), False)
     if args.optimizer == "sgd":
         return Optimizer(optax.sgd(lr), False)
-    return sr_optimizer(lr, args.diag_shift, "minsr" if args.optimizer == "minsr" else "auto")
+    return sr_optimizer(lr, args.diag_shift, mode, param_chunk=chunk)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -164,6 +169,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
                    help="sr: stochastic reconfiguration (dense, or minSR when parameters "
                    "outnumber samples); minsr: always the samples x samples form (default: sr)")
+    p.add_argument("--param-chunk", type=positive_int, default=None,
+                   help="minSR on a dense Jacobian: build the samples x samples kernel O O^H and "
+                   "O^H y from blocks of this many parameters (bounds their temporaries; same "
+                   "result to rounding) (default: one product)")
     p.add_argument("--lr", type=positive_float, default=0.05,
                    help="learning rate (default: 0.05)")
     p.add_argument("--lr-schedule", choices=("auto", "constant", "cosine"), default="auto",
