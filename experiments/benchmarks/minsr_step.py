@@ -21,8 +21,8 @@ from pathlib import Path
 CONFIGS = [  # (n_samples, n_params complex, param_chunk)
     (1024, 100_000, None),
     (1024, 100_000, 8192),
-    (256, 1_000_000, None),
-    (256, 1_000_000, 65536),
+    (128, 1_000_000, None),
+    (128, 1_000_000, 65536),
 ]
 
 
