@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
     p.add_argument("--ansatz", choices=("auto", "rbm", "rbm-symm", "gcnn", "vit"),
                    default="auto",
-                   help="RBM, translation-symmetric RBM, group-convolutional network over "
+                   help="RBM, RBM symmetric under --symmetries, group-convolutional network over "
                    "--symmetries, or vision transformer (square lattices); auto: rbm on a "
                    "chain or an open lattice, rbm-symm on periodic 2D lattices (default: auto)")
     p.add_argument("--features", type=positive_int, default=4,
