@@ -225,6 +225,8 @@ def check_sizes(args: argparse.Namespace) -> None:
     hidden = max(int(round(args.alpha * n)), 1)
     n_params = (args.alpha * n + args.alpha + 1) if args.ansatz == "rbm-symm" \
         else n * hidden + n + hidden
+    if args.ansatz == "rbm-symm":  # alpha G hidden units, G <= 12 n
+        hidden *= 1 if args.symmetries == "translations" else 12
     if args.ansatz == "gcnn":  # G group elements: at most n sites x 12 point-group operations
         group = n * (1 if args.symmetries == "translations" else 12)
         f = args.features
