@@ -34,6 +34,9 @@ DENSE_MAX_STATES = 64
 # Periodic Heisenberg chain, H = J sum S_i.S_j with S = sigma/2, J = 1 (references.md).
 # L=20: exact diagonalisation, agrees with the Bethe ansatz; L=80: Bethe ansatz.
 _HEISENBERG_CHAIN_TABLE: dict[int, float] = {20: -8.904386529876, 80: -35.4620761497}
+# Periodic L x L square-lattice Heisenberg model beyond Lanczos here, energy per site
+# (docs/references.md: exact diagonalization, Schulz, Ziman & Poilblanc 1996).
+_HEISENBERG_SQUARE_PER_SITE: dict[int, float] = {6: -0.678872}
 
 
 def tfim_chain_energy(length: int, h: float, J: float = 1.0) -> float:
@@ -169,7 +172,8 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     Sources: ``"free fermions"`` (periodic TFIM chain), ``"Bethe ansatz (tabulated)"``
     (periodic Heisenberg chain of a tabulated length, S^z = 0 sector or full space, either
     Marshall sign; XXZ with delta = 1 and J1J2 with j2 = 0 included),
-    ``"exact diagonalization (Lanczos)"``
+    ``"exact diagonalization (tabulated, 6 digits)"`` (periodic 6x6 square-lattice Heisenberg
+    model, J > 0: -0.678872 J per site, docs/references.md), ``"exact diagonalization (Lanczos)"``
     (up to :data:`MAX_AUTO_LANCZOS_STATES` states), else ``(None, "none")``.
     """
     lat = model.lattice
@@ -189,6 +193,19 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
         value = heisenberg_chain_energy(lat.n_sites, J)
         if value is not None:
             return value, "Bethe ansatz (tabulated)"
+    elif (
+        isinstance(model, Heisenberg | XXZ | J1J2)
+        and _is_plain_heisenberg(model)
+        and lat.kind == "square"
+        and lat.pbc
+        and len(set(lat.extent)) == 1
+        and model.hilbert.total_sz in (0, None)
+    ):
+        per_site = _HEISENBERG_SQUARE_PER_SITE.get(int(lat.extent[0]))
+        if per_site is not None:
+            J = model.j1 if isinstance(model, J1J2) else model.J
+            if J > 0:
+                return per_site * J * lat.n_sites, "exact diagonalization (tabulated, 6 digits)"
     hi = model.hilbert
     if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
         return lanczos_ground_state(model), "exact diagonalization (Lanczos)"

@@ -70,14 +70,14 @@ def spin_ansatz(
         raise InputError(f"unknown spin-flip parity {parity!r}; choose none, even or odd")
     dtype = jnp.complex128 if complex_params else jnp.float64
     n = model.hilbert.n_sites
-    group = lattice_symmetries(model.lattice, symmetries) if kind == "gcnn" or project else None
+    group = (lattice_symmetries(model.lattice, symmetries)
+             if kind in ("gcnn", "rbm-symm") or project else None)
     if kind == "rbm":
         ansatz = make_rbm(n, alpha, flip_constant=0.0, param_dtype=dtype)
     elif kind == "rbm-symm":
         if float(alpha) != int(alpha):
             raise InputError(f"rbm-symm needs an integer alpha, got {alpha}")
-        ansatz = make_rbm_symm(model.lattice.translations(), int(alpha), flip_constant=0.0,
-                               param_dtype=dtype)
+        ansatz = make_rbm_symm(group, int(alpha), flip_constant=0.0, param_dtype=dtype)
     elif kind == "gcnn":
         if features <= 0 or layers <= 0:
             raise InputError(f"GCNN features and layers must be positive, got {features}, {layers}")

@@ -91,7 +91,6 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
 
 def _spin(fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
     from nqs.commands import spin
-    from nqs.optim import make_optimizer
 
     parser = argparse.ArgumentParser()
     spin.register(parser.add_subparsers())
@@ -100,7 +99,7 @@ def _spin(fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
         setattr(args, key, value)
     args.dtype = meta.get("dtype", "float64")
     model, ansatz, sampler = spin.build_problem(args)
-    return model, model, ansatz, sampler, make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    return model, model, ansatz, sampler, spin.spin_optimizer(args)
 
 
 def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:

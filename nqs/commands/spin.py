@@ -28,6 +28,61 @@ from nqs.commands.observe import SPIN_OBSERVABLES, add_observe_option
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
 
+AUTO_SYMM_ALPHA = 8
+"""``--alpha`` of ``rbm-symm`` when not given (filters per translation orbit)."""
+AUTO_EVAL_BATCHES = 16
+"""``--eval-batches`` of the symmetric ansatze when not given (a final error bar below 1e-4 E)."""
+SYMMETRIC = ("rbm-symm", "gcnn", "vit")
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the ``auto`` / unset options of ``args`` in place (and return it): the ansatz from
+    the lattice (``rbm`` on a chain or an open lattice, ``rbm-symm`` on periodic 2D lattices), its
+    symmetries (space group for ``rbm-symm``, translations otherwise), ``alpha``
+    (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, else 1), the learning-rate schedule
+    (cosine for a symmetric ansatz, else constant) and the final evaluation's sampler calls
+    (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4). Options given explicitly stay."""
+    if getattr(args, "ansatz", "auto") == "auto":
+        args.ansatz = "rbm" if args.lattice == "chain" or args.open else "rbm-symm"
+    if getattr(args, "symmetries", "auto") == "auto":
+        args.symmetries = "space-group" if args.ansatz == "rbm-symm" else "translations"
+    if getattr(args, "alpha", None) is None:
+        args.alpha = float(AUTO_SYMM_ALPHA) if args.ansatz == "rbm-symm" else 1.0
+    if getattr(args, "lr_schedule", "auto") == "auto":
+        args.lr_schedule = "cosine" if args.ansatz in SYMMETRIC else "constant"
+    if getattr(args, "eval_batches", None) is None:
+        args.eval_batches = AUTO_EVAL_BATCHES if args.ansatz in SYMMETRIC else 4
+    if not hasattr(args, "final_lr_fraction"):
+        args.final_lr_fraction = 0.1
+    return args
+
+
+def spin_optimizer(args: argparse.Namespace):  # noqa: ANN201
+    """The optimizer of ``args`` (resolved by :func:`resolve_defaults`) with its learning-rate
+    schedule: ``"cosine"`` is ``lr (f + (1 - f) (1 + cos(pi t / steps)) / 2)`` at step ``t``,
+    ``f = --final-lr-fraction``."""
+    import optax
+
+    from nqs.errors import InputError
+    from nqs.optim import Optimizer, make_optimizer, sr_optimizer
+
+    chunk = getattr(args, "param_chunk", None)
+    mode = "minsr" if args.optimizer == "minsr" else "auto"
+    if args.lr_schedule == "constant":
+        if args.optimizer in ("sr", "minsr"):
+            make_optimizer(args.optimizer, args.lr, args.diag_shift)  # validates
+            return sr_optimizer(args.lr, args.diag_shift, mode, param_chunk=chunk)
+        return make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    if not 0.0 < args.final_lr_fraction <= 1.0:
+        raise InputError(f"--final-lr-fraction must be in (0, 1], got {args.final_lr_fraction}")
+    make_optimizer(args.optimizer, args.lr, args.diag_shift)  # validates the name and lr
+    lr = optax.cosine_decay_schedule(args.lr, max(args.steps, 1), alpha=args.final_lr_fraction)
+    if args.optimizer == "adam":
+        return Optimizer(optax.adam(lr), False)
+    if args.optimizer == "sgd":
+        return Optimizer(optax.sgd(lr), False)
+    return sr_optimizer(lr, args.diag_shift, mode, param_chunk=chunk)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``spin`` subcommand."""
@@ -61,9 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
                    "spectrum, positive ground state for the unfrustrated Heisenberg model). "
                    "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
-    p.add_argument("--ansatz", choices=("rbm", "rbm-symm", "gcnn", "vit"), default="rbm",
-                   help="RBM, translation-symmetric RBM, group-convolutional network over "
-                   "--symmetries, or vision transformer (square lattices) (default: rbm)")
+    p.add_argument("--ansatz", choices=("auto", "rbm", "rbm-symm", "gcnn", "vit"),
+                   default="auto",
+                   help="RBM, RBM symmetric under --symmetries, group-convolutional network over "
+                   "--symmetries, or vision transformer (square lattices); auto: rbm on a "
+                   "chain or an open lattice, rbm-symm on periodic 2D lattices (default: auto)")
     p.add_argument("--features", type=positive_int, default=4,
                    help="GCNN channels per layer (default: 4)")
     p.add_argument("--layers", type=positive_int, default=2,
@@ -76,18 +133,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ViT encoder blocks (default: 2)")
     p.add_argument("--heads", type=positive_int, default=2,
                    help="ViT attention heads (default: 2)")
-    p.add_argument("--symmetries", choices=("translations", "space-group"),
-                   default="translations",
-                   help="symmetry group of the GCNN and of --project: the lattice translations, "
-                   "or translations times point group (G^2 times costlier per GCNN layer) "
-                   "(default: translations)")
+    p.add_argument("--symmetries", choices=("auto", "translations", "space-group"),
+                   default="auto",
+                   help="symmetry group of rbm-symm, the GCNN and --project: the lattice "
+                   "translations, or translations times point group (G^2 times costlier per "
+                   "GCNN layer); auto: space-group for rbm-symm, translations otherwise "
+                   "(default: auto)")
     p.add_argument("--project", action="store_true",
                    help="project the ansatz on the trivial irrep of --symmetries (momentum zero, "
                    "fully symmetric; costs one evaluation per group element)")
     p.add_argument("--parity", choices=("none", "even", "odd"), default="none",
                    help="project the ansatz on a spin-flip parity (default: none)")
-    p.add_argument("--alpha", type=positive_float, default=1.0,
-                   help="hidden-unit density M/N (an integer for rbm-symm) (default: 1)")
+    p.add_argument("--alpha", type=positive_float, default=None,
+                   help="hidden-unit density M/N (an integer for rbm-symm) (default: "
+                   f"{AUTO_SYMM_ALPHA} for rbm-symm, 1 otherwise)")
     p.add_argument("--real", action="store_true",
                    help="real RBM parameters (default: complex)")
     p.add_argument("--sampler", choices=("mcmc", "exact"), default="mcmc",
@@ -110,8 +169,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
                    help="sr: stochastic reconfiguration (dense, or minSR when parameters "
                    "outnumber samples); minsr: always the samples x samples form (default: sr)")
+    p.add_argument("--param-chunk", type=positive_int, default=None,
+                   help="minSR on a dense Jacobian: build the samples x samples kernel O O^H and "
+                   "O^H y from blocks of this many parameters (bounds their temporaries; same "
+                   "result to rounding) (default: one product)")
     p.add_argument("--lr", type=positive_float, default=0.05,
                    help="learning rate (default: 0.05)")
+    p.add_argument("--lr-schedule", choices=("auto", "constant", "cosine"), default="auto",
+                   help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
+                   "over --steps; auto: cosine for the symmetric 2D default (rbm-symm, gcnn, "
+                   "vit), constant otherwise (default: auto)")
+    p.add_argument("--final-lr-fraction", type=positive_float, default=0.1,
+                   help="end of the cosine schedule as a fraction of --lr (default: 0.1)")
+    p.add_argument("--eval-batches", type=nonnegative_int, default=None,
+                   help="sampler calls of --samples each for the final energy (0: the last "
+                   f"step's estimate) (default: {AUTO_EVAL_BATCHES} with rbm-symm, gcnn or vit, "
+                   "4 otherwise)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-2,
                    help="SR diagonal shift (default: 1e-2)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
@@ -137,6 +210,7 @@ def check_sizes(args: argparse.Namespace) -> None:
 
     from nqs.errors import InputError
 
+    resolve_defaults(args)
     if args.size <= 0:
         raise InputError(f"--size must be a positive integer, got {args.size}")
     n = args.size if args.lattice == "chain" else args.size ** 2
@@ -151,6 +225,8 @@ def check_sizes(args: argparse.Namespace) -> None:
     hidden = max(int(round(args.alpha * n)), 1)
     n_params = (args.alpha * n + args.alpha + 1) if args.ansatz == "rbm-symm" \
         else n * hidden + n + hidden
+    if args.ansatz == "rbm-symm":  # alpha G hidden units, G <= 12 n
+        hidden *= 1 if args.symmetries == "translations" else 12
     if args.ansatz == "gcnn":  # G group elements: at most n sites x 12 point-group operations
         group = n * (1 if args.symmetries == "translations" else 12)
         f = args.features
@@ -189,7 +265,10 @@ def fingerprint(args: argparse.Namespace) -> dict:
             "alpha", "real", "sampler", "samples", "chains", "discard_sweeps", "ratio_dtype",
             "optimizer", "lr", "diag_shift", "features", "layers", "symmetries", "project",
             "parity", "patch", "embed", "depth", "heads")
-    return {k: getattr(args, k) for k in keys}
+    fp = {k: getattr(args, k) for k in keys}
+    if args.lr_schedule != "constant":  # (checkpoints of constant-rate runs predate the key)
+        fp |= {"lr_schedule": args.lr_schedule, "final_lr_fraction": args.final_lr_fraction}
+    return fp
 
 
 def _marshall_default(args: argparse.Namespace) -> bool:
@@ -204,13 +283,13 @@ def _marshall_default(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Build the problem from ``args``, run VMC, write the result files."""
     from nqs.commands.observe import spin_operators
-    from nqs.optim import make_optimizer
     from nqs.rundir import open_run_dir
 
+    resolve_defaults(args)
     setup_parallel(args)
     check_sizes(args)
     model, ansatz, sampler = build_problem(args)
-    optimizer = make_optimizer(args.optimizer, args.lr, args.diag_shift)
+    optimizer = spin_optimizer(args)
     observables = spin_operators(args.observe, model)  # bad names: InputError before --out
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
         return _run(args, model, ansatz, sampler, optimizer, observables)
@@ -224,6 +303,7 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
     from nqs.precision import with_dtype
     from nqs.problems import spin_ansatz, spin_sampler
 
+    resolve_defaults(args)
     model = make_spin_model(
         model=args.model,
         lattice=args.lattice,
@@ -260,6 +340,10 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     exact, source = exact_energy(model)
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
+    print(f"ansatz {args.ansatz} (alpha {args.alpha:g}, {args.symmetries}), {args.samples} "
+          f"samples x {args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
+          f"{args.diag_shift:g}, final energy from {args.eval_batches} x {args.samples} samples",
+          flush=True)
     result = run_vmc(
         ansatz,
         model,
@@ -274,6 +358,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         chunk_size=args.chunk_size,
         fingerprint=fingerprint(args),
         time_limit=args.time_limit,
+        n_eval_batches=args.eval_batches,
     )
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
@@ -290,12 +375,17 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         "alpha": args.alpha,
         "features": args.features if args.ansatz == "gcnn" else None,
         "layers": args.layers if args.ansatz == "gcnn" else None,
-        "symmetries": args.symmetries if args.ansatz == "gcnn" or args.project else None,
+        "symmetries": (args.symmetries if args.ansatz in ("gcnn", "rbm-symm") or args.project
+                       else None),
         "vit": ({"patch": args.patch, "embed": args.embed, "depth": args.depth,
                  "heads": args.heads} if args.ansatz == "vit" else None),
         "project": args.project,
         "parity": args.parity,
         "optimizer": args.optimizer,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "diag_shift": args.diag_shift,
+        "eval_batches": args.eval_batches,
         "sampler": args.sampler,
         "ratio_dtype": args.ratio_dtype,
         "marshall_sign": bool(getattr(model, "marshall_sign", False)),

@@ -32,17 +32,19 @@ def sr_optimizer(
     diag_shift: float = 1e-2,
     mode: SRMode = "auto",
     metric_states: int | None = None,
+    param_chunk: int | None = None,
 ) -> Optimizer:
     """SR natural gradient followed by a plain step of size ``learning_rate``.
 
-    ``metric_states``: see :class:`Optimizer` (exact summation only).
+    ``metric_states``: see :class:`Optimizer` (exact summation only); ``param_chunk``: minSR
+    kernel from blocks of this many parameters (:func:`nqs.optim.sr.sr`).
     """
     if metric_states is not None and metric_states < 1:
         raise InputError(f"metric states must be a positive integer, got {metric_states}")
     if metric_states is not None and diag_shift <= 0:
         raise InputError("a metric from a subset of the configurations needs a positive "
                          "diagonal shift")
-    return Optimizer(optax.chain(sr(diag_shift, mode), optax.sgd(learning_rate)), True,
+    return Optimizer(optax.chain(sr(diag_shift, mode, param_chunk), optax.sgd(learning_rate)), True,
                      metric_states)
 
 

@@ -48,13 +48,19 @@ class SRState(NamedTuple):
     """SR keeps no state: the transformation is a pure function of its inputs."""
 
 
-def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransformationExtraArgs:
+def sr(diag_shift: float = 1e-3, mode: SRMode = "auto", param_chunk: int | None = None
+       ) -> optax.GradientTransformationExtraArgs:
     """Natural-gradient preconditioner; needs ``jacobian`` and ``residuals`` as extra arguments.
 
     Args:
       diag_shift: lambda, added to the diagonal of S (dense) or of J J^T (minSR).
       mode: "dense", "minsr", or "auto" (minSR when parameters outnumber the rows of J).
+      param_chunk: minSR on a dense Jacobian builds ``J J^T`` and ``J^T y`` from blocks of this
+        many parameter columns (:func:`minsr_kernel`), bounding the temporaries by
+        ``rows x param_chunk``; None: one product.
     """
+    if param_chunk is not None and param_chunk < 1:
+        raise ValueError(f"param_chunk must be a positive integer, got {param_chunk}")
     if diag_shift < 0:
         raise ValueError(f"diag_shift must be >= 0, got {diag_shift}")
     if mode not in ("dense", "minsr", "auto"):
@@ -90,7 +96,8 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransfo
             n_rows, n_params = jacobian.o.shape  # the real view has twice both
             use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
             if use_minsr:
-                d = natural_gradient_minsr_holomorphic(jacobian.o, residuals, diag_shift)
+                d = natural_gradient_minsr_holomorphic(jacobian.o, residuals, diag_shift,
+                                                       param_chunk)
             else:
                 d = natural_gradient_dense_holomorphic(jacobian.o, grad, diag_shift)
             delta = jnp.concatenate([d.real, d.imag])
@@ -98,7 +105,7 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto") -> optax.GradientTransfo
         n_rows, n_params = jacobian.shape
         use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
         if use_minsr:
-            delta = natural_gradient_minsr(jacobian, residuals, diag_shift)
+            delta = natural_gradient_minsr(jacobian, residuals, diag_shift, param_chunk)
         else:
             delta = natural_gradient_dense(jacobian, grad, diag_shift)
         return unflatten(delta.astype(grad.dtype)), state
@@ -114,12 +121,55 @@ def natural_gradient_dense(jacobian: jax.Array, grad: jax.Array, diag_shift: flo
 
 
 def natural_gradient_minsr(
-    jacobian: jax.Array, residuals: jax.Array, diag_shift: float
+    jacobian: jax.Array, residuals: jax.Array, diag_shift: float,
+    param_chunk: int | None = None,
 ) -> jax.Array:
-    """``J^T (J J^T + lambda I)^-1 eps``. jacobian [R, P], residuals [R] -> [P]."""
-    t = jacobian @ jacobian.T
+    """``J^T (J J^T + lambda I)^-1 eps``. jacobian [R, P], residuals [R] -> [P].
+
+    ``param_chunk``: build ``J J^T`` and ``J^T y`` from column blocks (:func:`minsr_kernel`).
+    """
+    t = minsr_kernel(jacobian, param_chunk)
     t = t + diag_shift * jnp.eye(t.shape[0], dtype=t.dtype)
-    return jacobian.T @ _spd_solve(t, residuals)
+    return conj_transpose_dot(jacobian, _spd_solve(t, residuals), param_chunk)
+
+
+def minsr_kernel(o: jax.Array, param_chunk: int | None = None) -> jax.Array:
+    """``T = O O^H`` ``[R, R]`` of a (real or complex) ``O [R, P]``, summed over blocks of
+    ``param_chunk`` columns sliced from ``O`` in a loop (temporaries of one block, ``R x
+    param_chunk``, never a copy of ``O``); None: one product. Equal to rounding."""
+    if param_chunk is None or param_chunk >= o.shape[1]:
+        return o @ o.conj().T
+    n_full, rest = divmod(o.shape[1], param_chunk)
+
+    def add(b: int, t: jax.Array) -> jax.Array:
+        block = jax.lax.dynamic_slice_in_dim(o, b * param_chunk, param_chunk, axis=1)
+        return t + block @ block.conj().T
+
+    t = jax.lax.fori_loop(0, n_full, add, jnp.zeros((o.shape[0], o.shape[0]), dtype=o.dtype))
+    if rest:
+        tail = o[:, n_full * param_chunk:]
+        t = t + tail @ tail.conj().T
+    return t
+
+
+def conj_transpose_dot(o: jax.Array, y: jax.Array, param_chunk: int | None = None
+                       ) -> jax.Array:
+    """``O^H y`` ``[P]`` for ``O [R, P]`` and ``y [R]``, one column block of ``param_chunk``
+    at a time (see :func:`minsr_kernel`); None: one product."""
+    if param_chunk is None or param_chunk >= o.shape[1]:
+        return o.conj().T @ y
+    n_full, rest = divmod(o.shape[1], param_chunk)
+    dtype = jnp.result_type(o.dtype, y.dtype)
+
+    def put(b: int, out: jax.Array) -> jax.Array:
+        block = jax.lax.dynamic_slice_in_dim(o, b * param_chunk, param_chunk, axis=1)
+        return jax.lax.dynamic_update_slice_in_dim(out, (block.conj().T @ y).astype(dtype),
+                                                   b * param_chunk, axis=0)
+
+    out = jax.lax.fori_loop(0, n_full, put, jnp.zeros(o.shape[1], dtype=dtype))
+    if rest:
+        out = out.at[n_full * param_chunk:].set(o[:, n_full * param_chunk:].conj().T @ y)
+    return out
 
 
 def natural_gradient_spring(
@@ -153,17 +203,18 @@ def natural_gradient_woodbury(
 
 
 def natural_gradient_minsr_holomorphic(
-    o: jax.Array, residuals: jax.Array, diag_shift: float
+    o: jax.Array, residuals: jax.Array, diag_shift: float, param_chunk: int | None = None
 ) -> jax.Array:
     """minSR with the complex Jacobian: ``O^H (O O^H + lambda)^-1 e``, complex ``[P_c]``.
 
     o: complex ``[n, P_c]``; residuals: real ``[2n]`` (``[Re e; Im e]``). Equal to
     :func:`natural_gradient_minsr` on the real view ``[[Re O, -Im O], [Im O, Re O]]`` written
-    as ``Re + i Im`` (see :mod:`nqs.optim.jacobian`).
+    as ``Re + i Im`` (see :mod:`nqs.optim.jacobian`). ``param_chunk``: build ``O O^H`` and
+    ``O^H y`` from column blocks (:func:`minsr_kernel`).
     """
-    k = o @ o.conj().T
+    k = minsr_kernel(o, param_chunk)
     k = k + diag_shift * jnp.eye(k.shape[0], dtype=k.dtype)
-    return o.conj().T @ _spd_solve(k, complex_rows(residuals))
+    return conj_transpose_dot(o, _spd_solve(k, complex_rows(residuals)), param_chunk)
 
 
 def natural_gradient_minsr_structured(

@@ -1,0 +1,67 @@
+"""The lattice-dependent defaults of ``nqs spin`` (``resolve_defaults``) and a short run of
+the default ansatz of a 2D lattice against the exact energy."""
+
+import argparse
+import json
+
+import pytest
+
+from nqs.cli import main
+from nqs.commands import spin
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    spin.register(parser.add_subparsers())
+    return spin.resolve_defaults(parser.parse_args(["spin", *argv]))
+
+
+def test_defaults_follow_the_lattice():
+    chain = _args("--model", "heisenberg")
+    assert (chain.ansatz, chain.alpha, chain.lr_schedule, chain.eval_batches) == \
+        ("rbm", 1.0, "constant", 4)  # the Carleo-Troyer chain settings stay
+    for lattice in ("square", "triangular", "honeycomb"):
+        a = _args("--model", "heisenberg", "--lattice", lattice, "--size", "4")
+        assert (a.ansatz, a.symmetries, a.alpha, a.lr_schedule, a.eval_batches) == \
+            ("rbm-symm", "space-group", float(spin.AUTO_SYMM_ALPHA), "cosine",
+             spin.AUTO_EVAL_BATCHES)
+    opened = _args("--lattice", "square", "--size", "3", "--open")
+    assert opened.ansatz == "rbm"
+    given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",
+                  "--lr-schedule", "constant")
+    assert (given.ansatz, given.symmetries, given.alpha, given.lr_schedule) == \
+        ("gcnn", "translations", 2.0, "constant")
+    # constant-rate fingerprints keep their old keys; a schedule adds its own
+    assert "lr_schedule" not in spin.fingerprint(chain)
+    assert spin.fingerprint(_args("--lattice", "square"))["lr_schedule"] == "cosine"
+
+
+def test_default_2d_ansatz_reaches_exact_energy(tmp_path, capsys):
+    # honeycomb 2x2 cells (8 spins, 70 states at S^z = 0) by exact summation: the default
+    # ansatz (space-group RBM, alpha 8) and schedule, with fewer steps
+    out = tmp_path / "hc"
+    code = main(["spin", "--model", "heisenberg", "--lattice", "honeycomb", "--size", "2",
+                 "--sampler", "exact", "--steps", "60", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads((out / "result.json").read_text())
+    assert res["ansatz"] == "rbm-symm" and res["symmetries"] == "space-group"
+    assert res["lr_schedule"] == "cosine"
+    assert res["energy"] >= res["exact_energy"] - 1e-9  # variational
+    assert res["relative_error"] < 2e-3, res["relative_error"]
+
+
+@pytest.mark.parametrize("bad", ["1.5", "2"])
+def test_final_lr_fraction_checked(bad, tmp_path, capsys):
+    code = main(["spin", "--lattice", "square", "--size", "2", "--model", "heisenberg",
+                 "--final-lr-fraction", bad, "--steps", "1", "--out", str(tmp_path / "x")])
+    assert code != 0
+
+
+def test_6x6_reference_is_the_tabulated_one():
+    from hamiltonians.lattice import square
+    from hamiltonians.spin import J1J2, Heisenberg
+    from hamiltonians.spin_reference import exact_energy
+
+    e, source = exact_energy(Heisenberg(square(6), marshall_sign=True))
+    assert abs(e / 36 - (-0.678872)) < 1e-12 and "tabulated" in source
+    assert exact_energy(J1J2(square(6), j2=0.5))[0] is None  # no tabulated J2 > 0 value
