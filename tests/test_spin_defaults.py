@@ -20,11 +20,14 @@ def test_defaults_follow_the_lattice():
     chain = _args("--model", "heisenberg")
     assert (chain.ansatz, chain.alpha, chain.lr_schedule, chain.eval_batches) == \
         ("rbm", 1.0, "constant", 4)  # the Carleo-Troyer chain settings stay
-    for lattice in ("square", "triangular", "honeycomb"):
+    for lattice in ("square", "honeycomb"):
         a = _args("--model", "heisenberg", "--lattice", lattice, "--size", "4")
         assert (a.ansatz, a.symmetries, a.alpha, a.lr_schedule, a.eval_batches) == \
             ("rbm-symm", "space-group", float(spin.AUTO_SYMM_ALPHA), "cosine",
              spin.AUTO_EVAL_BATCHES)
+    # frustrated or not bipartite: the plain RBM
+    for argv in (("--lattice", "triangular", "--size", "4"), ("--lattice", "square", "--size", "5")):
+        assert _args("--model", "heisenberg", *argv).ansatz == "rbm"
     opened = _args("--lattice", "square", "--size", "3", "--open")
     assert opened.ansatz == "rbm"
     given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",

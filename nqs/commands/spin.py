@@ -37,13 +37,13 @@ SYMMETRIC = ("rbm-symm", "gcnn", "vit")
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the ``auto`` / unset options of ``args`` in place (and return it): the ansatz from
-    the lattice (``rbm`` on a chain or an open lattice, ``rbm-symm`` on periodic 2D lattices), its
+    the lattice (``rbm-symm`` on periodic bipartite 2D lattices, ``rbm`` otherwise), its
     symmetries (space group for ``rbm-symm``, translations otherwise), ``alpha``
     (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, else 1), the learning-rate schedule
     (cosine for a symmetric ansatz, else constant) and the final evaluation's sampler calls
     (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4). Options given explicitly stay."""
     if getattr(args, "ansatz", "auto") == "auto":
-        args.ansatz = "rbm" if args.lattice == "chain" or args.open else "rbm-symm"
+        args.ansatz = "rbm-symm" if _symmetric_default(args) else "rbm"
     if getattr(args, "symmetries", "auto") == "auto":
         args.symmetries = "space-group" if args.ansatz == "rbm-symm" else "translations"
     if getattr(args, "alpha", None) is None:
@@ -119,8 +119,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ansatz", choices=("auto", "rbm", "rbm-symm", "gcnn", "vit"),
                    default="auto",
                    help="RBM, RBM symmetric under --symmetries, group-convolutional network over "
-                   "--symmetries, or vision transformer (square lattices); auto: rbm on a "
-                   "chain or an open lattice, rbm-symm on periodic 2D lattices (default: auto)")
+                   "--symmetries, or vision transformer (square lattices); auto: rbm-symm on "
+                   "periodic bipartite 2D lattices (square with even L, honeycomb), rbm "
+                   "otherwise (default: auto)")
     p.add_argument("--features", type=positive_int, default=4,
                    help="GCNN channels per layer (default: 4)")
     p.add_argument("--layers", type=positive_int, default=2,
@@ -269,6 +270,18 @@ def fingerprint(args: argparse.Namespace) -> dict:
     if args.lr_schedule != "constant":  # (checkpoints of constant-rate runs predate the key)
         fp |= {"lr_schedule": args.lr_schedule, "final_lr_fraction": args.final_lr_fraction}
     return fp
+
+
+def _symmetric_default(args: argparse.Namespace) -> bool:
+    """The symmetric RBM is the default on periodic 2D lattices that are bipartite (square with
+    even L, honeycomb): there the Marshall sign makes the Heisenberg ground state positive and
+    the symmetric RBM converges well; on frustrated geometries (triangular) it can collapse
+    onto a few configurations, and the plain RBM stays the default."""
+    from hamiltonians.lattice import make_lattice
+
+    if args.lattice == "chain" or args.open or args.size <= 0:
+        return False
+    return make_lattice(args.lattice, args.size, pbc=True).is_bipartite
 
 
 def _marshall_default(args: argparse.Namespace) -> bool:
