@@ -83,7 +83,8 @@ def test_dump_config_and_rerun_give_the_same_trajectory(tmp_path, capsys):
         parser = build_parser()
         args = parser.parse_args(SPIN)
         expected = {k for k in vars(args) if k not in ("command", "handler", "config",
-                                                        "dump_config", "resume", "overwrite")}
+                                                        "dump_config", "resume", "overwrite",
+                                                        "resolve_options")}
         assert set(options) == expected
 
         # the run records the same options (and its provenance)

@@ -196,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_dir_options(p)
     add_dtype_option(p)
     add_parallel_options(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, resolve_options=resolve_defaults)
 
 
 MAX_SITES = 100_000
