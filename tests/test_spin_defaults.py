@@ -25,9 +25,14 @@ def test_defaults_follow_the_lattice():
         assert (a.ansatz, a.symmetries, a.alpha, a.lr_schedule, a.eval_batches) == \
             ("rbm-symm", "space-group", float(spin.AUTO_SYMM_ALPHA), "cosine",
              spin.AUTO_EVAL_BATCHES)
-    # frustrated or not bipartite: the plain RBM
-    for argv in (("--lattice", "triangular", "--size", "4"), ("--lattice", "square", "--size", "5")):
-        assert _args("--model", "heisenberg", *argv).ansatz == "rbm"
+    # frustrated or not bipartite: the plain RBM; the rule agrees with the lattices' own
+    from hamiltonians.lattice import make_lattice
+
+    for lattice in ("square", "triangular", "honeycomb"):
+        for size in range(2, 7):
+            a = _args("--model", "heisenberg", "--lattice", lattice, "--size", str(size))
+            bipartite = make_lattice(lattice, size, pbc=True).is_bipartite
+            assert (a.ansatz == "rbm-symm") == bipartite, (lattice, size)
     opened = _args("--lattice", "square", "--size", "3", "--open")
     assert opened.ansatz == "rbm"
     given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",

@@ -276,12 +276,11 @@ def _symmetric_default(args: argparse.Namespace) -> bool:
     """The symmetric RBM is the default on periodic 2D lattices that are bipartite (square with
     even L, honeycomb): there the Marshall sign makes the Heisenberg ground state positive and
     the symmetric RBM converges well; on frustrated geometries (triangular) it can collapse
-    onto a few configurations, and the plain RBM stays the default."""
-    from hamiltonians.lattice import make_lattice
-
+    onto a few configurations, and the plain RBM stays the default. Decided from the geometry
+    alone (no lattice is built: the size is checked later)."""
     if args.lattice == "chain" or args.open or args.size <= 0:
         return False
-    return make_lattice(args.lattice, args.size, pbc=True).is_bipartite
+    return args.lattice == "honeycomb" or (args.lattice == "square" and args.size % 2 == 0)
 
 
 def _marshall_default(args: argparse.Namespace) -> bool:
