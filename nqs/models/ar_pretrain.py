@@ -25,6 +25,7 @@ few minutes); a general starting point, not a fit to a reference energy.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -242,15 +243,15 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     ``final_lr_fraction`` < 1: the learning rate decays from ``learning_rate`` to that fraction
     of it over ``steps`` (cosine); 1: constant."""
 
-    targets = {"cisd": singles_doubles_target, "selected": selected_target,
+    targets = {"cisd": singles_doubles_target,
+               "selected": functools.partial(selected_target, grow=grow),
                "first-order": first_order_target}
     if target not in targets:
         raise InputError(f"unknown start target {target!r}; choose {', '.join(targets)}")
     if not (grow >= 0 and 0 < final_lr_fraction <= 1):
         raise InputError(f"the start fit needs grow >= 0 and 0 < final_lr_fraction <= 1, got "
                          f"{grow} and {final_lr_fraction}")
-    x, t = (selected_target(operator, grow=grow) if target == "selected"
-            else targets[target](operator))
+    x, t = targets[target](operator)
     x, t = jnp.asarray(x), jnp.asarray(t)
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
     tx = optax.adam(learning_rate if final_lr_fraction == 1 else
