@@ -61,7 +61,7 @@ from hamiltonians.molecule import MolecularIntegrals
 from nqs.errors import InputError
 
 #: Reference methods of ``bench-fci --reference`` (``auto``: FCI where it fits, else DMRG/SCI).
-REFERENCE_CHOICES = ("auto", "fci", "dmrg", "sci")
+REFERENCE_CHOICES = ("auto", "fci", "dmrg", "sci", "none")
 #: Largest space ``auto`` gives to PySCF FCI (about 1.2 GB at 244 bytes per determinant).
 MAX_FCI_DETERMINANTS = 5_000_000
 #: Peak memory of PySCF FCI per determinant, measured (module docstring).
@@ -154,13 +154,16 @@ def check_sci_cutoffs(cutoffs: tuple[float, ...] | list[float]) -> tuple[float, 
 
 
 def choose_reference(method: str, n_det: int, max_fci_determinants: int = MAX_FCI_DETERMINANTS) -> str:
-    """The method that computes the reference: ``fci``, ``dmrg`` or ``sci``.
+    """The method that computes the reference: ``fci``, ``dmrg``, ``sci`` or ``none`` (no
+    reference: the run compares with Hartree-Fock only, as on a GPU machine without the solvers).
 
     ``auto``: FCI where it fits (:func:`fci_fits`: at most ``max_fci_determinants`` and memory),
     else DMRG if block2 is installed, else selected CI. An explicit ``fci`` that does not fit and
     ``dmrg`` without block2 are InputErrors.
     """
     check_reference(method)
+    if method == "none":
+        return method
     if method == "auto":
         if fci_fits(n_det, max_fci_determinants):
             return "fci"

@@ -178,3 +178,27 @@ def test_table_names_the_reference_and_plots_wall_times(tmp_path):
     plot_wall_times(records, tmp_path / "times.png")
     plot_errors(records, tmp_path / "errors.png")
     assert (tmp_path / "times.png").stat().st_size > 0 and (tmp_path / "errors.png").stat().st_size > 0
+
+
+def test_reference_none_computes_no_reference(capsys, tmp_path, monkeypatch):
+    """``--reference none`` (a GPU machine without the solvers): no FCI, DMRG or selected CI is
+    run, the result says so, and the run compares with Hartree-Fock alone."""
+    from hamiltonians.molecule import write_fcidump
+
+    assert choose_reference("none", 10**12) == "none"
+
+    def refuse(*args, **kwargs):  # noqa: ARG001
+        raise AssertionError("a reference was computed")
+
+    monkeypatch.setattr(chem, "compute_reference", refuse)
+    monkeypatch.setattr(chem, "fci_from_integrals", refuse)
+    monkeypatch.setenv("NQS_CACHE_DIR", str(tmp_path / "cache"))
+    integrals, _ = compute_integrals(from_preset("H2"))
+    write_fcidump(tmp_path / "H2.FCIDUMP", integrals)
+    out = tmp_path / "run"
+    code, err = _run(["molecule", "--fcidump", str(tmp_path / "H2.FCIDUMP"), "--reference",
+                      "none", "--steps", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["reference"] == "none" and result["e_ref"] is None
+    assert result["error_mha"] is None

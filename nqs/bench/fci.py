@@ -196,13 +196,14 @@ def _load_job(job: Job, cache_dir: str | None, reference, echo):
         method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
         refs = {"e_hf": integrals.hf_energy(), "e_mp2": None, "e_ccsd": None, "e_ccsd_t": None,
                 "notes": {}}
-        refs.update(compute_reference(integrals, method, opts, refs["notes"], echo))
+        if method != "none":
+            refs.update(compute_reference(integrals, method, opts, refs["notes"], echo))
         refs.setdefault("e_fci", None)
         return integrals, refs | reference_energy(refs, method), "FCIDUMP"
     integrals, _ = compute_integrals(job.spec, frozen_core=job.frozen_core, cas=job.cas,
                                      eri_threshold=threshold)
     method = choose_reference(opts.method, n_determinants(integrals), opts.max_fci_determinants)
-    methods = ("hf", "mp2", "ccsd", "ccsd_t", method)
+    methods = ("hf", "mp2", "ccsd", "ccsd_t") + (() if method == "none" else (method,))
     refs = reference_energies(job.spec, frozen_core=job.frozen_core, cas=job.cas, methods=methods,
                               cache_dir=cache_dir, eri_threshold=threshold, options=opts,
                               echo=echo)
@@ -367,7 +368,8 @@ def _reference_text(refs: dict) -> str:
     method, e = refs.get("reference", "fci"), refs.get("e_ref")
     label = method.upper()
     if e is None:
-        note = refs.get("notes", {}).get(method, "not computed")
+        note = "--reference none" if method == "none" else refs.get("notes", {}).get(method,
+                                                                                   "not computed")
         return f"E({label}) = - ({note})"
     err = refs.get("e_ref_error")
     text = f"E({label}) = {e:.8f}" + ("" if method == "fci" or err is None else f" +- {err:.1e}")

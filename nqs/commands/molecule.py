@@ -55,7 +55,8 @@ def _reference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", choices=REFERENCE_CHOICES, default="auto",
                    help="the energy the network is compared with: PySCF FCI, DMRG (block2, "
                    "extrapolated in the bond dimension), PySCF selected CI, or auto: FCI up to "
-                   "--max-fci-determinants, else DMRG (selected CI without block2) "
+                   "--max-fci-determinants, else DMRG (selected CI without block2); none: no "
+                   "reference, Hartree-Fock only (a GPU machine without the solvers) "
                    "(default: auto)")
     p.add_argument("--bond-dims", type=positive_int, nargs="+", metavar="M",
                    default=list(DEFAULT_BOND_DIMS),
