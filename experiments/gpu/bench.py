@@ -12,11 +12,12 @@
   ``--sizes``; median of ``--repeats`` steps after two warm-up steps.
 
 NetKet is not on the GPU machine (no package index there), so only nqs is timed; its CPU
-counterparts are in ``experiments/benchmarks/results``. Writes ``OUT/bench.json`` and
-``OUT/bench.md``; each part stops at ``--time-limit`` seconds (counted from the start), keeping
-what it has measured.
+counterparts are in ``experiments/benchmarks/results``. Writes ``OUT/bench.json`` (after
+each figure) and ``OUT/bench.md``; each part stops at ``--time-limit`` seconds (counted from the
+start), keeping what it has measured. The GCNN first: it compiles in seconds, the ``ar`` part
+fits the state to CISD first.
 
-    python experiments/gpu/bench.py --out /tmp/gpu/bench --parts ar gcnn
+    python experiments/gpu/bench.py --out /tmp/gpu/bench --parts gcnn ar
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def left(args: argparse.Namespace) -> float:
     return args.time_limit - (time.perf_counter() - T0)
 
 
-def bench_ar(args: argparse.Namespace) -> list[dict]:
+def bench_ar(args: argparse.Namespace, rows: list[dict], save) -> None:
     """Unique samples per second of sampling + local energies on N2 / 6-31G (frozen cores)."""
     from hamiltonians.molecule import read_fcidump, screen_integrals
     from hamiltonians.second_quantized import MolecularHamiltonian
@@ -65,7 +66,6 @@ def bench_ar(args: argparse.Namespace) -> list[dict]:
     t_fit = time.perf_counter() - t0
     print(f"ar: {hilbert.n_sites} spin orbitals; fitted to CISD (fidelity {fidelity:.4f}, "
           f"{t_fit:.1f} s)", flush=True)
-    rows = []
     for name, draws, unique in (("matched", args.samples, args.max_unique),
                                 ("defaults", 100_000, 1024)):
         if left(args) < 10:
@@ -90,19 +90,18 @@ def bench_ar(args: argparse.Namespace) -> list[dict]:
                      "max_unique": unique, "s_per_call": s, "first_call_s": first,
                      "unique_per_s": u / s, "draws_per_s": n_draws / s, "mean_e_loc": e_mean,
                      "repeats": len(times), "fit_s": t_fit, "fidelity": fidelity})
+        save()
         print(f"ar {name}: {u:.0f} unique of {n_draws:.3g} draws in {s:.4f} s: "
               f"{u / s:.4g} unique/s (first call {first:.1f} s)", flush=True)
-    return rows
 
 
-def bench_gcnn(args: argparse.Namespace) -> list[dict]:
+def bench_gcnn(args: argparse.Namespace, rows: list[dict], save) -> None:
     """Median time of one GCNN VMC step (nqs) on L x L Heisenberg lattices."""
     from hamiltonians.lattice import square
     from hamiltonians.spin import Heisenberg
 
     opts = argparse.Namespace(chains=32, samples=512, discard=4, features=args.features,
                               layers=args.layers, lr=0.02, diag_shift=0.01, seed=0)
-    rows = []
     for size in args.sizes:
         if left(args) < 15:
             break
@@ -125,15 +124,15 @@ def bench_gcnn(args: argparse.Namespace) -> list[dict]:
         rows.append({"part": "gcnn", "setting": f"{size}x{size} translations complex",
                      "n_params": n_params, "samples": 512, "s_per_step": s,
                      "first_call_s": first, "repeats": len(times)})
+        save()
         print(f"gcnn {size}x{size}: {s:.4f} s/step ({n_params} parameters, first call "
               f"{first:.1f} s)", flush=True)
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the parts, write ``bench.json`` / ``bench.md`` under ``--out``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", nargs="+", choices=("ar", "gcnn"), default=["ar", "gcnn"])
+    p.add_argument("--parts", nargs="+", choices=("ar", "gcnn"), default=["gcnn", "ar"])
     p.add_argument("--fcidump", type=Path, default=ROOT / ".gpu_inputs" / "n2_631g_fc.fcidump")
     p.add_argument("--hidden", type=int, nargs="+", default=[64])
     p.add_argument("--fit-steps", type=int, default=2000)
@@ -151,13 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"device": str(jax.devices()[0]), "jax": jax.__version__,
             "numpy": np.__version__, "time_limit_s": args.time_limit}
     rows: list[dict] = []
+
+    def save() -> None:  # after each figure: a run stopped by timeout keeps what it measured
+        (args.out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
     for part in args.parts:
         try:
-            rows += {"ar": bench_ar, "gcnn": bench_gcnn}[part](args)
+            {"ar": bench_ar, "gcnn": bench_gcnn}[part](args, rows, save)
         except Exception as exc:  # noqa: BLE001 - keep the other part's figures
             print(f"{part}: failed: {type(exc).__name__}: {exc}", flush=True)
             rows.append({"part": part, "error": f"{type(exc).__name__}: {exc}"})
-        (args.out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        save()
     lines = [f"nqs on {meta['device']}, jax {meta['jax']}", "",
              "| part | setting | figure |", "|---|---|---|"]
     for r in rows:

@@ -22,7 +22,7 @@
 # Resume: put the .tgz files of an earlier call in .gpu_inputs/resume/; every run whose
 # checkpoint is there continues with --resume (more steps; the cosine schedules restart nothing).
 # Knobs (environment): NQS_GPU_JOBS (default "n2dz heis10 B C N O N2"), NQS_GPU_BENCH (1),
-# NQS_GPU_BENCH_S (150: the benchmarks' share), NQS_GPU_MARGIN (150: seconds kept after the
+# NQS_GPU_BENCH_S (170: the benchmarks' share), NQS_GPU_MARGIN (150: seconds kept after the
 # training limit for start-up, compilation, pretraining and the final evaluation),
 # NQS_GPU_DRY=1 (tiny sizes, for a CPU), NQS_PYTHON (python3), NQS_GPU_WORK (/tmp/gpu),
 # NQS_GPU_{N2DZ,SPIN,RS}_OPTIONS (extra options of those runs).
@@ -70,21 +70,23 @@ done
 
 # 2. benchmarks, alone on the GPU
 if [ "${NQS_GPU_BENCH:-1}" = 1 ]; then
-  bench_s=${NQS_GPU_BENCH_S:-150}
+  bench_s=${NQS_GPU_BENCH_S:-170}
   if [ "$dry" = 1 ]; then
     bopts=(--fit-steps 20 --samples 256 --max-unique 64 --sizes 4 --repeats 2)
-    ropts=(--small --walkers 16 --repeats 1 --optimizers adam --mcmc-steps 2)
+    ropts=(--small --walkers 16 --repeats 1 --optimizers adam --mcmc-steps 2 --variants hvp)
   else
     bopts=()
     ropts=(--walkers 256 --repeats 3 --optimizers adam sr)
   fi
   t_end=$(( $(elapsed) + bench_s ))
-  timeout -k 5 $(( bench_s * 6 / 10 )) "$py" experiments/gpu/bench.py --out "$work/bench" \
-    --time-limit $(( bench_s * 6 / 10 - 10 )) "${bopts[@]}" > "$work/logs/bench.stdout" 2>&1
-  echo "bench.py exit $? at $(elapsed) s"
+  timeout -k 5 $(( bench_s * 65 / 100 )) "$py" experiments/gpu/bench.py --out "$work/bench" \
+    --time-limit $(( bench_s * 65 / 100 - 10 )) "${bopts[@]}" > "$work/logs/bench.stdout" 2>&1
+  rc=$?
+  echo "bench.py exit $rc at $(elapsed) s"
   timeout -k 5 $(( t_end - $(elapsed) )) "$py" experiments/benchmarks/realspace_step.py \
     "${ropts[@]}" --out "$work/bench/realspace_step" > "$work/logs/realspace_step.stdout" 2>&1
-  echo "realspace_step.py exit $? at $(elapsed) s"
+  rc=$?
+  echo "realspace_step.py exit $rc at $(elapsed) s"
 fi
 
 # 3. the runs, side by side
@@ -138,7 +140,9 @@ for j in "${jobs[@]}"; do
 done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}"
-  echo "$(elapsed) s: ${names[$i]} exit $?" | tee -a "$work/logs/exits.txt"
+  rc=$?
+  echo "$(elapsed) s: ${names[$i]} exit $rc$([ $rc = 124 ] && echo ' (hard stop)')" \
+    | tee -a "$work/logs/exits.txt"
 done
 kill "$monitor" 2>/dev/null
 
