@@ -76,7 +76,7 @@ def bench_ar(args: argparse.Namespace, rows: list[dict], save) -> None:
         first = time.perf_counter() - t
         times, uniques = [], []
         for _ in range(args.repeats):
-            if left(args) < 2 * (times[-1] if times else first):
+            if times and left(args) < 2 * times[-1]:
                 break
             t = time.perf_counter()
             n_unique, e_mean, n_draws = call()
@@ -113,7 +113,7 @@ def bench_gcnn(args: argparse.Namespace, rows: list[dict], save) -> None:
         step()
         times = []
         for _ in range(args.repeats):
-            if left(args) < 2 * (times[-1] if times else first):
+            if times and left(args) < 2 * times[-1]:
                 break
             t = time.perf_counter()
             step()
