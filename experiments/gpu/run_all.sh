@@ -77,7 +77,7 @@ if [ "${NQS_GPU_BENCH:-1}" = 1 ]; then
     ropts=(--small --walkers 16 --repeats 1 --optimizers adam --mcmc-steps 2 --variants hvp)
   else
     bopts=()
-    ropts=(--walkers 256 --repeats 3 --optimizers adam sr --variants hvp)
+    ropts=(--walkers 256 --repeats 3 --optimizers adam --variants hvp)
   fi
   t_end=$(( $(elapsed) + bench_s ))
   timeout -k 5 $(( bench_s * 6 / 10 )) "$py" experiments/gpu/bench.py --out "$work/bench" \

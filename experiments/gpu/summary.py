@@ -75,6 +75,8 @@ def run_row(job: str, run: Path) -> dict:
                                               ", no log"),
                    energy=last.get("energy"), steps=last.get("step"))
     row["checkpoint"] = (run / "checkpoint.msgpack").exists()
+    if row["status"] != "done":
+        row["status"] += ", checkpoint" if row["checkpoint"] else ", no checkpoint"
     row["target"] = TARGETS.get(job)
     return row
 
