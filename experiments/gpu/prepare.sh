@@ -17,7 +17,7 @@ if [ -n "${RESUME_FROM:-}" ]; then
     [ -f "$f" ] && cp "$f" .gpu_inputs/resume/
   done
 fi
-git check-ignore -q .whl/x .gpu_inputs/x || { echo ".whl or .gpu_inputs is not git-ignored"; exit 1; }
+{ git check-ignore -q .whl/x && git check-ignore -q .gpu_inputs/x; } || { echo ".whl or .gpu_inputs is not git-ignored"; exit 1; }
 tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 carried=$(du -cb .whl .gpu_inputs | tail -1 | cut -f1)
 echo "travels: tracked files $((tracked / 1048576)) MiB + carried .whl .gpu_inputs" \
