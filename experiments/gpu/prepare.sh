@@ -11,6 +11,7 @@ py=${PYTHON:-.venv/bin/python}
 [ -x "$py" ] || py=python3
 [ -f .whl/pyscf_trim.tgz ] || bash experiments/ferminet_2020/make_wheels.sh
 PYTHONPATH=$PWD "$py" experiments/gpu/prepare.py
+rm -rf .gpu_inputs/resume  # no stale checkpoints: only RESUME_FROM's are resumed
 if [ -n "${RESUME_FROM:-}" ]; then
   mkdir -p .gpu_inputs/resume
   for f in "$RESUME_FROM"/rs_*.tgz "$RESUME_FROM"/mol_spin.tgz; do
