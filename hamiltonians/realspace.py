@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from hamiltonians.molecule import ANGSTROM_TO_BOHR
 from nqs.errors import InputError
-
-ANGSTROM_TO_BOHR = 1.8897261246
-"""1 Angstrom in bohr."""
+from nqs.realspace.system import log_abs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,12 +290,6 @@ LogPsiFn = Callable[[Any, jax.Array], Any]
 """``(params, r [n_el, 3]) -> log|psi|`` scalar, or ``(sign, log|psi|)``."""
 
 
-def _log_abs(out: Any) -> jax.Array:
-    # Accept both a scalar log|psi| and FermiNet's (sign, log|psi|).
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
-
 
 def _hessian_trace(f: Callable[[jax.Array], jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(grad f(x) [d], tr Hess f(x))``: one Hessian-vector product (forward over reverse) per
@@ -344,7 +337,7 @@ def make_kinetic_energy(
         x = jnp.reshape(r, (-1,))
 
         def f(xf: jax.Array) -> jax.Array:
-            return _log_abs(log_abs_psi_fn(params, jnp.reshape(xf, shape)))
+            return log_abs(log_abs_psi_fn(params, jnp.reshape(xf, shape)))
 
         if laplacian == "folx":
             import folx  # lazy: only this path needs it

@@ -16,7 +16,7 @@ The Jacobian is dense (``W x P``): use it for networks of up to a few ten thousa
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ from nqs.errors import InputError
 from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import make_mcmc
+from nqs.realspace.system import log_abs
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
 
 
@@ -42,11 +43,6 @@ class SRState(NamedTuple):
     count: jax.Array
     previous: jax.Array
 
-
-def _log_abs(out: Any) -> jax.Array:
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
 
 
 def make_sr_vmc(
@@ -111,10 +107,10 @@ def make_sr_vmc(
         n = e_loc.shape[0]
         flat, unravel = ravel_pytree(params)
 
-        def log_abs(p_flat: jax.Array, x: jax.Array) -> jax.Array:
-            return _log_abs(log_abs_psi_fn(unravel(p_flat), x))
+        def log_abs_flat(p_flat: jax.Array, x: jax.Array) -> jax.Array:
+            return log_abs(log_abs_psi_fn(unravel(p_flat), x))
 
-        jac = chunked_map(jax.grad(log_abs), chunk_size, mesh)(flat, mc.r)  # [W, P]
+        jac = chunked_map(jax.grad(log_abs_flat), chunk_size, mesh)(flat, mc.r)  # [W, P]
         # float64 reductions (J J^T, J^T eps) whatever the network's dtype
         jac = jac.astype(jnp.float64)
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)

@@ -27,16 +27,12 @@ import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import MCMCState, make_mcmc
+from nqs.realspace.system import log_abs
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
 LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
 
-
-def _log_abs(out: Any) -> jax.Array:
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
 
 
 def clip_local_energy(e_loc: jax.Array, clip_scale: float = 5.0) -> jax.Array:
@@ -90,7 +86,7 @@ def make_energy_loss(
     """
 
     batch_log_abs = chunked_map(
-        lambda p, x: _log_abs(log_abs_psi_fn(p, x)), None if register_kfac else chunk_size, mesh
+        lambda p, x: log_abs(log_abs_psi_fn(p, x)), None if register_kfac else chunk_size, mesh
     )
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
