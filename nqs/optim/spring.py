@@ -14,6 +14,7 @@ and the update is ``-eta delta`` with ``eta = lr / (1 + t / delay)`` shrunk so t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -22,6 +23,16 @@ import optax
 
 from nqs.errors import InputError
 from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
+
+
+def lr_schedule(learning_rate: float, delay: float) -> Callable[[jax.Array], jax.Array]:
+    """FermiNet's schedule ``t -> learning_rate / (1 + t / delay)`` (real-space Adam, KFAC and
+    :func:`spring`)."""
+
+    def schedule(t: jax.Array) -> jax.Array:
+        return learning_rate / (1.0 + t / delay)
+
+    return schedule
 
 
 class SpringState(NamedTuple):
@@ -69,6 +80,8 @@ def spring(
     if momentum > 0 and diag_shift <= 0:
         raise InputError("SPRING momentum needs a positive diagonal shift")
 
+    schedule = lr_schedule(learning_rate, delay)
+
     def init_fn(params: jax.Array) -> SpringState:
         return SpringState(jnp.zeros((), jnp.int32), jnp.zeros((jnp.size(params),), jnp.float64))
 
@@ -80,7 +93,7 @@ def spring(
             delta = natural_gradient_spring(jacobian, residuals, previous, diag_shift, momentum)
         else:  # plain minSR: no J phi_prev product with a zero phi_prev
             delta = natural_gradient_minsr(jacobian, residuals, diag_shift)
-        eta = learning_rate / (1.0 + state.count / delay)
+        eta = schedule(state.count)
         if norm_constraint > 0:
             sq = eta**2 * jnp.abs(jnp.dot(delta, updates))
             eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))

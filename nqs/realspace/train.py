@@ -25,6 +25,7 @@ import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
+from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import MCMCState, make_mcmc
 from nqs.realspace.system import log_abs
@@ -140,15 +141,6 @@ class VMC(NamedTuple):
 
     init: Callable[..., VMCState]
     step: Callable[[jax.Array, VMCState], tuple[VMCState, dict[str, jax.Array]]]
-
-
-def lr_schedule(learning_rate: float, delay: float) -> Callable[[jax.Array], jax.Array]:
-    """``t -> learning_rate / (1 + t / delay)``."""
-
-    def schedule(t: jax.Array) -> jax.Array:
-        return learning_rate / (1.0 + t / delay)
-
-    return schedule
 
 
 def make_adam(learning_rate: float = 1e-3, delay: float = 1000.0) -> optax.GradientTransformation:
