@@ -28,7 +28,9 @@ import numpy as np
 import nqs  # noqa: F401  (float64 in JAX)
 from nqs.errors import InputError
 
-BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
+ANGSTROM_TO_BOHR = 1.8897261246
+"""1 Angstrom in bohr (CODATA 2018), the one conversion of both geometry parsers (PySCF
+converts the Angstrom geometries it is given with its own 1 / 0.52917721092)."""
 MIN_ATOM_DISTANCE_BOHR = 0.1
 #: Two-electron integrals with |(pq|rs)| below this (Hartree) are set to 0 by
 #: :func:`compute_integrals` (effect on the energies: docs/molecules.md).
@@ -230,7 +232,7 @@ def validate(spec: MoleculeSpec) -> None:
             f"{n_elec} electrons cannot have spin 2S = {spec.spin}: N and 2S must have the "
             f"same parity (e.g. spin={abs(spec.spin) - 1 if spec.spin else 1})"
         )
-    scale = BOHR_PER_ANGSTROM if unit == "angstrom" else 1.0
+    scale = ANGSTROM_TO_BOHR if unit == "angstrom" else 1.0
     xyz = np.array([c for _, c in atoms]) * scale
     for i in range(len(atoms)):
         for j in range(i):

@@ -19,7 +19,6 @@ of the Hessian, one Hessian-vector product per coordinate (the reference path).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -28,10 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from hamiltonians.molecule import ANGSTROM_TO_BOHR, parse_atoms
 from nqs.errors import InputError
-
-ANGSTROM_TO_BOHR = 1.8897261246
-"""1 Angstrom in bohr."""
+from nqs.realspace.system import log_abs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,29 +157,6 @@ def _nuclear_repulsion(charges: np.ndarray, positions: np.ndarray) -> float:
     return float(e)
 
 
-def parse_geometry(spec: str) -> list[tuple[str, tuple[float, float, float]]]:
-    """Parse ``"Li 0 0 0; H 0 0 3.015"`` (atoms separated by ``;`` or newlines).
-
-    Returns:
-        list of (symbol, (x, y, z)) in the units of the string.
-
-    Raises:
-        InputError: a malformed entry.
-    """
-    entries = [e.strip() for e in re.split(r"[;\n]", spec) if e.strip()]
-    atoms = []
-    for entry in entries:
-        parts = entry.replace(",", " ").split()
-        if len(parts) != 4:
-            raise InputError(f"bad atom entry {entry!r}: expected 'Symbol x y z'")
-        try:
-            xyz = (float(parts[1]), float(parts[2]), float(parts[3]))
-        except ValueError as err:
-            raise InputError(f"bad coordinates in atom entry {entry!r}") from err
-        atoms.append((parts[0], xyz))
-    return atoms
-
-
 def make_atoms(
     geometry: str | Sequence[tuple[str, Sequence[float]]],
     charge: int = 0,
@@ -191,7 +166,9 @@ def make_atoms(
     """Build and validate a real-space system.
 
     Args:
-        geometry: ``"Li 0 0 0; H 0 0 3.015"`` or a list of ``(symbol, (x, y, z))``.
+        geometry: ``"Li 0 0 0; H 0 0 3.015"`` (parsed by
+            :func:`hamiltonians.molecule.parse_atoms`, as ``nqs molecule``) or a list of
+            ``(symbol, (x, y, z))``.
         charge: total charge; the number of electrons is ``sum(Z) - charge``.
         spin: 2S = n_alpha - n_beta; ``None`` picks the lowest (0 or 1 by parity).
         unit: unit of the coordinates, ``"bohr"`` (default) or ``"angstrom"``
@@ -202,7 +179,7 @@ def make_atoms(
             more electrons removed than present, or an impossible spin (parity mismatch or
             ``|2S| > n_electrons``).
     """
-    entries = parse_geometry(geometry) if isinstance(geometry, str) else list(geometry)
+    entries = parse_atoms(geometry) if isinstance(geometry, str) else list(geometry)
     if not entries:
         raise InputError("no atoms given")
     unit_l = str(unit).lower()
@@ -291,12 +268,6 @@ LogPsiFn = Callable[[Any, jax.Array], Any]
 """``(params, r [n_el, 3]) -> log|psi|`` scalar, or ``(sign, log|psi|)``."""
 
 
-def _log_abs(out: Any) -> jax.Array:
-    # Accept both a scalar log|psi| and FermiNet's (sign, log|psi|).
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
-
 
 def _hessian_trace(f: Callable[[jax.Array], jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(grad f(x) [d], tr Hess f(x))``: one Hessian-vector product (forward over reverse) per
@@ -344,7 +315,7 @@ def make_kinetic_energy(
         x = jnp.reshape(r, (-1,))
 
         def f(xf: jax.Array) -> jax.Array:
-            return _log_abs(log_abs_psi_fn(params, jnp.reshape(xf, shape)))
+            return log_abs(log_abs_psi_fn(params, jnp.reshape(xf, shape)))
 
         if laplacian == "folx":
             import folx  # lazy: only this path needs it

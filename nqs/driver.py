@@ -27,7 +27,6 @@ in a log file, with a line for the compilation and one for the final evaluation.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.guard import check_fingerprint, check_time_limit, scale_update
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
@@ -378,13 +378,6 @@ def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
     return np.asarray(operator.lattice.sublattice)
 
 
-def check_time_limit(time_limit: float | None) -> None:
-    """Refuse (:class:`InputError`) a time limit that is not a positive, finite number of
-    seconds (None: no limit)."""
-    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
-
-
 @dataclass
 class _Guard:
     """The recovery guard's settings and its state (stored in checkpoints for exact resume):
@@ -509,31 +502,6 @@ def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOp
     return state, saved
 
 
-def check_fingerprint(ckpt: Path, saved: Any, now: Any,
-                      echo: Callable[[str], None] | None = None) -> None:
-    """Raise :class:`CheckpointError` naming the first option whose value differs between the
-    checkpoint's fingerprint ``saved`` and this run's ``now`` (dicts of JSON-able values); a
-    checkpoint without one (an older nqs) only gets a note through ``echo``."""
-    if now is None:
-        return
-    if saved is None:  # written before fingerprints: nothing to compare
-        if echo is not None:
-            echo(f"note: checkpoint {ckpt} records no options (written by an older nqs); "
-                 "resuming without checking that they match")
-        return
-    for name in sorted(set(saved) | set(now)):
-        if saved.get(name) != now.get(name):
-            raise CheckpointError(
-                f"checkpoint {ckpt} belongs to a different run: {name} was "
-                f"{saved.get(name)!r}, now {now.get(name)!r}; resume with the same options"
-            )
-
-
-@jax.jit
-def _scale_update(new: Any, old: Any, scale: jax.Array) -> Any:
-    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
-
-
 def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState, start: int,
                n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
                main: bool, checkpoint_every: int, meta: dict[str, Any], progress: Progress,
@@ -576,7 +544,7 @@ def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState
                 guard.rejections = 0
                 guard.anchor = before
                 if guard.lr_scale != 1.0:
-                    state = state._replace(params=_scale_update(
+                    state = state._replace(params=scale_update(
                         state.params, before.params, np.float64(guard.lr_scale)))
             else:
                 guard.rejections += 1

@@ -135,21 +135,21 @@ def test_short_run_with_pretraining_lowers_the_energy():
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside kfac-jax
 def test_kfac_smoke():
-    """KFAC (kfac-jax's graph matcher on the attention layers) lowers the energy of He."""
-    from nqs.realspace import make_kfac_vmc, run_vmc
+    """KFAC (kfac-jax's graph matcher on the attention layers, through the driver) lowers the
+    energy of He."""
+    from nqs.realspace.driver import run_realspace
 
-    a = make_atoms("He 0 0 0")
-    init, apply = make_psiformer(a, 1, 1, n_layers=1, heads=2, width=8, n_determinants=1)
     try:
-        vmc = make_kfac_vmc(apply, make_local_energy(apply, a, "folx"), learning_rate=0.1,
-                            delay=100.0, mcmc_steps=5)
+        res = run_realspace(make_atoms("He 0 0 0"), ansatz="psiformer", psiformer_layers=1,
+                            heads=2, width=8, n_determinants=1, optimizer="kfac",
+                            learning_rate=0.1, lr_delay=100.0, n_steps=20, n_walkers=64,
+                            mcmc_steps=5, eval_steps=2, seed=0, progress=False,
+                            echo=lambda _: None)
     except InputError as err:  # jax >= 0.11: kfac-jax 0.0.8 does not run
         pytest.skip(str(err))
-    walkers = init_walkers(jax.random.PRNGKey(1), a, 64)
-    state = vmc.init(jax.random.PRNGKey(2), init(jax.random.PRNGKey(0)), walkers, 0.5)
-    _, hist = run_vmc(jax.random.PRNGKey(3), vmc, state, 20)
-    assert np.all(np.isfinite(hist["energy"]))
-    assert hist["energy"][-5:].mean() < hist["energy"][:5].mean() - 0.1
+    energy = np.array([r["energy"] for r in res.history])
+    assert energy.size == 20 and np.all(np.isfinite(energy))
+    assert energy[-5:].mean() < energy[:5].mean() - 0.1
 
 
 def test_bad_sizes_raise_input_error():

@@ -14,18 +14,12 @@ from hamiltonians.realspace import (
 )
 from nqs.errors import InputError
 from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
-from nqs.realspace import (
-    burn_in,
-    evaluate,
-    init_walkers,
-    make_adam,
-    make_mcmc,
-    make_optax_vmc,
-    run_vmc,
-)
+from nqs.realspace import burn_in, init_walkers, make_mcmc
+from nqs.realspace.driver import make_energy_sampler, run_realspace
 from nqs.realspace.mcmc import electron_assignment
 from nqs.realspace.pretrain import pretrain
-from nqs.realspace.train import blocking_error, clip_local_energy
+from nqs.realspace.train import clip_local_energy
+from nqs.stats import statistics
 
 TINY = ((8, 4), (8, 4))
 LIH = "Li 0 0 0; H 0 0 3.015"
@@ -200,6 +194,13 @@ def test_walker_initialisation_balances_spins():
     assert len(al) == 2 and len(be) == 1 and sorted(al.tolist() + be.tolist()) == [0, 0, 1]
 
 
+def _chain_statistics(values: np.ndarray):
+    """:func:`nqs.stats.statistics` of ``values [n_steps, n_walkers]`` (one chain per walker)."""
+    n_walkers = np.shape(values)[1]
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)  # row = step * n_walkers + walker
+    return statistics(flat, np.full(flat.size, 1.0 / flat.size), n_walkers)
+
+
 def test_mcmc_hydrogen_mean_radius_and_evaluate():
     a = make_atoms("H 0 0 0")
     log_psi = hydrogenic(1.0, np.zeros(3))
@@ -211,18 +212,20 @@ def test_mcmc_hydrogen_mean_radius_and_evaluate():
     radii = []
     for k in jax.random.split(jax.random.PRNGKey(2), 60):
         state, _ = step(k, None, state)
-        radii.append(float(jnp.mean(jnp.linalg.norm(state.r[:, 0], axis=-1))))
-    radii = np.asarray(radii)
-    mean, err = radii.mean(), blocking_error(radii, min_blocks=8)
+        radii.append(np.asarray(jnp.linalg.norm(state.r[:, 0], axis=-1)))
+    st = _chain_statistics(np.stack(radii))  # autocorrelation-corrected, as the final evaluation
+    mean, err = float(st.mean), float(st.error_of_mean)
     assert err < 0.02
     assert abs(mean - 1.5) < 4 * err + 1e-3, (mean, err)
-    # Fixed-parameter evaluation of an exact eigenstate: E = -1/2 with zero variance.
-    res = evaluate(
-        jax.random.PRNGKey(3), None, log_psi, make_local_energy(log_psi, a), state, n_steps=4
-    )
-    assert res.energy == pytest.approx(-0.5, abs=1e-10)
-    assert res.variance == pytest.approx(0.0, abs=1e-10)
-    assert res.n_samples == 4000 and 0.3 < res.acceptance < 0.7
+    # Fixed-parameter evaluation of an exact eigenstate (the driver's final evaluation):
+    # E = -1/2 with zero variance.
+    sampler = make_energy_sampler(log_psi, make_local_energy(log_psi, a))
+    state, e_loc, accs = sampler(jax.random.PRNGKey(3), None, state, 4)
+    assert e_loc.shape == (4, 1000)
+    st = _chain_statistics(e_loc)
+    assert float(st.mean) == pytest.approx(-0.5, abs=1e-10)
+    assert float(st.variance) == pytest.approx(0.0, abs=1e-10)
+    assert 0.3 < float(np.mean(accs)) < 0.7
 
 
 def test_clipping():
@@ -267,38 +270,30 @@ def test_pretraining_loss_decreases():
 
 @pytest.mark.slow
 def test_helium_adam_below_hartree_fock():
-    """Tiny FermiNet + Adam on He: below the HF limit (-2.8617) within ~150 steps."""
-    a = make_atoms("He 0 0 0")
-    init, apply = make_ferminet(a, 1, 1, layers=((16, 4), (16, 4)), n_determinants=2)
-    e_loc = make_local_energy(apply, a, "folx")
-    vmc = make_optax_vmc(apply, e_loc, make_adam(0.02, 100.0), mcmc_steps=10)
-    state = vmc.init(
-        jax.random.PRNGKey(2),
-        init(jax.random.PRNGKey(0)),
-        init_walkers(jax.random.PRNGKey(1), a, 128),
-        0.5,
-    )
-    state, hist = run_vmc(jax.random.PRNGKey(3), vmc, state, 150)
-    assert np.all(np.isfinite(hist["energy"]))
-    last = hist["energy"][-50:]
+    """Tiny FermiNet + Adam on He (the driver): below the HF limit (-2.8617) within ~150 steps."""
+    res = run_realspace(make_atoms("He 0 0 0"), layers=((16, 4), (16, 4)), n_determinants=2,
+                        optimizer="adam", learning_rate=0.02, lr_delay=100.0, n_steps=150,
+                        n_walkers=128, mcmc_steps=10, eval_steps=2, seed=0, progress=False,
+                        echo=lambda _: None)
+    energy = np.array([r["energy"] for r in res.history])
+    acceptance = np.array([r["acceptance"] for r in res.history])
+    assert energy.size == 150 and np.all(np.isfinite(energy))
+    last = energy[-50:]
     assert last.mean() < -2.8617, last.mean()  # the Hartree-Fock limit (about -2.886 here)
     assert last.mean() > -2.903724377 - 0.02  # variational (up to noise)
-    assert 0.4 < hist["acceptance"][-50:].mean() < 0.6
+    assert 0.4 < acceptance[-50:].mean() < 0.6
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside kfac-jax
 def test_kfac_smoke():
-    """KFAC (kfac-jax) runs a few steps on He and lowers the energy of a fresh network."""
-    from nqs.realspace import make_kfac_vmc
-
-    a = make_atoms("He 0 0 0")
-    init, apply = make_ferminet(a, 1, 1, layers=((8, 4),), n_determinants=1)
-    e_loc = make_local_energy(apply, a, "folx")
-    vmc = make_kfac_vmc(apply, e_loc, learning_rate=0.1, delay=100.0, mcmc_steps=5)
-    walkers = init_walkers(jax.random.PRNGKey(1), a, 64)
-    state = vmc.init(jax.random.PRNGKey(2), init(jax.random.PRNGKey(0)), walkers, 0.5)
-    state, hist = run_vmc(jax.random.PRNGKey(3), vmc, state, 30)
-    assert np.all(np.isfinite(hist["energy"]))
-    assert hist["energy"][-10:].mean() < hist["energy"][:5].mean()
+    """KFAC (kfac-jax, through the driver) runs a few steps on He and lowers the energy of a
+    fresh network."""
+    res = run_realspace(make_atoms("He 0 0 0"), layers=((8, 4),), n_determinants=1,
+                        optimizer="kfac", learning_rate=0.1, lr_delay=100.0, n_steps=30,
+                        n_walkers=64, mcmc_steps=5, eval_steps=2, seed=0, progress=False,
+                        echo=lambda _: None)
+    energy = np.array([r["energy"] for r in res.history])
+    assert energy.size == 30 and np.all(np.isfinite(energy))
+    assert energy[-10:].mean() < energy[:5].mean()
 

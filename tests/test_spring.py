@@ -65,3 +65,38 @@ def test_spring_run_resumes_exactly_and_rejects_bad_momentum(tmp_path):
         run_realspace(atoms, **(kw | {"momentum": 1.0}))
     with pytest.raises(InputError, match="momentum"):
         run_realspace(atoms, **(kw | {"optimizer": "adam"}))
+
+
+def test_spring_transformation_steps_with_schedule_momentum_and_norm_constraint():
+    """nqs.optim.spring.spring: -eta delta with eta = lr / (1 + t / delay), delta_prev kept as
+    the state, and eta shrunk to eta^2 |delta . g| <= norm_constraint."""
+    from nqs.optim.spring import spring
+
+    rng = np.random.default_rng(1)
+    n, p, lam, mu, lr, delay = 10, 30, 1e-2, 0.9, 0.1, 2.0
+    jac = rng.normal(size=(n, p))
+    jac -= jac.mean(axis=0)
+    eps = rng.normal(size=n)
+    eps -= eps.mean()
+    grad = jac.T @ eps
+    tx = spring(lr, delay, lam, norm_constraint=0.0, momentum=mu)
+    state = tx.init(np.zeros(p))
+    u1, state = tx.update(grad, state, jacobian=jac, residuals=eps)
+    d1 = np.asarray(natural_gradient_spring(jac, eps, np.zeros(p), lam, mu))
+    np.testing.assert_allclose(np.asarray(u1), -lr * d1, rtol=1e-12)
+    u2, state = tx.update(grad, state, jacobian=jac, residuals=eps)
+    d2 = np.asarray(natural_gradient_spring(jac, eps, d1, lam, mu))
+    np.testing.assert_allclose(np.asarray(u2), -lr / (1 + 1 / delay) * d2, rtol=1e-12)
+    assert int(state.count) == 2
+    np.testing.assert_allclose(np.asarray(state.previous), d2, rtol=1e-12)
+    # the norm constraint caps eta^2 |delta . g|
+    c = 1e-6
+    tx = spring(lr, delay, lam, norm_constraint=c, momentum=0.0)
+    u, _ = tx.update(grad, tx.init(np.zeros(p)), jacobian=jac, residuals=eps)
+    d = np.asarray(natural_gradient_minsr(jac, eps, lam))
+    eta = float(np.linalg.norm(u) / np.linalg.norm(d))
+    assert eta < lr and eta**2 * abs(d @ grad) == pytest.approx(c, rel=1e-10)
+    for bad in (dict(learning_rate=0.0), dict(momentum=1.0), dict(momentum=0.5, diag_shift=0.0),
+                dict(norm_constraint=-1.0)):
+        with pytest.raises(InputError):
+            spring(**bad)

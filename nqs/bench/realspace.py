@@ -113,8 +113,8 @@ def job_from_text(text: str, unit: str = "angstrom", charge: int = 0,
                   spin: int | None = None) -> RealSpaceJob:
     """A job from ``NAME="ATOMS"``, a real-space preset name (He, H2, LiH, ...: its tabulated
     geometry) or a basis-set preset name (H2O, N2, ...: its geometry); ATOMS are in ``unit``."""
+    from hamiltonians.molecule import ANGSTROM_TO_BOHR, parse_atoms
     from hamiltonians.molecule import PRESETS as BASIS_PRESETS
-    from hamiltonians.realspace import ANGSTROM_TO_BOHR, parse_geometry
 
     if "=" in text:
         name, atoms_text = (s.strip() for s in text.split("=", 1))
@@ -135,9 +135,7 @@ def job_from_text(text: str, unit: str = "angstrom", charge: int = 0,
     if unit_l not in ("angstrom", "bohr"):
         raise InputError(f"unknown unit {unit!r}: use 'angstrom' or 'bohr'")
     scale = ANGSTROM_TO_BOHR if unit_l == "angstrom" else 1.0
-    entries = parse_geometry(atoms_text)
-    if not entries:
-        raise InputError(f"--molecule {text!r}: no atoms")
+    entries = parse_atoms(atoms_text)  # InputError for no atoms or a malformed line
     geometry = "; ".join(f"{s} {x * scale:.10g} {y * scale:.10g} {z * scale:.10g}"
                          for s, (x, y, z) in entries)
     name = name or "".join(s for s, _ in entries)

@@ -7,29 +7,23 @@ The Hamiltonian lives in :mod:`hamiltonians.realspace` (seen here only through t
 from nqs.realspace.mcmc import MCMCState, adapt_width, burn_in, init_walkers, make_mcmc
 from nqs.realspace.train import (
     VMC,
-    EvalResult,
     VMCState,
-    evaluate,
     make_adam,
     make_energy_loss,
     make_kfac_vmc,
     make_optax_vmc,
-    run_vmc,
 )
 
 __all__ = [
     "MCMCState",
     "VMC",
-    "EvalResult",
     "VMCState",
     "adapt_width",
     "burn_in",
-    "evaluate",
     "init_walkers",
     "make_adam",
     "make_energy_loss",
     "make_kfac_vmc",
     "make_mcmc",
     "make_optax_vmc",
-    "run_vmc",
 ]

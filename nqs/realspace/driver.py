@@ -39,7 +39,16 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.ansatz import n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.guard import (
+    check_fingerprint,
+    check_time_limit,
+    copy_tree,
+    failure_reason,
+    scale_update,
+    tree_all_finite,
+)
 from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
@@ -83,7 +92,6 @@ OptimizerName = Literal["kfac", "adam", "sr"]
 DTYPES = ("float64", "float32")
 MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
 LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
-ETA_AFTER_STEPS = 3  # timed steps (after the compiling one) before the ETA line
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -239,27 +247,6 @@ def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float
     return lr, dl
 
 
-def failure_reason(err: BaseException) -> str:
-    """One line naming an exception: its type and the first line of its message."""
-    lines = str(err).strip().splitlines()
-    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def eta_line(seconds_per_step: float, steps_left: int, time_limit: float | None = None,
-             elapsed: float = 0.0) -> str:
-    """``ETA: 580 more steps at 0.150 s/step, about 0:01:27 (then the evaluation)``; a time
-    limit caps the estimate."""
-    eta = seconds_per_step * steps_left
-    capped = time_limit is not None and eta > time_limit - elapsed
-    if capped:
-        eta = max(time_limit - elapsed, 0.0)
-    s = int(round(eta))
-    clock = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-    return (f"ETA: {steps_left} more steps at {seconds_per_step:.3f} s/step, about {clock}"
-            + (" (the time limit)" if capped else "") + " (then the evaluation)")
-
-
 def make_energy_sampler(
     log_abs_psi_fn: Callable[[Any, jax.Array], Any],
     local_energy_fn: Callable[[Any, jax.Array], jax.Array],
@@ -290,21 +277,9 @@ def make_energy_sampler(
     return jax.jit(run, static_argnums=3)
 
 
-@jax.jit
-def _tree_all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def copy_tree(tree: Any) -> Any:
-    """Fresh device copies of the arrays of ``tree`` (kfac-jax donates the parameters and the
-    optimizer state passed to its step, so a state to revert to must be a copy)."""
-    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
-
-
 def step_is_finite(energy: float, params: Any) -> bool:
     """Whether a step may be accepted: finite energy and finite new parameters."""
-    return math.isfinite(energy) and bool(_tree_all_finite(params))
+    return math.isfinite(energy) and bool(tree_all_finite(params))
 
 
 def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
@@ -373,10 +348,6 @@ def make_network(atoms: RealSpaceSystem, net: dict[str, Any], param_dtype: Any =
     return init, apply, orbitals
 
 
-def _n_parameters(params: Any) -> int:
-    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
-
-
 @dataclass
 class _Recovery:
     """The recovery from rejected steps: updates are scaled by ``lr_scale`` (lowered by
@@ -386,11 +357,6 @@ class _Recovery:
     lr_scale: float = 1.0
     rejections: int = 0
     anchor: Any = None
-
-
-@jax.jit
-def _interpolate(new: Any, old: Any, scale: jax.Array) -> Any:
-    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
 
 
 @dataclass
@@ -466,8 +432,7 @@ def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps
     ):
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value}")
-    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
-        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
+    check_time_limit(time_limit)
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "float32" and optimizer == "kfac":
@@ -479,12 +444,8 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     """``(state, step, hf_energy)`` from the checkpoint, after checking it is this run's."""
     assert run.ckpt is not None
     saved_meta = load_checkpoint_metadata(run.ckpt)
-    for key_name, value in run.meta.items():
-        if saved_meta.get(key_name) != value:
-            raise CheckpointError(
-                f"checkpoint {run.ckpt} belongs to a different run: {key_name} was "
-                f"{saved_meta.get(key_name)!r}, now {value!r}"
-            )
+    # the options sit beside the step and the guard's state in the checkpoint's metadata
+    check_fingerprint(run.ckpt, {k: saved_meta.get(k) for k in run.meta}, run.meta)
     template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
     if "guard" in saved_meta:  # written with the recovery's state
         template["anchor"] = template["state"]
@@ -598,9 +559,6 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
             if k > start:  # the first step includes compilation
                 t_steps += dt
                 n_timed += 1
-                if n_timed == ETA_AFTER_STEPS and n_steps > k + 1:
-                    run.echo(eta_line(t_steps / n_timed, n_steps - k - 1, time_limit,
-                                      time.perf_counter() - t_loop))
             record = {
                 "step": k,
                 "energy": stats["energy"],
@@ -617,7 +575,7 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
                 rec.anchor = last_good
             if ok:
                 if rec.lr_scale != 1.0:
-                    new_state = new_state._replace(params=_interpolate(
+                    new_state = new_state._replace(params=scale_update(
                         new_state.params, last_good.params, np.float64(rec.lr_scale)))
                 rec.rejections, rec.anchor, state = 0, last_good, new_state
             else:
@@ -875,7 +833,7 @@ def run_realspace(
         variance=float(st.variance),
         tau_corr=float(st.tau_corr),
         acceptance=acceptance,
-        n_parameters=_n_parameters(done.state.params),
+        n_parameters=n_parameters(done.state.params),
         n_walkers=int(n_walkers),
         steps=int(done.steps_done),
         steps_planned=int(n_steps),
@@ -939,6 +897,6 @@ def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh)
 
     # The forward-Laplacian local energy (3 n_el + 1 tangents through the network) is compiled
     # for a few walkers and measured; a log-derivative row is bounded without a compile.
-    grad_row = 4 * 8 * _n_parameters(params)
+    grad_row = 4 * 8 * n_parameters(params)
     per_walker = max(bytes_per_sample(e_loc_fn, params, walkers[0]), grad_row)
     return auto_chunk_size(per_walker, int(walkers.shape[0]), mesh)

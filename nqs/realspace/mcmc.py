@@ -20,6 +20,7 @@ import numpy as np
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
 from nqs.parallel import Mesh, chunked_map, constrain_samples
+from nqs.realspace.system import log_abs
 
 LogPsiFn = Callable[[Any, jax.Array], Any]
 """``(params, r [n_el, 3]) -> log|psi|`` or ``-> (sign, log|psi|)``."""
@@ -38,11 +39,6 @@ class MCMCState(NamedTuple):
     log_prob: jax.Array
     width: jax.Array
 
-
-def _log_abs(out: Any) -> jax.Array:
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
 
 
 def electron_assignment(atoms: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +138,7 @@ def make_mcmc(
     if n_steps < 1:
         raise InputError(f"n_steps must be >= 1, got {n_steps}")
 
-    log_abs_all = chunked_map(lambda p, x: _log_abs(log_abs_psi_fn(p, x)), chunk_size, mesh)
+    log_abs_all = chunked_map(lambda p, x: log_abs(log_abs_psi_fn(p, x)), chunk_size, mesh)
 
     def batch_log_prob(params: Any, r: jax.Array) -> jax.Array:
         # float64 whatever the network's dtype: the acceptance test compares differences

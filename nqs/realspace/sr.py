@@ -1,52 +1,28 @@
-"""Stochastic reconfiguration for real-space VMC (small networks).
+"""Stochastic reconfiguration for real-space VMC (small networks): the walkers' dense Jacobian.
 
-The natural gradient of the engine (:func:`nqs.optim.sr.natural_gradient_minsr`) on the flat real
-Jacobian of ``log|psi|`` over the walkers:
+Each step builds the flat real Jacobian of ``log|psi|`` over the walkers and the residuals,
 
     J   [W, P] = (d log|psi(r_w)|/d theta - mean_w) / sqrt(W)
-    eps [W]    = 2 (E_clip(r_w) - mean E_clip) / sqrt(W)
-    delta      = J^T (J J^T + lambda I)^-1 eps              (= (S + lambda)^-1 g, S = J^T J)
+    eps [W]    = 2 (E_clip(r_w) - mean E_clip) / sqrt(W),
 
-so ``J^T eps`` is the clipped energy gradient. With ``momentum`` mu > 0 the direction is SPRING's
-(:func:`nqs.optim.sr.natural_gradient_spring`), ``delta = mu delta_prev + J^T (J J^T + lambda)^-1
-(eps - mu J delta_prev)``. The step is ``theta <- theta - eta delta`` with
-``eta = lr / (1 + t / delay)`` and KFAC's norm constraint ``eta^2 delta . g <= norm_constraint``.
-The Jacobian is dense (``W x P``): use it for networks of up to a few ten thousand parameters.
+so ``J^T eps`` is the clipped energy gradient, and hands them to the optax transformation
+:func:`nqs.optim.spring.spring` (minSR, or SPRING with ``momentum`` > 0; schedule
+``lr / (1 + t / delay)`` and KFAC's norm constraint). The Jacobian is dense (``W x P``): use it
+for networks of up to a few ten thousand parameters.
 """
 
 from __future__ import annotations
-
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from nqs.errors import InputError
-from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
+from nqs.optim.spring import spring
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import make_mcmc
+from nqs.realspace.system import log_abs
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
-
-
-class SRState(NamedTuple):
-    """Optimizer state of :func:`make_sr_vmc`.
-
-    Attributes:
-        count: the number of updates done (int scalar).
-        previous: ``[P]`` the last update direction ``phi`` (float64; SPRING's momentum term,
-            zeros for plain minSR).
-    """
-
-    count: jax.Array
-    previous: jax.Array
-
-
-def _log_abs(out: Any) -> jax.Array:
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
 
 
 def make_sr_vmc(
@@ -78,25 +54,16 @@ def make_sr_vmc(
             reduced across them by XLA.
 
     Returns:
-        :class:`nqs.realspace.train.VMC` with :class:`SRState` as the optimizer state.
+        :class:`nqs.realspace.train.VMC` with :class:`nqs.optim.spring.SpringState` as the optimizer state.
     """
-    if learning_rate <= 0 or delay <= 0:
-        raise InputError(f"learning rate and delay must be positive, got {learning_rate}, {delay}")
-    if diag_shift < 0 or norm_constraint < 0:
-        raise InputError("diag_shift and norm_constraint must be >= 0")
-    if not 0.0 <= momentum < 1.0:
-        raise InputError(f"the SPRING momentum must be in [0, 1), got {momentum}")
-    if momentum > 0 and diag_shift <= 0:
-        raise InputError("SPRING momentum needs a positive diagonal shift")
+    tx = spring(learning_rate, delay, diag_shift, norm_constraint, momentum)
     mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
                                      chunk_size=chunk_size, mesh=mesh)
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
-        n_params = sum(int(jnp.size(x)) for x in jax.tree_util.tree_leaves(params))
-        opt_state = SRState(jnp.zeros((), jnp.int32), jnp.zeros((n_params,), jnp.float64))
-        return VMCState(params, opt_state, mcmc_init(params, walkers, width))
+        return VMCState(params, tx.init(ravel_pytree(params)[0]), mcmc_init(params, walkers, width))
 
     @jax.jit
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
@@ -111,28 +78,17 @@ def make_sr_vmc(
         n = e_loc.shape[0]
         flat, unravel = ravel_pytree(params)
 
-        def log_abs(p_flat: jax.Array, x: jax.Array) -> jax.Array:
-            return _log_abs(log_abs_psi_fn(unravel(p_flat), x))
+        def log_abs_flat(p_flat: jax.Array, x: jax.Array) -> jax.Array:
+            return log_abs(log_abs_psi_fn(unravel(p_flat), x))
 
-        jac = chunked_map(jax.grad(log_abs), chunk_size, mesh)(flat, mc.r)  # [W, P]
+        jac = chunked_map(jax.grad(log_abs_flat), chunk_size, mesh)(flat, mc.r)  # [W, P]
         # float64 reductions (J J^T, J^T eps) whatever the network's dtype
         jac = jac.astype(jnp.float64)
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
         eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
-        previous = state.opt_state.previous
-        if momentum > 0:
-            delta = natural_gradient_spring(jac, eps, previous, diag_shift, momentum)
-        else:  # plain minSR: no J phi_prev product with a zero phi_prev
-            delta = natural_gradient_minsr(jac, eps, diag_shift)
-        grad = jac.T @ eps
-        count = state.opt_state.count
-        eta = learning_rate / (1.0 + count / delay)
-        if norm_constraint > 0:
-            sq = eta**2 * jnp.abs(jnp.dot(delta, grad))
-            eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))
-        params = unravel((flat - eta * delta).astype(flat.dtype))
+        update, opt_state = tx.update(jac.T @ eps, state.opt_state, jacobian=jac, residuals=eps)
+        params = unravel((flat + update).astype(flat.dtype))
         stats = {"energy": energy, "variance": variance, "acceptance": acc, "width": mc.width}
-        new_previous = delta if momentum > 0 else previous
-        return VMCState(params, SRState(count + 1, new_previous), mc), stats
+        return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)

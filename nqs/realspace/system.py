@@ -18,6 +18,14 @@ LocalEnergy = Callable[[Any, jax.Array], jax.Array]
 """``fn(params, r [n_el, 3]) -> E_loc`` in Hartree for one configuration."""
 
 
+def log_abs(out: Any) -> jax.Array:
+    """``log|psi|`` of a wavefunction's output: a scalar ``log|psi|`` or FermiNet's
+    ``(sign, log|psi|)``."""
+    if isinstance(out, tuple | list):
+        return out[1]
+    return out
+
+
 @runtime_checkable
 class RealSpaceSystem(Protocol):
     """Nuclei and electrons in real space (atomic units), with their local energy.

@@ -1,4 +1,4 @@
-"""Pure VMC steps for electrons in real space (FermiNet style) and a fixed-parameter evaluation.
+"""Pure VMC steps for electrons in real space (FermiNet style).
 
 The energy gradient is
 
@@ -16,29 +16,24 @@ Two optimisers: any optax transformation (default Adam with ``lr / (1 + t / t0)`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
+from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.realspace.mcmc import MCMCState, make_mcmc
+from nqs.realspace.system import log_abs
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
 LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
 
-
-def _log_abs(out: Any) -> jax.Array:
-    if isinstance(out, tuple | list):
-        return out[1]
-    return out
 
 
 def clip_local_energy(e_loc: jax.Array, clip_scale: float = 5.0) -> jax.Array:
@@ -92,7 +87,7 @@ def make_energy_loss(
     """
 
     batch_log_abs = chunked_map(
-        lambda p, x: _log_abs(log_abs_psi_fn(p, x)), None if register_kfac else chunk_size, mesh
+        lambda p, x: log_abs(log_abs_psi_fn(p, x)), None if register_kfac else chunk_size, mesh
     )
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
@@ -146,15 +141,6 @@ class VMC(NamedTuple):
 
     init: Callable[..., VMCState]
     step: Callable[[jax.Array, VMCState], tuple[VMCState, dict[str, jax.Array]]]
-
-
-def lr_schedule(learning_rate: float, delay: float) -> Callable[[jax.Array], jax.Array]:
-    """``t -> learning_rate / (1 + t / delay)``."""
-
-    def schedule(t: jax.Array) -> jax.Array:
-        return learning_rate / (1.0 + t / delay)
-
-    return schedule
 
 
 def make_adam(learning_rate: float = 1e-3, delay: float = 1000.0) -> optax.GradientTransformation:
@@ -315,120 +301,3 @@ def make_kfac_vmc(
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)
-
-
-def run_vmc(
-    key: jax.Array, vmc: VMC, state: VMCState, n_iterations: int
-) -> tuple[VMCState, dict[str, np.ndarray]]:
-    """Run ``n_iterations`` steps; returns the final state and the per-step stats as arrays."""
-    history: dict[str, list[float]] = {}
-    for k in jax.random.split(key, n_iterations):
-        state, stats = vmc.step(k, state)
-        for name, value in stats.items():
-            history.setdefault(name, []).append(float(value))
-    return state, {k: np.asarray(v) for k, v in history.items()}
-
-
-class EvalResult(NamedTuple):
-    """Energy estimate at fixed parameters.
-
-    Attributes:
-        energy: mean local energy (Hartree).
-        error: standard error from blocking over steps (Hartree).
-        variance: variance of the local energy (Hartree^2).
-        n_samples: walkers x steps.
-        acceptance: mean Metropolis acceptance.
-        step_means: ``[n_steps]`` mean over walkers at each step.
-        mcmc: the final walkers.
-        seconds: wall time.
-    """
-
-    energy: float
-    error: float
-    variance: float
-    n_samples: int
-    acceptance: float
-    step_means: np.ndarray
-    mcmc: MCMCState
-    seconds: float
-
-
-def blocking_error(x: np.ndarray, min_blocks: int = 16) -> float:
-    """Standard error of the mean of a correlated series ``x [n]``: the largest naive error of
-    the block means over block sizes 1, 2, 4, ... that leave at least ``min_blocks`` blocks."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    if n < 2:
-        return float("nan")
-    best = 0.0
-    b = 1
-    while n // b >= min(min_blocks, n):
-        m = n // b
-        blocks = x[: m * b].reshape(m, b).mean(axis=1)
-        if m > 1:
-            best = max(best, float(blocks.std(ddof=1) / np.sqrt(m)))
-        b *= 2
-    return best
-
-
-def evaluate(
-    key: jax.Array,
-    params: Params,
-    log_abs_psi_fn: LogPsiFn,
-    local_energy_fn: LocalEnergyFn,
-    mcmc_state: MCMCState,
-    n_steps: int = 100,
-    mcmc_steps: int = 10,
-    burn_in: int = 0,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-) -> EvalResult:
-    """Fixed-parameter MCMC estimate of the energy.
-
-    Args:
-        key: PRNG key.
-        params: network parameters (not changed).
-        log_abs_psi_fn, local_energy_fn: as in :func:`make_energy_loss`.
-        mcmc_state: starting walkers (their width is kept fixed).
-        n_steps: number of measurements (each after ``mcmc_steps`` Metropolis moves).
-        mcmc_steps: moves between measurements.
-        burn_in: measurements discarded first (same cost as measured ones).
-        chunk_size, mesh: walkers per device evaluated at a time; devices they are split over.
-
-    Returns:
-        :class:`EvalResult`; ``error`` from blocking over the per-step means.
-    """
-    if n_steps < 2:
-        raise InputError(f"n_steps must be >= 2, got {n_steps}")
-    t0 = time.perf_counter()
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False,
-                                     chunk_size=chunk_size, mesh=mesh)
-    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
-
-    def run(key: jax.Array, mc: MCMCState, n: int):
-        def body(mc: MCMCState, k: jax.Array):
-            mc, acc = mcmc_step(k, params, mc)
-            e = batch_e_loc(params, mc.r).astype(jnp.float64)
-            return mc, (jnp.mean(e), jnp.mean(e * e), acc)
-
-        return jax.lax.scan(body, mc, jax.random.split(key, n))
-
-    run = jax.jit(run, static_argnums=2)
-    mc = mcmc_init(params, mcmc_state.r, mcmc_state.width)
-    k1, k2 = jax.random.split(key)
-    if burn_in > 0:
-        mc, _ = run(k1, mc, burn_in)
-    mc, (means, squares, accs) = run(k2, mc, n_steps)
-    means = np.asarray(means)
-    energy = float(means.mean())
-    variance = float(np.asarray(squares).mean() - energy**2)
-    return EvalResult(
-        energy=energy,
-        error=blocking_error(means),
-        variance=variance,
-        n_samples=int(n_steps * mc.r.shape[0]),
-        acceptance=float(np.asarray(accs).mean()),
-        step_means=means,
-        mcmc=mc,
-        seconds=time.perf_counter() - t0,
-    )

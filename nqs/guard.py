@@ -1,0 +1,75 @@
+"""What both drivers (:mod:`nqs.driver`, :mod:`nqs.realspace.driver`) use to guard a run.
+
+Rejected steps: :func:`tree_all_finite` tells whether new parameters are finite,
+:func:`scale_update` shrinks the later updates after a rejection and :func:`copy_tree` keeps a
+state to go back to when an optimizer donates its inputs (kfac-jax). Resume:
+:func:`check_fingerprint` refuses a checkpoint written with other options and
+:func:`check_time_limit` a time limit that is not a positive number of seconds.
+:func:`failure_reason` names an exception in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from nqs.errors import CheckpointError, InputError
+
+
+@jax.jit
+def tree_all_finite(tree: Any) -> jax.Array:
+    """Whether every array of ``tree`` is finite (a 0-d bool array; True for no leaves)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+@jax.jit
+def scale_update(new: Any, old: Any, scale: jax.Array) -> Any:
+    """``old + scale * (new - old)`` leaf by leaf (in each leaf's dtype): the update from
+    ``old`` to ``new`` scaled by ``scale``."""
+    return jax.tree_util.tree_map(lambda a, b: b + (a - b) * scale.astype(a.dtype), new, old)
+
+
+def copy_tree(tree: Any) -> Any:
+    """Fresh device copies of the arrays of ``tree`` (kfac-jax donates the parameters and the
+    optimizer state passed to its step, so a state to revert to must be a copy)."""
+    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def check_fingerprint(ckpt: Path, saved: Any, now: Any,
+                      echo: Callable[[str], None] | None = None) -> None:
+    """Raise :class:`CheckpointError` naming the first option whose value differs between the
+    checkpoint's fingerprint ``saved`` and this run's ``now`` (dicts of JSON-able values); a
+    checkpoint without one (an older nqs) only gets a note through ``echo``."""
+    if now is None:
+        return
+    if saved is None:  # written before fingerprints: nothing to compare
+        if echo is not None:
+            echo(f"note: checkpoint {ckpt} records no options (written by an older nqs); "
+                 "resuming without checking that they match")
+        return
+    for name in sorted(set(saved) | set(now)):
+        if saved.get(name) != now.get(name):
+            raise CheckpointError(
+                f"checkpoint {ckpt} belongs to a different run: {name} was "
+                f"{saved.get(name)!r}, now {now.get(name)!r}; resume with the same options"
+            )
+
+
+def check_time_limit(time_limit: float | None) -> None:
+    """Refuse (:class:`InputError`) a time limit that is not a positive, finite number of
+    seconds (None: no limit)."""
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise InputError(f"the time limit must be a positive number of seconds, got {time_limit}")
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line naming an exception: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
