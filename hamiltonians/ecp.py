@@ -330,8 +330,11 @@ def make_ecp_energy(
                 s, lg = _sign_log(log_psi_fn(params, r.at[i].set(x)))
                 return s * sign0 * jnp.exp(lg - log0)
 
-            ratios = jax.vmap(lambda i, xs: jax.vmap(lambda x: ratio(i, x))(xs))(
-                jnp.arange(n_el), moved)  # [n_el, n_q]
+            # a loop over electrons, the quadrature points batched: the network's batched
+            # slogdet of all n_el x n_q configurations at once hung in XLA's CPU runtime
+            # (NaCl, 8 electrons, the second call), as the vmapped Hessian did for N2
+            ratios = jax.lax.map(lambda a: jax.vmap(lambda x: ratio(a[0], x))(a[1]),
+                                 (jnp.arange(n_el), moved))  # [n_el, n_q]
             cos = jnp.einsum("ia,qa->iq", u, q)
             for l, terms in e.nonlocal_channels:
                 weight = (2 * l + 1) * jnp.mean(legendre(l, cos) * ratios, axis=-1)
