@@ -14,6 +14,10 @@ The local energy of a real wavefunction psi = sign * exp(log|psi|) is
 
 with the Laplacian from a forward Laplacian pass (folx; one pass, the default) or from the trace
 of the Hessian, one Hessian-vector product per coordinate (the reference path).
+
+With effective core potentials (``make_atoms(..., ecp="ccecp")``, :mod:`hamiltonians.ecp`) the
+nuclei carry ``Z_eff = Z - n_core`` in every Coulomb term, the core electrons are gone from the
+configuration, and the ECP's local and nonlocal parts are added to ``E_loc``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from hamiltonians.ecp import AtomECP, load_ecps, make_ecp_energy
 from hamiltonians.molecule import ANGSTROM_TO_BOHR, parse_atoms
 from nqs.errors import InputError
 from nqs.realspace.system import log_abs
@@ -93,12 +98,14 @@ class Atoms:
 
     Attributes:
         symbols: element symbols, length ``n_atoms``.
-        charges: nuclear charges Z, float array ``[n_atoms]``.
+        charges: nuclear charges, float array ``[n_atoms]``: Z, or ``Z_eff = Z - n_core`` for a
+            nucleus with an ECP.
         positions: nuclear positions in bohr, float array ``[n_atoms, 3]``.
-        charge: total molecular charge (sum Z minus number of electrons).
+        charge: total molecular charge (sum of ``charges`` minus number of electrons).
         spin: 2S = n_alpha - n_beta.
         n_alpha: number of spin-up electrons (they come first in ``r``).
         n_beta: number of spin-down electrons.
+        ecp: per atom its :class:`hamiltonians.ecp.AtomECP` or None; ``()``: all-electron.
     """
 
     symbols: tuple[str, ...]
@@ -108,6 +115,23 @@ class Atoms:
     spin: int
     n_alpha: int
     n_beta: int
+    ecp: tuple[AtomECP | None, ...] = ()
+
+    @property
+    def has_ecp(self) -> bool:
+        """Whether any nucleus carries an ECP."""
+        return any(e is not None for e in self.ecp)
+
+    @property
+    def ecp_names(self) -> dict[str, str]:
+        """``{symbol: ECP name}`` of the elements with an ECP (PySCF's ``mol.ecp``)."""
+        return {e.symbol: e.name for e in self.ecp if e is not None}
+
+    @property
+    def n_core(self) -> np.ndarray:
+        """Core electrons removed per atom, int array ``[n_atoms]`` (zeros all-electron)."""
+        return np.array([0 if e is None else e.n_core for e in self.ecp] if self.ecp
+                        else [0] * len(self.symbols), dtype=np.int64)
 
     @property
     def n_atoms(self) -> int:
@@ -131,7 +155,8 @@ class Atoms:
         return make_local_energy(log_abs_psi_fn, self, laplacian)
 
     def to_pyscf(self, basis: str = "sto-3g") -> Any:
-        """A built ``pyscf.gto.Mole`` for this system (lengths in bohr)."""
+        """A built ``pyscf.gto.Mole`` for this system (lengths in bohr), with the ECPs (PySCF
+        then removes the same core electrons: ``mol.nelectron == self.n_electrons``)."""
         from pyscf import gto  # lazy
 
         mol = gto.Mole()
@@ -141,6 +166,8 @@ class Atoms:
         ]
         mol.unit = "Bohr"
         mol.basis = basis
+        if self.has_ecp:
+            mol.ecp = self.ecp_names
         mol.charge = self.charge
         mol.spin = self.spin
         mol.verbose = 0
@@ -162,6 +189,7 @@ def make_atoms(
     charge: int = 0,
     spin: int | None = None,
     unit: Literal["bohr", "angstrom"] = "bohr",
+    ecp: str | dict[str, str] | None = None,
 ) -> Atoms:
     """Build and validate a real-space system.
 
@@ -169,13 +197,17 @@ def make_atoms(
         geometry: ``"Li 0 0 0; H 0 0 3.015"`` (parsed by
             :func:`hamiltonians.molecule.parse_atoms`, as ``nqs molecule``) or a list of
             ``(symbol, (x, y, z))``.
-        charge: total charge; the number of electrons is ``sum(Z) - charge``.
+        charge: total charge; the number of electrons is ``sum(Z - n_core) - charge``.
         spin: 2S = n_alpha - n_beta; ``None`` picks the lowest (0 or 1 by parity).
         unit: unit of the coordinates, ``"bohr"`` (default) or ``"angstrom"``
             (converted with 1 A = 1.8897261246 bohr).
+        ecp: effective core potentials from PySCF's library (:func:`hamiltonians.ecp.load_ecps`):
+            ``None`` all-electron; ``"ccecp"`` on every atom; ``"Na:ccecp, Cl:ccecp"`` on those
+            elements. The core electrons leave, the nuclei keep ``Z_eff = Z - n_core``.
 
     Raises:
         InputError: no atoms, unknown element, non-finite or coinciding nuclei, no electrons,
+            an unknown ECP name or an element without an ECP in the named library,
             more electrons removed than present, or an impossible spin (parity mismatch or
             ``|2S| > n_electrons``).
     """
@@ -203,7 +235,12 @@ def make_atoms(
         for b in range(a + 1, len(symbols)):
             if np.linalg.norm(positions[a] - positions[b]) < 1e-6:
                 raise InputError(f"atoms {a} and {b} coincide")
+    ecps = load_ecps(ecp, symbols) if ecp else ()
+    if not any(e is not None for e in ecps):
+        ecps = ()
     charges = np.array([element_charge(s) for s in symbols], dtype=np.float64)
+    if ecps:
+        charges = charges - np.array([0 if e is None else e.n_core for e in ecps], np.float64)
     if int(charge) != charge:
         raise InputError(f"charge must be an integer, got {charge!r}")
     n_el = int(round(charges.sum())) - int(charge)
@@ -228,6 +265,7 @@ def make_atoms(
         spin=spin,
         n_alpha=n_alpha,
         n_beta=n_beta,
+        ecp=ecps,
     )
 
 
@@ -341,7 +379,8 @@ def make_local_energy(
     Args:
         log_abs_psi_fn: ``(params, r [n_el, 3]) -> log|psi|`` (or ``-> (sign, log|psi|)``); the
             wavefunction must be real so the sign drops out of the local energy.
-        atoms: the nuclei (potential energy).
+        atoms: the nuclei (potential energy; with ECPs their local and nonlocal parts, the
+            latter by quadrature with ``psi``'s sign, :func:`hamiltonians.ecp.make_ecp_energy`).
         laplacian: ``"folx"`` (default) or ``"hessian"``.
         sparsity_threshold: passed to folx.
 
@@ -349,8 +388,13 @@ def make_local_energy(
         ``fn(params, r [n_el, 3]) -> scalar`` in Hartree; vmap it over walkers.
     """
     kinetic = make_kinetic_energy(log_abs_psi_fn, laplacian, sparsity_threshold)
+    ecp_energy = (make_ecp_energy(log_abs_psi_fn, atoms.ecp, atoms.positions)
+                  if getattr(atoms, "has_ecp", False) else None)
 
     def local_energy(params: Any, r: jax.Array) -> jax.Array:
-        return kinetic(params, r) + potential_energy(r, atoms)
+        e = kinetic(params, r) + potential_energy(r, atoms)
+        if ecp_energy is not None:
+            e = e + ecp_energy(params, r)
+        return e
 
     return local_energy

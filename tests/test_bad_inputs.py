@@ -254,6 +254,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], bool]]:
         [*rs, "--pretrain-steps", "1", "--pretrain-basis", "nonsense"],
         [*rs, "--distributed-auto"],
         [*rs, "--chunk-size", "-5"],
+        [*rs, "--ecp", "nonsense"],
+        [*rs, "--ecp", "He:cc:ecp"],
+        ["realspace", "--molecule", "Na 0 0 0; H 0 0 3.5", "--ecp", "lanl2dz"],
     ]
     table = [(argv, True) for argv in cases]
     # ---- the output directory itself (no --overwrite: these are about --out)

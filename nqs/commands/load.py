@@ -142,10 +142,15 @@ def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
 
     symbols, positions = meta["symbols"], meta["positions"]
     n_el = int(meta["n_alpha"]) + int(meta["n_beta"])
-    charge = sum(element_charge(s) for s in symbols) - n_el
-    atoms = make_atoms(list(zip(symbols, [tuple(p) for p in positions], strict=True)),
-                       charge=charge, spin=int(meta["n_alpha"]) - int(meta["n_beta"]),
-                       unit="bohr")
+    ecp = meta.get("ecp")  # {symbol: name} of a run with ECPs
+    geometry = list(zip(symbols, [tuple(p) for p in positions], strict=True))
+    if ecp:
+        neutral = make_atoms(geometry, unit="bohr", ecp=ecp)
+        charge = int(round(float(sum(neutral.charges)))) - n_el
+    else:
+        charge = sum(element_charge(s) for s in symbols) - n_el
+    atoms = make_atoms(geometry, charge=charge, spin=int(meta["n_alpha"]) - int(meta["n_beta"]),
+                       unit="bohr", ecp=ecp)
     params, log_psi, walkers, meta = load_network_state(ckpt, atoms)
     state = RealSpaceState(atoms, params, log_psi, walkers, int(meta.get("mcmc_steps", 10)),
                            int(meta.get("seed", 0) if seed is None else seed))

@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
                    help="unit of the --molecule coordinates, as in nqs molecule; the run itself "
                    "is in bohr (default: angstrom)")
+    p.add_argument("--ecp", default=None, metavar="SPEC",
+                   help="effective core potentials (pseudopotentials) from PySCF's library: a "
+                   "name for every atom (e.g. ccecp, bfd, lanl2dz) or per element "
+                   "(\"Na:ccecp,Cl:ccecp\"; the others all-electron). The core electrons "
+                   "leave, the nuclei keep Z - n_core, the nonlocal part is a 12-point "
+                   "quadrature on the sphere (default: all-electron)")
     p.add_argument("--ansatz", choices=ANSATZE, default="ferminet",
                    help="the network: ferminet (Pfau et al. 2020) or psiformer (von Glehn et "
                    "al. 2023: self-attention over electrons, electron-electron cusp Jastrow; "
@@ -98,8 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--optimizer sr)")
     p.add_argument("--pretrain-steps", type=nonnegative_int, default=0,
                    help="Hartree-Fock pretraining steps (default: 0)")
-    p.add_argument("--pretrain-basis", default="ccpvdz",
-                   help="Gaussian basis of the pretraining HF (default: ccpvdz)")
+    p.add_argument("--pretrain-basis", default=None,
+                   help="Gaussian basis of the pretraining HF (default: ccpvdz; with --ecp the "
+                   "ECP's own basis: ccecp-ccpvdz for ccecp, bfd-vdz for bfd, the ECP's name "
+                   "for lanl2dz, sbkjc and crenbl)")
     p.add_argument("--steps", type=nonnegative_int, default=None,
                    help="optimization steps (default: CPU 400, GPU 1000)")
     add_time_limit_option(p)
@@ -140,7 +148,7 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
     """``(name, atoms, reference_energy, reference_source)`` from the options.
 
     The exact energy is reported for a preset (given by --preset or as the --molecule name) with
-    the default charge and spin.
+    the default charge and spin, all-electron (the tabulated energies are; with ``--ecp`` none).
     """
     from hamiltonians.molecule import is_xyz_path, read_xyz
     from hamiltonians.realspace import make_atoms
@@ -148,6 +156,7 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
 
     molecule = args.molecule
     preset_name = args.preset
+    ecp = getattr(args, "ecp", None)
     if molecule is not None and preset_name is not None:
         raise InputError("give either --molecule or --preset, not both")
     if molecule is None and preset_name is None:
@@ -158,18 +167,19 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
             preset_name = lookup[molecule.strip().lower()]
     if preset_name is not None:
         preset = PRESETS[preset_name]
-        atoms = make_atoms(preset.geometry, charge=args.charge, spin=args.spin, unit="bohr")
+        atoms = make_atoms(preset.geometry, charge=args.charge, spin=args.spin, unit="bohr",
+                           ecp=ecp)
         default_state = args.charge == 0 and (args.spin is None or args.spin == atoms.n_electrons % 2)
-        if default_state:
+        if default_state and not atoms.has_ecp:
             return preset_name, atoms, preset.exact_energy, preset.source
         return preset_name, atoms, None, None
     if is_xyz_path(molecule):  # an .xyz file is in Angstrom whatever --unit says
         atoms = make_atoms(read_xyz(molecule), charge=args.charge, spin=args.spin,
-                           unit="angstrom")
+                           unit="angstrom", ecp=ecp)
         return Path(molecule.strip()).stem, atoms, None, None
-    atoms = make_atoms(molecule, charge=args.charge, spin=args.spin, unit=args.unit)
+    atoms = make_atoms(molecule, charge=args.charge, spin=args.spin, unit=args.unit, ecp=ecp)
     name = "".join(atoms.symbols)
-    match = _matching_preset(atoms)
+    match = None if atoms.has_ecp else _matching_preset(atoms)
     if match is not None and args.charge == 0 and (args.spin is None
                                                    or args.spin == atoms.n_electrons % 2):
         return name, atoms, PRESETS[match].exact_energy, PRESETS[match].source
@@ -281,6 +291,19 @@ def check_charge(atoms) -> None:  # noqa: ANN001
                          "charge >= -2 per atom")
 
 
+ECP_BASIS = {"ccecp": "ccecp-ccpvdz", "bfd": "bfd-vdz", "lanl2dz": "lanl2dz", "sbkjc": "sbkjc",
+             "crenbl": "crenbl"}
+"""The Gaussian basis made for each ECP (the pretraining default with ``--ecp``)."""
+
+
+def default_pretrain_basis(atoms) -> str:  # noqa: ANN001
+    """``ccpvdz``; with ECPs the basis of :data:`ECP_BASIS` of the (first) ECP named, if any."""
+    for name in getattr(atoms, "ecp_names", {}).values():
+        if name in ECP_BASIS:
+            return ECP_BASIS[name]
+    return "ccpvdz"
+
+
 def check_pretrain_basis(basis: str, symbols: list[str]) -> None:
     """Refuse (one line) a pretraining basis PySCF does not know for these elements."""
     from hamiltonians.molecule import _check_basis
@@ -338,6 +361,8 @@ def run(args: argparse.Namespace) -> int:
     args.observe = check_names(args.observe, REALSPACE_OBSERVABLES, "realspace")
     name, atoms, reference, source = resolve_system(args)
     check_charge(atoms)
+    if args.pretrain_basis is None:
+        args.pretrain_basis = default_pretrain_basis(atoms)
     if args.pretrain_steps > 0 or "density" in args.observe:  # density: the HF reference
         check_pretrain_basis(args.pretrain_basis, list(atoms.symbols))
     setup_parallel(args)
@@ -382,7 +407,12 @@ def geometry_line(name: str, atoms, args: argparse.Namespace) -> str:  # noqa: A
     if input_unit(args) == "angstrom":
         given = fmt_atoms(atoms.symbols, atoms.positions / ANGSTROM_TO_BOHR)
         line += f" = (angstrom) {given}"
-    return line + f"; charge {atoms.charge}, 2S = {atoms.spin}"
+    line += f"; charge {atoms.charge}, 2S = {atoms.spin}"
+    if getattr(atoms, "has_ecp", False):
+        line += "; ECP " + ", ".join(
+            f"{e.symbol}: {e.name} ({e.n_core} core electrons)"
+            for e in {e.symbol: e for e in atoms.ecp if e is not None}.values())
+    return line
 
 
 def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int:  # noqa: ANN001
@@ -433,6 +463,8 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
         "charge": atoms.charge,
         "spin": atoms.spin,
         "n_electrons": atoms.n_electrons,
+        "ecp": atoms.ecp_names or None,
+        "pretrain_basis": args.pretrain_basis,
         "ansatz": args.ansatz,
         "layers": args.layers,
         "hidden": list(args.hidden) if not psiformer else None,

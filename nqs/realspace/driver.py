@@ -288,6 +288,8 @@ def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
         "positions": np.round(np.asarray(atoms.positions), 10).tolist(),
         "n_alpha": atoms.n_alpha,
         "n_beta": atoms.n_beta,
+        # with ECPs, which (all-electron runs keep the fingerprint they had)
+        **({"ecp": dict(atoms.ecp_names)} if getattr(atoms, "ecp_names", None) else {}),
         **options,
     }
 
@@ -870,8 +872,8 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     if any(k not in meta for k in need):
         raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
     mine = _fingerprint(atoms)
-    for k in ("symbols", "positions", "n_alpha", "n_beta"):
-        if meta.get(k) != mine[k]:
+    for k in ("symbols", "positions", "n_alpha", "n_beta", "ecp"):
+        if meta.get(k) != mine.get(k):
             raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
                                   f"{meta.get(k)!r}, now {mine[k]!r}")
     dtype = meta.get("dtype", "float64")

@@ -82,9 +82,12 @@ def make_ao_values(basis: GaussianBasis) -> Callable[[jax.Array], jax.Array]:
             d = r - jnp.asarray(shell.center)
             r2 = jnp.sum(d * d, axis=-1, keepdims=True)
             radial = jnp.exp(-r2 * jnp.asarray(shell.exponents)) @ jnp.asarray(shell.coefficients)
-            powers = _cartesian_powers(shell.l)
-            # d**0 = 1 also at the centre
-            angular = jnp.prod(d[..., None, :] ** jnp.asarray(powers), axis=-1)
+            if shell.l == 0:  # no power of zero (XLA would constant-fold its product)
+                angular = jnp.ones((*d.shape[:-1], 1), d.dtype)
+            else:
+                powers = _cartesian_powers(shell.l)
+                # d**0 = 1 also at the centre
+                angular = jnp.prod(d[..., None, :] ** jnp.asarray(powers), axis=-1)
             angular = angular * _COMMON_FACTOR.get(shell.l, 1.0)
             # contraction-major: all Cartesian components of contraction 0, then 1, ...
             block = radial[..., :, None] * angular[..., None, :]

@@ -119,10 +119,29 @@ def make_hf_orbitals(hf: HartreeFock) -> Callable[[jax.Array], tuple[jax.Array, 
     na = hf.coeff_alpha.shape[1]
 
     def fn(r: jax.Array) -> tuple[jax.Array, jax.Array]:
-        values = ao(jax.lax.stop_gradient(r))  # [..., n_el, n_ao]; a fixed target
+        values = ao(r)  # [..., n_el, n_ao]
         return values[..., :na, :] @ coeff_alpha, values[..., na:, :] @ coeff_beta
 
     return fn
+
+
+def make_hf_log_psi(hf: HartreeFock) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+    """The Slater determinant of the occupied HF orbitals as a wavefunction:
+    ``fn(params, r [n_el, 3]) -> (sign, log|psi|)`` (``params`` unused), in pure JAX, with the
+    same call signature as the networks (so :func:`hamiltonians.realspace.make_local_energy`
+    and the samplers take it): ``<E_loc>`` over ``|psi|^2`` is the HF energy."""
+    hf_fn = make_hf_orbitals(hf)
+
+    def log_psi(params: Any, r: jax.Array) -> tuple[jax.Array, jax.Array]:
+        del params
+        sign, log_abs = jnp.ones(()), jnp.zeros(())
+        for m in hf_fn(r):
+            if m.shape[-1] > 0:
+                s, lg = jnp.linalg.slogdet(m)
+                sign, log_abs = sign * s, log_abs + lg
+        return sign, log_abs
+
+    return log_psi
 
 
 def _hf_log_abs(mats: tuple[jax.Array, jax.Array]) -> jax.Array:
