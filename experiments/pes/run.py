@@ -47,14 +47,23 @@ def jobs_for(name: str, lengths: np.ndarray, basis: str) -> list[Job]:
             for r in lengths]
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``-`` where a reference is missing (CCSD not converged)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _values(rows: list[dict], key: str) -> list[float]:
+    return [np.nan if r[key] is None else r[key] for r in rows]
+
+
 def table(rows: list[dict]) -> str:
     head = ("| molecule | R (A) | E(HF) | E(CCSD(T)) | E(FCI) | E(NQS) | NQS-FCI mHa | "
             "CCSD(T)-FCI mHa | time s |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
-        lines.append(f"| {r['molecule']} | {r['bond_length']:.3f} | {r['e_hf']:.8f} | "
-                     f"{r['e_ccsd_t']:.8f} | {r['e_fci']:.8f} | {r['e_nqs']:.8f} | "
-                     f"{r['error_mha']:.4f} | {r['ccsd_t_error_mha']:.4f} | "
+        lines.append(f"| {r['molecule']} | {r['bond_length']:.3f} | {_fmt(r['e_hf'], '.8f')} | "
+                     f"{_fmt(r['e_ccsd_t'], '.8f')} | {r['e_fci']:.8f} | {r['e_nqs']:.8f} | "
+                     f"{r['error_mha']:.4f} | {_fmt(r['ccsd_t_error_mha'], '.4f')} | "
                      f"{r['wall_time_s']:.0f} |")
     return "\n".join(lines)
 
@@ -72,8 +81,8 @@ def plot(rows: list[dict], path: Path) -> None:
         rs = [r for r in rows if r["molecule"] == name]
         x = [r["bond_length"] for r in rs]
         top, bottom = axes[0, k], axes[1, k]
-        top.plot(x, [r["e_hf"] for r in rs], "s--", color="grey", label="HF")
-        top.plot(x, [r["e_ccsd_t"] for r in rs], "^-", color="C1", label="CCSD(T)")
+        top.plot(x, _values(rs, "e_hf"), "s--", color="grey", label="HF")
+        top.plot(x, _values(rs, "e_ccsd_t"), "^-", color="C1", label="CCSD(T)")
         top.plot(x, [r["e_fci"] for r in rs], "-", color="k", lw=2, label="FCI")
         top.plot(x, [r["e_nqs"] for r in rs], "o", color="C0", mfc="none", ms=8, label="NQS")
         top.set_title(f"{name} / STO-3G")
@@ -82,7 +91,7 @@ def plot(rows: list[dict], path: Path) -> None:
         floor = 1e-6
         bottom.semilogy(x, [max(abs(r["error_mha"]), floor) for r in rs], "o-", color="C0",
                         label="|NQS - FCI|")
-        bottom.semilogy(x, [max(abs(r["ccsd_t_error_mha"]), floor) for r in rs], "^-",
+        bottom.semilogy(x, np.maximum(np.abs(_values(rs, "ccsd_t_error_mha")), floor), "^-",
                         color="C1", label="|CCSD(T) - FCI|")
         bottom.axhline(CHEMICAL_ACCURACY_MHA, color="k", ls="--", lw=1, label="1.6 mHa")
         bottom.set_xlabel("bond length (A)")
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                 lambda m: print(m, flush=True))
         for r, length in zip(records, lengths, strict=True):
             rows.append(r | {"molecule": name, "bond_length": float(length)})
+    write_json_atomic(args.out / "pes.json", rows)  # before the table: nothing is lost to it
     text = table(rows)
     method = ("exact summation, backflow, Adam" if args.sampler == "exact"
               else "autoregressive sampling, autoregressive ansatz, SR")
@@ -130,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             f"on {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end).\n")
     print("\n" + text + note)
     (args.out / "pes.md").write_text(text + "\n" + note)
-    write_json_atomic(args.out / "pes.json", rows)
     plot(rows, args.out / "pes.png")
     print(f"wrote {args.out}/pes.md, pes.json, pes.png")
     return 0
