@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from hamiltonians.molecule import canonical_symbol
 from nqs.errors import InputError
 
 
@@ -165,11 +166,10 @@ def parse_ecp_spec(spec: str | dict[str, str] | None, symbols: Sequence[str]) ->
     Raises:
         InputError: a malformed spec, an element not in the system, an unknown ECP name.
     """
-    from hamiltonians.realspace import _canonical_symbol
 
     if spec is None:
         return {}
-    present = {_canonical_symbol(s) for s in symbols}
+    present = {canonical_symbol(s) for s in symbols}
     if isinstance(spec, dict):
         items = list(spec.items())
     else:
@@ -189,7 +189,7 @@ def parse_ecp_spec(spec: str | dict[str, str] | None, symbols: Sequence[str]) ->
             items.append((sym, name))
     out: dict[str, str] = {}
     for sym, name in items:
-        canon = _canonical_symbol(str(sym))
+        canon = canonical_symbol(str(sym))
         if canon not in present:
             raise InputError(f"ECP given for {canon}, which is not in the system")
         _pyscf_ecp_name(str(name))
@@ -205,7 +205,6 @@ def load_ecps(spec: str | dict[str, str] | None, symbols: Sequence[str]
         InputError: as :func:`parse_ecp_spec`, or an element asked for that has no ECP in the
             named library.
     """
-    from hamiltonians.realspace import _canonical_symbol
 
     wanted = parse_ecp_spec(spec, symbols)
     cache: dict[str, AtomECP] = {}
@@ -215,7 +214,7 @@ def load_ecps(spec: str | dict[str, str] | None, symbols: Sequence[str]
             raise InputError(f"{sym} has no ECP in {name!r}; give the ECP per element, e.g. "
                              f"--ecp 'X:{name}' for the elements that have one")
         cache[sym] = ecp
-    return tuple(cache.get(_canonical_symbol(s)) for s in symbols)
+    return tuple(cache.get(canonical_symbol(s)) for s in symbols)
 
 
 # ---- quadrature on the sphere

@@ -175,6 +175,27 @@ def _preset_key(name: str) -> str | None:
     return lower.get(name.strip().lower())
 
 
+def element_charge(symbol: str) -> int:
+    """Nuclear charge Z of an element symbol (case-insensitive, e.g. ``"li"`` -> 3).
+
+    Raises:
+        InputError: unknown element (ghost atoms and isotopes are not supported).
+    """
+    from pyscf.data import elements
+
+    lookup = {s.lower(): z for z, s in enumerate(elements.ELEMENTS) if z > 0}
+    if symbol.strip().lower() not in lookup:
+        raise InputError(f"unknown element {symbol!r}")
+    return lookup[symbol.strip().lower()]
+
+
+def canonical_symbol(symbol: str) -> str:
+    """The element's symbol as PySCF spells it (``"li"`` -> ``"Li"``)."""
+    from pyscf.data import elements
+
+    return elements.ELEMENTS[element_charge(symbol)]
+
+
 def parse_atoms(atoms: str) -> list[tuple[str, tuple[float, float, float]]]:
     """``[(symbol, (x, y, z)), ...]`` from an XYZ-style string; symbols are normalized ("li" -> "Li").
 

@@ -32,7 +32,7 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.ecp import AtomECP, load_ecps, make_ecp_energy
-from hamiltonians.molecule import ANGSTROM_TO_BOHR, parse_atoms
+from hamiltonians.molecule import ANGSTROM_TO_BOHR, canonical_symbol, element_charge, parse_atoms
 from nqs.errors import InputError
 from nqs.realspace.system import log_abs
 
@@ -57,39 +57,6 @@ PRESETS: dict[str, Preset] = {
 }
 """Named real-space systems (``nqs realspace --preset``, ``bench-fci --realspace``) with their
 tabulated exact energies."""
-
-
-# Fallback element table (used only when pyscf is not installed): symbol -> nuclear charge.
-_ELEMENTS = (
-    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As "
-    "Se Br Kr"
-).split()
-
-
-def _element_table() -> list[str]:
-    try:
-        from pyscf.data import elements  # lazy: pyscf is not needed by the solver core
-    except ImportError:  # pragma: no cover - pyscf is a dependency, the table is a fallback
-        return list(_ELEMENTS)
-    return list(elements.ELEMENTS)
-
-
-def element_charge(symbol: str) -> int:
-    """Nuclear charge Z of an element symbol (case-insensitive, e.g. ``"li"`` -> 3).
-
-    Raises:
-        InputError: unknown element (ghost atoms and isotopes are not supported).
-    """
-    sym = symbol.strip()
-    table = _element_table()
-    lookup = {s.lower(): z for z, s in enumerate(table) if z > 0}
-    if sym.lower() not in lookup:
-        raise InputError(f"unknown element {symbol!r}")
-    return lookup[sym.lower()]
-
-
-def _canonical_symbol(symbol: str) -> str:
-    return _element_table()[element_charge(symbol)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,7 +188,7 @@ def make_atoms(
         scale = ANGSTROM_TO_BOHR
     else:
         raise InputError(f"unknown unit {unit!r}: use 'bohr' or 'angstrom'")
-    symbols = tuple(_canonical_symbol(str(s)) for s, _ in entries)
+    symbols = tuple(canonical_symbol(str(s)) for s, _ in entries)
     try:
         positions = np.array([[float(x) for x in p] for _, p in entries], dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -136,7 +136,8 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
 
 
 def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
-    from hamiltonians.realspace import element_charge, make_atoms
+    from hamiltonians.molecule import element_charge
+    from hamiltonians.realspace import make_atoms
     from nqs.realspace.driver import load_network_state
     from nqs.realspace.observables import RealSpaceState
 
