@@ -44,6 +44,7 @@ import numpy as np
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.molecule import canonical_symbol
 from nqs.errors import InputError
+from nqs.realspace.system import sign_and_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,12 +270,6 @@ def configuration_key(r: jax.Array, seed: int = 0) -> jax.Array:
     return jax.random.fold_in(key, total)
 
 
-def _sign_log(out: Any) -> tuple[jax.Array, jax.Array]:
-    if isinstance(out, tuple | list):
-        return out[0], out[1]
-    return jnp.ones_like(out), out
-
-
 def make_ecp_energy(
     log_psi_fn: Callable[[Any, jax.Array], Any],
     ecps: Sequence[AtomECP | None],
@@ -318,7 +313,7 @@ def make_ecp_energy(
         q = quad
         if rotate:
             q = quad @ random_rotation(configuration_key(jax.lax.stop_gradient(r))).T
-        sign0, log0 = _sign_log(log_psi_fn(params, r))
+        sign0, log0 = sign_and_log(log_psi_fn(params, r))
         for k in nl_atoms:
             e = atom_ecps[k]
             dk = d[:, k]  # [n_el]
@@ -326,7 +321,7 @@ def make_ecp_energy(
             moved = centres[k] + dk[:, None, None] * q[None]  # [n_el, n_q, 3]
 
             def ratio(i: jax.Array, x: jax.Array) -> jax.Array:
-                s, lg = _sign_log(log_psi_fn(params, r.at[i].set(x)))
+                s, lg = sign_and_log(log_psi_fn(params, r.at[i].set(x)))
                 return s * sign0 * jnp.exp(lg - log0)
 
             # a loop over electrons, the quadrature points batched: the network's batched

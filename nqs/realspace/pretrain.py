@@ -134,22 +134,23 @@ def make_hf_log_psi(hf: HartreeFock) -> Callable[[Any, jax.Array], tuple[jax.Arr
 
     def log_psi(params: Any, r: jax.Array) -> tuple[jax.Array, jax.Array]:
         del params
-        sign, log_abs = jnp.ones(()), jnp.zeros(())
-        for m in hf_fn(r):
-            if m.shape[-1] > 0:
-                s, lg = jnp.linalg.slogdet(m)
-                sign, log_abs = sign * s, log_abs + lg
-        return sign, log_abs
+        return _hf_sign_log(hf_fn(r))
 
     return log_psi
 
 
-def _hf_log_abs(mats: tuple[jax.Array, jax.Array]) -> jax.Array:
-    total = jnp.zeros(())
+def _hf_sign_log(mats: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """``(sign, log|det|)`` of the product of the spin blocks' determinants (empty blocks: 1)."""
+    sign, total = jnp.ones(()), jnp.zeros(())
     for m in mats:
         if m.shape[-1] > 0:
-            total = total + jnp.linalg.slogdet(m)[1]
-    return total
+            s, lg = jnp.linalg.slogdet(m)
+            sign, total = sign * s, total + lg
+    return sign, total
+
+
+def _hf_log_abs(mats: tuple[jax.Array, jax.Array]) -> jax.Array:
+    return _hf_sign_log(mats)[1]
 
 
 def _targets(mats_hf: tuple[jax.Array, jax.Array], full: bool) -> list[jax.Array]:
