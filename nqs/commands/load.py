@@ -136,6 +136,7 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
 
 
 def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
+    from hamiltonians.ecp import load_ecps
     from hamiltonians.molecule import element_charge
     from hamiltonians.realspace import make_atoms
     from nqs.realspace.driver import load_network_state
@@ -145,11 +146,8 @@ def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
     n_el = int(meta["n_alpha"]) + int(meta["n_beta"])
     ecp = meta.get("ecp")  # {symbol: name} of a run with ECPs
     geometry = list(zip(symbols, [tuple(p) for p in positions], strict=True))
-    if ecp:
-        neutral = make_atoms(geometry, unit="bohr", ecp=ecp)
-        charge = int(round(float(sum(neutral.charges)))) - n_el
-    else:
-        charge = sum(element_charge(s) for s in symbols) - n_el
+    n_core = sum(e.n_core for e in load_ecps(ecp, symbols) if e is not None) if ecp else 0
+    charge = sum(element_charge(s) for s in symbols) - n_core - n_el
     atoms = make_atoms(geometry, charge=charge, spin=int(meta["n_alpha"]) - int(meta["n_beta"]),
                        unit="bohr", ecp=ecp)
     params, log_psi, walkers, meta = load_network_state(ckpt, atoms)
