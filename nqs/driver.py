@@ -38,8 +38,7 @@ import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
-from nqs.guard import check_fingerprint, check_time_limit, scale_update
-from nqs.interrupt import RunInterrupted, deferred_signals
+from nqs.guard import Guard, check_fingerprint, check_time_limit
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
@@ -49,6 +48,7 @@ from nqs.io import (
     save_checkpoint,
     to_jsonable,
 )
+from nqs.loop import LoopIO, StepOutcome, StepProblem, run_steps
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import (
@@ -60,7 +60,6 @@ from nqs.parallel import (
     is_main_process,
     make_mesh,
     process_echo,
-    process_zero_decides,
     put,
     replicated,
     run_record,
@@ -292,7 +291,7 @@ def run_vmc(
     meta = {"seed": seed, "n_steps_planned": n_steps, "dtype": dtype}
     if fingerprint is not None:
         meta["fingerprint"] = to_jsonable(dict(fingerprint))
-    guard = _Guard(jump_sigmas, lr_factor, max_rejections)
+    guard = Guard(jump_sigmas, lr_factor, max_rejections)
 
     start = 0
     history: list[dict] = []
@@ -306,16 +305,16 @@ def run_vmc(
 
     t_run = time.perf_counter()
     bar = Progress(n_steps, start, enabled=progress)
-    if start < n_steps:
-        bar.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step includes it)")
+    problem = _discrete_problem(step, out, main, meta, guard, observe, observe_every)
     try:
-        state, t_steps, done = _run_steps(step, state, start, n_steps, history, logger, out,
-                                          main, checkpoint_every, meta, bar, echo, t_run, guard,
-                                          callback, time_limit, observe, observe_every)
+        steps = run_steps(problem, state, start, n_steps, guard=guard,
+                          io=LoopIO(history, logger, bar, echo, t_run, callback),
+                          checkpoint_every=checkpoint_every, time_limit=time_limit)
     finally:
         bar.close()
         if logger is not None:
             logger.close()
+    state, t_steps, done = steps.state, steps.t_steps, steps.done
 
     if n_eval_batches > 0:
         calls = 1 if exact else n_eval_batches
@@ -378,59 +377,14 @@ def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
     return np.asarray(operator.lattice.sublattice)
 
 
-@dataclass
-class _Guard:
-    """The recovery guard's settings and its state (stored in checkpoints for exact resume):
-    ``lr_scale`` multiplies every update, ``e_ref`` / ``err_ref`` is the last accepted energy,
-    ``rejections`` counts consecutive rejected steps and ``anchor`` is the state (parameters,
-    optimizer and sampler state) at which the last accepted energy was measured."""
-
-    jump_sigmas: float | None
-    lr_factor: float
-    max_rejections: int
-    lr_scale: float = 1.0
-    e_ref: float | None = None
-    err_ref: float = 0.0
-    rejections: int = 0
-    anchor: VMCState | None = None
-
-    def meta(self) -> dict[str, Any]:
-        """The JSON-able state for a checkpoint's metadata."""
-        return {"lr_scale": self.lr_scale, "e_ref": self.e_ref, "err_ref": self.err_ref,
-                "rejections": self.rejections}
-
-    def restore(self, saved: dict[str, Any]) -> None:
-        """Take the state of a checkpoint's metadata (absent: a fresh guard)."""
-        g = saved.get("guard") or {}
-        self.lr_scale = float(g.get("lr_scale", 1.0))
-        self.e_ref = g.get("e_ref")
-        self.err_ref = float(g.get("err_ref") or 0.0)
-        self.rejections = int(g.get("rejections", 0))
-
-    def judge(self, info: Any) -> str | None:
-        """None to accept the step of ``info``, else the reason to reject it."""
-        energy = float(info.energy)
-        if not bool(info.accepted) or not np.isfinite(energy):
-            return "non-finite energy, gradient or parameters"
-        if self.jump_sigmas is not None and self.e_ref is not None:
-            err = float(info.energy_error)
-            err = err if np.isfinite(err) else 0.0
-            allowed = (self.jump_sigmas * float(np.hypot(err, self.err_ref))
-                       + 1e-2 * abs(self.e_ref) + 1e-8)
-            if energy - self.e_ref > allowed:
-                return (f"energy {energy:.6g} jumped above the last accepted {self.e_ref:.6g} "
-                        f"by more than {self.jump_sigmas:g} error bars + 1 %")
-        return None
-
-
-def _checkpoint_tree(state: VMCState, guard: _Guard) -> dict[str, Any]:
+def _checkpoint_tree(state: VMCState, guard: Guard) -> dict[str, Any]:
     anchor = guard.anchor if guard.anchor is not None else state
     return {"state": state, "anchor": anchor._replace(key=state.key, step=state.step)}
 
 
 def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, dtype: str,
             n_steps: int, echo: Callable[[str], None], meta: dict[str, Any],
-            guard: _Guard) -> tuple[VMCState, int]:
+            guard: Guard) -> tuple[VMCState, int]:
     """The state of ``out/checkpoint.msgpack`` placed on ``shardings``, and its step, after
     checking that it is intact, finite, within ``n_steps`` and written by this run (seed,
     dtype and fingerprint). Restores the guard's state."""
@@ -502,94 +456,37 @@ def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOp
     return state, saved
 
 
-def _run_steps(step: Callable[[VMCState], tuple[VMCState, Any]], state: VMCState, start: int,
-               n_steps: int, history: list[dict], logger: JsonlLogger | None, out: Path | None,
-               main: bool, checkpoint_every: int, meta: dict[str, Any], progress: Progress,
-               echo: Callable[[str], None], t_run: float, guard: _Guard,
-               callback: Callable[[dict], None] | None = None,
-               time_limit: float | None = None,
-               observe: Callable[[Any, Any, jax.Array], dict] | None = None,
-               observe_every: int = 10) -> tuple[VMCState, float, int]:
-    """Steps ``start .. n_steps - 1`` (or until ``time_limit`` seconds have passed): each
-    logged (appended to ``history``) and checkpointed every ``checkpoint_every`` steps, at the
-    end, at the time limit and on SIGINT / SIGTERM; rejected steps handled by ``guard``;
-    ``observe`` (observables) every ``observe_every`` steps and after the last, with a key
-    derived from the state's (not consumed). Returns the state, the time spent in the steps
-    after the first (which includes compilation) and the number of steps done."""
-    t_steps = 0.0
-    t_loop = time.perf_counter()
-    done = start
-    if guard.anchor is None:
-        guard.anchor = state
+def _discrete_problem(step: Callable[[VMCState], tuple[VMCState, Any]], out: Path | None,
+                      main: bool, meta: dict[str, Any], guard: Guard,
+                      observe: Callable[[Any, Any, jax.Array], dict] | None,
+                      observe_every: int) -> StepProblem[VMCState]:
+    """The discrete VMC step as the shared loop's problem (:mod:`nqs.loop`): the key lives in
+    the state; a rejected step keeps the new key and step counter and takes the parameters,
+    optimizer and sampler state of the state it goes back to; observables from a key derived
+    from the state's (not consumed)."""
 
-    def checkpoint(k: int) -> None:
+    def run_step(k: int, state: VMCState) -> StepOutcome[VMCState]:
+        new, info = step(state)
+        info = jax.device_get(info)
+        return StepOutcome(state, new, _record(info), bool(info.accepted))
+
+    def restore(after: VMCState, back: VMCState) -> VMCState:
+        return after._replace(params=back.params, opt_state=back.opt_state,
+                              sampler_state=back.sampler_state)
+
+    def checkpoint(state: VMCState, k: int) -> None:
         host = gather(_checkpoint_tree(state, guard))  # every process; process 0 writes
         if main:
-            save_checkpoint(out / CHECKPOINT_NAME, host,
-                            meta | {"step": k, "guard": guard.meta()})
+            save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k, "guard": guard.meta()})
 
-    with deferred_signals() as pending:
-        for k in range(start, n_steps):
-            t0 = time.perf_counter()
-            before = state
-            state, info = step(state)
-            info = jax.device_get(info)
-            dt = time.perf_counter() - t0
-            if k > start:  # the first step includes compilation
-                t_steps += dt
-            record = _record(k, info, dt, time.perf_counter() - t_run)
-            reason = guard.judge(info)
-            if reason is None:
-                guard.e_ref, guard.err_ref = float(info.energy), float(info.energy_error)
-                guard.rejections = 0
-                guard.anchor = before
-                if guard.lr_scale != 1.0:
-                    state = state._replace(params=scale_update(
-                        state.params, before.params, np.float64(guard.lr_scale)))
-            else:
-                guard.rejections += 1
-                guard.lr_scale *= guard.lr_factor
-                # a bad energy condemns the parameters it was measured at (the last update's
-                # result): back to the anchor; a bad gradient or update only this step's update
-                back = guard.anchor if not np.isfinite(float(info.energy)) or "jumped" in reason \
-                    else before
-                state = state._replace(params=back.params, opt_state=back.opt_state,
-                                       sampler_state=back.sampler_state)
-                record["rejected"] = True
-                record["lr_scale"] = guard.lr_scale
-                echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
-                     f"learning rate x{guard.lr_scale:.3g}")
-            # every process stops after the same step (process 0's clock decides)
-            out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
-                time.perf_counter() - t_loop > time_limit)
-            if observe is not None and ((k + 1) % observe_every == 0 or k + 1 == n_steps
-                                        or out_of_time):
-                key = jax.random.fold_in(gather(state.key), 104729)
-                record["observables"] = observe(gather(state.params),
-                                                gather(state.sampler_state), key)
-            history.append(record)
-            if logger is not None:
-                logger.append(record)
-            if guard.rejections >= guard.max_rejections:
-                raise RunDiverged(
-                    f"{guard.rejections} consecutive steps rejected (last at step {k}: "
-                    f"{reason}); the optimization diverged: lower --lr (or raise --diag-shift)"
-                )
-            done = k + 1
-            signum = pending()
-            if out is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps
-                                    or signum is not None or out_of_time):
-                checkpoint(k + 1)
-            progress.step(k + 1, record["energy"], record["energy_error"])
-            if signum is not None:
-                raise RunInterrupted(signum, k + 1, out / CHECKPOINT_NAME if out else None)
-            if callback is not None:
-                callback(record)
-            if out_of_time:
-                echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}"
-                     + ("; checkpointed" if out is not None else ""))
-                break
-    return state, t_steps, done
+    def measure(state: VMCState) -> dict:
+        key = jax.random.fold_in(gather(state.key), 104729)
+        return observe(gather(state.params), gather(state.sampler_state), key)
+
+    return StepProblem(
+        run_step, restore, checkpoint if out is not None else None,
+        out / CHECKPOINT_NAME if out is not None else None,
+        measure if observe is not None else None, observe_every)
 
 
 def _bad_chunk(chunk_size: Any) -> None:
@@ -686,9 +583,9 @@ def _n_states(operator: DiscreteOperator) -> int:
         return 0
 
 
-def _record(step: int, info: Any, dt: float, wall: float) -> dict:
+def _record(info: Any) -> dict:
+    """The log fields of a step's ``info`` (the loop adds the step and its times)."""
     return {
-        "step": step,
         "energy": float(info.energy),
         "energy_imag": float(info.energy_imag),
         "energy_error": float(info.energy_error),
@@ -697,6 +594,4 @@ def _record(step: int, info: Any, dt: float, wall: float) -> dict:
         "r_hat": float(info.r_hat),
         "acceptance": float(info.acceptance),
         "grad_norm": float(info.grad_norm),
-        "step_time_s": dt,
-        "wall_time_s": wall,
     }

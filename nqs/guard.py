@@ -5,18 +5,21 @@ Rejected steps: :func:`tree_all_finite` tells whether new parameters are finite,
 state to go back to when an optimizer donates its inputs (kfac-jax). Resume:
 :func:`check_fingerprint` refuses a checkpoint written with other options and
 :func:`check_time_limit` a time limit that is not a positive number of seconds.
-:func:`failure_reason` names an exception in one line.
+:func:`failure_reason` names an exception in one line. :class:`Guard` judges each step of
+the shared step loop (:mod:`nqs.loop`) and holds the recovery's state.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nqs.errors import CheckpointError, InputError
 
@@ -73,3 +76,55 @@ def failure_reason(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+@dataclass
+class Guard:
+    """The recovery guard of both drivers' step loop (:func:`nqs.loop.run_steps`): its
+    settings and its state (stored in checkpoints for an exact resume).
+
+    A step is rejected when it is not finite (energy, gradient or new parameters) or, with
+    ``jump_sigmas``, when its energy rises above the last accepted one (``e_ref`` +-
+    ``err_ref``) by more than ``jump_sigmas`` combined error bars plus 1 % of |E|.
+    ``lr_scale`` multiplies every later update (``lr_factor`` per rejection), ``rejections``
+    counts consecutive rejections (``max_rejections`` stop the run; ``hint`` says what to
+    change) and ``anchor`` is the state at which the last accepted energy was measured."""
+
+    jump_sigmas: float | None
+    lr_factor: float
+    max_rejections: int
+    hint: str = "lower --lr (or raise --diag-shift)"
+    lr_scale: float = 1.0
+    e_ref: float | None = None
+    err_ref: float = 0.0
+    rejections: int = 0
+    anchor: Any = None
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON-able state for a checkpoint's metadata."""
+        return {"lr_scale": self.lr_scale, "e_ref": self.e_ref, "err_ref": self.err_ref,
+                "rejections": self.rejections}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take the state of a checkpoint's metadata (absent: a fresh guard)."""
+        g = saved.get("guard") or {}
+        self.lr_scale = float(g.get("lr_scale", 1.0))
+        self.e_ref = g.get("e_ref")
+        self.err_ref = float(g.get("err_ref") or 0.0)
+        self.rejections = int(g.get("rejections", 0))
+
+    def judge(self, energy: float, error: float | None, finite: bool) -> str | None:
+        """None to accept a step with this energy +- error (``finite``: its energy, gradient
+        and new parameters are finite), else the reason to reject it."""
+        energy = float(energy)
+        if not finite or not math.isfinite(energy):
+            return "non-finite energy, gradient or parameters"
+        if self.jump_sigmas is not None and self.e_ref is not None:
+            err = float(error) if error is not None else 0.0
+            err = err if math.isfinite(err) else 0.0
+            allowed = (self.jump_sigmas * float(np.hypot(err, self.err_ref))
+                       + 1e-2 * abs(self.e_ref) + 1e-8)
+            if energy - self.e_ref > allowed:
+                return (f"energy {energy:.6g} jumped above the last accepted {self.e_ref:.6g} "
+                        f"by more than {self.jump_sigmas:g} error bars + 1 %")
+        return None

@@ -241,21 +241,17 @@ def test_huge_learning_rate_never_ends_with_exit_0_and_no_energy(tmp_path, capsy
 
 
 def test_guard_rejects_jumps_and_non_finite_steps():
-    from nqs.driver import _Guard
+    from nqs.guard import Guard
 
-    class Info:
-        def __init__(self, energy, error=0.1, accepted=True):
-            self.energy, self.energy_error, self.accepted = energy, error, accepted
-
-    g = _Guard(jump_sigmas=10.0, lr_factor=0.5, max_rejections=3)
-    assert g.judge(Info(-10.0)) is None  # no reference yet
+    g = Guard(jump_sigmas=10.0, lr_factor=0.5, max_rejections=3)
+    assert g.judge(-10.0, 0.1, True) is None  # no reference yet
     g.e_ref, g.err_ref = -10.0, 0.1
-    assert g.judge(Info(-9.0)) is None  # 1.0 < 10 * 0.14 + 0.1
-    assert "jumped" in g.judge(Info(-7.0))
-    assert g.judge(Info(-20.0)) is None  # going down is never a jump
-    assert "non-finite" in g.judge(Info(float("nan")))
-    assert "non-finite" in g.judge(Info(-10.0, accepted=False))
-    assert _Guard(None, 0.5, 3, e_ref=-10.0).judge(Info(1e6)) is None  # jump test off
+    assert g.judge(-9.0, 0.1, True) is None  # 1.0 < 10 * 0.14 + 0.1
+    assert "jumped" in g.judge(-7.0, 0.1, True)
+    assert g.judge(-20.0, 0.1, True) is None  # going down is never a jump
+    assert "non-finite" in g.judge(float("nan"), 0.1, True)
+    assert "non-finite" in g.judge(-10.0, 0.1, False)
+    assert Guard(None, 0.5, 3, e_ref=-10.0).judge(1e6, 0.1, True) is None  # jump test off
 
 
 def test_sigkill_then_resume_continues_the_same_trajectory(tmp_path, capsys):

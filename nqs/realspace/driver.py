@@ -42,14 +42,13 @@ import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.guard import (
+    Guard,
     check_fingerprint,
     check_time_limit,
     copy_tree,
     failure_reason,
-    scale_update,
     tree_all_finite,
 )
-from nqs.interrupt import RunInterrupted, deferred_signals
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
@@ -59,6 +58,7 @@ from nqs.io import (
     require_finite,
     save_checkpoint,
 )
+from nqs.loop import LoopIO, StepOutcome, StepProblem, run_steps
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
 from nqs.models.psiformer import make_psiformer, make_psiformer_orbitals
 from nqs.parallel import (
@@ -71,7 +71,6 @@ from nqs.parallel import (
     is_main_process,
     make_mesh,
     process_echo,
-    process_zero_decides,
     put,
     replicated,
     run_record,
@@ -351,17 +350,6 @@ def make_network(atoms: RealSpaceSystem, net: dict[str, Any], param_dtype: Any =
 
 
 @dataclass
-class _Recovery:
-    """The recovery from rejected steps: updates are scaled by ``lr_scale`` (lowered by
-    :data:`LR_FACTOR` at each rejection), ``rejections`` counts them in a row, ``anchor`` is
-    the state at which the last accepted energy was measured."""
-
-    lr_scale: float = 1.0
-    rejections: int = 0
-    anchor: Any = None
-
-
-@dataclass
 class _Run:
     """The fixed pieces of one run: pure functions, devices, files and keys."""
 
@@ -377,7 +365,8 @@ class _Run:
     echo: Callable[[str], None]
     k_run: jax.Array
     meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
-    recovery: _Recovery = field(default_factory=lambda: _Recovery())
+    guard: Guard = field(default_factory=lambda: Guard(None, LR_FACTOR, MAX_REJECTIONS,
+                                                       hint="lower --lr or raise --damping"))
     optimizer: str = "sr"
     momentum: float = 0.0
     # builds the fallback VMC method when KFAC fails (None: no fallback, errors propagate)
@@ -415,13 +404,11 @@ class _Run:
         """Write ``state`` at ``step`` (and the recovery's anchor and state) atomically (the
         gather runs on all processes)."""
         if self.ckpt is not None:
-            rec = self.recovery
-            anchor = rec.anchor if rec.anchor is not None else state
+            anchor = self.guard.anchor if self.guard.anchor is not None else state
             tree = gather({"state": state, "key": self.k_run, "step": step, "anchor": anchor})
             if self.main:
                 save_checkpoint(self.ckpt, tree, self.meta | {
-                    "step": step, "hf_energy": hf_energy,
-                    "guard": {"lr_scale": rec.lr_scale, "rejections": rec.rejections}})
+                    "step": step, "hf_energy": hf_energy, "guard": self.guard.meta()})
 
 
 def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
@@ -457,9 +444,8 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     if "anchor" in tree:
         require_finite(tree["anchor"].params, run.ckpt, "parameters")
         require_finite(tree["anchor"].opt_state, run.ckpt, "optimizer state")
-    guard = saved_meta.get("guard") or {}
-    run.recovery = _Recovery(float(guard.get("lr_scale", 1.0)), int(guard.get("rejections", 0)),
-                             put(tree.get("anchor", state), run.shardings_of(state)))
+    run.guard.restore(saved_meta)
+    run.guard.anchor = put(tree.get("anchor", state), run.shardings_of(state))
     require_finite(state.params, run.ckpt, "parameters")
     require_finite(state.opt_state, run.ckpt, "optimizer state")
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
@@ -526,102 +512,63 @@ def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: i
               checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
               k_opt: jax.Array, logger: JsonlLogger | None, progress: Progress,
               callback: Callable[[dict], None] | None, t_run: float) -> _Optimized:
-    """Steps ``start .. n_steps - 1`` (or until ``time_limit``), logged and checkpointed; a
-    non-finite step is rejected and the state before it kept."""
+    """Steps ``start .. n_steps - 1`` (or until ``time_limit``) in the shared loop
+    (:func:`nqs.loop.run_steps`): logged, checkpointed, a non-finite step rejected."""
     history: list[dict] = (
         [r for r in read_jsonl(run.out / LOG_NAME) if "step" in r] if run.out and run.main
         else []
     )
-    t_loop = time.perf_counter()
-    t_steps = 0.0
-    n_timed = 0
-    steps_done = start
-    rejections = run.recovery.rejections
-    if start < n_steps:
-        progress.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step "
-                       "includes it)")
-    with deferred_signals() as pending:
-        for k in range(start, n_steps):
-            t0 = time.perf_counter()
-            donates = run.optimizer == "kfac"
-            last_good = copy_tree(state) if donates else state
-            try:
-                new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
-            except Exception as err:  # KFAC's first step: fall back (later errors propagate)
-                if k != start or run.fallback is None:
-                    raise
-                run.fall_back(err)
-                state = run.vmc.init(k_opt, last_good.params, last_good.mcmc.r,
-                                     last_good.mcmc.width)
-                state = last_good = put(state, run.shardings_of(state))
-                new_state, stats = run.vmc.step(jax.random.fold_in(run.k_run, k), state)
-            stats = {name: float(v) for name, v in jax.device_get(stats).items()}
-            ok = step_is_finite(stats["energy"], new_state.params)
-            dt = time.perf_counter() - t0
-            if k > start:  # the first step includes compilation
-                t_steps += dt
-                n_timed += 1
-            record = {
-                "step": k,
-                "energy": stats["energy"],
-                "energy_error": math.sqrt(max(stats["variance"], 0.0) / n_walkers)
-                if math.isfinite(stats["variance"]) else None,
-                "variance": stats["variance"],
-                "acceptance": stats["acceptance"],
-                "width": stats["width"],
-                "step_time_s": dt,
-                "wall_time_s": time.perf_counter() - t_run,
-            }
-            rec = run.recovery
-            if rec.anchor is None:
-                rec.anchor = last_good
-            if ok:
-                if rec.lr_scale != 1.0:
-                    new_state = new_state._replace(params=scale_update(
-                        new_state.params, last_good.params, np.float64(rec.lr_scale)))
-                rec.rejections, rec.anchor, state = 0, last_good, new_state
-            else:
-                rec.rejections += 1
-                rec.lr_scale *= LR_FACTOR
-                # a non-finite energy condemns the parameters it was measured at (the last
-                # update's result): back to the anchor; non-finite new parameters only this
-                # step's update: back to the state before it
-                back = last_good if math.isfinite(stats["energy"]) else rec.anchor
-                state = copy_tree(back) if donates else back
-                record["rejected"] = True
-                record["lr_scale"] = rec.lr_scale
-                run.echo(f"step {k}: non-finite energy or parameters; step rejected, back to "
-                         f"the last accepted parameters, learning rate x{rec.lr_scale:.3g}")
-            rejections = rec.rejections
-            history.append(record)
-            steps_done = k + 1
-            out_of_time = time_limit is not None and process_zero_decides(
-                time.perf_counter() - t_loop > time_limit)
-            if logger is not None:
-                logger.append(record)
-            if rejections >= MAX_REJECTIONS:
-                raise RunDiverged(f"{rejections} consecutive steps rejected (non-finite energy or "
-                                  f"parameters, last at step {k}); lower --lr or raise --damping")
-            signum = pending()
-            if ((k + 1) % checkpoint_every == 0 or k + 1 == n_steps or out_of_time
-                    or signum is not None):
-                run.checkpoint(state, k + 1, hf_energy)
-            if signum is not None:
-                raise RunInterrupted(signum, k + 1, run.ckpt)
-            progress.step(k + 1, record["energy"], record["energy_error"])
-            if callback is not None:
-                callback(record)
-            if out_of_time:
-                run.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}; "
-                         "checkpointed, evaluating")
-                break
+    problem = _realspace_problem(run, start, n_walkers, hf_energy, k_opt)
+    steps = run_steps(problem, state, start, n_steps, guard=run.guard,
+                      io=LoopIO(history, logger, progress, run.echo, t_run, callback),
+                      checkpoint_every=checkpoint_every, time_limit=time_limit)
     progress.close()
-    loop_time = time.perf_counter() - t_loop
-    if n_timed:
-        per_step = t_steps / n_timed
+    if steps.n_timed:
+        per_step = steps.t_steps / steps.n_timed
+    elif steps.done > start:
+        per_step = steps.loop_time / (steps.done - start)
     else:
-        per_step = loop_time / max(steps_done - start, 1) if steps_done > start else math.nan
-    return _Optimized(state, history, steps_done, per_step)
+        per_step = math.nan
+    return _Optimized(steps.state, history, steps.done, per_step)
+
+
+def _realspace_problem(run: _Run, start: int, n_walkers: int, hf_energy: float | None,
+                       k_opt: jax.Array) -> StepProblem[VMCState]:
+    """The real-space step as the shared loop's problem: the key of step ``k`` is
+    ``fold_in(run_key, k)``; KFAC donates its inputs, so the state to go back to is a copy;
+    a failure of KFAC's first step falls back to SPRING (``run.fallback``) and retries."""
+
+    def step(k: int, state: VMCState) -> StepOutcome[VMCState]:
+        before = copy_tree(state) if run.optimizer == "kfac" else state
+        key = jax.random.fold_in(run.k_run, k)
+        try:
+            after, stats = run.vmc.step(key, state)
+        except Exception as err:  # KFAC's first step: fall back (later errors propagate)
+            if k != start or run.fallback is None:
+                raise
+            run.fall_back(err)
+            state = run.vmc.init(k_opt, before.params, before.mcmc.r, before.mcmc.width)
+            state = before = put(state, run.shardings_of(state))
+            after, stats = run.vmc.step(key, state)
+        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
+        variance = stats["variance"]
+        fields = {
+            "energy": stats["energy"],
+            "energy_error": math.sqrt(max(variance, 0.0) / n_walkers)
+            if math.isfinite(variance) else None,
+            "variance": variance,
+            "acceptance": stats["acceptance"],
+            "width": stats["width"],
+        }
+        return StepOutcome(before, after, fields, step_is_finite(stats["energy"], after.params))
+
+    def restore(after: VMCState, back: VMCState) -> VMCState:
+        return copy_tree(back) if run.optimizer == "kfac" else back
+
+    def checkpoint(state: VMCState, k: int) -> None:
+        run.checkpoint(state, k, hf_energy)
+
+    return StepProblem(step, restore, checkpoint if run.ckpt is not None else None, run.ckpt)
 
 
 def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,

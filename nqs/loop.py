@@ -1,0 +1,182 @@
+"""The step loop both drivers share (:func:`nqs.driver.run_vmc`, and
+:func:`nqs.realspace.driver.run_realspace`): the impure shell around a problem's pure step.
+
+    steps = run_steps(problem, state, start, n_steps, guard=guard, ...)
+
+A problem hands the loop a :class:`StepProblem`: its step ``(k, state) -> StepOutcome`` (the
+state to go back to, the new state, the log fields and whether it is finite), how to go back
+after a rejection, how to write a checkpoint and what to measure beside the steps. The loop
+does the rest, the same way for spins, molecules and electrons in real space:
+
+* each step's record ``{"step", <the problem's fields>, "step_time_s", "wall_time_s"}`` is
+  appended to ``history`` and to ``log.jsonl`` (flushed);
+* the :class:`nqs.guard.Guard` judges it; a rejected step goes back (to the state before it, or
+  to the anchor when its energy is condemned), scales the later updates and is logged with
+  ``"rejected": true``; too many in a row raise :class:`nqs.errors.RunDiverged`;
+* a checkpoint every ``checkpoint_every`` steps, after the last, at the time limit and on
+  SIGINT / SIGTERM (then :class:`nqs.interrupt.RunInterrupted`);
+* ``time_limit`` seconds of steps: the step that passes it is the last (process 0's clock);
+* progress (:class:`nqs.progress.Progress`) and a ``callback`` per record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from nqs.errors import RunDiverged
+from nqs.guard import Guard, scale_update
+from nqs.interrupt import RunInterrupted, deferred_signals
+from nqs.io import JsonlLogger
+from nqs.parallel import process_zero_decides
+from nqs.progress import Progress
+
+S = TypeVar("S")  # the problem's state: a NamedTuple with a ``params`` field
+
+
+@dataclass
+class StepOutcome(Generic[S]):
+    """One step of a problem: ``before`` is the state it started from (a copy when the step
+    donates its input), ``after`` the new state, ``fields`` the log record's fields (with
+    ``energy`` and ``energy_error``) and ``finite`` whether the gradient and new parameters
+    are finite (the energy is checked by the guard)."""
+
+    before: S
+    after: S
+    fields: dict[str, Any]
+    finite: bool = True
+
+
+@dataclass
+class StepProblem(Generic[S]):
+    """What the loop needs of a problem.
+
+    step: ``(k, state) -> StepOutcome`` (``k``: the step's index).
+    restore: ``(after, back) -> state``: the state to continue from after a rejected step
+      whose new state was ``after`` and that goes back to ``back``.
+    checkpoint: ``(state, steps_done)``: write a checkpoint (None: no files).
+    checkpoint_path: the file ``checkpoint`` writes (named by RunInterrupted).
+    observe: ``state -> {name: statistics}`` every ``observe_every`` steps and after the last
+      (also the last before the time limit), stored in the record as ``"observables"``.
+    """
+
+    step: Callable[[int, S], StepOutcome[S]]
+    restore: Callable[[S, S], S]
+    checkpoint: Callable[[S, int], None] | None = None
+    checkpoint_path: Path | None = None
+    observe: Callable[[S], dict] | None = None
+    observe_every: int = 10
+
+
+@dataclass
+class Steps(Generic[S]):
+    """What the loop hands back: the final state, the steps done (``done``, counting those of
+    earlier calls), the time spent in the ``n_timed`` steps after the first of this call (the
+    first includes compilation) and the whole loop's time."""
+
+    state: S
+    done: int
+    t_steps: float
+    n_timed: int
+    loop_time: float
+
+
+@dataclass
+class LoopIO:
+    """Where the loop's records and messages go: ``history`` (appended), the log file,
+    progress display, echo and the run's clock (``t_run``, for ``wall_time_s``)."""
+
+    history: list[dict]
+    logger: JsonlLogger | None
+    progress: Progress
+    echo: Callable[[str], None]
+    t_run: float
+    callback: Callable[[dict], None] | None = None
+
+
+def run_steps(problem: StepProblem[S], state: S, start: int, n_steps: int, *, guard: Guard,
+              io: LoopIO, checkpoint_every: int, time_limit: float | None = None) -> Steps[S]:
+    """Steps ``start .. n_steps - 1`` of ``problem`` from ``state`` (or until ``time_limit``
+    seconds have passed): logged, judged by ``guard``, checkpointed (module docstring)."""
+    t_loop = time.perf_counter()
+    t_steps, n_timed, done = 0.0, 0, start
+    if start < n_steps:
+        io.progress.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step "
+                          "includes it)")
+    with deferred_signals() as pending:
+        for k in range(start, n_steps):
+            t0 = time.perf_counter()
+            outcome = problem.step(k, state)
+            dt = time.perf_counter() - t0
+            if k > start:  # the first step includes compilation
+                t_steps += dt
+                n_timed += 1
+            record = {"step": k, **outcome.fields, "step_time_s": dt,
+                      "wall_time_s": time.perf_counter() - io.t_run}
+            state, reason = _judge(problem, guard, k, outcome, record, io.echo)
+            # every process stops after the same step (process 0's clock decides)
+            out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
+                time.perf_counter() - t_loop > time_limit)
+            if problem.observe is not None and ((k + 1) % problem.observe_every == 0
+                                                or k + 1 == n_steps or out_of_time):
+                record["observables"] = problem.observe(state)
+            io.history.append(record)
+            if io.logger is not None:
+                io.logger.append(record)
+            if guard.rejections >= guard.max_rejections:
+                raise RunDiverged(
+                    f"{guard.rejections} consecutive steps rejected (last at step {k}: "
+                    f"{reason}); the optimization diverged: {guard.hint}")
+            done = k + 1
+            signum = pending()
+            if problem.checkpoint is not None and (
+                    (k + 1) % checkpoint_every == 0 or k + 1 == n_steps
+                    or signum is not None or out_of_time):
+                problem.checkpoint(state, k + 1)
+            io.progress.step(k + 1, record["energy"], record["energy_error"])
+            if signum is not None:
+                raise RunInterrupted(signum, k + 1, problem.checkpoint_path)
+            if io.callback is not None:
+                io.callback(record)
+            if out_of_time:
+                io.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}"
+                        + ("; checkpointed" if problem.checkpoint is not None else ""))
+                break
+    return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop)
+
+
+def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S],
+           record: dict[str, Any], echo: Callable[[str], None]) -> tuple[S, str | None]:
+    """The state to continue from after step ``k`` and the guard's reason to reject it (None:
+    accepted); a rejection is noted in ``record`` and echoed."""
+    before, after = outcome.before, outcome.after
+    if guard.anchor is None:
+        guard.anchor = before
+    energy = float(outcome.fields["energy"])
+    reason = guard.judge(energy, outcome.fields.get("energy_error"), outcome.finite)
+    if reason is None:
+        guard.e_ref = energy
+        error = outcome.fields.get("energy_error")
+        guard.err_ref = float(error) if error is not None else math.nan
+        guard.rejections = 0
+        guard.anchor = before
+        if guard.lr_scale != 1.0:
+            after = after._replace(params=scale_update(
+                after.params, before.params, np.float64(guard.lr_scale)))
+        return after, None
+    guard.rejections += 1
+    guard.lr_scale *= guard.lr_factor
+    # a bad energy condemns the parameters it was measured at (the last update's result): back
+    # to the anchor; a bad gradient or update only this step's update: back to the state before
+    back = guard.anchor if not math.isfinite(energy) or "jumped" in reason else before
+    record["rejected"] = True
+    record["lr_scale"] = guard.lr_scale
+    echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
+         f"learning rate x{guard.lr_scale:.3g}")
+    return problem.restore(after, back), reason
