@@ -31,14 +31,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
-from nqs.guard import Guard, check_fingerprint, check_time_limit
+from nqs.guard import Guard, check_time_limit
 from nqs.io import (
     JsonlLogger,
     load_checkpoint,
@@ -48,7 +48,17 @@ from nqs.io import (
     save_checkpoint,
     to_jsonable,
 )
-from nqs.loop import LoopIO, StepOutcome, StepProblem, run_steps
+from nqs.loop import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    LoopIO,
+    RunResult,
+    StepOutcome,
+    StepProblem,
+    checkpoint_to_resume,
+    resume,
+    run_steps,
+)
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import (
@@ -72,43 +82,24 @@ from nqs.sampling.base import Sampler
 from nqs.state import VariationalState, make_observer
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
 
-CHECKPOINT_NAME = "checkpoint.msgpack"
-LOG_NAME = "log.jsonl"
 
-
-@dataclass
-class VMCResult:
+@dataclass(kw_only=True)
+class VMCResult(RunResult):
     """Outcome of a run: final energy estimate (Hartree or model units), history, timings."""
 
-    energy: float
-    energy_error: float
-    variance: float
-    n_parameters: int
+    SUMMARY: ClassVar[tuple[str, ...]] = (
+        "energy", "energy_error", "variance", "exact_energy", "relative_error", "n_parameters",
+        "n_samples", "steps", "steps_planned", "time_limit_s", "stopped_by_time_limit",
+        "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices", "n_processes",
+        "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype")
+
     n_samples: int
-    steps: int
-    wall_time_s: float
-    time_per_step_s: float
-    history: list[dict] = field(repr=False)
     exact_energy: float | None = None
-    params: Any = field(default=None, repr=False)
     exact_sampling: bool = False
-    n_devices: int = 1
-    n_processes: int = 1
-    chunk_size: int | None = None
-    peak_memory_bytes: int | None = None
-    peak_memory_source: str | None = None
-    dtype: str = "float64"  # network precision (nqs.precision)
-    steps_planned: int | None = None
-    time_limit_s: float | None = None
     ansatz: Any = field(default=None, repr=False)
     sampler: Any = field(default=None, repr=False)
     sampler_state: Any = field(default=None, repr=False)
     marshall_sublattice: Any = field(default=None, repr=False)
-
-    @property
-    def stopped_by_time_limit(self) -> bool:
-        """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
-        return self.steps_planned is not None and self.steps < self.steps_planned
 
     @property
     def state(self) -> VariationalState:
@@ -119,6 +110,11 @@ class VMCResult:
         return VariationalState(self.ansatz, self.params, self.sampler, self.sampler_state,
                                 chunk_size=self.chunk_size,
                                 marshall_sublattice=self.marshall_sublattice)
+
+    @property
+    def reference(self) -> float | None:
+        """The exact energy, or None."""
+        return self.exact_energy
 
     @property
     def relative_error(self) -> float | None:
@@ -132,37 +128,6 @@ class VMCResult:
         import pandas as pd
 
         return pd.DataFrame(self.history)
-
-    def plot(self, path: str | Path | None = None, title: str = "VMC convergence"):  # noqa: ANN201
-        """Energy vs step with the exact value as a line; saved to ``path`` if given."""
-        from nqs.plotting import plot_convergence
-
-        return plot_convergence(self.history, self.exact_energy, path, title)
-
-    def summary(self) -> dict:
-        """JSON-able summary (the fields of ``result.json``)."""
-        return {
-            "energy": self.energy,
-            "energy_error": self.energy_error,
-            "variance": self.variance,
-            "exact_energy": self.exact_energy,
-            "relative_error": self.relative_error,
-            "n_parameters": self.n_parameters,
-            "n_samples": self.n_samples,
-            "steps": self.steps,
-            "steps_planned": self.steps_planned,
-            "time_limit_s": self.time_limit_s,
-            "stopped_by_time_limit": self.stopped_by_time_limit,
-            "wall_time_s": self.wall_time_s,
-            "time_per_step_s": self.time_per_step_s,
-            "exact_sampling": self.exact_sampling,
-            "n_devices": self.n_devices,
-            "n_processes": self.n_processes,
-            "chunk_size": self.chunk_size,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "peak_memory_source": self.peak_memory_source,
-            "dtype": self.dtype,
-        }
 
 
 @without_global_mesh
@@ -386,54 +351,27 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
             n_steps: int, echo: Callable[[str], None], meta: dict[str, Any],
             guard: Guard) -> tuple[VMCState, int]:
     """The state of ``out/checkpoint.msgpack`` placed on ``shardings``, and its step, after
-    checking that it is intact, finite, within ``n_steps`` and written by this run (seed,
-    dtype and fingerprint). Restores the guard's state."""
-    if out is None:
-        raise CheckpointError("--resume needs an output directory holding a checkpoint")
-    ckpt = out / CHECKPOINT_NAME
-    if not ckpt.exists():
-        raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
-    saved = load_checkpoint_metadata(ckpt)
-    if saved.get("seed") != seed:
-        raise CheckpointError(
-            f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}"
-        )
-    # float32 and float64 runs store the same float64 master parameters, so only the
-    # recorded dtype tells them apart (checkpoints from before it existed were float64)
-    if saved.get("dtype", "float64") != dtype:
-        raise CheckpointError(
-            f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
-            f"not {dtype}; resume with the same dtype"
-        )
-    check_fingerprint(ckpt, saved.get("fingerprint"), meta.get("fingerprint"), echo)
+    :func:`nqs.loop.resume` has checked that it is intact, finite, within ``n_steps`` and
+    written by this run (seed, dtype and fingerprint). Restores the guard's state."""
+    ckpt = checkpoint_to_resume(out)
+
+    def options(saved: dict[str, Any]) -> Any:
+        if saved.get("seed") != seed:
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}")
+        # float32 and float64 runs store the same float64 master parameters, so only the
+        # recorded dtype tells them apart (checkpoints from before it existed were float64)
+        if saved.get("dtype", "float64") != dtype:
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
+                f"not {dtype}; resume with the same dtype")
+        return saved.get("fingerprint")
+
     # Checkpoints hold whole host arrays: they load on any number of devices.
-    host_state = gather(state)
-    if "guard" in saved:
-        tree, _ = load_checkpoint(ckpt, {"state": host_state, "anchor": host_state})
-        host, anchor = tree["state"], tree["anchor"]
-    else:  # a checkpoint of a run without the guard's state
-        host, _ = load_checkpoint(ckpt, host_state)
-        anchor = host
-    for tree in (host, anchor):
-        require_finite(tree.params, ckpt, "parameters")
-        require_finite(tree.opt_state, ckpt, "optimizer state")
-    start = int(host.step)
-    if start > n_steps:
-        raise CheckpointError(
-            f"checkpoint {ckpt} is at step {start}, past --steps {n_steps}: resume with "
-            f"--steps {start} or more (or start a new run)"
-        )
-    state = put(host, shardings)
-    guard.restore(saved)
-    guard.anchor = put(anchor, shardings)
-    echo(f"resuming from step {start} ({ckpt})")
-    planned = saved.get("n_steps_planned")
-    if planned is not None and planned != n_steps:
-        # optimizer and sampler state are restored exactly, but a learning-rate schedule
-        # that depends on the run length (cosine) now takes other values from here on
-        echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
-             "a learning-rate schedule over the run length (e.g. cosine) changes from here")
-    return state, start
+    resumed = resume(ckpt, {"state": gather(state)}, guard, n_steps=n_steps,
+                     saved_options=options, options=meta.get("fingerprint"), echo=echo,
+                     place=lambda tree: put(tree, shardings))
+    return put(resumed.tree["state"], shardings), resumed.start
 
 
 def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOperator,

@@ -17,6 +17,11 @@ does the rest, the same way for spins, molecules and electrons in real space:
   SIGINT / SIGTERM (then :class:`nqs.interrupt.RunInterrupted`);
 * ``time_limit`` seconds of steps: the step that passes it is the last (process 0's clock);
 * progress (:class:`nqs.progress.Progress`) and a ``callback`` per record.
+
+:func:`resume` reads a checkpoint back for both drivers: the options it was written with must
+match (one line naming the first difference; the CLI exits 2), the state and the guard's anchor
+must be finite and within the planned steps; the guard's state is restored.
+:class:`RunResult` is the base of both drivers' results (``summary()`` -> ``result.json``).
 """
 
 from __future__ import annotations
@@ -24,19 +29,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from nqs.errors import RunDiverged
-from nqs.guard import Guard, scale_update
+from nqs.errors import CheckpointError, RunDiverged
+from nqs.guard import Guard, check_fingerprint, scale_update
 from nqs.interrupt import RunInterrupted, deferred_signals
-from nqs.io import JsonlLogger
+from nqs.io import JsonlLogger, load_checkpoint, load_checkpoint_metadata, require_finite
 from nqs.parallel import process_zero_decides
 from nqs.progress import Progress
 
+CHECKPOINT_NAME = "checkpoint.msgpack"
+LOG_NAME = "log.jsonl"
 S = TypeVar("S")  # the problem's state: a NamedTuple with a ``params`` field
 
 
@@ -180,3 +187,114 @@ def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S
     echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
          f"learning rate x{guard.lr_scale:.3g}")
     return problem.restore(after, back), reason
+
+
+def checkpoint_to_resume(out: Path | None, name: str = CHECKPOINT_NAME) -> Path:
+    """The checkpoint a resume reads, ``out/name``; :class:`CheckpointError` without an output
+    directory or without the file."""
+    if out is None:
+        raise CheckpointError("resume needs an output directory holding a checkpoint")
+    ckpt = Path(out) / name
+    if not ckpt.exists():
+        raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
+    return ckpt
+
+
+@dataclass
+class Resumed:
+    """A checkpoint read for a resume: the loaded ``tree`` (``tree["state"]`` the state, beside
+    the problem's other entries), its metadata and the steps it had done."""
+
+    tree: dict[str, Any]
+    meta: dict[str, Any]
+    start: int
+
+
+def resume(ckpt: Path, template: dict[str, Any], guard: Guard, *, n_steps: int,
+           saved_options: Callable[[dict[str, Any]], Any], options: Any,
+           echo: Callable[[str], None], place: Callable[[Any], Any]) -> Resumed:
+    """Read ``ckpt`` into ``template`` (``{"state": host state, ...}``; the guard's anchor, a
+    second state, is added when the checkpoint has one) for a resume of a run planned for
+    ``n_steps``, after checking that it is this run's: ``saved_options(metadata)`` (which may
+    itself refuse, :class:`CheckpointError`) must equal ``options``
+    (:func:`nqs.guard.check_fingerprint`; one line naming the first difference). The state and
+    anchor must be finite (parameters, optimizer state) and the steps done within ``n_steps``.
+    Restores the guard (its anchor placed by ``place``, e.g. on the devices)."""
+    saved = load_checkpoint_metadata(ckpt)
+    check_fingerprint(ckpt, saved_options(saved), options, echo)
+    if "guard" in saved:  # written with the guard's state and anchor
+        tree, saved = load_checkpoint(ckpt, template | {"anchor": template["state"]})
+    elif set(template) == {"state"}:  # a discrete checkpoint without the guard: the bare state
+        state, saved = load_checkpoint(ckpt, template["state"])
+        tree = {"state": state}
+    else:
+        tree, saved = load_checkpoint(ckpt, template)
+    anchor = tree.get("anchor", tree["state"])
+    for part in (tree["state"], anchor):
+        require_finite(part.params, ckpt, "parameters")
+        require_finite(part.opt_state, ckpt, "optimizer state")
+    start = int(tree["step"]) if "step" in tree else int(tree["state"].step)
+    if start > n_steps:
+        raise CheckpointError(
+            f"checkpoint {ckpt} is at step {start}, past --steps {n_steps}: resume with "
+            f"--steps {start} or more (or start a new run)"
+        )
+    guard.restore(saved)
+    guard.anchor = place(anchor)
+    echo(f"resuming from step {start} ({ckpt})")
+    planned = saved.get("n_steps_planned")
+    if planned is not None and planned != n_steps:
+        # optimizer and sampler state are restored exactly, but a learning-rate schedule
+        # that depends on the run length (cosine) now takes other values from here on
+        echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
+             "a learning-rate schedule over the run length (e.g. cosine) changes from here")
+    return Resumed(tree, saved, start)
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """What both drivers return (their results add the problem's fields): the final energy
+    estimate, its history and timings, the run's size and devices. ``summary()`` gives the
+    fields of ``result.json``, the names in :attr:`SUMMARY` in that order."""
+
+    SUMMARY: ClassVar[tuple[str, ...]] = ()
+    PLOT_TITLE: ClassVar[str] = "VMC convergence"
+
+    energy: float
+    energy_error: float
+    variance: float
+    n_parameters: int
+    steps: int
+    wall_time_s: float
+    time_per_step_s: float
+    history: list[dict] = field(repr=False)
+    params: Any = field(default=None, repr=False)
+    dtype: str = "float64"  # network precision (nqs.precision)
+    n_devices: int = 1
+    n_processes: int = 1
+    chunk_size: int | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_source: str | None = None
+    steps_planned: int | None = None
+    time_limit_s: float | None = None
+
+    @property
+    def stopped_by_time_limit(self) -> bool:
+        """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
+        return self.steps_planned is not None and self.steps < self.steps_planned
+
+    @property
+    def reference(self) -> float | None:
+        """The energy to compare with (exact or tabulated), or None."""
+        return None
+
+    def summary(self) -> dict:
+        """JSON-able summary (the fields of ``result.json``)."""
+        return {name: getattr(self, name) for name in self.SUMMARY}
+
+    def plot(self, path: str | Path | None = None, title: str | None = None):  # noqa: ANN201
+        """Energy vs step with the reference as a line; saved to ``path`` if given."""
+        from nqs.plotting import plot_convergence
+
+        return plot_convergence([r for r in self.history if "step" in r], self.reference, path,
+                                self.PLOT_TITLE if title is None else title)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,6 @@ from nqs.ansatz import n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.guard import (
     Guard,
-    check_fingerprint,
     check_time_limit,
     copy_tree,
     failure_reason,
@@ -51,14 +50,23 @@ from nqs.guard import (
 )
 from nqs.io import (
     JsonlLogger,
-    load_checkpoint,
     load_checkpoint_entries,
     load_checkpoint_metadata,
     read_jsonl,
     require_finite,
     save_checkpoint,
 )
-from nqs.loop import LoopIO, StepOutcome, StepProblem, run_steps
+from nqs.loop import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    LoopIO,
+    RunResult,
+    StepOutcome,
+    StepProblem,
+    checkpoint_to_resume,
+    resume,
+    run_steps,
+)
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
 from nqs.models.psiformer import make_psiformer, make_psiformer_orbitals
 from nqs.parallel import (
@@ -83,8 +91,6 @@ from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
 
-CHECKPOINT_NAME = "checkpoint.msgpack"
-LOG_NAME = "log.jsonl"
 OPTIMIZERS = ("kfac", "adam", "sr")
 ANSATZE = ("ferminet", "psiformer")
 OptimizerName = Literal["kfac", "adam", "sr"]
@@ -100,35 +106,27 @@ DEFAULT_LR: dict[str, tuple[float, float]] = {
 }
 
 
-@dataclass
-class RealSpaceResult:
+@dataclass(kw_only=True)
+class RealSpaceResult(RunResult):
     """Outcome of a real-space run (Hartree)."""
 
-    energy: float
-    energy_error: float
-    variance: float
+    SUMMARY: ClassVar[tuple[str, ...]] = (
+        "energy", "energy_error", "variance", "tau_corr", "acceptance", "reference_energy",
+        "reference_source", "error_mha", "hf_energy", "n_parameters", "n_walkers", "steps",
+        "steps_planned", "time_limit_s", "stopped_by_time_limit", "eval_steps",
+        "pretrain_steps", "wall_time_s", "time_per_step_s", "dtype", "n_devices",
+        "n_processes", "chunk_size", "peak_memory_bytes", "peak_memory_source", "optimizer",
+        "momentum", "kfac_fallback")
+    PLOT_TITLE: ClassVar[str] = "real-space VMC"
+
     tau_corr: float
     acceptance: float
-    n_parameters: int
     n_walkers: int
-    steps: int
     eval_steps: int
     pretrain_steps: int
-    wall_time_s: float
-    time_per_step_s: float
-    history: list[dict] = field(repr=False)
     reference_energy: float | None = None
     reference_source: str | None = None
     hf_energy: float | None = None
-    params: Any = field(default=None, repr=False)
-    dtype: str = "float64"
-    n_devices: int = 1
-    n_processes: int = 1
-    chunk_size: int | None = None
-    peak_memory_bytes: int | None = None
-    peak_memory_source: str | None = None
-    steps_planned: int | None = None
-    time_limit_s: float | None = None
     optimizer: str | None = None
     momentum: float = 0.0
     kfac_fallback: str | None = None
@@ -136,9 +134,9 @@ class RealSpaceResult:
     walkers: Any = field(default=None, repr=False)  # MCMCState after the final evaluation
 
     @property
-    def stopped_by_time_limit(self) -> bool:
-        """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
-        return self.steps_planned is not None and self.steps < self.steps_planned
+    def reference(self) -> float | None:
+        """The tabulated exact energy, or None."""
+        return self.reference_energy
 
     @property
     def error_mha(self) -> float | None:
@@ -146,47 +144,6 @@ class RealSpaceResult:
         if self.reference_energy is None:
             return None
         return (self.energy - self.reference_energy) * 1e3
-
-    def plot(self, path: str | Path, title: str = "real-space VMC") -> Path:
-        """Energy vs step (``nqs.plotting.plot_convergence``) with the reference as a line."""
-        from nqs.plotting import plot_convergence
-
-        return plot_convergence(
-            [r for r in self.history if "step" in r], self.reference_energy, path, title
-        )
-
-    def summary(self) -> dict:
-        """JSON-able summary (the fields of ``result.json``)."""
-        return {
-            "energy": self.energy,
-            "energy_error": self.energy_error,
-            "variance": self.variance,
-            "tau_corr": self.tau_corr,
-            "acceptance": self.acceptance,
-            "reference_energy": self.reference_energy,
-            "reference_source": self.reference_source,
-            "error_mha": self.error_mha,
-            "hf_energy": self.hf_energy,
-            "n_parameters": self.n_parameters,
-            "n_walkers": self.n_walkers,
-            "steps": self.steps,
-            "steps_planned": self.steps_planned,
-            "time_limit_s": self.time_limit_s,
-            "stopped_by_time_limit": self.stopped_by_time_limit,
-            "eval_steps": self.eval_steps,
-            "pretrain_steps": self.pretrain_steps,
-            "wall_time_s": self.wall_time_s,
-            "time_per_step_s": self.time_per_step_s,
-            "dtype": self.dtype,
-            "n_devices": self.n_devices,
-            "n_processes": self.n_processes,
-            "chunk_size": self.chunk_size,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "peak_memory_source": self.peak_memory_source,
-            "optimizer": self.optimizer,
-            "momentum": self.momentum,
-            "kfac_fallback": self.kfac_fallback,
-        }
 
 
 def make_vmc_method(
@@ -430,33 +387,19 @@ def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps
 
 
 def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | None]:
-    """``(state, step, hf_energy)`` from the checkpoint, after checking it is this run's."""
+    """``(state, step, hf_energy)`` from the checkpoint, after :func:`nqs.loop.resume` has
+    checked that it is this run's (the options sit beside the step and the guard's state in
+    the checkpoint's metadata), finite and within the planned steps."""
     assert run.ckpt is not None
-    saved_meta = load_checkpoint_metadata(run.ckpt)
-    # the options sit beside the step and the guard's state in the checkpoint's metadata
-    check_fingerprint(run.ckpt, {k: saved_meta.get(k) for k in run.meta}, run.meta)
-    template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
-    if "guard" in saved_meta:  # written with the recovery's state
-        template["anchor"] = template["state"]
     # Checkpoints hold whole host arrays: they load on any number of devices.
-    tree, saved_meta = load_checkpoint(run.ckpt, template)
-    state: VMCState = tree["state"]
-    if "anchor" in tree:
-        require_finite(tree["anchor"].params, run.ckpt, "parameters")
-        require_finite(tree["anchor"].opt_state, run.ckpt, "optimizer state")
-    run.guard.restore(saved_meta)
-    run.guard.anchor = put(tree.get("anchor", state), run.shardings_of(state))
-    require_finite(state.params, run.ckpt, "parameters")
-    require_finite(state.opt_state, run.ckpt, "optimizer state")
+    template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
+    shardings = run.shardings_of(vmc_template)
+    resumed = resume(run.ckpt, template, run.guard, n_steps=run.meta_n_steps,
+                     saved_options=lambda saved: {k: saved.get(k) for k in run.meta},
+                     options=run.meta, echo=run.echo, place=lambda tree: put(tree, shardings))
+    state: VMCState = resumed.tree["state"]
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
-    start = int(tree["step"])
-    if start > run.meta_n_steps:
-        raise CheckpointError(
-            f"checkpoint {run.ckpt} is at step {start}, past --steps {run.meta_n_steps}: resume "
-            f"with --steps {start} or more (or start a new run)"
-        )
-    run.echo(f"resuming from step {start} ({run.ckpt})")
-    return put(state, run.shardings_of(state)), start, saved_meta.get("hf_energy")
+    return put(state, shardings), resumed.start, resumed.meta.get("hf_energy")
 
 
 def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, walkers: jax.Array,
@@ -686,11 +629,7 @@ def run_realspace(
     mesh = make_mesh() if mesh is None else mesh
     check_divisible(int(n_walkers), mesh, "the number of walkers")
     out = Path(out_dir) if out_dir is not None else None
-    if resume and out is None:
-        raise CheckpointError("resume needs an output directory holding a checkpoint")
-    ckpt = out / CHECKPOINT_NAME if out is not None else None
-    if resume and not ckpt.exists():
-        raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
+    ckpt = checkpoint_to_resume(out) if resume else None if out is None else out / CHECKPOINT_NAME
     t_run = time.perf_counter()
 
     # ---- pure pieces
