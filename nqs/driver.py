@@ -6,7 +6,9 @@ Each step appends one JSON line to ``out_dir/log.jsonl`` (flushed); checkpoints 
 atomically every ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the
 last checkpoint and gives the same parameters as an uninterrupted run with the same seed.
 
-Guards (the impure shell's, around the pure step):
+The steps run in the loop both drivers share (:func:`nqs.loop.run_steps`, with
+:class:`nqs.guard.Guard`; a resume through :func:`nqs.loop.resume`). Guards (the impure
+shell's, around the pure step):
 
 * **fingerprint**: the options that change the trajectory (model, sizes, learning rate, ...)
   are stored in the checkpoint and must match on resume (:class:`CheckpointError` otherwise);
@@ -40,22 +42,20 @@ from nqs.ansatz import Ansatz, Params, n_parameters
 from nqs.errors import CheckpointError, InputError, RunDiverged
 from nqs.guard import Guard, check_time_limit
 from nqs.io import (
-    JsonlLogger,
     load_checkpoint,
     load_checkpoint_metadata,
-    read_jsonl,
     require_finite,
     save_checkpoint,
     to_jsonable,
 )
 from nqs.loop import (
     CHECKPOINT_NAME,
-    LOG_NAME,
     LoopIO,
     RunResult,
     StepOutcome,
     StepProblem,
     checkpoint_to_resume,
+    open_log,
     resume,
     run_steps,
 )
@@ -259,14 +259,9 @@ def run_vmc(
     guard = Guard(jump_sigmas, lr_factor, max_rejections)
 
     start = 0
-    history: list[dict] = []
     if resume:
         state, start = _resume(out, state, shardings, seed, dtype, n_steps, echo, meta, guard)
-    logger = None
-    if out is not None and main:
-        logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else 0)
-        if resume:
-            history = read_jsonl(out / LOG_NAME)
+    logger, history = open_log(out, main, resume, start)
 
     t_run = time.perf_counter()
     bar = Progress(n_steps, start, enabled=progress)
@@ -279,7 +274,7 @@ def run_vmc(
         bar.close()
         if logger is not None:
             logger.close()
-    state, t_steps, done = steps.state, steps.t_steps, steps.done
+    state, done = steps.state, steps.done
 
     if n_eval_batches > 0:
         calls = 1 if exact else n_eval_batches
@@ -296,7 +291,6 @@ def run_vmc(
     if not np.isfinite(energy) and (n_eval_batches > 0 or history):
         raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
                           "diverged: lower --lr (or raise --diag-shift)")
-    n_timed = max(done - start - 1, 1)
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(
         energy=energy,
@@ -306,7 +300,7 @@ def run_vmc(
         n_samples=n_samples,
         steps=done,
         wall_time_s=time.perf_counter() - t_run,
-        time_per_step_s=t_steps / n_timed,
+        time_per_step_s=steps.time_per_step,
         history=history,
         exact_energy=exact_energy,
         params=gather(state.params),

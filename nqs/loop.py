@@ -38,7 +38,13 @@ import numpy as np
 from nqs.errors import CheckpointError, RunDiverged
 from nqs.guard import Guard, check_fingerprint, scale_update
 from nqs.interrupt import RunInterrupted, deferred_signals
-from nqs.io import JsonlLogger, load_checkpoint, load_checkpoint_metadata, require_finite
+from nqs.io import (
+    JsonlLogger,
+    load_checkpoint,
+    load_checkpoint_metadata,
+    read_jsonl,
+    require_finite,
+)
 from nqs.parallel import process_zero_decides
 from nqs.progress import Progress
 
@@ -92,6 +98,17 @@ class Steps(Generic[S]):
     t_steps: float
     n_timed: int
     loop_time: float
+    start: int = 0
+
+    @property
+    def time_per_step(self) -> float:
+        """Seconds per step: of the steps after the first (compilation), of the one step when
+        there was one, NaN without steps."""
+        if self.n_timed:
+            return self.t_steps / self.n_timed
+        if self.done > self.start:
+            return self.loop_time / (self.done - self.start)
+        return math.nan
 
 
 @dataclass
@@ -155,7 +172,7 @@ def run_steps(problem: StepProblem[S], state: S, start: int, n_steps: int, *, gu
                 io.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}"
                         + ("; checkpointed" if problem.checkpoint is not None else ""))
                 break
-    return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop)
+    return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop, start)
 
 
 def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S],
@@ -187,6 +204,20 @@ def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S
     echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
          f"learning rate x{guard.lr_scale:.3g}")
     return problem.restore(after, back), reason
+
+
+def open_log(out: Path | None, main: bool, resume: bool, start: int
+             ) -> tuple[JsonlLogger | None, list[dict]]:
+    """``out/log.jsonl`` (on process 0 with an output directory, else None) and the step
+    records already in it: a fresh run starts a new log; a resumed one keeps the records of
+    the steps before ``start`` (and those without a step) and drops the rest."""
+    if out is None or not main:
+        return None, []
+    path = out / LOG_NAME
+    if not resume and path.exists():
+        path.unlink()
+    logger = JsonlLogger(path, truncate_after_step=start if resume else None)
+    return logger, [r for r in read_jsonl(path) if "step" in r] if resume else []
 
 
 def checkpoint_to_resume(out: Path | None, name: str = CHECKPOINT_NAME) -> Path:

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nqs.errors import CheckpointError
-
-CHECKPOINT_NAME = "checkpoint.msgpack"
+from nqs.loop import CHECKPOINT_NAME
 
 
 @dataclass

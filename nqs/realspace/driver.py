@@ -16,13 +16,14 @@ MCMC width, the key and the step. The key of step ``k`` is ``fold_in(run_key, k)
 ``resume=True`` continues exactly: the result equals that of an uninterrupted run with the same
 seed and options.
 
-A step whose energy or new parameters are not finite is rejected: a non-finite energy goes back
-to the state at which the last accepted energy was measured (the *anchor*), non-finite new
-parameters to the state before the step (copied first for KFAC, which donates its inputs); the
-later updates are scaled by :data:`LR_FACTOR` per rejection, the log line gets ``"rejected":
-true`` and a message is echoed; :data:`MAX_REJECTIONS` in a row raise
-:class:`nqs.errors.RunDiverged`. SIGINT / SIGTERM finish the step, checkpoint and raise
-:class:`nqs.interrupt.RunInterrupted`; a checkpoint past ``n_steps`` is refused on resume.
+The steps run in the loop both drivers share (:func:`nqs.loop.run_steps`: log lines,
+checkpoints, progress, time limit, SIGINT / SIGTERM) with its guard (:class:`nqs.guard.Guard`,
+no energy-jump test here): a step whose energy or new parameters are not finite is rejected (a
+non-finite energy goes back to the *anchor*, the state of the last accepted energy; non-finite
+new parameters to the state before the step, copied first for KFAC, which donates its inputs),
+later updates are scaled by :data:`LR_FACTOR` per rejection and :data:`MAX_REJECTIONS` in a
+row raise :class:`nqs.errors.RunDiverged`. A resume goes through :func:`nqs.loop.resume`: a
+checkpoint of other options (the fingerprint), non-finite or past ``n_steps`` is refused.
 """
 
 from __future__ import annotations
@@ -52,18 +53,18 @@ from nqs.io import (
     JsonlLogger,
     load_checkpoint_entries,
     load_checkpoint_metadata,
-    read_jsonl,
     require_finite,
     save_checkpoint,
 )
 from nqs.loop import (
     CHECKPOINT_NAME,
-    LOG_NAME,
     LoopIO,
     RunResult,
     StepOutcome,
     StepProblem,
+    Steps,
     checkpoint_to_resume,
+    open_log,
     resume,
     run_steps,
 )
@@ -441,38 +442,14 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
     return state, hf_energy
 
 
-@dataclass
-class _Optimized:
-    """What the optimization loop hands on: steps done and the time per step."""
-
-    state: VMCState
-    history: list[dict]
-    steps_done: int
-    time_per_step_s: float
-
-
 def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
               checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
-              k_opt: jax.Array, logger: JsonlLogger | None, progress: Progress,
-              callback: Callable[[dict], None] | None, t_run: float) -> _Optimized:
+              k_opt: jax.Array, io: LoopIO) -> Steps[VMCState]:
     """Steps ``start .. n_steps - 1`` (or until ``time_limit``) in the shared loop
     (:func:`nqs.loop.run_steps`): logged, checkpointed, a non-finite step rejected."""
-    history: list[dict] = (
-        [r for r in read_jsonl(run.out / LOG_NAME) if "step" in r] if run.out and run.main
-        else []
-    )
     problem = _realspace_problem(run, start, n_walkers, hf_energy, k_opt)
-    steps = run_steps(problem, state, start, n_steps, guard=run.guard,
-                      io=LoopIO(history, logger, progress, run.echo, t_run, callback),
-                      checkpoint_every=checkpoint_every, time_limit=time_limit)
-    progress.close()
-    if steps.n_timed:
-        per_step = steps.t_steps / steps.n_timed
-    elif steps.done > start:
-        per_step = steps.loop_time / (steps.done - start)
-    else:
-        per_step = math.nan
-    return _Optimized(steps.state, history, steps.done, per_step)
+    return run_steps(problem, state, start, n_steps, guard=run.guard, io=io,
+                     checkpoint_every=checkpoint_every, time_limit=time_limit)
 
 
 def _realspace_problem(run: _Run, start: int, n_walkers: int, hf_energy: float | None,
@@ -689,11 +666,7 @@ def run_realspace(
     start, hf_energy = 0, None
     if resume:
         state, start, hf_energy = _resume(run, run.vmc.init(k_opt, params, walkers, 0.2))
-    logger = None
-    if out is not None and main:
-        if not resume and (out / LOG_NAME).exists():
-            (out / LOG_NAME).unlink()
-        logger = JsonlLogger(out / LOG_NAME, truncate_after_step=start if resume else None)
+    logger, history = open_log(out, main, resume, start)
     if not resume:
         state, hf_energy = _start(run, atoms, net, params, walkers, (k_pre, k_opt, k_burn),
                                   pretrain_steps, pretrain_basis, pretrain_lr, mcmc_steps,
@@ -704,11 +677,11 @@ def run_realspace(
     bar = Progress(n_steps, start, enabled=progress)
     try:
         done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
-                         hf_energy, k_opt, logger, bar, callback, t_run)
+                         hf_energy, k_opt, LoopIO(history, logger, bar, run.echo, t_run, callback))
     finally:
         bar.close()
-    if logger is not None:
-        logger.close()
+        if logger is not None:
+            logger.close()
     bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
     st, acceptance, walkers = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps,
                                         n_walkers)
@@ -723,14 +696,14 @@ def run_realspace(
         acceptance=acceptance,
         n_parameters=n_parameters(done.state.params),
         n_walkers=int(n_walkers),
-        steps=int(done.steps_done),
+        steps=int(done.done),
         steps_planned=int(n_steps),
         time_limit_s=None if time_limit is None else float(time_limit),
         eval_steps=int(eval_steps),
         pretrain_steps=int(pretrain_steps),
         wall_time_s=time.perf_counter() - t_run,
-        time_per_step_s=done.time_per_step_s,
-        history=done.history,
+        time_per_step_s=done.time_per_step,
+        history=history,
         reference_energy=reference_energy,
         reference_source=reference_source,
         hf_energy=hf_energy,
