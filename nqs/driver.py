@@ -266,14 +266,9 @@ def run_vmc(
     t_run = time.perf_counter()
     bar = Progress(n_steps, start, enabled=progress)
     problem = _discrete_problem(step, out, main, meta, guard, observe, observe_every)
-    try:
-        steps = run_steps(problem, state, start, n_steps, guard=guard,
-                          io=LoopIO(history, logger, bar, echo, t_run, callback),
-                          checkpoint_every=checkpoint_every, time_limit=time_limit)
-    finally:
-        bar.close()
-        if logger is not None:
-            logger.close()
+    steps = run_steps(problem, state, start, n_steps, guard=guard,
+                      io=LoopIO(history, logger, bar, echo, t_run, callback),
+                      checkpoint_every=checkpoint_every, time_limit=time_limit)
     state, done = steps.state, steps.done
 
     if n_eval_batches > 0:

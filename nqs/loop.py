@@ -127,7 +127,18 @@ class LoopIO:
 def run_steps(problem: StepProblem[S], state: S, start: int, n_steps: int, *, guard: Guard,
               io: LoopIO, checkpoint_every: int, time_limit: float | None = None) -> Steps[S]:
     """Steps ``start .. n_steps - 1`` of ``problem`` from ``state`` (or until ``time_limit``
-    seconds have passed): logged, judged by ``guard``, checkpointed (module docstring)."""
+    seconds have passed): logged, judged by ``guard``, checkpointed (module docstring). The
+    progress bar and the log are closed when the loop ends, also on an error."""
+    try:
+        return _loop(problem, state, start, n_steps, guard, io, checkpoint_every, time_limit)
+    finally:
+        io.progress.close()
+        if io.logger is not None:
+            io.logger.close()
+
+
+def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Guard, io: LoopIO,
+          checkpoint_every: int, time_limit: float | None) -> Steps[S]:
     t_loop = time.perf_counter()
     t_steps, n_timed, done = 0.0, 0, start
     if start < n_steps:

@@ -442,6 +442,25 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
     return state, hf_energy
 
 
+def _make_vmc(build: Callable[[OptimizerName, float], VMC], optimizer: OptimizerName,
+              momentum: float, kfac_fallback: bool
+              ) -> tuple[VMC | None, Callable[[], VMC] | None, BaseException | None]:
+    """``(vmc, fallback, error)``: the VMC method of ``optimizer`` built by ``build``; with
+    ``kfac_fallback`` (KFAC only) the builder of SPRING to fall back to, and KFAC's error when
+    it failed to build (then ``vmc`` is None)."""
+    from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
+
+    fallback = None
+    if optimizer == "kfac" and kfac_fallback:
+        fallback = lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM)  # noqa: E731
+    try:
+        return build(optimizer, momentum), fallback, None
+    except Exception as err:  # kfac-jax's import (or a jax it does not support)
+        if fallback is None:
+            raise
+        return None, fallback, err
+
+
 def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
               checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
               k_opt: jax.Array, io: LoopIO) -> Steps[VMCState]:
@@ -631,18 +650,7 @@ def run_realspace(
         return make_vmc_method(name, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
                                clip_scale, damping, norm_constraint, chunk_size, mesh, mu)
 
-    from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
-
-    fallback = None
-    if optimizer == "kfac" and kfac_fallback:
-        fallback = lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM)  # noqa: E731
-    kfac_error: BaseException | None = None
-    try:
-        vmc = build(optimizer, momentum)
-    except Exception as err:  # kfac-jax's import (or a jax it does not support)
-        if fallback is None:
-            raise
-        vmc, kfac_error = None, err
+    vmc, fallback, kfac_error = _make_vmc(build, optimizer, momentum, kfac_fallback)
     meta = _fingerprint(
         atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
         learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
@@ -675,13 +683,8 @@ def run_realspace(
 
     # ---- optimization, then the final evaluation at fixed parameters
     bar = Progress(n_steps, start, enabled=progress)
-    try:
-        done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
-                         hf_energy, k_opt, LoopIO(history, logger, bar, run.echo, t_run, callback))
-    finally:
-        bar.close()
-        if logger is not None:
-            logger.close()
+    done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
+                     hf_energy, k_opt, LoopIO(history, logger, bar, run.echo, t_run, callback))
     bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
     st, acceptance, walkers = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps,
                                         n_walkers)
