@@ -45,7 +45,6 @@ from nqs.io import (
     load_checkpoint,
     load_checkpoint_metadata,
     require_finite,
-    save_checkpoint,
     to_jsonable,
 )
 from nqs.loop import (
@@ -58,6 +57,7 @@ from nqs.loop import (
     open_log,
     resume,
     run_steps,
+    write_checkpoint,
 )
 from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
@@ -331,11 +331,6 @@ def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
     return np.asarray(operator.lattice.sublattice)
 
 
-def _checkpoint_tree(state: VMCState, guard: Guard) -> dict[str, Any]:
-    anchor = guard.anchor if guard.anchor is not None else state
-    return {"state": state, "anchor": anchor._replace(key=state.key, step=state.step)}
-
-
 def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, dtype: str,
             n_steps: int, echo: Callable[[str], None], meta: dict[str, Any],
             guard: Guard) -> tuple[VMCState, int]:
@@ -402,9 +397,9 @@ def _discrete_problem(step: Callable[[VMCState], tuple[VMCState, Any]], out: Pat
                               sampler_state=back.sampler_state)
 
     def checkpoint(state: VMCState, k: int) -> None:
-        host = gather(_checkpoint_tree(state, guard))  # every process; process 0 writes
-        if main:
-            save_checkpoint(out / CHECKPOINT_NAME, host, meta | {"step": k, "guard": guard.meta()})
+        anchor = guard.anchor if guard.anchor is not None else state
+        tree = {"state": state, "anchor": anchor._replace(key=state.key, step=state.step)}
+        write_checkpoint(out / CHECKPOINT_NAME, tree, meta, k, guard, main)
 
     def measure(state: VMCState) -> dict:
         key = jax.random.fold_in(gather(state.key), 104729)

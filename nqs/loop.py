@@ -44,8 +44,9 @@ from nqs.io import (
     load_checkpoint_metadata,
     read_jsonl,
     require_finite,
+    save_checkpoint,
 )
-from nqs.parallel import process_zero_decides
+from nqs.parallel import gather, process_zero_decides
 from nqs.progress import Progress
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -215,6 +216,18 @@ def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S
     echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
          f"learning rate x{guard.lr_scale:.3g}")
     return problem.restore(after, back), reason
+
+
+def write_checkpoint(ckpt: Path, tree: dict[str, Any], meta: dict[str, Any], step: int,
+                     guard: Guard, main: bool) -> None:
+    """Write ``tree`` (``{"state": ..., ...}``; with the guard's anchor as ``"anchor"``, the
+    state itself before the first step, unless ``tree`` has one) and ``meta`` with the steps
+    done and the guard's state, atomically. The gather runs on every process, process 0
+    (``main``) writes."""
+    anchor = guard.anchor if guard.anchor is not None else tree["state"]
+    host = gather({"anchor": anchor} | tree)
+    if main:
+        save_checkpoint(ckpt, host, meta | {"step": step, "guard": guard.meta()})
 
 
 def open_log(out: Path | None, main: bool, resume: bool, start: int

@@ -54,7 +54,6 @@ from nqs.io import (
     load_checkpoint_entries,
     load_checkpoint_metadata,
     require_finite,
-    save_checkpoint,
 )
 from nqs.loop import (
     CHECKPOINT_NAME,
@@ -67,6 +66,7 @@ from nqs.loop import (
     open_log,
     resume,
     run_steps,
+    write_checkpoint,
 )
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
 from nqs.models.psiformer import make_psiformer, make_psiformer_orbitals
@@ -362,11 +362,8 @@ class _Run:
         """Write ``state`` at ``step`` (and the recovery's anchor and state) atomically (the
         gather runs on all processes)."""
         if self.ckpt is not None:
-            anchor = self.guard.anchor if self.guard.anchor is not None else state
-            tree = gather({"state": state, "key": self.k_run, "step": step, "anchor": anchor})
-            if self.main:
-                save_checkpoint(self.ckpt, tree, self.meta | {
-                    "step": step, "hf_energy": hf_energy, "guard": self.guard.meta()})
+            write_checkpoint(self.ckpt, {"state": state, "key": self.k_run, "step": step},
+                             self.meta | {"hf_energy": hf_energy}, step, self.guard, self.main)
 
 
 def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
