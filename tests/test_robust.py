@@ -154,26 +154,27 @@ SPIN = ["spin", "--model", "ising", "--size", "6", "--samples", "32", "--chains"
         "--chunk-size", "none", "--steps", "6", "--checkpoint-every", "100"]
 
 
-def _signal_at(monkeypatch, module, step: int, signum: int) -> None:
-    """Send ``signum`` to this process while the driver records step ``step``."""
-    record = module._record
+def _signal_at(monkeypatch, step: int, signum: int) -> None:
+    """Send ``signum`` to this process while the shared step loop judges step ``step``."""
+    from nqs import loop
 
-    def sending(k, *args, **kwargs):
+    judge = loop._judge
+
+    def sending(problem, guard, k, *args, **kwargs):
         if k == step:
             os.kill(os.getpid(), signum)
-        return record(k, *args, **kwargs)
+        return judge(problem, guard, k, *args, **kwargs)
 
-    monkeypatch.setattr(module, "_record", sending)
+    monkeypatch.setattr(loop, "_judge", sending)
 
 
 def test_sigterm_checkpoints_and_resume_is_bit_identical(tmp_path, capsys, monkeypatch):
-    from nqs import driver
 
     a, b = tmp_path / "a", tmp_path / "b"
     code, err = _run([*SPIN, "--out", str(a)], capsys)
     assert code == 0, err
     with monkeypatch.context() as m:
-        _signal_at(m, driver, 2, signal.SIGTERM)
+        _signal_at(m, 2, signal.SIGTERM)
         code, err = _run([*SPIN, "--out", str(b)], capsys)
     assert code == 128 + signal.SIGTERM, err
     assert len(err.splitlines()) == 1 and "SIGTERM after step 3" in err and "--resume" in err
@@ -207,13 +208,12 @@ def test_sigterm_checkpoints_and_resume_is_bit_identical(tmp_path, capsys, monke
 
 
 def test_sigint_on_a_molecule_then_resume_is_bit_identical(tmp_path, capsys, monkeypatch):
-    from nqs import driver
 
     mol = ["molecule", "--molecule", "H2", "--steps", "5", "--checkpoint-every", "100"]
     a, b = tmp_path / "a", tmp_path / "b"
     assert _run([*mol, "--out", str(a)], capsys)[0] == 0
     with monkeypatch.context() as m:
-        _signal_at(m, driver, 1, signal.SIGINT)
+        _signal_at(m, 1, signal.SIGINT)
         code, err = _run([*mol, "--out", str(b)], capsys)
     assert code == 130 and "SIGINT after step 2" in err and len(err.splitlines()) == 1, err
     code, err = _run([*mol, "--out", str(b), "--resume", "--lr", "0.01"], capsys)
