@@ -317,7 +317,6 @@ class _Run:
     mesh: Mesh
     chunk_size: int | None
     meta: dict[str, Any]
-    out: Path | None
     ckpt: Path | None
     main: bool
     echo: Callable[[str], None]
@@ -656,7 +655,7 @@ def run_realspace(
         **({} if dtype == "float64" else {"dtype": dtype}),
         **({} if momentum == 0 else {"momentum": float(momentum)}),
     )
-    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, out, ckpt, main,
+    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, ckpt, main,
                process_echo(echo), k_run, int(n_steps), optimizer=optimizer,
                momentum=float(momentum), fallback=fallback, orbitals=orbitals)
     if kfac_error is not None:
