@@ -43,8 +43,8 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.molecule import canonical_symbol
+from nqs.ansatz import sign_and_log
 from nqs.errors import InputError
-from nqs.realspace.system import sign_and_log
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,8 +33,8 @@ import numpy as np
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from hamiltonians.ecp import AtomECP, load_ecps, make_ecp_energy
 from hamiltonians.molecule import ANGSTROM_TO_BOHR, canonical_symbol, element_charge, parse_atoms
+from nqs.ansatz import log_abs
 from nqs.errors import InputError
-from nqs.realspace.system import log_abs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -154,3 +154,17 @@ def n_parameters(params: Params) -> int:
     """Number of real parameters (a complex parameter counts twice)."""
     leaves = jax.tree_util.tree_leaves(params)
     return int(sum(x.size * (2 if jnp.iscomplexobj(x) else 1) for x in leaves))
+
+
+def sign_and_log(out: Any) -> tuple[jax.Array, jax.Array]:
+    """``(sign, log|psi|)`` of a wavefunction's output: FermiNet's ``(sign, log|psi|)``, or a
+    scalar ``log|psi|`` of a positive wavefunction (sign 1)."""
+    if isinstance(out, tuple | list):
+        return out[0], out[1]
+    return jnp.ones_like(out), out
+
+
+def log_abs(out: Any) -> jax.Array:
+    """``log|psi|`` of a wavefunction's output: a scalar ``log|psi|`` or FermiNet's
+    ``(sign, log|psi|)``."""
+    return sign_and_log(out)[1]

@@ -4,7 +4,7 @@ The Hamiltonian lives in :mod:`hamiltonians.realspace` (seen here only through t
 :class:`nqs.realspace.system.RealSpaceSystem`), the ansatz in :mod:`nqs.models.ferminet`.
 """
 
-from nqs.realspace.mcmc import MCMCState, adapt_width, burn_in, init_walkers, make_mcmc
+from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.train import (
     VMC,
     VMCState,
@@ -13,6 +13,7 @@ from nqs.realspace.train import (
     make_kfac_vmc,
     make_optax_vmc,
 )
+from nqs.sampling.walkers import MCMCState, adapt_width, burn_in, make_mcmc
 
 __all__ = [
     "MCMCState",

@@ -88,9 +88,10 @@ from nqs.parallel import (
     without_global_mesh,
 )
 from nqs.progress import Progress
-from nqs.realspace.mcmc import MCMCState, burn_in, init_walkers, make_mcmc
+from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
+from nqs.sampling.walkers import MCMCState, burn_in, make_mcmc
 
 OPTIMIZERS = ("kfac", "adam", "sr")
 ANSATZE = ("ferminet", "psiformer")

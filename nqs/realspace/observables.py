@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nqs.errors import InputError
-from nqs.realspace.mcmc import MCMCState, make_mcmc
+from nqs.sampling.walkers import MCMCState, make_mcmc
 
 #: Names of the real-space observables of ``nqs realspace --observe``.
 REALSPACE_OBSERVABLES = ("density", "dipole")
@@ -288,7 +288,7 @@ class RealSpaceState:
     Attributes:
       atoms: the system (nuclei, electrons, ``local_energy``).
       params, log_psi: the network ``log_psi(params, r [n_el, 3])``.
-      walkers: :class:`nqs.realspace.mcmc.MCMCState` (carried over between calls).
+      walkers: :class:`nqs.sampling.walkers.MCMCState` (carried over between calls).
       mcmc_steps: Metropolis moves between measurements.
       seed: PRNG seed of the draws (split at every call).
     """

@@ -28,7 +28,7 @@ import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
-from nqs.realspace.mcmc import MCMCState, make_mcmc
+from nqs.sampling.walkers import MCMCState, make_mcmc
 
 OrbitalsFn = Callable[[Any, jax.Array], list[jax.Array]]
 """``(params, r [n_el, 3]) -> [alpha [K, n_alpha, n_alpha], beta [K, n_beta, n_beta]]`` or,

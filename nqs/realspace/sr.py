@@ -18,11 +18,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.ansatz import log_abs
 from nqs.optim.spring import spring
 from nqs.parallel import Mesh, chunked_map, constrain_samples
-from nqs.realspace.mcmc import make_mcmc
-from nqs.realspace.system import log_abs
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
+from nqs.sampling.walkers import make_mcmc
 
 
 def make_sr_vmc(

@@ -12,25 +12,10 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 LocalEnergy = Callable[[Any, jax.Array], jax.Array]
 """``fn(params, r [n_el, 3]) -> E_loc`` in Hartree for one configuration."""
-
-
-def sign_and_log(out: Any) -> tuple[jax.Array, jax.Array]:
-    """``(sign, log|psi|)`` of a wavefunction's output: FermiNet's ``(sign, log|psi|)``, or a
-    scalar ``log|psi|`` of a positive wavefunction (sign 1)."""
-    if isinstance(out, tuple | list):
-        return out[0], out[1]
-    return jnp.ones_like(out), out
-
-
-def log_abs(out: Any) -> jax.Array:
-    """``log|psi|`` of a wavefunction's output: a scalar ``log|psi|`` or FermiNet's
-    ``(sign, log|psi|)``."""
-    return sign_and_log(out)[1]
 
 
 @runtime_checkable

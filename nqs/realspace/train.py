@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
+from nqs.ansatz import log_abs
 from nqs.errors import InputError
 from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map, constrain_samples
-from nqs.realspace.mcmc import MCMCState, make_mcmc
-from nqs.realspace.system import log_abs
+from nqs.sampling.walkers import MCMCState, make_mcmc
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
@@ -126,7 +126,7 @@ class VMCState(NamedTuple):
     Attributes:
         params: network parameters.
         opt_state: optimiser state (optax or kfac-jax).
-        mcmc: walkers (:class:`nqs.realspace.mcmc.MCMCState`).
+        mcmc: walkers (:class:`nqs.sampling.walkers.MCMCState`).
     """
 
     params: Params
