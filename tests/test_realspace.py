@@ -15,10 +15,11 @@ from hamiltonians.realspace import (
 from nqs.errors import InputError
 from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
 from nqs.realspace import burn_in, init_walkers, make_mcmc
-from nqs.realspace.driver import make_energy_sampler, run_realspace
+from nqs.realspace.driver import run_realspace
 from nqs.realspace.mcmc import electron_assignment
 from nqs.realspace.pretrain import pretrain
 from nqs.realspace.train import clip_local_energy
+from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics
 
 TINY = ((8, 4), (8, 4))

@@ -57,8 +57,9 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy, potential_energy
 from nqs.guard import copy_tree
 from nqs.io import write_json_atomic
+from nqs.models.electrons import with_dtype
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
-from nqs.realspace.driver import make_vmc_method, with_dtype
+from nqs.realspace.driver import make_vmc_method
 from nqs.realspace.mcmc import init_walkers
 
 HERE = Path(__file__).resolve().parent

@@ -28,9 +28,11 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError
 from nqs.io import load_checkpoint, load_checkpoint_metadata, write_json_atomic
+from nqs.loop import CHECKPOINT_NAME
 from nqs.models.ferminet import make_ferminet
-from nqs.realspace.driver import CHECKPOINT_NAME, make_energy_sampler, make_vmc_method
+from nqs.realspace.driver import make_vmc_method
 from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
+from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics
 
 

@@ -68,14 +68,13 @@ from nqs.loop import (
     run_steps,
     write_checkpoint,
 )
-from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet, make_ferminet_orbitals
-from nqs.models.psiformer import make_psiformer, make_psiformer_orbitals
+from nqs.models.electrons import make_network, network_options, with_dtype
+from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
 from nqs.parallel import (
     Mesh,
     auto_chunk_size,
     bytes_per_sample,
     check_divisible,
-    constrain_samples,
     gather,
     is_main_process,
     make_mesh,
@@ -87,16 +86,15 @@ from nqs.parallel import (
     tree_shardings,
     without_global_mesh,
 )
+from nqs.precision import DTYPES
 from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
-from nqs.sampling.walkers import MCMCState, burn_in, make_mcmc
+from nqs.sampling.walkers import MCMCState, burn_in, make_energy_sampler, make_mcmc
 
 OPTIMIZERS = ("kfac", "adam", "sr")
-ANSATZE = ("ferminet", "psiformer")
 OptimizerName = Literal["kfac", "adam", "sr"]
-DTYPES = ("float64", "float32")
 MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
 LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
 
@@ -205,36 +203,6 @@ def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float
     return lr, dl
 
 
-def make_energy_sampler(
-    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
-    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
-    mcmc_steps: int = 10,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-) -> Callable[[jax.Array, Any, MCMCState, int], tuple[MCMCState, jax.Array, jax.Array]]:
-    """Fixed-parameter sampler: ``run(key, params, mcmc, n) -> (mcmc, e_loc [n, W], acc [n])``
-    (jitted, ``n`` static); ``mcmc_steps`` moves at a fixed width between measurements.
-    ``chunk_size`` / ``mesh``: walkers per device at a time / devices they are split over."""
-    from nqs.parallel import chunked_map
-
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False,
-                                     chunk_size=chunk_size, mesh=mesh)
-    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
-
-    def run(key: jax.Array, params: Any, mc: MCMCState, n: int):
-        mc = mcmc_init(params, mc.r, mc.width)
-
-        def body(mc: MCMCState, k: jax.Array):
-            mc, acc = mcmc_step(k, params, mc)
-            e_loc = batch_e_loc(params, constrain_samples(mc.r, mesh)).astype(jnp.float64)
-            return mc, (e_loc, acc)
-
-        mc, (e_loc, acc) = jax.lax.scan(body, mc, jax.random.split(key, n))
-        return mc, e_loc, acc
-
-    return jax.jit(run, static_argnums=3)
-
-
 def step_is_finite(energy: float, params: Any) -> bool:
     """Whether a step may be accepted: finite energy and finite new parameters."""
     return math.isfinite(energy) and bool(tree_all_finite(params))
@@ -250,62 +218,6 @@ def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
         **({"ecp": dict(atoms.ecp_names)} if getattr(atoms, "ecp_names", None) else {}),
         **options,
     }
-
-
-def with_dtype(
-    apply: Callable[[Any, jax.Array], Any], dtype: str
-) -> Callable[[Any, jax.Array], Any]:
-    """The network evaluated in ``dtype``: walkers are cast on the way in, so the activations
-    follow the parameters' dtype; the determinants (the model's slogdet) and everything
-    downstream (local energies, their accumulation, the reductions over walkers) stay float64.
-    """
-    if dtype == "float64":
-        return apply
-    if dtype != "float32":
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-
-    def apply32(params: Any, r: jax.Array) -> Any:
-        out = apply(params, r.astype(jnp.float32))
-        if isinstance(out, tuple | list):
-            return tuple(o.astype(jnp.float64) for o in out)
-        return out.astype(jnp.float64)
-
-    return apply32
-
-
-def network_options(ansatz: str, layers: Sequence[tuple[int, int]], n_determinants: int,
-                    envelope: str, full_det: bool, psiformer_layers: int = 2, heads: int = 2,
-                    width: int = 32, layer_norm: str = "pre", jastrow: bool = True
-                    ) -> dict[str, Any]:
-    """The network's options as recorded in checkpoints: FermiNet's as before (``layers``,
-    ``n_determinants``, ``envelope``, ``full_det``); a Psiformer's with ``ansatz``,
-    ``n_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` instead of ``layers``."""
-    if ansatz == "ferminet":
-        return dict(layers=tuple(tuple(x) for x in layers), n_determinants=n_determinants,
-                    envelope=envelope, full_det=full_det)
-    if ansatz == "psiformer":
-        return dict(ansatz="psiformer", n_layers=int(psiformer_layers), heads=int(heads),
-                    width=int(width), n_determinants=n_determinants, envelope=envelope,
-                    full_det=full_det, layer_norm=layer_norm, jastrow=bool(jastrow))
-    raise InputError(f"unknown ansatz {ansatz!r}; choose one of {', '.join(ANSATZE)}")
-
-
-def make_network(atoms: RealSpaceSystem, net: dict[str, Any], param_dtype: Any = jnp.float64
-                 ) -> tuple[Callable[[jax.Array], Any], Callable[[Any, jax.Array], Any],
-                            Callable[[Any, jax.Array], list[jax.Array]]]:
-    """``(init, apply, orbitals)`` of the network of :func:`network_options` (FermiNet or
-    Psiformer; same call signatures and ``(sign, log|psi|)`` convention)."""
-    kw = {k: v for k, v in net.items() if k != "ansatz"}
-    if net.get("ansatz", "ferminet") == "psiformer":
-        init, apply = make_psiformer(atoms, atoms.n_alpha, atoms.n_beta,
-                                     param_dtype=param_dtype, **kw)
-        orbitals = make_psiformer_orbitals(atoms, atoms.n_alpha, atoms.n_beta,
-                                           param_dtype=param_dtype, **kw)
-        return init, apply, orbitals
-    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, param_dtype=param_dtype, **kw)
-    orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta,
-                                      param_dtype=param_dtype, **kw)
-    return init, apply, orbitals
 
 
 @dataclass

@@ -319,7 +319,7 @@ class RealSpaceState:
         """:class:`nqs.stats.Stats` of the local energy over ``n_steps`` measurements of all
         walkers at fixed parameters (the run's final evaluation, with its key: the same
         numbers); the walkers move on."""
-        from nqs.realspace.driver import make_energy_sampler
+        from nqs.sampling.walkers import make_energy_sampler
         from nqs.stats import statistics
 
         sampler = make_energy_sampler(self.log_psi, self.atoms.local_energy(self.log_psi,

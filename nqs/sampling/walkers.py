@@ -137,3 +137,31 @@ def burn_in(
         state, acc = step_j(k, params, state)
         accs.append(acc)
     return state, jnp.asarray(accs)
+
+
+def make_energy_sampler(
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    mcmc_steps: int = 10,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> Callable[[jax.Array, Any, MCMCState, int], tuple[MCMCState, jax.Array, jax.Array]]:
+    """Fixed-parameter sampler: ``run(key, params, mcmc, n) -> (mcmc, e_loc [n, W], acc [n])``
+    (jitted, ``n`` static); ``mcmc_steps`` moves at a fixed width between measurements.
+    ``chunk_size`` / ``mesh``: walkers per device at a time / devices they are split over."""
+    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, adapt=False,
+                                     chunk_size=chunk_size, mesh=mesh)
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
+
+    def run(key: jax.Array, params: Any, mc: MCMCState, n: int):
+        mc = mcmc_init(params, mc.r, mc.width)
+
+        def body(mc: MCMCState, k: jax.Array):
+            mc, acc = mcmc_step(k, params, mc)
+            e_loc = batch_e_loc(params, constrain_samples(mc.r, mesh)).astype(jnp.float64)
+            return mc, (e_loc, acc)
+
+        mc, (e_loc, acc) = jax.lax.scan(body, mc, jax.random.split(key, n))
+        return mc, e_loc, acc
+
+    return jax.jit(run, static_argnums=3)

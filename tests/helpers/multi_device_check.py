@@ -111,8 +111,8 @@ def molecule_checks(out: dict, mesh1, mesh4) -> None:
 
 def realspace_checks(out: dict, mesh1, mesh4) -> None:
     from hamiltonians.realspace import make_atoms, make_local_energy
+    from nqs.models.electrons import with_dtype
     from nqs.models.ferminet import make_ferminet
-    from nqs.realspace.driver import with_dtype
     from nqs.realspace.mcmc import MCMCState, init_walkers
     from nqs.realspace.sr import make_sr_vmc
     from nqs.realspace.train import VMCState, make_kfac_vmc
