@@ -212,14 +212,7 @@ def run_vmc(
     check_time_limit(time_limit)
     check_operator(operator)
     marshall = _marshall_sublattice(operator)
-    observe = None
-    if observables:
-        if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
-                or observe_every < 1:
-            raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
-        hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
-        observe = make_observer(ansatz, sampler, dict(observables), hilbert,
-                                marshall_sublattice=marshall)
+    observe = _observer(ansatz, operator, sampler, observables, observe_every, marshall)
     main = is_main_process()
     echo = process_echo(echo)
     progress = (True if progress is None else bool(progress)) and main
@@ -271,21 +264,9 @@ def run_vmc(
                       checkpoint_every=checkpoint_every, time_limit=time_limit)
     state, done = steps.state, steps.done
 
-    if n_eval_batches > 0:
-        calls = 1 if exact else n_eval_batches
-        bar.phase(f"final evaluation ({calls} sampler call{'s' if calls > 1 else ''} at the "
-                  "final parameters)")
-        energy, error, variance = _final_energy(
-            ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh,
-            packed=packed and (dedupe or unique),
-        )
-    else:  # no separate evaluation: the last step's estimate (parameters before its update)
-        last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
-                                            "variance": np.nan}
-        energy, error, variance = last["energy"], last["energy_error"], last["variance"]
-    if not np.isfinite(energy) and (n_eval_batches > 0 or history):
-        raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
-                          "diverged: lower --lr (or raise --diag-shift)")
+    energy, error, variance = _final_estimate(
+        ansatz, operator, sampler, state, history, n_eval_batches, chunk_size, mesh,
+        packed and (dedupe or unique), bar)
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(
         energy=energy,
@@ -309,6 +290,44 @@ def run_vmc(
         marshall_sublattice=marshall,
         **run_record(mesh, chunk_size),
     )
+
+
+def _observer(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+              observables: dict[str, Any] | None, observe_every: int,
+              marshall: np.ndarray | None) -> Callable[[Any, Any, jax.Array], dict] | None:
+    """The measurement of ``observables`` (None without them), after checking
+    ``observe_every``."""
+    if not observables:
+        return None
+    if isinstance(observe_every, bool) or not isinstance(observe_every, int) \
+            or observe_every < 1:
+        raise InputError(f"observe_every must be a positive integer, got {observe_every!r}")
+    hilbert = getattr(sampler, "hilbert", None) or operator.hilbert
+    return make_observer(ansatz, sampler, dict(observables), hilbert,
+                         marshall_sublattice=marshall)
+
+
+def _final_estimate(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+                    state: VMCState, history: list[dict], n_eval_batches: int,
+                    chunk_size: int | None, mesh: Mesh, packed: bool, bar: Progress
+                    ) -> tuple[float, float, float]:
+    """``(energy, error, variance)`` of the final parameters from ``n_eval_batches`` sampler
+    calls, or with none the last step's estimate (parameters before its update).
+    Raises :class:`RunDiverged` for a non-finite energy."""
+    if n_eval_batches > 0:
+        calls = 1 if getattr(sampler, "is_exact", False) else n_eval_batches
+        bar.phase(f"final evaluation ({calls} sampler call{'s' if calls > 1 else ''} at the "
+                  "final parameters)")
+        energy, error, variance = _final_energy(
+            ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh, packed=packed)
+    else:
+        last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
+                                            "variance": np.nan}
+        energy, error, variance = last["energy"], last["energy_error"], last["variance"]
+    if not np.isfinite(energy) and (n_eval_batches > 0 or history):
+        raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
+                          "diverged: lower --lr (or raise --diag-shift)")
+    return energy, error, variance
 
 
 def check_operator(operator: Any) -> None:

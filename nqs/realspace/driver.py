@@ -600,6 +600,19 @@ def run_realspace(
     if not np.isfinite(float(st.mean)):
         raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
                           "diverged: lower --lr or raise --damping")
+    return _result(run, done, history, st, acceptance, walkers, hf_energy, t_run, {
+        "n_walkers": int(n_walkers), "steps_planned": int(n_steps),
+        "time_limit_s": None if time_limit is None else float(time_limit),
+        "eval_steps": int(eval_steps), "pretrain_steps": int(pretrain_steps),
+        "reference_energy": reference_energy, "reference_source": reference_source,
+        "dtype": dtype})
+
+
+def _result(run: _Run, done: Steps[VMCState], history: list[dict], st: Any, acceptance: float,
+            walkers: MCMCState, hf_energy: float | None, t_run: float,
+            options: dict[str, Any]) -> RealSpaceResult:
+    """The result of a run: the final evaluation's statistics ``st``, the steps ``done``, the
+    run's ``options`` (sizes, reference, dtype) and its devices."""
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),
@@ -607,26 +620,19 @@ def run_realspace(
         tau_corr=float(st.tau_corr),
         acceptance=acceptance,
         n_parameters=n_parameters(done.state.params),
-        n_walkers=int(n_walkers),
         steps=int(done.done),
-        steps_planned=int(n_steps),
-        time_limit_s=None if time_limit is None else float(time_limit),
-        eval_steps=int(eval_steps),
-        pretrain_steps=int(pretrain_steps),
         wall_time_s=time.perf_counter() - t_run,
         time_per_step_s=done.time_per_step,
         history=history,
-        reference_energy=reference_energy,
-        reference_source=reference_source,
         hf_energy=hf_energy,
         params=gather(done.state.params),
-        dtype=dtype,
         optimizer=run.optimizer,
         momentum=run.momentum,
         kfac_fallback=run.fallback_reason,
-        log_psi=apply,
+        log_psi=run.apply,
         walkers=walkers,
-        **run_record(mesh, chunk_size),
+        **options,
+        **run_record(run.mesh, run.chunk_size),
     )
 
 
