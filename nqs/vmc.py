@@ -236,7 +236,8 @@ def make_vmc(
     def init(key: jax.Array) -> VMCState:
         k_params, k_sampler, k_run = jax.random.split(key, 3)
         x0 = operator.hilbert.random_state(k_params, 1)[0]
-        params = ansatz.init(k_params, x0)
+        # jitted: one compilation instead of an eager dispatch (and compile) per flax op
+        params = jax.jit(ansatz.init)(k_params, x0)
         sampler_state = sampler.init(k_sampler, ansatz, params)
         return VMCState(params, tx.init(params), sampler_state, k_run, jnp.asarray(0))
 

@@ -124,7 +124,7 @@ class MetropolisSampler:
     def init(self, key: jax.Array, ansatz: Ansatz, params: Params) -> MetropolisState:
         """Chains at uniformly random configurations of the sector."""
         x = self.hilbert.random_state(key, self.n_chains).astype(jnp.float64)
-        log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, x)
+        log_psi = _batch_log_psi(ansatz, params, x)
         zeros = jnp.zeros((self.n_chains,), jnp.int64)
         return MetropolisState(x, log_psi, zeros, zeros)
 
@@ -139,6 +139,12 @@ class MetropolisSampler:
         """
         x, weights, new_state, info = _sample(self, key, ansatz, params, state)
         return Samples(x, weights, self.n_chains), new_state, info
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _batch_log_psi(ansatz: Ansatz, params: Params, x: jax.Array) -> jax.Array:
+    """log psi of a batch, jitted: one compilation rather than an eager op at a time."""
+    return jax.vmap(ansatz.log_psi, in_axes=(None, 0))(params, x)
 
 
 @partial(jax.jit, static_argnums=(0, 2))
