@@ -242,3 +242,12 @@ def test_cli_psiformer_run_writes_results(tmp_path, capsys):
     assert result["ansatz"] == "psiformer" and result["hidden"] is None
     assert (result["heads"], result["width"], result["jastrow"]) == (2, 8, True)
     assert np.isfinite(result["energy"]) and result["steps"] == 3
+    # loaded back from the run directory (the Psiformer rebuilt from the checkpoint's options):
+    # the final evaluation's key and measurements give the run's energy
+    from nqs.commands.load import load_run
+
+    run = load_run(out)
+    assert run.kind == "realspace" and run.step == 3
+    k_eval = jax.random.split(jax.random.PRNGKey(0), 7)[6]
+    st = run.state.energy(n_steps=4, key=k_eval)
+    assert float(st.mean) == pytest.approx(result["energy"], abs=1e-10)

@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     if not ckpt.is_file():
         raise CheckpointError(f"no checkpoint to load: {ckpt} does not exist")
     meta = load_checkpoint_metadata(ckpt)
-    if "symbols" in meta and "layers" in meta:
+    if "symbols" in meta and ("layers" in meta or meta.get("ansatz") == "psiformer"):
         return _realspace(ckpt, meta, seed)
     fp = meta.get("fingerprint")
     if not isinstance(fp, dict):

@@ -69,7 +69,7 @@ from nqs.loop import (
     write_checkpoint,
 )
 from nqs.models.electrons import make_network, network_options, with_dtype
-from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
+from nqs.models.ferminet import DEFAULT_LAYERS
 from nqs.parallel import (
     Mesh,
     auto_chunk_size,
@@ -645,8 +645,8 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     ``atoms`` is not the run's system."""
     ckpt = Path(ckpt)
     meta = load_checkpoint_metadata(ckpt)
-    need = ("layers", "n_determinants", "envelope", "full_det", "n_walkers", "n_alpha")
-    if any(k not in meta for k in need):
+    net = _recorded_network(meta)
+    if net is None or any(k not in meta for k in ("n_walkers", "n_alpha")):
         raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
     mine = _fingerprint(atoms)
     for k in ("symbols", "positions", "n_alpha", "n_beta", "ecp"):
@@ -654,11 +654,8 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
             raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
                                   f"{meta.get(k)!r}, now {mine[k]!r}")
     dtype = meta.get("dtype", "float64")
-    init, apply = make_ferminet(
-        atoms, atoms.n_alpha, atoms.n_beta,
-        param_dtype=jnp.float32 if dtype == "float32" else jnp.float64,
-        layers=tuple(tuple(x) for x in meta["layers"]), n_determinants=meta["n_determinants"],
-        envelope=meta["envelope"], full_det=meta["full_det"])
+    init, apply, _ = make_network(atoms, net,
+                                  param_dtype=jnp.float32 if dtype == "float32" else jnp.float64)
     apply = with_dtype(apply, dtype)
     n_el = atoms.n_alpha + atoms.n_beta
     w = int(meta["n_walkers"])
@@ -668,6 +665,20 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     state = tree["state"]
     require_finite(state.params, ckpt, "parameters")
     return state.params, apply, state.mcmc, meta | {"step": int(tree["step"])}
+
+
+def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The network options (:func:`network_options`) a checkpoint's metadata records, FermiNet
+    or Psiformer; None when they are incomplete."""
+    keys = (("ansatz", "n_layers", "heads", "width", "layer_norm", "jastrow")
+            if meta.get("ansatz") == "psiformer" else ("layers",))
+    keys += ("n_determinants", "envelope", "full_det")
+    if any(k not in meta for k in keys):
+        return None
+    net = {k: meta[k] for k in keys}
+    if "layers" in net:
+        net["layers"] = tuple(tuple(x) for x in net["layers"])
+    return net
 
 
 def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh) -> int | None:
