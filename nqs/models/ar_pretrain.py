@@ -197,7 +197,7 @@ def _lowest_root_with_hartree_fock(h: Any, m: int) -> tuple[float, np.ndarray]:
     Not simply the lowest root: a truncated space holds states of other symmetries than
     Hartree-Fock's, and when a bond is stretched the lowest of them can be one, with
     ``c(HF) = 0``. For N2/STO-3G at 2.0 A the lowest CISD root is the quintet (``<S^2> = 6``,
-    151 mHa below the CISD singlet); the selected space grown from it and the state fitted to
+    19 mHa below the CISD singlet); the selected space grown from it and the state fitted to
     that stay in the quintet, and VMC from there converged 26 mHa above the singlet FCI.
     If no root of the ``4 N_ROOTS`` lowest qualifies, the one of largest ``c(HF)^2``.
     """
