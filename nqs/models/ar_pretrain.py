@@ -11,8 +11,7 @@ sizes) for the singles and doubles:
   at a stretched bond the lowest root of S can be a high-spin state without Hartree-Fock);
 * ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by one selection
   round (CIPSI / heat-bath style, :func:`selected_target`): the triples and quadruples of
-  largest first-order amplitude join S, each with every determinant of its spatial occupation
-  (so that S stays closed under S^2), and H is diagonalized there again. The signs of the
+  largest first-order amplitude join S and H is diagonalized there again. The signs of the
   triples and quadruples then come from H; from CISD alone they come from how the networks
   generalize, and for N2/STO-3G the FCI amplitudes with the signs of a CISD-fitted state are
   19-61 mHa above FCI (2.6 mHa for a state fitted to the selected target);
@@ -75,11 +74,9 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
 
     From the CISD vector ``c`` (energy ``E0``) on the space S, every determinant ``x`` outside
     S that H connects to S gets its first-order amplitude
-    ``t(x) = sum_{y in S} H_xy c(y) / (E0 - H_xx)``; those of largest ``|t|`` (mostly the
-    triples and the disconnected quadruples that carry a multi-reference molecule's
-    correlation) join S with every determinant of their spatial occupation
-    (:func:`_spin_complete`), ``grow * |S|`` determinants at most, and H is diagonalized again
-    there. The signs of those
+    ``t(x) = sum_{y in S} H_xy c(y) / (E0 - H_xx)``; the ``grow * |S|`` of largest ``|t|``
+    (mostly the triples and the disconnected quadruples that carry a multi-reference
+    molecule's correlation) join S, and H is diagonalized again there. The signs of those
     triples and quadruples then come from H, not from how the networks generalize from the
     doubles. Cost: two ``flips`` passes over S (``max_rows`` connections at a time) and two
     sparse Lanczos solves.
