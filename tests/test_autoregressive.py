@@ -347,35 +347,6 @@ def test_start_target_of_stretched_n2_holds_hartree_fock():
     assert abs(_expectation(spin_squared(n2.hilbert), x, c)) < 1e-8
 
 
-def test_spin_complete_adds_whole_spatial_occupations():
-    """The selection round adds whole spatial occupations: every determinant with the same
-    doubly and singly occupied orbitals and S_z (closed under S^2), best first, none already
-    in the space, and stops before passing its budget."""
-    from itertools import combinations
-
-    from nqs.models.ar_pretrain import _spin_complete
-
-    hilbert = FermionHilbert(6, 3, 3)
-    hf = np.asarray(hilbert.hartree_fock_state())
-
-    def det(alpha, beta):
-        x = np.zeros(12)
-        x[list(alpha)] = 1
-        x[[6 + b for b in beta]] = 1
-        return x
-
-    quad = det((0, 3, 4), (1, 2, 5))  # orbitals 0..5 all singly occupied: C(6, 3) = 20 spins
-    double = det((0, 1, 3), (0, 1, 4))  # open shells 3, 4: 2 determinants
-    added = _spin_complete(np.stack([double, quad]), np.stack([hf, double]), hilbert, 100)
-    keys = set(configuration_keys(added, hilbert).tolist())
-    want = {det(up, tuple(sorted(set(range(6)) - set(up)))).tobytes()
-            for up in combinations(range(6), 3)}
-    assert len(added) == 21 == len(keys)  # the double's partner and the 20 of the quadruple
-    assert {x.tobytes() for x in added} == want | {det((0, 1, 4), (0, 1, 3)).tobytes()}
-    # budget 20: both determinants of the double, then the quadruple's 20 would pass it
-    assert len(_spin_complete(np.stack([double, quad]), hf[None], hilbert, 20)) == 2
-
-
 def test_selected_target_is_the_ground_state_of_its_grown_space(lih):
     """The selected start's target: CISD grown by one selection round. On the dense H of LiH it
     is the lowest eigenvector of H restricted to its own determinants (to 1e-10 Ha), its energy
