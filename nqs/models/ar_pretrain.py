@@ -89,57 +89,10 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
         pre = np.argsort(-np.abs(ext_v))[: 4 * n_add]
         diag = _diagonal(operator, ext_x[pre])
         t = ext_v[pre] / np.minimum(e0 - diag, -1e-3)
-        ranked = ext_x[pre[np.argsort(-np.abs(t))]]
-        xs = np.concatenate([xs, _spin_complete(ranked, xs, operator.hilbert, n_add)])
+        pick = pre[np.argsort(-np.abs(t))[:n_add]]
+        xs = np.concatenate([xs, ext_x[pick]])
         c, _, _ = _subspace_ground_state(operator, xs, max_rows)
     return xs, c
-
-
-def _spin_complete(ranked: np.ndarray, xs: np.ndarray, hilbert: Any, n_add: int) -> np.ndarray:
-    """At most ``n_add`` determinants [k, n_sites] not in ``xs``: those of ``ranked`` (best
-    first) together with every determinant of the same spatial occupation and ``S_z`` (its
-    open-shell orbitals' spins permuted), one spatial occupation at a time, in the order of its
-    best determinant, until the next one would pass ``n_add``.
-
-    A space that holds some determinants of a spatial occupation but not the others is not
-    closed under ``S^2``, and H's lowest root there mixes spins: N2/STO-3G at 2.0 A, the
-    selected space of single determinants gave a target with ``<S^2> = 0.81`` (13% quintet),
-    and the state fitted to it and optimized from there kept 9% of quintet, 2 mHa of its
-    4.3 mHa error. With whole spatial occupations the space is closed under ``S^2`` (as CISD
-    is), and the root that holds Hartree-Fock is a singlet.
-    """
-    from itertools import combinations
-
-    from nqs.exact import configuration_keys
-
-    n = hilbert.n_orbitals
-    seen = set(configuration_keys(xs, hilbert).tolist()) if len(xs) else set()
-    bits = np.asarray(ranked) > 0.5
-    alpha, beta = bits[:, :n], bits[:, n:]
-    spatial = np.concatenate([alpha & beta, alpha ^ beta], axis=1)
-    _, first = np.unique(spatial, axis=0, return_index=True)
-    added: list[np.ndarray] = []
-    for i in np.sort(first):  # each spatial occupation once, best first
-        double, open_ = alpha[i] & beta[i], np.flatnonzero(alpha[i] ^ beta[i])
-        n_open_alpha = int(np.sum(alpha[i][open_]))
-        block = []
-        for up in combinations(open_, n_open_alpha):
-            a, b = double.copy(), double.copy()
-            a[list(up)] = True
-            b[np.setdiff1d(open_, up)] = True
-            block.append(np.concatenate([a, b]))
-        block = np.asarray(block, dtype=np.asarray(ranked).dtype)
-        keys = configuration_keys(block, hilbert).tolist()
-        new = [k not in seen for k in keys]
-        if sum(new) == 0:
-            continue
-        if len(added) + sum(new) > n_add:
-            break
-        seen.update(k for k, fresh in zip(keys, new, strict=True) if fresh)
-        added.extend(block[np.asarray(new)])
-    if not added:
-        return np.zeros((0, np.asarray(ranked).shape[1]), dtype=np.asarray(ranked).dtype)
-    return np.asarray(added)
 
 
 def _diagonal(operator: Any, xs: np.ndarray, chunk: int = 4096) -> np.ndarray:
