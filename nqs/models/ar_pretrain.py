@@ -6,8 +6,9 @@ optimization from there has to discover the sign of every excitation from noise.
 in the space S of Hartree-Fock and the determinants H connects to it gives those signs (and
 sizes) for the singles and doubles:
 
-* ``"cisd"``: the lowest eigenvector of H restricted to S (CISD in the RHF orbitals; one
-  ``flips`` per determinant of S and a sparse Lanczos solve);
+* ``"cisd"``: the lowest eigenvector of H restricted to S that holds Hartree-Fock (CISD in the
+  RHF orbitals; one ``flips`` per determinant of S and a sparse Lanczos solve for a few roots:
+  at a stretched bond the lowest root of S can be a high-spin state without Hartree-Fock);
 * ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by one selection
   round (CIPSI / heat-bath style, :func:`selected_target`): the triples and quadruples of
   largest first-order amplitude join S and H is diagonalized there again. The signs of the
@@ -52,7 +53,9 @@ def first_order_target(operator: Any, floor: float = 0.05) -> tuple[np.ndarray, 
 def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
                            ) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], c [m])``: the lowest eigenvector of H in the space of Hartree-Fock
-    and every determinant H connects to it (CISD), normalized, ``c(HF) > 0``.
+    and every determinant H connects to it (CISD) that holds Hartree-Fock (the lowest of its
+    symmetry, not a high-spin state of a stretched bond: :func:`_lowest_root_with_hartree_fock`),
+    normalized, ``c(HF) > 0``.
 
     Unlike the first-order amplitudes it gives the singles (driven by the doubles) and the
     relative signs of near-degenerate excitations. Cost: one ``flips`` per determinant of the
@@ -112,12 +115,12 @@ def _diagonal(operator: Any, xs: np.ndarray, chunk: int = 4096) -> np.ndarray:
 
 def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
                            external: bool = False, screen: float = 1e-7):
-    """``(c [m], E0, (x_ext, v_ext))``: the lowest eigenvector (``c[0] > 0``, normalized) and
+    """``(c [m], E0, (x_ext, v_ext))``: the lowest eigenvector that holds Hartree-Fock (row 0 of
+    ``xs``; ``c[0] > 0``, normalized, :func:`_lowest_root_with_hartree_fock`) and its
     eigenvalue of H restricted to the distinct configurations ``xs`` [m, n_sites]; with
     ``external``, also the configurations outside ``xs`` that H connects to it and
     ``v(x) = sum_{y in xs} H_xy c(y)`` over the terms above ``screen`` (else empty arrays)."""
     import scipy.sparse as sps
-    from scipy.sparse.linalg import eigsh
 
     from nqs.exact import configuration_keys
 
@@ -160,13 +163,7 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     h = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                        shape=(m, m)).tocsr()
     h = 0.5 * (h + h.T)  # repeated rows of a determinant are summed; symmetric to rounding
-    if m <= 2:
-        w, v = np.linalg.eigh(h.toarray())
-        e0, c = float(w[0]), v[:, 0]
-    else:
-        w, v = eigsh(h, k=1, which="SA", v0=np.eye(1, m)[0] + 1e-3)
-        e0, c = float(w[0]), v[:, 0]
-    c = c * np.sign(c[0]) if c[0] != 0 else c
+    e0, c = _lowest_root_with_hartree_fock(h, m)
     c = c / np.linalg.norm(c)
     if not external:
         return c, e0, (np.zeros((0, n_sites)), np.zeros(0))
@@ -185,6 +182,40 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     _, first, inverse = np.unique(ext_k, return_index=True, return_inverse=True)
     v = np.bincount(inverse.ravel(), weights=np.concatenate(ext_v))
     return c, e0, (np.concatenate(ext_x)[first], v)
+
+
+#: A root of a truncated space counts as Hartree-Fock's state when ``c(HF)^2`` reaches this.
+HF_WEIGHT_MIN = 1e-3
+#: Roots computed at a time when looking for it (then 4 times more, once).
+N_ROOTS = 8
+
+
+def _lowest_root_with_hartree_fock(h: Any, m: int) -> tuple[float, np.ndarray]:
+    """``(E, c)``: the lowest eigenpair of the sparse ``h`` [m, m] (row 0: Hartree-Fock) with
+    ``c(HF)^2 >= HF_WEIGHT_MIN``, ``c(HF) > 0``, normalized.
+
+    Not simply the lowest root: a truncated space holds states of other symmetries than
+    Hartree-Fock's, and when a bond is stretched the lowest of them can be one, with
+    ``c(HF) = 0``. For N2/STO-3G at 2.0 A the lowest CISD root is the quintet (``<S^2> = 6``,
+    19 mHa below the CISD singlet); the selected space grown from it and the state fitted to
+    that stay in the quintet, and VMC from there converged 26 mHa above the singlet FCI.
+    If no root of the ``4 N_ROOTS`` lowest qualifies, the one of largest ``c(HF)^2``.
+    """
+    from scipy.sparse.linalg import eigsh
+
+    if m <= 2 * N_ROOTS:
+        w, v = np.linalg.eigh(h.toarray())
+    else:
+        v0 = np.eye(1, m)[0] + 1e-3
+        w, v = eigsh(h, k=N_ROOTS, which="SA", v0=v0)
+        if not np.any(v[0] ** 2 >= HF_WEIGHT_MIN) and m > 8 * N_ROOTS:
+            w, v = eigsh(h, k=4 * N_ROOTS, which="SA", v0=v0)
+        order = np.argsort(w)
+        w, v = w[order], v[:, order]
+    ok = np.flatnonzero(v[0] ** 2 >= HF_WEIGHT_MIN)
+    i = int(ok[0]) if len(ok) else int(np.argmax(v[0] ** 2))
+    c = v[:, i] * (np.sign(v[0, i]) or 1.0)
+    return float(w[i]), c
 
 
 def _connected_to_hartree_fock(operator: Any):
