@@ -50,7 +50,7 @@ from nqs.operator import (
 )
 from nqs.parallel import chunked_map
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
-from nqs.stats import Stats, split_rhat_columns, statistics, unique_statistics
+from nqs.stats import Stats, statistics, statistics_columns, unique_statistics
 
 
 def n_components(operator: DiscreteOperator) -> int | None:
@@ -307,19 +307,12 @@ def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: in
             if vector:
                 return _vector_unique_statistics(values, weights, n_draws)
             return unique_statistics(values, weights, n_draws)
-        if vector:
-            stats = _vector_statistics(values, weights, n_chains=n_chains)
-            return stats._replace(r_hat=jnp.asarray(split_rhat_columns(values, n_chains)))
+        if vector:  # on the host: sorts (R-hat) and short loops (tau) over many columns
+            stats = statistics_columns(np.asarray(values), np.asarray(weights), n_chains)
+            return Stats(*(jnp.asarray(field) for field in stats))
         return statistics(values, weights, n_chains=n_chains)
 
     return sampled
-
-
-@partial(jax.jit, static_argnames=("n_chains",))
-def _vector_statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
-    """:func:`nqs.stats.statistics` of every column of ``values [n, K]``, R-hat left out
-    (``nan``; :func:`nqs.stats.split_rhat_columns` computes them all at once)."""
-    return jax.vmap(lambda v: statistics(v, weights, n_chains, with_r_hat=False))(values.T)
 
 
 @jax.jit

@@ -192,6 +192,112 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int,
     return Stats(mean, error, variance, tau, r_hat)
 
 
+def statistics_columns(values: np.ndarray, weights: np.ndarray, n_chains: int) -> Stats:
+    """:func:`statistics` of every column of ``values [n, K]`` (Markov chains, ``n_chains >=
+    1``), on the host, all fields ``[K]``, R-hat included (:func:`split_rhat_columns`).
+
+    The same definitions as :func:`statistics`, computed for many columns at once: the
+    autocovariances by direct sums over the lags up to Geyer's cutoff (typically a few lags;
+    a numba loop), and by FFT (as :func:`integrated_time`) for the columns whose cutoff lies
+    beyond ``_DIRECT_PAIRS`` pairs of lags. Equal to the per-column statistics to rounding.
+    """
+    v = np.asarray(values)
+    w = np.asarray(weights, dtype=np.float64)
+    n, k = v.shape
+    if n_chains < 1 or n % n_chains != 0:
+        raise ValueError(f"{n} samples cannot be split into {n_chains} chains")
+    mean = w @ v
+    dev = v - mean
+    absdev2 = dev.real ** 2 + dev.imag ** 2 if np.iscomplexobj(dev) else dev ** 2
+    variance = w @ absdev2
+    y = (n * w)[:, None] * dev  # the linearised ratio estimator (module docstring)
+    y_abs2 = (n * w)[:, None] ** 2 * absdev2
+    n_per = n // n_chains
+    rows = np.ascontiguousarray(np.real(y).T)  # [K, n]
+    if n_per < 2:
+        tau = np.full(k, 0.5)
+    else:
+        tau, unresolved = _tau_kernel()(rows, n_chains, _DIRECT_PAIRS)
+        for col in np.flatnonzero(unresolved):
+            tau[col] = float(integrated_time(jnp.asarray(rows[col].reshape(n_per, n_chains))))
+    error = np.sqrt(np.mean(y_abs2, axis=0) * 2.0 * tau / n)
+    return Stats(mean, error, variance, tau, split_rhat_columns(v, n_chains))
+
+
+#: Pairs of lags :func:`statistics_columns` sums directly before it takes the FFT.
+_DIRECT_PAIRS = 16
+
+
+@functools.cache
+def _tau_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """``tau(rows [K, n], n_chains, max_pairs) -> (tau [K], unresolved bool [K])``: the
+    integrated time of :func:`integrated_time` of every row (``[n_per, n_chains]`` chains,
+    row-major), from direct autocovariance sums up to Geyer's cutoff; ``unresolved`` where the
+    cutoff lies beyond ``max_pairs`` pairs of lags (then ``tau`` is not set)."""
+    import numba
+
+    @numba.njit(cache=True)
+    def tau_columns(rows, n_chains, max_pairs):  # pragma: no cover (compiled)
+        k, n = rows.shape
+        m = n_chains
+        n_per = n // m
+        n_pairs = n_per // 2
+        tau = np.empty(k)
+        unresolved = np.zeros(k, np.bool_)
+        d = np.empty(n)
+        chain_means = np.empty(m)
+        floor = 1.0 / np.log10(max(n, 10.0))
+        for col in range(k):
+            for c in range(m):
+                s = 0.0
+                for t in range(n_per):
+                    s += rows[col, t * m + c]
+                chain_means[c] = s / n_per
+            for i in range(n):
+                d[i] = rows[col, i] - chain_means[i % m]
+
+            def acov(lag):
+                s = 0.0
+                for i in range((n_per - lag) * m):
+                    s += d[i] * d[i + lag * m]
+                return s / (n_per * m)  # the mean over chains of the biased autocovariance
+
+            a0 = acov(0)
+            within = a0 * n_per / (n_per - 1.0)
+            var_plus = within * (n_per - 1.0) / n_per
+            if m > 1:
+                grand = chain_means.mean()
+                between = 0.0
+                for c in range(m):
+                    between += (chain_means[c] - grand) ** 2
+                var_plus += between / (m - 1.0)
+            if not var_plus > 0:
+                tau[col] = 0.5
+                continue
+            total = 0.0
+            running = np.inf
+            resolved = False
+            for p in range(n_pairs):
+                if p >= max_pairs:
+                    break
+                r0 = 1.0 if p == 0 else 1.0 - (within - acov(2 * p)) / var_plus
+                pair = r0 + 1.0 - (within - acov(2 * p + 1)) / var_plus
+                if pair <= 0:
+                    resolved = True
+                    break
+                running = min(running, pair)
+                total += running
+            else:
+                resolved = True  # every pair positive: all kept
+            if not resolved:
+                unresolved[col] = True
+                continue
+            tau[col] = 0.5 * max(-1.0 + 2.0 * total, floor)
+        return tau, unresolved
+
+    return tau_columns
+
+
 def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     """:func:`split_rhat` of every column of ``values [n, K]`` (real parts; row
     ``i = sample_index * n_chains + chain``), ``[K]``, on the host: one ``numpy.argsort`` of

@@ -48,24 +48,35 @@ def _values(n, k, seed=0):
 
 
 @pytest.mark.parametrize("weights", ["uniform", "importance"])
-def test_column_statistics_equal_per_column_statistics(weights):
+@pytest.mark.parametrize("direct_pairs", [16, 1], ids=["direct", "fft"])
+def test_column_statistics_equal_per_column_statistics(weights, direct_pairs, monkeypatch):
     """Every field of the statistics of K columns at once (the sampled path of a component
-    operator) equals nqs.stats.statistics of each column, R-hat included, to 1e-12."""
-    n_per, n_chains, k = 64, 8, 7
+    operator) equals nqs.stats.statistics of each column, R-hat included, to 1e-12: tau from
+    direct autocovariance sums up to Geyer's cutoff, and from the FFT where the cutoff lies
+    beyond the direct lags (all columns with one pair of direct lags; the AR(1) column with
+    the default)."""
+    import nqs.stats as stats_module
+
+    monkeypatch.setattr(stats_module, "_DIRECT_PAIRS", direct_pairs)
+    n_per, n_chains, k = 64, 8, 8
     n = n_per * n_chains
     v = _values(n, k)
     rng = np.random.default_rng(3)
+    ar = np.zeros((n_per, n_chains))  # strongly correlated chains: a long Geyer sequence
+    for t in range(1, n_per):
+        ar[t] = 0.97 * ar[t - 1] + rng.normal(size=n_chains)
+    v[:, 7] = ar.reshape(-1)
     w = np.full(n, 1.0 / n) if weights == "uniform" else rng.uniform(0.5, 1.5, n)
     w = w / w.sum()
-    stats = state_module._vector_statistics(jnp.asarray(v), jnp.asarray(w), n_chains=n_chains)
-    r_hat = split_rhat_columns(v, n_chains)
+    stats = stats_module.statistics_columns(v, w, n_chains)
     for c in range(k):
         ref = statistics(jnp.asarray(v[:, c]), jnp.asarray(w), n_chains)
         for got, want in ((stats.mean[c], ref.mean), (stats.error_of_mean[c], ref.error_of_mean),
                           (stats.variance[c], ref.variance), (stats.tau_corr[c], ref.tau_corr),
-                          (r_hat[c], ref.r_hat)):
+                          (stats.r_hat[c], ref.r_hat)):
             assert abs(complex(got) - complex(want)) <= 1e-12 * max(1.0, abs(complex(want)))
-    assert r_hat[1] == 1.0  # constant column
+    assert stats.r_hat[1] == 1.0 and stats.tau_corr[1] == 0.5  # constant column
+    assert stats.tau_corr[7] > 8  # beyond 16 lags: the FFT fallback
 
 
 def test_split_rhat_columns_nan_and_short_chains():

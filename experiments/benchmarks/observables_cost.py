@@ -36,8 +36,8 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.spin import make_spin_model
 from hamiltonians.spin_observables import spin_correlations, structure_factors
 from nqs.problems import spin_ansatz, spin_sampler
-from nqs.state import VariationalState, _bind_cached, _vector_statistics
-from nqs.stats import split_rhat_columns
+from nqs.state import VariationalState, _bind_cached
+from nqs.stats import statistics_columns
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     values = values_fn(params, samples.x)
 
     def stats():
-        s = _vector_statistics(values, samples.weights, n_chains=int(samples.n_chains))
-        return s.mean, split_rhat_columns(np.asarray(values), int(samples.n_chains))
+        return statistics_columns(np.asarray(values), np.asarray(samples.weights),
+                                  int(samples.n_chains)).mean
 
     times["correlations: stats"] = _median_time(stats, args.repeats, "correlations: stats")
     times["structure_factor"] = _median_time(lambda: state.expect(sq).mean, args.repeats,
