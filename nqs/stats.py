@@ -218,14 +218,24 @@ def statistics_columns(values: np.ndarray, weights: np.ndarray, n_chains: int) -
         tau = np.full(k, 0.5)
     else:
         tau, unresolved = _tau_kernel()(rows, n_chains, _DIRECT_PAIRS)
-        for col in np.flatnonzero(unresolved):
-            tau[col] = float(integrated_time(jnp.asarray(rows[col].reshape(n_per, n_chains))))
+        cols = np.flatnonzero(unresolved)
+        if len(cols):  # all at once, padded to a power of two (few compiled shapes)
+            chains = rows[np.append(cols, np.full(_next_pow_two(len(cols)) - len(cols),
+                                                  cols[-1]))]
+            tau[cols] = np.asarray(_integrated_times(
+                jnp.asarray(chains.reshape(-1, n_per, n_chains))))[: len(cols)]
     error = np.sqrt(np.mean(y_abs2, axis=0) * 2.0 * tau / n)
     return Stats(mean, error, variance, tau, split_rhat_columns(v, n_chains))
 
 
 #: Pairs of lags :func:`statistics_columns` sums directly before it takes the FFT.
 _DIRECT_PAIRS = 16
+
+
+@jax.jit
+def _integrated_times(chains: jax.Array) -> jax.Array:
+    """:func:`integrated_time` of every ``chains[k] [n_per, n_chains]``, ``[K]``."""
+    return jax.vmap(integrated_time)(chains)
 
 
 @functools.cache
@@ -256,13 +266,10 @@ def _tau_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
             for i in range(n):
                 d[i] = rows[col, i] - chain_means[i % m]
 
-            def acov(lag):
-                s = 0.0
-                for i in range((n_per - lag) * m):
-                    s += d[i] * d[i + lag * m]
-                return s / (n_per * m)  # the mean over chains of the biased autocovariance
-
-            a0 = acov(0)
+            a0 = 0.0
+            for i in range(n):
+                a0 += d[i] * d[i]
+            a0 /= n  # the mean over chains of the biased autocovariance at lag 0
             within = a0 * n_per / (n_per - 1.0)
             var_plus = within * (n_per - 1.0) / n_per
             if m > 1:
@@ -280,8 +287,15 @@ def _tau_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
             for p in range(n_pairs):
                 if p >= max_pairs:
                     break
-                r0 = 1.0 if p == 0 else 1.0 - (within - acov(2 * p)) / var_plus
-                pair = r0 + 1.0 - (within - acov(2 * p + 1)) / var_plus
+                pair = 0.0
+                for lag in range(2 * p, 2 * p + 2):
+                    if lag == 0:
+                        pair += 1.0
+                        continue
+                    s = 0.0
+                    for i in range((n_per - lag) * m):
+                        s += d[i] * d[i + lag * m]
+                    pair += 1.0 - (within - s / n) / var_plus
                 if pair <= 0:
                     resolved = True
                     break
