@@ -246,7 +246,7 @@ def _tau_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     cutoff lies beyond ``max_pairs`` pairs of lags (then ``tau`` is not set)."""
     import numba
 
-    @numba.njit(cache=True)
+    @numba.njit
     def tau_columns(rows, n_chains, max_pairs):  # pragma: no cover (compiled)
         k, n = rows.shape
         m = n_chains
@@ -344,10 +344,11 @@ def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
 @functools.cache
 def _rank_rhat_kernel() -> Callable[..., np.ndarray]:
     """The compiled loop of :func:`split_rhat_columns` (numba imported and compiled on first
-    use, cached on disk; one self-contained function, which numba can cache)."""
+    use in a process, about a second; not cached on disk, where a copy compiled at another
+    ``NUMBA_OPT``, the test suite's 0, would be reused)."""
     import numba
 
-    @numba.njit(cache=True)
+    @numba.njit
     def rank_rhat(rows, order, table, n_chains):  # pragma: no cover (compiled)
         k, n = rows.shape
         n_per = n // n_chains
