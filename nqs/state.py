@@ -294,8 +294,9 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
 
 
 def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
-    # only the local values are compiled per operator; the statistics (FFT autocorrelation,
-    # rank-normalized R-hat: costly to compile) once per sample shape, shared by all operators
+    # only the local values are compiled per operator; a scalar's statistics (FFT
+    # autocorrelation, rank-normalized R-hat: costly to compile) once per sample shape, shared
+    # by all operators; many columns' on the host (nqs.stats.statistics_columns, numba loops)
     values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz),
                                     _default_chunk(operator, chunk_size)))
     vector = n_components(operator) is not None
