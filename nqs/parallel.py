@@ -252,8 +252,10 @@ def chunked_map(
     Without ``chunk_size`` it is ``vmap``. With it, each device evaluates its own ``n / D``
     rows ``chunk_size`` at a time: the rows are viewed as ``[D, n/D]`` (device axis first, so
     no data moves), padded per device to a multiple of the chunk, and ``lax.map`` runs over the
-    chunks with all D devices working on one chunk each in every iteration. ``xs`` may be a
-    pytree of arrays sharing the leading axis.
+    chunks with all D devices working on one chunk each in every iteration. The chunks are
+    equal, of at most ``chunk_size`` rows, so fewer rows than chunks are padding (2048 rows at
+    ``chunk_size`` 2032 are two chunks of 1024, not 4064 rows). ``xs`` may be a pytree of
+    arrays sharing the leading axis.
     """
     vfn = jax.vmap(fn, in_axes=(None, 0))
     if chunk_size is None:
@@ -268,8 +270,8 @@ def chunked_map(
         if n % d != 0:
             raise InputError(f"{n} samples must be divisible by the number of devices ({d})")
         m = n // d
-        c = min(chunk_size, m)
-        n_chunks = -(-m // c)
+        n_chunks = -(-m // min(chunk_size, m))
+        c = -(-m // n_chunks)  # equal chunks: fewer than n_chunks padded rows, not up to c - 1
         pad = n_chunks * c - m
 
         def split(x: jax.Array) -> jax.Array:

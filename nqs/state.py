@@ -50,7 +50,7 @@ from nqs.operator import (
 )
 from nqs.parallel import chunked_map
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
-from nqs.stats import Stats, split_rhat_columns, statistics, unique_statistics
+from nqs.stats import Stats, statistics, statistics_columns, unique_statistics
 
 
 def n_components(operator: DiscreteOperator) -> int | None:
@@ -127,7 +127,9 @@ def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
     (``max_matched_terms``, e.g. ``N^2 / 4`` antiparallel pairs of the ``N (N - 1) / 2`` spin
     correlations) well below their number, only the matched patterns are evaluated: their
     indices (padded to the bound) select rows of the pattern tables (whose leaves have the
-    pattern axis first, :class:`nqs.ansatz.TermUpdates`). The same sum, in another order."""
+    pattern axis first, :class:`nqs.ansatz.TermUpdates`). The same sum, in another order.
+    The indices come from :func:`_antiparallel_pairs` when the patterns are the antiparallel
+    pairs of all sites (the correlations), else from ``jnp.nonzero`` over all patterns."""
     fast = ansatz.local_updates
     terms = fast.terms
     flip_terms = operator.flip_terms
@@ -135,6 +137,7 @@ def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
     term_comps = jnp.asarray(np.asarray(operator.term_components, dtype=np.int32))
     bound = getattr(operator, "max_matched_terms", None)
     compact = bound is not None and 0 < bound < COMPACT_BELOW * n_patterns
+    pairs = _antiparallel_pairs(flip_terms, operator.hilbert, bound) if compact else None
 
     def local_values_terms(params: Params, x: jax.Array) -> jax.Array:
         tables = fast.prepare(params)
@@ -143,9 +146,12 @@ def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
         connected = matches_terms(flip_terms, x) & (mels != 0)
         cache = fast.init_cache(tables, x)
         if compact:
-            # the matched patterns first, then padding (index 0, masked)
-            (idx,) = jnp.nonzero(connected, size=bound, fill_value=0)
-            valid = jnp.arange(bound) < jnp.sum(connected)
+            if pairs is not None:  # the antiparallel pairs, enumerated from the up and down sites
+                idx, valid = pairs(x)
+                valid = valid & connected[idx]
+            else:  # the matched patterns first, then padding (index 0, masked)
+                (idx,) = jnp.nonzero(connected, size=bound, fill_value=0)
+                valid = jnp.arange(bound) < jnp.sum(connected)
             sub = jax.tree_util.tree_map(lambda leaf: leaf[idx], term_tables)
             log_abs, phase = terms.ratios(sub, x, cache)
             ratios = jnp.exp(jnp.where(valid, log_abs, 0.0)) * phase
@@ -157,6 +163,50 @@ def _local_values_terms(operator: Any, ansatz: Ansatz, k: int
         return diag + jax.ops.segment_sum(off, term_comps, num_segments=k)
 
     return local_values_terms
+
+
+def _antiparallel_pairs(terms: Any, hilbert: Hilbert, bound: int
+                        ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]] | None:
+    """``pairs(x [n_sites]) -> (idx int [bound], valid bool [bound])``: the patterns on the
+    antiparallel site pairs of ``x`` (spins +-1), padded, when ``terms`` flip two sites with
+    opposite spins, at most one pattern per site pair, on every pair (``N (N - 1) / 2``
+    patterns, the spin correlations); None otherwise.
+
+    A configuration with ``u`` up spins has ``u (N - u)`` antiparallel pairs: slot ``s`` is the
+    pair of the ``s // (N - u)``-th up site and the ``s % (N - u)``-th down site, its pattern
+    read from a static ``[N, N]`` table. Cheaper than ``jnp.nonzero`` over all ``N (N - 1) / 2``
+    patterns (a cumulative sum and a scatter per configuration); the same set of patterns.
+    """
+    sites = np.asarray(terms.sites)
+    n = hilbert.n_sites
+    if sites.ndim != 2 or sites.shape[1] != 2 or not isinstance(hilbert, SpinHilbert) \
+            or not np.all(np.asarray(terms.signs)[:, 1] < 0):
+        return None
+    table = np.full((n, n), -1, dtype=np.int32)
+    table[sites[:, 0], sites[:, 1]] = np.arange(len(sites), dtype=np.int32)
+    table[sites[:, 1], sites[:, 0]] = np.arange(len(sites), dtype=np.int32)
+    if len(sites) != n * (n - 1) // 2 or np.any(table[~np.eye(n, dtype=bool)] < 0):
+        return None  # a repeated pair, or a pair without a pattern
+    ups = [(n + int(hilbert.total_sz)) // 2] if hilbert.total_sz is not None else range(n + 1)
+    n_slots = max(u * (n - u) for u in ups)
+    if n_slots > bound:
+        return None
+    table_j = jnp.asarray(table)
+    slot = jnp.arange(n_slots, dtype=jnp.int32)
+
+    def pairs(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        up = x > 0
+        (up_sites,) = jnp.nonzero(up, size=n, fill_value=0)
+        (down_sites,) = jnp.nonzero(~up, size=n, fill_value=0)
+        n_up = jnp.sum(up, dtype=jnp.int32)
+        n_down = jnp.maximum(n - n_up, 1)
+        a = slot // n_down
+        valid = a < jnp.where(n_up < n, n_up, 0)
+        i = up_sites[jnp.minimum(a, n - 1)]
+        j = down_sites[slot - a * n_down]
+        return jnp.maximum(table_j[i, j], 0), valid
+
+    return pairs
 
 
 def _o_psi(operator: DiscreteOperator, ansatz: Ansatz, k: int | None
@@ -244,8 +294,9 @@ def _exact_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int 
 
 
 def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: int | None):
-    # only the local values are compiled per operator; the statistics (FFT autocorrelation,
-    # rank-normalized R-hat: costly to compile) once per sample shape, shared by all operators
+    # only the local values are compiled per operator; a scalar's statistics (FFT
+    # autocorrelation, rank-normalized R-hat: costly to compile) once per sample shape, shared
+    # by all operators; many columns' on the host (nqs.stats.statistics_columns, numba loops)
     values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz),
                                     _default_chunk(operator, chunk_size)))
     vector = n_components(operator) is not None
@@ -257,19 +308,12 @@ def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: in
             if vector:
                 return _vector_unique_statistics(values, weights, n_draws)
             return unique_statistics(values, weights, n_draws)
-        if vector:
-            stats = _vector_statistics(values, weights, n_chains=n_chains)
-            return stats._replace(r_hat=jnp.asarray(split_rhat_columns(values, n_chains)))
+        if vector:  # on the host: sorts (R-hat) and short loops (tau) over many columns
+            stats = statistics_columns(np.asarray(values), np.asarray(weights), n_chains)
+            return Stats(*(jnp.asarray(field) for field in stats))
         return statistics(values, weights, n_chains=n_chains)
 
     return sampled
-
-
-@partial(jax.jit, static_argnames=("n_chains",))
-def _vector_statistics(values: jax.Array, weights: jax.Array, n_chains: int) -> Stats:
-    """:func:`nqs.stats.statistics` of every column of ``values [n, K]``, R-hat left out
-    (``nan``; :func:`nqs.stats.split_rhat_columns` computes them all at once)."""
-    return jax.vmap(lambda v: statistics(v, weights, n_chains, with_r_hat=False))(values.T)
 
 
 @jax.jit

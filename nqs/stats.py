@@ -30,7 +30,9 @@ Conventions (all documented here once):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -190,15 +192,135 @@ def statistics(values: jax.Array, weights: jax.Array, n_chains: int,
     return Stats(mean, error, variance, tau, r_hat)
 
 
+def statistics_columns(values: np.ndarray, weights: np.ndarray, n_chains: int) -> Stats:
+    """:func:`statistics` of every column of ``values [n, K]`` (Markov chains, ``n_chains >=
+    1``), on the host, all fields ``[K]``, R-hat included (:func:`split_rhat_columns`).
+
+    The same definitions as :func:`statistics`, computed for many columns at once: the
+    autocovariances by direct sums over the lags up to Geyer's cutoff (typically a few lags;
+    a numba loop), and by FFT (as :func:`integrated_time`) for the columns whose cutoff lies
+    beyond ``_DIRECT_PAIRS`` pairs of lags. Equal to the per-column statistics to rounding.
+    """
+    v = np.asarray(values)
+    w = np.asarray(weights, dtype=np.float64)
+    n, k = v.shape
+    if n_chains < 1 or n % n_chains != 0:
+        raise ValueError(f"{n} samples cannot be split into {n_chains} chains")
+    mean = w @ v
+    dev = v - mean
+    absdev2 = dev.real ** 2 + dev.imag ** 2 if np.iscomplexobj(dev) else dev ** 2
+    variance = w @ absdev2
+    y = (n * w)[:, None] * dev  # the linearised ratio estimator (module docstring)
+    y_abs2 = (n * w)[:, None] ** 2 * absdev2
+    n_per = n // n_chains
+    rows = np.ascontiguousarray(np.real(y).T)  # [K, n]
+    if n_per < 2:
+        tau = np.full(k, 0.5)
+    else:
+        tau, unresolved = _tau_kernel()(rows, n_chains, _DIRECT_PAIRS)
+        cols = np.flatnonzero(unresolved)
+        if len(cols):  # all at once, padded to a power of two (few compiled shapes)
+            chains = rows[np.append(cols, np.full(_next_pow_two(len(cols)) - len(cols),
+                                                  cols[-1]))]
+            tau[cols] = np.asarray(_integrated_times(
+                jnp.asarray(chains.reshape(-1, n_per, n_chains))))[: len(cols)]
+    error = np.sqrt(np.mean(y_abs2, axis=0) * 2.0 * tau / n)
+    return Stats(mean, error, variance, tau, split_rhat_columns(v, n_chains))
+
+
+#: Pairs of lags :func:`statistics_columns` sums directly before it takes the FFT.
+_DIRECT_PAIRS = 16
+
+
+@jax.jit
+def _integrated_times(chains: jax.Array) -> jax.Array:
+    """:func:`integrated_time` of every ``chains[k] [n_per, n_chains]``, ``[K]``."""
+    return jax.vmap(integrated_time)(chains)
+
+
+@functools.cache
+def _tau_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """``tau(rows [K, n], n_chains, max_pairs) -> (tau [K], unresolved bool [K])``: the
+    integrated time of :func:`integrated_time` of every row (``[n_per, n_chains]`` chains,
+    row-major), from direct autocovariance sums up to Geyer's cutoff; ``unresolved`` where the
+    cutoff lies beyond ``max_pairs`` pairs of lags (then ``tau`` is not set)."""
+    import numba
+
+    @numba.njit
+    def tau_columns(rows, n_chains, max_pairs):  # pragma: no cover (compiled)
+        k, n = rows.shape
+        m = n_chains
+        n_per = n // m
+        n_pairs = n_per // 2
+        tau = np.empty(k)
+        unresolved = np.zeros(k, np.bool_)
+        d = np.empty(n)
+        chain_means = np.empty(m)
+        floor = 1.0 / np.log10(max(n, 10.0))
+        for col in range(k):
+            for c in range(m):
+                s = 0.0
+                for t in range(n_per):
+                    s += rows[col, t * m + c]
+                chain_means[c] = s / n_per
+            for i in range(n):
+                d[i] = rows[col, i] - chain_means[i % m]
+
+            a0 = 0.0
+            for i in range(n):
+                a0 += d[i] * d[i]
+            a0 /= n  # the mean over chains of the biased autocovariance at lag 0
+            within = a0 * n_per / (n_per - 1.0)
+            var_plus = within * (n_per - 1.0) / n_per
+            if m > 1:
+                grand = chain_means.mean()
+                between = 0.0
+                for c in range(m):
+                    between += (chain_means[c] - grand) ** 2
+                var_plus += between / (m - 1.0)
+            if not var_plus > 0:
+                tau[col] = 0.5
+                continue
+            total = 0.0
+            running = np.inf
+            resolved = False
+            for p in range(n_pairs):
+                if p >= max_pairs:
+                    break
+                pair = 0.0
+                for lag in range(2 * p, 2 * p + 2):
+                    if lag == 0:
+                        pair += 1.0
+                        continue
+                    s = 0.0
+                    for i in range((n_per - lag) * m):
+                        s += d[i] * d[i + lag * m]
+                    pair += 1.0 - (within - s / n) / var_plus
+                if pair <= 0:
+                    resolved = True
+                    break
+                running = min(running, pair)
+                total += running
+            else:
+                resolved = True  # every pair positive: all kept
+            if not resolved:
+                unresolved[col] = True
+                continue
+            tau[col] = 0.5 * max(-1.0 + 2.0 * total, floor)
+        return tau, unresolved
+
+    return tau_columns
+
+
 def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     """:func:`split_rhat` of every column of ``values [n, K]`` (real parts; row
-    ``i = sample_index * n_chains + chain``), ``[K]``: the average ranks come from
-    ``scipy.stats.rankdata`` along the sample axis (one vectorized sort; ``ndtri`` of the
-    half-integer ranks from a table), the rest is
-    :func:`split_rhat`'s formula. ``nan`` for fewer than 4 samples per chain and for a column
-    holding a NaN."""
+    ``i = sample_index * n_chains + chain``), ``[K]``, on the host: one ``numpy.argsort`` of
+    every column, then, per column, the average ranks (``ndtri`` of the half-integer ranks from
+    a table), the order of the folded values ``|v - median|`` (a merge of the two sides of the
+    median in the sorted column: no second sort) and :func:`split_rhat`'s formula, in one
+    compiled loop (numba). ``nan`` for fewer than 4 samples per chain and for a column holding a
+    NaN."""
     from scipy.special import ndtri as np_ndtri
-    from scipy.stats import rankdata
 
     v = np.real(np.asarray(values, dtype=np.complex128 if np.iscomplexobj(values)
                            else np.float64))
@@ -211,24 +333,96 @@ def split_rhat_columns(values: np.ndarray, n_chains: int) -> np.ndarray:
     table = np_ndtri((np.arange(2 * n + 2) / 2.0 - 0.375) / (n + 0.25))
 
     nan = np.isnan(v).any(axis=0)
-    v = np.where(nan[None, :], 0.0, v)
-
-    def z(a: np.ndarray) -> jax.Array:
-        twice = (rankdata(a, axis=0, method="average") * 2.0).astype(np.int64)
-        return jnp.asarray(table[twice].reshape(n_per, n_chains, k))
-
-    bulk = z(v)
-    tail = z(np.abs(v - np.median(v, axis=0, keepdims=True)))
-    r_hat = np.array(_split_rhat_columns(bulk, tail))
+    rows = np.ascontiguousarray(v.T)  # [K, n]: each column contiguous for the sort
+    rows[nan] = 0.0
+    order = np.argsort(rows, axis=1)
+    r_hat = _rank_rhat_kernel()(rows, order, table, n_chains)
     r_hat[nan] = np.nan  # a column holding a NaN has none
     return r_hat
 
 
-@jax.jit
-def _split_rhat_columns(bulk: jax.Array, tail: jax.Array) -> jax.Array:
-    """``max(split R-hat(bulk), split R-hat(tail))`` of every column of ``[n_per, m, K]``."""
-    per_column = jax.vmap(_split_rhat, in_axes=2)
-    return jnp.maximum(per_column(bulk), per_column(tail))
+@functools.cache
+def _rank_rhat_kernel() -> Callable[..., np.ndarray]:
+    """The compiled loop of :func:`split_rhat_columns` (numba imported and compiled on first
+    use in a process, about a second; not cached on disk, where a copy compiled at another
+    ``NUMBA_OPT``, the test suite's 0, would be reused)."""
+    import numba
+
+    @numba.njit
+    def rank_rhat(rows, order, table, n_chains):  # pragma: no cover (compiled)
+        k, n = rows.shape
+        n_per = n // n_chains
+        half = n_per // 2
+        groups = 2 * n_chains
+        out = np.empty(k)
+        s = np.empty(n)  # the sorted column
+        values = np.empty(n)  # sorted values of this pass: the column, then |v - median|
+        index = np.empty(n, np.int64)  # their rows
+        z = np.empty(n)
+        means = np.empty(groups)
+        for col in range(k):
+            o = order[col]
+            for p in range(n):
+                s[p] = rows[col, o[p]]
+                values[p] = s[p]
+                index[p] = o[p]
+            median = 0.5 * (s[(n - 1) // 2] + s[n // 2])
+            r_hat = 0.0
+            for fold in range(2):
+                if fold == 1:
+                    # |v - median| in ascending order: merge the lower side (read downwards)
+                    # and the upper side (upwards) of the sorted column
+                    hi = 0
+                    while hi < n and s[hi] < median:
+                        hi += 1
+                    lo = hi - 1
+                    for p in range(n):
+                        if lo < 0 or (hi < n and abs(s[hi] - median) <= abs(s[lo] - median)):
+                            values[p] = abs(s[hi] - median)
+                            index[p] = o[hi]
+                            hi += 1
+                        else:
+                            values[p] = abs(s[lo] - median)
+                            index[p] = o[lo]
+                            lo -= 1
+                # z-scores of the average ranks (ties share their mean rank)
+                p = 0
+                while p < n:
+                    q = p
+                    while q + 1 < n and values[q + 1] == values[p]:
+                        q += 1
+                    score = table[p + q + 2]  # twice the 1-based average rank of p..q
+                    for r in range(p, q + 1):
+                        z[index[r]] = score
+                    p = q + 1
+                # split R-hat: the first and last halves of every chain (row t * m + c)
+                means[:] = 0.0
+                for c in range(n_chains):
+                    for t in range(half):
+                        means[c] += z[t * n_chains + c]
+                        means[n_chains + c] += z[(n_per - half + t) * n_chains + c]
+                means /= half
+                w = 0.0
+                for c in range(n_chains):
+                    for t in range(half):
+                        d0 = z[t * n_chains + c] - means[c]
+                        d1 = z[(n_per - half + t) * n_chains + c] - means[n_chains + c]
+                        w += d0 * d0 + d1 * d1
+                w /= groups * (half - 1.0)
+                grand = means.mean()
+                b = 0.0
+                for g in range(groups):
+                    b += (means[g] - grand) ** 2
+                b /= groups - 1.0
+                if w > 0:
+                    one = np.sqrt(((half - 1.0) / half * w + b) / w)
+                else:
+                    one = np.inf if b > 0 else 1.0
+                r_hat = max(r_hat, one)
+            out[col] = r_hat
+        return out
+
+    return rank_rhat
 
 
 def v_score(energy: float, variance: float, n_dof: int, e_inf: float = 0.0) -> float:

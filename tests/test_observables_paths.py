@@ -48,24 +48,35 @@ def _values(n, k, seed=0):
 
 
 @pytest.mark.parametrize("weights", ["uniform", "importance"])
-def test_column_statistics_equal_per_column_statistics(weights):
+@pytest.mark.parametrize("direct_pairs", [16, 1], ids=["direct", "fft"])
+def test_column_statistics_equal_per_column_statistics(weights, direct_pairs, monkeypatch):
     """Every field of the statistics of K columns at once (the sampled path of a component
-    operator) equals nqs.stats.statistics of each column, R-hat included, to 1e-12."""
-    n_per, n_chains, k = 64, 8, 7
+    operator) equals nqs.stats.statistics of each column, R-hat included, to 1e-12: tau from
+    direct autocovariance sums up to Geyer's cutoff, and from the FFT where the cutoff lies
+    beyond the direct lags (all columns with one pair of direct lags; the AR(1) column with
+    the default)."""
+    import nqs.stats as stats_module
+
+    monkeypatch.setattr(stats_module, "_DIRECT_PAIRS", direct_pairs)
+    n_per, n_chains, k = 64, 8, 8
     n = n_per * n_chains
     v = _values(n, k)
     rng = np.random.default_rng(3)
+    ar = np.zeros((n_per, n_chains))  # strongly correlated chains: a long Geyer sequence
+    for t in range(1, n_per):
+        ar[t] = 0.97 * ar[t - 1] + rng.normal(size=n_chains)
+    v[:, 7] = ar.reshape(-1)
     w = np.full(n, 1.0 / n) if weights == "uniform" else rng.uniform(0.5, 1.5, n)
     w = w / w.sum()
-    stats = state_module._vector_statistics(jnp.asarray(v), jnp.asarray(w), n_chains=n_chains)
-    r_hat = split_rhat_columns(v, n_chains)
+    stats = stats_module.statistics_columns(v, w, n_chains)
     for c in range(k):
         ref = statistics(jnp.asarray(v[:, c]), jnp.asarray(w), n_chains)
         for got, want in ((stats.mean[c], ref.mean), (stats.error_of_mean[c], ref.error_of_mean),
                           (stats.variance[c], ref.variance), (stats.tau_corr[c], ref.tau_corr),
-                          (r_hat[c], ref.r_hat)):
+                          (stats.r_hat[c], ref.r_hat)):
             assert abs(complex(got) - complex(want)) <= 1e-12 * max(1.0, abs(complex(want)))
-    assert r_hat[1] == 1.0  # constant column
+    assert stats.r_hat[1] == 1.0 and stats.tau_corr[1] == 0.5  # constant column
+    assert stats.tau_corr[7] > 8  # beyond 16 lags: the FFT fallback
 
 
 def test_split_rhat_columns_nan_and_short_chains():
@@ -116,13 +127,71 @@ def test_compact_term_path_equals_full_and_generic(sector, monkeypatch):
         fn = jax.jit(jax.vmap(make_local_values(corr, a), (None, 0)))
         return np.asarray(fn(params, xs))
 
-    compact = values(ansatz, 0.75)
+    assert state_module._antiparallel_pairs(corr.flip_terms, hilbert,
+                                            corr.max_matched_terms) is not None
+    compact = values(ansatz, 0.75)  # the antiparallel pairs from the up and down sites
     full = values(ansatz, 0.0)
     generic = values(ansatz.without_fast_path(), 0.75)
+    monkeypatch.setattr(state_module, "_antiparallel_pairs", lambda *args: None)
+    nonzero = values(ansatz, 0.75)  # the matched patterns by jnp.nonzero
     np.testing.assert_allclose(compact, full, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(compact, nonzero, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(compact, generic, rtol=1e-10, atol=1e-12)
     # exchange parts present (not only the diagonal): some pair values differ from +-1/4
     assert np.any(np.abs(np.abs(compact) - 0.25) > 1e-3)
+
+
+@pytest.mark.parametrize("sector", [None, 0, 2], ids=["full", "sz0", "sz2"])
+def test_antiparallel_pairs_are_the_matched_patterns(sector):
+    """The enumeration of antiparallel pairs gives exactly the patterns a configuration
+    matches, each once, on every configuration of the space; operators whose patterns are not
+    every pair once get None (the jnp.nonzero path)."""
+    n = 6
+    hilbert = SpinHilbert(n, sector)
+    corr = spin_correlations(hilbert)
+    pairs = state_module._antiparallel_pairs(corr.flip_terms, hilbert, corr.max_matched_terms)
+    assert pairs is not None
+    xs = hilbert.all_states()
+    idx, valid = (np.asarray(a) for a in jax.jit(jax.vmap(pairs))(jnp.asarray(xs)))
+    match = np.asarray(jax.vmap(lambda x: matches_terms(corr.flip_terms, x))(jnp.asarray(xs)))
+    for r in range(len(xs)):
+        got = idx[r][valid[r]]
+        assert len(got) == len(set(got.tolist()))
+        assert set(got.tolist()) == set(np.flatnonzero(match[r]).tolist())
+    some = pauli_components([sigmax(0) * sigmax(j) + sigmay(0) * sigmay(j)
+                             for j in range(1, n)], hilbert)
+    assert state_module._antiparallel_pairs(some.flip_terms, hilbert, n) is None
+
+
+@pytest.mark.parametrize("sector", [None, 0], ids=["full", "sz0"])
+def test_sampled_correlations_with_born_weights_equal_exact_sums(sector):
+    """All pair correlations through the sampled path (pair enumeration, local values, the
+    statistics of many columns) on every configuration with Born weights equal the exact
+    <psi|S_i.S_j|psi> / <psi|psi> summed independently over the space, to 1e-10."""
+    from nqs.sampling.base import Samples
+
+    n = 8
+    hilbert = SpinHilbert(n, sector)
+    ansatz = make_rbm(n, 1.0)
+    params = random_params(ansatz, n, seed=7, scale=0.3)
+    xs = np.asarray(hilbert.all_states(), dtype=np.float64)
+    psi = np.exp(np.asarray(jax.vmap(ansatz.log_psi, (None, 0))(params, jnp.asarray(xs))))
+    born = np.abs(psi) ** 2 / np.sum(np.abs(psi) ** 2)
+    index = {tuple(x.astype(int)): r for r, x in enumerate(xs)}
+    want = []
+    for i, j in itertools.combinations(range(n), 2):  # S_i.S_j = Sz Sz + (S+S- + S-S+) / 2
+        value = np.sum(born * xs[:, i] * xs[:, j]) / 4
+        for r, x in enumerate(xs):
+            if x[i] != x[j]:
+                y = x.copy()
+                y[[i, j]] = y[[j, i]]
+                value += 0.5 * np.conj(psi[index[tuple(y.astype(int))]]) * psi[r] / np.sum(
+                    np.abs(psi) ** 2)
+        want.append(value)
+    samples = Samples(jnp.asarray(xs), jnp.asarray(born), 1)
+    stats = expect_samples(ansatz, params, samples, spin_correlations(hilbert))
+    np.testing.assert_allclose(np.asarray(stats.mean), np.asarray(want), rtol=0, atol=1e-10)
+    assert np.all(np.isfinite(np.asarray(stats.r_hat)))
 
 
 def _stacked_structure_factors(lattice, hilbert):
