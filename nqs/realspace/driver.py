@@ -91,7 +91,7 @@ from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
-from nqs.sampling.walkers import MCMCState, burn_in, make_energy_sampler, make_mcmc
+from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, make_energy_sampler
 
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
@@ -343,10 +343,10 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
         state = run.vmc.init(k_opt, params, walkers, width)
     state = put(state, run.shardings_of(state))
     if burn_in_calls > 0:
-        mcmc_init, mcmc_step = make_mcmc(run.apply, mcmc_steps, chunk_size=run.chunk_size,
-                                         mesh=run.mesh)
-        mc, _ = burn_in(k_burn, jax.jit(mcmc_step), state.params,
-                        mcmc_init(state.params, state.mcmc.r, width), burn_in_calls)
+        sampler = WalkerSampler(mcmc_steps, chunk_size=run.chunk_size, mesh=run.mesh)
+        mc, _ = burn_in(k_burn, jax.jit(lambda k, p, mc: sampler.move(k, run.apply, p, mc)), state.params,
+                        sampler.init_at(run.apply, state.params, state.mcmc.r, width),
+                        burn_in_calls)
         state = state._replace(mcmc=mc)
     return state, hf_energy
 

@@ -20,9 +20,9 @@ from jax.flatten_util import ravel_pytree
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
 from nqs.optim.spring import spring
-from nqs.parallel import Mesh, chunked_map, constrain_samples
+from nqs.parallel import Mesh, chunked_map
 from nqs.realspace.train import VMC, LocalEnergyFn, LogPsiFn, Params, VMCState, clip_local_energy
-from nqs.sampling.walkers import make_mcmc
+from nqs.sampling.walkers import WalkerSampler
 
 
 def make_sr_vmc(
@@ -57,21 +57,20 @@ def make_sr_vmc(
         :class:`nqs.realspace.train.VMC` with :class:`nqs.optim.spring.SpringState` as the optimizer state.
     """
     tx = spring(learning_rate, delay, diag_shift, norm_constraint, momentum)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
-                                     chunk_size=chunk_size, mesh=mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
-        return VMCState(params, tx.init(ravel_pytree(params)[0]), mcmc_init(params, walkers, width))
+        return VMCState(params, tx.init(ravel_pytree(params)[0]),
+                        sampler.init_at(log_abs_psi_fn, params, walkers, width))
 
     @jax.jit
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
         params = state.params
-        mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
-        mc, acc = mcmc_step(key, params, mc)
-        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
-        e_loc = batch_e_loc(params, mc.r).astype(jnp.float64)
+        samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
+        acc = info["acceptance"]
+        e_loc = batch_e_loc(params, samples.x).astype(jnp.float64)
         energy = jnp.mean(e_loc)
         variance = jnp.mean((e_loc - energy) ** 2)
         e_clip = clip_local_energy(e_loc, clip_scale)
@@ -81,7 +80,7 @@ def make_sr_vmc(
         def log_abs_flat(p_flat: jax.Array, x: jax.Array) -> jax.Array:
             return log_abs(log_abs_psi_fn(unravel(p_flat), x))
 
-        jac = chunked_map(jax.grad(log_abs_flat), chunk_size, mesh)(flat, mc.r)  # [W, P]
+        jac = chunked_map(jax.grad(log_abs_flat), chunk_size, mesh)(flat, samples.x)  # [W, P]
         # float64 reductions (J J^T, J^T eps) whatever the network's dtype
         jac = jac.astype(jnp.float64)
         jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)

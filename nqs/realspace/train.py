@@ -28,7 +28,7 @@ from nqs.ansatz import log_abs
 from nqs.errors import InputError
 from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map, constrain_samples
-from nqs.sampling.walkers import MCMCState, make_mcmc
+from nqs.sampling.walkers import MCMCState, WalkerSampler
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
@@ -169,23 +169,22 @@ def make_optax_vmc(
     optimizer = optimizer if optimizer is not None else make_adam()
     loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, chunk_size=chunk_size,
                             mesh=mesh)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
-                                     chunk_size=chunk_size, mesh=mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
-        return VMCState(params, optimizer.init(params), mcmc_init(params, walkers, width))
+        return VMCState(params, optimizer.init(params),
+                        sampler.init_at(log_abs_psi_fn, params, walkers, width))
 
     @jax.jit
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
         params = state.params
-        mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
-        mc, acc = mcmc_step(key, params, mc)
-        (energy, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, mc.r)
+        samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
+        (energy, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, samples.x)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         params = optax.apply_updates(params, updates)
-        stats = {"energy": energy, "variance": aux.variance, "acceptance": acc, "width": mc.width}
-        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
+        stats = {"energy": energy, "variance": aux.variance, "acceptance": info["acceptance"],
+                 "width": mc.width}
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)
@@ -254,8 +253,7 @@ def make_kfac_vmc(
     # layers and does not expect them; the walkers arrive sharded and XLA propagates that.
     loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, register_kfac=True,
                             chunk_size=chunk_size, mesh=None)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
-                                     chunk_size=chunk_size, mesh=mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
     optimizer = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
         l2_reg=0.0,
@@ -277,12 +275,11 @@ def make_kfac_vmc(
 
     @jax.jit
     def sample(key: jax.Array, params: Params, mc: MCMCState) -> tuple[MCMCState, jax.Array]:
-        mc, acc = mcmc_step(key, params, mcmc_init(params, mc.r, mc.width))
-        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
-        return mc, acc
+        _, mc, info = sampler.sample(key, log_abs_psi_fn, params, mc)
+        return mc, info["acceptance"]
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
-        mc = mcmc_init(params, jnp.asarray(walkers), width)
+        mc = sampler.init_at(log_abs_psi_fn, params, walkers, width)
         return VMCState(params, optimizer.init(params, key, mc.r), mc)
 
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
