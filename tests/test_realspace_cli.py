@@ -204,6 +204,27 @@ def test_bad_inputs_exit_2_with_one_line(argv, tmp_path, capsys):
     assert "error" in err
 
 
+def test_resume_with_another_learning_rate_exits_2(tmp_path, capsys):
+    """``nqs realspace --resume`` with a changed ``--lr`` is refused in one line (exit 2): the
+    options are recorded under ``metadata["fingerprint"]``, as the discrete runs record theirs;
+    the seed and dtype beside it."""
+    from nqs.io import load_checkpoint_metadata
+
+    out = tmp_path / "he"
+    argv = ["realspace", "--preset", "He", *TINY, "--steps", "1", "--seed", "3",
+            "--out", str(out)]
+    assert _main(argv) == 0
+    meta = load_checkpoint_metadata(out / "checkpoint.msgpack")
+    assert meta["fingerprint"]["learning_rate"] == 0.01 and meta["fingerprint"]["n_walkers"] == 16
+    assert meta["seed"] == 3 and meta["dtype"] == "float64" and "learning_rate" not in meta
+    capsys.readouterr()
+    lr = argv.index("--lr") + 1
+    rc = _main([*argv[:lr], "0.02", *argv[lr + 1:], "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_BAD_INPUT
+    assert len(err.splitlines()) == 1 and "learning_rate was 0.01, now 0.02" in err, err
+
+
 def test_presets_and_molecule_names():
     args = _parser().parse_args(["realspace", "--molecule", "lih"])
     name, atoms, ref, _ = realspace_cmd.resolve_system(args)

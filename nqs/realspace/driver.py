@@ -65,6 +65,7 @@ from nqs.loop import (
     checkpoint_to_resume,
     open_log,
     resume,
+    run_options,
     run_steps,
     write_checkpoint,
 )
@@ -258,8 +259,9 @@ class _Run:
         self.fallback_reason = reason
         self.optimizer, self.momentum = FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM
         # the checkpoints say so (not the reason: a resume may fail at another point)
-        self.meta = self.meta | {"optimizer": FALLBACK_OPTIMIZER, "momentum": FALLBACK_MOMENTUM,
-                                 "kfac_fallback": True}
+        self.meta = self.meta | {"kfac_fallback": True, "fingerprint": self.meta["fingerprint"]
+                                 | {"optimizer": FALLBACK_OPTIMIZER,
+                                    "momentum": FALLBACK_MOMENTUM}}
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -304,9 +306,11 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     # Checkpoints hold whole host arrays: they load on any number of devices.
     template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
     shardings = run.shardings_of(vmc_template)
+    fingerprint = run.meta["fingerprint"]
     resumed = resume(run.ckpt, template, run.guard, n_steps=run.meta_n_steps,
-                     saved_options=lambda saved: {k: saved.get(k) for k in run.meta},
-                     options=run.meta, echo=run.echo, place=lambda tree: put(tree, shardings))
+                     saved_options=run_options(run.ckpt, run.meta["seed"], run.meta["dtype"],
+                                               legacy=fingerprint),
+                     options=fingerprint, echo=run.echo, place=lambda tree: put(tree, shardings))
     state: VMCState = resumed.tree["state"]
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
     return put(state, shardings), resumed.start, resumed.meta.get("hf_energy")
@@ -560,14 +564,13 @@ def run_realspace(
                                clip_scale, damping, norm_constraint, chunk_size, mesh, mu)
 
     vmc, fallback, kfac_error = _make_vmc(build, optimizer, momentum, kfac_fallback)
-    meta = _fingerprint(
-        atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
-        learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
-        pretrain_steps=int(pretrain_steps), laplacian=laplacian,
-        **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
-        **({} if dtype == "float64" else {"dtype": dtype}),
-        **({} if momentum == 0 else {"momentum": float(momentum)}),
-    )
+    meta = {"seed": int(seed), "dtype": dtype, "n_steps_planned": int(n_steps),
+            "fingerprint": _fingerprint(
+                atoms, n_walkers=int(n_walkers), optimizer=optimizer,
+                learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
+                pretrain_steps=int(pretrain_steps), laplacian=laplacian,
+                **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
+                **({} if momentum == 0 else {"momentum": float(momentum)}))}
     run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, ckpt, main,
                process_echo(echo), k_run, int(n_steps), optimizer=optimizer,
                momentum=float(momentum), fallback=fallback, orbitals=orbitals)
@@ -645,26 +648,35 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     ``atoms`` is not the run's system."""
     ckpt = Path(ckpt)
     meta = load_checkpoint_metadata(ckpt)
-    net = _recorded_network(meta)
-    if net is None or any(k not in meta for k in ("n_walkers", "n_alpha")):
+    options = recorded_options(meta)
+    net = _recorded_network(options)
+    if net is None or any(k not in options for k in ("n_walkers", "n_alpha")):
         raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
     mine = _fingerprint(atoms)
     for k in ("symbols", "positions", "n_alpha", "n_beta", "ecp"):
-        if meta.get(k) != mine.get(k):
+        if options.get(k) != mine.get(k):
             raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
-                                  f"{meta.get(k)!r}, now {mine[k]!r}")
+                                  f"{options.get(k)!r}, now {mine[k]!r}")
     dtype = meta.get("dtype", "float64")
     init, apply, _ = make_network(atoms, net,
                                   param_dtype=jnp.float32 if dtype == "float32" else jnp.float64)
     apply = with_dtype(apply, dtype)
     n_el = atoms.n_alpha + atoms.n_beta
-    w = int(meta["n_walkers"])
+    w = int(options["n_walkers"])
     mcmc = MCMCState(jnp.zeros((w, n_el, 3)), jnp.zeros(w), jnp.zeros(()))
     template = {"state": VMCState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
     tree, meta = load_checkpoint_entries(ckpt, template)
     state = tree["state"]
     require_finite(state.params, ckpt, "parameters")
-    return state.params, apply, state.mcmc, meta | {"step": int(tree["step"])}
+    return state.params, apply, state.mcmc, meta | options | {"step": int(tree["step"])}
+
+
+def recorded_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The options a real-space checkpoint's metadata records: its ``fingerprint`` (system,
+    network, walkers, optimizer), or the metadata itself for a checkpoint written before the
+    fingerprint entry (the options sat at its top level)."""
+    fingerprint = meta.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, dict) else meta
 
 
 def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:
