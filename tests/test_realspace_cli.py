@@ -259,12 +259,14 @@ def test_device_defaults_and_explicit_flags_win():
 def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch, failure):
     """KFAC failing (as kfac-jax 0.0.8 on jax 0.11) gives one warning line and a finished run
     with SPRING whose energy respects the variational bound of He."""
+    from nqs.optim import scheduled_optimizer
     from nqs.realspace import driver
 
     def broken_kfac(apply, e_loc, **kw):
         if failure == "import":
             raise InputError("KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax 0.11.0")
-        vmc = driver.make_optax_vmc(apply, e_loc, driver.make_adam(1e-3, 1000.0), mcmc_steps=2)
+        vmc = driver.make_optax_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
+                                     mcmc_steps=2)
 
         def step(key, state):
             raise TypeError("cannot unpack non-iterable ClosedJaxpr object\nmore detail")

@@ -71,6 +71,7 @@ from nqs.loop import (
 )
 from nqs.models.electrons import make_network, network_options, with_dtype
 from nqs.models.ferminet import DEFAULT_LAYERS
+from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
     auto_chunk_size,
@@ -91,7 +92,7 @@ from nqs.precision import DTYPES
 from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
-from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
+from nqs.realspace.train import VMC, VMCState, make_kfac_vmc, make_optax_vmc
 from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, make_energy_sampler
 
 OPTIMIZERS = ("kfac", "adam", "sr")
@@ -175,17 +176,10 @@ def make_vmc_method(
             norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
             chunk_size=chunk_size, mesh=mesh,
         )
-    if name == "adam":
-        return make_optax_vmc(
-            log_abs_psi_fn, local_energy_fn, make_adam(lr, dl), mcmc_steps=mcmc_steps,
-            clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
-        )
-    from nqs.realspace.sr import make_sr_vmc
-
-    return make_sr_vmc(
-        log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, diag_shift=damping,
-        norm_constraint=norm_constraint, momentum=momentum, mcmc_steps=mcmc_steps,
-        clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
+    return make_optax_vmc(
+        log_abs_psi_fn, local_energy_fn,
+        scheduled_optimizer(name, lr, dl, damping, norm_constraint, momentum),
+        mcmc_steps=mcmc_steps, clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
     )
 
 
