@@ -293,3 +293,22 @@ def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch,
         assert rc == 0 and (out.out + out.err).count("KFAC failed") == 1, out
         result = json.loads((tmp_path / "fb" / "result.json").read_text())
         assert result["optimizer"] == "sr" and result["steps"] == 6
+
+
+def test_options_object_and_overrides():
+    """``run_realspace(atoms, RealSpaceOptions(...), **overrides)``: bad options are refused
+    before anything is built; an unknown name is a TypeError, as for any keyword call."""
+    from hamiltonians.realspace import make_atoms
+    from nqs.realspace.driver import RealSpaceOptions, run_realspace
+
+    atoms = make_atoms("He 0 0 0")
+    base = RealSpaceOptions(n_walkers=16, n_steps=2)
+    for bad in ({"n_walkers": 0}, {"eval_steps": 1}, {"chunk_size": "big"},
+                {"optimizer": "adam", "momentum": 0.9}, {"dtype": "float32"}):  # kfac: float64
+        with pytest.raises(InputError):
+            run_realspace(atoms, base, **bad)
+    with pytest.raises(TypeError):
+        run_realspace(atoms, base, n_walker=16)
+    fp = RealSpaceOptions(optimizer="sr", momentum=0.9, learning_rate=0.2).fingerprint(atoms)
+    assert (fp["optimizer"], fp["momentum"], fp["learning_rate"]) == ("sr", 0.9, 0.2)
+    assert fp["symbols"] == ["He"] and "seed" not in fp and "dtype" not in fp
