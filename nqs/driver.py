@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
-from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.errors import InputError, RunDiverged
 from nqs.guard import Guard, check_time_limit
 from nqs.io import (
     load_checkpoint,
@@ -56,6 +56,7 @@ from nqs.loop import (
     checkpoint_to_resume,
     open_log,
     resume,
+    run_options,
     run_steps,
     write_checkpoint,
 )
@@ -357,22 +358,10 @@ def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, d
     :func:`nqs.loop.resume` has checked that it is intact, finite, within ``n_steps`` and
     written by this run (seed, dtype and fingerprint). Restores the guard's state."""
     ckpt = checkpoint_to_resume(out)
-
-    def options(saved: dict[str, Any]) -> Any:
-        if saved.get("seed") != seed:
-            raise CheckpointError(
-                f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}")
-        # float32 and float64 runs store the same float64 master parameters, so only the
-        # recorded dtype tells them apart (checkpoints from before it existed were float64)
-        if saved.get("dtype", "float64") != dtype:
-            raise CheckpointError(
-                f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
-                f"not {dtype}; resume with the same dtype")
-        return saved.get("fingerprint")
-
     # Checkpoints hold whole host arrays: they load on any number of devices.
     resumed = resume(ckpt, {"state": gather(state)}, guard, n_steps=n_steps,
-                     saved_options=options, options=meta.get("fingerprint"), echo=echo,
+                     saved_options=run_options(ckpt, seed, dtype),
+                     options=meta.get("fingerprint"), echo=echo,
                      place=lambda tree: put(tree, shardings))
     return put(resumed.tree["state"], shardings), resumed.start
 

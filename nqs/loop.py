@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -253,6 +253,31 @@ def checkpoint_to_resume(out: Path | None, name: str = CHECKPOINT_NAME) -> Path:
     if not ckpt.exists():
         raise CheckpointError(f"no checkpoint to resume from: {ckpt} does not exist")
     return ckpt
+
+
+def run_options(ckpt: Path, seed: int, dtype: str, legacy: Iterable[str] = ()
+                ) -> Callable[[dict[str, Any]], Any]:
+    """The ``saved_options`` of :func:`resume` for both drivers, which record ``seed``,
+    ``dtype`` and ``fingerprint`` (the options that change the trajectory) in a checkpoint's
+    metadata: refuses one of another seed or dtype (one line), then gives its fingerprint.
+    ``legacy``: the option names a checkpoint from before the fingerprint entry kept at the top
+    level of its metadata (older real-space runs); None for older discrete ones."""
+
+    def options(saved: dict[str, Any]) -> Any:
+        if saved.get("seed") != seed:
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with seed {saved.get('seed')}, not {seed}")
+        # float32 and float64 runs may store the same float64 master parameters, so only the
+        # recorded dtype tells them apart (checkpoints from before it existed were float64)
+        if saved.get("dtype", "float64") != dtype:
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with --dtype {saved.get('dtype', 'float64')}, "
+                f"not {dtype}; resume with the same dtype")
+        if "fingerprint" in saved or not legacy:
+            return saved.get("fingerprint")
+        return {k: saved.get(k) for k in legacy}
+
+    return options
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from nqs.ansatz import Ansatz, Params
 from nqs.local_energy import make_local_energy
@@ -249,8 +248,8 @@ def make_vmc(
             if optimizer.needs_jacobian
             else {}
         )
-        updates, opt_state = tx.update(unflatten(est.grad), state.opt_state, state.params, **extra)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = optimizer.apply(unflatten(est.grad), state.opt_state, state.params,
+                                            **extra)
         flat_new, _ = real_flat(params)
         ok = (
             jnp.isfinite(est.stats.mean).all()

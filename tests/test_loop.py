@@ -78,3 +78,26 @@ def test_result_summary_follows_its_field_list() -> None:
     r = Result(energy=-1.0, energy_error=0.1, variance=0.2, n_parameters=3, steps=2,
                wall_time_s=1.0, time_per_step_s=0.5, history=[], steps_planned=4)
     assert r.summary() == {"energy": -1.0, "steps": 2, "stopped_by_time_limit": True}
+
+
+def test_run_options_refuse_seed_dtype_and_read_the_fingerprint(tmp_path) -> None:
+    """Both drivers read a checkpoint's options through ``run_options``: another seed or dtype
+    is refused (one line); the fingerprint is ``metadata["fingerprint"]``, or, for an older
+    real-space checkpoint, the named options at the metadata's top level."""
+    from nqs.errors import CheckpointError
+    from nqs.guard import check_fingerprint
+    from nqs.loop import run_options
+
+    ckpt = tmp_path / "checkpoint.msgpack"
+    now = {"n_walkers": 16, "learning_rate": 0.01}
+    read = run_options(ckpt, 3, "float64", legacy=now)
+    new = {"seed": 3, "dtype": "float64", "fingerprint": now | {"learning_rate": 0.02}}
+    with pytest.raises(CheckpointError, match="learning_rate was 0.02, now 0.01") as err:
+        check_fingerprint(ckpt, read(new), now)
+    assert len(str(err.value).splitlines()) == 1
+    assert read({"seed": 3, "n_walkers": 16, "learning_rate": 0.01, "step": 4}) == now  # older
+    with pytest.raises(CheckpointError, match="seed 4, not 3"):
+        read(new | {"seed": 4})
+    with pytest.raises(CheckpointError, match="float32, not float64"):
+        read(new | {"dtype": "float32"})
+    assert run_options(ckpt, 3, "float64")({"seed": 3}) is None  # a discrete one without

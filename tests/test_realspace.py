@@ -229,6 +229,41 @@ def test_mcmc_hydrogen_mean_radius_and_evaluate():
     assert 0.3 < float(np.mean(accs)) < 0.7
 
 
+def test_walker_sampler_protocol_samples_hydrogen_exactly():
+    """The walkers through the ``Sampler`` protocol (``init(key, ansatz, params)``,
+    ``sample(key, ansatz, params, state) -> (Samples, state, info)``) draw the hydrogen ground
+    state: <r> = 3/2 and <r^2> = 3 bohr^2 (exact moments of |psi|^2 ~ exp(-2r)); the width is
+    adapted between calls; ``sample`` is refresh + ``move`` (the same walk, bit for bit)."""
+    from nqs.sampling import WalkerSampler
+
+    a = make_atoms("H 0 0 0")
+    log_psi = hydrogenic(1.0, np.zeros(3))
+    walkers = WalkerSampler(n_steps=10, start=lambda k: init_walkers(k, a, 1000))
+    assert not walkers.is_exact
+    state = walkers.init(jax.random.PRNGKey(0), log_psi, None)
+    sample = jax.jit(lambda k, mc: walkers.sample(k, log_psi, None, mc))
+    for k in jax.random.split(jax.random.PRNGKey(1), 20):
+        samples, state, info = sample(k, state)
+    assert abs(float(info["acceptance"]) - 0.5) < 0.1
+    assert samples.n_chains == 1000 and samples.x.shape == (1000, 1, 3)
+    np.testing.assert_allclose(np.asarray(samples.weights), 1e-3)
+    moved, _ = jax.jit(lambda k, mc: walkers.move(k, log_psi, None, mc))(jax.random.PRNGKey(5),
+                                                                      state)
+    again, state2, _ = sample(jax.random.PRNGKey(5), state)
+    np.testing.assert_array_equal(np.asarray(again.x), np.asarray(moved.r))
+    r1, r2 = [], []
+    for k in jax.random.split(jax.random.PRNGKey(2), 60):
+        samples, state, _ = sample(k, state)
+        r = np.asarray(jnp.linalg.norm(samples.x[:, 0], axis=-1))
+        r1.append(r)
+        r2.append(r**2)
+    for values, exact in ((r1, 1.5), (r2, 3.0)):
+        st = _chain_statistics(np.stack(values))
+        assert abs(float(st.mean) - exact) < 4 * float(st.error_of_mean) + 1e-3
+    with pytest.raises(InputError):
+        WalkerSampler().init(jax.random.PRNGKey(0), log_psi, None)  # no start given
+
+
 def test_clipping():
     e = jnp.concatenate([-1.0 + 0.1 * jnp.sin(jnp.arange(99.0)), jnp.array([100.0])])
     c = clip_local_energy(e, 5.0)

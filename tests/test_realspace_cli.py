@@ -204,6 +204,27 @@ def test_bad_inputs_exit_2_with_one_line(argv, tmp_path, capsys):
     assert "error" in err
 
 
+def test_resume_with_another_learning_rate_exits_2(tmp_path, capsys):
+    """``nqs realspace --resume`` with a changed ``--lr`` is refused in one line (exit 2): the
+    options are recorded under ``metadata["fingerprint"]``, as the discrete runs record theirs;
+    the seed and dtype beside it."""
+    from nqs.io import load_checkpoint_metadata
+
+    out = tmp_path / "he"
+    argv = ["realspace", "--preset", "He", *TINY, "--steps", "1", "--seed", "3",
+            "--out", str(out)]
+    assert _main(argv) == 0
+    meta = load_checkpoint_metadata(out / "checkpoint.msgpack")
+    assert meta["fingerprint"]["learning_rate"] == 0.01 and meta["fingerprint"]["n_walkers"] == 16
+    assert meta["seed"] == 3 and meta["dtype"] == "float64" and "learning_rate" not in meta
+    capsys.readouterr()
+    lr = argv.index("--lr") + 1
+    rc = _main([*argv[:lr], "0.02", *argv[lr + 1:], "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_BAD_INPUT
+    assert len(err.splitlines()) == 1 and "learning_rate was 0.01, now 0.02" in err, err
+
+
 def test_presets_and_molecule_names():
     args = _parser().parse_args(["realspace", "--molecule", "lih"])
     name, atoms, ref, _ = realspace_cmd.resolve_system(args)
@@ -238,12 +259,14 @@ def test_device_defaults_and_explicit_flags_win():
 def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch, failure):
     """KFAC failing (as kfac-jax 0.0.8 on jax 0.11) gives one warning line and a finished run
     with SPRING whose energy respects the variational bound of He."""
+    from nqs.optim import scheduled_optimizer
     from nqs.realspace import driver
 
     def broken_kfac(apply, e_loc, **kw):
         if failure == "import":
             raise InputError("KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax 0.11.0")
-        vmc = driver.make_optax_vmc(apply, e_loc, driver.make_adam(1e-3, 1000.0), mcmc_steps=2)
+        vmc = driver.make_optax_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
+                                     mcmc_steps=2)
 
         def step(key, state):
             raise TypeError("cannot unpack non-iterable ClosedJaxpr object\nmore detail")
@@ -270,3 +293,22 @@ def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch,
         assert rc == 0 and (out.out + out.err).count("KFAC failed") == 1, out
         result = json.loads((tmp_path / "fb" / "result.json").read_text())
         assert result["optimizer"] == "sr" and result["steps"] == 6
+
+
+def test_options_object_and_overrides():
+    """``run_realspace(atoms, RealSpaceOptions(...), **overrides)``: bad options are refused
+    before anything is built; an unknown name is a TypeError, as for any keyword call."""
+    from hamiltonians.realspace import make_atoms
+    from nqs.realspace.driver import RealSpaceOptions, run_realspace
+
+    atoms = make_atoms("He 0 0 0")
+    base = RealSpaceOptions(n_walkers=16, n_steps=2)
+    for bad in ({"n_walkers": 0}, {"eval_steps": 1}, {"chunk_size": "big"},
+                {"optimizer": "adam", "momentum": 0.9}, {"dtype": "float32"}):  # kfac: float64
+        with pytest.raises(InputError):
+            run_realspace(atoms, base, **bad)
+    with pytest.raises(TypeError):
+        run_realspace(atoms, base, n_walker=16)
+    fp = RealSpaceOptions(optimizer="sr", momentum=0.9, learning_rate=0.2).fingerprint(atoms)
+    assert (fp["optimizer"], fp["momentum"], fp["learning_rate"]) == ("sr", 0.9, 0.2)
+    assert fp["symbols"] == ["He"] and "seed" not in fp and "dtype" not in fp

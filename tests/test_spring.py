@@ -96,6 +96,26 @@ def test_spring_transformation_steps_with_schedule_momentum_and_norm_constraint(
     d = np.asarray(natural_gradient_minsr(jac, eps, lam))
     eta = float(np.linalg.norm(u) / np.linalg.norm(d))
     assert eta < lr and eta**2 * abs(d @ grad) == pytest.approx(c, rel=1e-10)
+    # on parameters as a pytree (the real-space networks), applied by nqs.optim.Optimizer as
+    # every engine applies its optimizer: the update is the flat one, shaped like the gradient
+    from jax.flatten_util import ravel_pytree
+
+    from nqs.optim import scheduled_optimizer
+
+    params = {"a": np.ones((4, 5)), "b": {"c": np.zeros(10)}}
+    flat, unravel = ravel_pytree(params)
+    opt = scheduled_optimizer("sr", lr, delay, lam, c, momentum=mu)
+    assert opt.needs_jacobian
+    flat_tx = spring(lr, delay, lam, norm_constraint=c, momentum=mu)
+    flat_state = flat_tx.init(flat)
+    state = opt.transformation.init(params)
+    for _ in range(2):
+        new, state = opt.apply(unravel(grad), state, params, jacobian=jac, residuals=eps)
+        u, flat_state = flat_tx.update(grad, flat_state, jacobian=jac, residuals=eps)
+        np.testing.assert_array_equal(np.asarray(ravel_pytree(new)[0]), np.asarray(flat + u))
+    np.testing.assert_array_equal(np.asarray(state.previous), np.asarray(flat_state.previous))
+    with pytest.raises(InputError):
+        scheduled_optimizer("kfac", lr, delay)
     for bad in (dict(learning_rate=0.0), dict(momentum=1.0), dict(momentum=0.5, diag_shift=0.0),
                 dict(norm_constraint=-1.0)):
         with pytest.raises(InputError):

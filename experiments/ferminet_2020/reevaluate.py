@@ -27,10 +27,9 @@ import numpy as np
 import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError
-from nqs.io import load_checkpoint, load_checkpoint_metadata, write_json_atomic
+from nqs.io import load_checkpoint_metadata, write_json_atomic
 from nqs.loop import CHECKPOINT_NAME
-from nqs.models.ferminet import make_ferminet
-from nqs.realspace.driver import make_vmc_method
+from nqs.realspace.driver import load_network_state, recorded_options
 from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
 from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     ckpt = args.run_dir / CHECKPOINT_NAME
-    meta = load_checkpoint_metadata(ckpt)
+    meta = recorded_options(load_checkpoint_metadata(ckpt))
     geometry = "; ".join(f"{s} {x} {y} {z}" for s, (x, y, z) in
                          zip(meta["symbols"], meta["positions"], strict=True))
     spin = meta["n_alpha"] - meta["n_beta"]
@@ -55,19 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     neutral_electrons = make_atoms(geometry, spin=spin % 2, unit="bohr").n_electrons
     charge = neutral_electrons - (meta["n_alpha"] + meta["n_beta"])
     atoms = make_atoms(geometry, charge=charge, spin=spin, unit="bohr")
-    net = dict(layers=tuple(tuple(x) for x in meta["layers"]),
-               n_determinants=meta["n_determinants"], envelope=meta["envelope"],
-               full_det=meta["full_det"])
-    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, **net)
-    e_train = make_local_energy(apply, atoms, meta["laplacian"])
-    vmc = make_vmc_method(meta["optimizer"], apply, e_train, meta["learning_rate"],
-                          meta["lr_delay"], meta["mcmc_steps"],
-                          momentum=meta.get("momentum", 0.0))
-    key = jax.random.PRNGKey(0)
-    template_walkers = init_walkers(key, atoms, meta["n_walkers"])
-    template = {"state": vmc.init(key, init(key), template_walkers, 0.2), "key": key, "step": 0}
-    tree, _ = load_checkpoint(ckpt, template)
-    params = tree["state"].params
+    params, apply, _, loaded = load_network_state(ckpt, atoms)
 
     t0 = time.perf_counter()
     k_walk, k_burn, k_eval = jax.random.split(jax.random.PRNGKey(args.seed), 3)
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     record = {
         "run_dir": str(args.run_dir),
-        "step": int(tree["step"]),
+        "step": int(loaded["step"]),
         "laplacian": args.laplacian,
         "walkers": args.walkers,
         "eval_steps": args.eval_steps,

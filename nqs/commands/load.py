@@ -63,8 +63,11 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     if not ckpt.is_file():
         raise CheckpointError(f"no checkpoint to load: {ckpt} does not exist")
     meta = load_checkpoint_metadata(ckpt)
-    if "symbols" in meta and ("layers" in meta or meta.get("ansatz") == "psiformer"):
-        return _realspace(ckpt, meta, seed)
+    from nqs.realspace.driver import recorded_options
+
+    options = recorded_options(meta)
+    if "symbols" in options and ("layers" in options or options.get("ansatz") == "psiformer"):
+        return _realspace(ckpt, options | {"seed": meta.get("seed", 0)}, seed)
     fp = meta.get("fingerprint")
     if not isinstance(fp, dict):
         raise CheckpointError(f"checkpoint {ckpt} records no options to rebuild its run from "

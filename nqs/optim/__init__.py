@@ -1,6 +1,12 @@
 """Optimizers: SR / minSR as optax transformations, and plain optax optimizers."""
 
-from nqs.optim.optimizer import OPTIMIZERS, Optimizer, make_optimizer, sr_optimizer
+from nqs.optim.optimizer import (
+    OPTIMIZERS,
+    Optimizer,
+    make_optimizer,
+    scheduled_optimizer,
+    sr_optimizer,
+)
 from nqs.optim.sr import natural_gradient_dense, natural_gradient_minsr, sr
 
 __all__ = [
@@ -9,6 +15,7 @@ __all__ = [
     "make_optimizer",
     "natural_gradient_dense",
     "natural_gradient_minsr",
+    "scheduled_optimizer",
     "sr",
     "sr_optimizer",
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import optax
 
 from nqs.errors import InputError
+from nqs.optim.spring import lr_schedule, spring
 from nqs.optim.sr import SRMode, sr
 
 
@@ -22,6 +24,15 @@ class Optimizer:
     transformation: optax.GradientTransformation
     needs_jacobian: bool = False
     metric_states: int | None = None
+
+    def apply(self, grads: optax.Updates, opt_state: optax.OptState, params: optax.Params,
+              **extra: Any) -> tuple[optax.Params, optax.OptState]:
+        """One step of every engine (spins, molecules, real space): the transformation's
+        update of the gradient ``grads`` (shaped like ``params``; ``extra``: ``jacobian`` and
+        ``residuals`` when :attr:`needs_jacobian`), added by ``optax.apply_updates`` (cast
+        to the parameters' dtype). Returns ``(new params, new optimizer state)``."""
+        updates, opt_state = self.transformation.update(grads, opt_state, params, **extra)
+        return optax.apply_updates(params, updates), opt_state
 
 
 OPTIMIZERS = ("sr", "minsr", "adam", "sgd")
@@ -65,4 +76,18 @@ def make_optimizer(
     raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
+SCHEDULED = ("adam", "sr")
 
+
+def scheduled_optimizer(name: str, learning_rate: float, delay: float, diag_shift: float = 1e-3,
+                        norm_constraint: float = 1e-3, momentum: float = 0.0) -> Optimizer:
+    """An optimizer with FermiNet's schedule ``learning_rate / (1 + t / delay)`` (real space):
+    ``"adam"``, or ``"sr"``: minSR (``momentum`` 0) or SPRING (``momentum`` in (0, 1)) with
+    the diagonal shift and norm constraint of :func:`nqs.optim.spring.spring` (needs the
+    Jacobian). InputError for another name or bad values."""
+    if name == "adam":
+        return Optimizer(optax.adam(lr_schedule(learning_rate, delay)))
+    if name == "sr":
+        return Optimizer(spring(learning_rate, delay, diag_shift, norm_constraint, momentum),
+                         needs_jacobian=True)
+    raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(SCHEDULED)}")

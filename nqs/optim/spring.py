@@ -1,5 +1,6 @@
 """minSR / SPRING steps with a decaying learning rate and a norm constraint, as an optax
-transformation (the real-space engine's optimizer; :mod:`nqs.optim.sr` holds the solvers).
+transformation (:func:`nqs.optim.optimizer.scheduled_optimizer` makes it an
+:class:`nqs.optim.Optimizer`, applied like SR; :mod:`nqs.optim.sr` holds the solvers).
 
 On the flat real Jacobian ``J [R, P]`` of ``log|psi|`` (centred, divided by ``sqrt(R)``) and the
 residuals ``eps [R]`` (centred clipped local energies, times ``2 / sqrt(R)``), so that the
@@ -20,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from nqs.errors import InputError
 from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
@@ -55,11 +57,13 @@ def spring(
     norm_constraint: float = 1e-3,
     momentum: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
-    """minSR (``momentum = 0``) or SPRING (Goldshlager et al. 2024) on flat parameters.
+    """minSR (``momentum = 0``) or SPRING (Goldshlager et al. 2024) on real parameters.
 
-    ``update(grad [P], state, params=None, *, jacobian [R, P], residuals [R])`` returns the
-    flat update ``-eta delta`` [P] in the dtype of ``delta`` (float64 for a float64 Jacobian),
-    to be added to the flat parameters. ``init(flat_params [P])``.
+    ``update(grad, state, params=None, *, jacobian [R, P], residuals [R])`` returns the update
+    ``-eta delta`` shaped like ``grad`` (a pytree of real leaves, or the flat ``[P]`` vector;
+    flattened in ``ravel_pytree`` order, the columns of ``jacobian``), in the dtype of
+    ``delta`` (float64 for a float64 Jacobian): ``optax.apply_updates`` adds it and casts to
+    the parameters' dtype. ``init(params)`` (a pytree or the flat vector).
 
     Args:
         learning_rate, delay: ``eta = learning_rate / (1 + t / delay)``.
@@ -82,12 +86,14 @@ def spring(
 
     schedule = lr_schedule(learning_rate, delay)
 
-    def init_fn(params: jax.Array) -> SpringState:
-        return SpringState(jnp.zeros((), jnp.int32), jnp.zeros((jnp.size(params),), jnp.float64))
+    def init_fn(params: optax.Params) -> SpringState:
+        size = ravel_pytree(params)[0].size
+        return SpringState(jnp.zeros((), jnp.int32), jnp.zeros((size,), jnp.float64))
 
-    def update_fn(updates: jax.Array, state: SpringState, params: jax.Array | None = None, *,
-                  jacobian: jax.Array, residuals: jax.Array, **extra):
+    def update_fn(updates: optax.Updates, state: SpringState, params: optax.Params | None = None,
+                  *, jacobian: jax.Array, residuals: jax.Array, **extra):
         del params, extra
+        grad, unravel = ravel_pytree(updates)
         previous = state.previous
         if momentum > 0:
             delta = natural_gradient_spring(jacobian, residuals, previous, diag_shift, momentum)
@@ -95,9 +101,9 @@ def spring(
             delta = natural_gradient_minsr(jacobian, residuals, diag_shift)
         eta = schedule(state.count)
         if norm_constraint > 0:
-            sq = eta**2 * jnp.abs(jnp.dot(delta, updates))
+            sq = eta**2 * jnp.abs(jnp.dot(delta, grad))
             eta = eta * jnp.minimum(1.0, jnp.sqrt(norm_constraint / jnp.maximum(sq, 1e-300)))
         new_previous = delta if momentum > 0 else previous
-        return -(eta * delta), SpringState(state.count + 1, new_previous)
+        return unravel(-(eta * delta)), SpringState(state.count + 1, new_previous)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

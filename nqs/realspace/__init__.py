@@ -8,7 +8,6 @@ from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.train import (
     VMC,
     VMCState,
-    make_adam,
     make_energy_loss,
     make_kfac_vmc,
     make_optax_vmc,
@@ -22,7 +21,6 @@ __all__ = [
     "adapt_width",
     "burn_in",
     "init_walkers",
-    "make_adam",
     "make_energy_loss",
     "make_kfac_vmc",
     "make_mcmc",

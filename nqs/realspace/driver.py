@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -65,11 +65,13 @@ from nqs.loop import (
     checkpoint_to_resume,
     open_log,
     resume,
+    run_options,
     run_steps,
     write_checkpoint,
 )
 from nqs.models.electrons import make_network, network_options, with_dtype
 from nqs.models.ferminet import DEFAULT_LAYERS
+from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
     auto_chunk_size,
@@ -90,8 +92,8 @@ from nqs.precision import DTYPES
 from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
-from nqs.realspace.train import VMC, VMCState, make_adam, make_kfac_vmc, make_optax_vmc
-from nqs.sampling.walkers import MCMCState, burn_in, make_energy_sampler, make_mcmc
+from nqs.realspace.train import VMC, VMCState, make_kfac_vmc, make_optax_vmc
+from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, make_energy_sampler
 
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
@@ -174,17 +176,10 @@ def make_vmc_method(
             norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
             chunk_size=chunk_size, mesh=mesh,
         )
-    if name == "adam":
-        return make_optax_vmc(
-            log_abs_psi_fn, local_energy_fn, make_adam(lr, dl), mcmc_steps=mcmc_steps,
-            clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
-        )
-    from nqs.realspace.sr import make_sr_vmc
-
-    return make_sr_vmc(
-        log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, diag_shift=damping,
-        norm_constraint=norm_constraint, momentum=momentum, mcmc_steps=mcmc_steps,
-        clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
+    return make_optax_vmc(
+        log_abs_psi_fn, local_energy_fn,
+        scheduled_optimizer(name, lr, dl, damping, norm_constraint, momentum),
+        mcmc_steps=mcmc_steps, clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
     )
 
 
@@ -258,8 +253,9 @@ class _Run:
         self.fallback_reason = reason
         self.optimizer, self.momentum = FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM
         # the checkpoints say so (not the reason: a resume may fail at another point)
-        self.meta = self.meta | {"optimizer": FALLBACK_OPTIMIZER, "momentum": FALLBACK_MOMENTUM,
-                                 "kfac_fallback": True}
+        self.meta = self.meta | {"kfac_fallback": True, "fingerprint": self.meta["fingerprint"]
+                                 | {"optimizer": FALLBACK_OPTIMIZER,
+                                    "momentum": FALLBACK_MOMENTUM}}
 
     def shardings_of(self, state: VMCState) -> VMCState:
         """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
@@ -278,22 +274,120 @@ class _Run:
                              self.meta | {"hf_energy": hf_energy}, step, self.guard, self.main)
 
 
-def _check_options(n_walkers: int, n_steps: int, eval_steps: int, pretrain_steps: int,
-                   mcmc_steps: int, burn_in_calls: int, checkpoint_every: int,
-                   time_limit: float | None, dtype: str, optimizer: str) -> None:
-    for name, value, low in (
-        ("n_walkers", n_walkers, 1), ("n_steps", n_steps, 0), ("eval_steps", eval_steps, 2),
-        ("pretrain_steps", pretrain_steps, 0), ("mcmc_steps", mcmc_steps, 1),
-        ("burn_in_calls", burn_in_calls, 0), ("checkpoint_every", checkpoint_every, 1),
-    ):
-        if int(value) != value or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value}")
-    check_time_limit(time_limit)
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if dtype == "float32" and optimizer == "kfac":
-        # kfac-jax checks that its curvature vectors and the parameters share one dtype
-        raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+@dataclass(frozen=True, kw_only=True)
+class RealSpaceOptions:
+    """Every option of a real-space run (:func:`run_realspace`), checked by :meth:`check`.
+
+    Attributes:
+        layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
+        ansatz: ``"ferminet"`` or ``"psiformer"`` (:mod:`nqs.models.psiformer`; then
+            ``psiformer_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` size it,
+            with ``n_determinants``, ``envelope`` and ``full_det``, and ``layers`` is unused).
+        optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
+        learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
+        damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
+        momentum: SPRING's momentum for ``"sr"`` (0: plain minSR).
+        pretrain_steps: Hartree-Fock pretraining steps (0: none) in ``pretrain_basis``, at
+            ``pretrain_lr``.
+        n_steps: optimization steps (0: evaluate the initial / pretrained network).
+        n_walkers: walkers (parallel Markov chains).
+        mcmc_steps: Metropolis moves per optimization step and per measurement.
+        burn_in_calls: Metropolis calls (of ``mcmc_steps`` moves) before the first step.
+        eval_steps: measurements of the final evaluation (>= 2).
+        clip_scale: local-energy clipping of the gradient (0: none).
+        laplacian: ``"folx"`` (forward Laplacian) or ``"hessian"``.
+        seed: the only source of randomness.
+        out_dir: where ``log.jsonl`` and ``checkpoint.msgpack`` go (None: no files).
+        checkpoint_every: checkpoint period in steps.
+        resume: continue from ``out_dir/checkpoint.msgpack`` (same options and seed).
+        reference_energy, reference_source: exact energy to compare with (result only).
+        chunk_size: walkers per device whose local energies and log-derivatives are evaluated
+            at a time (bounds memory); ``"auto"``: from the device memory and XLA's memory
+            estimate per walker; None: all at once.
+        dtype: ``"float64"`` or ``"float32"``: the network's parameters and activations
+            (:func:`with_dtype`); energies, determinants and reductions stay float64.
+        time_limit: wall seconds for the optimization steps of this call (None: no limit). The
+            step that passes it is the last one; it is checkpointed and the evaluation follows,
+            so a run sized by the clock ends with a result, and ``resume`` continues it.
+        kfac_fallback: with ``optimizer="kfac"``: if kfac-jax fails to import, to initialize or
+            in the first step, echo one warning line naming the reason and continue with SPRING
+            (``"sr"``, momentum 0.9); the result's ``optimizer`` and ``kfac_fallback`` say so.
+            False: the error propagates.
+    """
+
+    layers: Sequence[tuple[int, int]] = DEFAULT_LAYERS
+    n_determinants: int = 16
+    envelope: Literal["isotropic", "full"] = "isotropic"
+    full_det: bool = False
+    ansatz: Literal["ferminet", "psiformer"] = "ferminet"
+    psiformer_layers: int = 2
+    heads: int = 2
+    width: int = 32
+    layer_norm: Literal["pre", "post", "none"] = "pre"
+    jastrow: bool = True
+    optimizer: OptimizerName = "kfac"
+    learning_rate: float | None = None
+    lr_delay: float | None = None
+    damping: float = 1e-3
+    norm_constraint: float = 1e-3
+    momentum: float = 0.0
+    pretrain_steps: int = 0
+    pretrain_basis: str = "ccpvdz"
+    pretrain_lr: float = 3e-3
+    n_steps: int = 100
+    n_walkers: int = 256
+    mcmc_steps: int = 10
+    burn_in_calls: int = 10
+    eval_steps: int = 100
+    clip_scale: float = 5.0
+    laplacian: Literal["folx", "hessian"] = "folx"
+    seed: int = 0
+    out_dir: str | Path | None = None
+    checkpoint_every: int = 50
+    resume: bool = False
+    reference_energy: float | None = None
+    reference_source: str | None = None
+    chunk_size: int | str | None = None
+    dtype: str = "float64"
+    time_limit: float | None = None
+    kfac_fallback: bool = False
+
+    def check(self) -> None:
+        """Refuse bad sizes and options (:class:`InputError`)."""
+        for name, low in (("n_walkers", 1), ("n_steps", 0), ("eval_steps", 2),
+                          ("pretrain_steps", 0), ("mcmc_steps", 1), ("burn_in_calls", 0),
+                          ("checkpoint_every", 1)):
+            value = getattr(self, name)
+            if int(value) != value or value < low:
+                raise InputError(f"{name} must be an integer >= {low}, got {value}")
+        check_time_limit(self.time_limit)
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.dtype == "float32" and self.optimizer == "kfac":
+            # kfac-jax checks that its curvature vectors and the parameters share one dtype
+            raise InputError("--dtype float32 works with --optimizer adam or sr, not kfac")
+        c = self.chunk_size
+        if c is not None and c != "auto" and (not isinstance(c, int) or c < 1):
+            raise InputError(f"chunk size must be a positive integer or 'auto', got {c!r}")
+        learning_rate_and_delay(self.optimizer, self.learning_rate, self.lr_delay, self.momentum)
+
+    def fingerprint(self, atoms: RealSpaceSystem) -> dict[str, Any]:
+        """The options that change the trajectory, as a checkpoint records them (with the
+        system); seed and dtype are recorded beside them."""
+        net = self.network()
+        return _fingerprint(
+            atoms, n_walkers=int(self.n_walkers), optimizer=self.optimizer,
+            learning_rate=self.learning_rate, lr_delay=self.lr_delay,
+            mcmc_steps=int(self.mcmc_steps), pretrain_steps=int(self.pretrain_steps),
+            laplacian=self.laplacian,
+            **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
+            **({} if self.momentum == 0 else {"momentum": float(self.momentum)}))
+
+    def network(self) -> dict[str, Any]:
+        """The network's options (:func:`nqs.models.electrons.network_options`)."""
+        return network_options(self.ansatz, self.layers, self.n_determinants, self.envelope,
+                               self.full_det, self.psiformer_layers, self.heads, self.width,
+                               self.layer_norm, self.jastrow)
 
 
 def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | None]:
@@ -304,31 +398,32 @@ def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | N
     # Checkpoints hold whole host arrays: they load on any number of devices.
     template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
     shardings = run.shardings_of(vmc_template)
+    fingerprint = run.meta["fingerprint"]
     resumed = resume(run.ckpt, template, run.guard, n_steps=run.meta_n_steps,
-                     saved_options=lambda saved: {k: saved.get(k) for k in run.meta},
-                     options=run.meta, echo=run.echo, place=lambda tree: put(tree, shardings))
+                     saved_options=run_options(run.ckpt, run.meta["seed"], run.meta["dtype"],
+                                               legacy=fingerprint),
+                     options=fingerprint, echo=run.echo, place=lambda tree: put(tree, shardings))
     state: VMCState = resumed.tree["state"]
     require_finite(state.mcmc.r, run.ckpt, "walker positions")
     return put(state, shardings), resumed.start, resumed.meta.get("hf_energy")
 
 
-def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, walkers: jax.Array,
-           keys: tuple[jax.Array, jax.Array, jax.Array], pretrain_steps: int, pretrain_basis: str,
-           pretrain_lr: float, mcmc_steps: int, burn_in_calls: int,
+def _start(run: _Run, atoms: RealSpaceSystem, params: Any, walkers: jax.Array,
+           keys: tuple[jax.Array, jax.Array, jax.Array], o: RealSpaceOptions,
            logger: JsonlLogger | None) -> tuple[VMCState, float | None]:
     """A fresh state: Hartree-Fock pretraining (if asked), the optimizer state, a burn-in."""
     k_pre, k_opt, k_burn = keys
     width = 0.2
     hf_energy = None
-    if pretrain_steps > 0:
+    if o.pretrain_steps > 0:
         from nqs.realspace.pretrain import pretrain
 
         orbitals = run.orbitals
         pre = pretrain(k_pre, params, atoms, orbitals, run.apply, walkers,
-                       n_steps=pretrain_steps, basis=pretrain_basis, learning_rate=pretrain_lr,
-                       mcmc_steps=mcmc_steps)
+                       n_steps=o.pretrain_steps, basis=o.pretrain_basis,
+                       learning_rate=o.pretrain_lr, mcmc_steps=o.mcmc_steps)
         params, walkers, hf_energy = pre.params, pre.walkers, pre.hf.energy
-        run.echo(f"pretrained {pretrain_steps} steps on HF/{pretrain_basis} (E_HF = "
+        run.echo(f"pretrained {o.pretrain_steps} steps on HF/{o.pretrain_basis} (E_HF = "
                  f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
                  f"({pre.seconds:.1f} s)")
         if logger is not None:
@@ -342,11 +437,12 @@ def _start(run: _Run, atoms: RealSpaceSystem, net: dict[str, Any], params: Any, 
         run.fall_back(err)
         state = run.vmc.init(k_opt, params, walkers, width)
     state = put(state, run.shardings_of(state))
-    if burn_in_calls > 0:
-        mcmc_init, mcmc_step = make_mcmc(run.apply, mcmc_steps, chunk_size=run.chunk_size,
-                                         mesh=run.mesh)
-        mc, _ = burn_in(k_burn, jax.jit(mcmc_step), state.params,
-                        mcmc_init(state.params, state.mcmc.r, width), burn_in_calls)
+    if o.burn_in_calls > 0:
+        sampler = WalkerSampler(o.mcmc_steps, chunk_size=run.chunk_size, mesh=run.mesh)
+        move = jax.jit(lambda k, p, mc: sampler.move(k, run.apply, p, mc))
+        mc, _ = burn_in(k_burn, move, state.params,
+                        sampler.init_at(run.apply, state.params, state.mcmc.r, width),
+                        o.burn_in_calls)
         state = state._replace(mcmc=mc)
     return state, hf_energy
 
@@ -370,14 +466,13 @@ def _make_vmc(build: Callable[[OptimizerName, float], VMC], optimizer: Optimizer
         return None, fallback, err
 
 
-def _optimize(run: _Run, state: VMCState, start: int, n_steps: int, n_walkers: int,
-              checkpoint_every: int, time_limit: float | None, hf_energy: float | None,
-              k_opt: jax.Array, io: LoopIO) -> Steps[VMCState]:
-    """Steps ``start .. n_steps - 1`` (or until ``time_limit``) in the shared loop
+def _optimize(run: _Run, state: VMCState, start: int, o: RealSpaceOptions,
+              hf_energy: float | None, k_opt: jax.Array, io: LoopIO) -> Steps[VMCState]:
+    """Steps ``start .. n_steps - 1`` (or until the time limit) in the shared loop
     (:func:`nqs.loop.run_steps`): logged, checkpointed, a non-finite step rejected."""
-    problem = _realspace_problem(run, start, n_walkers, hf_energy, k_opt)
-    return run_steps(problem, state, start, n_steps, guard=run.guard, io=io,
-                     checkpoint_every=checkpoint_every, time_limit=time_limit)
+    problem = _realspace_problem(run, start, o.n_walkers, hf_energy, k_opt)
+    return run_steps(problem, state, start, o.n_steps, guard=run.guard, io=io,
+                     checkpoint_every=o.checkpoint_every, time_limit=o.time_limit)
 
 
 def _realspace_problem(run: _Run, start: int, n_walkers: int, hf_energy: float | None,
@@ -436,183 +531,108 @@ def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_
 @without_global_mesh
 def run_realspace(
     atoms: RealSpaceSystem,
+    options: RealSpaceOptions | None = None,
     *,
-    layers: Sequence[tuple[int, int]] = DEFAULT_LAYERS,
-    n_determinants: int = 16,
-    envelope: Literal["isotropic", "full"] = "isotropic",
-    full_det: bool = False,
-    ansatz: Literal["ferminet", "psiformer"] = "ferminet",
-    psiformer_layers: int = 2,
-    heads: int = 2,
-    width: int = 32,
-    layer_norm: Literal["pre", "post", "none"] = "pre",
-    jastrow: bool = True,
-    optimizer: OptimizerName = "kfac",
-    learning_rate: float | None = None,
-    lr_delay: float | None = None,
-    damping: float = 1e-3,
-    norm_constraint: float = 1e-3,
-    momentum: float = 0.0,
-    pretrain_steps: int = 0,
-    pretrain_basis: str = "ccpvdz",
-    pretrain_lr: float = 3e-3,
-    n_steps: int = 100,
-    n_walkers: int = 256,
-    mcmc_steps: int = 10,
-    burn_in_calls: int = 10,
-    eval_steps: int = 100,
-    clip_scale: float = 5.0,
-    laplacian: Literal["folx", "hessian"] = "folx",
-    seed: int = 0,
-    out_dir: str | Path | None = None,
-    checkpoint_every: int = 50,
-    resume: bool = False,
-    reference_energy: float | None = None,
-    reference_source: str | None = None,
     echo: Callable[[str], None] | None = None,
     progress: bool | None = None,
     callback: Callable[[dict], None] | None = None,
-    chunk_size: int | str | None = None,
-    dtype: str = "float64",
     mesh: Mesh | None = None,
-    time_limit: float | None = None,
-    kfac_fallback: bool = False,
+    **overrides: Any,
 ) -> RealSpaceResult:
-    """Optimize a FermiNet (or a Psiformer) for ``atoms`` by VMC, then evaluate its energy at
-    fixed parameters.
+    """Optimize a FermiNet (or a Psiformer) for ``atoms`` (a :class:`RealSpaceSystem`, e.g.
+    :func:`hamiltonians.realspace.make_atoms`: nuclei, electrons, local energy) by VMC, then
+    evaluate its energy at fixed parameters.
 
-    Args:
-        atoms: the system and its Hamiltonian (a :class:`RealSpaceSystem`, e.g.
-            :func:`hamiltonians.realspace.make_atoms`): nuclei, electrons, local energy.
-        layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
-        ansatz: ``"ferminet"`` or ``"psiformer"`` (:mod:`nqs.models.psiformer`; then
-            ``psiformer_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` size it,
-            with ``n_determinants``, ``envelope`` and ``full_det``, and ``layers`` is unused).
-        optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
-        learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
-        damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
-        momentum: SPRING's momentum for ``"sr"`` (0: plain minSR).
-        pretrain_steps: Hartree-Fock pretraining steps (0: none) in ``pretrain_basis``.
-        n_steps: optimization steps (0: evaluate the initial / pretrained network).
-        n_walkers: walkers (parallel Markov chains).
-        mcmc_steps: Metropolis moves per optimization step and per measurement.
-        burn_in_calls: Metropolis calls (of ``mcmc_steps`` moves) before the first step.
-        eval_steps: measurements of the final evaluation (>= 2).
-        clip_scale: local-energy clipping of the gradient (0: none).
-        laplacian: ``"folx"`` (forward Laplacian) or ``"hessian"``.
-        seed: the only source of randomness.
-        out_dir: where ``log.jsonl`` and ``checkpoint.msgpack`` go (None: no files).
-        checkpoint_every: checkpoint period in steps.
-        resume: continue from ``out_dir/checkpoint.msgpack`` (same options and seed).
-        reference_energy, reference_source: exact energy to compare with (result only).
-        echo: where messages go (default stderr). progress: report progress on stdout
-            (default: True on process 0; :class:`nqs.progress.Progress`: a bar on a terminal
-            or in Jupyter, plain lines in a log file).
-        callback: called with each step's log record after it is written (and checkpointed).
-        chunk_size: walkers per device whose local energies and log-derivatives are evaluated
-            at a time (bounds memory); ``"auto"``: from the device memory and XLA's memory
-            estimate per walker; None: all at once.
-        dtype: ``"float64"`` or ``"float32"``: the network's parameters and activations
-            (:func:`with_dtype`); energies, determinants and reductions stay float64.
-        mesh: devices the walkers are split over (default: all devices of all processes); the
-            number of walkers must be divisible by their number. Only process 0 writes files.
-        time_limit: wall seconds for the optimization steps of this call (None: no limit). The
-            step that passes it is the last one; it is checkpointed and the evaluation follows,
-            so a run sized by the clock ends with a result, and ``resume`` continues it.
-        kfac_fallback: with ``optimizer="kfac"``: if kfac-jax fails to import, to initialize or
-            in the first step, echo one warning line naming the reason and continue with SPRING
-            (``"sr"``, momentum 0.9); the result's ``optimizer`` and ``kfac_fallback`` say so.
-            False: the error propagates.
+    ``options`` (:class:`RealSpaceOptions`), with any of its fields overridden by name
+    (``run_realspace(atoms, n_steps=500, optimizer="sr")``). ``echo``: where messages go
+    (default stderr); ``progress``: report progress on stdout (default: True on process 0; a
+    bar on a terminal or in Jupyter, plain lines in a log file); ``callback``: called with each
+    step's log record after it is written (and checkpointed); ``mesh``: devices the walkers are
+    split over (default: all devices of all processes; the number of walkers must be divisible
+    by their number; only process 0 writes files).
 
     Raises:
         InputError: bad sizes or options. CheckpointError: nothing to resume or a mismatch.
     """
-    _check_options(n_walkers, n_steps, eval_steps, pretrain_steps, mcmc_steps, burn_in_calls,
-                   checkpoint_every, time_limit, dtype, optimizer)
+    o = replace(options or RealSpaceOptions(), **overrides)
+    o.check()
     main = is_main_process()
-    progress = (True if progress is None else bool(progress)) and main
     mesh = make_mesh() if mesh is None else mesh
-    check_divisible(int(n_walkers), mesh, "the number of walkers")
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt = checkpoint_to_resume(out) if resume else None if out is None else out / CHECKPOINT_NAME
+    check_divisible(int(o.n_walkers), mesh, "the number of walkers")
+    out = Path(o.out_dir) if o.out_dir is not None else None
     t_run = time.perf_counter()
-
-    # ---- pure pieces
-    net = network_options(ansatz, layers, n_determinants, envelope, full_det, psiformer_layers,
-                          heads, width, layer_norm, jastrow)
-    param_dtype = jnp.float32 if dtype == "float32" else jnp.float64
-    init, apply, orbitals = make_network(atoms, net, param_dtype)
-    apply = with_dtype(apply, dtype)
-    e_loc_fn = atoms.local_energy(apply, laplacian)
-    k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
-        jax.random.PRNGKey(seed), 7
-    )
-    params = init(k_init)
-    walkers = init_walkers(k_walk, atoms, n_walkers)
-    if chunk_size == "auto":
-        chunk_size = _auto_chunk(e_loc_fn, params, walkers, mesh)  # same bound for every optimizer
-    elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise InputError(f"chunk size must be a positive integer or 'auto', got {chunk_size!r}")
-    learning_rate_and_delay(optimizer, learning_rate, lr_delay, momentum)  # bad options: raise
-
-    def build(name: OptimizerName, mu: float) -> VMC:
-        return make_vmc_method(name, apply, e_loc_fn, learning_rate, lr_delay, mcmc_steps,
-                               clip_scale, damping, norm_constraint, chunk_size, mesh, mu)
-
-    vmc, fallback, kfac_error = _make_vmc(build, optimizer, momentum, kfac_fallback)
-    meta = _fingerprint(
-        atoms, seed=int(seed), n_walkers=int(n_walkers), optimizer=optimizer,
-        learning_rate=learning_rate, lr_delay=lr_delay, mcmc_steps=int(mcmc_steps),
-        pretrain_steps=int(pretrain_steps), laplacian=laplacian,
-        **{k: (list(map(list, v)) if k == "layers" else v) for k, v in net.items()},
-        **({} if dtype == "float64" else {"dtype": dtype}),
-        **({} if momentum == 0 else {"momentum": float(momentum)}),
-    )
-    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, ckpt, main,
-               process_echo(echo), k_run, int(n_steps), optimizer=optimizer,
-               momentum=float(momentum), fallback=fallback, orbitals=orbitals)
-    if kfac_error is not None:
-        run.fall_back(kfac_error)
-    elif run.fallback is not None and resume:
-        if load_checkpoint_metadata(ckpt).get("kfac_fallback"):  # so does its continuation
-            run.fall_back("the run being resumed had fallen back to SPRING")
-
-    # ---- state: resumed, or pretrained and burnt in
+    run, params, walkers, (k_pre, k_opt, k_burn, k_eval) = _setup(atoms, o, mesh, out, main,
+                                                                   process_echo(echo))
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
     start, hf_energy = 0, None
-    if resume:
+    if o.resume:
         state, start, hf_energy = _resume(run, run.vmc.init(k_opt, params, walkers, 0.2))
-    logger, history = open_log(out, main, resume, start)
-    if not resume:
-        state, hf_energy = _start(run, atoms, net, params, walkers, (k_pre, k_opt, k_burn),
-                                  pretrain_steps, pretrain_basis, pretrain_lr, mcmc_steps,
-                                  burn_in_calls, logger)
+    logger, history = open_log(out, main, o.resume, start)
+    if not o.resume:
+        state, hf_energy = _start(run, atoms, params, walkers, (k_pre, k_opt, k_burn), o, logger)
         run.checkpoint(state, 0, hf_energy)
-
-    # ---- optimization, then the final evaluation at fixed parameters
-    bar = Progress(n_steps, start, enabled=progress)
-    done = _optimize(run, state, start, n_steps, n_walkers, checkpoint_every, time_limit,
-                     hf_energy, k_opt, LoopIO(history, logger, bar, run.echo, t_run, callback))
-    bar.phase(f"final evaluation ({eval_steps} measurements at the final parameters)")
-    st, acceptance, walkers = _evaluate(run, done.state, k_eval, mcmc_steps, eval_steps,
-                                        n_walkers)
+    bar = Progress(o.n_steps, start, enabled=(True if progress is None else progress) and main)
+    done = _optimize(run, state, start, o, hf_energy, k_opt,
+                     LoopIO(history, logger, bar, run.echo, t_run, callback))
+    bar.phase(f"final evaluation ({o.eval_steps} measurements at the final parameters)")
+    st, acceptance, walkers = _evaluate(run, done.state, k_eval, o.mcmc_steps, o.eval_steps,
+                                        o.n_walkers)
     if not np.isfinite(float(st.mean)):
         raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
                           "diverged: lower --lr or raise --damping")
-    return _result(run, done, history, st, acceptance, walkers, hf_energy, t_run, {
-        "n_walkers": int(n_walkers), "steps_planned": int(n_steps),
-        "time_limit_s": None if time_limit is None else float(time_limit),
-        "eval_steps": int(eval_steps), "pretrain_steps": int(pretrain_steps),
-        "reference_energy": reference_energy, "reference_source": reference_source,
-        "dtype": dtype})
+    return _result(run, done, history, st, acceptance, walkers, hf_energy, t_run, o)
+
+
+def _setup(atoms: RealSpaceSystem, o: RealSpaceOptions, mesh: Mesh, out: Path | None,
+           main: bool, echo: Callable[[str], None]
+           ) -> tuple[_Run, Any, jax.Array, tuple[jax.Array, ...]]:
+    """The pure pieces of a run: ``(run, initial parameters, initial walkers, (k_pre, k_opt,
+    k_burn, k_eval))``, all from the seed; the VMC method (KFAC falling back to SPRING when
+    asked) and the checkpoint's metadata."""
+    ckpt = checkpoint_to_resume(out) if o.resume else None if out is None else out / CHECKPOINT_NAME
+    init, apply, orbitals = make_network(
+        atoms, o.network(), jnp.float32 if o.dtype == "float32" else jnp.float64)
+    apply = with_dtype(apply, o.dtype)
+    e_loc_fn = atoms.local_energy(apply, o.laplacian)
+    k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
+        jax.random.PRNGKey(o.seed), 7
+    )
+    params = init(k_init)
+    walkers = init_walkers(k_walk, atoms, o.n_walkers)
+    chunk_size = o.chunk_size
+    if chunk_size == "auto":  # the same bound for every optimizer
+        chunk_size = _auto_chunk(e_loc_fn, params, walkers, mesh)
+
+    def build(name: OptimizerName, mu: float) -> VMC:
+        return make_vmc_method(name, apply, e_loc_fn, o.learning_rate, o.lr_delay, o.mcmc_steps,
+                               o.clip_scale, o.damping, o.norm_constraint, chunk_size, mesh, mu)
+
+    vmc, fallback, kfac_error = _make_vmc(build, o.optimizer, o.momentum, o.kfac_fallback)
+    meta = {"seed": int(o.seed), "dtype": o.dtype, "n_steps_planned": int(o.n_steps),
+            "fingerprint": o.fingerprint(atoms)}
+    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, ckpt, main, echo, k_run,
+               int(o.n_steps), optimizer=o.optimizer, momentum=float(o.momentum),
+               fallback=fallback, orbitals=orbitals)
+    if kfac_error is not None:
+        run.fall_back(kfac_error)
+    elif run.fallback is not None and o.resume:
+        if load_checkpoint_metadata(ckpt).get("kfac_fallback"):  # so does its continuation
+            run.fall_back("the run being resumed had fallen back to SPRING")
+    return run, params, walkers, (k_pre, k_opt, k_burn, k_eval)
 
 
 def _result(run: _Run, done: Steps[VMCState], history: list[dict], st: Any, acceptance: float,
             walkers: MCMCState, hf_energy: float | None, t_run: float,
-            options: dict[str, Any]) -> RealSpaceResult:
+            o: RealSpaceOptions) -> RealSpaceResult:
     """The result of a run: the final evaluation's statistics ``st``, the steps ``done``, the
-    run's ``options`` (sizes, reference, dtype) and its devices."""
+    run's options ``o`` (sizes, reference, dtype) and its devices."""
+    options = {
+        "n_walkers": int(o.n_walkers), "steps_planned": int(o.n_steps),
+        "time_limit_s": None if o.time_limit is None else float(o.time_limit),
+        "eval_steps": int(o.eval_steps), "pretrain_steps": int(o.pretrain_steps),
+        "reference_energy": o.reference_energy, "reference_source": o.reference_source,
+        "dtype": o.dtype}
     return RealSpaceResult(
         energy=float(st.mean),
         energy_error=float(st.error_of_mean),
@@ -645,26 +665,35 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     ``atoms`` is not the run's system."""
     ckpt = Path(ckpt)
     meta = load_checkpoint_metadata(ckpt)
-    net = _recorded_network(meta)
-    if net is None or any(k not in meta for k in ("n_walkers", "n_alpha")):
+    options = recorded_options(meta)
+    net = _recorded_network(options)
+    if net is None or any(k not in options for k in ("n_walkers", "n_alpha")):
         raise CheckpointError(f"checkpoint {ckpt} is not of a real-space run")
     mine = _fingerprint(atoms)
     for k in ("symbols", "positions", "n_alpha", "n_beta", "ecp"):
-        if meta.get(k) != mine.get(k):
+        if options.get(k) != mine.get(k):
             raise CheckpointError(f"checkpoint {ckpt} is of another system: {k} was "
-                                  f"{meta.get(k)!r}, now {mine[k]!r}")
+                                  f"{options.get(k)!r}, now {mine[k]!r}")
     dtype = meta.get("dtype", "float64")
     init, apply, _ = make_network(atoms, net,
                                   param_dtype=jnp.float32 if dtype == "float32" else jnp.float64)
     apply = with_dtype(apply, dtype)
     n_el = atoms.n_alpha + atoms.n_beta
-    w = int(meta["n_walkers"])
+    w = int(options["n_walkers"])
     mcmc = MCMCState(jnp.zeros((w, n_el, 3)), jnp.zeros(w), jnp.zeros(()))
     template = {"state": VMCState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
     tree, meta = load_checkpoint_entries(ckpt, template)
     state = tree["state"]
     require_finite(state.params, ckpt, "parameters")
-    return state.params, apply, state.mcmc, meta | {"step": int(tree["step"])}
+    return state.params, apply, state.mcmc, meta | options | {"step": int(tree["step"])}
+
+
+def recorded_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The options a real-space checkpoint's metadata records: its ``fingerprint`` (system,
+    network, walkers, optimizer), or the metadata itself for a checkpoint written before the
+    fingerprint entry (the options sat at its top level)."""
+    fingerprint = meta.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, dict) else meta
 
 
 def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,8 +10,11 @@ as FermiNet) so rare spikes near nodes and coalescence points do not dominate. T
 above; inside it ``log|psi|`` is registered with
 ``kfac_jax.register_normal_predictive_distribution`` so KFAC sees the Fisher of ``|psi|^2``.
 
-Two optimisers: any optax transformation (default Adam with ``lr / (1 + t / t0)``) and KFAC
-(kfac-jax). Shapes: walkers ``r [n_walkers, n_el, 3]`` in bohr; energies in Hartree.
+Two kinds of step: :func:`make_optax_vmc` with an optimizer of :mod:`nqs.optim` (the object
+the discrete engine applies: Adam, or minSR / SPRING from the walkers' Jacobian, all with
+``lr / (1 + t / delay)``, :func:`nqs.optim.scheduled_optimizer`) and :func:`make_kfac_vmc`
+(kfac-jax). The walkers are a :class:`nqs.sampling.walkers.WalkerSampler`. Shapes: walkers
+``r [n_walkers, n_el, 3]`` in bohr; energies in Hartree.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
 from nqs.errors import InputError
+from nqs.optim.optimizer import Optimizer
 from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map, constrain_samples
-from nqs.sampling.walkers import MCMCState, make_mcmc
+from nqs.sampling.walkers import MCMCState, WalkerSampler
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
@@ -143,52 +148,87 @@ class VMC(NamedTuple):
     step: Callable[[jax.Array, VMCState], tuple[VMCState, dict[str, jax.Array]]]
 
 
-def make_adam(learning_rate: float = 1e-3, delay: float = 1000.0) -> optax.GradientTransformation:
-    """Adam with the FermiNet schedule ``lr / (1 + t / delay)``."""
-    return optax.adam(lr_schedule(learning_rate, delay))
-
-
 def make_optax_vmc(
     log_abs_psi_fn: LogPsiFn,
     local_energy_fn: LocalEnergyFn,
-    optimizer: optax.GradientTransformation | None = None,
+    optimizer: Optimizer | optax.GradientTransformation,
     mcmc_steps: int = 10,
     clip_scale: float = 5.0,
     target_acceptance: float = 0.5,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> VMC:
-    """VMC with an optax optimiser (default :func:`make_adam`); ``step`` is jitted.
+    """VMC with an optimizer of :mod:`nqs.optim` (a bare optax transformation: one without the
+    Jacobian), e.g. :func:`nqs.optim.scheduled_optimizer` (Adam, minSR, SPRING); ``step`` is
+    jitted.
 
-    Each step: refresh ``log|psi|^2`` of the walkers at the current parameters, ``mcmc_steps``
-    Metropolis moves (width adapted afterwards), then one optimiser update from the clipped
-    energy gradient at the new walkers. ``chunk_size`` / ``mesh``: as :func:`make_energy_loss`
-    (the walkers are split over the devices of ``mesh``; the mean energy and the gradient are
-    reduced across them by XLA).
+    Each step: the walkers' :meth:`~nqs.sampling.walkers.WalkerSampler.sample` at the current
+    parameters (``mcmc_steps`` moves, width adapted afterwards), then
+    :meth:`nqs.optim.Optimizer.apply` of the clipped energy gradient at the new walkers; with
+    ``optimizer.needs_jacobian`` also the walkers' dense Jacobian ``J [W, P]`` and residuals
+    (:func:`walker_jacobian`). ``chunk_size`` / ``mesh``: as :func:`make_energy_loss` (the
+    walkers are split over the devices of ``mesh``; the sums over walkers are reduced across
+    them by XLA).
     """
-    optimizer = optimizer if optimizer is not None else make_adam()
+    if not isinstance(optimizer, Optimizer):
+        optimizer = Optimizer(optimizer)
     loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, chunk_size=chunk_size,
                             mesh=mesh)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
-                                     chunk_size=chunk_size, mesh=mesh)
+    batch_e_loc = chunked_map(local_energy_fn, chunk_size, mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
         del key
-        return VMCState(params, optimizer.init(params), mcmc_init(params, walkers, width))
+        return VMCState(params, optimizer.transformation.init(params),
+                        sampler.init_at(log_abs_psi_fn, params, walkers, width))
 
     @jax.jit
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
         params = state.params
-        mc = mcmc_init(params, state.mcmc.r, state.mcmc.width)
-        mc, acc = mcmc_step(key, params, mc)
-        (energy, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, mc.r)
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
-        params = optax.apply_updates(params, updates)
-        stats = {"energy": energy, "variance": aux.variance, "acceptance": acc, "width": mc.width}
-        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
+        samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
+        if optimizer.needs_jacobian:
+            e_loc = batch_e_loc(params, samples.x).astype(jnp.float64)
+            energy = jnp.mean(e_loc)
+            variance = jnp.mean((e_loc - energy) ** 2)
+            grads, jac, eps = walker_jacobian(log_abs_psi_fn, params, samples.x, e_loc,
+                                              clip_scale, chunk_size, mesh)
+            extra = {"jacobian": jac, "residuals": eps}
+        else:
+            (energy, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, samples.x)
+            variance, extra = aux.variance, {}
+        params, opt_state = optimizer.apply(grads, state.opt_state, params, **extra)
+        stats = {"energy": energy, "variance": variance, "acceptance": info["acceptance"],
+                 "width": mc.width}
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)
+
+
+def walker_jacobian(log_abs_psi_fn: LogPsiFn, params: Params, r: jax.Array, e_loc: jax.Array,
+                    clip_scale: float = 5.0, chunk_size: int | None = None,
+                    mesh: Mesh | None = None) -> tuple[Params, jax.Array, jax.Array]:
+    """``(grad, J, eps)`` of walkers ``r [W, n_el, 3]`` with local energies ``e_loc [W]``:
+
+        J   [W, P] = (d log|psi(r_w)|/d theta - mean_w) / sqrt(W)       (float64, flat)
+        eps [W]    = 2 (E_clip(r_w) - mean E_clip) / sqrt(W)
+
+    and the clipped energy gradient ``J^T eps`` shaped like ``params``: what SR, minSR and
+    SPRING need (:class:`nqs.optim.Optimizer` with ``needs_jacobian``). Dense: for networks
+    of up to a few ten thousand parameters. ``chunk_size``: Jacobian rows per device at a time.
+    """
+    e_clip = clip_local_energy(e_loc, clip_scale)
+    n = e_loc.shape[0]
+    flat, unravel = ravel_pytree(params)
+
+    def log_abs_flat(p_flat: jax.Array, x: jax.Array) -> jax.Array:
+        return log_abs(log_abs_psi_fn(unravel(p_flat), x))
+
+    jac = chunked_map(jax.grad(log_abs_flat), chunk_size, mesh)(flat, r)  # [W, P]
+    # float64 reductions (J J^T, J^T eps) whatever the network's dtype
+    jac = jac.astype(jnp.float64)
+    jac = (jac - jnp.mean(jac, axis=0)) / jnp.sqrt(n)
+    eps = 2.0 * (e_clip - jnp.mean(e_clip)) / jnp.sqrt(n)
+    return unravel(jac.T @ eps), jac, eps
 
 
 def _import_kfac() -> Any:
@@ -254,8 +294,7 @@ def make_kfac_vmc(
     # layers and does not expect them; the walkers arrive sharded and XLA propagates that.
     loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, register_kfac=True,
                             chunk_size=chunk_size, mesh=None)
-    mcmc_init, mcmc_step = make_mcmc(log_abs_psi_fn, mcmc_steps, target_acceptance,
-                                     chunk_size=chunk_size, mesh=mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
     optimizer = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
         l2_reg=0.0,
@@ -277,12 +316,11 @@ def make_kfac_vmc(
 
     @jax.jit
     def sample(key: jax.Array, params: Params, mc: MCMCState) -> tuple[MCMCState, jax.Array]:
-        mc, acc = mcmc_step(key, params, mcmc_init(params, mc.r, mc.width))
-        mc = mc._replace(r=constrain_samples(mc.r, mesh), log_prob=constrain_samples(mc.log_prob, mesh))
-        return mc, acc
+        _, mc, info = sampler.sample(key, log_abs_psi_fn, params, mc)
+        return mc, info["acceptance"]
 
     def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
-        mc = mcmc_init(params, jnp.asarray(walkers), width)
+        mc = sampler.init_at(log_abs_psi_fn, params, walkers, width)
         return VMCState(params, optimizer.init(params, key, mc.r), mc)
 
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:

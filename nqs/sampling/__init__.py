@@ -1,4 +1,5 @@
-"""Samplers: Metropolis chains and exact enumeration (see :mod:`nqs.sampling.base`)."""
+"""Samplers: Metropolis chains, exact enumeration and real-space walkers (see
+:mod:`nqs.sampling.base`)."""
 
 from nqs.sampling.base import Sampler, Samples
 from nqs.sampling.exact import ExactSampler, batched_log_psi, born_weights
@@ -12,6 +13,7 @@ from nqs.sampling.rules import (
     Rule,
     default_rule,
 )
+from nqs.sampling.walkers import MCMCState, WalkerSampler
 
 __all__ = [
     "ConnectedRule",
@@ -19,12 +21,14 @@ __all__ = [
     "ExchangeRule",
     "HopRule",
     "LocalRule",
+    "MCMCState",
     "MetropolisSampler",
     "MetropolisState",
     "PairHopRule",
     "Rule",
     "Sampler",
     "Samples",
+    "WalkerSampler",
     "batched_log_psi",
     "born_weights",
     "default_rule",

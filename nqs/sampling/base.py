@@ -22,7 +22,7 @@ from nqs.ansatz import Ansatz, Params
 class Samples(NamedTuple):
     """Configurations with weights.
 
-    x: [n, n_sites] configurations.
+    x: [n, n_sites] configurations ([n_walkers, n_el, 3] positions in real space).
     weights: [n] non-negative, summing to 1.
     n_chains: number of Markov chains the rows come from (row = sample_index * n_chains + chain);
       0 for exact enumeration (no Monte Carlo error); ``UNIQUE_DRAWS`` (-1) for independent

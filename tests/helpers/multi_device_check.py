@@ -113,9 +113,9 @@ def realspace_checks(out: dict, mesh1, mesh4) -> None:
     from hamiltonians.realspace import make_atoms, make_local_energy
     from nqs.models.electrons import with_dtype
     from nqs.models.ferminet import make_ferminet
+    from nqs.optim import scheduled_optimizer
     from nqs.realspace.mcmc import MCMCState, init_walkers
-    from nqs.realspace.sr import make_sr_vmc
-    from nqs.realspace.train import VMCState, make_kfac_vmc
+    from nqs.realspace.train import VMCState, make_kfac_vmc, make_optax_vmc
 
     atoms = make_atoms("He 0 0 0", unit="bohr")
     init, apply = make_ferminet(atoms, 1, 1, layers=((4, 2),), n_determinants=1)
@@ -137,6 +137,9 @@ def realspace_checks(out: dict, mesh1, mesh4) -> None:
             state, stats = vmc.step(jax.random.PRNGKey(10 + k), state)
             energies.append([float(stats["energy"]), float(stats["variance"])])
         return np.asarray(energies), gather(state.params), gather(state.mcmc.r)
+
+    def make_sr_vmc(*args, **kw):  # minSR as the driver builds it
+        return make_optax_vmc(*args, scheduled_optimizer("sr", 0.05, 1000.0), **kw)
 
     # minSR: one device unchunked vs four devices chunked (3 walkers per device at a time)
     s1, s4c = run(make_sr_vmc, mesh1), run(make_sr_vmc, mesh4, 3)
