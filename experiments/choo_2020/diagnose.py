@@ -25,11 +25,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from start_quality import energy, state_vector
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.molecule import compute_integrals, from_preset
 from hamiltonians.second_quantized import MolecularHamiltonian
-from start_quality import energy, state_vector
 
 
 def fci_vector(integrals):
@@ -129,9 +129,13 @@ def main() -> None:
     for run in args.run:
         from nqs.commands.load import load_run
 
+        # the run's own integrals: the SCF of a molecule with degenerate orbitals (C2's pi
+        # pairs) may rotate them differently from one run to the next
         loaded = load_run(run)
-        psi = state_vector(loaded.state.ansatz, loaded.state.params, integrals, c.shape)
-        describe(f"run {run} (step {loaded.step})", psi, c, e_fci, h2_eff, integrals)
+        run_integrals = loaded.model
+        e_run, c_run, h2_run = fci_vector(run_integrals)
+        psi = state_vector(loaded.state.ansatz, loaded.state.params, run_integrals, c_run.shape)
+        describe(f"run {run} (step {loaded.step})", psi, c_run, e_run, h2_run, run_integrals)
 
 
 if __name__ == "__main__":

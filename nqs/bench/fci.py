@@ -314,7 +314,7 @@ START_TARGETS = ("selected", "cisd", "none")
 #: already several mHa (C2/STO-3G: 2.4e-3 is 14 mHa above FCI), so the fit runs its decaying
 #: learning rate to the end unless it is nearly exact.
 START_TARGET_FIDELITY = 0.99995
-_START_TEXT = {"selected": "CISD grown by CIPSI selection rounds",
+_START_TEXT = {"selected": "CISD grown by CIPSI selection rounds",  # with their count
                "cisd": "CISD over HF and its singles and doubles"}
 
 
@@ -324,18 +324,25 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     import jax
     import jax.numpy as jnp
 
-    from nqs.models.ar_pretrain import fit_singles_doubles
+    from nqs.models.ar_pretrain import fit_singles_doubles, selected_target
 
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
-    target = settings.start
+    target, text = settings.start, _START_TEXT[settings.start]
+    if settings.start == "selected":
+        info: dict = {}
+        target = selected_target(hamiltonian, grow=settings.start_grow,
+                                 rounds=settings.start_rounds,
+                                 pt2_tolerance=settings.start_pt2, info=info)
+        pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
+        text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "
+                f"determinants; PT2 estimates {pt2 or '-'} mHa)")
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
     params, fidelity = fit_singles_doubles(
-        ansatz, hamiltonian, params, target=target, grow=settings.start_grow,
-        rounds=settings.start_rounds, pt2_tolerance=settings.start_pt2,
+        ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
         target_fidelity=START_TARGET_FIDELITY)
-    echo(f"  start: fitted to {_START_TEXT[target]} (fidelity {fidelity:.4f}, "
+    echo(f"  start: fitted to {text} (fidelity {fidelity:.4f}, "
          f"{time.perf_counter() - t0:.0f} s)")
     return params
 

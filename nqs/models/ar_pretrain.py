@@ -72,6 +72,9 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
 PT2_TOLERANCE = 2e-3
 #: At most this many selection rounds (each doubles the space at ``grow = 1``).
 MAX_ROUNDS = 3
+#: Rounds after the first only while a pass over the space, ``|S| * max_conn`` connections,
+#: stays below this (cost; N2/cc-pVDZ's CISD space alone is about 1e9).
+MAX_ROUND_ROWS = 50_000_000
 #: The PT2 estimate sums the external determinants of largest ``|sum_y H_xy c(y)|``, this many
 #: at most (a lower bound on ``|E_PT2|``: every term is negative when ``H_xx > E0``).
 PT2_TERMS = 200_000
@@ -94,7 +97,8 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     ``rounds`` rounds at most. With ``pt2_tolerance`` (Hartree), the rounds after the first
     are done only while the Epstein-Nesbet estimate ``E_PT2 = sum_x (sum_y H_xy c(y))^2 /
     (E0 - H_xx)`` of what the current space misses (over its :data:`PT2_TERMS` largest
-    terms) is below ``-pt2_tolerance``: a space far from converged grows again, one that is
+    terms) is below ``-pt2_tolerance``, and while ``|S| max_conn`` stays below
+    :data:`MAX_ROUND_ROWS`: a space far from converged grows again, one that is
     close does not; the space itself says, not the molecule's name (C2/STO-3G: CISD -62 mHa,
     one round -9 mHa, two rounds -0.7 mHa; NH3: CISD -2.5, one round -0.1 mHa).
     ``info`` (a dict) receives ``"rounds"``, ``"size"``, ``"e_var"`` (E0 of the final space,
@@ -107,6 +111,8 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     e_pt2: list[float] = []
     done = 0
     while done < rounds:
+        if done > 0 and len(xs) * int(operator.max_conn) > MAX_ROUND_ROWS:
+            break
         if done > 0 and pt2_tolerance is not None:
             e_pt2.append(_pt2_estimate(operator, e0, ext_x, ext_v))
             if e_pt2[-1] > -pt2_tolerance:
@@ -140,11 +146,14 @@ def _pt2_estimate(operator: Any, e0: float, ext_x: np.ndarray, ext_v: np.ndarray
 
 
 def _diagonal(operator: Any, xs: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """``H_xx`` [m] of the configurations ``xs`` [m, n_sites]."""
+    """``H_xx`` [m] of the configurations ``xs`` [m, n_sites] (``operator.diagonal`` where it
+    has one, else the diagonal row of its ``flips``)."""
     n_sites = operator.hilbert.n_sites
 
     @jax.jit
     def diag(x):
+        if hasattr(operator, "diagonal"):
+            return jax.vmap(operator.diagonal)(x)
         sites, mels = jax.vmap(operator.flips)(x)
         return jnp.sum(jnp.where(jnp.all(sites == n_sites, axis=-1), mels, 0.0), axis=-1)
 
