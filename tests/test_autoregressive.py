@@ -234,6 +234,8 @@ def test_method_follows_the_size_of_the_space():
     (["--sampler", "autoregressive", "--max-unique", "2"], "max-unique"),
     (["--sampler", "autoregressive", "--start", "fci"], "start"),
     (["--sampler", "autoregressive", "--start-grow", "-1"], "start-grow"),
+    (["--sampler", "autoregressive", "--start-pt2", "-1e-3"], "start-pt2"),
+    (["--sampler", "autoregressive", "--start-rounds", "0"], "start-rounds"),
     (["--sampler", "autoregressive", "--start-final-lr-fraction", "0"], "start-final-lr"),
     (["--sampler", "autoregressive", "--phase", "signs"], "phase"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
