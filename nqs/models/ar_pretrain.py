@@ -9,9 +9,10 @@ sizes) for the singles and doubles:
 * ``"cisd"``: the lowest eigenvector of H restricted to S that holds Hartree-Fock (CISD in the
   RHF orbitals; one ``flips`` per determinant of S and a sparse Lanczos solve for a few roots:
   at a stretched bond the lowest root of S can be a high-spin state without Hartree-Fock);
-* ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by one selection
-  round (CIPSI / heat-bath style, :func:`selected_target`): the triples and quadruples of
-  largest first-order amplitude join S and H is diagonalized there again. The signs of the
+* ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by selection
+  rounds (CIPSI / heat-bath style, :func:`selected_target`; rounds after the first while the
+  space's own PT2 estimate is large): the triples and quadruples of largest first-order
+  amplitude join S and H is diagonalized there again. The signs of the
   triples and quadruples then come from H; from CISD alone they come from how the networks
   generalize, and for N2/STO-3G the FCI amplitudes with the signs of a CISD-fitted state are
   19-61 mHa above FCI (2.6 mHa for a state fitted to the selected target);
