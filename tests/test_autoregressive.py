@@ -234,6 +234,8 @@ def test_method_follows_the_size_of_the_space():
     (["--sampler", "autoregressive", "--max-unique", "2"], "max-unique"),
     (["--sampler", "autoregressive", "--start", "fci"], "start"),
     (["--sampler", "autoregressive", "--start-grow", "-1"], "start-grow"),
+    (["--sampler", "autoregressive", "--start-pt2", "-1e-3"], "start-pt2"),
+    (["--sampler", "autoregressive", "--start-rounds", "0"], "start-rounds"),
     (["--sampler", "autoregressive", "--start-final-lr-fraction", "0"], "start-final-lr"),
     (["--sampler", "autoregressive", "--phase", "signs"], "phase"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
@@ -392,6 +394,58 @@ def test_selected_target_is_the_ground_state_of_its_grown_space(lih):
     assert len(sel) - len(sel0) < len(sel0) and len(sel3) == len(sel) and abs(e3 - e_sel) < 1e-10
 
 
+def test_selection_rounds_follow_their_pt2_estimate():
+    """Selection rounds past the first (``rounds``, ``pt2_tolerance``) on the dense H of
+    NH3/STO-3G (3136 determinants; on H2O one round already leaves E_PT2 = -2e-7 Ha): each
+    space's target is the lowest eigenvector of H restricted to it (1e-10 Ha) and each space
+    holds the one before; the Epstein-Nesbet PT2 estimate the rounds are decided on equals
+    ``sum_{x outside S} (H c)_x^2 / (E0 - H_xx)`` from the dense H (1e-8 Ha; connections below
+    1e-7 Ha are screened); a tolerance above ``|E_PT2|`` of the first space stops after one
+    round (the one-round target itself), one below it grows the space again, closer to FCI."""
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.exact import sparse_hamiltonian
+    from nqs.models.ar_pretrain import selected_target
+
+    nh3 = MolecularHamiltonian(compute_integrals(from_preset("NH3"))[0])
+    full = sparse_hamiltonian(nh3)
+    keys = configuration_keys(full.states, nh3.hilbert)
+    index = {k: i for i, k in enumerate(keys)}
+    dense = np.zeros((len(keys), len(keys)))
+    np.add.at(dense, (full.rows, full.cols), np.real(full.vals))
+    e_fci = np.linalg.eigvalsh(dense)[0]
+
+    def check(x, c):
+        sel = [index[k] for k in configuration_keys(x, nh3.hilbert)]
+        sub = dense[np.ix_(sel, sel)]
+        e = c @ sub @ c
+        assert len(set(sel)) == len(sel) and abs(np.linalg.norm(c) - 1) < 1e-12
+        assert abs(e - np.linalg.eigvalsh(sub)[0]) < 1e-10
+        v = np.zeros(len(keys))
+        v[sel] = c
+        outside = np.setdiff1d(np.arange(len(keys)), sel)
+        pt2 = np.sum((dense[outside] @ v) ** 2 / np.minimum(e - np.diag(dense)[outside], -1e-3))
+        return e, pt2, set(sel)
+
+    one: dict = {}
+    x1, c1 = selected_target(nh3, rounds=1, info=one)
+    e1, pt2_1, s1 = check(x1, c1)
+    assert one["rounds"] == 1 and pt2_1 < -1e-5  # something is left for a second round
+    info: dict = {}
+    x2, c2 = selected_target(nh3, rounds=2, pt2_tolerance=0.0, info=info)
+    e2, pt2_2, s2 = check(x2, c2)
+    assert info["rounds"] == 2 and s1 < s2 and len(s2) <= 2 * len(s1)
+    assert abs(info["e_pt2"][0] - pt2_1) < 1e-8, (info["e_pt2"], pt2_1)
+    assert abs(info["e_var"] - e2) < 1e-10 and e_fci - 1e-10 < e2 < e1 - 1e-7
+    stop: dict = {}
+    x, c = selected_target(nh3, rounds=3, pt2_tolerance=-pt2_1 * 1.01, info=stop)
+    assert stop["rounds"] == 1 and len(stop["e_pt2"]) == 1
+    assert np.array_equal(x, x1) and np.allclose(c, c1, atol=1e-10)
+    x, c = selected_target(nh3, rounds=2, pt2_tolerance=-pt2_1 * 0.99)
+    assert np.array_equal(x, x2) and np.allclose(c, c2, atol=1e-10)
+    assert pt2_2 > pt2_1
+
+
 def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     """``nqs molecule --sampler autoregressive`` end to end on H2: for two electrons CISD is FCI,
     so the selected start alone is chemically accurate before any VMC step (the fit stops at
@@ -406,8 +460,8 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
                  "--hidden", "16", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    fidelity = float(re.search(r"start: fitted to CISD grown by one selection round "
-                               r"\(CIPSI\) \(fidelity ([0-9.]+)", out).group(1))
+    fidelity = float(re.search(r"start: fitted to CISD grown by [0-9]+ CIPSI selection "
+                               r"round\(s\) \(.*\) \(fidelity ([0-9.]+)", out).group(1))
     assert fidelity >= 0.9995
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["config"]["options"]["start"] == "selected"

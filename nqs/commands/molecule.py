@@ -110,16 +110,21 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
                    "(default: mlp)")
     p.add_argument("--start", choices=("selected", "cisd", "none"), default="selected",
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
-                   "CISD grown by one CIPSI selection round (selected), CISD, or none "
+                   "CISD grown by CIPSI selection rounds (selected), CISD, or none "
                    "(default: selected)")
     p.add_argument("--start-grow", type=float, default=1.0,
-                   help="selected start: determinants the selection round adds, as a multiple "
-                   "of the CISD space (default: 1)")
-    p.add_argument("--start-steps", type=positive_int, default=2000,
-                   help="Adam steps of the start fit at most (default: 2000)")
-    p.add_argument("--start-final-lr-fraction", type=float, default=1.0,
+                   help="selected start: determinants a selection round adds, as a multiple "
+                   "of the space so far (default: 1)")
+    p.add_argument("--start-rounds", type=positive_int, default=3,
+                   help="selected start: selection rounds at most (default: 3)")
+    p.add_argument("--start-pt2", type=float, default=1e-3, metavar="HARTREE",
+                   help="selected start: rounds after the first only while the target's "
+                   "Epstein-Nesbet PT2 estimate is below -HARTREE (default: 1e-3)")
+    p.add_argument("--start-steps", type=positive_int, default=6000,
+                   help="Adam steps of the start fit at most (default: 6000)")
+    p.add_argument("--start-final-lr-fraction", type=float, default=0.01,
                    help="below 1: the start fit's learning rate decays to this fraction of "
-                   "1e-2 (cosine); 1: constant (default: 1)")
+                   "1e-2 (cosine); 1: constant (default: 0.01)")
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
     add_time_limit_option(p, per)
@@ -242,6 +247,7 @@ def _settings(args: argparse.Namespace):
                     metric_states=args.metric_states, dtype=args.dtype,
                     backbone=args.backbone, phase=args.phase, max_unique=args.max_unique,
                     start=args.start, start_grow=args.start_grow,
+                    start_rounds=args.start_rounds, start_pt2=args.start_pt2,
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction)
 
@@ -379,6 +385,8 @@ def check_settings(settings) -> None:  # noqa: ANN001
         raise InputError(f"unknown Metropolis rule {settings.rule!r}")
     if not settings.start_grow >= 0:
         raise InputError(f"--start-grow must be >= 0, got {settings.start_grow}")
+    if not settings.start_pt2 >= 0:
+        raise InputError(f"--start-pt2 must be >= 0, got {settings.start_pt2}")
     if not 0.0 < settings.start_final_lr_fraction <= 1.0:
         raise InputError(f"--start-final-lr-fraction must be in (0, 1], "
                          f"got {settings.start_final_lr_fraction}")
