@@ -56,7 +56,7 @@ def _jaxlib_version() -> tuple[int, ...]:
 # programs in ~30 % less CPU time than the MLIR ones at this optimization level (LiH backflow
 # VMC step: 5.5 s -> 3.6 s; the molecule VMC, dtype and packed VMC tests 127 -> 93 CPU s), and
 # one LLVM module per program instead of a split for parallel codegen (no spare core while two
-# xdist workers run) saves another ~7 % (3.83 -> 3.55 s, mean of 3). Checked with jaxlib 0.10,
+# xdist workers run) saves another ~12 % (3.84 -> 3.39 s, mean of 3). Checked with jaxlib 0.10,
 # where both flags exist (XLA aborts on an unknown flag, so older versions go without them).
 _XLA_TEST_FLAGS = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
                    "--xla_cpu_multi_thread_eigen=false")
