@@ -288,7 +288,9 @@ def pytest_collection_finish(session) -> None:
     # gain nothing from the cache, and its writes are not atomic (one could read the other's
     # half-written entry)
     _BACKGROUND.start(_jobs_of(session.items),
-                      {"multi_device": " --xla_force_host_platform_device_count=4"},
+                      {"multi_device": " --xla_force_host_platform_device_count=4"
+                       # the default emitters: the 1- vs 4-device bounds (1e-12) were set with them
+                       " --xla_cpu_use_fusion_emitters=true"},
                       uncached=("two_processes",))
 
 
