@@ -344,21 +344,27 @@ def test_start_target_of_stretched_n2_holds_hartree_fock():
     assert _energy_in_own_space(n2, x, c) < e_cisd - 0.1  # 147 mHa below CISD, 22 above FCI
 
 
+def _dense_hamiltonian(operator):
+    """``(sparse H, configuration keys, key -> row, dense H, E_FCI)`` of a small molecule."""
+    from nqs.exact import sparse_hamiltonian
+
+    full = sparse_hamiltonian(operator)
+    keys = configuration_keys(full.states, operator.hilbert)
+    index = {k: i for i, k in enumerate(keys)}
+    dense = np.zeros((len(keys), len(keys)))
+    np.add.at(dense, (full.rows, full.cols), np.real(full.vals))
+    return full, keys, index, dense, np.linalg.eigvalsh(dense)[0]
+
+
 def test_selected_target_is_the_ground_state_of_its_grown_space(lih):
     """The selected start's target: CISD grown by one selection round. On the dense H of LiH it
     is the lowest eigenvector of H restricted to its own determinants (to 1e-10 Ha), its energy
     lies between FCI and CISD, it holds at most twice the CISD space, and the added determinants are the
     ones of largest first-order amplitude among those H connects to CISD (triples and
     quadruples)."""
-    from nqs.exact import sparse_hamiltonian
     from nqs.models.ar_pretrain import selected_target, singles_doubles_target
 
-    full = sparse_hamiltonian(lih)
-    keys = configuration_keys(full.states, lih.hilbert)
-    index = {k: i for i, k in enumerate(keys)}
-    dense = np.zeros((len(keys), len(keys)))
-    np.add.at(dense, (full.rows, full.cols), np.real(full.vals))
-    e_fci = np.linalg.eigvalsh(dense)[0]
+    full, keys, index, dense, e_fci = _dense_hamiltonian(lih)
 
     def energy(x, c):
         sel = [index[k] for k in configuration_keys(x, lih.hilbert)]
@@ -404,16 +410,10 @@ def test_selection_rounds_follow_their_pt2_estimate():
     round (the one-round target itself), one below it grows the space again, closer to FCI."""
     from hamiltonians.molecule import compute_integrals, from_preset
     from hamiltonians.second_quantized import MolecularHamiltonian
-    from nqs.exact import sparse_hamiltonian
     from nqs.models.ar_pretrain import selected_target
 
     nh3 = MolecularHamiltonian(compute_integrals(from_preset("NH3"))[0])
-    full = sparse_hamiltonian(nh3)
-    keys = configuration_keys(full.states, nh3.hilbert)
-    index = {k: i for i, k in enumerate(keys)}
-    dense = np.zeros((len(keys), len(keys)))
-    np.add.at(dense, (full.rows, full.cols), np.real(full.vals))
-    e_fci = np.linalg.eigvalsh(dense)[0]
+    full, keys, index, dense, e_fci = _dense_hamiltonian(nh3)
 
     def check(x, c):
         sel = [index[k] for k in configuration_keys(x, nh3.hilbert)]
