@@ -85,7 +85,7 @@ class Settings:
     start_grow: float = 1.0  # selected start: determinants a round adds, times the space
     start_rounds: int = 3  # selected start: selection rounds at most
     start_pt2: float = 1e-3  # rounds after the first while the target's E_PT2 < -this (Ha)
-    start_steps: int = 6000  # Adam steps of the start fit at most
+    start_steps: int = 12000  # Adam steps of the start fit at most
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
 
 

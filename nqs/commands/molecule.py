@@ -120,8 +120,8 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--start-pt2", type=float, default=1e-3, metavar="HARTREE",
                    help="selected start: rounds after the first only while the target's "
                    "Epstein-Nesbet PT2 estimate is below -HARTREE (default: 1e-3)")
-    p.add_argument("--start-steps", type=positive_int, default=6000,
-                   help="Adam steps of the start fit at most (default: 6000)")
+    p.add_argument("--start-steps", type=positive_int, default=12000,
+                   help="Adam steps of the start fit at most (default: 12000)")
     p.add_argument("--start-final-lr-fraction", type=float, default=0.01,
                    help="below 1: the start fit's learning rate decays to this fraction of "
                    "1e-2 (cosine); 1: constant (default: 0.01)")
