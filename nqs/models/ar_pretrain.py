@@ -68,11 +68,6 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
     return xs, c
 
 
-#: Selection rounds stop once the Epstein-Nesbet PT2 estimate of what the selected space
-#: misses is smaller than this (Hartree): :func:`selected_target`.
-PT2_TOLERANCE = 2e-3
-#: At most this many selection rounds (each doubles the space at ``grow = 1``).
-MAX_ROUNDS = 3
 #: Rounds after the first only while a pass over the space, ``|S| * max_conn`` connections,
 #: stays below this (cost; N2/cc-pVDZ's CISD space alone is about 1e9).
 MAX_ROUND_ROWS = 50_000_000
