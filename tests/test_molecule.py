@@ -182,3 +182,25 @@ def test_modules_import_without_pyscf():
         "hamiltonians.chem_reference; assert 'pyscf' not in sys.modules, 'pyscf imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_fcidump_parser_matches_pyscf(tmp_path):
+    """The numpy FCIDUMP reader gives PySCF's integrals (8-fold symmetry restored, ECORE)."""
+    from pyscf import ao2mo
+    from pyscf.tools import fcidump
+
+    from hamiltonians.fcidump import parse_fcidump
+
+    integrals, _ = compute_integrals(MoleculeSpec("H 0 0 0; F 0 0 0.92", basis="6-31g"))
+    path = tmp_path / "FCIDUMP"
+    write_fcidump(path, integrals)
+    ours = parse_fcidump(path.read_text())
+    ref = fcidump.read(str(path), verbose=False)
+    n = ref["NORB"]
+    assert (ours["NORB"], ours["NELEC"], ours["MS2"]) == (n, ref["NELEC"], ref["MS2"])
+    np.testing.assert_array_equal(ours["H1"], ref["H1"])
+    np.testing.assert_array_equal(ours["H2"], ao2mo.restore(1, ref["H2"], n))
+    assert ours["ECORE"] == ref["ECORE"]
+    # Fortran exponents and a "/" terminator read the same
+    text = path.read_text().replace("&END", "/").replace("e-", "D-")
+    np.testing.assert_array_equal(parse_fcidump(text)["H2"], ours["H2"])
