@@ -39,11 +39,13 @@ from nqs.errors import InputError
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named system: geometry in bohr and its exact non-relativistic energy (Hartree)."""
+    """A named system: geometry in bohr, its exact non-relativistic energy (Hartree), and the
+    ground state's 2S (``spin``; None: the lowest, ``n_electrons % 2``)."""
 
     geometry: str
     exact_energy: float
     source: str
+    spin: int | None = None
 
 
 # Exact energies from docs/references.md ("Atoms and molecules in real space").
@@ -54,6 +56,12 @@ PRESETS: dict[str, Preset] = {
     "Be": Preset("Be 0 0 0", -14.66736, "Chakravorty et al., PRA 47, 3649 (1993)"),
     "H2": Preset("H 0 0 -0.7; H 0 0 0.7", -1.17448, "Kolos-Wolniewicz type (R = 1.4 bohr)"),
     "LiH": Preset("Li 0 0 0; H 0 0 3.015", -8.070548, "literature exact estimate (R = 3.015 bohr)"),
+    "B": Preset("B 0 0 0", -24.65391, "Chakravorty et al., PRA 47, 3649 (1993)", spin=1),
+    "C": Preset("C 0 0 0", -37.8450, "Chakravorty et al., PRA 47, 3649 (1993)", spin=2),
+    "N": Preset("N 0 0 0", -54.5892, "Chakravorty et al., PRA 47, 3649 (1993)", spin=3),
+    "O": Preset("O 0 0 0", -75.0673, "Chakravorty et al., PRA 47, 3649 (1993)", spin=2),
+    "F": Preset("F 0 0 0", -99.7339, "Chakravorty et al., PRA 47, 3649 (1993)", spin=1),
+    "Ne": Preset("Ne 0 0 0", -128.9376, "Chakravorty et al., PRA 47, 3649 (1993)", spin=0),
 }
 """Named real-space systems (``nqs realspace --preset``, ``bench-fci --realspace``) with their
 tabulated exact energies."""

@@ -76,3 +76,22 @@ def test_bad_input_is_one_line_exit_2(extra, tmp_path, capsys):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_open_shell_presets_carry_their_ground_state_spin():
+    # The tabulated first-row energies are those of the Hund's-rule ground states (C: triplet);
+    # a singlet C has no tabulated energy, and --preset C builds the triplet.
+    import argparse
+
+    from nqs.commands.realspace import resolve_system
+
+    assert exact_reference(make_atoms("C 0 0 0", spin=2))[0] == pytest.approx(-37.8450)
+    assert exact_reference(make_atoms("C 0 0 0", spin=0)) == (None, None)
+    assert exact_reference(make_atoms("N 0 0 0", spin=3))[0] == pytest.approx(-54.5892)
+    args = argparse.Namespace(molecule=None, preset="C", charge=0, spin=None, unit="bohr", ecp=None)
+    name, atoms, energy, _ = resolve_system(args)
+    assert (name, atoms.spin, energy) == ("C", 2, pytest.approx(-37.8450))
+    args.spin = 0
+    assert resolve_system(args)[2] is None
+    args.preset, args.molecule, args.spin = None, "O 0 0 0", 2
+    assert resolve_system(args)[2] == pytest.approx(-75.0673)

@@ -6,6 +6,7 @@
 #
 #   bash experiments/gpu/prepare.sh                       # from the repository root
 #   RESUME_FROM=/work/.device/... bash experiments/gpu/prepare.sh
+#   RESUME_FROM=experiments/gpu/results/2026-12-04-h200 bash experiments/gpu/prepare.sh
 set -eu
 py=${PYTHON:-.venv/bin/python}
 [ -x "$py" ] || py=python3
@@ -16,6 +17,12 @@ if [ -n "${RESUME_FROM:-}" ]; then
   mkdir -p .gpu_inputs/resume
   for f in "$RESUME_FROM"/rs_*.tgz "$RESUME_FROM"/mol_spin.tgz; do
     [ -f "$f" ] && cp "$f" .gpu_inputs/resume/
+  done
+  # a results folder kept in the repository (runs/<job>/checkpoint.msgpack + log.jsonl)
+  for c in "$RESUME_FROM"/runs/*/checkpoint.msgpack; do
+    [ -f "$c" ] || continue
+    job=$(basename "$(dirname "$c")")
+    tar czf ".gpu_inputs/resume/run_$job.tgz" -C "$RESUME_FROM" "runs/$job"
   done
 fi
 { git check-ignore -q .whl/x && git check-ignore -q .gpu_inputs/x; } || { echo ".whl or .gpu_inputs is not git-ignored"; exit 1; }

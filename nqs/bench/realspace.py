@@ -90,17 +90,18 @@ def _distances(symbols: tuple[str, ...], positions: np.ndarray) -> list[tuple[st
 
 
 def exact_reference(atoms) -> tuple[float | None, str | None]:
-    """``(exact energy, source)`` when ``atoms`` (neutral, lowest spin) is a tabulated system
-    at its tabulated geometry (interatomic distances within ``GEOMETRY_TOLERANCE_BOHR``, any
-    orientation), else ``(None, None)``."""
+    """``(exact energy, source)`` when ``atoms`` (neutral, in the tabulated spin state) is a
+    tabulated system at its tabulated geometry (interatomic distances within
+    ``GEOMETRY_TOLERANCE_BOHR``, any orientation), else ``(None, None)``."""
     from hamiltonians.realspace import make_atoms
 
-    if atoms.charge != 0 or atoms.spin != atoms.n_electrons % 2:
+    if atoms.charge != 0:
         return None, None
     mine = _distances(atoms.symbols, np.asarray(atoms.positions))
     for preset in _presets().values():
         ref = make_atoms(preset.geometry)
-        if sorted(ref.symbols) != sorted(atoms.symbols):
+        ground_spin = preset.spin if preset.spin is not None else ref.n_electrons % 2
+        if sorted(ref.symbols) != sorted(atoms.symbols) or atoms.spin != ground_spin:
             continue
         theirs = _distances(ref.symbols, np.asarray(ref.positions))
         if all(a[:2] == b[:2] and abs(a[2] - b[2]) < GEOMETRY_TOLERANCE_BOHR

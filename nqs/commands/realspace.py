@@ -167,10 +167,9 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
             preset_name = lookup[molecule.strip().lower()]
     if preset_name is not None:
         preset = PRESETS[preset_name]
-        atoms = make_atoms(preset.geometry, charge=args.charge, spin=args.spin, unit="bohr",
-                           ecp=ecp)
-        default_state = args.charge == 0 and (args.spin is None or args.spin == atoms.n_electrons % 2)
-        if default_state and not atoms.has_ecp:
+        spin = args.spin if args.spin is not None else preset.spin
+        atoms = make_atoms(preset.geometry, charge=args.charge, spin=spin, unit="bohr", ecp=ecp)
+        if _is_preset_state(atoms, args.charge, preset) and not atoms.has_ecp:
             return preset_name, atoms, preset.exact_energy, preset.source
         return preset_name, atoms, None, None
     if is_xyz_path(molecule):  # an .xyz file is in Angstrom whatever --unit says
@@ -180,10 +179,15 @@ def resolve_system(args: argparse.Namespace):  # noqa: ANN201
     atoms = make_atoms(molecule, charge=args.charge, spin=args.spin, unit=args.unit, ecp=ecp)
     name = "".join(atoms.symbols)
     match = None if atoms.has_ecp else _matching_preset(atoms)
-    if match is not None and args.charge == 0 and (args.spin is None
-                                                   or args.spin == atoms.n_electrons % 2):
+    if match is not None and _is_preset_state(atoms, args.charge, PRESETS[match]):
         return name, atoms, PRESETS[match].exact_energy, PRESETS[match].source
     return name, atoms, None, None
+
+
+def _is_preset_state(atoms, charge: int, preset: Preset) -> bool:  # noqa: ANN001
+    """Whether ``atoms`` (charge, 2S) is the state the preset's exact energy belongs to."""
+    ground_spin = preset.spin if preset.spin is not None else atoms.n_electrons % 2
+    return charge == 0 and atoms.spin == ground_spin
 
 
 def _matching_preset(atoms) -> str | None:  # noqa: ANN001
