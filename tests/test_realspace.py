@@ -18,9 +18,9 @@ from nqs.realspace import burn_in, init_walkers, make_mcmc
 from nqs.realspace.driver import run_realspace
 from nqs.realspace.mcmc import electron_assignment
 from nqs.realspace.pretrain import pretrain
-from nqs.realspace.train import clip_local_energy
 from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics
+from nqs.vmc import clip_local_energy
 
 TINY = ((8, 4), (8, 4))
 LIH = "Li 0 0 0; H 0 0 3.015"
