@@ -29,10 +29,9 @@ import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
-from nqs.errors import InputError
 from nqs.optim.flat import real_flat
+from nqs.optim.kfac import kfac_optimizer, register_log_psi
 from nqs.optim.optimizer import Optimizer
-from nqs.optim.spring import lr_schedule
 from nqs.parallel import Mesh, chunked_map
 from nqs.sampling.walkers import MCMCState, WalkerSampler
 from nqs.stats import Stats, statistics
@@ -60,8 +59,6 @@ def make_energy_loss(
     matcher does not expect sharding constraints; the walkers arrive sharded and XLA
     propagates that.
     """
-    import kfac_jax  # lazy
-
     batch_log_abs = chunked_map(lambda p, x: log_abs(log_abs_psi_fn(p, x)), None, None)
     batch_e_loc = chunked_map(local_energy_fn, chunk_size, None)
 
@@ -71,7 +68,7 @@ def make_energy_loss(
         w = jnp.full(n, 1.0 / n)
         stats = statistics(e_loc, w, n)
         logs = batch_log_abs(params, r)
-        kfac_jax.register_normal_predictive_distribution(logs[:, None])
+        register_log_psi(logs)
         return energy_surrogate(logs, w, centred_energies(e_loc, w, stats.mean, clip_scale)), stats
 
     return loss
@@ -151,39 +148,6 @@ def make_optax_vmc(
     return VMC(init, step)
 
 
-def _import_kfac() -> Any:
-    """Import kfac_jax, patching one jax>=0.7 incompatibility of kfac-jax 0.0.8 at runtime.
-
-    kfac-jax 0.0.8 unpacks ``primitive.get_bind_params(params)`` as ``(subfuns, params)``; newer
-    jax returns only the params (with any ``subfuns`` inside them). The patch accepts both.
-    """
-    major, minor = (int(x) for x in jax.__version__.split(".")[:2])
-    if (major, minor) >= (0, 11):
-        # jax 0.11 removed jax.core names and merged ClosedJaxpr into Jaxpr; kfac-jax 0.0.8 (the
-        # newest release) uses both
-        raise InputError(f"KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax {jax.__version__}: "
-                         "use --optimizer sr (with --momentum 0.9: SPRING) or adam")
-    import kfac_jax
-    from kfac_jax._src import tag_graph_matcher as tgm
-
-    if getattr(tgm.eval_jaxpr_eqn, "_nqs_compat", False):
-        return kfac_jax
-
-    def eval_jaxpr_eqn(eqn: Any, in_values: list[Any]) -> list[Any]:
-        bind = eqn.primitive.get_bind_params(eqn.params)
-        if isinstance(bind, tuple):
-            subfuns, bind = bind
-        else:
-            subfuns = ()
-        with jax.extend.source_info_util.user_context(eqn.source_info.traceback):
-            output = eqn.primitive.bind(*subfuns, *in_values, **bind)
-        return output if isinstance(output, list) else [output]
-
-    eval_jaxpr_eqn._nqs_compat = True  # type: ignore[attr-defined]
-    tgm.eval_jaxpr_eqn = eval_jaxpr_eqn
-    return kfac_jax
-
-
 def make_kfac_vmc(
     log_abs_psi_fn: LogPsiFn,
     local_energy_fn: LocalEnergyFn,
@@ -198,38 +162,15 @@ def make_kfac_vmc(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> VMC:
-    """VMC with KFAC (kfac-jax), FermiNet's defaults: ``lr / (1 + t / delay)``, constant damping,
-    no momentum, norm constraint, Fisher from ``register_normal_predictive_distribution`` on
-    ``log|psi|`` (layers registered automatically by kfac-jax's graph matcher).
-
-    Several devices: kfac-jax's own multi-device mode (``multi_device=True``) is built on
-    ``pmap`` with a named axis; here it stays off (``multi_device=False``) and the walkers are
-    instead a sharded array in kfac-jax's jitted step, so the curvature blocks, like the
-    gradient, are sums over the global batch that XLA reduces across devices. ``chunk_size``
-    chunks the local energies only (see :func:`make_energy_loss`).
+    """VMC with KFAC (:func:`nqs.optim.kfac.kfac_optimizer`), FermiNet's defaults:
+    ``lr / (1 + t / delay)``, constant damping, no momentum, norm constraint, Fisher of the
+    registered ``log|psi|``; its loss is :func:`make_energy_loss`. ``chunk_size`` chunks the
+    local energies only; ``mesh``: the devices the walkers are split over.
     """
-    kfac_jax = _import_kfac()  # lazy
-
     loss = make_energy_loss(log_abs_psi_fn, local_energy_fn, clip_scale, chunk_size)
+    optimizer = kfac_optimizer(loss, learning_rate, delay, damping, norm_constraint,
+                               curvature_ema)
     sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
-    optimizer = kfac_jax.Optimizer(
-        value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
-        l2_reg=0.0,
-        norm_constraint=norm_constraint,
-        value_func_has_aux=True,
-        value_func_has_rng=False,
-        learning_rate_schedule=lr_schedule(learning_rate, delay),
-        curvature_ema=curvature_ema,
-        inverse_update_period=1,
-        min_damping=1e-4,
-        num_burnin_steps=0,
-        register_only_generic=False,
-        estimation_mode="fisher_exact",
-        multi_device=False,
-        include_norms_in_stats=True,
-    )
-    mom = jnp.asarray(0.0)
-    damp = jnp.asarray(damping)
 
     @jax.jit
     def sample(key: jax.Array, params: Params, mc: MCMCState) -> tuple[MCMCState, jax.Array]:
@@ -243,16 +184,10 @@ def make_kfac_vmc(
     def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
         k1, k2 = jax.random.split(key)
         mc, acc = sample(k1, state.params, state.mcmc)
-        params, opt_state, kstats = optimizer.step(
-            state.params, state.opt_state, k2, batch=mc.r, momentum=mom, damping=damp
-        )
+        params, opt_state, kstats = optimizer.step(state.params, state.opt_state, k2, mc.r)
         aux = kstats["aux"]
-        stats = {
-            "energy": aux.mean,
-            "variance": aux.variance,
-            "acceptance": acc,
-            "width": mc.width,
-        }
+        stats = {"energy": aux.mean, "variance": aux.variance, "acceptance": acc,
+                 "width": mc.width}
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step)
