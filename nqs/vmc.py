@@ -12,6 +12,7 @@ impure shell around it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -316,46 +317,7 @@ def make_vmc(
         sampler_state = sampler.init(k_sampler, ansatz, params)
         return VMCState(params, tx.init(params), sampler_state, k_run, jnp.asarray(0))
 
-    def finish(state: VMCState, key: jax.Array, est: Estimate, sampler_state: Any,
-               acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
-        _, unflatten = real_flat(state.params)
-        extra = (
-            {"jacobian": est.jacobian, "residuals": est.residuals}
-            if optimizer.needs_jacobian
-            else {}
-        )
-        params, opt_state = optimizer.apply(unflatten(est.grad), state.opt_state, state.params,
-                                            **extra)
-        flat_new, _ = real_flat(params)
-        ok = (
-            jnp.isfinite(est.stats.mean).all()
-            & jnp.all(jnp.isfinite(est.grad))
-            & jnp.all(jnp.isfinite(flat_new))
-        )
-
-        def keep(new: Any, old: Any) -> Any:
-            return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-
-        new_state = VMCState(
-            keep(params, state.params),
-            keep(opt_state, state.opt_state),
-            keep(sampler_state, state.sampler_state),
-            key,
-            state.step + 1,
-        )
-        mean = est.stats.mean
-        step_info = StepInfo(
-            energy=jnp.real(mean),
-            energy_imag=jnp.imag(mean),
-            energy_error=est.stats.error_of_mean,
-            variance=est.stats.variance,
-            tau_corr=est.stats.tau_corr,
-            r_hat=est.stats.r_hat,
-            acceptance=acceptance,
-            grad_norm=jnp.linalg.norm(est.grad),
-            accepted=ok,
-        )
-        return new_state, step_info
+    finish = partial(_finish_step, optimizer)
 
     if getattr(sampler, "is_exact", False):
         return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
@@ -378,6 +340,53 @@ def make_vmc(
         return finish(state, key, est, sampler_state, acceptance)
 
     return init, step
+
+
+def apply_estimate(optimizer: Optimizer, est: Estimate, opt_state: Any, params: Params
+                   ) -> tuple[Params, Any]:
+    """``(params, opt_state)`` after the optimizer's update of the estimate's gradient (and,
+    when the optimizer needs them, its Jacobian and residuals): the update of every engine."""
+    extra = ({"jacobian": est.jacobian, "residuals": est.residuals}
+             if optimizer.needs_jacobian else {})
+    return optimizer.apply(real_flat(params)[1](est.grad), opt_state, params, **extra)
+
+
+def _finish_step(optimizer: Optimizer, state: VMCState, key: jax.Array, est: Estimate,
+                 sampler_state: Any, acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
+    """The new state and the step's info: :func:`apply_estimate`, and the old state kept
+    (``info.accepted`` False) when the energy, the gradient or the new parameters are not
+    finite."""
+    params, opt_state = apply_estimate(optimizer, est, state.opt_state, state.params)
+    flat_new, _ = real_flat(params)
+    ok = (
+        jnp.isfinite(est.stats.mean).all()
+        & jnp.all(jnp.isfinite(est.grad))
+        & jnp.all(jnp.isfinite(flat_new))
+    )
+
+    def keep(new: Any, old: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+    new_state = VMCState(
+        keep(params, state.params),
+        keep(opt_state, state.opt_state),
+        keep(sampler_state, state.sampler_state),
+        key,
+        state.step + 1,
+    )
+    mean = est.stats.mean
+    step_info = StepInfo(
+        energy=jnp.real(mean),
+        energy_imag=jnp.imag(mean),
+        energy_error=est.stats.error_of_mean,
+        variance=est.stats.variance,
+        tau_corr=est.stats.tau_corr,
+        r_hat=est.stats.r_hat,
+        acceptance=acceptance,
+        grad_norm=jnp.linalg.norm(est.grad),
+        accepted=ok,
+    )
+    return new_state, step_info
 
 
 def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh=None):

@@ -29,13 +29,17 @@ import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
-from nqs.optim.flat import real_flat
 from nqs.optim.kfac import kfac_optimizer, register_log_psi
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map
 from nqs.sampling.walkers import MCMCState, WalkerSampler
 from nqs.stats import Stats, statistics
-from nqs.vmc import centred_energies, energy_surrogate, make_energy_estimator
+from nqs.vmc import (
+    apply_estimate,
+    centred_energies,
+    energy_surrogate,
+    make_energy_estimator,
+)
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
@@ -137,10 +141,7 @@ def make_optax_vmc(
         params = state.params
         samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
         est = estimate(params, samples)
-        extra = ({"jacobian": est.jacobian, "residuals": est.residuals}
-                 if optimizer.needs_jacobian else {})
-        params, opt_state = optimizer.apply(real_flat(params)[1](est.grad), state.opt_state,
-                                            params, **extra)
+        params, opt_state = apply_estimate(optimizer, est, state.opt_state, params)
         stats = {"energy": est.stats.mean, "variance": est.stats.variance,
                  "acceptance": info["acceptance"], "width": mc.width}
         return VMCState(params, opt_state, mc), stats
