@@ -219,11 +219,15 @@ def centred_jacobian_rows(
         return jax.jacrev(re_im)(v)  # [2, P]
 
     jac = chunked_map(jac_one, chunk_size, mesh)(flat, xs)  # [n, (2,) P]
-    # float64 reductions (J J^T, J^T eps) whatever the network's dtype
-    jac = jac.astype(jnp.promote_types(jac.dtype, jnp.float64))
-    w = weights.astype(jac.dtype).reshape((-1,) + (1,) * (jac.ndim - 1))
-    jac = jac - jnp.sum(w * jac, axis=0)[None]
-    return jnp.sqrt(w) * jac
+    if real:
+        # float64 reductions (J J^T, J^T eps) whatever the network's dtype; the mean as a
+        # plain weighted sum: with the walkers' uniform power-of-two weights it is their
+        # mean to the bit
+        jac = jac.astype(jnp.promote_types(jac.dtype, jnp.float64))
+        w = weights.astype(jac.dtype)[:, None]
+        return jnp.sqrt(w) * (jac - jnp.sum(w * jac, axis=0)[None])
+    jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
+    return jnp.sqrt(weights)[:, None, None] * jac
 
 
 def sr_jacobian(
