@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from nqs.ansatz import Ansatz, Params, n_parameters
-from nqs.errors import InputError, RunDiverged
+from nqs.errors import InputError
 from nqs.guard import Guard, check_time_limit
 from nqs.io import (
     load_checkpoint,
@@ -53,6 +53,7 @@ from nqs.loop import (
     RunResult,
     StepOutcome,
     StepProblem,
+    check_final_energy,
     checkpoint_to_resume,
     open_log,
     resume,
@@ -64,8 +65,7 @@ from nqs.operator import DiscreteOperator
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import (
     Mesh,
-    auto_chunk_size,
-    bytes_per_sample,
+    auto_chunk,
     check_divisible,
     gather,
     is_main_process,
@@ -325,9 +325,8 @@ def _final_estimate(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler
         last = history[-1] if history else {"energy": np.nan, "energy_error": np.nan,
                                             "variance": np.nan}
         energy, error, variance = last["energy"], last["energy_error"], last["variance"]
-    if not np.isfinite(energy) and (n_eval_batches > 0 or history):
-        raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
-                          "diverged: lower --lr (or raise --diag-shift)")
+    if n_eval_batches > 0 or history:
+        check_final_energy(energy, "lower --lr (or raise --diag-shift)")
     return energy, error, variance
 
 
@@ -444,14 +443,12 @@ def _auto_chunk(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
     exact = bool(getattr(sampler, "is_exact", False))
     x0 = operator.hilbert.random_state(jax.random.PRNGKey(0), 1)[0]
     local_energy, _ = per_sample_functions(ansatz, operator, optimizer.needs_jacobian)
-    # The local energy is compiled for a few samples and measured; the log-derivative row is
-    # bounded without a compile: a few copies of 2 x n_parameters float64 numbers.
-    jac_row = 4 * 8 * 2 * n_parameters(state.params)
-    per_sample = max(bytes_per_sample(local_energy, state.params, x0), jac_row)
     n = _n_states(operator) if exact else int(getattr(sampler, "n_samples_total", 0)
                                               or sampler.n_samples)
-    # exact summation splits the (padded) space over the devices like samples
-    return auto_chunk_size(per_sample, n, mesh)
+    # exact summation splits the (padded) space over the devices like samples; a
+    # log-derivative row: a few copies of 2 x n_parameters float64 numbers
+    return auto_chunk(local_energy, state.params, x0, n, mesh,
+                      row_bytes=4 * 8 * 2 * n_parameters(state.params))
 
 
 def _final_energy(

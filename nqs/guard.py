@@ -1,6 +1,7 @@
 """What both drivers (:mod:`nqs.driver`, :mod:`nqs.realspace.driver`) use to guard a run.
 
-Rejected steps: :func:`tree_all_finite` tells whether new parameters are finite,
+Rejected steps: :func:`tree_all_finite` tells whether new parameters are finite
+(:func:`step_is_finite`: and the energy),
 :func:`scale_update` shrinks the later updates after a rejection and :func:`copy_tree` keeps a
 state to go back to when an optimizer donates its inputs (kfac-jax). Resume:
 :func:`check_fingerprint` refuses a checkpoint written with other options and
@@ -29,6 +30,11 @@ def tree_all_finite(tree: Any) -> jax.Array:
     """Whether every array of ``tree`` is finite (a 0-d bool array; True for no leaves)."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def step_is_finite(energy: float, params: Any) -> bool:
+    """Whether a step may be accepted: a finite energy and finite new parameters."""
+    return math.isfinite(energy) and bool(tree_all_finite(params))
 
 
 @jax.jit

@@ -331,6 +331,14 @@ def resume(ckpt: Path, template: dict[str, Any], guard: Guard, *, n_steps: int,
     return Resumed(tree, saved, start)
 
 
+def check_final_energy(energy: float, hint: str) -> None:
+    """Raise :class:`RunDiverged` (one line, ending with ``hint``) for a final energy that is
+    not finite."""
+    if not np.isfinite(energy):
+        raise RunDiverged(f"the final energy is not finite ({energy}); the parameters "
+                          f"diverged: {hint}")
+
+
 @dataclass(kw_only=True)
 class RunResult:
     """What both drivers return (their results add the problem's fields): the final energy

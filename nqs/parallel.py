@@ -389,6 +389,16 @@ def auto_chunk_size(
     return 1 << max(int(allowed).bit_length() - 1, 0)
 
 
+def auto_chunk(fn: Callable[[Any, jax.Array], Any], params: Any, x_one: Any, n_samples: int,
+               mesh: Mesh | None, row_bytes: int = 0) -> int | None:
+    """Rows per device per chunk that fit the device memory (None: no chunking needed), from
+    XLA's memory estimate of the per-sample ``fn`` (the local energy; compiled for a few
+    samples like ``x_one`` and measured) and ``row_bytes``, a bound on a log-derivative row
+    (no compile), whichever is larger, for ``n_samples`` rows split over ``mesh``."""
+    per_sample = max(bytes_per_sample(fn, params, x_one), int(row_bytes))
+    return auto_chunk_size(per_sample, n_samples, mesh)
+
+
 def run_record(mesh: Mesh, chunk_size: int | None) -> dict[str, Any]:
     """The result fields describing where a run ran: ``n_devices``, ``n_processes``,
     ``chunk_size`` and the peak memory (:func:`peak_memory`)."""

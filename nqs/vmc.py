@@ -12,13 +12,14 @@ impure shell around it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.ansatz import Ansatz, Params
+from nqs.ansatz import Ansatz, JacobianStructure, Params
 from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import is_complex_tree, real_flat
@@ -95,6 +96,19 @@ def per_sample_functions(
     return [make_local_energy(operator, ansatz), grad_row]
 
 
+def clip_local_energy(e_loc: jax.Array, clip_scale: float = 5.0) -> jax.Array:
+    """Clip ``e_loc [n]`` to ``median +- clip_scale * mean|e_loc - median|`` (FermiNet's
+    clipping, unweighted; a complex ``e_loc`` has its real part clipped). ``clip_scale <= 0``
+    disables clipping."""
+    if clip_scale <= 0:
+        return e_loc
+    if jnp.iscomplexobj(e_loc):
+        return clip_local_energy(e_loc.real, clip_scale) + 1j * e_loc.imag
+    median = jnp.median(e_loc)
+    mad = jnp.mean(jnp.abs(e_loc - median))
+    return jnp.clip(e_loc, median - clip_scale * mad, median + clip_scale * mad)
+
+
 def make_estimator(
     ansatz: Ansatz,
     operator: DiscreteOperator,
@@ -102,9 +116,38 @@ def make_estimator(
     needs_jacobian: bool,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
-) -> Callable[[Params, Samples], Estimate]:
+) -> Callable[..., Estimate]:
     """``estimate(params, samples, inverse=None, draw_weights=None, e_loc=None) -> Estimate``
-    for the energy <H>.
+    for the energy <H> of ``operator`` (:func:`make_energy_estimator` with the ansatz's
+    log psi, holomorphy and factored Jacobian, and :func:`nqs.local_energy.make_local_energy`).
+    """
+    return make_energy_estimator(
+        ansatz.log_psi, make_local_energy(operator, ansatz), needs_jacobian=needs_jacobian,
+        holomorphic=ansatz.holomorphic, structure=ansatz.jacobian_structure,
+        chunk_size=chunk_size, mesh=mesh)
+
+
+def make_energy_estimator(
+    log_psi: Callable[[Params, jax.Array], jax.Array],
+    local_energy: Callable[[Params, jax.Array], jax.Array],
+    *,
+    needs_jacobian: bool,
+    real: bool = False,
+    holomorphic: bool = False,
+    structure: JacobianStructure | None = None,
+    clip_scale: float = 0.0,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> Callable[..., Estimate]:
+    """``estimate(params, samples, inverse=None, draw_weights=None, e_loc=None) -> Estimate``
+    for the energy, every engine's estimator (spins, molecules, electrons in real space).
+
+    ``log_psi(params, x)`` and ``local_energy(params, x)`` are per sample. ``real``: log psi
+    is real (log|psi| of a real wavefunction, real parameters): the Jacobian then has one row
+    per sample, ``[n, P]``, instead of the real view's ``[2n, P]``. ``holomorphic`` /
+    ``structure``: see :class:`nqs.ansatz.Ansatz`. ``clip_scale > 0``: the gradient (and the
+    SR residuals) use local energies clipped by :func:`clip_local_energy`, centred on their
+    own weighted mean; the statistics keep the unclipped ones.
 
     ``e_loc`` [n] (optional): the local energies of ``samples.x``, computed by the caller
     (:func:`nqs.packed_local_energy.make_packed_local_energy` in the host-level molecular
@@ -121,7 +164,7 @@ def make_estimator(
     local sums plus an all-reduce (XLA's SPMD partitioner), so the result is the same as on one
     device up to the order of floating-point additions.
     """
-    local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
+    batch_local_energy = batched(local_energy, chunk_size, mesh)
 
     def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None,
                  draw_weights: jax.Array | None = None,
@@ -130,51 +173,85 @@ def make_estimator(
             x=constrain_samples(samples.x, mesh), weights=constrain_samples(samples.weights, mesh)
         )
         if e_loc is None:
-            e_loc = local_energy(params, samples.x)
+            e_loc = batch_local_energy(params, samples.x)
         else:  # computed outside (the packed host-level path); a constant for the gradient
             e_loc = jax.lax.stop_gradient(constrain_samples(e_loc, mesh))
-        if samples.n_chains == UNIQUE_DRAWS:  # independent exact draws with counts
-            stats = unique_statistics(e_loc, samples.weights, samples.n_draws)
-        elif inverse is None:
-            stats = statistics(e_loc, samples.weights, samples.n_chains)
-        else:
-            n_draws = inverse.shape[0]
-            if draw_weights is None:
-                draw_weights = jnp.full(n_draws, 1.0 / n_draws)
-            stats = statistics(e_loc[inverse], draw_weights, samples.n_chains)
-        w = samples.weights
-        centred = jax.lax.stop_gradient(e_loc - stats.mean)
-        flat, unflatten = real_flat(params)
-
-        def log_psi_flat(v: jax.Array, x: jax.Array) -> jax.Array:
-            return ansatz.log_psi(unflatten(v), x)
-
-        if not needs_jacobian:
-            # g = d/dtheta 2 Re sum_i w_i conj(e_i) log psi(x_i): one backward pass.
-            def surrogate(v: jax.Array) -> jax.Array:
-                logs = batched(log_psi_flat, chunk_size, mesh)(v, samples.x)
-                return 2.0 * jnp.sum(w * jnp.real(jnp.conj(centred) * logs))
-
-            return Estimate(stats, jax.grad(surrogate)(flat), None, None)
-
-        real_params = not is_complex_tree(params)
-        if ansatz.jacobian_structure is not None and (ansatz.holomorphic or real_params):
-            # factored O (the RBM): minSR builds its n x n kernel without the dense Jacobian
-            jacobian = structured_jacobian(
-                ansatz.jacobian_structure, params, samples.x, w, real_params, chunk_size, mesh
-            )
-        elif ansatz.holomorphic:  # complex O [n, P_c]: half the size of the real view
-            jacobian = holomorphic_jacobian(
-                ansatz.log_psi, params, samples.x, w, chunk_size, mesh
-            )
-        else:
-            jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh)
-        scaled = jnp.sqrt(w) * centred
-        residuals = 2.0 * jnp.concatenate([scaled.real, scaled.imag])
-        grad = transpose_dot(jacobian, residuals)
+        # float64 accumulation whatever the network's dtype
+        e_loc = e_loc.astype(jnp.promote_types(e_loc.dtype, jnp.float64))
+        stats = _energy_statistics(e_loc, samples, inverse, draw_weights)
+        centred = centred_energies(e_loc, samples.weights, stats.mean, clip_scale)
+        grad, jacobian, residuals = _energy_gradient(
+            log_psi, params, samples, centred, needs_jacobian=needs_jacobian, real=real,
+            holomorphic=holomorphic, structure=structure, chunk_size=chunk_size, mesh=mesh)
         return Estimate(stats, grad, jacobian, residuals)
 
     return estimate
+
+
+def _energy_statistics(e_loc: jax.Array, samples: Samples, inverse: jax.Array | None,
+                       draw_weights: jax.Array | None) -> Stats:
+    """Statistics of the local energies ``e_loc [n]`` of ``samples`` (every draw when the
+    samples are distinct configurations with an ``inverse`` map, see
+    :func:`make_energy_estimator`)."""
+    if samples.n_chains == UNIQUE_DRAWS:  # independent exact draws with counts
+        return unique_statistics(e_loc, samples.weights, samples.n_draws)
+    if inverse is None:
+        return statistics(e_loc, samples.weights, samples.n_chains)
+    n_draws = inverse.shape[0]
+    if draw_weights is None:
+        draw_weights = jnp.full(n_draws, 1.0 / n_draws)
+    return statistics(e_loc[inverse], draw_weights, samples.n_chains)
+
+
+def centred_energies(e_loc: jax.Array, weights: jax.Array, mean: jax.Array,
+                      clip_scale: float) -> jax.Array:
+    """``E_loc - <E_loc>`` of the gradient (a constant for differentiation); with
+    ``clip_scale > 0`` the clipped energies about their own weighted mean."""
+    if clip_scale > 0:
+        e_clip = clip_local_energy(e_loc, clip_scale)
+        return jax.lax.stop_gradient(e_clip - jnp.sum(weights * e_clip))
+    return jax.lax.stop_gradient(e_loc - mean)
+
+
+def energy_surrogate(logs: jax.Array, weights: jax.Array, centred: jax.Array) -> jax.Array:
+    """``2 Re sum_i w_i conj(c_i) log psi(x_i)``: its gradient in the parameters (through
+    ``logs [n]``; ``centred [n]`` and ``weights [n]`` constant) is the energy gradient."""
+    return 2.0 * jnp.sum(weights * jnp.real(jnp.conj(centred) * logs))
+
+
+def _energy_gradient(log_psi: Callable[[Params, jax.Array], jax.Array], params: Params,
+                     samples: Samples, centred: jax.Array, *, needs_jacobian: bool, real: bool,
+                     holomorphic: bool, structure: JacobianStructure | None,
+                     chunk_size: int | None, mesh: Mesh | None
+                     ) -> tuple[jax.Array, Any, jax.Array | None]:
+    """``(grad [P], jacobian, residuals)`` in the real flat view: the gradient from one
+    backward pass of :func:`energy_surrogate`, or (``needs_jacobian``) ``J^T eps`` with the
+    Jacobian SR needs (factored, complex or dense, see :mod:`nqs.optim.jacobian`)."""
+    w = samples.weights
+    flat, unflatten = real_flat(params)
+
+    def log_psi_flat(v: jax.Array, x: jax.Array) -> jax.Array:
+        return log_psi(unflatten(v), x)
+
+    if not needs_jacobian:
+        def surrogate(v: jax.Array) -> jax.Array:
+            return energy_surrogate(batched(log_psi_flat, chunk_size, mesh)(v, samples.x), w,
+                                    centred)
+
+        return jax.grad(surrogate)(flat), None, None
+
+    real_params = not is_complex_tree(params)
+    if structure is not None and (holomorphic or real_params):
+        # factored O (the RBM): minSR builds its n x n kernel without the dense Jacobian
+        jacobian = structured_jacobian(structure, params, samples.x, w, real_params,
+                                       chunk_size, mesh)
+    elif holomorphic:  # complex O [n, P_c]: half the size of the real view
+        jacobian = holomorphic_jacobian(log_psi, params, samples.x, w, chunk_size, mesh)
+    else:
+        jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh, real=real)
+    scaled = jnp.sqrt(w) * centred
+    residuals = 2.0 * (scaled if real else jnp.concatenate([scaled.real, scaled.imag]))
+    return transpose_dot(jacobian, residuals), jacobian, residuals
 
 
 def make_sampled_estimator(
@@ -240,46 +317,7 @@ def make_vmc(
         sampler_state = sampler.init(k_sampler, ansatz, params)
         return VMCState(params, tx.init(params), sampler_state, k_run, jnp.asarray(0))
 
-    def finish(state: VMCState, key: jax.Array, est: Estimate, sampler_state: Any,
-               acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
-        _, unflatten = real_flat(state.params)
-        extra = (
-            {"jacobian": est.jacobian, "residuals": est.residuals}
-            if optimizer.needs_jacobian
-            else {}
-        )
-        params, opt_state = optimizer.apply(unflatten(est.grad), state.opt_state, state.params,
-                                            **extra)
-        flat_new, _ = real_flat(params)
-        ok = (
-            jnp.isfinite(est.stats.mean).all()
-            & jnp.all(jnp.isfinite(est.grad))
-            & jnp.all(jnp.isfinite(flat_new))
-        )
-
-        def keep(new: Any, old: Any) -> Any:
-            return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-
-        new_state = VMCState(
-            keep(params, state.params),
-            keep(opt_state, state.opt_state),
-            keep(sampler_state, state.sampler_state),
-            key,
-            state.step + 1,
-        )
-        mean = est.stats.mean
-        step_info = StepInfo(
-            energy=jnp.real(mean),
-            energy_imag=jnp.imag(mean),
-            energy_error=est.stats.error_of_mean,
-            variance=est.stats.variance,
-            tau_corr=est.stats.tau_corr,
-            r_hat=est.stats.r_hat,
-            acceptance=acceptance,
-            grad_norm=jnp.linalg.norm(est.grad),
-            accepted=ok,
-        )
-        return new_state, step_info
+    finish = partial(_finish_step, optimizer)
 
     if getattr(sampler, "is_exact", False):
         return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
@@ -302,6 +340,53 @@ def make_vmc(
         return finish(state, key, est, sampler_state, acceptance)
 
     return init, step
+
+
+def apply_estimate(optimizer: Optimizer, est: Estimate, opt_state: Any, params: Params
+                   ) -> tuple[Params, Any]:
+    """``(params, opt_state)`` after the optimizer's update of the estimate's gradient (and,
+    when the optimizer needs them, its Jacobian and residuals): the update of every engine."""
+    extra = ({"jacobian": est.jacobian, "residuals": est.residuals}
+             if optimizer.needs_jacobian else {})
+    return optimizer.apply(real_flat(params)[1](est.grad), opt_state, params, **extra)
+
+
+def _finish_step(optimizer: Optimizer, state: VMCState, key: jax.Array, est: Estimate,
+                 sampler_state: Any, acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
+    """The new state and the step's info: :func:`apply_estimate`, and the old state kept
+    (``info.accepted`` False) when the energy, the gradient or the new parameters are not
+    finite."""
+    params, opt_state = apply_estimate(optimizer, est, state.opt_state, state.params)
+    flat_new, _ = real_flat(params)
+    ok = (
+        jnp.isfinite(est.stats.mean).all()
+        & jnp.all(jnp.isfinite(est.grad))
+        & jnp.all(jnp.isfinite(flat_new))
+    )
+
+    def keep(new: Any, old: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+    new_state = VMCState(
+        keep(params, state.params),
+        keep(opt_state, state.opt_state),
+        keep(sampler_state, state.sampler_state),
+        key,
+        state.step + 1,
+    )
+    mean = est.stats.mean
+    step_info = StepInfo(
+        energy=jnp.real(mean),
+        energy_imag=jnp.imag(mean),
+        energy_error=est.stats.error_of_mean,
+        variance=est.stats.variance,
+        tau_corr=est.stats.tau_corr,
+        r_hat=est.stats.r_hat,
+        acceptance=acceptance,
+        grad_norm=jnp.linalg.norm(est.grad),
+        accepted=ok,
+    )
+    return new_state, step_info
 
 
 def _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh=None):

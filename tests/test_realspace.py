@@ -18,9 +18,9 @@ from nqs.realspace import burn_in, init_walkers, make_mcmc
 from nqs.realspace.driver import run_realspace
 from nqs.realspace.mcmc import electron_assignment
 from nqs.realspace.pretrain import pretrain
-from nqs.realspace.train import clip_local_energy
 from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics
+from nqs.vmc import clip_local_energy
 
 TINY = ((8, 4), (8, 4))
 LIH = "Li 0 0 0; H 0 0 3.015"
@@ -270,6 +270,45 @@ def test_clipping():
     assert float(c[-1]) < 10.0
     np.testing.assert_array_equal(np.asarray(c[:-1]), np.asarray(e[:-1]))
     assert np.array_equal(np.asarray(clip_local_energy(e, 0.0)), np.asarray(e))
+
+
+def test_shared_estimator_clipped_gradient_by_hand():
+    """The estimator every engine shares, as real space uses it (``real=True``, log|psi| of a
+    hydrogenic orbital with a free exponent and centre, clipping on): its gradient equals
+    ``2/n sum_w (E_clip,w - mean E_clip) (O_w - mean O)`` from the analytic derivatives, with
+    and without the Jacobian; J is ``[n, P]``; the statistics keep the unclipped energies."""
+    from nqs.sampling.base import Samples
+    from nqs.vmc import make_energy_estimator
+
+    def log_psi(params, r):
+        return -params["z"] * jnp.sqrt(jnp.sum((r[0] - params["c"]) ** 2))
+
+    def local_energy(params, r):  # any per-walker function of r; one outlier below
+        return -0.5 * params["z"] ** 2 + jnp.sum(r[0] ** 2)
+
+    params = {"z": jnp.asarray(1.3), "c": jnp.asarray([0.1, -0.2, 0.3])}
+    r = jax.random.normal(jax.random.PRNGKey(3), (12, 1, 3))
+    r = r.at[5].set(jnp.asarray([[40.0, 0.0, 0.0]]))  # E_loc ~ 1600: clipped
+    samples = Samples(r, jnp.full(12, 1.0 / 12), 12)
+    # by hand: d/dz = -|r - c|, d/dc = z (r - c) / |r - c| (ravel order: c then z)
+    d = np.asarray(r[:, 0]) - np.asarray(params["c"])
+    dist = np.linalg.norm(d, axis=1)
+    o = np.concatenate([1.3 * d / dist[:, None], -dist[:, None]], axis=1)  # [n, 4]
+    e = np.asarray(jax.vmap(local_energy, (None, 0))(params, r))
+    e_clip = np.asarray(clip_local_energy(jnp.asarray(e), 5.0))
+    assert e_clip[5] < e[5] / 2 and np.array_equal(np.delete(e_clip, 5), np.delete(e, 5))
+    expected = 2.0 / 12 * (o - o.mean(0)).T @ (e_clip - e_clip.mean())
+    for needs_jacobian in (False, True):
+        est = make_energy_estimator(log_psi, local_energy, needs_jacobian=needs_jacobian,
+                                    real=True, clip_scale=5.0)(params, samples)
+        np.testing.assert_allclose(np.asarray(est.grad), expected, rtol=1e-12, atol=1e-14)
+        assert float(est.stats.mean) == pytest.approx(e.mean(), rel=1e-14)
+    assert est.jacobian.shape == (12, 4) and est.residuals.shape == (12,)
+    np.testing.assert_allclose(np.asarray(est.jacobian), (o - o.mean(0)) / np.sqrt(12),
+                               rtol=1e-12, atol=1e-14)
+    # without clipping the outlier dominates: a different gradient
+    plain = make_energy_estimator(log_psi, local_energy, needs_jacobian=False, real=True)
+    assert np.max(np.abs(np.asarray(plain(params, samples).grad) - expected)) > 1.0
 
 
 # ---------------------------------------------------------------- pretraining and VMC

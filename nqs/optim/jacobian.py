@@ -197,21 +197,35 @@ def centred_jacobian_rows(
     weights: jax.Array,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    real: bool = False,
 ) -> jax.Array:
-    """``sqrt(w_i) (O_i - <O>)`` as ``[n, 2, P]`` (real and imaginary part of each row).
+    """``sqrt(w_i) (O_i - <O>)`` as ``[n, 2, P]`` (real and imaginary part of each row), or
+    ``[n, P]`` with ``real`` (a real log psi: log|psi| of a real wavefunction), in float64
+    whatever the network's dtype.
 
     ``log_psi_flat(v, x)`` is log psi of one configuration as a function of the real flat
-    parameters ``v`` [P]; ``xs`` [n, n_sites]; ``weights`` [n] sum to 1.
+    parameters ``v`` [P]; ``xs`` [n, ...] (configurations or walkers); ``weights`` [n] sum to 1.
+    The one per-sample Jacobian of every engine.
     """
 
     def jac_one(v: jax.Array, x: jax.Array) -> jax.Array:
+        if real:
+            return jax.grad(log_psi_flat)(v, x)  # [P]
+
         def re_im(u: jax.Array) -> jax.Array:
             lp = log_psi_flat(u, x)
             return jnp.stack([jnp.real(lp), jnp.imag(lp)])
 
         return jax.jacrev(re_im)(v)  # [2, P]
 
-    jac = chunked_map(jac_one, chunk_size, mesh)(flat, xs)  # [n, 2, P]
+    jac = chunked_map(jac_one, chunk_size, mesh)(flat, xs)  # [n, (2,) P]
+    if real:
+        # float64 reductions (J J^T, J^T eps) whatever the network's dtype; the mean as a
+        # plain weighted sum: with the walkers' uniform power-of-two weights it is their
+        # mean to the bit
+        jac = jac.astype(jnp.promote_types(jac.dtype, jnp.float64))
+        w = weights.astype(jac.dtype)[:, None]
+        return jnp.sqrt(w) * (jac - jnp.sum(w * jac, axis=0)[None])
     jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
     return jnp.sqrt(weights)[:, None, None] * jac
 
@@ -223,11 +237,15 @@ def sr_jacobian(
     weights: jax.Array,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    real: bool = False,
 ) -> jax.Array:
-    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view).
+    """``J [2n, P] = sqrt(w_i) [Re; Im] (O_i - <O>)``, O_i = d log psi(x_i) / d theta (real view);
+    with ``real`` (a real log psi) ``J [n, P]``, the rows whose imaginary part would be 0.
 
     Arguments as :func:`centred_jacobian_rows`.
     """
-    rows = centred_jacobian_rows(log_psi_flat, flat, xs, weights, chunk_size, mesh)
+    rows = centred_jacobian_rows(log_psi_flat, flat, xs, weights, chunk_size, mesh, real)
+    if real:
+        return rows
     # J^T J, J^T eps and J J^T over rows split across devices are left to XLA's partitioner.
     return jnp.concatenate([rows[:, 0], rows[:, 1]], axis=0)

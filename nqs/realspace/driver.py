@@ -41,13 +41,13 @@ import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import n_parameters
-from nqs.errors import CheckpointError, InputError, RunDiverged
+from nqs.errors import CheckpointError, InputError
 from nqs.guard import (
     Guard,
     check_time_limit,
     copy_tree,
     failure_reason,
-    tree_all_finite,
+    step_is_finite,
 )
 from nqs.io import (
     JsonlLogger,
@@ -62,6 +62,7 @@ from nqs.loop import (
     StepOutcome,
     StepProblem,
     Steps,
+    check_final_energy,
     checkpoint_to_resume,
     open_log,
     resume,
@@ -74,8 +75,7 @@ from nqs.models.ferminet import DEFAULT_LAYERS
 from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
-    auto_chunk_size,
-    bytes_per_sample,
+    auto_chunk,
     check_divisible,
     gather,
     is_main_process,
@@ -93,7 +93,7 @@ from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_kfac_vmc, make_optax_vmc
-from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, make_energy_sampler
+from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, evaluate_energy
 
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
@@ -196,11 +196,6 @@ def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float
     if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
         raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
     return lr, dl
-
-
-def step_is_finite(energy: float, params: Any) -> bool:
-    """Whether a step may be accepted: finite energy and finite new parameters."""
-    return math.isfinite(energy) and bool(tree_all_finite(params))
 
 
 def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
@@ -514,20 +509,6 @@ def _realspace_problem(run: _Run, start: int, n_walkers: int, hf_energy: float |
     return StepProblem(step, restore, checkpoint if run.ckpt is not None else None, run.ckpt)
 
 
-def _evaluate(run: _Run, state: VMCState, key: jax.Array, mcmc_steps: int, eval_steps: int,
-              n_walkers: int) -> tuple[Any, float, MCMCState]:
-    """Statistics of the local energies at fixed parameters, the mean acceptance and the
-    walkers after the evaluation."""
-    from nqs.stats import statistics
-
-    sampler = make_energy_sampler(run.apply, run.e_loc_fn, mcmc_steps, run.chunk_size, run.mesh)
-    mcmc, e_loc, accs = sampler(key, state.params, state.mcmc, int(eval_steps))
-    e_loc, accs, mcmc = gather((e_loc, accs, mcmc))
-    values = np.asarray(e_loc).reshape(-1)  # row = step * n_walkers + walker
-    st = statistics(values, np.full(values.size, 1.0 / values.size), int(n_walkers))
-    return st, float(np.mean(np.asarray(accs))), mcmc
-
-
 @without_global_mesh
 def run_realspace(
     atoms: RealSpaceSystem,
@@ -576,11 +557,10 @@ def run_realspace(
     done = _optimize(run, state, start, o, hf_energy, k_opt,
                      LoopIO(history, logger, bar, run.echo, t_run, callback))
     bar.phase(f"final evaluation ({o.eval_steps} measurements at the final parameters)")
-    st, acceptance, walkers = _evaluate(run, done.state, k_eval, o.mcmc_steps, o.eval_steps,
-                                        o.n_walkers)
-    if not np.isfinite(float(st.mean)):
-        raise RunDiverged(f"the final energy is not finite ({float(st.mean)}); the network "
-                          "diverged: lower --lr or raise --damping")
+    st, acceptance, walkers = evaluate_energy(k_eval, run.apply, run.e_loc_fn, done.state.params,
+                                              done.state.mcmc, o.eval_steps, o.mcmc_steps,
+                                              run.chunk_size, run.mesh)
+    check_final_energy(float(st.mean), "lower --lr or raise --damping")
     return _result(run, done, history, st, acceptance, walkers, hf_energy, t_run, o)
 
 
@@ -602,7 +582,9 @@ def _setup(atoms: RealSpaceSystem, o: RealSpaceOptions, mesh: Mesh, out: Path | 
     walkers = init_walkers(k_walk, atoms, o.n_walkers)
     chunk_size = o.chunk_size
     if chunk_size == "auto":  # the same bound for every optimizer
-        chunk_size = _auto_chunk(e_loc_fn, params, walkers, mesh)
+        # a log-derivative row: a few copies of n_parameters float64 numbers
+        chunk_size = auto_chunk(e_loc_fn, params, walkers[0], int(walkers.shape[0]), mesh,
+                                row_bytes=4 * 8 * n_parameters(params))
 
     def build(name: OptimizerName, mu: float) -> VMC:
         return make_vmc_method(name, apply, e_loc_fn, o.learning_rate, o.lr_delay, o.mcmc_steps,
@@ -708,14 +690,3 @@ def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:
     if "layers" in net:
         net["layers"] = tuple(tuple(x) for x in net["layers"])
     return net
-
-
-def _auto_chunk(e_loc_fn: Callable, params: Any, walkers: jax.Array, mesh: Mesh) -> int | None:
-    """Walkers per device per chunk that fit the device memory (None: no chunking needed),
-    from XLA's memory estimate of one local energy and one log-derivative row."""
-
-    # The forward-Laplacian local energy (3 n_el + 1 tangents through the network) is compiled
-    # for a few walkers and measured; a log-derivative row is bounded without a compile.
-    grad_row = 4 * 8 * n_parameters(params)
-    per_walker = max(bytes_per_sample(e_loc_fn, params, walkers[0]), grad_row)
-    return auto_chunk_size(per_walker, int(walkers.shape[0]), mesh)

@@ -319,14 +319,10 @@ class RealSpaceState:
         """:class:`nqs.stats.Stats` of the local energy over ``n_steps`` measurements of all
         walkers at fixed parameters (the run's final evaluation, with its key: the same
         numbers); the walkers move on."""
-        from nqs.sampling.walkers import make_energy_sampler
-        from nqs.stats import statistics
+        from nqs.sampling.walkers import evaluate_energy
 
-        sampler = make_energy_sampler(self.log_psi, self.atoms.local_energy(self.log_psi,
-                                                                             laplacian),
-                                      self.mcmc_steps, self.chunk_size)
         key = self._next_key() if key is None else key
-        self.walkers, e_loc, _ = sampler(key, self.params, self.walkers, int(n_steps))
-        values = np.asarray(e_loc).reshape(-1)
-        return statistics(values, np.full(values.size, 1.0 / values.size),
-                          int(self.walkers.r.shape[0]))
+        stats, _, self.walkers = evaluate_energy(
+            key, self.log_psi, self.atoms.local_energy(self.log_psi, laplacian), self.params,
+            self.walkers, n_steps, self.mcmc_steps, self.chunk_size)
+        return stats

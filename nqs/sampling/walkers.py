@@ -236,3 +236,31 @@ def make_energy_sampler(
         return mc, e_loc, acc
 
     return jax.jit(run, static_argnums=3)
+
+
+def evaluate_energy(
+    key: jax.Array,
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    state: MCMCState,
+    n_measurements: int,
+    mcmc_steps: int = 10,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> tuple[Any, float, MCMCState]:
+    """The final evaluation of a real-space run: ``(Stats, mean acceptance, walkers)`` of the
+    local energies (Hartree) over ``n_measurements`` measurements of all walkers at fixed
+    parameters (:func:`make_energy_sampler`; each walker one Markov chain, row
+    ``measurement * n_walkers + walker``); the walkers after it, gathered to the host."""
+    import numpy as np
+
+    from nqs.parallel import gather
+    from nqs.stats import statistics
+
+    sampler = make_energy_sampler(log_abs_psi_fn, local_energy_fn, mcmc_steps, chunk_size, mesh)
+    state, e_loc, accs = sampler(key, params, state, int(n_measurements))
+    e_loc, accs, state = gather((e_loc, accs, state))
+    values = np.asarray(e_loc).reshape(-1)
+    stats = statistics(values, np.full(values.size, 1.0 / values.size), int(state.r.shape[0]))
+    return stats, float(np.mean(np.asarray(accs))), state
