@@ -123,11 +123,13 @@ class Atoms:
         return _nuclear_repulsion(self.charges, self.positions)
 
     def local_energy(
-        self, log_abs_psi_fn: LogPsiFn, laplacian: Literal["folx", "hessian"] = "folx"
+        self, log_abs_psi_fn: LogPsiFn, laplacian: Literal["folx", "hessian"] = "folx",
+        sparsity_threshold: int = 0,
     ) -> Callable[[Any, jax.Array], jax.Array]:
-        """The local energy of this Hamiltonian for ``log_abs_psi_fn`` (:func:`make_local_energy`):
-        what the engine (:class:`nqs.realspace.system.RealSpaceSystem`) asks of a system."""
-        return make_local_energy(log_abs_psi_fn, self, laplacian)
+        """The local energy of this Hamiltonian for ``log_abs_psi_fn`` (:func:`make_local_energy`;
+        ``sparsity_threshold`` for folx): what the engine
+        (:class:`nqs.realspace.system.RealSpaceSystem`) asks of a system."""
+        return make_local_energy(log_abs_psi_fn, self, laplacian, sparsity_threshold)
 
     def to_pyscf(self, basis: str = "sto-3g") -> Any:
         """A built ``pyscf.gto.Mole`` for this system (lengths in bohr), with the ECPs (PySCF

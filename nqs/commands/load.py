@@ -66,7 +66,8 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     from nqs.realspace.driver import recorded_options
 
     options = recorded_options(meta)
-    if "symbols" in options and ("layers" in options or options.get("ansatz") == "psiformer"):
+    if "symbols" in options and ("layers" in options
+                                 or options.get("ansatz") in ("psiformer", "lapnet")):
         return _realspace(ckpt, options | {"seed": meta.get("seed", 0)}, seed)
     fp = meta.get("fingerprint")
     if not isinstance(fp, dict):

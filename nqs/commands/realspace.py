@@ -1,5 +1,5 @@
-"""``nqs realspace``: electrons in real space with a FermiNet or a Psiformer, against exact
-energies."""
+"""``nqs realspace``: electrons in real space with a FermiNet, a Psiformer or a LapNet, against
+exact energies."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a GPU FermiNet's 4 layers of (256, 32), 16 determinants, 1024 walkers, 1000 steps, "
         "SPRING. --ansatz psiformer uses a Psiformer (von Glehn et al. 2023) instead: "
         "self-attention over the electrons and a Jastrow factor (CPU 2 heads of width 32, GPU "
-        "the paper's 4 heads of width 256).",
+        "the paper's 4 heads of width 256); --ansatz lapnet a LapNet (Li et al. 2024: the "
+        "Psiformer's sizes, attention weights from per-electron features, folx Laplacian with "
+        "sparsity).",
     )
     p.add_argument("--molecule", default=None,
                    help='atoms, e.g. "Li 0 0 0; H 0 0 1.595" (unit: --unit, default angstrom), '
@@ -62,9 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "leave, the nuclei keep Z - n_core, the nonlocal part is a 12-point "
                    "quadrature on the sphere (default: all-electron)")
     p.add_argument("--ansatz", choices=ANSATZE, default="ferminet",
-                   help="the network: ferminet (Pfau et al. 2020) or psiformer (von Glehn et "
+                   help="the network: ferminet (Pfau et al. 2020), psiformer (von Glehn et "
                    "al. 2023: self-attention over electrons, electron-electron cusp Jastrow; "
-                   "sized by --layers, --heads, --width) (default: ferminet)")
+                   "sized by --layers, --heads, --width) or lapnet (Li et al. 2024: a "
+                   "Psiformer whose attention weights come from per-electron features, so the "
+                   "forward Laplacian runs with sparsity; sized as a Psiformer) "
+                   "(default: ferminet)")
     p.add_argument("--layers", type=positive_int, default=None,
                    help="number of FermiNet or Psiformer layers (default: CPU 2, GPU 4)")
     p.add_argument("--hidden", type=positive_int, nargs=2, default=None,
@@ -72,15 +77,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FermiNet: widths of the one- and two-electron streams (default: CPU "
                    "32 8, GPU 256 32)")
     p.add_argument("--heads", type=positive_int, default=None,
-                   help="Psiformer: attention heads per layer, dividing --width (default: CPU "
-                   "2, GPU 4)")
+                   help="Psiformer, LapNet: attention heads per layer, dividing --width "
+                   "(default: CPU 2, GPU 4)")
     p.add_argument("--width", type=positive_int, default=None,
-                   help="Psiformer: width of the attention stream (default: CPU 32, GPU 256)")
+                   help="Psiformer, LapNet: width of the attention stream (default: CPU 32, "
+                   "GPU 256)")
     p.add_argument("--layer-norm", choices=("pre", "post", "none"), default=None,
-                   help="Psiformer: LayerNorm before each attention and MLP block, after each "
-                   "residual sum, or none (default: pre)")
+                   help="Psiformer, LapNet: LayerNorm before each attention and MLP block, "
+                   "after each residual sum, or none (default: pre)")
     p.add_argument("--no-jastrow", action="store_true",
-                   help="Psiformer: leave out the electron-electron cusp Jastrow factor")
+                   help="Psiformer, LapNet: leave out the electron-electron cusp Jastrow "
+                   "factor")
     p.add_argument("--determinants", type=positive_int, default=None,
                    help="number of determinants (default: CPU 4, GPU 16)")
     p.add_argument("--envelope", choices=("isotropic", "full"), default="isotropic",
@@ -216,11 +223,12 @@ def _check(args: argparse.Namespace) -> None:
         ("--layer-norm", args.layer_norm is not None), ("--no-jastrow", args.no_jastrow))
         if given]
     if args.ansatz == "ferminet" and psiformer_only:
-        raise InputError(f"{', '.join(psiformer_only)} size a Psiformer: add --ansatz psiformer "
-                         "(a FermiNet is sized by --layers, --hidden and --determinants)")
-    if args.ansatz == "psiformer" and args.hidden is not None:
-        raise InputError("--hidden sizes a FermiNet: a Psiformer is sized by --layers, --heads "
-                         "and --width")
+        raise InputError(f"{', '.join(psiformer_only)} size a Psiformer or LapNet: add --ansatz "
+                         "psiformer or lapnet (a FermiNet is sized by --layers, --hidden and "
+                         "--determinants)")
+    if args.ansatz in ATTENTION_ANSATZE and args.hidden is not None:
+        raise InputError(f"--hidden sizes a FermiNet: a {NET_NAMES[args.ansatz]} is sized by "
+                         "--layers, --heads and --width")
     if args.walkers is not None and args.walkers < 1:
         raise InputError(f"--walkers must be a positive integer, got {args.walkers}")
     if args.steps is not None and args.steps < 0:
@@ -237,11 +245,14 @@ def _check(args: argparse.Namespace) -> None:
 
 DEVICE_SIZED = ("layers", "hidden", "determinants", "walkers", "steps", "optimizer")
 PSIFORMER_SIZED = ("layers", "heads", "width", "determinants", "walkers", "steps", "optimizer")
-ANSATZE = ("ferminet", "psiformer")
+ANSATZE = ("ferminet", "psiformer", "lapnet")
+ATTENTION_ANSATZE = ("psiformer", "lapnet")  # sized by --layers, --heads, --width
+NET_NAMES = {"ferminet": "FermiNet", "psiformer": "Psiformer", "lapnet": "LapNet"}
 
 
 def _device_sized(args: argparse.Namespace) -> tuple[str, ...]:
-    return PSIFORMER_SIZED if getattr(args, "ansatz", "ferminet") == "psiformer" else DEVICE_SIZED
+    return (PSIFORMER_SIZED if getattr(args, "ansatz", "ferminet") in ATTENTION_ANSATZE
+            else DEVICE_SIZED)
 
 
 def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None:
@@ -254,7 +265,7 @@ def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None
     from nqs.realspace.defaults import realspace_defaults
 
     d = realspace_defaults(platform)
-    psiformer = getattr(args, "ansatz", "ferminet") == "psiformer"
+    psiformer = getattr(args, "ansatz", "ferminet") in ATTENTION_ANSATZE
     unset = tuple(name for name in _device_sized(args) if getattr(args, name) is None)
     if args.optimizer is None:
         args.optimizer = d.optimizer
@@ -278,7 +289,7 @@ def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None
     d = replace(d, momentum=args.momentum, learning_rate=args.lr)  # what the run will use
     if psiformer and d.platform != "cpu":
         d = replace(d, reason=f"an accelerator ({d.platform}): the Psiformer's network (von "
-                    "Glehn et al. 2023)")
+                    "Glehn et al. 2023)" + (" as a LapNet" if args.ansatz == "lapnet" else ""))
     return (f"defaults for {d.platform} ({d.reason}): {d.describe(unset)}; set "
             + ", ".join(f"--{n}" for n in unset) + " to change; the ETA follows the first steps")
 
@@ -322,13 +333,16 @@ def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
     """Refuse (one line) a FermiNet run whose memory cannot fit the device: parameters and
     optimizer state, walkers, the evaluation's local energies, the minSR Jacobian and, without
     chunking, the forward-Laplacian buffers of every walker. ``psiformer``: ``(width, heads)``
-    of a Psiformer (then ``hidden`` is unused)."""
+    of a Psiformer or LapNet (``args.ansatz``; then ``hidden`` is unused)."""
     if psiformer is not None:
+        from nqs.models.lapnet import lapnet_parameter_count
         from nqs.models.psiformer import psiformer_parameter_count
 
         width, heads = psiformer
-        n_params = psiformer_parameter_count(n_atoms, n_el, layers, width, determinants,
-                                             bool(getattr(args, "full_det", False)))
+        count = (lapnet_parameter_count if getattr(args, "ansatz", None) == "lapnet"
+                 else psiformer_parameter_count)
+        n_params = count(n_atoms, n_el, layers, width, determinants,
+                         bool(getattr(args, "full_det", False)))
         h1, h2 = 6 * width, heads  # per electron and layer: activations; per pair: attention
         net = "--width, --layers or --determinants"
     else:
@@ -376,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
     if chosen is not None and is_main():
         print(chosen, flush=True)
     psiformer = None
-    if args.ansatz == "psiformer":
+    if args.ansatz in ATTENTION_ANSATZE:
         from nqs.models.psiformer import check_psiformer_sizes
 
         check_psiformer_sizes(args.layers, args.heads, args.width)
@@ -426,8 +440,8 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     print(geometry_line(name, atoms, args), flush=True)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
           f"{reference if reference is not None else 'not tabulated'}", flush=True)
-    psiformer = args.ansatz == "psiformer"
-    network = (dict(ansatz="psiformer", psiformer_layers=args.layers, heads=args.heads,
+    psiformer = args.ansatz in ATTENTION_ANSATZE
+    network = (dict(ansatz=args.ansatz, psiformer_layers=args.layers, heads=args.heads,
                     width=args.width, layer_norm=args.layer_norm, jastrow=not args.no_jastrow)
                if psiformer else dict(layers=((args.hidden[0], args.hidden[1]),) * args.layers))
     result = run_realspace(
@@ -485,7 +499,7 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
-    net_name = "Psiformer" if psiformer else "FermiNet"
+    net_name = NET_NAMES[args.ansatz]
     write_plot(lambda: result.plot(args.out / "convergence.png",
                                    title=f"{name}: {net_name} / {result.optimizer}"),
                args.out / "convergence.png")

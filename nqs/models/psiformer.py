@@ -168,8 +168,7 @@ class Psiformer(nn.Module):
     def setup(self) -> None:
         """The submodules (attention stack, orbitals, envelopes, Jastrow), shared by
         ``__call__`` and ``orbitals``."""
-        self.stack = AttentionStack(self.n_layers, self.heads, self.width, self.layer_norm,
-                                    self.param_dtype)
+        self.stack = self.make_stack()
         n = self.n_alpha + self.n_beta
         maps, envs = [], []
         for s, size in enumerate((self.n_alpha, self.n_beta)):
@@ -183,6 +182,12 @@ class Psiformer(nn.Module):
             self.alpha_par = self.param("jastrow_par", nn.initializers.ones, (), self.param_dtype)
             self.alpha_anti = self.param("jastrow_anti", nn.initializers.ones, (),
                                          self.param_dtype)
+
+    def make_stack(self) -> nn.Module:
+        """The network between the features and the orbitals (:class:`AttentionStack`;
+        :class:`nqs.models.lapnet.LapNet` puts its own here)."""
+        return AttentionStack(self.n_layers, self.heads, self.width, self.layer_norm,
+                              self.param_dtype)
 
     def features(self, r: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(x [n, 4 A + 1], ae [n, A, 3], r_ae [n, A, 1])``: rescaled electron-nucleus

@@ -70,7 +70,13 @@ from nqs.loop import (
     run_steps,
     write_checkpoint,
 )
-from nqs.models.electrons import make_network, network_options, with_dtype
+from nqs.models.electrons import (
+    ATTENTION_ANSATZE,
+    folx_sparsity,
+    make_network,
+    network_options,
+    with_dtype,
+)
 from nqs.models.ferminet import DEFAULT_LAYERS
 from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
@@ -275,9 +281,10 @@ class RealSpaceOptions:
 
     Attributes:
         layers, n_determinants, envelope, full_det: the network (:func:`make_ferminet`).
-        ansatz: ``"ferminet"`` or ``"psiformer"`` (:mod:`nqs.models.psiformer`; then
-            ``psiformer_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow`` size it,
-            with ``n_determinants``, ``envelope`` and ``full_det``, and ``layers`` is unused).
+        ansatz: ``"ferminet"``, ``"psiformer"`` (:mod:`nqs.models.psiformer`) or ``"lapnet"``
+            (:mod:`nqs.models.lapnet`; folx with sparsity); the last two are sized by
+            ``psiformer_layers``, ``heads``, ``width``, ``layer_norm`` and ``jastrow``, with
+            ``n_determinants``, ``envelope`` and ``full_det``, and ``layers`` is unused).
         optimizer: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR; small networks).
         learning_rate, lr_delay: ``lr / (1 + t / delay)``; ``None`` takes :data:`DEFAULT_LR`.
         damping: KFAC damping / SR diagonal shift. norm_constraint: KFAC and SR.
@@ -314,7 +321,7 @@ class RealSpaceOptions:
     n_determinants: int = 16
     envelope: Literal["isotropic", "full"] = "isotropic"
     full_det: bool = False
-    ansatz: Literal["ferminet", "psiformer"] = "ferminet"
+    ansatz: Literal["ferminet", "psiformer", "lapnet"] = "ferminet"
     psiformer_layers: int = 2
     heads: int = 2
     width: int = 32
@@ -574,7 +581,7 @@ def _setup(atoms: RealSpaceSystem, o: RealSpaceOptions, mesh: Mesh, out: Path | 
     init, apply, orbitals = make_network(
         atoms, o.network(), jnp.float32 if o.dtype == "float32" else jnp.float64)
     apply = with_dtype(apply, o.dtype)
-    e_loc_fn = atoms.local_energy(apply, o.laplacian)
+    e_loc_fn = atoms.local_energy(apply, o.laplacian, folx_sparsity(o.network()))
     k_init, k_walk, k_pre, k_opt, k_burn, k_run, k_eval = jax.random.split(
         jax.random.PRNGKey(o.seed), 7
     )
@@ -679,10 +686,10 @@ def recorded_options(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The network options (:func:`network_options`) a checkpoint's metadata records, FermiNet
-    or Psiformer; None when they are incomplete."""
+    """The network options (:func:`network_options`) a checkpoint's metadata records, FermiNet,
+    Psiformer or LapNet; None when they are incomplete."""
     keys = (("ansatz", "n_layers", "heads", "width", "layer_norm", "jastrow")
-            if meta.get("ansatz") == "psiformer" else ("layers",))
+            if meta.get("ansatz") in ATTENTION_ANSATZE else ("layers",))
     keys += ("n_determinants", "envelope", "full_det")
     if any(k not in meta for k in keys):
         return None

@@ -44,8 +44,10 @@ class RealSpaceSystem(Protocol):
         ...
 
     def local_energy(
-        self, log_abs_psi_fn: Callable[..., Any], laplacian: Literal["folx", "hessian"] = "folx"
+        self, log_abs_psi_fn: Callable[..., Any], laplacian: Literal["folx", "hessian"] = "folx",
+        sparsity_threshold: int = 0,
     ) -> LocalEnergy:
         """``E_loc = (H psi)(r) / psi(r)`` of one configuration for the wavefunction
-        ``log_abs_psi_fn(params, r) -> log|psi|`` (or ``(sign, log|psi|)``)."""
+        ``log_abs_psi_fn(params, r) -> log|psi|`` (or ``(sign, log|psi|)``); folx keeps
+        Jacobians that depend on at most ``sparsity_threshold`` coordinates sparse (0: dense)."""
         ...
