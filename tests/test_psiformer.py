@@ -163,7 +163,7 @@ def test_bad_sizes_raise_input_error():
     from nqs.realspace.driver import run_realspace
 
     with pytest.raises(InputError, match="unknown ansatz"):
-        run_realspace(a, ansatz="lapnet", n_steps=0, eval_steps=2)
+        run_realspace(a, ansatz="paulinet", n_steps=0, eval_steps=2)
 
 
 # ---------------------------------------------------------------- the command line
@@ -202,7 +202,10 @@ def _main(argv: list[str]) -> int:
         ["--ansatz", "psiformer", "--layers", "0"],  # zero layers
         ["--heads", "2"],  # a Psiformer option without --ansatz psiformer
         ["--ansatz", "psiformer", "--hidden", "32", "8"],  # a FermiNet option
-        ["--ansatz", "lapnet"],
+        ["--ansatz", "paulinet"],  # no such network
+        ["--ansatz", "lapnet", "--heads", "3"],  # a LapNet is sized as a Psiformer
+        ["--ansatz", "lapnet", "--hidden", "32", "8"],
+        ["--ansatz", "lapnet", "--layer-norm", "middle"],
     ],
 )
 def test_cli_bad_sizes_exit_2_with_one_line(argv, tmp_path, capsys):
@@ -228,6 +231,10 @@ def test_cli_device_defaults_for_psiformer():
     line = realspace_cmd.apply_device_defaults(args, "gpu")
     assert (args.layers, args.heads, args.width, args.determinants) == (4, 4, 256, 16)
     assert "Psiformer" in line
+    args = _parser().parse_args(["realspace", "--preset", "He", "--ansatz", "lapnet"])
+    line = realspace_cmd.apply_device_defaults(args, "gpu")
+    assert (args.layers, args.heads, args.width, args.layer_norm) == (4, 4, 256, "pre")
+    assert "as a LapNet" in line and args.hidden is None
 
 
 @pytest.mark.slow

@@ -22,6 +22,14 @@ isotropic envelopes) unless told otherwise:
 
 ``--systems`` only compares folx with the Hessian-trace loop for the given systems (operation
 counts, and CPU time at ``--walkers``) and writes ``results/realspace_step_systems.{json,md}``;
+with ``--ansatz lapnet`` it does so for a LapNet (``--layers``, ``--width``, ``--heads``; folx
+with the driver's sparsity threshold for it, and folx dense as a third row) and writes
+``results/realspace_step_systems_lapnet.{json,md}``::
+
+    python experiments/benchmarks/realspace_step.py --ansatz lapnet --walkers 16 \
+        --systems "N 0 0 0; N 0 0 2.074"
+
+
 otherwise the script writes ``results/realspace_step[_small].{json,md}`` next to this file.
 ``--flops-only`` prints operation counts only. ``--deepqmc`` also times DeepQMC's LiH local
 energy (its ``ferminet`` ansatz config at the same size, its default Laplacian) when the
@@ -57,7 +65,7 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy, potential_energy
 from nqs.guard import copy_tree
 from nqs.io import write_json_atomic
-from nqs.models.electrons import with_dtype
+from nqs.models.electrons import folx_sparsity, make_network, network_options, with_dtype
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
 from nqs.realspace.driver import make_vmc_method
 from nqs.realspace.mcmc import init_walkers
@@ -230,17 +238,29 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
+def _network(atoms, net: dict | None, layers, n_det: int):
+    """``(init, apply, folx sparsity threshold)``: FermiNet of ``layers`` and ``n_det``
+    determinants when ``net`` is None, else the network of ``net``
+    (:func:`nqs.models.electrons.network_options`) with the threshold the driver gives it."""
+    if net is None:
+        init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
+                                    n_determinants=n_det)
+        return init, apply, 0
+    init, apply, _ = make_network(atoms, net)
+    return init, apply, folx_sparsity(net)
+
+
+def flops_only(geometry: str, layers, n_det: int, walkers: int, net: dict | None = None) -> dict:
     """XLA operation counts per walker of log|psi| and of the folx and ``jax.hessian`` local
-    energies for one system (the loop's count would be one iteration only)."""
+    energies for one system (the loop's count would be one iteration only); ``net``: another
+    network than FermiNet (:func:`_network`), folx with its sparsity."""
     atoms = make_atoms(geometry)
-    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
-                                n_determinants=n_det)
+    init, apply, sparsity = _network(atoms, net, layers, n_det)
     params = init(jax.random.PRNGKey(0))
     r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
     log_abs = jax.vmap(lambda p, x: apply(p, x)[1], (None, 0))
     out = {"forward": _flops(jax.jit(log_abs).lower(params, r).compile(), walkers)}
-    for lap, fn in (("folx", make_local_energy(apply, atoms, "folx")),
+    for lap, fn in (("folx", make_local_energy(apply, atoms, "folx", sparsity)),
                     ("hessian", _jax_hessian_local_energy(apply, atoms))):
         out[lap] = _flops(jax.jit(jax.vmap(fn, (None, 0))).lower(params, r).compile(), walkers)
     print(f"{geometry}: {atoms.n_electrons} electrons; MFLOP per walker: forward "
@@ -251,40 +271,62 @@ def flops_only(geometry: str, layers, n_det: int, walkers: int) -> dict:
     return out
 
 
+def _time_system(geometry: str, layers, n_det: int, walkers: int, rounds: int,
+                 net: dict | None) -> dict:
+    """One row of :func:`compare_systems`: operation counts and the interleaved CPU times of
+    folx (with the network's sparsity), the HVP loop and, for a sparse network, dense folx."""
+    atoms = make_atoms(geometry)
+    flops = flops_only(geometry, layers, n_det, walkers, net)
+    init, apply, sparsity = _network(atoms, net, layers, n_det)
+    params = init(jax.random.PRNGKey(0))
+    r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
+    paths = {"folx": ("folx", sparsity), "hessian": ("hessian", 0)}
+    if sparsity:
+        paths["folx dense"] = ("folx", 0)
+    fns = {k: jax.jit(jax.vmap(make_local_energy(apply, atoms, lap, sp), (None, 0)))
+           .lower(params, r).compile() for k, (lap, sp) in paths.items()}
+    load = os.getloadavg()[0]
+    times = time_interleaved(fns, {k: (params, r) for k in fns}, rounds)
+    energies = {k: np.asarray(f(params, r)) for k, f in fns.items()}
+    row = {"system": geometry, "electrons": atoms.n_electrons, "walkers": walkers,
+           "folx_sparsity_threshold": sparsity,
+           "folx_cpu_ms_per_walker": 1e3 * times["folx"][1] / walkers,
+           "hvp_loop_cpu_ms_per_walker": 1e3 * times["hessian"][1] / walkers,
+           "hvp_loop_over_folx_cpu": times["hessian"][1] / times["folx"][1],
+           "max_abs_energy_difference_hvp_folx": float(np.max(np.abs(
+               energies["hessian"] - energies["folx"]))),
+           "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
+           "jax_hessian_over_folx_flops": flops["hessian"] / flops["folx"],
+           "n_parameters": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
+           "load_average": [load, os.getloadavg()[0]]}
+    if sparsity:
+        row["folx_dense_cpu_ms_per_walker"] = 1e3 * times["folx dense"][1] / walkers
+    print(f"  CPU ms/walker: folx {row['folx_cpu_ms_per_walker']:.2f}, HVP loop "
+          f"{row['hvp_loop_cpu_ms_per_walker']:.2f} (x {row['hvp_loop_over_folx_cpu']:.2f})"
+          + (f", folx dense {row['folx_dense_cpu_ms_per_walker']:.2f}" if sparsity else "")
+          + f"; max |dE| {row['max_abs_energy_difference_hvp_folx']:.1e} Ha; load {load:.1f} "
+          f"-> {row['load_average'][1]:.1f}", flush=True)
+    return row
+
+
 def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rounds: int,
-                    out: Path) -> None:
+                    out: Path, net: dict | None = None) -> None:
     """folx against the Hessian-trace loop (CPU time) and ``jax.hessian`` (operation count only:
-    its vmapped LAPACK solves deadlocked on 2 cores for N2) for several systems."""
-    results = []
-    for geometry in geometries:
-        atoms = make_atoms(geometry)
-        flops = flops_only(geometry, layers, n_det, walkers)
-        init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, layers=layers,
-                                    n_determinants=n_det)
-        params = init(jax.random.PRNGKey(0))
-        r = init_walkers(jax.random.PRNGKey(1), atoms, walkers)
-        fns = {lap: jax.jit(jax.vmap(make_local_energy(apply, atoms, lap), (None, 0)))
-                 .lower(params, r).compile() for lap in ("folx", "hessian")}
-        load = os.getloadavg()[0]
-        times = time_interleaved(fns, {k: (params, r) for k in fns}, rounds)
-        row = {"system": geometry, "electrons": atoms.n_electrons, "walkers": walkers,
-               "folx_cpu_ms_per_walker": 1e3 * times["folx"][1] / walkers,
-               "hvp_loop_cpu_ms_per_walker": 1e3 * times["hessian"][1] / walkers,
-               "hvp_loop_over_folx_cpu": times["hessian"][1] / times["folx"][1],
-               "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
-               "jax_hessian_over_folx_flops": flops["hessian"] / flops["folx"],
-               "load_average": [load, os.getloadavg()[0]]}
-        results.append(row)
-        print(f"  CPU ms/walker: folx {row['folx_cpu_ms_per_walker']:.2f}, HVP loop "
-              f"{row['hvp_loop_cpu_ms_per_walker']:.2f} (x {row['hvp_loop_over_folx_cpu']:.2f}); "
-              f"load {load:.1f} -> {row['load_average'][1]:.1f}", flush=True)
+    its vmapped LAPACK solves deadlocked on 2 cores for N2) for several systems; FermiNet of
+    ``layers`` or the network of ``net`` (a LapNet: folx with sparsity, and dense)."""
+    results = [_time_system(g, layers, n_det, walkers, rounds, net) for g in geometries]
+    stem = "realspace_step_systems" + ("" if net is None else f"_{net['ansatz']}")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "realspace_step_systems.json",
+    write_json_atomic(out / f"{stem}.json",
                       {"layers": [list(x) for x in layers], "determinants": n_det,
-                       "rounds": rounds, "systems": results,
+                       "network": net, "rounds": rounds, "systems": results,
                        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                                    "jax": jax.__version__}})
-    lines = [f"FermiNet layers {list(layers)}, {n_det} dets; CPU time per walker, median of "
+    what = (f"FermiNet layers {list(layers)}" if net is None else
+            f"{net['ansatz']} {net['n_layers']} layers, width {net['width']}, {net['heads']} "
+            f"heads, layer norm {net['layer_norm']}; folx with sparsity_threshold="
+            f"{folx_sparsity(net)}")
+    lines = [f"{what}, {n_det} dets; CPU time per walker, median of "
              f"{rounds} interleaved rounds", "",
              "| system | electrons | walkers | folx CPU ms | HVP loop CPU ms | loop / folx | "
              "forward MFLOP | folx / forward (MFLOP) | jax.hessian / forward (MFLOP) | "
@@ -297,8 +339,11 @@ def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rou
                      f"{f['folx'] / f['forward']:.1f} | {f['hessian'] / f['forward']:.1f} | "
                      f"{row['jax_hessian_over_folx_flops']:.2f} | "
                      f"{row['load_average'][0]:.1f} -> {row['load_average'][1]:.1f} |")
-    (out / "realspace_step_systems.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}/realspace_step_systems.json and .md", file=sys.stderr)
+    if net is not None:
+        lines += ["", "folx dense (no sparsity), CPU ms / walker: " + ", ".join(
+            f"{r['system']}: {r['folx_dense_cpu_ms_per_walker']:.2f}" for r in results)]
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
 
 
 def _deepqmc_timing(layers, n_det: int, walkers: int, repeats: int) -> dict:
@@ -362,18 +407,31 @@ def main(argv: list[str] | None = None) -> int:
                    "CPU time at --walkers); writes results/realspace_step_systems.{json,md}")
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANT_KEYS), default=None,
                    help="local-energy variants to time besides folx (default: all)")
+    p.add_argument("--ansatz", choices=("ferminet", "lapnet"), default="ferminet",
+                   help="with --systems or --flops-only: the network (lapnet: folx with the "
+                   "driver's sparsity threshold; default: ferminet)")
+    p.add_argument("--layers", type=int, default=2, help="LapNet layers (default: 2)")
+    p.add_argument("--width", type=int, default=256, help="LapNet width (default: 256)")
+    p.add_argument("--heads", type=int, default=4, help="LapNet heads (default: 4)")
+    p.add_argument("--layer-norm", choices=("pre", "post", "none"), default="pre",
+                   help="LapNet layer norm (default: pre)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.ansatz != "ferminet" and not (args.systems or args.flops_only):
+        p.error("--ansatz lapnet works with --systems or --flops-only")
 
     layers = ((32, 8),) * 2 if args.small else DEFAULT_LAYERS
     n_det = 4 if args.small else 16
     out = args.out or HERE / "results"
+    net = (None if args.ansatz == "ferminet" else
+           network_options(args.ansatz, (), n_det, "isotropic", False, args.layers, args.heads,
+                           args.width, args.layer_norm, True))
     if args.flops_only:
         for geometry in args.flops_only:
-            flops_only(geometry, layers, n_det, args.walkers)
+            flops_only(geometry, layers, n_det, args.walkers, net)
         return 0
     if args.systems:
-        compare_systems(args.systems, layers, n_det, args.walkers, args.repeats, out)
+        compare_systems(args.systems, layers, n_det, args.walkers, args.repeats, out, net)
         return 0
     atoms = make_atoms("Li 0 0 0; H 0 0 3.015")
     w = args.walkers

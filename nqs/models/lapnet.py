@@ -72,6 +72,7 @@ class CrossAttention(nn.Module):
 
         q, k, v = proj("query", s), proj("key", s), proj("value", d)
         logits = jnp.einsum("ihd,jhd->hij", q, k) / np.sqrt(dh)
+        self.sow("intermediates", "logits", logits)  # a no-op unless asked for (tests)
         weights = jax.nn.softmax(logits, axis=-1)  # [heads, n, n]
         out = jnp.einsum("hij,jhd->ihd", weights, v).reshape(n, self.width)
         return nn.Dense(self.width, use_bias=False, param_dtype=self.param_dtype,
