@@ -271,10 +271,23 @@ def flops_only(geometry: str, layers, n_det: int, walkers: int, net: dict | None
     return out
 
 
+def _chunked(e_loc, chunk: int):
+    """``(params, r [W, n, 3]) -> [W]``: ``vmap(e_loc)`` over chunks of ``chunk`` walkers, the
+    chunks one after the other (``lax.map``, as the driver's ``chunk_size``)."""
+
+    def f(params, r):
+        rc = r.reshape(-1, chunk, *r.shape[1:])
+        return jax.lax.map(lambda x: jax.vmap(e_loc, (None, 0))(params, x), rc).reshape(-1)
+
+    return f
+
+
 def _time_system(geometry: str, layers, n_det: int, walkers: int, rounds: int,
-                 net: dict | None) -> dict:
+                 net: dict | None, chunks: list[int] | None = None) -> dict:
     """One row of :func:`compare_systems`: operation counts and the interleaved CPU times of
-    folx (with the network's sparsity), the HVP loop and, for a sparse network, dense folx."""
+    folx (with the network's sparsity), the HVP loop and, for a sparse network, dense folx,
+    each at every chunk size of ``chunks`` (walkers per ``vmap``; None: all); the ratio is
+    best against best."""
     atoms = make_atoms(geometry)
     flops = flops_only(geometry, layers, n_det, walkers, net)
     init, apply, sparsity = _network(atoms, net, layers, n_det)
@@ -283,38 +296,51 @@ def _time_system(geometry: str, layers, n_det: int, walkers: int, rounds: int,
     paths = {"folx": ("folx", sparsity), "hessian": ("hessian", 0)}
     if sparsity:
         paths["folx dense"] = ("folx", 0)
-    fns = {k: jax.jit(jax.vmap(make_local_energy(apply, atoms, lap, sp), (None, 0)))
-           .lower(params, r).compile() for k, (lap, sp) in paths.items()}
+    fns = {}
+    for c in chunks or [walkers]:
+        if walkers % c:
+            raise SystemExit(f"--chunks: {c} does not divide --walkers {walkers}")
+        for k, (lap, sp) in paths.items():
+            e_loc = make_local_energy(apply, atoms, lap, sp)
+            fns[(k, c)] = jax.jit(_chunked(e_loc, c)).lower(params, r).compile()
     load = os.getloadavg()[0]
     times = time_interleaved(fns, {k: (params, r) for k in fns}, rounds)
     energies = {k: np.asarray(f(params, r)) for k, f in fns.items()}
+    cpu = {k: 1e3 * t[1] / walkers for k, t in times.items()}  # ms per walker
+    best = {p: min((cpu[(q, c)], c) for (q, c) in cpu if q == p) for p in paths}
+    ref = energies[("hessian", (chunks or [walkers])[0])]
     row = {"system": geometry, "electrons": atoms.n_electrons, "walkers": walkers,
            "folx_sparsity_threshold": sparsity,
-           "folx_cpu_ms_per_walker": 1e3 * times["folx"][1] / walkers,
-           "hvp_loop_cpu_ms_per_walker": 1e3 * times["hessian"][1] / walkers,
-           "hvp_loop_over_folx_cpu": times["hessian"][1] / times["folx"][1],
-           "max_abs_energy_difference_hvp_folx": float(np.max(np.abs(
-               energies["hessian"] - energies["folx"]))),
+           "cpu_ms_per_walker": {f"{p}, chunk {c}": v for (p, c), v in cpu.items()},
+           "best_chunk": {p: b[1] for p, b in best.items()},
+           "folx_cpu_ms_per_walker": best["folx"][0],
+           "hvp_loop_cpu_ms_per_walker": best["hessian"][0],
+           "hvp_loop_over_folx_cpu": best["hessian"][0] / best["folx"][0],
+           "max_abs_energy_difference_from_hvp": float(max(
+               np.max(np.abs(e - ref)) for e in energies.values())),
            "mflop_per_walker": {k: v / 1e6 for k, v in flops.items()},
            "jax_hessian_over_folx_flops": flops["hessian"] / flops["folx"],
            "n_parameters": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
            "load_average": [load, os.getloadavg()[0]]}
     if sparsity:
-        row["folx_dense_cpu_ms_per_walker"] = 1e3 * times["folx dense"][1] / walkers
-    print(f"  CPU ms/walker: folx {row['folx_cpu_ms_per_walker']:.2f}, HVP loop "
+        row["folx_dense_cpu_ms_per_walker"] = best["folx dense"][0]
+    for (p, c), v in cpu.items():
+        print(f"  {p:10s} chunk {c:4d}: {v:8.2f} CPU ms/walker", flush=True)
+    print(f"  best: folx {row['folx_cpu_ms_per_walker']:.2f}, HVP loop "
           f"{row['hvp_loop_cpu_ms_per_walker']:.2f} (x {row['hvp_loop_over_folx_cpu']:.2f})"
           + (f", folx dense {row['folx_dense_cpu_ms_per_walker']:.2f}" if sparsity else "")
-          + f"; max |dE| {row['max_abs_energy_difference_hvp_folx']:.1e} Ha; load {load:.1f} "
+          + f"; max |dE| {row['max_abs_energy_difference_from_hvp']:.1e} Ha; load {load:.1f} "
           f"-> {row['load_average'][1]:.1f}", flush=True)
     return row
 
 
 def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rounds: int,
-                    out: Path, net: dict | None = None) -> None:
+                    out: Path, net: dict | None = None, chunks: list[int] | None = None) -> None:
     """folx against the Hessian-trace loop (CPU time) and ``jax.hessian`` (operation count only:
     its vmapped LAPACK solves deadlocked on 2 cores for N2) for several systems; FermiNet of
-    ``layers`` or the network of ``net`` (a LapNet: folx with sparsity, and dense)."""
-    results = [_time_system(g, layers, n_det, walkers, rounds, net) for g in geometries]
+    ``layers`` or the network of ``net`` (a LapNet: folx with sparsity, and dense); each path
+    at every chunk size of ``chunks``, best against best."""
+    results = [_time_system(g, layers, n_det, walkers, rounds, net, chunks) for g in geometries]
     stem = "realspace_step_systems" + ("" if net is None else f"_{net['ansatz']}")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / f"{stem}.json",
@@ -327,7 +353,9 @@ def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rou
             f"heads, layer norm {net['layer_norm']}; folx with sparsity_threshold="
             f"{folx_sparsity(net)}")
     lines = [f"{what}, {n_det} dets; CPU time per walker, median of "
-             f"{rounds} interleaved rounds", "",
+             f"{rounds} interleaved rounds"
+             + ("" if not chunks else f", each path at its best of the chunk sizes {chunks} "
+                "(walkers per vmap)"), "",
              "| system | electrons | walkers | folx CPU ms | HVP loop CPU ms | loop / folx | "
              "forward MFLOP | folx / forward (MFLOP) | jax.hessian / forward (MFLOP) | "
              "jax.hessian / folx (MFLOP) | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -339,9 +367,9 @@ def compare_systems(geometries: list[str], layers, n_det: int, walkers: int, rou
                      f"{f['folx'] / f['forward']:.1f} | {f['hessian'] / f['forward']:.1f} | "
                      f"{row['jax_hessian_over_folx_flops']:.2f} | "
                      f"{row['load_average'][0]:.1f} -> {row['load_average'][1]:.1f} |")
-    if net is not None:
-        lines += ["", "folx dense (no sparsity), CPU ms / walker: " + ", ".join(
-            f"{r['system']}: {r['folx_dense_cpu_ms_per_walker']:.2f}" for r in results)]
+    lines += ["", "CPU ms / walker by path and chunk size: " + "; ".join(
+        f"{r['system']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_walker"].items())
+        for r in results)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out}/{stem}.json and .md", file=sys.stderr)
 
@@ -410,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ansatz", choices=("ferminet", "lapnet"), default="ferminet",
                    help="with --systems or --flops-only: the network (lapnet: folx with the "
                    "driver's sparsity threshold; default: ferminet)")
+    p.add_argument("--chunks", type=int, nargs="+", default=None,
+                   help="with --systems: time every path with the walkers in chunks of each of "
+                   "these sizes (lax.map of vmaps, as the driver's --chunk-size) and compare "
+                   "best against best (default: all walkers in one vmap)")
     p.add_argument("--layers", type=int, default=2, help="LapNet layers (default: 2)")
     p.add_argument("--width", type=int, default=256, help="LapNet width (default: 256)")
     p.add_argument("--heads", type=int, default=4, help="LapNet heads (default: 4)")
@@ -431,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             flops_only(geometry, layers, n_det, args.walkers, net)
         return 0
     if args.systems:
-        compare_systems(args.systems, layers, n_det, args.walkers, args.repeats, out, net)
+        compare_systems(args.systems, layers, n_det, args.walkers, args.repeats, out, net,
+                        args.chunks)
         return 0
     atoms = make_atoms("Li 0 0 0; H 0 0 3.015")
     w = args.walkers
