@@ -26,8 +26,10 @@ with ``--ansatz lapnet`` it does so for a LapNet (``--layers``, ``--width``, ``-
 with the driver's sparsity threshold for it, and folx dense as a third row) and writes
 ``results/realspace_step_systems_lapnet.{json,md}``::
 
-    python experiments/benchmarks/realspace_step.py --ansatz lapnet --walkers 16 \
-        --systems "N 0 0 0; N 0 0 2.074"
+    python experiments/benchmarks/realspace_step.py --ansatz lapnet --walkers 16 --repeats 3 \
+        --chunks 1 16 --systems "N 0 0 0; N 0 0 2.074"
+
+(``--chunks``: every path at each of these walker chunk sizes, best against best.)
 
 
 otherwise the script writes ``results/realspace_step[_small].{json,md}`` next to this file.
