@@ -104,7 +104,8 @@ def test_network_options_and_sparsity_choice():
     a = make_atoms("He 0 0 0")
     init, apply, _ = make_network(a, net)
     params = init(jax.random.PRNGKey(0))
-    assert "sparse_0_1" in params["params"]["stack"]
+    assert "attention_0" in params["params"]["stack"]
+    assert not any(k.startswith("sparse_") for k in params["params"]["stack"])  # last: unused
     r = init_walkers(jax.random.PRNGKey(1), a, 1)[0]
     _, ref_apply = make_lapnet(a, 1, 1, n_layers=1, heads=2, width=8, n_determinants=2,
                                layer_norm="none")

@@ -10,8 +10,9 @@ the same one-electron features, orbitals, envelopes, determinants and cusp Jastr
 Network: two streams of width ``width`` start from the same embedding of the one-electron
 features,
 
-* the *sparse* stream ``s_i``: per layer two residual ``tanh`` layers applied to each electron
-  alone, ``s_i <- s_i + tanh(W s_i + b)``; ``s_i`` is a function of ``r_i`` only;
+* the *sparse* stream ``s_i``: after each layer but the last two residual ``tanh`` layers
+  applied to each electron alone, ``s_i <- s_i + tanh(W s_i + b)``; ``s_i`` is a function of
+  ``r_i`` only;
 * the *dense* stream ``d_i``: per layer ``f_i = d_i + O sum_j A_ij V d_j`` and
   ``d_i <- f_i + tanh(M f_i + c)`` (LayerNorm before each block with ``layer_norm="pre"``,
   after each residual sum with ``"post"``), with multi-head attention weights
@@ -105,7 +106,7 @@ class LapNetStack(nn.Module):
             f = ln(f"ln_attention_{l}", f, post)
             mlp = nn.Dense(self.width, param_dtype=self.param_dtype, name=f"mlp_{l}")
             d = ln(f"ln_mlp_{l}", f + jnp.tanh(mlp(ln(f"ln_mlp_{l}", f, pre))), post)
-            for m in range(SPARSE_LAYERS):
+            for m in range(SPARSE_LAYERS if l < self.n_layers - 1 else 0):  # the last: unused
                 sparse = nn.Dense(self.width, param_dtype=self.param_dtype,
                                   name=f"sparse_{l}_{m}")
                 s = s + jnp.tanh(sparse(s))
@@ -174,9 +175,11 @@ def make_lapnet_orbitals(
 
 def lapnet_parameter_count(n_atoms: int, n_el: int, n_layers: int, width: int,
                            n_determinants: int, full_det: bool = False) -> int:
-    """Parameters of a LapNet (isotropic envelopes; the Psiformer's count plus, per layer, the
-    sparse stream's ``2 (width^2 + width)``; for size checks)."""
+    """Parameters of a LapNet (isotropic envelopes; the Psiformer's count plus the embedding's
+    bias, the sparse stream's LayerNorm per layer and its ``2 (width^2 + width)`` per layer but
+    the last; for size checks)."""
     from nqs.models.psiformer import psiformer_parameter_count
 
     base = psiformer_parameter_count(n_atoms, n_el, n_layers, width, n_determinants, full_det)
-    return base + width + n_layers * (SPARSE_LAYERS * (width * width + width) + 2 * width)
+    sparse = (n_layers - 1) * SPARSE_LAYERS * (width * width + width)
+    return base + width + n_layers * 2 * width + sparse
