@@ -70,7 +70,7 @@ def test_stack_is_equivariant_and_its_logits_couple_pairs_only(layer_norm):
         inter = state["intermediates"]
         return jnp.stack([inter[f"attention_{l}"]["logits"][0] for l in range(2)])
 
-    # d logit_ij / d x_m vanishes unless m is i or j; d out_i / d x_m does for no m
+    # d logit_ij / d x_m vanishes unless m is i or j; d out_i / d x_m is nonzero for every m
     jac_logits = jax.jit(jax.jacfwd(logits))(x)  # [L, H, n, n, n, F]
     dep = np.asarray(jnp.max(jnp.abs(jac_logits), axis=(0, 1, 5))) > 0  # [n, n, n]: (i, j, m)
     n = x.shape[0]
