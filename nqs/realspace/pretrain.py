@@ -13,7 +13,9 @@ full-determinant network the target is the block-diagonal matrix ``diag(Phi^alph
 Two additions to FermiNet's loss make the fitted network's energy that of Hartree-Fock:
 
 * the derivatives: ``gradient_weight`` (bohr^2) times the squared error of each orbital's
-  gradient with respect to its own electron, ``|grad_i phi_k,ij - grad_i Phi_ij|^2``. For
+  gradient with respect to its own electron, ``|grad_i phi_k,ij - grad_i Phi_ij|^2``, except
+  within about ``1 / Z`` of an all-electron nucleus (:func:`make_cusp_mask`: Gaussian orbitals
+  have no cusp there, the network's envelope and the exact orbitals do). For
   ``psi_net = psi_HF e^u`` and a local Hamiltonian, ``<H>_net = <E_loc^HF>_net +
   1/2 <|grad u|^2>_net``: the energy excess is a gradient error, which a fit of the values alone
   leaves (Be with ccECP: 20 to 30 mHa above ECP-RHF, all of it kinetic);
@@ -190,13 +192,32 @@ def _own_gradients(jac: jax.Array, first: int) -> jax.Array:
     return jnp.moveaxis(jac, (-4, -2), (0, 1))[idx, first + idx]
 
 
+def make_cusp_mask(atoms: Any) -> Callable[[jax.Array], jax.Array]:
+    """``mask(r [n_el, 3]) -> [n_el]``: ``prod_I (1 - exp(-(Z_I r_iI)^2))`` over the nuclei
+    without an ECP (1 for none). Within about ``1 / Z`` bohr of such a nucleus the exact
+    orbitals have Kato's cusp and Gaussian ones do not, so their derivatives are not fitted
+    there; ECP nuclei (finite potentials, no cusp) are left out of the product."""
+    ecps = tuple(getattr(atoms, "ecp", ()) or ())
+    keep = [i for i in range(len(atoms.charges)) if not ecps or ecps[i] is None]
+    centres = jnp.asarray(np.asarray(atoms.positions, np.float64)[keep]).reshape(-1, 3)
+    charges = jnp.asarray(np.asarray(atoms.charges, np.float64)[keep])
+
+    def mask(r: jax.Array) -> jax.Array:
+        d2 = jnp.sum((r[:, None, :] - centres[None]) ** 2, axis=-1)  # [n_el, n_keep]
+        return jnp.prod(1.0 - jnp.exp(-d2 * charges**2), axis=-1)
+
+    return mask
+
+
 def make_orbital_loss(orbitals_fn: OrbitalsFn,
                       hf_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-                      full: bool, gradient_weight: float) -> Callable[[Any, jax.Array], jax.Array]:
+                      full: bool, gradient_weight: float,
+                      mask: Callable[[jax.Array], jax.Array] | None = None,
+                      ) -> Callable[[Any, jax.Array], jax.Array]:
     """The pretraining loss ``(params, r [n_walkers, n_el, 3]) -> scalar``: the mean over
     walkers, determinants and orbital-matrix elements of ``(phi - Phi)^2 + gradient_weight *
     |grad_i phi - grad_i Phi|^2`` (module docstring; ``gradient_weight`` in bohr^2, 0: values
-    only, FermiNet's loss)."""
+    only, FermiNet's loss), the latter times ``mask(r)_i`` (:func:`make_cusp_mask`; None: 1)."""
 
     def one(p: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         targets = jax.lax.stop_gradient(_targets(hf_fn(x), full))
@@ -206,10 +227,13 @@ def make_orbital_loss(orbitals_fn: OrbitalsFn,
         if gradient_weight > 0:
             j_net = jax.jacfwd(lambda y: orbitals_fn(p, y))(x)  # [K, rows, m, n_el, 3] each
             j_hf = jax.lax.stop_gradient(jax.jacfwd(lambda y: _targets(hf_fn(y), full))(x))
+            m_el = jnp.ones(x.shape[0], x.dtype) if mask is None else mask(x)
             first = 0
             for jn, jh in zip(j_net, j_hf, strict=True):
                 g_net, g_hf = _own_gradients(jn, first), _own_gradients(jh, first)
-                sq = sq + gradient_weight * jnp.sum((g_net - g_hf[:, None]) ** 2)
+                err = jnp.sum((g_net - g_hf[:, None]) ** 2, axis=(1, 2, 3))  # per row
+                rows = jnp.arange(jn.shape[1]) + first
+                sq = sq + gradient_weight * jnp.sum(err * m_el[rows])
                 first += jn.shape[1]
         return sq, jnp.asarray(size, sq.dtype)
 
@@ -315,7 +339,7 @@ def pretrain(
     # decaying to a sixth over the run: the loss's noise (fresh walkers each step) sets its floor
     optimizer = optax.adam(lambda t: learning_rate / (1.0 + LR_DECAY * t / n_steps))
 
-    loss_fn = make_orbital_loss(orbitals_fn, hf_fn, full, gradient_weight)
+    loss_fn = make_orbital_loss(orbitals_fn, hf_fn, full, gradient_weight, make_cusp_mask(atoms))
     nuclei = jnp.asarray(np.asarray(atoms.positions, np.float64))
 
     @jax.jit
