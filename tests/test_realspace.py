@@ -307,11 +307,13 @@ def test_pretraining_loss_decreases():
 @pytest.mark.parametrize("full_det", [False, True])
 def test_pretraining_loss_values_and_own_derivatives(full_det):
     """The pretraining loss of orbitals ``c Phi`` (HF's, scaled by ``c``) is ``(c - 1)^2`` times
-    the mean of ``Phi^2 + w |grad_i Phi|^2`` over the elements, the derivatives of row ``i``
+    the mean of ``Phi^2 + w m_i |grad_i Phi|^2`` over the elements, the derivatives of row ``i``
     taken with respect to electron ``i`` only: checked against PySCF's orbitals and central
-    finite differences of them (LiH: two alpha electrons, rows offset in the beta block)."""
+    finite differences of them (LiH: two alpha electrons, rows offset in the beta block), with
+    no mask (``m = 1``) and with the cusp mask ``m_i = prod_I (1 - exp(-(Z_I r_iI)^2))``."""
     from nqs.realspace.pretrain import (
         hf_orbitals_numpy,
+        make_cusp_mask,
         make_hf_orbitals,
         make_orbital_loss,
         run_hartree_fock,
@@ -333,8 +335,11 @@ def test_pretraining_loss_values_and_own_derivatives(full_det):
     r = np.asarray(init_walkers(jax.random.PRNGKey(0), a, 3))
     w, c, h = 0.7, 1.3, 1e-5
     loss = make_orbital_loss(scaled, hf_fn, full_det, w)(c, jnp.asarray(r))
-    values = sq_grad = size = 0.0
+    masked = make_orbital_loss(scaled, hf_fn, full_det, w, make_cusp_mask(a))(c, jnp.asarray(r))
+    values = sq_grad = sq_masked = size = 0.0
     for x in r:
+        dist = np.linalg.norm(x[:, None] - a.positions[None], axis=-1)
+        m_el = np.prod(1 - np.exp(-(dist * a.charges) ** 2), axis=-1)
         mats = hf_orbitals_numpy(hf, x)
         rows = [0, a.n_alpha]
         for b, m in enumerate(mats):
@@ -347,8 +352,12 @@ def test_pretraining_loss_values_and_own_derivatives(full_det):
                     down[rows[b] + i, d] -= h
                     fd = (hf_orbitals_numpy(hf, up)[b][i] - hf_orbitals_numpy(hf, down)[b][i])
                     sq_grad += np.sum((fd / (2 * h)) ** 2)
+                    sq_masked += m_el[rows[b] + i] * np.sum((fd / (2 * h)) ** 2)
     expected = (c - 1) ** 2 * (values + w * sq_grad) / size  # per determinant: K cancels
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+    expected = (c - 1) ** 2 * (values + w * sq_masked) / size
+    assert float(masked) == pytest.approx(expected, rel=1e-6)
+    assert sq_masked < 0.9 * sq_grad  # the mask matters here
 
 
 @pytest.mark.slow
