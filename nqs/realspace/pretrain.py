@@ -254,12 +254,37 @@ def _targets(mats_hf: tuple[jax.Array, jax.Array], full: bool) -> list[jax.Array
     return [m for m in (alpha, beta) if m.shape[-1] > 0]
 
 
+def _check(n_steps: int, scf_fraction: float, gradient_weight: float, core_radius: float
+           ) -> None:
+    if n_steps < 1:
+        raise InputError(f"n_steps must be >= 1, got {n_steps}")
+    if not 0.0 <= scf_fraction <= 1.0:
+        raise InputError(f"scf_fraction must be in [0, 1], got {scf_fraction}")
+    if not (gradient_weight >= 0.0 and core_radius >= 0.0):
+        raise InputError(f"gradient_weight and core_radius must be >= 0, got {gradient_weight}, "
+                         f"{core_radius}")
+
+
+def _mixture(log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+             hf_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]], scf_fraction: float
+             ) -> Callable[[Any, jax.Array], jax.Array]:
+    """``log`` of ``|psi_HF|^f |psi_net|^(1 - f)``, the walkers' amplitude."""
+
+    def mixture_log_abs(p: Any, r: jax.Array) -> jax.Array:
+        out = log_abs_psi_fn(p, r)
+        log_net = out[1] if isinstance(out, tuple | list) else out
+        log_hf = _hf_log_abs(hf_fn(r)) if scf_fraction > 0 else 0.0
+        return scf_fraction * log_hf + (1.0 - scf_fraction) * log_net
+
+    return mixture_log_abs
+
+
 class PretrainResult(NamedTuple):
     """Result of :func:`pretrain`.
 
     Attributes:
         params: the pretrained network parameters.
-        losses: ``[n_steps]`` loss per step (mean squared orbital error).
+        losses: ``[n_steps]`` loss per step (:func:`make_orbital_loss`).
         walkers: ``[n_walkers, n_el, 3]`` final walkers (bohr), a good start for VMC.
         hf: the mean-field solution used as the target.
         seconds: wall time.
@@ -314,13 +339,7 @@ def pretrain(
     Returns:
         :class:`PretrainResult`.
     """
-    if n_steps < 1:
-        raise InputError(f"n_steps must be >= 1, got {n_steps}")
-    if not 0.0 <= scf_fraction <= 1.0:
-        raise InputError(f"scf_fraction must be in [0, 1], got {scf_fraction}")
-    if not (gradient_weight >= 0.0 and core_radius >= 0.0):
-        raise InputError(f"gradient_weight and core_radius must be >= 0, got {gradient_weight}, "
-                         f"{core_radius}")
+    _check(n_steps, scf_fraction, gradient_weight, core_radius)
     t0 = time.perf_counter()
     if hf is None:
         hf = run_hartree_fock(atoms, basis)
@@ -328,14 +347,8 @@ def pretrain(
     full = atoms.n_alpha > 0 and atoms.n_beta > 0
     r_test = jnp.asarray(walkers[0])
     full = full and len(orbitals_fn(params, r_test)) == 1
-
-    def mixture_log_abs(p: Any, r: jax.Array) -> jax.Array:
-        out = log_abs_psi_fn(p, r)
-        log_net = out[1] if isinstance(out, tuple | list) else out
-        log_hf = _hf_log_abs(hf_fn(r)) if scf_fraction > 0 else 0.0
-        return scf_fraction * log_hf + (1.0 - scf_fraction) * log_net
-
-    mcmc_init, mcmc_step = make_mcmc(mixture_log_abs, n_steps=mcmc_steps)
+    mcmc_init, mcmc_step = make_mcmc(_mixture(log_abs_psi_fn, hf_fn, scf_fraction),
+                                     n_steps=mcmc_steps)
     # decaying to a sixth over the run: the loss's noise (fresh walkers each step) sets its floor
     optimizer = optax.adam(lambda t: learning_rate / (1.0 + LR_DECAY * t / n_steps))
 
