@@ -45,8 +45,8 @@ import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.errors import InputError
 from nqs.sampling.walkers import MCMCState, make_mcmc
 
-LR_DECAY = 5.0
-"""The pretraining learning rate falls as ``lr / (1 + LR_DECAY t / n_steps)`` over the steps."""
+LR_DELAY = 200.0
+"""The pretraining learning rate falls as ``lr / (1 + t / LR_DELAY)`` with the step ``t``."""
 
 OrbitalsFn = Callable[[Any, jax.Array], list[jax.Array]]
 """``(params, r [n_el, 3]) -> [alpha [K, n_alpha, n_alpha], beta [K, n_beta, n_beta]]`` or,
@@ -326,7 +326,7 @@ def pretrain(
         walkers: ``[n_walkers, n_el, 3]`` initial positions in bohr.
         n_steps: optimisation steps (one MCMC call of ``mcmc_steps`` moves each).
         basis: Gaussian basis for HF.
-        learning_rate: Adam's initial learning rate (:data:`LR_DECAY`).
+        learning_rate: Adam's initial learning rate (:data:`LR_DELAY`).
         mcmc_steps: Metropolis moves per step.
         scf_fraction: ``f`` in the sampled density ``|psi_HF|^(2f) |psi_net|^(2(1-f))``.
         width: initial proposal width (bohr), adapted towards acceptance 0.5.
@@ -349,8 +349,8 @@ def pretrain(
     full = full and len(orbitals_fn(params, r_test)) == 1
     mcmc_init, mcmc_step = make_mcmc(_mixture(log_abs_psi_fn, hf_fn, scf_fraction),
                                      n_steps=mcmc_steps)
-    # decaying to a sixth over the run: the loss's noise (fresh walkers each step) sets its floor
-    optimizer = optax.adam(lambda t: learning_rate / (1.0 + LR_DECAY * t / n_steps))
+    # decaying: the loss's noise (fresh walkers each step) sets its floor
+    optimizer = optax.adam(lambda t: learning_rate / (1.0 + t / LR_DELAY))
 
     loss_fn = make_orbital_loss(orbitals_fn, hf_fn, full, gradient_weight, make_cusp_mask(atoms))
     nuclei = jnp.asarray(np.asarray(atoms.positions, np.float64))
