@@ -343,6 +343,62 @@ def test_pretraining_loss_decreases():
     assert res.hf.energy == pytest.approx(-7.86, abs=0.01)  # RHF/STO-3G at 3.015 bohr
 
 
+@pytest.mark.parametrize("full_det", [False, True])
+def test_pretraining_loss_values_and_own_derivatives(full_det):
+    """The pretraining loss of orbitals ``c Phi`` (HF's, scaled by ``c``) is ``(c - 1)^2`` times
+    the mean of ``Phi^2 + w m_i |grad_i Phi|^2`` over the elements, the derivatives of row ``i``
+    taken with respect to electron ``i`` only: checked against PySCF's orbitals and central
+    finite differences of them (LiH: two alpha electrons, rows offset in the beta block), with
+    no mask (``m = 1``) and with the cusp mask ``m_i = prod_I (1 - exp(-(Z_I r_iI)^2))``."""
+    from nqs.realspace.pretrain import (
+        hf_orbitals_numpy,
+        make_cusp_mask,
+        make_hf_orbitals,
+        make_orbital_loss,
+        run_hartree_fock,
+    )
+
+    a = make_atoms(LIH)
+    hf = run_hartree_fock(a, "sto-3g")
+    hf_fn = make_hf_orbitals(hf)
+    n = a.n_electrons
+
+    def scaled(c, r):  # a "network" of two determinants, both c times HF's orbitals
+        alpha, beta = hf_fn(r)
+        if full_det:
+            z = jnp.zeros((alpha.shape[0], beta.shape[1]))
+            m = jnp.block([[alpha, z], [z.T, beta]])
+            return [jnp.stack([c * m, c * m])]
+        return [jnp.stack([c * alpha, c * alpha]), jnp.stack([c * beta, c * beta])]
+
+    r = np.asarray(init_walkers(jax.random.PRNGKey(0), a, 3))
+    w, c, h = 0.7, 1.3, 1e-5
+    loss = make_orbital_loss(scaled, hf_fn, full_det, w)(c, jnp.asarray(r))
+    masked = make_orbital_loss(scaled, hf_fn, full_det, w, make_cusp_mask(a))(c, jnp.asarray(r))
+    values = sq_grad = sq_masked = size = 0.0
+    for x in r:
+        dist = np.linalg.norm(x[:, None] - a.positions[None], axis=-1)
+        m_el = np.prod(1 - np.exp(-(dist * a.charges) ** 2), axis=-1)
+        mats = hf_orbitals_numpy(hf, x)
+        rows = [0, a.n_alpha]
+        for b, m in enumerate(mats):
+            values += np.sum(m**2)
+            size += (n if full_det else m.shape[1]) * m.shape[0]
+            for i in range(m.shape[0]):
+                for d in range(3):
+                    up, down = x.copy(), x.copy()
+                    up[rows[b] + i, d] += h
+                    down[rows[b] + i, d] -= h
+                    fd = (hf_orbitals_numpy(hf, up)[b][i] - hf_orbitals_numpy(hf, down)[b][i])
+                    sq_grad += np.sum((fd / (2 * h)) ** 2)
+                    sq_masked += m_el[rows[b] + i] * np.sum((fd / (2 * h)) ** 2)
+    expected = (c - 1) ** 2 * (values + w * sq_grad) / size  # per determinant: K cancels
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    expected = (c - 1) ** 2 * (values + w * sq_masked) / size
+    assert float(masked) == pytest.approx(expected, rel=1e-6)
+    assert sq_masked < 0.9 * sq_grad  # the mask matters here
+
+
 @pytest.mark.slow
 def test_helium_adam_below_hartree_fock():
     """Tiny FermiNet + Adam on He (the driver): below the HF limit (-2.8617) within ~150 steps."""

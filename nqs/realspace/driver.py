@@ -335,7 +335,7 @@ class RealSpaceOptions:
     momentum: float = 0.0
     pretrain_steps: int = 0
     pretrain_basis: str = "ccpvdz"
-    pretrain_lr: float = 3e-3
+    pretrain_lr: float = 1e-2
     n_steps: int = 100
     n_walkers: int = 256
     mcmc_steps: int = 10
