@@ -247,10 +247,10 @@ def _jobs_of(items) -> dict[str, list[str]]:
 # (``--no-loadscope-reorder`` in pyproject.toml); the longest first leaves short files to fill
 # the end of the run evenly, rather than one long file running alone at the end.
 HEAVY_FIRST = (
-    "test_psiformer.py", "test_autoregressive.py", "test_molecule_vmc.py",
+    "test_psiformer.py", "test_ecp.py", "test_autoregressive.py", "test_molecule_vmc.py",
     "test_fermion_observables.py", "test_backflow.py", "test_realspace_cli.py",
     "test_realspace.py", "test_lapnet.py", "test_packed_vmc.py", "test_driver.py", "test_dtype.py",
-    "test_second_quantized.py", "test_ecp.py", "test_vmc.py", "test_sampling.py", "test_gcnn.py",
+    "test_second_quantized.py", "test_vmc.py", "test_sampling.py", "test_gcnn.py",
     "test_observables_paths.py", "test_rbm.py", "test_spin_packed_local_energy.py",
     "test_observables_driver.py", "test_spin_observables.py", "test_load_state.py",
     "test_robust.py", "test_state.py", "test_provenance.py", "test_spin_hamiltonians.py",
