@@ -14,6 +14,7 @@ import pytest
 import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, make_local_energy
 from nqs.errors import InputError
+from nqs.models.lapnet import make_lapnet, make_lapnet_orbitals
 from nqs.models.psiformer import (
     jastrow_value,
     make_attention_stack,
@@ -34,11 +35,17 @@ def _perturb(params):
         + 0.05 * jnp.cos(jnp.arange(x.size).reshape(x.shape)), p))(params)
 
 
+NETWORKS = {"psiformer": (make_psiformer, make_psiformer_orbitals),
+            "lapnet": (make_lapnet, make_lapnet_orbitals)}
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
 @pytest.mark.parametrize("full_det", [False, True])
-def test_antisymmetry_under_same_spin_exchange(full_det):
+def test_antisymmetry_under_same_spin_exchange(full_det, network):
+    make, make_orbitals = NETWORKS[network]
     a = make_atoms("Li 0 0 0; H 0 0 3.015; H 0 0 -2.0")  # 5 electrons: 3 alpha, 2 beta
     kw = dict(TINY, full_det=full_det)
-    init, apply = make_psiformer(a, a.n_alpha, a.n_beta, **kw)
+    init, apply = make(a, a.n_alpha, a.n_beta, **kw)
     params = _perturb(init(jax.random.PRNGKey(3)))
     r = init_walkers(jax.random.PRNGKey(4), a, 1)[0]
     perms = [np.arange(5)]
@@ -54,7 +61,7 @@ def test_antisymmetry_under_same_spin_exchange(full_det):
         np.testing.assert_allclose(la, log_abs[0], rtol=1e-12)
     if not full_det:  # an alpha-beta exchange is no symmetry of the spin blocks
         assert abs(log_abs[4] - log_abs[0]) > 1e-6
-    mats = jax.jit(make_psiformer_orbitals(a, a.n_alpha, a.n_beta, **kw))(params, r)
+    mats = jax.jit(make_orbitals(a, a.n_alpha, a.n_beta, **kw))(params, r)
     assert [m.shape for m in mats] == ([(2, 5, 5)] if full_det else [(2, 3, 3), (2, 2, 2)])
 
 
@@ -115,13 +122,15 @@ def test_folx_local_energy_equals_hessian_trace():
 
 
 @pytest.mark.slow
-def test_short_run_with_pretraining_lowers_the_energy():
-    """He, a tiny Psiformer: HF pretraining, 40 SPRING steps through the driver."""
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_short_run_with_pretraining_lowers_the_energy(network):
+    """He, a tiny Psiformer or LapNet (its folx path with sparsity): HF pretraining, 40 SPRING
+    steps through the driver."""
     from nqs.realspace.driver import run_realspace
 
     messages = []
     res = run_realspace(
-        make_atoms("He 0 0 0"), ansatz="psiformer", psiformer_layers=1, heads=2, width=8,
+        make_atoms("He 0 0 0"), ansatz=network, psiformer_layers=1, heads=2, width=8,
         n_determinants=1, optimizer="sr", momentum=0.9, learning_rate=0.1, pretrain_steps=10,
         pretrain_basis="sto-3g", n_steps=40, n_walkers=64, mcmc_steps=5, burn_in_calls=5,
         eval_steps=4, seed=1, echo=messages.append, progress=False,
@@ -152,14 +161,16 @@ def test_kfac_smoke():
     assert energy[-5:].mean() < energy[:5].mean() - 0.1
 
 
-def test_bad_sizes_raise_input_error():
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_bad_sizes_raise_input_error(network):
+    make = NETWORKS[network][0]
     a = make_atoms("He 0 0 0")
     with pytest.raises(InputError, match="not divisible"):
-        make_psiformer(a, 1, 1, heads=3, width=8)
+        make(a, 1, 1, heads=3, width=8)
     with pytest.raises(InputError, match="layers"):
-        make_psiformer(a, 1, 1, n_layers=0)
+        make(a, 1, 1, n_layers=0)
     with pytest.raises(InputError, match="layer norm"):
-        make_psiformer(a, 1, 1, layer_norm="middle")
+        make(a, 1, 1, layer_norm="middle")
     from nqs.realspace.driver import run_realspace
 
     with pytest.raises(InputError, match="unknown ansatz"):

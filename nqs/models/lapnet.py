@@ -34,7 +34,7 @@ changes sign.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -42,9 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from nqs.errors import InputError
-from nqs.models.ferminet import _nuclei, network_functions, orbital_function
-from nqs.models.psiformer import LAYER_NORMS, Psiformer, check_psiformer_sizes
+from nqs.models.ferminet import network_functions, orbital_function
+from nqs.models.psiformer import Psiformer, psiformer_module
 
 Params = Any
 SPARSITY = 6
@@ -124,36 +123,10 @@ class LapNet(Psiformer):
                            self.param_dtype)
 
 
-def lapnet_module(
-    atoms: Any,
-    n_alpha: int,
-    n_beta: int,
-    n_layers: int = 2,
-    heads: int = 2,
-    width: int = 32,
-    n_determinants: int = 4,
-    envelope: Literal["isotropic", "full"] = "isotropic",
-    full_det: bool = False,
-    layer_norm: Literal["pre", "post", "none"] = "pre",
-    jastrow: bool = True,
-    param_dtype: Any = jnp.float64,
-) -> LapNet:
-    """Validated :class:`LapNet` module (InputError on bad sizes)."""
-    if n_alpha < 0 or n_beta < 0 or n_alpha + n_beta == 0:
-        raise InputError(f"need at least one electron, got n_alpha={n_alpha}, n_beta={n_beta}")
-    check_psiformer_sizes(n_layers, heads, width)
-    if n_determinants < 1:
-        raise InputError(f"n_determinants must be >= 1, got {n_determinants}")
-    if envelope not in ("isotropic", "full"):
-        raise InputError(f"unknown envelope {envelope!r}: use 'isotropic' or 'full'")
-    if layer_norm not in LAYER_NORMS:
-        raise InputError(f"unknown layer norm {layer_norm!r}: use {', '.join(LAYER_NORMS)}")
-    return LapNet(
-        nuclei=_nuclei(atoms), n_alpha=int(n_alpha), n_beta=int(n_beta), n_layers=int(n_layers),
-        heads=int(heads), width=int(width), n_determinants=int(n_determinants),
-        envelope=envelope, full_det=bool(full_det), layer_norm=layer_norm, jastrow=bool(jastrow),
-        param_dtype=param_dtype,
-    )
+def lapnet_module(atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any) -> LapNet:
+    """Validated :class:`LapNet` module (InputError on bad sizes); the keyword arguments of
+    :func:`nqs.models.psiformer.psiformer_module`."""
+    return psiformer_module(atoms, n_alpha, n_beta, module_class=LapNet, **kwargs)
 
 
 def make_lapnet(

@@ -257,8 +257,10 @@ def psiformer_module(
     layer_norm: Literal["pre", "post", "none"] = "pre",
     jastrow: bool = True,
     param_dtype: Any = jnp.float64,
+    module_class: type[Psiformer] | None = None,
 ) -> Psiformer:
-    """Validated :class:`Psiformer` module (InputError on bad sizes)."""
+    """Validated :class:`Psiformer` module (InputError on bad sizes); ``module_class``: a
+    subclass with the same fields to build instead (the LapNet)."""
     if n_alpha < 0 or n_beta < 0 or n_alpha + n_beta == 0:
         raise InputError(f"need at least one electron, got n_alpha={n_alpha}, n_beta={n_beta}")
     check_psiformer_sizes(n_layers, heads, width)
@@ -268,7 +270,7 @@ def psiformer_module(
         raise InputError(f"unknown envelope {envelope!r}: use 'isotropic' or 'full'")
     if layer_norm not in LAYER_NORMS:
         raise InputError(f"unknown layer norm {layer_norm!r}: use {', '.join(LAYER_NORMS)}")
-    return Psiformer(
+    return (module_class or Psiformer)(
         nuclei=_nuclei(atoms), n_alpha=int(n_alpha), n_beta=int(n_beta), n_layers=int(n_layers),
         heads=int(heads), width=int(width), n_determinants=int(n_determinants),
         envelope=envelope, full_det=bool(full_det), layer_norm=layer_norm, jastrow=bool(jastrow),
