@@ -465,6 +465,13 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     assert fidelity >= 0.9995
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["config"]["options"]["start"] == "selected"
+    # each phase of the start: in the console and in result.json, with its size and time
+    start = result["start"]
+    assert [p["phase"] for p in start["phases"]][:2] == ["space", "cisd"]
+    assert start["phases"][1]["size"] >= 2 and start["target_size"] == start["size"]
+    assert 0 < start["fit_steps"] <= 12000 and start["fidelity"] == pytest.approx(fidelity, abs=1e-4)
+    assert re.search(r"start: cisd: [0-9]+ determinants, [0-9.e+]+ connections", out)
+    assert re.search(r"start: fit: [0-9]+ Adam steps over [0-9]+ determinants", out)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert abs(log[0]["energy"] - result["e_fci"]) < 1.6e-3 < result["e_hf"] - result["e_fci"]
     assert abs(result["error_mha"]) < 1.6
