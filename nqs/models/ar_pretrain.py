@@ -423,6 +423,40 @@ def _connected_to_hartree_fock(operator: Any):
 PHASE_WEIGHT = 10.0
 
 
+def _fit_programs(ansatz: Ansatz, tx: Any):
+    """``(neg_log_fidelity(p, data), update(p, opt_state, data))``: the compiled programs of
+    :func:`fit_singles_doubles` (``data = (x, t, phase_target)``)."""
+
+    def neg_log_fidelity_of(log_psi: jax.Array, t: jax.Array) -> jax.Array:
+        return -jnp.log(jnp.abs(jnp.sum(t * jnp.exp(log_psi))) ** 2)
+
+    @jax.jit
+    def neg_log_fidelity(p: Params, data) -> jax.Array:
+        x, t, _ = data
+        return neg_log_fidelity_of(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x), t)
+
+    def loss_fn(p: Params, data) -> tuple[jax.Array, jax.Array]:
+        # phases (Im log psi): a squared error moves them directly (the overlap moves a phase
+        # only through sin(phi - phi_target), which vanishes at phi = 0 for a target of pi),
+        # weighted by t^2 as the fidelity weighs them (PHASE_WEIGHT), plus its plain mean (the
+        # sign of every determinant of the target counts a little)
+        x, t, phase_target = data
+        log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x)
+        cross_entropy = -jnp.sum(t**2 * 2.0 * jnp.real(log_psi))
+        phase_sq = (jnp.imag(log_psi) - phase_target) ** 2
+        phase_error = (PHASE_WEIGHT * jnp.sum(t**2 * phase_sq) / jnp.sum(t**2)
+                       + jnp.mean(phase_sq))
+        return cross_entropy + phase_error, neg_log_fidelity_of(log_psi, t)
+
+    @jax.jit
+    def update(p, opt_state, data):
+        (_, fid_loss), g = jax.value_and_grad(loss_fn, has_aux=True)(p, data)
+        u, opt_state = tx.update(g, opt_state, p)
+        return optax.apply_updates(p, u), opt_state, fid_loss
+
+    return neg_log_fidelity, update
+
+
 def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 2000,
                     learning_rate: float = 1e-2, target_fidelity: float = 0.9995,
                     target: Any = "cisd", grow: float = 1.0,
@@ -478,32 +512,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     # fold the sector masks of every target row at compile time)
     data = (x, t, phase_target)
 
-    def neg_log_fidelity_of(log_psi: jax.Array, t: jax.Array) -> jax.Array:
-        return -jnp.log(jnp.abs(jnp.sum(t * jnp.exp(log_psi))) ** 2)
-
-    @jax.jit
-    def neg_log_fidelity(p: Params, data) -> jax.Array:
-        x, t, _ = data
-        return neg_log_fidelity_of(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x), t)
-
-    def loss_fn(p: Params, data) -> tuple[jax.Array, jax.Array]:
-        # phases (Im log psi): a squared error moves them directly (the overlap moves a phase
-        # only through sin(phi - phi_target), which vanishes at phi = 0 for a target of pi),
-        # weighted by t^2 as the fidelity weighs them (PHASE_WEIGHT), plus its plain mean (the
-        # sign of every determinant of the target counts a little)
-        x, t, phase_target = data
-        log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x)
-        cross_entropy = -jnp.sum(t**2 * 2.0 * jnp.real(log_psi))
-        phase_sq = (jnp.imag(log_psi) - phase_target) ** 2
-        phase_error = (PHASE_WEIGHT * jnp.sum(t**2 * phase_sq) / jnp.sum(t**2)
-                       + jnp.mean(phase_sq))
-        return cross_entropy + phase_error, neg_log_fidelity_of(log_psi, t)
-
-    @jax.jit
-    def update(p, opt_state, data):
-        (_, fid_loss), g = jax.value_and_grad(loss_fn, has_aux=True)(p, data)
-        u, opt_state = tx.update(g, opt_state, p)
-        return optax.apply_updates(p, u), opt_state, fid_loss
+    neg_log_fidelity, update = _fit_programs(ansatz, tx)
 
     opt_state = tx.init(params)
     best, best_loss = params, float(neg_log_fidelity(params, data))
