@@ -79,6 +79,20 @@ def configuration_keys(x: np.ndarray, hilbert) -> np.ndarray:
     return packed.view(f"V{packed.shape[1]}").reshape(len(packed))
 
 
+def configurations_from_keys(keys: np.ndarray, hilbert) -> np.ndarray:
+    """The configurations ``x`` [n, n_sites] (the hilbert's local values) of the keys
+    [n] made by :func:`configuration_keys` (its inverse)."""
+    lo, hi = hilbert.local_values
+    n_sites = hilbert.n_sites
+    keys = np.asarray(keys)
+    if n_sites <= MAX_INT_KEY_SITES:
+        bits = (keys.astype(np.int64)[:, None] >> np.arange(n_sites, dtype=np.int64)) & 1
+    else:
+        raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
+        bits = np.unpackbits(raw, axis=1, count=n_sites)
+    return np.where(bits.astype(bool), hi, lo).astype(np.float64)
+
+
 @functools.lru_cache(maxsize=2)
 def sparse_hamiltonian(
     operator: DiscreteOperator, batch_size: int = 8192, tol: float = 0.0

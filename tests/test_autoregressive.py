@@ -465,6 +465,50 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     assert fidelity >= 0.9995
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["config"]["options"]["start"] == "selected"
+    # each phase of the start: in the console and in result.json, with its size and time
+    start = result["start"]
+    assert [p["phase"] for p in start["phases"]][:2] == ["space", "cisd"]
+    assert start["phases"][1]["size"] >= 2 and start["target_size"] == start["size"]
+    assert 0 < start["fit_steps"] <= 12000 and start["fidelity"] == pytest.approx(fidelity, abs=1e-4)
+    assert re.search(r"start: cisd: [0-9]+ determinants, [0-9.e+]+ connections", out)
+    assert re.search(r"start: fit: [0-9]+ Adam steps over [0-9]+ determinants", out)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert abs(log[0]["energy"] - result["e_fci"]) < 1.6e-3 < result["e_hf"] - result["e_fci"]
     assert abs(result["error_mha"]) < 1.6
+
+
+def test_selected_start_stays_within_its_connection_budget(lih, monkeypatch):
+    """The selected start's cost bound (``budget``: connections enumerated, ``|S| max_conn`` a
+    pass over a space S). A budget below CISD's one pass gives the first-order amplitudes
+    (:func:`first_order_target`, exactly); one that holds CISD but not a round gives CISD
+    (:func:`singles_doubles_target`, 1e-12); the default grows LiH by one round. Every phase is
+    logged with its size and connections, whose sum never passes the budget. The keys of more
+    than 63 sites (bytes, built on the host) select the same target as the int64 keys XORed on
+    the device."""
+    import nqs.exact
+    from nqs.models.ar_pretrain import first_order_target, selected_target, singles_doubles_target
+
+    x_sd, c_sd = singles_doubles_target(lih)
+    one_pass = len(x_sd) * int(lih.max_conn)
+    info: dict = {}
+    x, c = selected_target(lih, rounds=3, budget=one_pass - 1, info=info)
+    x_fo, t_fo = first_order_target(lih)
+    assert info["target"] == "first-order" and "budget" in info["stopped"]
+    assert np.array_equal(x, x_fo) and np.array_equal(c, t_fo) and info["connections"] == 0
+    info = {}
+    x, c = selected_target(lih, rounds=3, budget=one_pass, info=info)
+    assert info["target"] == "selected" and info["rounds"] == 0 and "budget" in info["stopped"]
+    assert np.array_equal(x, x_sd) and np.allclose(c, c_sd, atol=1e-12)
+    assert [p["phase"] for p in info["phases"]] == ["space", "cisd"]
+    assert info["connections"] == one_pass == info["phases"][1]["connections"]
+    info = {}
+    x1, c1 = selected_target(lih, info=info)
+    assert info["rounds"] == 1 and len(x1) > len(x_sd) and info["stopped"] == "1 round(s) done"
+    assert info["connections"] == 2 * one_pass + len(x1) * lih.max_conn
+    assert all(p["seconds"] >= 0 for p in info["phases"])
+    monkeypatch.setattr(nqs.exact, "MAX_INT_KEY_SITES", 8)  # byte keys for LiH's 12 sites
+    x_b, c_b = selected_target(lih)
+    # byte keys sort otherwise: the same determinants with the same amplitudes, in another order
+    order, order_b = (np.lexsort(np.asarray(a).T) for a in (x1, x_b))
+    assert np.array_equal(x_b[order_b], x1[order]) and np.allclose(c_b[order_b], c1[order],
+                                                                    atol=1e-12)

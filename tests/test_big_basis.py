@@ -17,7 +17,7 @@ from hamiltonians.molecule import (
 )
 from hamiltonians.second_quantized import MolecularHamiltonian
 from nqs.errors import InputError
-from nqs.exact import MAX_INT_KEY_SITES, configuration_keys
+from nqs.exact import MAX_INT_KEY_SITES, configuration_keys, configurations_from_keys
 from nqs.hilbert import FermionHilbert, apply_flips
 
 
@@ -148,6 +148,7 @@ def test_configuration_keys_past_63_spin_orbitals():
             assert keys.dtype == np.int64 and (keys >= 0).all()
             expect = [sum(1 << i for i in np.flatnonzero(row)) for row in x]
             assert keys.tolist() == expect
+        assert np.array_equal(configurations_from_keys(keys, hilbert), x)  # the inverse
         x_u, w_u, inverse, n_u = distinct_draws(x, np.full(len(x), 1 / len(x)), hilbert)
         assert n_u == n_distinct and np.array_equal(x_u[inverse], x)
         assert w_u.sum() == pytest.approx(1.0)

@@ -230,10 +230,12 @@ def fingerprint(integrals, settings: Settings) -> dict:
 
 def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[str], None],
           resume: bool = False, exact_energy: float | None = None,
-          checkpoint_every: int = 100, time_limit: float | None = None):
+          checkpoint_every: int = 100, time_limit: float | None = None,
+          start_record: dict | None = None):
     """VMC for one set of integrals. Returns ``(VMCResult, sampler mode)``; the checkpoint
     records :func:`fingerprint` and a resume with other integrals or settings is refused.
-    ``time_limit``: wall seconds of optimization (:func:`nqs.driver.run_vmc`)."""
+    ``time_limit``: wall seconds of optimization (:func:`nqs.driver.run_vmc`).
+    ``start_record`` (a dict) receives the autoregressive start's phases (:func:`_fitted_start`)."""
     from nqs.driver import run_vmc
     from nqs.parallel import is_main_process
 
@@ -246,7 +248,7 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
     if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
-        initial_params = _fitted_start(ansatz, hamiltonian, settings, echo)
+        initial_params = _fitted_start(ansatz, hamiltonian, settings, echo, start_record)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
@@ -318,9 +320,12 @@ _START_TEXT = {"selected": "CISD grown by CIPSI selection rounds",  # with their
                "cisd": "CISD over HF and its singles and doubles"}
 
 
-def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str], None]):
+def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str], None],
+                  record: dict | None = None):
     """Parameters of ``ansatz`` fitted to ``settings.start`` (``"selected"`` or ``"cisd"``, see
-    :func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed."""
+    :func:`nqs.models.ar_pretrain.fit_singles_doubles`), from the run's seed. Each phase's
+    wall time and size is echoed; ``record`` (a dict) receives them (``result.json``'s
+    ``start``: the target, its rounds, why the selection stopped, the phases, the fit)."""
     import jax
     import jax.numpy as jnp
 
@@ -329,21 +334,33 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
     target, text = settings.start, _START_TEXT[settings.start]
+    info: dict = {"start": settings.start}
     if settings.start == "selected":
-        info: dict = {}
         target = selected_target(hamiltonian, grow=settings.start_grow,
                                  rounds=settings.start_rounds,
                                  pt2_tolerance=settings.start_pt2, info=info)
+        for ph in info["phases"]:
+            echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
+                 f"{ph['connections']:.3g} connections"
+                 + (f", {ph['external']} outside" if "external" in ph else "")
+                 + f" ({ph['seconds']:.1f} s)")
         pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
         text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "
-                f"determinants; PT2 estimates {pt2 or '-'} mHa)")
+                f"determinants; PT2 estimates {pt2 or '-'} mHa; stopped: {info['stopped']})")
+        if info["target"] == "first-order":
+            text = f"first-order amplitudes ({info['size']} determinants; {info['stopped']})"
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
     params, fidelity = fit_singles_doubles(
         ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
-        target_fidelity=START_TARGET_FIDELITY)
-    echo(f"  start: fitted to {text} (fidelity {fidelity:.4f}, "
-         f"{time.perf_counter() - t0:.0f} s)")
+        target_fidelity=START_TARGET_FIDELITY, info=info)
+    info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
+    echo(f"  start: fit: {info['fit_steps']} Adam steps over {info['target_size']} "
+         f"determinants ({info['fit_s']:.1f} s, "
+         f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")
+    echo(f"  start: fitted to {text} (fidelity {fidelity:.4f}, {info['seconds']:.0f} s)")
+    if record is not None:
+        record.update(info)
     return params
 
 
@@ -368,12 +385,14 @@ def run_benchmark(jobs: list[Job], settings: Settings, out_dir: Path | None = No
         sub = out_dir / job.name if out_dir is not None else None
         resume_job = resume and sub is not None and (sub / "checkpoint.msgpack").exists()
         t1 = time.perf_counter()
+        start: dict = {}
         result, mode = solve(integrals, settings, sub, echo, resume=resume_job,
                              exact_energy=refs.get("e_ref"), checkpoint_every=checkpoint_every,
-                             time_limit=time_limit)
+                             time_limit=time_limit, start_record=start)
         nqs_wall = time.perf_counter() - t1
         records.append(_record(job, basis, integrals, n_det, refs, result, mode,
-                               time.perf_counter() - t0, settings, nqs_wall))
+                               time.perf_counter() - t0, settings, nqs_wall)
+                       | {"start": start or None})
         echo(_summary_line(records[-1]))
     return records
 

@@ -414,9 +414,10 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
     e_ref, method = refs.get("e_ref"), refs["reference"]
     _echo(f"{job.name} ({basis}): E(HF) = {fmt_energy(refs.get('e_hf'))}, E(CCSD(T)) = "
           f"{fmt_energy(refs.get('e_ccsd_t'))}, {_reference_text(refs)}")
+    start: dict = {}
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
                          exact_energy=e_ref, checkpoint_every=args.checkpoint_every,
-                         time_limit=args.time_limit)
+                         time_limit=args.time_limit, start_record=start)
     resolved = resolve_settings(settings, n_determinants(integrals))
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     summary = result.summary() | {
@@ -427,7 +428,7 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
         "e_ref": e_ref, "e_ref_error": refs.get("e_ref_error"), "reference": method,
         "ref_wall_time_s": refs.get("ref_wall_time_s"),
         "error_mha": None if e_ref is None else (result.energy - e_ref) * 1e3,
-        "seed": args.seed,
+        "seed": args.seed, "start": start or None,
     } | run_record(args, job_geometry(job))
     if not is_main():  # process 0 writes the files
         return 0
