@@ -33,7 +33,6 @@ changes sign.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -42,8 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from nqs.models.ferminet import network_functions, orbital_function
-from nqs.models.psiformer import Psiformer, psiformer_module
+from nqs.models.psiformer import (
+    Psiformer,
+    make_psiformer,
+    make_psiformer_orbitals,
+    psiformer_module,
+)
 
 Params = Any
 SPARSITY = 6
@@ -129,21 +132,17 @@ def lapnet_module(atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any) -> LapNe
     return psiformer_module(atoms, n_alpha, n_beta, module_class=LapNet, **kwargs)
 
 
-def make_lapnet(
-    atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any
-) -> tuple[Callable[[jax.Array], Params], Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]]:
+def make_lapnet(atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any) -> Any:
     """LapNet as pure functions, as :func:`nqs.models.psiformer.make_psiformer` (the same
     keyword arguments): ``init(key) -> params``, ``apply(params, r [n_el, 3]) -> (sign,
     log|psi|)``."""
-    return network_functions(lapnet_module(atoms, n_alpha, n_beta, **kwargs), n_alpha + n_beta)
+    return make_psiformer(atoms, n_alpha, n_beta, module_class=LapNet, **kwargs)
 
 
-def make_lapnet_orbitals(
-    atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any
-) -> Callable[[Params, jax.Array], list[jax.Array]]:
+def make_lapnet_orbitals(atoms: Any, n_alpha: int, n_beta: int, **kwargs: Any) -> Any:
     """``orbitals(params, r [n_el, 3]) -> list of [K, n, n]`` of the network of
     :func:`make_lapnet` with the same arguments (pretraining)."""
-    return orbital_function(lapnet_module(atoms, n_alpha, n_beta, **kwargs))
+    return make_psiformer_orbitals(atoms, n_alpha, n_beta, module_class=LapNet, **kwargs)
 
 
 def lapnet_parameter_count(n_atoms: int, n_el: int, n_layers: int, width: int,
