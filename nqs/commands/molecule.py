@@ -91,6 +91,21 @@ def _reference(args: argparse.Namespace):
 
 
 def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> None:
+    """The solver's options (``molecule`` and ``bench-fci``), ``--steps`` defaulting to
+    ``steps``; ``per``: what ``--time-limit`` applies to."""
+    _add_ansatz_options(p)
+    _add_start_options(p)
+    p.add_argument("--steps", type=positive_int, default=steps,
+                   help=f"optimization steps (default: {steps})")
+    add_time_limit_option(p, per)
+    _add_step_options(p)
+    _add_schedule_and_sampling_options(p)
+    add_dtype_option(p)
+    add_parallel_options(p)
+
+
+def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
+    """The ansatz and sampler, and the autoregressive ansatz's backbone and phase."""
     p.add_argument("--ansatz", choices=("auto", "backflow", "rbm", "autoregressive"),
                    default="auto",
                    help="neural-network backflow determinant(s), complex RBM (Choo et al. "
@@ -108,6 +123,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
                    help="autoregressive ansatz: the phase as an MLP of the occupations, or "
                    "per-orbital phases conditioned on the earlier orbitals plus that MLP "
                    "(default: mlp)")
+
+
+def _add_start_options(p: argparse.ArgumentParser) -> None:
+    """The autoregressive start: the selected-CI or CISD wavefunction fitted before VMC."""
     p.add_argument("--start", choices=("selected", "cisd", "none"), default="selected",
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
                    "CISD grown by CIPSI selection rounds (selected), CISD, or none "
@@ -125,9 +144,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--start-final-lr-fraction", type=float, default=0.01,
                    help="below 1: the start fit's learning rate decays to this fraction of "
                    "1e-2 (cosine); 1: constant (default: 0.01)")
-    p.add_argument("--steps", type=positive_int, default=steps,
-                   help=f"optimization steps (default: {steps})")
-    add_time_limit_option(p, per)
+
+
+def _add_step_options(p: argparse.ArgumentParser) -> None:
+    """Samples per step, optimizer and learning rate, network sizes, chains and seed."""
     p.add_argument("--samples", type=positive_int, default=None,
                    help="samples per step: Metropolis draws (default 2048), or autoregressive "
                    "draws, counted once per distinct determinant (default 100000)")
@@ -156,6 +176,10 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
                    help="Markov chains (mcmc only; divisible by the number of devices) "
                    "(default: 16)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+
+
+def _add_schedule_and_sampling_options(p: argparse.ArgumentParser) -> None:
+    """Learning-rate schedule, Metropolis moves, exact-summation sector and metric, sampling power."""
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="learning rate: constant, or cosine decay to --final-lr-fraction x lr "
                    "over the run (default: constant)")
@@ -174,8 +198,6 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--sampling-power", type=positive_float, default=1.0,
                    help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
                    "|psi|^2 (default: 1)")
-    add_dtype_option(p)
-    add_parallel_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

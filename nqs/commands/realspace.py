@@ -44,6 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Psiformer's sizes, attention weights from per-electron features, folx Laplacian with "
         "sparsity).",
     )
+    _add_system_options(p)
+    _add_network_options(p)
+    _add_optimizer_options(p)
+    _add_run_options(p)
+    p.set_defaults(handler=run, resolve_options=resolve_options)
+
+
+def _add_system_options(p: argparse.ArgumentParser) -> None:
+    """The system: atoms, charge, spin, unit, effective core potentials."""
     p.add_argument("--molecule", default=None,
                    help='atoms, e.g. "Li 0 0 0; H 0 0 1.595" (unit: --unit, default angstrom), '
                    'a preset name (bohr, see --preset) or an .xyz file (angstrom)')
@@ -63,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(\"Na:ccecp,Cl:ccecp\"; the others all-electron). The core electrons "
                    "leave, the nuclei keep Z - n_core, the nonlocal part is a 12-point "
                    "quadrature on the sphere (default: all-electron)")
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    """The network: FermiNet, Psiformer or LapNet and its sizes."""
     p.add_argument("--ansatz", choices=ANSATZE, default="ferminet",
                    help="the network: ferminet (Pfau et al. 2020), psiformer (von Glehn et "
                    "al. 2023: self-attention over electrons, electron-electron cusp Jastrow; "
@@ -94,6 +107,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="orbital envelope (default: isotropic)")
     p.add_argument("--full-det", action="store_true",
                    help="dense n_el x n_el determinants instead of spin blocks")
+
+
+def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
+    """The optimizer and its schedule, and the Hartree-Fock pretraining."""
     p.add_argument("--optimizer", choices=("kfac", "sr", "adam"), default=None,
                    help="kfac (kfac-jax; needs jax < 0.11, else falls back to SPRING with a "
                    "warning), sr (minSR or SPRING, dense Jacobian) or adam (default: sr with "
@@ -115,6 +132,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Gaussian basis of the pretraining HF (default: ccpvdz; with --ecp the "
                    "ECP's own basis: ccecp-ccpvdz for ccecp, bfd-vdz for bfd, the ECP's name "
                    "for lanl2dz, sbkjc and crenbl)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Steps, walkers, sampling, evaluation, precision, seed, observables, files and devices."""
     p.add_argument("--steps", type=nonnegative_int, default=None,
                    help="optimization steps (default: CPU 400, GPU 1000)")
     add_time_limit_option(p)
@@ -140,7 +161,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "convergence.png (default: runs/realspace)")
     add_run_dir_options(p)
     add_parallel_options(p)
-    p.set_defaults(handler=run, resolve_options=resolve_options)
 
 
 def resolve_options(args: argparse.Namespace) -> None:

@@ -95,6 +95,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "conventions of docs/conventions.md: Pauli matrices for the Ising model, S = sigma/2 "
         "for Heisenberg-type models.",
     )
+    _add_model_options(p)
+    _add_ansatz_options(p)
+    _add_sampler_options(p)
+    _add_run_options(p)
+    p.set_defaults(handler=run, resolve_options=resolve_defaults)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The Hamiltonian and its lattice: model, lattice, size, boundaries, couplings, Marshall sign."""
     p.add_argument("--model", choices=MODELS, default="ising",
                    help="ising: -J sum zz - h sum x (Pauli); heisenberg: J sum S.S; "
                    "xxz: J sum (SxSx + SySy + delta SzSz); j1j2: J1 nearest + J2 next-nearest "
@@ -116,6 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="apply the Marshall sign rule to the J1 bonds (a basis rotation: same "
                    "spectrum, positive ground state for the unfrustrated Heisenberg model). "
                    "Default: on for Heisenberg-type models on bipartite lattices, off otherwise")
+
+
+def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
+    """The ansatz (RBM, symmetric RBM, GCNN, ViT), its sizes, symmetries and projections."""
     p.add_argument("--ansatz", choices=("auto", "rbm", "rbm-symm", "gcnn", "vit"),
                    default="auto",
                    help="RBM, RBM symmetric under --symmetries, group-convolutional network over "
@@ -150,6 +163,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    f"{AUTO_SYMM_ALPHA} for rbm-symm, 1 otherwise)")
     p.add_argument("--real", action="store_true",
                    help="real RBM parameters (default: complex)")
+
+
+def _add_sampler_options(p: argparse.ArgumentParser) -> None:
+    """The sampler: Metropolis or exact enumeration, samples, chains, thermalization."""
     p.add_argument("--sampler", choices=("mcmc", "exact"), default="mcmc",
                    help="Metropolis sampling, or exact enumeration of all configurations "
                    "(small systems; no Monte Carlo noise) (default: mcmc)")
@@ -164,6 +181,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="precision of the Metropolis acceptance ratios (RBM per-pattern tables; "
                    "float32: faster sampling, log-ratio error ~1e-6; samples, log psi and "
                    "energies stay float64) (default: float64)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Steps, optimizer and schedule, final evaluation, seed, observables, files, precision and devices."""
     p.add_argument("--steps", type=positive_int, default=300,
                    help="optimization steps (default: 300)")
     add_time_limit_option(p)
@@ -196,7 +217,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_dir_options(p)
     add_dtype_option(p)
     add_parallel_options(p)
-    p.set_defaults(handler=run, resolve_options=resolve_defaults)
 
 
 MAX_SITES = 100_000
@@ -374,35 +394,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     )
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
-    summary = result.summary() | {
-        "v_score": vscore,
-        "v_score_e_inf": e_inf,
-        "model": args.model,
-        "lattice": args.lattice,
-        "size": args.size,
-        "n_sites": model.hilbert.n_sites,
-        "energy_per_site": result.energy / model.hilbert.n_sites,
-        "exact_energy_source": source,
-        "ansatz": args.ansatz,
-        "alpha": args.alpha,
-        "features": args.features if args.ansatz == "gcnn" else None,
-        "layers": args.layers if args.ansatz == "gcnn" else None,
-        "symmetries": (args.symmetries if args.ansatz in ("gcnn", "rbm-symm") or args.project
-                       else None),
-        "vit": ({"patch": args.patch, "embed": args.embed, "depth": args.depth,
-                 "heads": args.heads} if args.ansatz == "vit" else None),
-        "project": args.project,
-        "parity": args.parity,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "lr_schedule": args.lr_schedule,
-        "diag_shift": args.diag_shift,
-        "eval_batches": args.eval_batches,
-        "sampler": args.sampler,
-        "ratio_dtype": args.ratio_dtype,
-        "marshall_sign": bool(getattr(model, "marshall_sign", False)),
-        "seed": args.seed,
-    } | run_record(args)
+    summary = (result.summary() | _summary(args, model, result.energy, vscore, e_inf, source)
+               | run_record(args))
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
@@ -425,3 +418,38 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         flush=True,
     )
     return 0
+
+
+def _summary(args: argparse.Namespace, model, energy: float, vscore: float,  # noqa: ANN001
+             e_inf: float, source: str | None) -> dict:
+    """The fields ``result.json`` adds to the run's summary: V-score, model, ansatz, optimizer
+    and sampler options."""
+    return {
+        "v_score": vscore,
+        "v_score_e_inf": e_inf,
+        "model": args.model,
+        "lattice": args.lattice,
+        "size": args.size,
+        "n_sites": model.hilbert.n_sites,
+        "energy_per_site": energy / model.hilbert.n_sites,
+        "exact_energy_source": source,
+        "ansatz": args.ansatz,
+        "alpha": args.alpha,
+        "features": args.features if args.ansatz == "gcnn" else None,
+        "layers": args.layers if args.ansatz == "gcnn" else None,
+        "symmetries": (args.symmetries if args.ansatz in ("gcnn", "rbm-symm") or args.project
+                       else None),
+        "vit": ({"patch": args.patch, "embed": args.embed, "depth": args.depth,
+                 "heads": args.heads} if args.ansatz == "vit" else None),
+        "project": args.project,
+        "parity": args.parity,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "diag_shift": args.diag_shift,
+        "eval_batches": args.eval_batches,
+        "sampler": args.sampler,
+        "ratio_dtype": args.ratio_dtype,
+        "marshall_sign": bool(getattr(model, "marshall_sign", False)),
+        "seed": args.seed,
+    }
