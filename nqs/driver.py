@@ -50,14 +50,15 @@ from nqs.io import (
 from nqs.loop import (
     CHECKPOINT_NAME,
     LoopIO,
+    RunEnv,
     RunResult,
     StepOutcome,
     StepProblem,
+    Steps,
     check_final_energy,
     checkpoint_to_resume,
     open_log,
-    resume,
-    run_options,
+    resume_run,
     run_steps,
     write_checkpoint,
 )
@@ -68,9 +69,6 @@ from nqs.parallel import (
     auto_chunk,
     check_divisible,
     gather,
-    is_main_process,
-    make_mesh,
-    process_echo,
     put,
     replicated,
     run_record,
@@ -133,33 +131,16 @@ class VMCResult(RunResult):
 
 @without_global_mesh
 def run_vmc(
-    ansatz: Ansatz,
-    operator: DiscreteOperator,
-    sampler: Sampler,
-    optimizer: Optimizer,
-    n_steps: int,
-    *,
-    seed: int = 0,
-    out_dir: str | Path | None = None,
-    checkpoint_every: int = 50,
-    resume: bool = False,
-    exact_energy: float | None = None,
-    n_eval_batches: int = 4,
-    chunk_size: int | str | None = None,
-    dedupe: bool = False,
-    packed: bool = True,
-    progress: bool | None = None,
-    echo: Callable[[str], None] | None = None,
-    mesh: Mesh | None = None,
-    initial_params: Params | None = None,
-    fingerprint: dict[str, Any] | None = None,
-    callback: Callable[[dict], None] | None = None,
-    jump_sigmas: float | None = 10.0,
-    lr_factor: float = 0.3,
-    max_rejections: int = 10,
-    time_limit: float | None = None,
-    observables: dict[str, Any] | None = None,
-    observe_every: int = 10,
+    ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler, optimizer: Optimizer,
+    n_steps: int, *, seed: int = 0, out_dir: str | Path | None = None,
+    checkpoint_every: int = 50, resume: bool = False, exact_energy: float | None = None,
+    n_eval_batches: int = 4, chunk_size: int | str | None = None, dedupe: bool = False,
+    packed: bool = True, progress: bool | None = None,
+    echo: Callable[[str], None] | None = None, mesh: Mesh | None = None,
+    initial_params: Params | None = None, fingerprint: dict[str, Any] | None = None,
+    callback: Callable[[dict], None] | None = None, jump_sigmas: float | None = 10.0,
+    lr_factor: float = 0.3, max_rejections: int = 10, time_limit: float | None = None,
+    observables: dict[str, Any] | None = None, observe_every: int = 10,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -175,8 +156,7 @@ def run_vmc(
         (:func:`nqs.packed_local_energy.make_packed_local_energy`: only the nonzero connections
         of all distinct configurations); the same values to rounding, faster. False keeps the
         per-sample path; on several devices (a mesh) the per-sample path is always used.
-      progress: report progress on stdout (default: True on process 0): a tqdm bar on a
-        terminal or in Jupyter, plain lines elsewhere (:class:`nqs.progress.Progress`).
+      progress: report progress on stdout (default: True on process 0; module docstring).
       echo: where messages (rejected steps, resume) go; default stderr.
       mesh: devices the Markov chains and samples are split over (default: every device of
         every process, :func:`nqs.parallel.make_mesh`). The number of chains must be divisible
@@ -190,15 +170,12 @@ def run_vmc(
         turns the energy-jump test off (non-finite steps are still rejected).
       observables: ``{name: operator}`` measured every ``observe_every`` steps and after the
         last one (also the last before the time limit), on a separate draw from the current
-        chains (:func:`nqs.state.make_observer`; the trajectory is the same as without
-        them); each such step's log record gets
-        ``"observables": {name: {"mean", "error", "variance", "tau_corr", "r_hat"}}``.
+        chains (:func:`nqs.state.make_observer`; the trajectory is the same as without them);
+        those steps' records get ``"observables": {name: {"mean", "error", ..., "r_hat"}}``.
         Operators are bound to the sampler's space before the first step (InputError for one
         on another space).
-      time_limit: wall seconds for the optimization steps of this call (None: no limit). The
-        step that passes it is the last one; it is checkpointed and the evaluation follows, so
-        a run sized by the clock ends with a result (``stopped_by_time_limit``), and ``resume``
-        continues it.
+      time_limit: wall seconds for the optimization steps of this call (None: no limit; module
+        docstring): the result records ``stopped_by_time_limit``, ``resume`` continues.
 
     Raises:
       InputError: a time limit that is not a positive number of seconds; an operator that is
@@ -208,25 +185,66 @@ def run_vmc(
       RunDiverged: ``max_rejections`` consecutive rejected steps, or a non-finite final energy.
       RunInterrupted: SIGINT / SIGTERM (checkpointed after the current step).
     """
+    _check_options(operator, max_rejections, lr_factor, time_limit)
+    marshall = _marshall_sublattice(operator)
+    observe = _observer(ansatz, operator, sampler, observables, observe_every, marshall)
+    env = RunEnv.of(out_dir, echo, mesh, progress, make_out_dir=True)
+    n_chains = _n_chains(sampler, env.mesh)
+    state = _initial_state(ansatz, operator, sampler, optimizer, seed, initial_params, dedupe)
+    chunk_size = _chunk_size(chunk_size, ansatz, operator, sampler, optimizer, state, env.mesh)
+    step, state, shardings = _compiled_step(ansatz, operator, sampler, optimizer, state,
+                                            chunk_size, dedupe, packed, env.mesh, n_chains)
+    meta = _meta(seed, n_steps, ansatz_dtype(ansatz), fingerprint)
+    guard = Guard(jump_sigmas, lr_factor, max_rejections)
+    state, start = (_resume(env, state, shardings, n_steps, meta, guard) if resume
+                    else (state, 0))
+    logger, history = open_log(env.out, env.main, resume, start)
+    t_run = time.perf_counter()
+    bar = Progress(n_steps, start, enabled=env.progress)
+    problem = _discrete_problem(step, env.out, env.main, meta, guard, observe, observe_every)
+    steps = run_steps(problem, state, start, n_steps, guard=guard,
+                      io=LoopIO(history, logger, bar, env.echo, t_run, callback),
+                      checkpoint_every=checkpoint_every, time_limit=time_limit)
+    unique = bool(getattr(sampler, "is_unique", False))
+    final = _final_estimate(ansatz, operator, sampler, steps.state, history, n_eval_batches,
+                            chunk_size, env.mesh, packed and (dedupe or unique), bar)
+    return _result(ansatz, operator, sampler, steps, final, history, exact_energy, meta,
+                   time_limit, t_run, marshall, env.mesh, chunk_size)
+
+
+def _meta(seed: int, n_steps: int, dtype: str, fingerprint: dict[str, Any] | None
+          ) -> dict[str, Any]:
+    """The metadata of the run's checkpoints: seed, planned steps, dtype and fingerprint."""
+    meta = {"seed": seed, "n_steps_planned": n_steps, "dtype": dtype}
+    if fingerprint is not None:
+        meta["fingerprint"] = to_jsonable(dict(fingerprint))
+    return meta
+
+
+def _check_options(operator: Any, max_rejections: int, lr_factor: float,
+                   time_limit: float | None) -> None:
+    """Refuse a bad guard setting (ValueError), time limit or operator (InputError)."""
     if not (isinstance(max_rejections, int) and max_rejections >= 1 and 0 < lr_factor <= 1):
         raise ValueError("max_rejections must be >= 1 and lr_factor in (0, 1]")
     check_time_limit(time_limit)
     check_operator(operator)
-    marshall = _marshall_sublattice(operator)
-    observe = _observer(ansatz, operator, sampler, observables, observe_every, marshall)
-    main = is_main_process()
-    echo = process_echo(echo)
-    progress = (True if progress is None else bool(progress)) and main
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh() if mesh is None else mesh
+
+
+def _n_chains(sampler: Sampler, mesh: Mesh) -> int | None:
+    """The sampler's Markov chains, checked to divide over ``mesh``; None for exact
+    summation and exact draws (no chains)."""
     exact = bool(getattr(sampler, "is_exact", False))
     unique = bool(getattr(sampler, "is_unique", False))  # exact draws, no chains
     n_chains = None if exact or unique else int(sampler.n_chains)
     if n_chains is not None:
         check_divisible(n_chains, mesh, "the number of Markov chains")
+    return n_chains
 
+
+def _initial_state(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+                   optimizer: Optimizer, seed: int, initial_params: Params | None,
+                   dedupe: bool) -> VMCState:
+    """The state of step 0 from ``seed`` (on the host), at ``initial_params`` when given."""
     key0 = jax.random.PRNGKey(seed)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, dedupe)
     state = jax.jit(init)(key0)  # one program, not the network op by op (~100 compilations)
@@ -236,38 +254,43 @@ def run_vmc(
             opt_state=jax.jit(optimizer.transformation.init)(initial_params),
             sampler_state=sampler.init(jax.random.fold_in(key0, 1), ansatz, initial_params),
         )
+    return state
+
+
+def _chunk_size(chunk_size: int | str | None, ansatz: Ansatz, operator: DiscreteOperator,
+                sampler: Sampler, optimizer: Optimizer, state: VMCState, mesh: Mesh
+                ) -> int | None:
+    """The chunk size to run with: ``"auto"`` sized to the device memory, else checked."""
     if chunk_size == "auto":
-        chunk_size = _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
-    elif chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        return _auto_chunk(ansatz, operator, sampler, optimizer, state, mesh)
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         _bad_chunk(chunk_size)
-    init, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh,
-                          packed=packed)
+    return chunk_size
+
+
+def _compiled_step(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+                   optimizer: Optimizer, state: VMCState, chunk_size: int | None,
+                   dedupe: bool, packed: bool, mesh: Mesh, n_chains: int | None
+                   ) -> tuple[Callable[[VMCState], tuple[VMCState, Any]], VMCState, VMCState]:
+    """``(step, state, shardings)``: the VMC step (jitted onto the state's shardings unless it
+    is a host step), ``state`` placed on the devices and its shardings over ``mesh``."""
+    _, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh,
+                       packed=packed)
     shardings = _state_shardings(state, mesh, n_chains)
-    state = put(state, shardings)
     if not getattr(step, "is_host_step", False):
         step = jax.jit(step, out_shardings=(shardings, replicated(mesh)))
-    dtype = ansatz_dtype(ansatz)
-    meta = {"seed": seed, "n_steps_planned": n_steps, "dtype": dtype}
-    if fingerprint is not None:
-        meta["fingerprint"] = to_jsonable(dict(fingerprint))
-    guard = Guard(jump_sigmas, lr_factor, max_rejections)
+    return step, put(state, shardings), shardings
 
-    start = 0
-    if resume:
-        state, start = _resume(out, state, shardings, seed, dtype, n_steps, echo, meta, guard)
-    logger, history = open_log(out, main, resume, start)
 
-    t_run = time.perf_counter()
-    bar = Progress(n_steps, start, enabled=progress)
-    problem = _discrete_problem(step, out, main, meta, guard, observe, observe_every)
-    steps = run_steps(problem, state, start, n_steps, guard=guard,
-                      io=LoopIO(history, logger, bar, echo, t_run, callback),
-                      checkpoint_every=checkpoint_every, time_limit=time_limit)
-    state, done = steps.state, steps.done
-
-    energy, error, variance = _final_estimate(
-        ansatz, operator, sampler, state, history, n_eval_batches, chunk_size, mesh,
-        packed and (dedupe or unique), bar)
+def _result(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
+            steps: Steps[VMCState], final: tuple[float, float, float], history: list[dict],
+            exact_energy: float | None, meta: dict[str, Any], time_limit: float | None,
+            t_run: float, marshall: np.ndarray | None, mesh: Mesh,
+            chunk_size: int | None) -> VMCResult:
+    """The run's result: the final estimate ``(energy, error, variance)``, the steps done and
+    the run's sizes and devices."""
+    state = steps.state
+    energy, error, variance = final
     n_samples = int(getattr(sampler, "n_samples", 0) or 0) or _n_states(operator)
     return VMCResult(
         energy=energy,
@@ -275,15 +298,15 @@ def run_vmc(
         variance=variance,
         n_parameters=n_parameters(state.params),
         n_samples=n_samples,
-        steps=done,
+        steps=steps.done,
         wall_time_s=time.perf_counter() - t_run,
         time_per_step_s=steps.time_per_step,
         history=history,
         exact_energy=exact_energy,
         params=gather(state.params),
-        exact_sampling=exact,
-        dtype=dtype,
-        steps_planned=n_steps,
+        exact_sampling=bool(getattr(sampler, "is_exact", False)),
+        dtype=meta["dtype"],
+        steps_planned=meta["n_steps_planned"],
         time_limit_s=None if time_limit is None else float(time_limit),
         ansatz=ansatz,
         sampler=sampler,
@@ -350,19 +373,14 @@ def _marshall_sublattice(operator: DiscreteOperator) -> np.ndarray | None:
     return np.asarray(operator.lattice.sublattice)
 
 
-def _resume(out: Path | None, state: VMCState, shardings: VMCState, seed: int, dtype: str,
-            n_steps: int, echo: Callable[[str], None], meta: dict[str, Any],
-            guard: Guard) -> tuple[VMCState, int]:
+def _resume(env: RunEnv, state: VMCState, shardings: VMCState, n_steps: int,
+            meta: dict[str, Any], guard: Guard) -> tuple[VMCState, int]:
     """The state of ``out/checkpoint.msgpack`` placed on ``shardings``, and its step, after
-    :func:`nqs.loop.resume` has checked that it is intact, finite, within ``n_steps`` and
+    :func:`nqs.loop.resume_run` has checked that it is intact, finite, within ``n_steps`` and
     written by this run (seed, dtype and fingerprint). Restores the guard's state."""
-    ckpt = checkpoint_to_resume(out)
-    # Checkpoints hold whole host arrays: they load on any number of devices.
-    resumed = resume(ckpt, {"state": gather(state)}, guard, n_steps=n_steps,
-                     saved_options=run_options(ckpt, seed, dtype),
-                     options=meta.get("fingerprint"), echo=echo,
-                     place=lambda tree: put(tree, shardings))
-    return put(resumed.tree["state"], shardings), resumed.start
+    resumed = resume_run(checkpoint_to_resume(env.out), {"state": state}, shardings, guard,
+                         n_steps=n_steps, meta=meta, echo=env.echo)
+    return resumed.tree["state"], resumed.start
 
 
 def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOperator,

@@ -46,7 +46,15 @@ from nqs.io import (
     require_finite,
     save_checkpoint,
 )
-from nqs.parallel import gather, process_zero_decides
+from nqs.parallel import (
+    Mesh,
+    gather,
+    is_main_process,
+    make_mesh,
+    process_echo,
+    process_zero_decides,
+    put,
+)
 from nqs.progress import Progress
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -329,6 +337,57 @@ def resume(ckpt: Path, template: dict[str, Any], guard: Guard, *, n_steps: int,
         echo(f"note: the run was planned for {planned} steps and now runs to {n_steps}; "
              "a learning-rate schedule over the run length (e.g. cosine) changes from here")
     return Resumed(tree, saved, start)
+
+
+def resume_run(ckpt: Path, template: dict[str, Any], shardings: Any, guard: Guard, *,
+               n_steps: int, meta: dict[str, Any], echo: Callable[[str], None],
+               legacy: Iterable[str] = ()) -> Resumed:
+    """:func:`resume` of a run whose checkpoints record ``meta`` (``seed``, ``dtype`` and the
+    ``fingerprint``; ``legacy``: see :func:`run_options`): ``ckpt`` is read into the host copy
+    of ``template`` (``{"state": state, ...}``, checkpoints hold whole host arrays, so they load
+    on any number of devices), and the state and the guard's anchor are placed on
+    ``shardings`` (the state's)."""
+
+    def place(tree: Any) -> Any:
+        return put(tree, shardings)
+
+    resumed = resume(ckpt, gather(template), guard, n_steps=n_steps,
+                     saved_options=run_options(ckpt, meta["seed"], meta["dtype"], legacy),
+                     options=meta.get("fingerprint"), echo=echo, place=place)
+    resumed.tree["state"] = place(resumed.tree["state"])
+    return resumed
+
+
+@dataclass
+class RunEnv:
+    """Where a run happens, the same for both drivers: on process 0 (``main``: it writes the
+    files and shows progress) or another, its messages (``echo``), devices (``mesh``), output
+    directory (``out``; None: no files) and whether progress is shown."""
+
+    main: bool
+    echo: Callable[[str], None]
+    mesh: Mesh
+    out: Path | None
+    progress: bool
+
+    @classmethod
+    def of(cls, out_dir: str | Path | None, echo: Callable[[str], None] | None,
+           mesh: Mesh | None, progress: bool | None, make_out_dir: bool = True) -> RunEnv:
+        """The run's surroundings from a driver's arguments (defaults: messages to stderr,
+        every device of every process, progress on process 0); ``make_out_dir``: create the
+        output directory now (else :meth:`make_out_dir` later)."""
+        main = is_main_process()
+        env = cls(main, process_echo(echo), make_mesh() if mesh is None else mesh,
+                  Path(out_dir) if out_dir is not None else None,
+                  (True if progress is None else bool(progress)) and main)
+        if make_out_dir:
+            env.make_out_dir()
+        return env
+
+    def make_out_dir(self) -> None:
+        """Create the output directory (process 0)."""
+        if self.out is not None and self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
 
 
 def check_final_energy(energy: float, hint: str) -> None:
