@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nqs.ansatz import Ansatz, JacobianStructure, Params
+from nqs.ansatz import Ansatz, JacobianStructure, Params, log_abs
 from nqs.local_energy import make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import is_complex_tree, real_flat
@@ -33,6 +33,7 @@ from nqs.optim.jacobian import (  # noqa: F401  (centred_jacobian_rows, sr_jacob
 from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map, constrain_samples
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
+from nqs.sampling.walkers import MCMCState, WalkerSampler
 from nqs.stats import Stats, statistics, unique_statistics
 
 
@@ -694,3 +695,82 @@ def _make_unique_evaluator(ansatz, operator, sampler, chunk_size, mesh, packed):
 
     evaluate_unique.is_host_step = True
     return evaluate_unique
+
+
+# Walkers in continuous space (electrons in real space): the state and step of a
+# :class:`nqs.sampling.walkers.WalkerSampler` run, driven by :mod:`nqs.walker_driver`.
+
+
+class WalkerState(NamedTuple):
+    """State of a VMC run of walkers (a checkpoint holds one as ``"state"``).
+
+    Attributes:
+        params: network parameters.
+        opt_state: optimiser state (optax or kfac-jax).
+        mcmc: walkers (:class:`nqs.sampling.walkers.MCMCState`).
+    """
+
+    params: Params
+    opt_state: Any
+    mcmc: MCMCState
+
+
+class WalkerVMC(NamedTuple):
+    """A VMC method of walkers: ``init(key, params, walkers, width=0.2) -> WalkerState`` and
+    ``step(key, state) -> (state, stats)`` with ``stats`` a dict of scalars: ``energy``
+    (mean unclipped E_loc), ``variance``, ``acceptance``, ``width``. ``donates``: the step
+    donates its input state (KFAC), so a state to go back to must be a copy."""
+
+    init: Callable[..., WalkerState]
+    step: Callable[[jax.Array, WalkerState], tuple[WalkerState, dict[str, jax.Array]]]
+    donates: bool = False
+
+
+def make_walker_vmc(
+    log_abs_psi_fn: Callable[[Params, jax.Array], Any],
+    local_energy_fn: Callable[[Params, jax.Array], jax.Array],
+    optimizer: Optimizer | Any,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    target_acceptance: float = 0.5,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> WalkerVMC:
+    """VMC of walkers with an optimizer of :mod:`nqs.optim` (a bare optax transformation: one
+    without the Jacobian), e.g. :func:`nqs.optim.scheduled_optimizer` (Adam, minSR, SPRING);
+    ``step`` is jitted. ``log_abs_psi_fn(params, r)``: log|psi| (or ``(sign, log|psi|)``) of
+    one configuration; ``local_energy_fn(params, r)``: its local energy.
+
+    Each step: the walkers' :meth:`~nqs.sampling.walkers.WalkerSampler.sample` at the current
+    parameters (``mcmc_steps`` moves, width adapted afterwards), then
+    :meth:`nqs.optim.Optimizer.apply` of the clipped energy gradient of the shared estimator
+    (:func:`make_energy_estimator` with ``real=True``; with ``optimizer.needs_jacobian`` also
+    the walkers' Jacobian ``J [W, P]`` and residuals). ``chunk_size``: walkers per device whose
+    local energies and log-derivatives are evaluated at a time; ``mesh``: the devices the
+    walkers are split over (the sums over walkers are reduced across them by XLA).
+    """
+    if not isinstance(optimizer, Optimizer):
+        optimizer = Optimizer(optimizer)
+    estimate = make_energy_estimator(
+        lambda p, x: log_abs(log_abs_psi_fn(p, x)), local_energy_fn,
+        needs_jacobian=optimizer.needs_jacobian, real=True, clip_scale=clip_scale,
+        chunk_size=chunk_size, mesh=mesh)
+    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
+
+    def init(key: jax.Array, params: Params, walkers: jax.Array,
+             width: float = 0.2) -> WalkerState:
+        del key
+        return WalkerState(params, optimizer.transformation.init(params),
+                           sampler.init_at(log_abs_psi_fn, params, walkers, width))
+
+    @jax.jit
+    def step(key: jax.Array, state: WalkerState) -> tuple[WalkerState, dict[str, jax.Array]]:
+        params = state.params
+        samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
+        est = estimate(params, samples)
+        params, opt_state = apply_estimate(optimizer, est, state.opt_state, params)
+        stats = {"energy": est.stats.mean, "variance": est.stats.variance,
+                 "acceptance": info["acceptance"], "width": mc.width}
+        return WalkerState(params, opt_state, mc), stats
+
+    return WalkerVMC(init, step)

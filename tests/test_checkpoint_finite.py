@@ -45,6 +45,7 @@ def test_realspace_resume_refuses_nan_parameters(tmp_path, monkeypatch):
     """The step-0 checkpoint of a tiny He run (the run is stopped right after writing it, so
     nothing but the network's forward pass is compiled), poisoned, then resumed."""
     from hamiltonians.realspace import make_atoms
+    from nqs import walker_driver
     from nqs.realspace import driver
 
     class Stop(Exception):
@@ -57,7 +58,7 @@ def test_realspace_resume_refuses_nan_parameters(tmp_path, monkeypatch):
               burn_in_calls=0, n_steps=2, out_dir=tmp_path)
     atoms = make_atoms("He 0 0 0")
     with monkeypatch.context() as m:
-        m.setattr(driver, "_optimize", stop)
+        m.setattr(walker_driver, "_optimize", stop)
         with pytest.raises(Stop):
             driver.run_realspace(atoms, **kw)
     leaf = _poison(tmp_path / driver.CHECKPOINT_NAME, ".params['params']")

@@ -158,16 +158,17 @@ def test_resume_after_interruption_is_exact(tmp_path):
 @pytest.mark.parametrize("optimizer", ["adam", "kfac"])  # kfac-jax donates its inputs
 def test_nonfinite_step_is_rejected(tmp_path, monkeypatch, optimizer):
     from hamiltonians.realspace import make_atoms
+    from nqs import walker_driver
     from nqs.realspace import driver
 
     calls = []
-    finite = driver.step_is_finite
+    finite = walker_driver.step_is_finite
 
     def flaky(energy, params):
         calls.append(energy)
         return finite(energy, params) and len(calls) != 2  # reject the second step
 
-    monkeypatch.setattr(driver, "step_is_finite", flaky)
+    monkeypatch.setattr(walker_driver, "step_is_finite", flaky)
     messages = []
     res = driver.run_realspace(
         make_atoms("He 0 0 0"), layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2,

@@ -1,29 +1,20 @@
-"""The real-space VMC loop: the impure shell around the pure FermiNet steps.
+"""Electrons in real space as a plug-in of the walker driver (:mod:`nqs.walker_driver`).
 
     result = run_realspace(make_atoms("He 0 0 0"), layers=((16, 4),) * 2, n_determinants=2,
                            optimizer="kfac", n_steps=500, n_walkers=256, out_dir="runs/he")
 
-Order of work: network and walkers from the seed; optional Hartree-Fock pretraining
-(:mod:`nqs.realspace.pretrain`); a Metropolis burn-in; ``n_steps`` optimization steps (KFAC, Adam
-or minSR); a final evaluation with fixed parameters.
-
-Files (only when ``out_dir`` is given): ``log.jsonl`` gets one flushed JSON line per step
-(``step, energy, energy_error, variance, acceptance, width, step_time_s, wall_time_s``; pretraining
-adds ``{"phase": "pretrain", "pretrain_step", "loss"}`` lines without a ``step``);
-``checkpoint.msgpack`` is written atomically after pretraining/burn-in (step 0), every
-``checkpoint_every`` steps and at the end, and holds the parameters, optimizer state, walkers,
-MCMC width, the key and the step. The key of step ``k`` is ``fold_in(run_key, k)``, so
-``resume=True`` continues exactly: the result equals that of an uninterrupted run with the same
-seed and options.
-
-The steps run in the loop both drivers share (:func:`nqs.loop.run_steps`: log lines,
-checkpoints, progress, time limit, SIGINT / SIGTERM) with its guard (:class:`nqs.guard.Guard`,
-no energy-jump test here): a step whose energy or new parameters are not finite is rejected (a
-non-finite energy goes back to the *anchor*, the state of the last accepted energy; non-finite
-new parameters to the state before the step, copied first for KFAC, which donates its inputs),
-later updates are scaled by :data:`LR_FACTOR` per rejection and :data:`MAX_REJECTIONS` in a
-row raise :class:`nqs.errors.RunDiverged`. A resume goes through :func:`nqs.loop.resume`: a
-checkpoint of other options (the fingerprint), non-finite or past ``n_steps`` is refused.
+What is real-space specific stays here: the options (:class:`RealSpaceOptions`, their
+fingerprint), the network and the local energy of the system, the walkers' initial positions
+(:func:`nqs.realspace.mcmc.init_walkers`), the Hartree-Fock pretraining
+(:mod:`nqs.realspace.pretrain`) as the run's ``prepare`` hook, the choice of optimizer with its
+defaults and KFAC's fallback to SPRING (:mod:`nqs.realspace.train`: the KFAC glue), the
+result's fields (:class:`RealSpaceResult`) and reading a network back from a checkpoint
+(:func:`load_network_state`). The run itself (resume, burn-in, the steps in the shared loop
+with their guard, checkpoints, the final evaluation, the result) is the engine's
+(:func:`nqs.walker_driver.run_walker_vmc`), which documents the files: ``log.jsonl`` (here also
+``{"phase": "pretrain", "pretrain_step", "loss"}`` lines without a ``step``) and
+``checkpoint.msgpack`` (here with ``hf_energy`` in its metadata). The key of step ``k`` is
+``fold_in(run_key, k)``, so ``resume=True`` continues exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -40,36 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
-from nqs.ansatz import n_parameters
 from nqs.errors import CheckpointError, InputError
-from nqs.guard import (
-    Guard,
-    check_time_limit,
-    copy_tree,
-    failure_reason,
-    step_is_finite,
-)
+from nqs.guard import check_time_limit
 from nqs.io import (
     JsonlLogger,
     load_checkpoint_entries,
     load_checkpoint_metadata,
     require_finite,
 )
-from nqs.loop import (
-    CHECKPOINT_NAME,
-    LoopIO,
-    RunResult,
-    StepOutcome,
-    StepProblem,
-    Steps,
-    check_final_energy,
-    checkpoint_to_resume,
-    open_log,
-    resume,
-    run_options,
-    run_steps,
-    write_checkpoint,
-)
+from nqs.loop import CHECKPOINT_NAME, RunEnv, checkpoint_to_resume
 from nqs.models.electrons import (
     ATTENTION_ANSATZE,
     folx_sparsity,
@@ -81,30 +51,25 @@ from nqs.models.ferminet import DEFAULT_LAYERS
 from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
-    auto_chunk,
     check_divisible,
-    gather,
-    is_main_process,
-    make_mesh,
-    process_echo,
-    put,
-    replicated,
-    run_record,
-    sample_sharding,
-    tree_shardings,
     without_global_mesh,
 )
 from nqs.precision import DTYPES
-from nqs.progress import Progress
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
 from nqs.realspace.train import VMC, VMCState, make_kfac_vmc, make_optax_vmc
-from nqs.sampling.walkers import MCMCState, WalkerSampler, burn_in, evaluate_energy
+from nqs.sampling.walkers import MCMCState
+from nqs.walker_driver import (
+    Fallback,
+    WalkerProblem,
+    WalkerResult,
+    WalkerSettings,
+    run_walker_vmc,
+    walker_chunk_size,
+)
 
 OPTIMIZERS = ("kfac", "adam", "sr")
 OptimizerName = Literal["kfac", "adam", "sr"]
-MAX_REJECTIONS = 10  # consecutive rejected steps that stop a run (RunDiverged)
-LR_FACTOR = 0.3  # each rejected step scales the later updates by this factor
 
 # Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
 DEFAULT_LR: dict[str, tuple[float, float]] = {
@@ -115,8 +80,8 @@ DEFAULT_LR: dict[str, tuple[float, float]] = {
 
 
 @dataclass(kw_only=True)
-class RealSpaceResult(RunResult):
-    """Outcome of a real-space run (Hartree)."""
+class RealSpaceResult(WalkerResult):
+    """Outcome of a real-space run (Hartree): the walker run's, with the pretraining."""
 
     SUMMARY: ClassVar[tuple[str, ...]] = (
         "energy", "energy_error", "variance", "tau_corr", "acceptance", "reference_energy",
@@ -127,24 +92,8 @@ class RealSpaceResult(RunResult):
         "momentum", "kfac_fallback")
     PLOT_TITLE: ClassVar[str] = "real-space VMC"
 
-    tau_corr: float
-    acceptance: float
-    n_walkers: int
-    eval_steps: int
     pretrain_steps: int
-    reference_energy: float | None = None
-    reference_source: str | None = None
     hf_energy: float | None = None
-    optimizer: str | None = None
-    momentum: float = 0.0
-    kfac_fallback: str | None = None
-    log_psi: Any = field(default=None, repr=False)  # the network (params, r) -> log|psi|
-    walkers: Any = field(default=None, repr=False)  # MCMCState after the final evaluation
-
-    @property
-    def reference(self) -> float | None:
-        """The tabulated exact energy, or None."""
-        return self.reference_energy
 
     @property
     def error_mha(self) -> float | None:
@@ -214,65 +163,6 @@ def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
         **({"ecp": dict(atoms.ecp_names)} if getattr(atoms, "ecp_names", None) else {}),
         **options,
     }
-
-
-@dataclass
-class _Run:
-    """The fixed pieces of one run: pure functions, devices, files and keys."""
-
-    apply: Callable[[Any, jax.Array], Any]
-    e_loc_fn: Callable[[Any, jax.Array], jax.Array]
-    vmc: VMC
-    mesh: Mesh
-    chunk_size: int | None
-    meta: dict[str, Any]
-    ckpt: Path | None
-    main: bool
-    echo: Callable[[str], None]
-    k_run: jax.Array
-    meta_n_steps: int = 0  # the planned steps (a checkpoint past them is refused)
-    guard: Guard = field(default_factory=lambda: Guard(None, LR_FACTOR, MAX_REJECTIONS,
-                                                       hint="lower --lr or raise --damping"))
-    optimizer: str = "sr"
-    momentum: float = 0.0
-    # builds the fallback VMC method when KFAC fails (None: no fallback, errors propagate)
-    fallback: Callable[[], VMC] | None = None
-    fallback_reason: str | None = None
-    # the network's orbital matrices (Hartree-Fock pretraining)
-    orbitals: Callable[[Any, jax.Array], list[jax.Array]] | None = None
-
-    def fall_back(self, err: BaseException | str) -> None:
-        """Replace a failed KFAC by SPRING (one warning line; the next checkpoints say so)."""
-        from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
-
-        assert self.fallback is not None
-        reason = err if isinstance(err, str) else failure_reason(err)
-        self.echo(f"warning: KFAC failed ({reason}); continuing with SPRING (--optimizer "
-                  f"{FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
-        self.vmc = self.fallback()
-        self.fallback = None
-        self.fallback_reason = reason
-        self.optimizer, self.momentum = FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM
-        # the checkpoints say so (not the reason: a resume may fail at another point)
-        self.meta = self.meta | {"kfac_fallback": True, "fingerprint": self.meta["fingerprint"]
-                                 | {"optimizer": FALLBACK_OPTIMIZER,
-                                    "momentum": FALLBACK_MOMENTUM}}
-
-    def shardings_of(self, state: VMCState) -> VMCState:
-        """Parameters and optimizer state replicated; walkers and their log|psi|^2 split."""
-        return VMCState(
-            tree_shardings(state.params, self.mesh, None),
-            tree_shardings(state.opt_state, self.mesh, None),
-            MCMCState(sample_sharding(self.mesh), sample_sharding(self.mesh),
-                      replicated(self.mesh)),
-        )
-
-    def checkpoint(self, state: VMCState, step: int, hf_energy: float | None) -> None:
-        """Write ``state`` at ``step`` (and the recovery's anchor and state) atomically (the
-        gather runs on all processes)."""
-        if self.ckpt is not None:
-            write_checkpoint(self.ckpt, {"state": state, "key": self.k_run, "step": step},
-                             self.meta | {"hf_energy": hf_energy}, step, self.guard, self.main)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,128 +282,27 @@ class RealSpaceOptions:
                                self.layer_norm, self.jastrow)
 
 
-def _resume(run: _Run, vmc_template: VMCState) -> tuple[VMCState, int, float | None]:
-    """``(state, step, hf_energy)`` from the checkpoint, after :func:`nqs.loop.resume` has
-    checked that it is this run's (the options sit beside the step and the guard's state in
-    the checkpoint's metadata), finite and within the planned steps."""
-    assert run.ckpt is not None
-    # Checkpoints hold whole host arrays: they load on any number of devices.
-    template = gather({"state": vmc_template, "key": run.k_run, "step": 0})
-    shardings = run.shardings_of(vmc_template)
-    fingerprint = run.meta["fingerprint"]
-    resumed = resume(run.ckpt, template, run.guard, n_steps=run.meta_n_steps,
-                     saved_options=run_options(run.ckpt, run.meta["seed"], run.meta["dtype"],
-                                               legacy=fingerprint),
-                     options=fingerprint, echo=run.echo, place=lambda tree: put(tree, shardings))
-    state: VMCState = resumed.tree["state"]
-    require_finite(state.mcmc.r, run.ckpt, "walker positions")
-    return put(state, shardings), resumed.start, resumed.meta.get("hf_energy")
-
-
-def _start(run: _Run, atoms: RealSpaceSystem, params: Any, walkers: jax.Array,
-           keys: tuple[jax.Array, jax.Array, jax.Array], o: RealSpaceOptions,
-           logger: JsonlLogger | None) -> tuple[VMCState, float | None]:
-    """A fresh state: Hartree-Fock pretraining (if asked), the optimizer state, a burn-in."""
-    k_pre, k_opt, k_burn = keys
-    width = 0.2
-    hf_energy = None
-    if o.pretrain_steps > 0:
-        from nqs.realspace.pretrain import pretrain
-
-        orbitals = run.orbitals
-        pre = pretrain(k_pre, params, atoms, orbitals, run.apply, walkers,
-                       n_steps=o.pretrain_steps, basis=o.pretrain_basis,
-                       learning_rate=o.pretrain_lr, mcmc_steps=o.mcmc_steps)
-        params, walkers, hf_energy = pre.params, pre.walkers, pre.hf.energy
-        run.echo(f"pretrained {o.pretrain_steps} steps on HF/{o.pretrain_basis} (E_HF = "
-                 f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
-                 f"({pre.seconds:.1f} s)")
-        if logger is not None:
-            for i, loss in enumerate(pre.losses):
-                logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
-    try:
-        state = run.vmc.init(k_opt, params, walkers, width)
-    except Exception as err:  # kfac-jax traces the loss here: a jax it does not know fails
-        if run.fallback is None:
-            raise
-        run.fall_back(err)
-        state = run.vmc.init(k_opt, params, walkers, width)
-    state = put(state, run.shardings_of(state))
-    if o.burn_in_calls > 0:
-        sampler = WalkerSampler(o.mcmc_steps, chunk_size=run.chunk_size, mesh=run.mesh)
-        move = jax.jit(lambda k, p, mc: sampler.move(k, run.apply, p, mc))
-        mc, _ = burn_in(k_burn, move, state.params,
-                        sampler.init_at(run.apply, state.params, state.mcmc.r, width),
-                        o.burn_in_calls)
-        state = state._replace(mcmc=mc)
-    return state, hf_energy
-
-
 def _make_vmc(build: Callable[[OptimizerName, float], VMC], optimizer: OptimizerName,
               momentum: float, kfac_fallback: bool
-              ) -> tuple[VMC | None, Callable[[], VMC] | None, BaseException | None]:
+              ) -> tuple[VMC | None, Fallback | None, BaseException | None]:
     """``(vmc, fallback, error)``: the VMC method of ``optimizer`` built by ``build``; with
-    ``kfac_fallback`` (KFAC only) the builder of SPRING to fall back to, and KFAC's error when
-    it failed to build (then ``vmc`` is None)."""
+    ``kfac_fallback`` (KFAC only) SPRING to fall back to, and KFAC's error when it failed to
+    build (then ``vmc`` is None)."""
     from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
 
     fallback = None
     if optimizer == "kfac" and kfac_fallback:
-        fallback = lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM)  # noqa: E731
+        fallback = Fallback(
+            lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM), FALLBACK_OPTIMIZER,
+            FALLBACK_MOMENTUM,
+            lambda reason: f"warning: KFAC failed ({reason}); continuing with SPRING "
+            f"(--optimizer {FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
     try:
         return build(optimizer, momentum), fallback, None
     except Exception as err:  # kfac-jax's import (or a jax it does not support)
         if fallback is None:
             raise
         return None, fallback, err
-
-
-def _optimize(run: _Run, state: VMCState, start: int, o: RealSpaceOptions,
-              hf_energy: float | None, k_opt: jax.Array, io: LoopIO) -> Steps[VMCState]:
-    """Steps ``start .. n_steps - 1`` (or until the time limit) in the shared loop
-    (:func:`nqs.loop.run_steps`): logged, checkpointed, a non-finite step rejected."""
-    problem = _realspace_problem(run, start, o.n_walkers, hf_energy, k_opt)
-    return run_steps(problem, state, start, o.n_steps, guard=run.guard, io=io,
-                     checkpoint_every=o.checkpoint_every, time_limit=o.time_limit)
-
-
-def _realspace_problem(run: _Run, start: int, n_walkers: int, hf_energy: float | None,
-                       k_opt: jax.Array) -> StepProblem[VMCState]:
-    """The real-space step as the shared loop's problem: the key of step ``k`` is
-    ``fold_in(run_key, k)``; KFAC donates its inputs, so the state to go back to is a copy;
-    a failure of KFAC's first step falls back to SPRING (``run.fallback``) and retries."""
-
-    def step(k: int, state: VMCState) -> StepOutcome[VMCState]:
-        before = copy_tree(state) if run.optimizer == "kfac" else state
-        key = jax.random.fold_in(run.k_run, k)
-        try:
-            after, stats = run.vmc.step(key, state)
-        except Exception as err:  # KFAC's first step: fall back (later errors propagate)
-            if k != start or run.fallback is None:
-                raise
-            run.fall_back(err)
-            state = run.vmc.init(k_opt, before.params, before.mcmc.r, before.mcmc.width)
-            state = before = put(state, run.shardings_of(state))
-            after, stats = run.vmc.step(key, state)
-        stats = {name: float(v) for name, v in jax.device_get(stats).items()}
-        variance = stats["variance"]
-        fields = {
-            "energy": stats["energy"],
-            "energy_error": math.sqrt(max(variance, 0.0) / n_walkers)
-            if math.isfinite(variance) else None,
-            "variance": variance,
-            "acceptance": stats["acceptance"],
-            "width": stats["width"],
-        }
-        return StepOutcome(before, after, fields, step_is_finite(stats["energy"], after.params))
-
-    def restore(after: VMCState, back: VMCState) -> VMCState:
-        return copy_tree(back) if run.optimizer == "kfac" else back
-
-    def checkpoint(state: VMCState, k: int) -> None:
-        run.checkpoint(state, k, hf_energy)
-
-    return StepProblem(step, restore, checkpoint if run.ckpt is not None else None, run.ckpt)
 
 
 @without_global_mesh
@@ -544,40 +333,27 @@ def run_realspace(
     """
     o = replace(options or RealSpaceOptions(), **overrides)
     o.check()
-    main = is_main_process()
-    mesh = make_mesh() if mesh is None else mesh
-    check_divisible(int(o.n_walkers), mesh, "the number of walkers")
-    out = Path(o.out_dir) if o.out_dir is not None else None
+    env = RunEnv.of(o.out_dir, echo, mesh, progress, make_out_dir=False)
+    check_divisible(int(o.n_walkers), env.mesh, "the number of walkers")
     t_run = time.perf_counter()
-    run, params, walkers, (k_pre, k_opt, k_burn, k_eval) = _setup(atoms, o, mesh, out, main,
-                                                                   process_echo(echo))
-    if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
-    start, hf_energy = 0, None
-    if o.resume:
-        state, start, hf_energy = _resume(run, run.vmc.init(k_opt, params, walkers, 0.2))
-    logger, history = open_log(out, main, o.resume, start)
-    if not o.resume:
-        state, hf_energy = _start(run, atoms, params, walkers, (k_pre, k_opt, k_burn), o, logger)
-        run.checkpoint(state, 0, hf_energy)
-    bar = Progress(o.n_steps, start, enabled=(True if progress is None else progress) and main)
-    done = _optimize(run, state, start, o, hf_energy, k_opt,
-                     LoopIO(history, logger, bar, run.echo, t_run, callback))
-    bar.phase(f"final evaluation ({o.eval_steps} measurements at the final parameters)")
-    st, acceptance, walkers = evaluate_energy(k_eval, run.apply, run.e_loc_fn, done.state.params,
-                                              done.state.mcmc, o.eval_steps, o.mcmc_steps,
-                                              run.chunk_size, run.mesh)
-    check_final_energy(float(st.mean), "lower --lr or raise --damping")
-    return _result(run, done, history, st, acceptance, walkers, hf_energy, t_run, o)
+    ckpt = (checkpoint_to_resume(env.out) if o.resume
+            else None if env.out is None else env.out / CHECKPOINT_NAME)
+    problem, chunk_size = _problem(atoms, o, env)
+    env.make_out_dir()
+    settings = WalkerSettings(int(o.n_steps), int(o.n_walkers), int(o.mcmc_steps),
+                              int(o.burn_in_calls), int(o.eval_steps), int(o.checkpoint_every),
+                              o.time_limit, chunk_size, bool(o.resume))
+    extra = {"pretrain_steps": int(o.pretrain_steps), "reference_energy": o.reference_energy,
+             "reference_source": o.reference_source}
+    return run_walker_vmc(problem, settings, env, t_run, RealSpaceResult, extra, ckpt, callback)
 
 
-def _setup(atoms: RealSpaceSystem, o: RealSpaceOptions, mesh: Mesh, out: Path | None,
-           main: bool, echo: Callable[[str], None]
-           ) -> tuple[_Run, Any, jax.Array, tuple[jax.Array, ...]]:
-    """The pure pieces of a run: ``(run, initial parameters, initial walkers, (k_pre, k_opt,
-    k_burn, k_eval))``, all from the seed; the VMC method (KFAC falling back to SPRING when
-    asked) and the checkpoint's metadata."""
-    ckpt = checkpoint_to_resume(out) if o.resume else None if out is None else out / CHECKPOINT_NAME
+def _problem(atoms: RealSpaceSystem, o: RealSpaceOptions, env: RunEnv
+             ) -> tuple[WalkerProblem, int | None]:
+    """The pure pieces of a run, all from the seed: the network and local energy of
+    ``atoms``, the initial parameters and walkers, the keys, the VMC method (KFAC falling back
+    to SPRING when asked), the pretraining hook and the checkpoints' metadata; and the chunk
+    size."""
     init, apply, orbitals = make_network(
         atoms, o.network(), jnp.float32 if o.dtype == "float32" else jnp.float64)
     apply = with_dtype(apply, o.dtype)
@@ -587,62 +363,48 @@ def _setup(atoms: RealSpaceSystem, o: RealSpaceOptions, mesh: Mesh, out: Path | 
     )
     params = init(k_init)
     walkers = init_walkers(k_walk, atoms, o.n_walkers)
-    chunk_size = o.chunk_size
-    if chunk_size == "auto":  # the same bound for every optimizer
-        # a log-derivative row: a few copies of n_parameters float64 numbers
-        chunk_size = auto_chunk(e_loc_fn, params, walkers[0], int(walkers.shape[0]), mesh,
-                                row_bytes=4 * 8 * n_parameters(params))
+    chunk_size = walker_chunk_size(o.chunk_size, e_loc_fn, params, walkers, env.mesh)
 
     def build(name: OptimizerName, mu: float) -> VMC:
         return make_vmc_method(name, apply, e_loc_fn, o.learning_rate, o.lr_delay, o.mcmc_steps,
-                               o.clip_scale, o.damping, o.norm_constraint, chunk_size, mesh, mu)
+                               o.clip_scale, o.damping, o.norm_constraint, chunk_size, env.mesh,
+                               mu)
 
     vmc, fallback, kfac_error = _make_vmc(build, o.optimizer, o.momentum, o.kfac_fallback)
     meta = {"seed": int(o.seed), "dtype": o.dtype, "n_steps_planned": int(o.n_steps),
             "fingerprint": o.fingerprint(atoms)}
-    run = _Run(apply, e_loc_fn, vmc, mesh, chunk_size, meta, ckpt, main, echo, k_run,
-               int(o.n_steps), optimizer=o.optimizer, momentum=float(o.momentum),
-               fallback=fallback, orbitals=orbitals)
-    if kfac_error is not None:
-        run.fall_back(kfac_error)
-    elif run.fallback is not None and o.resume:
-        if load_checkpoint_metadata(ckpt).get("kfac_fallback"):  # so does its continuation
-            run.fall_back("the run being resumed had fallen back to SPRING")
-    return run, params, walkers, (k_pre, k_opt, k_burn, k_eval)
+    prepare = (_pretraining(atoms, o, k_pre, apply, orbitals, env.echo)
+               if o.pretrain_steps > 0 else None)
+    return WalkerProblem(apply, e_loc_fn, vmc, params, walkers, (k_pre, k_opt, k_burn, k_run,
+                                                                 k_eval), meta, o.optimizer,
+                         float(o.momentum), prepare, ("hf_energy",), fallback,
+                         kfac_error), chunk_size
 
 
-def _result(run: _Run, done: Steps[VMCState], history: list[dict], st: Any, acceptance: float,
-            walkers: MCMCState, hf_energy: float | None, t_run: float,
-            o: RealSpaceOptions) -> RealSpaceResult:
-    """The result of a run: the final evaluation's statistics ``st``, the steps ``done``, the
-    run's options ``o`` (sizes, reference, dtype) and its devices."""
-    options = {
-        "n_walkers": int(o.n_walkers), "steps_planned": int(o.n_steps),
-        "time_limit_s": None if o.time_limit is None else float(o.time_limit),
-        "eval_steps": int(o.eval_steps), "pretrain_steps": int(o.pretrain_steps),
-        "reference_energy": o.reference_energy, "reference_source": o.reference_source,
-        "dtype": o.dtype}
-    return RealSpaceResult(
-        energy=float(st.mean),
-        energy_error=float(st.error_of_mean),
-        variance=float(st.variance),
-        tau_corr=float(st.tau_corr),
-        acceptance=acceptance,
-        n_parameters=n_parameters(done.state.params),
-        steps=int(done.done),
-        wall_time_s=time.perf_counter() - t_run,
-        time_per_step_s=done.time_per_step,
-        history=history,
-        hf_energy=hf_energy,
-        params=gather(done.state.params),
-        optimizer=run.optimizer,
-        momentum=run.momentum,
-        kfac_fallback=run.fallback_reason,
-        log_psi=run.apply,
-        walkers=walkers,
-        **options,
-        **run_record(run.mesh, run.chunk_size),
-    )
+def _pretraining(atoms: RealSpaceSystem, o: RealSpaceOptions, k_pre: jax.Array,
+                 apply: Callable[[Any, jax.Array], Any],
+                 orbitals: Callable[[Any, jax.Array], list[jax.Array]] | None,
+                 echo: Callable[[str], None]) -> Callable[..., tuple[Any, jax.Array, dict]]:
+    """The run's ``prepare`` hook: Hartree-Fock pretraining of the network's ``orbitals``
+    (:func:`nqs.realspace.pretrain.pretrain`), its losses logged, ``hf_energy`` recorded."""
+
+    def prepare(params: Any, walkers: jax.Array, logger: JsonlLogger | None
+                ) -> tuple[Any, jax.Array, dict[str, Any]]:
+        from nqs.realspace.pretrain import pretrain
+
+        pre = pretrain(k_pre, params, atoms, orbitals, apply, walkers,
+                       n_steps=o.pretrain_steps, basis=o.pretrain_basis,
+                       learning_rate=o.pretrain_lr, mcmc_steps=o.mcmc_steps)
+        hf_energy = pre.hf.energy
+        echo(f"pretrained {o.pretrain_steps} steps on HF/{o.pretrain_basis} (E_HF = "
+             f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "
+             f"({pre.seconds:.1f} s)")
+        if logger is not None:
+            for i, loss in enumerate(pre.losses):
+                logger.append({"phase": "pretrain", "pretrain_step": i, "loss": float(loss)})
+        return pre.params, pre.walkers, {"hf_energy": hf_energy}
+
+    return prepare
 
 
 def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem

@@ -1,4 +1,4 @@
-"""Pure VMC steps for electrons in real space (FermiNet style).
+"""KFAC for electrons in real space (FermiNet style): the glue between kfac-jax and the engine.
 
 The energy and its gradient come from the estimator every engine shares
 (:func:`nqs.vmc.make_energy_estimator` with ``real=True``: log|psi| is real), with local
@@ -8,11 +8,11 @@ coalescence points do not dominate:
 
     dE/dtheta = 2 mean_w[(E_clip(r_w) - mean E_clip) d log|psi(r_w)|/dtheta].
 
-Two kinds of step: :func:`make_optax_vmc` with an optimizer of :mod:`nqs.optim` (the object
-the discrete engine applies: Adam, or minSR / SPRING from the walkers' Jacobian
-(:func:`nqs.optim.jacobian.sr_jacobian`), all with ``lr / (1 + t / delay)``,
-:func:`nqs.optim.scheduled_optimizer`) and :func:`make_kfac_vmc` (kfac-jax, whose loss is the
-estimator's surrogate :func:`nqs.vmc.energy_surrogate` with ``log|psi|`` registered by
+The step with an optimizer of :mod:`nqs.optim` (Adam, minSR, SPRING) is the engine's
+(:func:`nqs.vmc.make_walker_vmc`, here also under its old name :func:`make_optax_vmc`, its
+state :class:`nqs.vmc.WalkerState` as :class:`VMCState`). This module adds
+:func:`make_kfac_vmc` (kfac-jax, whose loss is the estimator's surrogate
+:func:`nqs.vmc.energy_surrogate` with ``log|psi|`` registered by
 ``kfac_jax.register_normal_predictive_distribution``, so KFAC sees the Fisher of ``|psi|^2``).
 The walkers are a :class:`nqs.sampling.walkers.WalkerSampler`. Shapes: walkers
 ``r [n_walkers, n_el, 3]`` in bohr; energies in Hartree.
@@ -21,24 +21,23 @@ The walkers are a :class:`nqs.sampling.walkers.WalkerSampler`. Shapes: walkers
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
 from nqs.optim.kfac import kfac_optimizer, register_log_psi
-from nqs.optim.optimizer import Optimizer
 from nqs.parallel import Mesh, chunked_map
 from nqs.sampling.walkers import MCMCState, WalkerSampler
 from nqs.stats import Stats, statistics
 from nqs.vmc import (
-    apply_estimate,
+    WalkerState,
+    WalkerVMC,
     centred_energies,
     energy_surrogate,
-    make_energy_estimator,
+    make_walker_vmc,
 )
 
 Params = Any
@@ -78,75 +77,11 @@ def make_energy_loss(
     return loss
 
 
-class VMCState(NamedTuple):
-    """State of a real-space VMC run.
-
-    Attributes:
-        params: network parameters.
-        opt_state: optimiser state (optax or kfac-jax).
-        mcmc: walkers (:class:`nqs.sampling.walkers.MCMCState`).
-    """
-
-    params: Params
-    opt_state: Any
-    mcmc: MCMCState
-
-
-class VMC(NamedTuple):
-    """A VMC method: ``init(key, params, walkers, width=0.2) -> VMCState`` and
-    ``step(key, state) -> (state, stats)`` with ``stats`` a dict of scalars: ``energy``
-    (mean unclipped E_loc, Hartree), ``variance``, ``acceptance``, ``width``."""
-
-    init: Callable[..., VMCState]
-    step: Callable[[jax.Array, VMCState], tuple[VMCState, dict[str, jax.Array]]]
-
-
-def make_optax_vmc(
-    log_abs_psi_fn: LogPsiFn,
-    local_energy_fn: LocalEnergyFn,
-    optimizer: Optimizer | optax.GradientTransformation,
-    mcmc_steps: int = 10,
-    clip_scale: float = 5.0,
-    target_acceptance: float = 0.5,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-) -> VMC:
-    """VMC with an optimizer of :mod:`nqs.optim` (a bare optax transformation: one without the
-    Jacobian), e.g. :func:`nqs.optim.scheduled_optimizer` (Adam, minSR, SPRING); ``step`` is
-    jitted.
-
-    Each step: the walkers' :meth:`~nqs.sampling.walkers.WalkerSampler.sample` at the current
-    parameters (``mcmc_steps`` moves, width adapted afterwards), then
-    :meth:`nqs.optim.Optimizer.apply` of the clipped energy gradient of the shared estimator
-    (:func:`nqs.vmc.make_energy_estimator`; with ``optimizer.needs_jacobian`` also the
-    walkers' Jacobian ``J [W, P]`` and residuals). ``chunk_size``: walkers per device whose
-    local energies and log-derivatives are evaluated at a time; ``mesh``: the devices the
-    walkers are split over (the sums over walkers are reduced across them by XLA).
-    """
-    if not isinstance(optimizer, Optimizer):
-        optimizer = Optimizer(optimizer)
-    estimate = make_energy_estimator(
-        lambda p, x: log_abs(log_abs_psi_fn(p, x)), local_energy_fn,
-        needs_jacobian=optimizer.needs_jacobian, real=True, clip_scale=clip_scale,
-        chunk_size=chunk_size, mesh=mesh)
-    sampler = WalkerSampler(mcmc_steps, target_acceptance, chunk_size=chunk_size, mesh=mesh)
-
-    def init(key: jax.Array, params: Params, walkers: jax.Array, width: float = 0.2) -> VMCState:
-        del key
-        return VMCState(params, optimizer.transformation.init(params),
-                        sampler.init_at(log_abs_psi_fn, params, walkers, width))
-
-    @jax.jit
-    def step(key: jax.Array, state: VMCState) -> tuple[VMCState, dict[str, jax.Array]]:
-        params = state.params
-        samples, mc, info = sampler.sample(key, log_abs_psi_fn, params, state.mcmc)
-        est = estimate(params, samples)
-        params, opt_state = apply_estimate(optimizer, est, state.opt_state, params)
-        stats = {"energy": est.stats.mean, "variance": est.stats.variance,
-                 "acceptance": info["acceptance"], "width": mc.width}
-        return VMCState(params, opt_state, mc), stats
-
-    return VMC(init, step)
+# The step containers and the step with an optimizer of nqs.optim are the engine's (walkers in
+# continuous space, :mod:`nqs.vmc`); the names real space has always exported stay.
+VMCState = WalkerState
+VMC = WalkerVMC
+make_optax_vmc = make_walker_vmc
 
 
 def make_kfac_vmc(
@@ -191,4 +126,4 @@ def make_kfac_vmc(
                  "width": mc.width}
         return VMCState(params, opt_state, mc), stats
 
-    return VMC(init, step)
+    return VMC(init, step, donates=True)
