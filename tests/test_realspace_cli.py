@@ -261,20 +261,20 @@ def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch,
     """KFAC failing (as kfac-jax 0.0.8 on jax 0.11) gives one warning line and a finished run
     with SPRING whose energy respects the variational bound of He."""
     from nqs.optim import scheduled_optimizer
-    from nqs.realspace import driver
+    from nqs.realspace import train
 
     def broken_kfac(apply, e_loc, **kw):
         if failure == "import":
             raise InputError("KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax 0.11.0")
-        vmc = driver.make_optax_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
-                                     mcmc_steps=2)
+        vmc = train.make_optax_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
+                                   mcmc_steps=2)
 
         def step(key, state):
             raise TypeError("cannot unpack non-iterable ClosedJaxpr object\nmore detail")
 
-        return driver.VMC(vmc.init, step)
+        return train.VMC(vmc.init, step)
 
-    monkeypatch.setattr(driver, "make_kfac_vmc", broken_kfac)
+    monkeypatch.setattr(train, "make_kfac_vmc", broken_kfac)
     argv = [a for a in TINY if a not in ("adam", "--optimizer", "--lr", "0.01")]
     rc = _main(["realspace", "--preset", "He", *argv, "--optimizer", "kfac", "--steps", "4",
                 "--out", str(tmp_path / "fb")])

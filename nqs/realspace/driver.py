@@ -19,7 +19,6 @@ with their guard, checkpoints, the final evaluation, the result) is the engine's
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -48,7 +47,6 @@ from nqs.models.electrons import (
     with_dtype,
 )
 from nqs.models.ferminet import DEFAULT_LAYERS
-from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
     check_divisible,
@@ -57,26 +55,24 @@ from nqs.parallel import (
 from nqs.precision import DTYPES
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
-from nqs.realspace.train import VMC, VMCState, make_kfac_vmc, make_optax_vmc
+from nqs.realspace.train import (  # noqa: F401  (DEFAULT_LR, OPTIMIZERS: re-exported)
+    DEFAULT_LR,
+    OPTIMIZERS,
+    VMC,
+    OptimizerName,
+    VMCState,
+    learning_rate_and_delay,
+    make_vmc_method,
+    make_vmc_with_fallback,
+)
 from nqs.sampling.walkers import MCMCState
 from nqs.walker_driver import (
-    Fallback,
     WalkerProblem,
     WalkerResult,
     WalkerSettings,
     run_walker_vmc,
     walker_chunk_size,
 )
-
-OPTIMIZERS = ("kfac", "adam", "sr")
-OptimizerName = Literal["kfac", "adam", "sr"]
-
-# Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
-DEFAULT_LR: dict[str, tuple[float, float]] = {
-    "kfac": (0.05, 10000.0),  # FermiNet (Pfau et al. 2020)
-    "adam": (1e-3, 1000.0),
-    "sr": (0.05, 1000.0),
-}
 
 
 @dataclass(kw_only=True)
@@ -101,56 +97,6 @@ class RealSpaceResult(WalkerResult):
         if self.reference_energy is None:
             return None
         return (self.energy - self.reference_energy) * 1e3
-
-
-def make_vmc_method(
-    name: OptimizerName,
-    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
-    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
-    learning_rate: float | None = None,
-    delay: float | None = None,
-    mcmc_steps: int = 10,
-    clip_scale: float = 5.0,
-    damping: float = 1e-3,
-    norm_constraint: float = 1e-3,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    momentum: float = 0.0,
-) -> VMC:
-    """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
-
-    ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
-    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR. ``chunk_size``: walkers
-    per device evaluated at a time; ``mesh``: devices the walkers are split over. ``momentum``:
-    SPRING's mu for ``"sr"`` (0: minSR).
-    """
-    lr, dl = learning_rate_and_delay(name, learning_rate, delay, momentum)
-    if name == "kfac":
-        return make_kfac_vmc(
-            log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
-            norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
-            chunk_size=chunk_size, mesh=mesh,
-        )
-    return make_optax_vmc(
-        log_abs_psi_fn, local_energy_fn,
-        scheduled_optimizer(name, lr, dl, damping, norm_constraint, momentum),
-        mcmc_steps=mcmc_steps, clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
-    )
-
-
-def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float | None,
-                            momentum: float = 0.0) -> tuple[float, float]:
-    """``(lr, delay)`` of optimizer ``name`` (None: :data:`DEFAULT_LR`), checked (InputError)."""
-    if name not in OPTIMIZERS:
-        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if momentum != 0 and name != "sr":
-        raise InputError("momentum (SPRING) applies to --optimizer sr only")
-    lr0, delay0 = DEFAULT_LR[name]
-    lr = lr0 if learning_rate is None else float(learning_rate)
-    dl = delay0 if delay is None else float(delay)
-    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
-        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
-    return lr, dl
 
 
 def _fingerprint(atoms: RealSpaceSystem, **options: Any) -> dict[str, Any]:
@@ -282,29 +228,6 @@ class RealSpaceOptions:
                                self.layer_norm, self.jastrow)
 
 
-def _make_vmc(build: Callable[[OptimizerName, float], VMC], optimizer: OptimizerName,
-              momentum: float, kfac_fallback: bool
-              ) -> tuple[VMC | None, Fallback | None, BaseException | None]:
-    """``(vmc, fallback, error)``: the VMC method of ``optimizer`` built by ``build``; with
-    ``kfac_fallback`` (KFAC only) SPRING to fall back to, and KFAC's error when it failed to
-    build (then ``vmc`` is None)."""
-    from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
-
-    fallback = None
-    if optimizer == "kfac" and kfac_fallback:
-        fallback = Fallback(
-            lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM), FALLBACK_OPTIMIZER,
-            FALLBACK_MOMENTUM,
-            lambda reason: f"warning: KFAC failed ({reason}); continuing with SPRING "
-            f"(--optimizer {FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
-    try:
-        return build(optimizer, momentum), fallback, None
-    except Exception as err:  # kfac-jax's import (or a jax it does not support)
-        if fallback is None:
-            raise
-        return None, fallback, err
-
-
 @without_global_mesh
 def run_realspace(
     atoms: RealSpaceSystem,
@@ -370,7 +293,8 @@ def _problem(atoms: RealSpaceSystem, o: RealSpaceOptions, env: RunEnv
                                o.clip_scale, o.damping, o.norm_constraint, chunk_size, env.mesh,
                                mu)
 
-    vmc, fallback, kfac_error = _make_vmc(build, o.optimizer, o.momentum, o.kfac_fallback)
+    vmc, fallback, kfac_error = make_vmc_with_fallback(build, o.optimizer, o.momentum,
+                                                      o.kfac_fallback)
     meta = {"seed": int(o.seed), "dtype": o.dtype, "n_steps_planned": int(o.n_steps),
             "fingerprint": o.fingerprint(atoms)}
     prepare = (_pretraining(atoms, o, k_pre, apply, orbitals, env.echo)

@@ -1,4 +1,9 @@
-"""KFAC for electrons in real space (FermiNet style): the glue between kfac-jax and the engine.
+"""The optimizers of electrons in real space: their choice and defaults, and KFAC's glue.
+
+:func:`make_vmc_method` builds the VMC method of an optimizer name (``"kfac"``, ``"adam"``,
+``"sr"``: minSR, SPRING with a momentum) with its learning-rate defaults (:data:`DEFAULT_LR`);
+:func:`make_vmc_with_fallback` adds KFAC's fallback to SPRING (a
+:class:`nqs.walker_driver.Fallback`) for a kfac-jax that fails to import or to run.
 
 The energy and its gradient come from the estimator every engine shares
 (:func:`nqs.vmc.make_energy_estimator` with ``real=True``: log|psi| is real), with local
@@ -20,15 +25,18 @@ The walkers are a :class:`nqs.sampling.walkers.WalkerSampler`. Shapes: walkers
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
 import nqs  # noqa: F401  (enables float64 before any array is built)
 from nqs.ansatz import log_abs
+from nqs.errors import InputError
 from nqs.optim.kfac import kfac_optimizer, register_log_psi
+from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import Mesh, chunked_map
 from nqs.sampling.walkers import MCMCState, WalkerSampler
 from nqs.stats import Stats, statistics
@@ -39,6 +47,17 @@ from nqs.vmc import (
     energy_surrogate,
     make_walker_vmc,
 )
+from nqs.walker_driver import Fallback
+
+OPTIMIZERS = ("kfac", "adam", "sr")
+OptimizerName = Literal["kfac", "adam", "sr"]
+
+# Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
+DEFAULT_LR: dict[str, tuple[float, float]] = {
+    "kfac": (0.05, 10000.0),  # FermiNet (Pfau et al. 2020)
+    "adam": (1e-3, 1000.0),
+    "sr": (0.05, 1000.0),
+}
 
 Params = Any
 LogPsiFn = Callable[[Params, jax.Array], Any]
@@ -127,3 +146,76 @@ def make_kfac_vmc(
         return VMCState(params, opt_state, mc), stats
 
     return VMC(init, step, donates=True)
+
+
+def make_vmc_method(
+    name: OptimizerName,
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    learning_rate: float | None = None,
+    delay: float | None = None,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    damping: float = 1e-3,
+    norm_constraint: float = 1e-3,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    momentum: float = 0.0,
+) -> VMC:
+    """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
+
+    ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
+    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR. ``chunk_size``: walkers
+    per device evaluated at a time; ``mesh``: devices the walkers are split over. ``momentum``:
+    SPRING's mu for ``"sr"`` (0: minSR).
+    """
+    lr, dl = learning_rate_and_delay(name, learning_rate, delay, momentum)
+    if name == "kfac":
+        return make_kfac_vmc(
+            log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
+            norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+            chunk_size=chunk_size, mesh=mesh,
+        )
+    return make_optax_vmc(
+        log_abs_psi_fn, local_energy_fn,
+        scheduled_optimizer(name, lr, dl, damping, norm_constraint, momentum),
+        mcmc_steps=mcmc_steps, clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
+    )
+
+
+def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float | None,
+                            momentum: float = 0.0) -> tuple[float, float]:
+    """``(lr, delay)`` of optimizer ``name`` (None: :data:`DEFAULT_LR`), checked (InputError)."""
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum != 0 and name != "sr":
+        raise InputError("momentum (SPRING) applies to --optimizer sr only")
+    lr0, delay0 = DEFAULT_LR[name]
+    lr = lr0 if learning_rate is None else float(learning_rate)
+    dl = delay0 if delay is None else float(delay)
+    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
+        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
+    return lr, dl
+
+
+def make_vmc_with_fallback(build: Callable[[OptimizerName, float], VMC],
+                           optimizer: OptimizerName, momentum: float, kfac_fallback: bool
+                           ) -> tuple[VMC | None, Fallback | None, BaseException | None]:
+    """``(vmc, fallback, error)``: the VMC method of ``optimizer`` built by ``build``; with
+    ``kfac_fallback`` (KFAC only) SPRING to fall back to, and KFAC's error when it failed to
+    build (then ``vmc`` is None)."""
+    from nqs.realspace.defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
+
+    fallback = None
+    if optimizer == "kfac" and kfac_fallback:
+        fallback = Fallback(
+            lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM), FALLBACK_OPTIMIZER,
+            FALLBACK_MOMENTUM,
+            lambda reason: f"warning: KFAC failed ({reason}); continuing with SPRING "
+            f"(--optimizer {FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
+    try:
+        return build(optimizer, momentum), fallback, None
+    except Exception as err:  # kfac-jax's import (or a jax it does not support)
+        if fallback is None:
+            raise
+        return None, fallback, err
