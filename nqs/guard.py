@@ -1,4 +1,4 @@
-"""What both drivers (:mod:`nqs.driver`, :mod:`nqs.realspace.driver`) use to guard a run.
+"""What both drivers (:mod:`nqs.driver`, :mod:`nqs.walker_driver`) use to guard a run.
 
 Rejected steps: :func:`tree_all_finite` tells whether new parameters are finite
 (:func:`step_is_finite`: and the energy),

@@ -1,5 +1,6 @@
 """The step loop both drivers share (:func:`nqs.driver.run_vmc`, and
-:func:`nqs.realspace.driver.run_realspace`): the impure shell around a problem's pure step.
+:func:`nqs.walker_driver.run_walker_vmc`, whose plug-in is real space): the impure shell around a
+problem's pure step.
 
     steps = run_steps(problem, state, start, n_steps, guard=guard, ...)
 
@@ -21,7 +22,9 @@ does the rest, the same way for spins, molecules and electrons in real space:
 :func:`resume` reads a checkpoint back for both drivers: the options it was written with must
 match (one line naming the first difference; the CLI exits 2), the state and the guard's anchor
 must be finite and within the planned steps; the guard's state is restored.
-:class:`RunResult` is the base of both drivers' results (``summary()`` -> ``result.json``).
+:func:`resume_run` places what it read on the devices; :class:`RunEnv` is where a run happens
+(process, messages, devices, output directory, progress). :class:`RunResult` is the base of
+both drivers' results (``summary()`` -> ``result.json``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Electrons in real space: Metropolis sampling of walkers, HF pretraining and VMC training.
+"""Electrons in real space, a plug-in of the walker driver (:mod:`nqs.walker_driver`): walker
+initialisation, HF pretraining, the optimizer choice and KFAC's glue, the run's options.
 
 The Hamiltonian lives in :mod:`hamiltonians.realspace` (seen here only through the protocol
 :class:`nqs.realspace.system.RealSpaceSystem`), the ansatz in :mod:`nqs.models.ferminet`.
