@@ -387,6 +387,13 @@ class RunEnv:
             env.make_out_dir()
         return env
 
+    def checkpoint_path(self, resume: bool) -> Path | None:
+        """The checkpoint the run writes (None without an output directory); with ``resume``
+        the one it reads, refused (:class:`CheckpointError`) when there is none."""
+        if resume:
+            return checkpoint_to_resume(self.out)
+        return None if self.out is None else self.out / CHECKPOINT_NAME
+
     def make_out_dir(self) -> None:
         """Create the output directory (process 0)."""
         if self.out is not None and self.main:

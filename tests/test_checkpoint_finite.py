@@ -46,6 +46,7 @@ def test_realspace_resume_refuses_nan_parameters(tmp_path, monkeypatch):
     nothing but the network's forward pass is compiled), poisoned, then resumed."""
     from hamiltonians.realspace import make_atoms
     from nqs import walker_driver
+    from nqs.loop import CHECKPOINT_NAME
     from nqs.realspace import driver
 
     class Stop(Exception):
@@ -61,7 +62,7 @@ def test_realspace_resume_refuses_nan_parameters(tmp_path, monkeypatch):
         m.setattr(walker_driver, "_optimize", stop)
         with pytest.raises(Stop):
             driver.run_realspace(atoms, **kw)
-    leaf = _poison(tmp_path / driver.CHECKPOINT_NAME, ".params['params']")
+    leaf = _poison(tmp_path / CHECKPOINT_NAME, ".params['params']")
     with pytest.raises(CheckpointError, match="non-finite parameters") as err:
         driver.run_realspace(atoms, resume=True, **kw)
     assert leaf.split(".params", 1)[1] in str(err.value)

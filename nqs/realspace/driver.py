@@ -38,7 +38,7 @@ from nqs.io import (
     load_checkpoint_metadata,
     require_finite,
 )
-from nqs.loop import CHECKPOINT_NAME, RunEnv, checkpoint_to_resume
+from nqs.loop import RunEnv
 from nqs.models.electrons import (
     ATTENTION_ANSATZE,
     folx_sparsity,
@@ -259,8 +259,7 @@ def run_realspace(
     env = RunEnv.of(o.out_dir, echo, mesh, progress, make_out_dir=False)
     check_divisible(int(o.n_walkers), env.mesh, "the number of walkers")
     t_run = time.perf_counter()
-    ckpt = (checkpoint_to_resume(env.out) if o.resume
-            else None if env.out is None else env.out / CHECKPOINT_NAME)
+    ckpt = env.checkpoint_path(o.resume)
     problem, chunk_size = _problem(atoms, o, env)
     env.make_out_dir()
     settings = WalkerSettings(int(o.n_steps), int(o.n_walkers), int(o.mcmc_steps),
