@@ -1,6 +1,6 @@
 """The VMC run of walkers in continuous space: the impure shell around a pure walker step.
 
-    result = run_walker_vmc(problem, settings, env, t_run, result_type, callback=...)
+    result = run_walker_vmc(problem, settings, env, t_run, WalkerResult, extra={}, ckpt=path)
 
 The engine's driver for problems whose samples are walkers (:class:`nqs.sampling.walkers`;
 electrons in real space, :mod:`nqs.realspace`, is the plug-in that uses it): the problem hands
