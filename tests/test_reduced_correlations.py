@@ -1,0 +1,113 @@
+"""Symmetry-reduced spin correlations and S(q) (nqs.reduced) against exact all-pairs sums."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from hamiltonians.spin import make_spin_model
+from hamiltonians.spin_observables import spin_correlations, structure_factors
+from nqs.models.rbm import make_rbm
+from nqs.optim.flat import real_flat
+from nqs.problems import spin_ansatz, spin_sampler
+from nqs.reduced import find_reduction, make_reduced_values, reduction_for
+from nqs.state import VariationalState, bind_operator, estimator_name
+
+
+def random_state(model, ansatz, seed=0, scale=0.3):
+    """Parameters far from the (nearly uniform) initial ones, so that the correlations vary."""
+    params = ansatz.init(jax.random.PRNGKey(seed), jnp.ones(model.hilbert.n_sites))
+    flat, unflatten = real_flat(params)
+    return unflatten(scale * jax.random.normal(jax.random.PRNGKey(seed + 1), flat.shape))
+
+
+def exact_reduced(operator, ansatz, params, reduction, g):
+    """``sum_x |psi(x)|^2 O_loc(x; g) / sum_x |psi(x)|^2`` of the reduced local values."""
+    states = jnp.asarray(operator.hilbert.all_states(), dtype=jnp.float64)
+    lp = jax.vmap(ansatz.log_psi, (None, 0))(params, states)
+    p = np.exp(2 * (np.real(lp) - np.real(lp).max()))
+    fn = make_reduced_values(operator, ansatz, reduction)
+    values = np.asarray(jax.jit(jax.vmap(fn, (None, 0, None)))(params, states, g))
+    return (p / p.sum()) @ values
+
+
+@pytest.mark.parametrize("kind", ["rbm-symm", "gcnn"])
+def test_reduced_equals_all_pairs_by_exact_summation(kind):
+    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)  # S^z = 0
+    ansatz = spin_ansatz(model, kind, 1.0, features=2, layers=1)
+    params = random_state(model, ansatz)
+    sub = np.asarray(model.lattice.sublattice)
+    state = VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
+                             marshall_sublattice=sub)
+    for op in (spin_correlations(model.lattice), structure_factors(model.lattice)):
+        exact = np.asarray(state.expect(op).mean)
+        assert np.ptp(np.real(exact)) > 0.05  # the components differ: not a trivial check
+        bound = bind_operator(op, model.hilbert, sub)
+        reduction = find_reduction(bound, ansatz)
+        assert reduction is not None and reduction.group_size == 16
+        assert reduction.n_classes == 9  # displacements +-d of the 4x4 torus
+        for g in (0, 5, 11):
+            red = exact_reduced(bound, ansatz, params, reduction, g)
+            if not hasattr(bound, "matrix"):  # orbits -> pairs (S(q) is per momentum already)
+                red = red[reduction.classes]
+            np.testing.assert_allclose(red, exact, atol=1e-10, rtol=0)
+
+
+def test_reduction_is_wrong_for_a_state_without_the_symmetry():
+    """The same reduction forced on a plain RBM (not translation invariant) misses the exact
+    correlations: the equality above is a property of the symmetric state."""
+    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
+    ansatz = make_rbm(16, 1.0)
+    params = random_state(model, ansatz)
+    sub = np.asarray(model.lattice.sublattice)
+    op = spin_correlations(model.lattice)
+    bound = bind_operator(op, model.hilbert, sub)
+    reduction = reduction_for(bound, model.lattice.translations())
+    exact = np.asarray(VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
+                                        marshall_sublattice=sub).expect(op).mean)
+    red = exact_reduced(bound, ansatz, params, reduction, 3)[reduction.classes]
+    assert np.max(np.abs(red - exact)) > 1e-2
+
+
+def test_all_pairs_estimator_without_declared_symmetry():
+    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
+    sub = np.asarray(model.lattice.sublattice)
+    op = bind_operator(spin_correlations(model.lattice), model.hilbert, sub)
+    plain = make_rbm(16, 1.0)
+    assert plain.symmetries is None
+    assert find_reduction(op, plain) is None
+    assert estimator_name(plain, op) == "all components"
+    symm = spin_ansatz(model, "rbm-symm", 1.0)
+    assert estimator_name(symm, op) == "symmetry-reduced: 16 permutations, 9 orbits"
+    assert estimator_name(symm, op, exact=True) == "exact sum"
+    # sampled: the plain RBM's estimate is the all-pairs one, pair by pair
+    params = random_state(model, plain)
+    sampler = spin_sampler(model, "mcmc", 256, 8)
+    state = VariationalState(plain, params, sampler, marshall_sublattice=sub)
+    stats = state.expect(op)
+    assert len(np.unique(np.round(np.asarray(stats.mean.real), 12))) > 9  # not orbit averages
+    assert state.estimator(op) == "all components"
+
+
+@pytest.mark.parametrize("kind", ["rbm-symm", "gcnn"])
+def test_reduced_sampled_within_error_bars(kind):
+    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
+    ansatz = spin_ansatz(model, kind, 1.0, features=2, layers=1)
+    params = random_state(model, ansatz, seed=2)
+    sub = np.asarray(model.lattice.sublattice)
+    exact_state = VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
+                                   marshall_sublattice=sub)
+    state = VariationalState(ansatz, params, spin_sampler(model, "mcmc", 4096, 16),
+                             marshall_sublattice=sub, seed=3)
+    for op in (spin_correlations(model.lattice), structure_factors(model.lattice)):
+        assert state.estimator(op).startswith("symmetry-reduced")
+        exact = np.real(np.asarray(exact_state.expect(op).mean))
+        stats = state.expect(op)
+        err = np.asarray(stats.error_of_mean)
+        z = np.abs(np.real(np.asarray(stats.mean)) - exact)
+        fine = err > 0  # S(q = 0) = 3/4 + ... is exactly 0 in the S^z = 0 sector: no error
+        assert np.all(z[fine] < 3 * err[fine]), np.max(z[fine] / err[fine])
+        assert np.all(z[~fine] < 1e-10)
