@@ -28,7 +28,8 @@ final parameters, ``--eval-steps`` measurements):
 * ``dipole``: ``mu = sum_A Z_A R_A - sum_i r_i`` in e bohr.
 
 ``observables.json``: ``{name: {"mean", "error", ...}}`` (:func:`nqs.state.stats_record`; lists
-for several components) written atomically after the run; a plot that fails is a warning.
+for several components, with the ``"estimator"`` used) written atomically after the run; a plot
+that fails is a warning.
 """
 
 from __future__ import annotations
@@ -108,10 +109,17 @@ def molecule_operators(names: list[str], n_orbitals: int, dipole_matrices: Any =
 
 
 def measure(state: Any, operators: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{name: stats_record}`` of every operator on ``state`` (one draw shared by all)."""
-    from nqs.state import stats_record
+    """``{name: stats_record}`` of every operator on ``state`` (one draw shared by all); an
+    operator with components also records its ``"estimator"`` (:meth:`nqs.state.VariationalState.estimator`:
+    ``exact sum``, ``all components`` or ``symmetry-reduced: G permutations, C orbits``)."""
+    from nqs.state import n_components, stats_record
 
-    return {name: stats_record(state.expect(op)) for name, op in operators.items()}
+    records = {}
+    for name, op in operators.items():
+        records[name] = stats_record(state.expect(op))
+        if n_components(op) is not None:
+            records[name]["estimator"] = state.estimator(op)
+    return records
 
 
 def _plot_values(path: Path, labels: list[str], values: Any, errors: Any, title: str,
