@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import nqs  # noqa: F401  (float64)
+from hamiltonians.pauli import pauli_components
 from hamiltonians.spin import make_spin_model
-from hamiltonians.spin_observables import spin_correlations, structure_factors
+from hamiltonians.spin_observables import pair_indices, spin_correlations, spin_dot, structure_factors
 from nqs.models.rbm import make_rbm
 from nqs.optim.flat import real_flat
 from nqs.problems import spin_ansatz, spin_sampler
@@ -34,33 +35,61 @@ def exact_reduced(operator, ansatz, params, reduction, g):
     return (p / p.sum()) @ values
 
 
-@pytest.mark.parametrize("kind", ["rbm-symm", "gcnn"])
-def test_reduced_equals_all_pairs_by_exact_summation(kind):
-    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)  # S^z = 0
-    ansatz = spin_ansatz(model, kind, 1.0, features=2, layers=1)
-    params = random_state(model, ansatz)
-    sub = np.asarray(model.lattice.sublattice)
-    state = VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
-                             marshall_sublattice=sub)
-    for op in (spin_correlations(model.lattice), structure_factors(model.lattice)):
-        exact = np.asarray(state.expect(op).mean)
+SQUARE = make_spin_model("heisenberg", "square", 4, marshall_sign=True)  # S^z = 0 sector
+SUB = np.asarray(SQUARE.lattice.sublattice)
+
+
+@pytest.fixture(scope="module", params=["rbm-symm", "gcnn"])
+def symmetric(request):
+    """A translation-symmetric ansatz on the 4x4 torus at random parameters, with the exact
+    all-pairs correlations and S(q) (exact summation over the sector)."""
+    ansatz = spin_ansatz(SQUARE, request.param, 1.0, features=2, layers=1)
+    params = random_state(SQUARE, ansatz, scale=0.15)  # varied correlations, chains that mix
+    state = VariationalState(ansatz, params, spin_sampler(SQUARE, "exact", 1, 1),
+                             marshall_sublattice=SUB)
+    corr = spin_correlations(SQUARE.lattice)
+    exact = np.asarray(state.expect(corr).mean)
+    sq = bind_operator(structure_factors(SQUARE.lattice), SQUARE.hilbert, SUB)
+    exact_sq = sq.offset + exact @ sq.matrix  # S(q) by its definition from the pairs
+    return ansatz, params, {"pairs": (corr, exact), "S(q)": (structure_factors(SQUARE.lattice),
+                                                            exact_sq)}
+
+
+def test_reduced_equals_all_pairs_by_exact_summation(symmetric):
+    ansatz, params, cases = symmetric
+    for name, (op, exact) in cases.items():
         assert np.ptp(np.real(exact)) > 0.05  # the components differ: not a trivial check
-        bound = bind_operator(op, model.hilbert, sub)
+        bound = bind_operator(op, SQUARE.hilbert, SUB)
         reduction = find_reduction(bound, ansatz)
         assert reduction is not None and reduction.group_size == 16
         assert reduction.n_classes == 9  # displacements +-d of the 4x4 torus
         for g in (0, 5, 11):
             red = exact_reduced(bound, ansatz, params, reduction, g)
-            if not hasattr(bound, "matrix"):  # orbits -> pairs (S(q) is per momentum already)
+            if name == "pairs":  # orbits -> pairs (S(q) is per momentum already)
                 red = red[reduction.classes]
             np.testing.assert_allclose(red, exact, atol=1e-10, rtol=0)
+
+
+def test_reduced_sampled_within_error_bars(symmetric):
+    ansatz, params, cases = symmetric
+    state = VariationalState(ansatz, params, spin_sampler(SQUARE, "mcmc", 4096, 16),
+                             marshall_sublattice=SUB, seed=3)
+    for op, exact in cases.values():
+        assert state.estimator(op) == "symmetry-reduced: 16 permutations, 9 orbits"
+        stats = state.expect(op)
+        assert np.nanmax(np.asarray(stats.r_hat)) < 1.1  # converged chains: a meaningful check
+        err = np.asarray(stats.error_of_mean)
+        z = np.abs(np.real(np.asarray(stats.mean)) - np.real(exact))
+        fine = err > 0  # S(q = 0) is exactly 0 in the S^z = 0 sector: no error bar
+        assert np.all(z[fine] < 3 * err[fine]), np.max(z[fine] / err[fine])
+        assert np.all(z[~fine] < 1e-10)
 
 
 def test_reduction_is_wrong_for_a_state_without_the_symmetry():
     """The same reduction forced on a plain RBM (not translation invariant) misses the exact
     correlations: the equality above is a property of the symmetric state."""
-    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
-    ansatz = make_rbm(16, 1.0)
+    model = make_spin_model("heisenberg", "chain", 10, marshall_sign=True)
+    ansatz = make_rbm(10, 1.0)
     params = random_state(model, ansatz)
     sub = np.asarray(model.lattice.sublattice)
     op = spin_correlations(model.lattice)
@@ -73,8 +102,8 @@ def test_reduction_is_wrong_for_a_state_without_the_symmetry():
 
 
 def test_all_pairs_estimator_without_declared_symmetry():
-    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
-    sub = np.asarray(model.lattice.sublattice)
+    model = SQUARE
+    sub = SUB
     op = bind_operator(spin_correlations(model.lattice), model.hilbert, sub)
     plain = make_rbm(16, 1.0)
     assert plain.symmetries is None
@@ -92,22 +121,40 @@ def test_all_pairs_estimator_without_declared_symmetry():
     assert state.estimator(op) == "all components"
 
 
-@pytest.mark.parametrize("kind", ["rbm-symm", "gcnn"])
-def test_reduced_sampled_within_error_bars(kind):
-    model = make_spin_model("heisenberg", "square", 4, marshall_sign=True)
-    ansatz = spin_ansatz(model, kind, 1.0, features=2, layers=1)
-    params = random_state(model, ansatz, seed=2)
-    sub = np.asarray(model.lattice.sublattice)
-    exact_state = VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
-                                   marshall_sublattice=sub)
-    state = VariationalState(ansatz, params, spin_sampler(model, "mcmc", 4096, 16),
-                             marshall_sublattice=sub, seed=3)
-    for op in (spin_correlations(model.lattice), structure_factors(model.lattice)):
-        assert state.estimator(op).startswith("symmetry-reduced")
-        exact = np.real(np.asarray(exact_state.expect(op).mean))
-        stats = state.expect(op)
-        err = np.asarray(stats.error_of_mean)
-        z = np.abs(np.real(np.asarray(stats.mean)) - exact)
-        fine = err > 0  # S(q = 0) = 3/4 + ... is exactly 0 in the S^z = 0 sector: no error
-        assert np.all(z[fine] < 3 * err[fine]), np.max(z[fine] / err[fine])
-        assert np.all(z[~fine] < 1e-10)
+@pytest.mark.parametrize("kind", ["rbm-symm", "gcnn", "projected"])
+def test_declared_symmetries_hold(kind):
+    """|psi(x . g)| = |psi(x)| for every declared permutation (x . g = x[perm_g])."""
+    model = make_spin_model("heisenberg", "chain", 6)
+    if kind == "projected":
+        ansatz = spin_ansatz(model, "rbm", 1.0, project=True)
+    else:
+        ansatz = spin_ansatz(model, kind, 1.0, features=2, layers=1)
+    perms = np.asarray(ansatz.symmetries)
+    assert len(perms) == 6
+    params = random_state(model, ansatz)
+    x = jnp.asarray(model.hilbert.all_states(), dtype=jnp.float64)[::7]
+    lp = jax.vmap(ansatz.log_psi, (None, 0))
+    base = np.real(np.asarray(lp(params, x)))
+    for perm in perms:
+        np.testing.assert_allclose(np.real(np.asarray(lp(params, x[:, perm]))), base,
+                                   atol=1e-10)
+    assert make_rbm(6, 1.0).symmetries is None and ansatz.without_fast_path().symmetries is not None
+
+
+def test_component_images():
+    model = make_spin_model("heisenberg", "chain", 6, marshall_sign=True)
+    corr = spin_correlations(model.hilbert)
+    shift = model.lattice.translations()[1]
+    images = corr.component_images(np.stack([np.arange(6), shift]))
+    np.testing.assert_array_equal(images[0], np.arange(15))
+    pairs = {tuple(sorted(p)): k for k, p in enumerate(pair_indices(6))}
+    for k, (i, j) in enumerate(pair_indices(6)):  # S_i.S_j -> S_shift(i).S_shift(j)
+        assert images[1, k] == pairs[tuple(sorted((shift[i], shift[j])))]
+    rotated = corr.marshall_rotated(model.lattice.sublattice)
+    assert rotated.component_images(shift[None]) is not None  # the shift swaps sublattices
+    swap = np.array([1, 0, 2, 3, 4, 5])  # mixes the sublattices: rotated pairs change form
+    assert corr.component_images(swap[None]) is not None
+    assert rotated.component_images(swap[None]) is None
+    nearest = pauli_components([spin_dot(i, (i + 1) % 6) for i in range(6)], 6)
+    assert nearest.component_images(shift[None]) is not None
+    assert nearest.component_images(np.array([[0, 2, 1, 3, 4, 5]])) is None  # not closed
