@@ -132,3 +132,18 @@ def test_forces_refuse_pseudopotentials() -> None:
     atoms = make_atoms("Be 0 0 0", ecp="ccecp")
     with pytest.raises(InputError, match="all-electron"):
         measure_forces(np.zeros((2, 1, 2, 3)), lambda p, x: 0.0, None, atoms)
+
+
+def test_observe_forces_with_pseudopotentials_is_one_line_exit_2(tmp_path, capsys) -> None:
+    from nqs.cli import main
+
+    out = tmp_path / "x"
+    try:
+        rc = main(["realspace", "--molecule", "Be 0 0 0", "--ecp", "ccecp", "--observe",
+                   "forces", "--out", str(out)])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "all-electron" in err, err
+    assert not out.exists()
