@@ -609,7 +609,8 @@ def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
     Every observable is bound to ``hilbert`` now (InputError for a bad name or operator); each
     call draws ONE fresh set of samples from a copy of the chains (the run's own sampler
     state and key are untouched, so logging observables does not change the trajectory) and
-    measures every observable on it (exact sums for an exact sampler).
+    measures every observable on it (exact sums for an exact sampler); the record of an
+    operator with components names its ``"estimator"`` (:func:`estimator_name`).
     ``marshall_sublattice``: see :func:`bind_operator`.
     """
     bound = {}
@@ -622,6 +623,11 @@ def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
     def observe(params: Params, sampler_state: Any, key: jax.Array) -> dict[str, dict]:
         state = VariationalState(ansatz, params, sampler, sampler_state, key=key,
                                  chunk_size=chunk_size)
-        return {name: stats_record(state.expect(op)) for name, op in bound.items()}
+        records = {}
+        for name, op in bound.items():
+            records[name] = stats_record(state.expect(op))
+            if n_components(op) is not None:  # which estimator: all pairs or one per orbit
+                records[name]["estimator"] = estimator_name(ansatz, op, state.is_exact)
+        return records
 
     return observe

@@ -158,3 +158,16 @@ def test_component_images():
     nearest = pauli_components([spin_dot(i, (i + 1) % 6) for i in range(6)], 6)
     assert nearest.component_images(shift[None]) is not None
     assert nearest.component_images(np.array([[0, 2, 1, 3, 4, 5]])) is None  # not closed
+
+
+def test_run_vmc_logs_the_estimator():
+    from nqs.driver import run_vmc
+    from nqs.optim import sr_optimizer
+
+    model = make_spin_model("heisenberg", "chain", 6, marshall_sign=True)
+    result = run_vmc(spin_ansatz(model, "rbm-symm", 1.0), model,
+                     spin_sampler(model, "mcmc", 128, 8), sr_optimizer(0.05, 1e-2), 2,
+                     progress=False, observe_every=1,
+                     observables={"corr": spin_correlations(model.lattice)})
+    rec = next(r["observables"]["corr"] for r in result.history if "observables" in r)
+    assert rec["estimator"] == "symmetry-reduced: 6 permutations, 3 orbits"
