@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -152,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.size}x{args.size} Heisenberg, rbm-symm alpha=1, {args.samples} samples, "
               f"load average {load_start:.1f} at the start, {out['load_average']:.1f} at the "
               f"end, on {out['cpus']} CPUs"]
+    command = "python experiments/benchmarks/observables_cost.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    out["command"] = command.strip()
+    (res / "observables_cost.json").write_text(json.dumps(out, indent=2) + "\n")
+    lines += ["", f"`{out['command']}`"]
     (res / "observables_cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
