@@ -195,8 +195,8 @@ def make_reduced_values(operator: Any, ansatz: Ansatz, reduction: Reduction
 
 
 def expand(field: Any, reduction: Reduction, operator: Any) -> Any:
-    """A statistic of the orbits ``[C]`` as one of every component ``[K]`` (a combination's
-    ``[Q]`` statistics unchanged)."""
+    """A statistic of the orbits ``[C]`` (host array) as one of every component ``[K]`` (a
+    combination's ``[Q]`` statistics unchanged), as a JAX array."""
     if isinstance(operator, CombinedComponents):
-        return field
-    return jnp.asarray(field)[jnp.asarray(reduction.classes)]
+        return jnp.asarray(field)
+    return jnp.asarray(np.asarray(field)[reduction.classes])  # on the host: one transfer
