@@ -171,3 +171,26 @@ def test_run_vmc_logs_the_estimator():
                      observables={"corr": spin_correlations(model.lattice)})
     rec = next(r["observables"]["corr"] for r in result.history if "observables" in r)
     assert rec["estimator"] == "symmetry-reduced: 6 permutations, 3 orbits"
+
+
+@pytest.mark.parametrize("lattice,group", [("honeycomb", "translations"),
+                                           ("chain", "space-group")])
+def test_reduced_exact_on_a_lattice_with_a_basis_and_the_space_group(lattice, group):
+    """Two sublattices per cell (honeycomb 2x2, 4 translations: the orbits of pairs are not
+    labelled by one displacement) and translations with reflections (10-site chain, 20
+    permutations): still the exact all-pairs correlations for every group element."""
+    model = make_spin_model("heisenberg", lattice, 2 if lattice == "honeycomb" else 10,
+                            marshall_sign=True)
+    ansatz = spin_ansatz(model, "rbm-symm", 1.0, symmetries=group)
+    params = random_state(model, ansatz)
+    sub = np.asarray(model.lattice.sublattice)
+    op = spin_correlations(model.lattice)
+    exact = np.asarray(VariationalState(ansatz, params, spin_sampler(model, "exact", 1, 1),
+                                        marshall_sublattice=sub).expect(op).mean)
+    bound = bind_operator(op, model.hilbert, sub)
+    reduction = find_reduction(bound, ansatz)
+    assert reduction.group_size == (4 if lattice == "honeycomb" else 20)
+    assert np.ptp(np.real(exact)) > 0.05
+    for g in range(reduction.group_size):
+        red = exact_reduced(bound, ansatz, params, reduction, g)[reduction.classes]
+        np.testing.assert_allclose(red, exact, atol=1e-10, rtol=0)
