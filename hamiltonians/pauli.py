@@ -284,6 +284,15 @@ class PauliComponents(TabledComponents):
         return PauliComponents(tuple(op.marshall_rotated(sublattice) for op in self.operators),
                                self.hilbert)
 
+    def component_images(self, perms: Any) -> np.ndarray | None:
+        """``int [G, K]``: the component each site permutation of ``perms [G, n_sites]``
+        carries each component to, ``U_g O_k U_g^dagger = O_{images[g, k]}``, or None when
+        the permutations do not permute the components
+        (:func:`hamiltonians.pauli_symmetry.component_images`)."""
+        from hamiltonians.pauli_symmetry import component_images
+
+        return component_images(self.operators, self.hilbert.n_sites, np.asarray(perms))
+
 
 
 

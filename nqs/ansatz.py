@@ -129,12 +129,20 @@ class Ansatz:
       jacobian_structure: optional factored log-derivatives (see :class:`JacobianStructure`);
         the VMC estimator hands them to SR when the ansatz is holomorphic or has real
         parameters, and the dense Jacobian otherwise.
+      symmetries: optional declaration: site permutations ``perm [G][n_sites]`` forming a group
+        under which every state of the ansatz is invariant up to a phase,
+        ``psi(x . g) = chi_g psi(x)`` with ``|chi_g| = 1`` and ``(x . g)[i] = x[perm_g[i]]``
+        (the translations of ``rbm-symm``, the group of a GCNN or of a projection). Observables
+        whose components the group permutes (the spin correlations) are then measured from
+        one representative per orbit (:mod:`nqs.reduced`). None (the default): no symmetry is
+        assumed.
     """
 
     module: nn.Module
     local_updates: LocalUpdates | None = None
     holomorphic: bool = False
     jacobian_structure: JacobianStructure | None = None
+    symmetries: tuple[tuple[int, ...], ...] | None = None
 
     def init(self, key: jax.Array, x: jax.Array) -> Params:
         """Parameters for configurations shaped like ``x`` [n_sites]."""
@@ -147,7 +155,7 @@ class Ansatz:
     def without_fast_path(self) -> Ansatz:
         """The same wavefunction evaluated by the generic path (tests compare both): no cached
         ratios and no factored Jacobian."""
-        return Ansatz(self.module, None, self.holomorphic)
+        return Ansatz(self.module, None, self.holomorphic, symmetries=self.symmetries)
 
 
 def n_parameters(params: Params) -> int:

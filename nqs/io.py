@@ -13,6 +13,7 @@ become (nested) lists, non-finite floats become ``null`` and complex numbers bec
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import math
@@ -146,12 +147,19 @@ def save_figure_atomic(fig: Any, path: PathLike, **kwargs: Any) -> None:
 def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
     """All records of a JSON-lines file; a truncated last line (an interrupted write) is skipped.
 
-    A missing file gives ``[]``; a malformed line elsewhere raises ``ValueError``.
+    A missing file gives ``[]``, unless ``path.gz`` exists beside it (an archived run's log,
+    gzip-compressed to keep the repository small): that is read instead. A malformed line
+    elsewhere raises ``ValueError``.
     """
     path = Path(path)
-    if not path.exists():
+    archived = path.with_name(path.name + ".gz")
+    if path.exists():
+        text = path.read_text()
+    elif archived.exists():
+        text = gzip.decompress(archived.read_bytes()).decode()
+    else:
         return []
-    lines = path.read_text().split("\n")
+    lines = text.split("\n")
     records = []
     for i, line in enumerate(lines):
         if not line.strip():

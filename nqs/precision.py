@@ -146,7 +146,8 @@ def with_dtype(ansatz: Ansatz, dtype: str) -> Ansatz:
     fast = None if ansatz.local_updates is None else _float32_updates(ansatz.local_updates)
     structure = ansatz.jacobian_structure
     return Ansatz(Float32Module(ansatz.module), fast, ansatz.holomorphic,
-                  None if structure is None else _float32_structure(structure))
+                  None if structure is None else _float32_structure(structure),
+                  ansatz.symmetries)
 
 
 def ansatz_dtype(ansatz: Ansatz) -> str:

@@ -49,6 +49,7 @@ from nqs.operator import (
     matches_terms,
 )
 from nqs.parallel import chunked_map
+from nqs.reduced import base_operator, expand, find_reduction, make_reduced_values
 from nqs.sampling.base import UNIQUE_DRAWS, Sampler, Samples
 from nqs.stats import Stats, statistics, statistics_columns, unique_statistics
 
@@ -300,9 +301,20 @@ def _sampled_stats_fn(operator: DiscreteOperator, ansatz: Ansatz, chunk_size: in
     values_fn = jax.jit(chunked_map(make_local_values(operator, ansatz),
                                     _default_chunk(operator, chunk_size)))
     vector = n_components(operator) is not None
+    reduction = find_reduction(operator, ansatz) if vector else None
+    if reduction is not None:
+        reduced = make_reduced_values(operator, ansatz, reduction)
+        rows = max(int(base_operator(operator).n_components), reduction.n_classes)
+        reduced_fn = jax.jit(chunked_map(lambda p, xg: reduced(p, xg[0], xg[1]),
+                                         chunk_size or max(1, ROWS_PER_CHUNK // rows)))
 
     def sampled(params: Params, x: jax.Array, weights: jax.Array, n_chains: int,
                 n_draws: jax.Array | None = None) -> Stats:
+        if reduction is not None and n_chains >= 1:  # sample s takes group element s mod G
+            g = jnp.arange(x.shape[0], dtype=jnp.int32) % reduction.group_size
+            stats = statistics_columns(np.asarray(reduced_fn(params, (x, g))),
+                                       np.asarray(weights), n_chains)
+            return Stats(*(expand(field, reduction, operator) for field in stats))
         values = values_fn(params, x)  # [n] or [n, K]
         if n_chains == UNIQUE_DRAWS:
             if vector:
@@ -420,6 +432,17 @@ def expect_samples(ansatz: Ansatz, params: Params, samples: Samples, operator: D
               n_draws=samples.n_draws)
 
 
+def estimator_name(ansatz: Ansatz, operator: DiscreteOperator, exact: bool = False) -> str:
+    """Which estimator :func:`expect` uses for a bound ``operator`` in ``ansatz``'s states:
+    ``"exact sum"``, ``"all components"`` (every component's own local value; also scalars),
+    or ``"symmetry-reduced: G permutations, C orbits"`` (:mod:`nqs.reduced`: Monte Carlo
+    samples of a state whose declared symmetry group permutes the components)."""
+    if exact:
+        return "exact sum"
+    reduction = find_reduction(operator, ansatz) if n_components(operator) is not None else None
+    return "all components" if reduction is None else reduction.describe()
+
+
 def expect(ansatz: Ansatz, params: Params, sampler_or_samples: Sampler | Samples,
            operator: Any, *, sampler_state: Any = None, key: jax.Array | None = None,
            chunk_size: int | None = None) -> Stats:
@@ -530,6 +553,11 @@ class VariationalState:
             return self.ansatz.log_psi(self._params, x)
         return _log_values(self.ansatz, self._params, x)
 
+    def estimator(self, operator: Any) -> str:
+        """The estimator :meth:`expect` uses for ``operator`` (:func:`estimator_name`)."""
+        operator = _bind_cached(operator, self.hilbert, self.marshall_sublattice)
+        return estimator_name(self.ansatz, operator, self.is_exact)
+
     def expect(self, operator: Any) -> Stats:
         """``Stats(mean, error_of_mean, variance, tau_corr, r_hat)`` of ``operator`` (module
         docstring): exact sums for an exact sampler, else statistics over :attr:`samples`."""
@@ -581,7 +609,8 @@ def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
     Every observable is bound to ``hilbert`` now (InputError for a bad name or operator); each
     call draws ONE fresh set of samples from a copy of the chains (the run's own sampler
     state and key are untouched, so logging observables does not change the trajectory) and
-    measures every observable on it (exact sums for an exact sampler).
+    measures every observable on it (exact sums for an exact sampler); the record of an
+    operator with components names its ``"estimator"`` (:func:`estimator_name`).
     ``marshall_sublattice``: see :func:`bind_operator`.
     """
     bound = {}
@@ -594,6 +623,11 @@ def make_observer(ansatz: Ansatz, sampler: Sampler, observables: dict[str, Any],
     def observe(params: Params, sampler_state: Any, key: jax.Array) -> dict[str, dict]:
         state = VariationalState(ansatz, params, sampler, sampler_state, key=key,
                                  chunk_size=chunk_size)
-        return {name: stats_record(state.expect(op)) for name, op in bound.items()}
+        records = {}
+        for name, op in bound.items():
+            records[name] = stats_record(state.expect(op))
+            if n_components(op) is not None:  # which estimator: all pairs or one per orbit
+                records[name]["estimator"] = estimator_name(ansatz, op, state.is_exact)
+        return records
 
     return observe

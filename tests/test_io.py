@@ -164,3 +164,18 @@ def test_plot_convergence(tmp_path):
     cols = {"step": np.arange(5), "energy": np.linspace(-1, -2, 5)}
     path2 = plot_convergence(cols, None, tmp_path / "conv2.png")
     assert path2.stat().st_size > 1000
+
+
+def test_read_jsonl_archived_gzip(tmp_path):
+    """An archived run keeps its log as log.jsonl.gz; reading log.jsonl finds it."""
+    import gzip
+
+    path = tmp_path / "log.jsonl"
+    with JsonlLogger(path) as logger:
+        for step in range(3):
+            logger.append({"step": step, "energy": -float(step)})
+    records = read_jsonl(path)
+    (tmp_path / "log.jsonl.gz").write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    assert read_jsonl(path) == records and len(records) == 3
+    assert read_jsonl(tmp_path / "other.jsonl") == []

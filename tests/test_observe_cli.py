@@ -44,6 +44,8 @@ def test_spin_observe_writes_values_of_the_ground_state(tmp_path, capsys) -> Non
     for name in names:
         assert (out / f"observable_{name}.png").stat().st_size > 0
         assert np.all(np.asarray(rec[name]["error"]) == 0)  # exact summation
+    assert rec["correlations"]["estimator"] == rec["structure_factor"]["estimator"] == "exact sum"
+    assert "estimator" not in rec["magnetization_z"]
     # the exact ground state of the periodic 4-site chain (unrotated basis; the run used the
     # Marshall sign, which the state undoes for Pauli sums)
     model = Heisenberg(chain(4), total_sz=None)
@@ -64,6 +66,23 @@ def test_spin_observe_writes_values_of_the_ground_state(tmp_path, capsys) -> Non
     assert corr[0] == pytest.approx(-0.5) and corr[1] == pytest.approx(0.25)
     sq = [exact(structure_factor(chain(4), np.array([2 * np.pi * m / 4]))) for m in range(4)]
     np.testing.assert_allclose(rec["structure_factor"]["mean"], sq, atol=tol)
+
+
+def test_spin_observe_names_the_symmetry_reduced_estimator(tmp_path, capsys) -> None:
+    """Sampled correlations of the symmetric RBM (the 12 translations and reflections): one orbit per
+    distance of the periodic 6-site chain, the pairs of an orbit equal."""
+    out = tmp_path / "spin"
+    code, err = _run(["spin", "--model", "heisenberg", "--size", "6", "--steps", "5",
+                      "--ansatz", "rbm-symm", "--sampler", "mcmc", "--samples", "256",
+                      "--observe", "correlations", "--out", str(out)], capsys)
+    assert code == 0, err
+    rec = json.loads((out / "observables.json").read_text())["correlations"]
+    assert rec["estimator"] == "symmetry-reduced: 12 permutations, 3 orbits"  # space group
+    mean = np.asarray(rec["mean"])
+    d = np.abs(pair_indices(6)[:, 1] - pair_indices(6)[:, 0])
+    for dist in (1, 2, 3):
+        same = mean[np.minimum(d, 6 - d) == dist]
+        assert np.ptp(same) == 0 and len(same) == (3 if dist == 3 else 6)
 
 
 def test_molecule_observe_h2_against_fci(tmp_path, capsys) -> None:

@@ -207,6 +207,26 @@ def test_realspace_dump_config_resolves_device_defaults(tmp_path, capsys):
     assert options["unit"] == "angstrom"
 
 
+def test_realspace_config_rerun_gives_the_same_trajectory(tmp_path, capsys):
+    """``nqs realspace --dump-config`` then ``--config``: the same trajectory, step for step."""
+    tiny = ["realspace", "--preset", "He", "--layers", "1", "--hidden", "8", "4",
+            "--determinants", "1", "--walkers", "16", "--mcmc-steps", "2", "--eval-steps", "2",
+            "--optimizer", "adam", "--lr", "0.01", "--steps", "3", "--seed", "5"]
+    first, again, config = tmp_path / "first", tmp_path / "again", tmp_path / "rs.json"
+    code, _, err = _run([*tiny, "--out", str(first)], capsys)
+    assert code == 0, err
+    code, _, err = _run([*tiny, "--out", str(first), "--dump-config", str(config)], capsys)
+    assert code == 0, err
+    code, _, err = _run(["realspace", "--config", str(config), "--out", str(again)], capsys)
+    assert code == 0, err
+    log1, log2 = read_jsonl(first / "log.jsonl"), read_jsonl(again / "log.jsonl")
+    assert len(log1) == 3 and [r["energy"] for r in log1] == [r["energy"] for r in log2]
+    result = json.loads((first / "result.json").read_text())
+    rerun = json.loads((again / "result.json").read_text())
+    assert rerun["energy"] == result["energy"]
+    assert rerun["config"]["options"] == result["config"]["options"] | {"out": str(again)}
+
+
 def test_molecule_presets_ignore_unit():
     from hamiltonians.molecule import parse_molecule
 

@@ -54,7 +54,7 @@ def _params(path) -> list[np.ndarray]:
 def test_command_writes_results(tmp_path, capsys):
     out = tmp_path / "he"
     rc = _main(["realspace", "--preset", "He", *TINY, "--steps", "4", "--checkpoint-every", "2",
-                "--observe", "density", "dipole", "--pretrain-basis", "sto-3g",
+                "--observe", "density", "dipole", "forces", "--pretrain-basis", "sto-3g",
                 "--out", str(out)])
     assert rc == 0
     result = json.loads((out / "result.json").read_text())
@@ -80,13 +80,16 @@ def test_command_writes_results(tmp_path, capsys):
     assert result["config"]["options"]["walkers"] == 16
     # --observe density dipole (values: tests/test_realspace_observables.py)
     rec = json.loads((out / "observables.json").read_text())
-    assert list(rec) == ["density", "dipole"]
+    assert list(rec) == ["density", "dipole", "forces"]
     dens = rec["density"]
     assert dens["kind"] == "radial" and len(dens["mean"]) == len(dens["r"]) == 40
     assert len(dens["hf"]) == 40 and dens["hf_basis"] == "sto-3g"
     assert 0 < dens["electrons_inside"] <= 2.0 + 1e-9
     assert len(rec["dipole"]["mean"]) == 3 and all(e > 0 for e in rec["dipole"]["error"])
-    for name in ("density", "dipole"):
+    forces = rec["forces"]  # values: tests/test_realspace_forces.py
+    assert np.shape(forces["mean"]) == np.shape(forces["bare_error"]) == (1, 3)
+    assert np.all(np.asarray(forces["error"]) > 0) and "zero-variance" in forces["estimator"]
+    for name in ("density", "dipole", "forces"):
         assert (out / f"observable_{name}.png").stat().st_size > 0
     # the state loaded back from the run directory: its energy with the final evaluation's
     # key and measurements is the run's (the checkpoint holds the walkers it started from)

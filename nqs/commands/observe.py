@@ -25,10 +25,13 @@ final parameters, ``--eval-steps`` measurements):
 * ``density``: radial (shell averages of rho(r) about the nucleus) for an atom, axial
   (electrons per bohr along the molecular axis) otherwise, beside the Hartree-Fock density in
   ``--pretrain-basis`` over the same bins (plot: 4 pi r^2 rho(r), or the axial profile);
-* ``dipole``: ``mu = sum_A Z_A R_A - sum_i r_i`` in e bohr.
+* ``dipole``: ``mu = sum_A Z_A R_A - sum_i r_i`` in e bohr;
+* ``forces``: the Hellmann-Feynman force on every nucleus, hartree / bohr, zero-variance
+  estimator beside the bare one (:mod:`nqs.realspace.forces`; all-electron systems only).
 
 ``observables.json``: ``{name: {"mean", "error", ...}}`` (:func:`nqs.state.stats_record`; lists
-for several components) written atomically after the run; a plot that fails is a warning.
+for several components, with the ``"estimator"`` used) written atomically after the run; a plot
+that fails is a warning.
 """
 
 from __future__ import annotations
@@ -108,10 +111,17 @@ def molecule_operators(names: list[str], n_orbitals: int, dipole_matrices: Any =
 
 
 def measure(state: Any, operators: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{name: stats_record}`` of every operator on ``state`` (one draw shared by all)."""
-    from nqs.state import stats_record
+    """``{name: stats_record}`` of every operator on ``state`` (one draw shared by all); an
+    operator with components also records its ``"estimator"`` (:meth:`nqs.state.VariationalState.estimator`:
+    ``exact sum``, ``all components`` or ``symmetry-reduced: G permutations, C orbits``)."""
+    from nqs.state import n_components, stats_record
 
-    return {name: stats_record(state.expect(op)) for name, op in operators.items()}
+    records = {}
+    for name, op in operators.items():
+        records[name] = stats_record(state.expect(op))
+        if n_components(op) is not None:
+            records[name]["estimator"] = state.estimator(op)
+    return records
 
 
 def _plot_values(path: Path, labels: list[str], values: Any, errors: Any, title: str,
@@ -287,7 +297,8 @@ def molecule_plots(out: Path, records: dict[str, dict], n_orbitals: int, title: 
 
 def realspace_plots(out: Path, records: dict[str, dict], title: str) -> None:
     """``observable_density.png`` (radial: 4 pi r^2 rho(r), axial: electrons per bohr, beside
-    Hartree-Fock's) and ``observable_dipole.png`` (failures are warnings)."""
+    Hartree-Fock's), ``observable_dipole.png`` and ``observable_forces.png`` (every nucleus's
+    x, y, z; failures are warnings)."""
     from nqs.plotting import write_plot
 
     for name, rec in records.items():
@@ -295,6 +306,12 @@ def realspace_plots(out: Path, records: dict[str, dict], title: str) -> None:
         if name == "density":
             def plot(path=path, rec=rec) -> None:
                 _plot_density(path, rec, title)
+        elif name == "forces":
+            def plot(path=path, rec=rec) -> None:
+                n_atoms = len(rec["mean"])
+                labels = [f"{i}{a}" for i in range(n_atoms) for a in "xyz"]
+                _plot_values(path, labels, np.ravel(rec["mean"]), np.ravel(rec["error"]),
+                             f"forces (zero-variance): {title}", "F (hartree / bohr)")
         else:
             def plot(path=path, rec=rec) -> None:
                 _plot_values(path, ["x", "y", "z"], rec["mean"], rec["error"],

@@ -399,6 +399,10 @@ def run(args: argparse.Namespace) -> int:
     args.observe = check_names(args.observe, REALSPACE_OBSERVABLES, "realspace")
     name, atoms, reference, source = resolve_system(args)
     check_charge(atoms)
+    if "forces" in args.observe:  # before the run, not after it
+        from nqs.realspace.forces import check_all_electron
+
+        check_all_electron(atoms)
     if args.pretrain_basis is None:
         args.pretrain_basis = default_pretrain_basis(atoms)
     if args.pretrain_steps > 0 or "density" in args.observe:  # density: the HF reference

@@ -87,5 +87,5 @@ def folx_sparsity(net: dict[str, Any]) -> int:
     """folx ``sparsity_threshold`` for the network of :func:`network_options`: a LapNet's
     :data:`nqs.models.lapnet.SPARSITY` (its pair logits depend on 6 coordinates); 0 (dense)
     for FermiNet and the Psiformer, whose Jacobians are dense after one layer and for which
-    sparsity only adds bookkeeping (docs/benchmarks.md, "Sparsity")."""
+    sparsity only adds bookkeeping (experiments/benchmarks/README.md, "Sparsity")."""
     return SPARSITY if net.get("ansatz") == "lapnet" else 0

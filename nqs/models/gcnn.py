@@ -226,4 +226,4 @@ def make_gcnn(
         raise InputError(f"GCNN features must be positive integers, got {features}")
     syms = tuple(tuple(int(v) for v in row) for row in perms)
     group_tables(syms)  # validates the group now, not at the first trace
-    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False)
+    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False, symmetries=syms)

@@ -574,4 +574,17 @@ def make_rbm_symm(
         return w, b, jnp.full((n_sites,), vb, kernel.dtype)
 
     holomorphic = bool(jnp.issubdtype(param_dtype, jnp.complexfloating))
-    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic)
+    return Ansatz(module, make_rbm_updates(dense, n_sites, flip_constant), holomorphic,
+                  symmetries=_declared_group(module.translations))
+
+
+def _declared_group(perms: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...] | None:
+    """``perms`` when they form a group (then ``log psi`` of the symmetric RBM, a sum over
+    them, is invariant under each), else None: nothing is declared."""
+    from nqs.models.gcnn import group_tables
+
+    try:
+        group_tables(perms)
+    except InputError:
+        return None
+    return perms

@@ -106,4 +106,4 @@ def make_projected(
             raise InputError("characters must be those of a one-dimensional irrep of the group")
         chars = tuple(complex(v) for v in c)
     module = SymmetryProjected(ansatz.module, syms, chars, int(parity))
-    return Ansatz(module, holomorphic=ansatz.holomorphic)
+    return Ansatz(module, holomorphic=ansatz.holomorphic, symmetries=syms)

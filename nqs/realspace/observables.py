@@ -35,10 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nqs.errors import InputError
+from nqs.realspace.forces import check_all_electron, measure_forces
 from nqs.sampling.walkers import MCMCState, make_mcmc
 
 #: Names of the real-space observables of ``nqs realspace --observe``.
-REALSPACE_OBSERVABLES = ("density", "dipole")
+REALSPACE_OBSERVABLES = ("density", "dipole", "forces")
 
 
 class DensityProfile(NamedTuple):
@@ -232,18 +233,23 @@ def measure(names: list[str], key: jax.Array, params: Any, log_psi: Callable[[An
     """``{name: record}`` of the observables ``names`` (:data:`REALSPACE_OBSERVABLES`) from one
     draw of positions (:func:`sample_positions`). ``density``: radial about the nucleus for one
     atom, axial along :func:`molecular_axis` otherwise, with the HF profile of ``hf`` (a
-    :class:`nqs.realspace.pretrain.HartreeFock`) over the same bins when given. Records are
+    :class:`nqs.realspace.pretrain.HartreeFock`) over the same bins when given; ``forces``:
+    :func:`nqs.realspace.forces.measure_forces` (all-electron systems only). Records are
     JSON-able: ``mean`` and ``error`` lists, the grid, the unit."""
     for name in names:
         if name not in REALSPACE_OBSERVABLES:
             raise InputError(f"unknown observable {name!r} for nqs realspace; valid: "
                              f"{', '.join(REALSPACE_OBSERVABLES)}")
+    if "forces" in names:
+        check_all_electron(atoms)
     r = sample_positions(key, params, log_psi, mcmc, n_steps, mcmc_steps, chunk_size)
     charges = np.asarray(atoms.charges, np.float64)
     positions = np.asarray(atoms.positions, np.float64).reshape(-1, 3)
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
-        if name == "dipole":
+        if name == "forces":
+            out[name] = measure_forces(r, log_psi, params, atoms, chunk_size)
+        elif name == "dipole":
             mu, err = dipole_moment(r, charges, positions)
             out[name] = {"mean": mu.tolist(), "error": err.tolist(),
                          "unit": "e bohr (atomic units)", "n_samples": int(r.shape[0] * r.shape[1])}
@@ -310,7 +316,7 @@ class RealSpaceState:
 
     def measure(self, names: list[str], n_steps: int = 100, n_bins: int = 40,
                 hf: Any = None) -> dict[str, dict[str, Any]]:
-        """:func:`measure` of ``names`` (``density``, ``dipole``) from fresh draws."""
+        """:func:`measure` of ``names`` (``density``, ``dipole``, ``forces``) from fresh draws."""
         return measure(names, self._next_key(), self.params, self.log_psi, self.walkers,
                        self.atoms, n_steps, self.mcmc_steps, n_bins, hf, self.chunk_size)
 
