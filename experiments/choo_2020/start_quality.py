@@ -105,6 +105,8 @@ def main() -> None:
                         "rounds by PT2, decaying fit, Settings' start_steps) with this phase "
                         "network, instead of the fixed list of configurations")
     parser.add_argument("--hidden", type=int, nargs="+", default=[64])
+    parser.add_argument("--phase-hidden", type=int, nargs="+", default=[64],
+                        help="hidden widths of the phase MLP (and of the conditional phase's)")
     parser.add_argument("--start-steps", type=int, default=None)
     args = parser.parse_args()
     configs = CONFIGS
@@ -113,8 +115,9 @@ def main() -> None:
 
         d = Settings()
         steps = args.start_steps or d.start_steps
-        configs = [(f"{args.phase}, MADE {'x'.join(map(str, args.hidden))}, {steps} steps, "
-                    f"defaults", args.phase, tuple(args.hidden), d.start_grow, steps,
+        configs = [(f"{args.phase} phase {'x'.join(map(str, args.phase_hidden))}, MADE "
+                    f"{'x'.join(map(str, args.hidden))}, {steps} steps, defaults",
+                    args.phase, tuple(args.hidden), d.start_grow, steps,
                     d.start_final_lr_fraction, d.start_rounds, d.start_pt2,
                     START_TARGET_FIDELITY)]
 
@@ -129,7 +132,8 @@ def main() -> None:
     for label, phase, hidden, grow, steps, final_lr, *selection in configs:
         # the fixed list: one round, the fit's own target fidelity (as when it was measured)
         rounds, pt2, target_fidelity = selection or (1, None, 0.9995)
-        ansatz = make_autoregressive(hamiltonian.hilbert, "made", hidden=hidden, phase=phase)
+        ansatz = make_autoregressive(hamiltonian.hilbert, "made", hidden=hidden, phase=phase,
+                                     phase_hidden=tuple(args.phase_hidden))
         x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
         params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), x0)
         t0 = time.perf_counter()
@@ -162,7 +166,8 @@ def main() -> None:
               f"{r['fci_fidelity']:.5f} | {r['fit_s']:.0f} |" for r in rows]
     name = f"start_quality_{args.molecule}_{args.basis}"
     if args.phase is not None:
-        name += f"_{args.phase}_{'x'.join(map(str, args.hidden))}_{configs[0][4]}"
+        name += (f"_{args.phase}{'x'.join(map(str, args.phase_hidden))}"
+                 f"_{'x'.join(map(str, args.hidden))}_{configs[0][4]}")
     stem = HERE / "results" / name.replace("*", "s")
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
