@@ -104,10 +104,11 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--backbone", choices=("made", "transformer"), default="made",
                    help="autoregressive ansatz: masked MLP (MADE, widths --hidden) or causal "
                    "transformer (default: made)")
-    p.add_argument("--phase", choices=("mlp", "conditional"), default="mlp",
+    p.add_argument("--phase", choices=("auto", "mlp", "conditional"), default="auto",
                    help="autoregressive ansatz: the phase as an MLP of the occupations, or "
-                   "per-orbital phases conditioned on the earlier orbitals plus that MLP "
-                   "(default: mlp)")
+                   "per-orbital phases conditioned on the earlier orbitals plus that MLP; "
+                   "auto: conditional beyond 100000 determinants, mlp up to it "
+                   "(default: auto)")
     p.add_argument("--start", choices=("selected", "cisd", "none"), default="selected",
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
                    "CISD grown by CIPSI selection rounds (selected), CISD, or none "
