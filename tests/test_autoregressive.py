@@ -512,3 +512,18 @@ def test_selected_start_stays_within_its_connection_budget(lih, monkeypatch):
     order, order_b = (np.lexsort(np.asarray(a).T) for a in (x1, x_b))
     assert np.array_equal(x_b[order_b], x1[order]) and np.allclose(c_b[order_b], c1[order],
                                                                     atol=1e-12)
+
+
+def test_phase_network_follows_the_size_of_the_space():
+    from nqs.bench.fci import Settings, resolve_settings
+    from nqs.problems import EXACT_AUTO_LIMIT
+
+    # auto: the conditional phase beyond the exact cap (the autoregressive default there), the
+    # MLP up to it, also when the autoregressive sampler is asked for on a small space
+    assert Settings().phase == "auto"
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).phase == "conditional"
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT).phase == "mlp"
+    assert resolve_settings(Settings(sampler="autoregressive"), 44100).phase == "mlp"
+    # an explicit choice is kept at any size
+    assert resolve_settings(Settings(phase="mlp"), 10**7).phase == "mlp"
+    assert resolve_settings(Settings(phase="conditional"), 441).phase == "conditional"

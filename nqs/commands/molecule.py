@@ -119,10 +119,11 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", choices=("made", "transformer"), default="made",
                    help="autoregressive ansatz: masked MLP (MADE, widths --hidden) or causal "
                    "transformer (default: made)")
-    p.add_argument("--phase", choices=("mlp", "conditional"), default="mlp",
+    p.add_argument("--phase", choices=("auto", "mlp", "conditional"), default="auto",
                    help="autoregressive ansatz: the phase as an MLP of the occupations, or "
-                   "per-orbital phases conditioned on the earlier orbitals plus that MLP "
-                   "(default: mlp)")
+                   "per-orbital phases conditioned on the earlier orbitals plus that MLP; "
+                   "auto: conditional beyond 100000 determinants, mlp up to it "
+                   "(default: auto)")
 
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
