@@ -510,28 +510,37 @@ def _spin_complete(xs: np.ndarray, ranked: np.ndarray, hilbert: Any,
     """``(added [k, n_sites], dropped)``: the determinants of ``ranked`` (best first) not in
     ``xs``, each with its spin partners (:func:`_spin_partners`), whole spatial occupations
     in the order of their best determinant, ``limit`` at most: the occupations that would
-    pass it are left out (``dropped``: how many of ``ranked``'s occupations). ``xs`` plus the
-    result is closed under ``S^2`` when ``xs`` is and nothing is dropped."""
+    pass it are left out (``dropped``: how many of ``ranked``'s occupations are not whole in
+    ``xs`` plus ``added``). ``xs`` plus the result is closed under ``S^2`` when ``xs`` is.
+    Memory: the partners of ``len(xs) + limit`` determinants at most are built."""
     from nqs.exact import configuration_keys
 
     ranked = np.asarray(ranked)
     if len(ranked) == 0:
         return ranked, 0
-    partners = _spin_partners(ranked, hilbert)
+    _, first = np.unique(_spin_families(ranked, hilbert), return_index=True)
+    reps = ranked[np.sort(first)]  # one determinant per occupation, best first
+    if limit is not None:  # no more than could fit (partners already in xs do not count)
+        n_open = np.sum((reps[:, :hilbert.n_orbitals] > 0.5) ^ (reps[:, hilbert.n_orbitals:] > 0.5),
+                        axis=1)
+        up = hilbert.n_alpha - (hilbert.n_electrons - n_open) // 2
+        sizes = np.array([math.comb(int(k), int(u)) for k, u in zip(n_open, up, strict=True)])
+        reps = reps[: int(np.searchsorted(np.cumsum(sizes), len(xs) + max(limit, 0),
+                                          side="right"))]
+    partners = _spin_partners(reps, hilbert)
     known = configuration_keys(xs, hilbert)
-    keys = configuration_keys(partners, hilbert)
-    fresh = ~np.isin(keys, known)
-    partners = partners[fresh]
-    if limit is None or len(partners) <= limit:
-        return partners, 0
-    # whole occupations, best first (the partners come in blocks in the order of ``ranked``)
-    families = _spin_families(partners, hilbert)
-    _, start, counts = np.unique(families, return_index=True, return_counts=True)
-    order = np.argsort(start)
-    ends = np.cumsum(counts[order])
-    n_fit = int(np.searchsorted(ends, limit, side="right"))
-    size = int(ends[n_fit - 1]) if n_fit else 0
-    return partners[:size], len(order) - n_fit
+    partners = partners[~np.isin(configuration_keys(partners, hilbert), known)]
+    if limit is not None and len(partners) > limit:
+        # whole occupations, best first (the partners come in blocks in the order of ``ranked``)
+        _, start, counts = np.unique(_spin_families(partners, hilbert), return_index=True,
+                                     return_counts=True)
+        ends = np.cumsum(counts[np.argsort(start)])
+        n_fit = int(np.searchsorted(ends, max(limit, 0), side="right"))
+        partners = partners[: int(ends[n_fit - 1]) if n_fit else 0]
+    inside = np.isin(configuration_keys(ranked, hilbert),
+                     np.concatenate([known, configuration_keys(partners, hilbert)]))
+    dropped = len(np.unique(_spin_families(ranked[~inside], hilbert)))
+    return partners, dropped
 
 
 def _s2_expectations(xs: np.ndarray, vs: np.ndarray, hilbert: Any) -> np.ndarray:
