@@ -325,9 +325,11 @@ def test_start_target_of_stretched_n2_holds_hartree_fock():
     for N2/STO-3G at 2.0 A the CISD space's lowest root is the quintet, 19 mHa below the CISD
     singlet and without Hartree-Fock (``c(HF) = 0``), and a start fitted to it (or to the
     selected space grown from it) has zero overlap with the singlet ground state. The target is
-    the lowest root that holds Hartree-Fock: PySCF's (singlet) CISD energy, and a selected space
-    grown from it with Hartree-Fock's weight and an energy below CISD."""
-    from pyscf import ci, gto, scf
+    the lowest singlet root that holds Hartree-Fock: PySCF's (singlet) CISD energy, and a
+    selected space grown from it with Hartree-Fock's weight and an energy below CISD, closed
+    under ``S^2`` with ``<S^2> = 0`` (1e-8); with the rounds of ``nqs molecule`` it is within
+    0.1 mHa of PySCF's FCI."""
+    from pyscf import ci, fci, gto, scf
 
     from hamiltonians.molecule import MoleculeSpec, compute_integrals
     from hamiltonians.second_quantized import MolecularHamiltonian
@@ -342,6 +344,16 @@ def test_start_target_of_stretched_n2_holds_hartree_fock():
     x, c = selected_target(n2)
     assert c[0] ** 2 > 0.1, c[0]
     assert _energy_in_own_space(n2, x, c) < e_cisd - 0.1  # 147 mHa below CISD, 22 above FCI
+    # whole spatial occupations: the space is closed under S^2 and its root a singlet; at the
+    # defaults of ``nqs molecule`` (rounds while E_PT2 < -1 mHa) it is FCI's singlet
+    closed, s2 = _s2_in_space(x)
+    assert closed and abs(c @ s2 @ c) < 1e-8
+    info: dict = {}
+    x, c = selected_target(n2, rounds=3, pt2_tolerance=1e-3, info=info)
+    closed, s2 = _s2_in_space(x)
+    assert closed and abs(c @ s2 @ c) < 1e-8 and abs(info["s2"]) < 1e-8
+    e_fci = fci.FCI(scf.RHF(gto.M(atom=atoms, basis="sto-3g", verbose=0)).run()).kernel()[0]
+    assert e_fci - 1e-9 < info["e_var"] < e_fci + 1e-4, (info["e_var"], e_fci)
 
 
 def _dense_hamiltonian(operator):
@@ -434,7 +446,10 @@ def test_selection_rounds_follow_their_pt2_estimate():
     info: dict = {}
     x2, c2 = selected_target(nh3, rounds=2, pt2_tolerance=0.0, info=info)
     e2, pt2_2, s2 = check(x2, c2)
-    assert info["rounds"] == 2 and s1 < s2 and len(s2) <= 2 * len(s1)
+    assert info["rounds"] == 2 and s1 < s2
+    # a round picks |S| determinants and adds their spatial occupations (with spin partners)
+    added = _occupations(full.states[list(s2)]) - _occupations(full.states[list(s1)])
+    assert 0 < len(added) <= len(s1)
     assert abs(info["e_pt2"][0] - pt2_1) < 1e-8, (info["e_pt2"], pt2_1)
     assert abs(info["e_var"] - e2) < 1e-10 and e_fci - 1e-10 < e2 < e1 - 1e-7
     stop: dict = {}
@@ -444,6 +459,107 @@ def test_selection_rounds_follow_their_pt2_estimate():
     x, c = selected_target(nh3, rounds=2, pt2_tolerance=-pt2_1 * 0.99)
     assert np.array_equal(x, x2) and np.allclose(c, c2, atol=1e-10)
     assert pt2_2 > pt2_1
+
+
+def _occupations(states) -> set:
+    """The distinct spatial occupations (doubly and singly occupied orbitals) of ``states``."""
+    bits = np.asarray(states) > 0.5
+    n = bits.shape[1] // 2
+    return {(a & b).tobytes() + (a ^ b).tobytes() for a, b in zip(bits[:, :n], bits[:, n:],
+                                                                    strict=True)}
+
+
+def _s2_row(x) -> dict:
+    """``S^2 |x>`` of the determinant ``x`` [2n] (alpha block, then beta block) as
+    ``{occupied sites: coefficient}``, from ``S^2 = S_- S_+ + S_z^2 + S_z`` with
+    ``S_+ = sum_i a+_{i alpha} a_{i beta}`` applied one operator at a time (written
+    independently of :func:`nqs.models.ar_pretrain._s2_expectations`)."""
+    occ = tuple(int(i) for i in np.flatnonzero(np.asarray(x) > 0.5))
+    n = len(x) // 2
+
+    def hop(occ, p, q):  # a+_p a_q |occ>: (sign, occ') or None
+        if q not in occ or (p in occ and p != q):
+            return None
+        sign = (-1) ** sum(1 for o in occ if o < q)
+        rest = tuple(o for o in occ if o != q)
+        sign *= (-1) ** sum(1 for o in rest if o < p)
+        return sign, tuple(sorted(rest + (p,)))
+
+    sz = (sum(1 for o in occ if o < n) - sum(1 for o in occ if o >= n)) / 2
+    out = {occ: sz * sz + sz}
+    for i in range(n):
+        up = hop(occ, i, n + i)
+        for j in range(n):
+            down = up and hop(up[1], n + j, j)
+            if down:
+                out[down[1]] = out.get(down[1], 0.0) + up[0] * down[0]
+    return out
+
+
+def _s2_in_space(xs):
+    """``(closed, S^2 [m, m])``: whether ``S^2`` maps the span of the determinants ``xs`` into
+    itself, and its matrix there (:func:`_s2_row`)."""
+    index = {tuple(int(i) for i in np.flatnonzero(x > 0.5)): k for k, x in enumerate(xs)}
+    s2 = np.zeros((len(xs), len(xs)))
+    closed = True
+    for k, x in enumerate(xs):
+        for occ, value in _s2_row(x).items():
+            if occ in index:
+                s2[index[occ], k] += value
+            elif abs(value) > 1e-12:
+                closed = False
+    return closed, s2
+
+
+def test_selected_space_is_closed_under_s2_and_its_root_a_singlet():
+    """The selected start's space takes whole spatial occupations, so ``S^2`` maps it into
+    itself and its root is an ``S^2`` eigenstate of the sector's spin. H2O/STO-3G with both
+    bonds stretched to 1.8 A (441 determinants, dense H): the ``S^2`` of the test (built one
+    operator at a time) commutes with H; the determinants a round ranks first are not closed
+    under it, the selected space is, for every round and when the connection budget drops
+    occupations; the target is H's lowest singlet in its space with ``<S^2> = 0`` (1e-8), as
+    ``_s2_expectations`` says too."""
+    from hamiltonians.molecule import MoleculeSpec, compute_integrals
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.models import ar_pretrain
+
+    atoms = "O 0 0 0; H 1.8 0 0; H -0.45 1.74 0"
+    h2o = MolecularHamiltonian(compute_integrals(MoleculeSpec(atoms, basis="sto-3g"))[0])
+    full, keys, index, dense, _ = _dense_hamiltonian(h2o)
+    closed, s2_full = _s2_in_space(full.states)
+    assert closed and np.abs(dense @ s2_full - s2_full @ dense).max() < 1e-10
+    s2_values = np.linalg.eigvalsh(s2_full)  # S = 0, 1, 2 (4 open shells at most)
+    assert np.abs(s2_values[:, None] - np.array([0.0, 2.0, 6.0])).min(axis=1).max() < 1e-8
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(len(keys), 3))
+    assert np.allclose(ar_pretrain._s2_expectations(full.states, v, h2o.hilbert),
+                       np.einsum("ik,ij,jk->k", v, s2_full, v) / np.sum(v**2, axis=0), atol=1e-10)
+
+    # the determinants of largest first-order amplitude alone: not closed
+    x0, c0 = ar_pretrain.singles_doubles_target(h2o)
+    assert _s2_in_space(x0)[0]  # CISD of closed-shell RHF is
+    sel0 = [index[k] for k in configuration_keys(x0, h2o.hilbert)]
+    outside = np.setdiff1d(np.arange(len(keys)), sel0)
+    v0 = np.zeros(len(keys))
+    v0[sel0] = c0
+    e_cisd = c0 @ dense[np.ix_(sel0, sel0)] @ c0
+    t = (dense[outside] @ v0) / (e_cisd - np.diag(dense)[outside])
+    picks = outside[np.argsort(-np.abs(t))[: len(sel0) // 4]]
+    assert not _s2_in_space(np.concatenate([x0, full.states[picks]]))[0]
+
+    for budget in (ar_pretrain.START_CONNECTIONS, 3.1 * len(x0) * h2o.max_conn):
+        info: dict = {}
+        x, c = ar_pretrain.selected_target(h2o, grow=0.25, rounds=2, pt2_tolerance=0.0,
+                                           info=info, budget=budget)
+        closed, s2 = _s2_in_space(x)
+        sel = [index[k] for k in configuration_keys(x, h2o.hilbert)]
+        sub = dense[np.ix_(sel, sel)]
+        w, vecs = np.linalg.eigh(sub)
+        singlets = np.flatnonzero(np.abs(np.einsum("ik,ij,jk->k", vecs, s2, vecs)) < 1e-6)
+        assert closed and info["connections"] <= budget and len(x) < len(keys)
+        assert abs(c @ s2 @ c) < 1e-8 and abs(info["s2"]) < 1e-8
+        assert abs(c @ sub @ c - w[singlets[0]]) < 1e-10 and abs(c @ sub @ c - info["e_var"]) < 1e-10
+    assert info["dropped"] > 0 and info["rounds"] >= 1  # the budget left occupations out
 
 
 def test_sampled_h2_starts_at_fci(tmp_path, capsys):

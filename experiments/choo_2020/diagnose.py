@@ -9,7 +9,7 @@ For one molecule (FCI vector in memory, so up to about 1e6 determinants):
   determinant (energy from PySCF sigma vectors, so no sampling error), and the same amplitudes
   with the FCI signs (amplitude error) -- the rest is the sign error;
 * ``--run DIR``: the same exact evaluation of the final state of a finished ``nqs molecule``
-  run (its checkpoint).
+  run (its checkpoint). Each line gives the state's ``<S^2>`` too.
 
     python experiments/choo_2020/diagnose.py --molecule C2 --targets --fit
     python experiments/choo_2020/diagnose.py --molecule C2 --run runs/c2
@@ -73,7 +73,22 @@ def describe(label: str, v: np.ndarray, c: np.ndarray, e_fci: float, h2_eff, int
     e_signs = energy(np.abs(v) * np.sign(c), h2_eff, integrals)
     fid = abs(np.vdot(c.ravel(), v.ravel())) ** 2 / np.vdot(v, v).real
     print(f"  {label}: E - E(FCI) = {1e3 * (e - e_fci):.3f} mHa, with FCI signs "
-          f"{1e3 * (e_signs - e_fci):.3f} mHa, fidelity with FCI {fid:.6f}", flush=True)
+          f"{1e3 * (e_signs - e_fci):.3f} mHa, fidelity with FCI {fid:.6f}, "
+          f"<S^2> {spin_square(v, integrals):.5f}", flush=True)
+
+
+def spin_square(v: np.ndarray, integrals) -> float:
+    """<v|S^2|v> / <v|v> of a complex v [alpha strings, beta strings] (PySCF's spin_square0 of
+    the real and imaginary parts, S^2 being real)."""
+    from pyscf.fci.spin_op import spin_square0
+
+    nelec = (integrals.n_alpha, integrals.n_beta)
+    num = 0.0
+    for part in (v.real, v.imag):
+        norm2 = float(np.vdot(part, part))
+        if norm2 > 0:
+            num += norm2 * spin_square0(part / np.sqrt(norm2), integrals.n_orbitals, nelec)[0]
+    return num / float(np.vdot(v, v).real)
 
 
 def main() -> None:

@@ -350,6 +350,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
             echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
                  f"{ph['connections']:.3g} connections"
                  + (f", {ph['external']} outside" if "external" in ph else "")
+                 + (f", <S^2> {ph['s2']:.2g}" if "s2" in ph else "")
                  + f" ({ph['seconds']:.1f} s)")
         pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
         text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "

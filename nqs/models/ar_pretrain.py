@@ -12,7 +12,8 @@ sizes) for the singles and doubles:
 * ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by selection
   rounds (CIPSI / heat-bath style, :func:`selected_target`; rounds after the first while the
   space's own PT2 estimate is large): the triples and quadruples of largest first-order
-  amplitude join S and H is diagonalized there again. The signs of the
+  amplitude join S with their spin partners (S stays closed under ``S^2``) and H is
+  diagonalized there again, its root taken with the target spin. The signs of the
   triples and quadruples then come from H; from CISD alone they come from how the networks
   generalize, and for N2/STO-3G the FCI amplitudes with the signs of a CISD-fitted state are
   19-61 mHa above FCI (2.6 mHa for a state fitted to the selected target);
@@ -28,6 +29,7 @@ few minutes); a general starting point, not a fit to a reference energy.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -58,12 +60,13 @@ def _first_order(xs: np.ndarray, h_x0: np.ndarray, diag: np.ndarray, h00: float,
     return xs, t / np.linalg.norm(t)
 
 
-def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
+def singles_doubles_target(operator: Any, max_rows: int = 1 << 20, spin: float | None = None
                            ) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], c [m])``: the lowest eigenvector of H in the space of Hartree-Fock
-    and every determinant H connects to it (CISD) that holds Hartree-Fock (the lowest of its
-    symmetry, not a high-spin state of a stretched bond: :func:`_lowest_root_with_hartree_fock`),
-    normalized, ``c(HF) > 0``.
+    and every determinant H connects to it (CISD; with the spin partners of its determinants
+    for an open-shell Hartree-Fock) that has spin ``spin`` (default ``|N_alpha - N_beta| / 2``)
+    and holds Hartree-Fock (the lowest of its symmetry, not a high-spin state of a stretched
+    bond: :func:`_lowest_root_with_hartree_fock`), normalized, ``c(HF) > 0``.
 
     Unlike the first-order amplitudes it gives the singles (driven by the doubles) and the
     relative signs of near-degenerate excitations. Cost: one ``flips`` per determinant of the
@@ -71,7 +74,8 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20
     Lanczos solve.
     """
     xs, _, _, _ = _connected_to_hartree_fock(operator)
-    c, _, _ = _subspace_ground_state(operator, xs, max_rows)
+    xs = np.concatenate([xs, _spin_complete(xs, xs, operator.hilbert)[0]])
+    c, _, _ = _subspace_ground_state(operator, xs, max_rows, spin=spin)
     return xs, c
 
 
@@ -92,7 +96,7 @@ START_CONNECTIONS = 1_000_000_000
 def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
                     rounds: int = 1, pt2_tolerance: float | None = None,
                     info: dict | None = None, budget: float = START_CONNECTIONS,
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    spin: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], c [m])``: CISD grown by selection rounds (CIPSI / heat-bath
     style), normalized, ``c(HF) > 0``.
 
@@ -100,9 +104,19 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     outside S that H connects to S gets its first-order amplitude
     ``t(x) = sum_{y in S} H_xy c(y) / (E0 - H_xx)``; the ``grow * |S|`` of largest ``|t|``
     (mostly the triples and the disconnected quadruples that carry a multi-reference
-    molecule's correlation) join S, and H is diagonalized again there. The signs of those
-    triples and quadruples then come from H, not from how the networks generalize from the
-    doubles.
+    molecule's correlation) join S with their spin partners (every determinant of the same
+    doubly and singly occupied orbitals at the sector's ``N_alpha``, ``N_beta``), and H is
+    diagonalized again there. The signs of those triples and quadruples then come from H, not
+    from how the networks generalize from the doubles.
+
+    Spin: S (CISD too, for an open-shell Hartree-Fock) holds whole spatial occupations, so it
+    is closed under ``S^2`` and H's roots there are ``S^2`` eigenstates; the target is the lowest
+    root of spin ``spin`` (default ``|N_alpha - N_beta| / 2``) that holds Hartree-Fock
+    (:func:`_lowest_root_with_hartree_fock`). With single determinants the space was not
+    closed and its root mixed spins (N2/STO-3G at 2.0 A: 13% quintet). The partners count
+    against the budget, not against ``grow``: when they would take a round's space past it,
+    the spatial occupations of lowest ``|t|`` are left out whole (``info["dropped"]``), so the
+    space stays closed and the budget holds.
 
     ``rounds`` rounds at most. With ``pt2_tolerance`` (Hartree), the rounds after the first
     are done only while the Epstein-Nesbet estimate ``E_PT2 = sum_x (sum_y H_xy c(y))^2 /
@@ -119,14 +133,18 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     (:func:`first_order_target`). ``info`` (a dict) receives ``"target"`` (``"selected"`` or
     ``"first-order"``), ``"rounds"``, ``"size"``, ``"e_var"`` (E0 of the final space, Hartree:
     H's own eigenvalue there; None for first order), ``"e_pt2"`` (Hartree, one per space
-    estimated), ``"connections"`` (enumerated), ``"stopped"`` (why no further round) and
-    ``"phases"`` (one dict per phase: name, seconds, size, connections).
+    estimated), ``"connections"`` (enumerated), ``"stopped"`` (why no further round),
+    ``"phases"`` (one dict per phase: name, seconds, size, connections, ``<S^2>`` of its root),
+    ``"s2"`` (``<S^2>`` of the target) and ``"dropped"`` (spatial occupations the budget left
+    out).
     """
     mc = int(operator.max_conn)
     log = _PhaseLog()
     space = _connected_to_hartree_fock(operator)
     xs = space[0]
+    xs = np.concatenate([xs, _spin_complete(xs, xs, operator.hilbert)[0]])  # open-shell HF
     log.add("space", len(xs), 0)
+    dropped = 0
     e_pt2: list[float] = []
     if len(xs) * mc > budget:
         xs, c = _first_order(*space)
@@ -148,8 +166,9 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     done = 0
     stopped = next_round(len(xs), done)
     c, e0, (ext_k, ext_v) = _subspace_ground_state(operator, xs, max_rows,
-                                                   external=stopped is None)
-    log.add("cisd", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k))
+                                                   external=stopped is None, spin=spin)
+    log.add("cisd", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k),
+            _s2_expectations(xs, c, operator.hilbert)[0])
     while stopped is None:
         if done > 0 and pt2_tolerance is not None:
             e_pt2.append(_pt2_estimate(operator, e0, ext_k, ext_v))
@@ -160,12 +179,23 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
         if n_add == 0:
             stopped = "no determinant to add"
             break
-        xs = np.concatenate([xs, _select(operator, e0, ext_k, ext_v, n_add)])
+        # with their spin partners, whole spatial occupations, as many as the budget holds
+        room = int((budget - log.connections) // mc) - len(xs)
+        added, n_dropped = _spin_complete(xs, _select(operator, e0, ext_k, ext_v, n_add),
+                                          operator.hilbert, room)
+        dropped += n_dropped
+        if len(added) == 0:
+            stopped = "no determinant to add" + (" within the budget" if n_dropped else "")
+            break
+        xs = np.concatenate([xs, added])
         done += 1
         stopped = next_round(len(xs), done)
         c, e0, (ext_k, ext_v) = _subspace_ground_state(operator, xs, max_rows,
-                                                       external=stopped is None)
-        log.add(f"round {done}", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k))
+                                                       external=stopped is None, spin=spin)
+        log.add(f"round {done}", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k),
+                _s2_expectations(xs, c, operator.hilbert)[0])
+    if info is not None:
+        info.update(s2=log.phases[-1]["s2"], dropped=dropped)
     return _selected_info(info, log, xs, c, "selected", done, e0, e_pt2, stopped)
 
 
@@ -177,12 +207,15 @@ class _PhaseLog:
         self.connections = 0
         self._t = time.perf_counter()
 
-    def add(self, name: str, size: int, connections: int, external: int | None = None) -> None:
+    def add(self, name: str, size: int, connections: int, external: int | None = None,
+            s2: float | None = None) -> None:
         now = time.perf_counter()
         entry = {"phase": name, "seconds": now - self._t, "size": int(size),
                  "connections": int(connections)}
         if external is not None:
             entry["external"] = int(external)
+        if s2 is not None:
+            entry["s2"] = float(s2)
         self.phases.append(entry)
         self.connections += int(connections)
         self._t = now
@@ -302,8 +335,10 @@ def _connection_blocks(operator: Any, xs: np.ndarray, keys: np.ndarray, max_rows
 
 
 def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
-                           external: bool = False, screen: float = 1e-7):
-    """``(c [m], E0, (keys_ext, v_ext))``: the lowest eigenvector that holds Hartree-Fock (row 0
+                           external: bool = False, screen: float = 1e-7,
+                           spin: float | None = None):
+    """``(c [m], E0, (keys_ext, v_ext))``: the lowest eigenvector of spin ``spin``
+    (:func:`_target_spin`; molecules) that holds Hartree-Fock (row 0
     of ``xs``; ``c[0] > 0``, normalized, :func:`_lowest_root_with_hartree_fock`) and its
     eigenvalue of H restricted to the distinct configurations ``xs`` [m, n_sites]; with
     ``external``, also the keys (:func:`nqs.exact.configuration_keys`) of the configurations
@@ -332,7 +367,13 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     h = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                        shape=(m, m)).tocsr()
     h = 0.5 * (h + h.T)  # repeated rows of a determinant are summed; symmetric to rounding
-    e0, c = _lowest_root_with_hartree_fock(h, m)
+    hilbert = operator.hilbert
+    if hasattr(hilbert, "n_alpha"):
+        target = _target_spin(hilbert, spin)
+        e0, c = _lowest_root_with_hartree_fock(
+            h, m, lambda v: _s2_expectations(xs, v, hilbert), target * (target + 1))
+    else:
+        e0, c = _lowest_root_with_hartree_fock(h, m)
     c = c / np.linalg.norm(c)
     if not external:
         return c, e0, (keys[:0], np.zeros(0))
@@ -357,32 +398,178 @@ HF_WEIGHT_MIN = 1e-3
 N_ROOTS = 8
 
 
-def _lowest_root_with_hartree_fock(h: Any, m: int) -> tuple[float, np.ndarray]:
+def _lowest_root_with_hartree_fock(h: Any, m: int, s2: Any = None, s2_target: float = 0.0
+                                   ) -> tuple[float, np.ndarray]:
     """``(E, c)``: the lowest eigenpair of the sparse ``h`` [m, m] (row 0: Hartree-Fock) with
-    ``c(HF)^2 >= HF_WEIGHT_MIN``, ``c(HF) > 0``, normalized.
+    ``c(HF)^2 >= HF_WEIGHT_MIN``, ``c(HF) > 0``, normalized; with ``s2`` (``v [m, k] -> <S^2>
+    [k]``), the lowest of those with ``|<S^2> - s2_target| <= S2_TOLERANCE`` (in a space closed
+    under ``S^2`` every nondegenerate root is an ``S^2`` eigenstate), or if none has Hartree-Fock,
+    the lowest of that spin.
 
     Not simply the lowest root: a truncated space holds states of other symmetries than
     Hartree-Fock's, and when a bond is stretched the lowest of them can be one, with
     ``c(HF) = 0``. For N2/STO-3G at 2.0 A the lowest CISD root is the quintet (``<S^2> = 6``,
     19 mHa below the CISD singlet); the selected space grown from it and the state fitted to
     that stay in the quintet, and VMC from there converged 26 mHa above the singlet FCI.
-    If no root of the ``4 N_ROOTS`` lowest qualifies, the one of largest ``c(HF)^2``.
+    If no root of the ``4 N_ROOTS`` lowest qualifies: the lowest of the target spin, else the
+    lowest with Hartree-Fock, else the one of largest ``c(HF)^2``.
     """
     from scipy.sparse.linalg import eigsh
+
+    def choices(w, v):
+        spin_ok = (np.ones(len(w), bool) if s2 is None
+                   else np.abs(s2(v) - s2_target) <= S2_TOLERANCE)
+        return spin_ok, spin_ok & (v[0] ** 2 >= HF_WEIGHT_MIN)
 
     if m <= 2 * N_ROOTS:
         w, v = np.linalg.eigh(h.toarray())
     else:
         v0 = np.eye(1, m)[0] + 1e-3
         w, v = eigsh(h, k=N_ROOTS, which="SA", v0=v0)
-        if not np.any(v[0] ** 2 >= HF_WEIGHT_MIN) and m > 8 * N_ROOTS:
+        if not np.any(choices(w, v)[1]) and m > 8 * N_ROOTS:
             w, v = eigsh(h, k=4 * N_ROOTS, which="SA", v0=v0)
         order = np.argsort(w)
         w, v = w[order], v[:, order]
-    ok = np.flatnonzero(v[0] ** 2 >= HF_WEIGHT_MIN)
-    i = int(ok[0]) if len(ok) else int(np.argmax(v[0] ** 2))
+    spin_ok, ok = choices(w, v)
+    if not np.any(ok):
+        ok = spin_ok if np.any(spin_ok) else v[0] ** 2 >= HF_WEIGHT_MIN
+    i = int(np.flatnonzero(ok)[0]) if np.any(ok) else int(np.argmax(v[0] ** 2))
     c = v[:, i] * (np.sign(v[0, i]) or 1.0)
     return float(w[i]), c
+
+
+#: A root counts as having the target spin when its ``<S^2>`` is within this of ``S(S+1)``.
+S2_TOLERANCE = 1e-4
+
+
+def _target_spin(hilbert: Any, spin: float | None) -> float:
+    """``S`` of the start's root: ``spin``, or ``|N_alpha - N_beta| / 2`` (the lowest the sector
+    holds) when None."""
+    lowest = abs(hilbert.n_alpha - hilbert.n_beta) / 2
+    if spin is None:
+        return lowest
+    if spin < lowest or (2 * spin - 2 * lowest) % 2:
+        raise InputError(f"spin {spin} is not in the sector N_alpha = {hilbert.n_alpha}, "
+                         f"N_beta = {hilbert.n_beta} (S = {lowest:g}, {lowest + 1:g}, ...)")
+    return float(spin)
+
+
+def _spin_families(xs: np.ndarray, hilbert: Any) -> np.ndarray:
+    """A key per row of ``xs`` [m, n_sites]: equal for determinants of the same spatial
+    occupation (the same doubly and singly occupied orbitals)."""
+    from nqs.exact import configuration_keys
+
+    n = hilbert.n_orbitals
+    bits = np.asarray(xs) > 0.5
+    alpha, beta = bits[:, :n], bits[:, n:]
+    return configuration_keys(np.concatenate([alpha & beta, alpha ^ beta], axis=1), hilbert)
+
+
+def _spin_partners(xs: np.ndarray, hilbert: Any) -> np.ndarray:
+    """Every determinant [k, n_sites] of the spatial occupations of the rows of ``xs`` (its
+    open shells' alpha/beta arrangement varied at the sector's ``N_alpha``, ``N_beta``),
+    distinct, each occupation's in a block, in the order of its first row in ``xs``."""
+    from itertools import combinations
+
+    from nqs.exact import configuration_keys
+
+    n = hilbert.n_orbitals
+    xs = np.asarray(xs)
+    if len(xs) == 0:
+        return xs
+    _, first = np.unique(_spin_families(xs, hilbert), return_index=True)
+    first = np.sort(first)
+    bits = xs[first] > 0.5
+    alpha, beta = bits[:, :n], bits[:, n:]
+    double, open_ = alpha & beta, alpha ^ beta
+    n_open = open_.sum(axis=1)
+    blocks = np.empty(len(first), dtype=object)
+    for k in np.unique(n_open):
+        rows = np.flatnonzero(n_open == k)
+        up = hilbert.n_alpha - (hilbert.n_electrons - k) // 2  # alpha electrons in open shells
+        pattern = np.zeros((math.comb(int(k), int(up)), int(k)), dtype=bool)
+        for p, chosen in enumerate(combinations(range(int(k)), int(up))):
+            pattern[p, list(chosen)] = True
+        sites = np.nonzero(open_[rows])[1].reshape(len(rows), int(k))  # ascending per row
+        a = np.repeat(double[rows][:, None, :], len(pattern), axis=1)  # [f, p, n]
+        b = a.copy()
+        f_idx = np.arange(len(rows))[:, None, None]
+        p_idx = np.arange(len(pattern))[None, :, None]
+        a[f_idx, p_idx, sites[:, None, :]] = pattern[None]
+        b[f_idx, p_idx, sites[:, None, :]] = ~pattern[None]
+        block = np.concatenate([a, b], axis=2)
+        for i, r in enumerate(rows):
+            blocks[r] = block[i]
+    out = np.concatenate(list(blocks)).astype(xs.dtype)
+    _, keep = np.unique(configuration_keys(out, hilbert), return_index=True)
+    return out[np.sort(keep)]
+
+
+def _spin_complete(xs: np.ndarray, ranked: np.ndarray, hilbert: Any,
+                   limit: int | None = None) -> tuple[np.ndarray, int]:
+    """``(added [k, n_sites], dropped)``: the determinants of ``ranked`` (best first) not in
+    ``xs``, each with its spin partners (:func:`_spin_partners`), whole spatial occupations
+    in the order of their best determinant, ``limit`` at most: the occupations that would
+    pass it are left out (``dropped``: how many of ``ranked``'s occupations are not whole in
+    ``xs`` plus ``added``). ``xs`` plus the result is closed under ``S^2`` when ``xs`` is.
+    Memory: the partners of ``len(xs) + limit`` determinants at most are built."""
+    from nqs.exact import configuration_keys
+
+    ranked = np.asarray(ranked)
+    if len(ranked) == 0:
+        return ranked, 0
+    _, first = np.unique(_spin_families(ranked, hilbert), return_index=True)
+    reps = ranked[np.sort(first)]  # one determinant per occupation, best first
+    if limit is not None:  # no more than could fit (partners already in xs do not count)
+        n_open = np.sum((reps[:, :hilbert.n_orbitals] > 0.5) ^ (reps[:, hilbert.n_orbitals:] > 0.5),
+                        axis=1)
+        up = hilbert.n_alpha - (hilbert.n_electrons - n_open) // 2
+        sizes = np.array([math.comb(int(k), int(u)) for k, u in zip(n_open, up, strict=True)])
+        reps = reps[: int(np.searchsorted(np.cumsum(sizes), len(xs) + max(limit, 0),
+                                          side="right"))]
+    partners = _spin_partners(reps, hilbert)
+    known = configuration_keys(xs, hilbert)
+    partners = partners[~np.isin(configuration_keys(partners, hilbert), known)]
+    if limit is not None and len(partners) > limit:
+        # whole occupations, best first (the partners come in blocks in the order of ``ranked``)
+        _, start, counts = np.unique(_spin_families(partners, hilbert), return_index=True,
+                                     return_counts=True)
+        ends = np.cumsum(counts[np.argsort(start)])
+        n_fit = int(np.searchsorted(ends, max(limit, 0), side="right"))
+        partners = partners[: int(ends[n_fit - 1]) if n_fit else 0]
+    inside = np.isin(configuration_keys(ranked, hilbert),
+                     np.concatenate([known, configuration_keys(partners, hilbert)]))
+    dropped = len(np.unique(_spin_families(ranked[~inside], hilbert)))
+    return partners, dropped
+
+
+def _s2_expectations(xs: np.ndarray, vs: np.ndarray, hilbert: Any) -> np.ndarray:
+    """``<v|S^2|v> / <v|v>`` [k] of the columns of ``vs`` [m, k] on the determinants ``xs``
+    [m, n_sites] (alpha block, then beta block): ``S^2 = S_- S_+ + S_z (S_z + 1)``, so
+    ``<S^2> = |S_+ v|^2 + S_z (S_z + 1) |v|^2`` with ``S_+ = sum_i a+_{i alpha} a_{i beta}``
+    (``(-1)^(occupied spin orbitals between the two)``)."""
+    from nqs.exact import configuration_keys
+
+    n = hilbert.n_orbitals
+    vs = np.asarray(vs, dtype=float).reshape(len(xs), -1)
+    bits = np.asarray(xs) > 0.5
+    sz = (hilbert.n_alpha - hilbert.n_beta) / 2
+    cum = np.cumsum(bits, axis=1)
+    rows, orb = np.nonzero(bits[:, n:] & ~bits[:, :n])  # beta only: S_+ moves it to alpha
+    between = cum[rows, n + orb - 1] - cum[rows, orb]
+    raised = bits[rows].copy()
+    raised[np.arange(len(rows)), n + orb] = False
+    raised[np.arange(len(rows)), orb] = True
+    norm2 = np.sum(vs**2, axis=0)
+    if len(rows):
+        _, inverse = np.unique(configuration_keys(raised, hilbert), return_inverse=True)
+        inverse = inverse.ravel()
+        plus = np.zeros((inverse.max() + 1, vs.shape[1]))
+        np.add.at(plus, inverse, np.where(between % 2, -1.0, 1.0)[:, None] * vs[rows])
+        raised_norm2 = np.sum(plus**2, axis=0)
+    else:
+        raised_norm2 = np.zeros(vs.shape[1])
+    return (raised_norm2 + sz * (sz + 1) * norm2) / norm2
 
 
 def _connected_to_hartree_fock(operator: Any):
