@@ -329,3 +329,36 @@ def two_processes() -> dict:
     """A spin run split over two ``jax.distributed`` processes
     (tests/helpers/two_process_check.py): exit codes, output flags and its result file."""
     return _BACKGROUND.read("two_processes")
+
+
+@pytest.fixture(scope="session")
+def hf_fitted_ferminet():
+    """Factory ``make(geometry, n_walkers, n_sample_steps)`` for two-electron systems (one
+    electron of each spin): a tiny FermiNet (2 x (8, 4), one determinant) pretrained 60 steps on
+    the STO-3G Hartree-Fock orbitals, burnt in, and Metropolis samples of it. Returns
+    ``(atoms, apply, pretrain_result, positions [T, W, 2, 3])`` (bohr)."""
+
+    def make(geometry: str, n_walkers: int, n_sample_steps: int):
+        import jax
+
+        from hamiltonians.realspace import make_atoms
+        from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
+        from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
+        from nqs.realspace.observables import sample_positions
+        from nqs.realspace.pretrain import pretrain
+
+        atoms = make_atoms(geometry)
+        kw = dict(layers=((8, 4), (8, 4)), n_determinants=1)
+        init, apply = make_ferminet(atoms, 1, 1, **kw)
+        orbitals = make_ferminet_orbitals(atoms, 1, 1, **kw)
+        res = pretrain(jax.random.PRNGKey(2), init(jax.random.PRNGKey(0)), atoms, orbitals,
+                       apply, init_walkers(jax.random.PRNGKey(1), atoms, n_walkers), n_steps=60,
+                       basis="sto-3g", learning_rate=2e-2)
+        mc_init, step = make_mcmc(apply, n_steps=10)
+        state = mc_init(res.params, res.walkers, 0.3)
+        state, _ = burn_in(jax.random.PRNGKey(3), jax.jit(step), res.params, state, 10)
+        r = sample_positions(jax.random.PRNGKey(4), res.params, apply, state,
+                             n_steps=n_sample_steps, mcmc_steps=5)
+        return atoms, apply, res, r
+
+    return make

@@ -149,27 +149,13 @@ def test_observe_forces_with_pseudopotentials_is_one_line_exit_2(tmp_path, capsy
     assert not out.exists()
 
 
-def test_forces_of_a_network_fitted_to_hartree_fock() -> None:
+def test_forces_of_a_network_fitted_to_hartree_fock(hf_fitted_ferminet) -> None:
     """A tiny FermiNet pretrained on H2's HF orbitals (STO-3G, R = 1.4; 60 steps, not
     symmetric between the nuclei): the zero-variance force on each nucleus agrees with the
     central difference of <psi|H(R)|psi> on the same samples (correlated sampling; the
     sample-by-sample difference within 4 error bars of 0), with error bars well below the
     bare ones."""
-    from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
-    from nqs.realspace.pretrain import pretrain
-
-    atoms = make_atoms("H 0 0 -0.7; H 0 0 0.7")
-    kw = dict(layers=((8, 4), (8, 4)), n_determinants=1)
-    init, apply = make_ferminet(atoms, 1, 1, **kw)
-    orbitals = make_ferminet_orbitals(atoms, 1, 1, **kw)
-    res = pretrain(jax.random.PRNGKey(2), init(jax.random.PRNGKey(0)), atoms, orbitals, apply,
-                   init_walkers(jax.random.PRNGKey(1), atoms, 128), n_steps=60, basis="sto-3g",
-                   learning_rate=2e-2)
-    mc_init, step = make_mcmc(apply, n_steps=10)
-    state = mc_init(res.params, res.walkers, 0.3)
-    state, _ = burn_in(jax.random.PRNGKey(3), jax.jit(step), res.params, state, 10)
-    r = sample_positions(jax.random.PRNGKey(4), res.params, apply, state, n_steps=60,
-                         mcmc_steps=5)
+    atoms, apply, res, r = hf_fitted_ferminet("H 0 0 -0.7; H 0 0 0.7", 128, 60)
     t, w = r.shape[:2]
     rec = measure_forces(r, apply, res.params, atoms)
     flat = jnp.asarray(r.reshape(t * w, 2, 3))

@@ -99,24 +99,10 @@ def test_hartree_fock_quadratures_hold_the_electrons() -> None:
 
 
 @pytest.mark.slow
-def test_helium_density_of_a_network_fitted_to_hartree_fock() -> None:
+def test_helium_density_of_a_network_fitted_to_hartree_fock(hf_fitted_ferminet) -> None:
     """A tiny FermiNet pretrained on He's HF orbitals (STO-3G) has HF's radial density within
     the error bars of its walkers."""
-    from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
-    from nqs.realspace.pretrain import pretrain
-
-    atoms = make_atoms("He 0 0 0")
-    kw = dict(layers=((8, 4), (8, 4)), n_determinants=1)
-    init, apply = make_ferminet(atoms, 1, 1, **kw)
-    orbitals = make_ferminet_orbitals(atoms, 1, 1, **kw)
-    res = pretrain(jax.random.PRNGKey(2), init(jax.random.PRNGKey(0)), atoms, orbitals, apply,
-                   init_walkers(jax.random.PRNGKey(1), atoms, 64), n_steps=60, basis="sto-3g",
-                   learning_rate=2e-2)
-    mc_init, step = make_mcmc(apply, n_steps=10)
-    state = mc_init(res.params, res.walkers, 0.3)
-    state, _ = burn_in(jax.random.PRNGKey(3), jax.jit(step), res.params, state, 10)
-    r = sample_positions(jax.random.PRNGKey(4), res.params, apply, state, n_steps=40,
-                         mcmc_steps=5)
+    _, _, res, r = hf_fitted_ferminet("He 0 0 0", 64, 40)
     prof = radial_density(r, np.zeros(3), r_max=3.0, n_bins=10)
     hf = hf_radial_density(res.hf, np.zeros(3), prof.edges)
     z = (prof.mean - hf) / prof.error
