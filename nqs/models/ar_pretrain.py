@@ -93,6 +93,48 @@ PT2_TERMS = 200_000
 START_CONNECTIONS = 1_000_000_000
 
 
+def _why_no_round(size: int, done: int, rounds: int, mc: int, grow: float, spent: int,
+                  budget: float) -> str | None:
+    """Why selection round ``done`` (0-based) is not done on a space of ``size`` determinants
+    after ``spent`` connections (None: it is done)."""
+    if done >= rounds:
+        return f"{rounds} round(s) done"
+    if done > 0 and size * mc > MAX_ROUND_ROWS:
+        return f"a pass over {size} determinants exceeds {MAX_ROUND_ROWS:.2g} connections"
+    cost = spent + size * mc + int((1 + grow) * size) * mc
+    if cost > budget:
+        return f"round {done + 1} would bring the connections to {cost:.2g}, past the budget {budget:.2g}"
+    return None
+
+
+def _round_additions(operator: Any, xs: np.ndarray, e0: float, ext_k: np.ndarray,
+                     ext_v: np.ndarray, grow: float, room: int
+                     ) -> tuple[np.ndarray, int, str | None]:
+    """What one selection round adds to ``xs``: the ``grow * |xs|`` external determinants of
+    largest first-order amplitude with their spin partners (whole spatial occupations, at most
+    ``room`` determinants), the number of occupations the budget left out, and why nothing is
+    added (None when something is)."""
+    n_add = min(int(grow * len(xs)), len(ext_k))
+    if n_add == 0:
+        return xs[:0], 0, "no determinant to add"
+    added, n_dropped = _spin_complete(xs, _select(operator, e0, ext_k, ext_v, n_add),
+                                      operator.hilbert, room)
+    if len(added) == 0:
+        return added, n_dropped, "no determinant to add" + (" within the budget" if n_dropped else "")
+    return added, n_dropped, None
+
+
+def _solve_logged(operator: Any, xs: np.ndarray, max_rows: int, spin: float | None,
+                  log: _PhaseLog, name: str, stopped: str | None) -> tuple:
+    """H's target root on ``xs`` (and the external determinants when a round follows, i.e.
+    ``stopped`` is None), logged as phase ``name`` with its connections and ``<S^2>``."""
+    c, e0, ext = _subspace_ground_state(operator, xs, max_rows, external=stopped is None,
+                                        spin=spin)
+    log.add(name, len(xs), (1 + (stopped is None)) * len(xs) * int(operator.max_conn),
+            len(ext[0]), _s2_expectations(xs, c, operator.hilbert)[0])
+    return c, e0, ext
+
+
 def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
                     rounds: int = 1, pt2_tolerance: float | None = None,
                     info: dict | None = None, budget: float = START_CONNECTIONS,
@@ -112,8 +154,7 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     Spin: S (CISD too, for an open-shell Hartree-Fock) holds whole spatial occupations, so it
     is closed under ``S^2`` and H's roots there are ``S^2`` eigenstates; the target is the lowest
     root of spin ``spin`` (default ``|N_alpha - N_beta| / 2``) that holds Hartree-Fock
-    (:func:`_lowest_root_with_hartree_fock`). With single determinants the space was not
-    closed and its root mixed spins (N2/STO-3G at 2.0 A: 13% quintet). The partners count
+    (:func:`_lowest_root_with_hartree_fock`). The partners count
     against the budget, not against ``grow``: when they would take a round's space past it,
     the spatial occupations of lowest ``|t|`` are left out whole (``info["dropped"]``), so the
     space stays closed and the budget holds.
@@ -141,8 +182,7 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     mc = int(operator.max_conn)
     log = _PhaseLog()
     space = _connected_to_hartree_fock(operator)
-    xs = space[0]
-    xs = np.concatenate([xs, _spin_complete(xs, xs, operator.hilbert)[0]])  # open-shell HF
+    xs = np.concatenate([space[0], _spin_complete(space[0], space[0], operator.hilbert)[0]])
     log.add("space", len(xs), 0)
     dropped = 0
     e_pt2: list[float] = []
@@ -151,49 +191,25 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
         stopped = f"CISD's {len(xs) * mc:.2g} connections exceed the budget {budget:.2g}"
         log.add("first-order", len(xs), 0)
         return _selected_info(info, log, xs, c, "first-order", 0, None, e_pt2, stopped)
-
-    def next_round(size: int, done: int) -> str | None:
-        """Why round ``done`` (0-based) is not done on a space of ``size`` (None: it fits)."""
-        if done >= rounds:
-            return f"{rounds} round(s) done"
-        if done > 0 and size * mc > MAX_ROUND_ROWS:
-            return f"a pass over {size} determinants exceeds {MAX_ROUND_ROWS:.2g} connections"
-        cost = log.connections + size * mc + int((1 + grow) * size) * mc
-        if cost > budget:
-            return f"round {done + 1} would bring the connections to {cost:.2g}, past the budget {budget:.2g}"
-        return None
-
     done = 0
-    stopped = next_round(len(xs), done)
-    c, e0, (ext_k, ext_v) = _subspace_ground_state(operator, xs, max_rows,
-                                                   external=stopped is None, spin=spin)
-    log.add("cisd", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k),
-            _s2_expectations(xs, c, operator.hilbert)[0])
+    stopped = _why_no_round(len(xs), done, rounds, mc, grow, log.connections, budget)
+    c, e0, (ext_k, ext_v) = _solve_logged(operator, xs, max_rows, spin, log, "cisd", stopped)
     while stopped is None:
         if done > 0 and pt2_tolerance is not None:
             e_pt2.append(_pt2_estimate(operator, e0, ext_k, ext_v))
             if e_pt2[-1] > -pt2_tolerance:
                 stopped = f"E_PT2 {1e3 * e_pt2[-1]:.2f} mHa above -{1e3 * pt2_tolerance:g} mHa"
                 break
-        n_add = min(int(grow * len(xs)), len(ext_k))
-        if n_add == 0:
-            stopped = "no determinant to add"
-            break
-        # with their spin partners, whole spatial occupations, as many as the budget holds
         room = int((budget - log.connections) // mc) - len(xs)
-        added, n_dropped = _spin_complete(xs, _select(operator, e0, ext_k, ext_v, n_add),
-                                          operator.hilbert, room)
+        added, n_dropped, stopped = _round_additions(operator, xs, e0, ext_k, ext_v, grow, room)
         dropped += n_dropped
-        if len(added) == 0:
-            stopped = "no determinant to add" + (" within the budget" if n_dropped else "")
+        if stopped is not None:
             break
         xs = np.concatenate([xs, added])
         done += 1
-        stopped = next_round(len(xs), done)
-        c, e0, (ext_k, ext_v) = _subspace_ground_state(operator, xs, max_rows,
-                                                       external=stopped is None, spin=spin)
-        log.add(f"round {done}", len(xs), (1 + (stopped is None)) * len(xs) * mc, len(ext_k),
-                _s2_expectations(xs, c, operator.hilbert)[0])
+        stopped = _why_no_round(len(xs), done, rounds, mc, grow, log.connections, budget)
+        c, e0, (ext_k, ext_v) = _solve_logged(operator, xs, max_rows, spin, log,
+                                              f"round {done}", stopped)
     if info is not None:
         info.update(s2=log.phases[-1]["s2"], dropped=dropped)
     return _selected_info(info, log, xs, c, "selected", done, e0, e_pt2, stopped)
