@@ -249,15 +249,15 @@ def _jobs_of(items) -> dict[str, list[str]]:
 HEAVY_FIRST = (
     "test_psiformer.py", "test_ecp.py", "test_autoregressive.py", "test_molecule_vmc.py",
     "test_fermion_observables.py", "test_backflow.py", "test_realspace_cli.py",
-    "test_realspace.py", "test_lapnet.py", "test_packed_vmc.py", "test_driver.py", "test_dtype.py",
-    "test_second_quantized.py", "test_vmc.py", "test_sampling.py", "test_gcnn.py",
-    "test_observables_paths.py", "test_rbm.py", "test_spin_packed_local_energy.py",
-    "test_observables_driver.py", "test_spin_observables.py", "test_load_state.py",
-    "test_robust.py", "test_state.py", "test_provenance.py", "test_spin_hamiltonians.py",
-    "test_chem_reference.py", "test_precision_hooks.py", "test_connected_rule.py",
-    "test_spring.py", "test_realspace_observables.py", "test_packed_local_energy.py",
-    "test_observe_cli.py", "test_netket_interop.py", "test_exact_metric.py", "test_vit.py",
-    "test_cli.py",
+    "test_realspace.py", "test_lapnet.py", "test_reduced_correlations.py", "test_packed_vmc.py",
+    "test_driver.py", "test_dtype.py", "test_second_quantized.py", "test_vmc.py",
+    "test_sampling.py", "test_gcnn.py", "test_observables_paths.py", "test_rbm.py",
+    "test_spin_packed_local_energy.py", "test_observables_driver.py", "test_spin_observables.py",
+    "test_load_state.py", "test_robust.py", "test_state.py", "test_provenance.py",
+    "test_spin_hamiltonians.py", "test_chem_reference.py", "test_precision_hooks.py",
+    "test_connected_rule.py", "test_spring.py", "test_realspace_forces.py",
+    "test_realspace_observables.py", "test_packed_local_energy.py", "test_observe_cli.py",
+    "test_netket_interop.py", "test_exact_metric.py", "test_vit.py", "test_cli.py",
 )
 
 
