@@ -78,13 +78,23 @@ def check_all_electron(atoms: Any) -> None:
                          "pseudopotentials")
 
 
+def column_statistics(values: np.ndarray, n_chains: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means and error bars of every column of ``values [T W, K]`` (rows: step * W + walker)."""
+    from nqs.stats import statistics
+
+    values = jnp.asarray(values, dtype=jnp.float64)
+    n = values.shape[0]
+    weights = jnp.full(n, 1.0 / n)
+    fn = jax.jit(jax.vmap(lambda v: statistics(v, weights, n_chains, with_r_hat=False)))
+    st = fn(values.T)
+    return np.asarray(st.mean), np.asarray(st.error_of_mean)
+
+
 def measure_forces(r: np.ndarray, log_psi: Callable[[Any, jax.Array], Any], params: Any,
                    atoms: Any, chunk_size: int | None = None) -> dict[str, Any]:
     """JSON-able record of the forces from positions ``r [T, W, n_el, 3]`` (``T``
     measurements of ``W`` walkers, taken as ``W`` Markov chains): ``mean`` and ``error``
     ``[A][3]`` of the zero-variance estimator, ``bare_mean``, ``bare_error`` of the bare one."""
-    from nqs.realspace.observables import _stats_columns as stats_columns
-
     check_all_electron(atoms)
     t, w = r.shape[:2]
     flat = jnp.asarray(r, jnp.float64).reshape(t * w, *r.shape[2:])
@@ -93,7 +103,7 @@ def measure_forces(r: np.ndarray, log_psi: Callable[[Any, jax.Array], Any], para
     n_atoms = bare.shape[1]
     out: dict[str, Any] = {}
     for label, values in (("", zv), ("bare_", bare)):
-        mean, err = stats_columns(np.asarray(values).reshape(t * w, -1), w)
+        mean, err = column_statistics(np.asarray(values).reshape(t * w, -1), w)
         out[f"{label}mean"] = mean.reshape(n_atoms, 3).tolist()
         out[f"{label}error"] = err.reshape(n_atoms, 3).tolist()
     out.update({"estimator": "zero-variance (Assaraf-Caffarel); bare Hellmann-Feynman beside it",

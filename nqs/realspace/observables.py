@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nqs.errors import InputError
-from nqs.realspace.forces import check_all_electron, measure_forces
+from nqs.realspace.forces import check_all_electron, column_statistics, measure_forces
 from nqs.sampling.walkers import MCMCState, make_mcmc
 
 #: Names of the real-space observables of ``nqs realspace --observe``.
@@ -72,18 +71,6 @@ def sample_positions(key: jax.Array, params: Any, log_psi: Callable[[Any, jax.Ar
     return np.asarray(run(key, init(params, mcmc.r, mcmc.width)))
 
 
-def _stats_columns(values: np.ndarray, n_chains: int) -> tuple[np.ndarray, np.ndarray]:
-    """Means and error bars of every column of ``values [T W, K]`` (rows: step * W + walker)."""
-    from nqs.stats import statistics
-
-    values = jnp.asarray(values, dtype=jnp.float64)
-    n = values.shape[0]
-    weights = jnp.full(n, 1.0 / n)
-    fn = jax.jit(jax.vmap(lambda v: statistics(v, weights, n_chains, with_r_hat=False)))
-    st = fn(values.T)
-    return np.asarray(st.mean), np.asarray(st.error_of_mean)
-
-
 def _flat(r: np.ndarray) -> tuple[np.ndarray, int]:
     r = np.asarray(r, dtype=np.float64)
     if r.ndim != 4 or r.shape[-1] != 3:
@@ -115,7 +102,7 @@ def radial_density(r: np.ndarray, centre: Any = (0.0, 0.0, 0.0), r_max: float | 
                          f"{n_bins}")
     edges = np.linspace(0.0, float(r_max), int(n_bins) + 1)
     volumes = 4.0 / 3.0 * np.pi * np.diff(edges ** 3)
-    mean, err = _stats_columns(_histogram(d, edges) / volumes, n_walkers)
+    mean, err = column_statistics(_histogram(d, edges) / volumes, n_walkers)
     return DensityProfile(edges, 0.5 * (edges[1:] + edges[:-1]), mean, err)
 
 
@@ -129,7 +116,7 @@ def axial_density(r: np.ndarray, origin: Any, axis: Any, s_min: float, s_max: fl
     u = u / np.linalg.norm(u)
     s = (flat - np.asarray(origin, dtype=np.float64)) @ u  # [n, n_el]
     edges = np.linspace(float(s_min), float(s_max), int(n_bins) + 1)
-    mean, err = _stats_columns(_histogram(s, edges) / np.diff(edges), n_walkers)
+    mean, err = column_statistics(_histogram(s, edges) / np.diff(edges), n_walkers)
     return DensityProfile(edges, 0.5 * (edges[1:] + edges[:-1]), mean, err)
 
 
@@ -137,7 +124,7 @@ def dipole_moment(r: np.ndarray, charges: Any, positions: Any) -> tuple[np.ndarr
     """``(mu [3], error [3])`` in e bohr: ``sum_A Z_A R_A - sum_i r_i`` (module docstring)."""
     flat, n_walkers = _flat(r)
     nuclear = np.asarray(charges, np.float64) @ np.asarray(positions, np.float64).reshape(-1, 3)
-    mean, err = _stats_columns(-flat.sum(axis=1), n_walkers)
+    mean, err = column_statistics(-flat.sum(axis=1), n_walkers)
     return nuclear + mean, err
 
 
