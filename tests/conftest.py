@@ -342,9 +342,9 @@ def hf_fitted_ferminet():
         import jax
 
         from hamiltonians.realspace import make_atoms
+        from hamiltonians.realspace_observables import sample_positions
         from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
         from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
-        from nqs.realspace.observables import sample_positions
         from nqs.realspace.pretrain import pretrain
 
         atoms = make_atoms(geometry)

@@ -47,7 +47,7 @@ def test_realspace_resume_refuses_nan_parameters(tmp_path, monkeypatch):
     from hamiltonians.realspace import make_atoms
     from nqs import walker_driver
     from nqs.loop import CHECKPOINT_NAME
-    from nqs.realspace import driver
+    from nqs.problems import realspace as driver
 
     class Stop(Exception):
         pass

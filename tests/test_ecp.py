@@ -199,7 +199,7 @@ def test_network_fitted_to_hartree_fock_nears_the_ecp_rhf_energy():
     ECP-RHF (measured: 6.0 +- 1.6 mHa above, variance 0.062; 3000 steps reach ECP-RHF within
     the error bar, docs/realspace.md). Fitting the orbital values alone, as before, left it 25
     to 43 mHa above with variance 0.4 to 1.4 at this budget, and 20 mHa above at 3000 steps."""
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     res = run_realspace(make_atoms("Be 0 0 0", ecp="ccecp"), layers=((32, 8),) * 2,
                         n_determinants=4, optimizer="sr", momentum=0.9, learning_rate=0.2,

@@ -126,7 +126,7 @@ def test_folx_local_energy_equals_hessian_trace():
 def test_short_run_with_pretraining_lowers_the_energy(network):
     """He, a tiny Psiformer or LapNet (its folx path with sparsity): HF pretraining, 40 SPRING
     steps through the driver."""
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     messages = []
     res = run_realspace(
@@ -146,7 +146,7 @@ def test_short_run_with_pretraining_lowers_the_energy(network):
 def test_kfac_smoke():
     """KFAC (kfac-jax's graph matcher on the attention layers, through the driver) lowers the
     energy of He."""
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     try:
         res = run_realspace(make_atoms("He 0 0 0"), ansatz="psiformer", psiformer_layers=1,
@@ -171,7 +171,7 @@ def test_bad_sizes_raise_input_error(network):
         make(a, 1, 1, n_layers=0)
     with pytest.raises(InputError, match="layer norm"):
         make(a, 1, 1, layer_norm="middle")
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     with pytest.raises(InputError, match="unknown ansatz"):
         run_realspace(a, ansatz="paulinet", n_steps=0, eval_steps=2)

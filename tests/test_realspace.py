@@ -14,11 +14,10 @@ from hamiltonians.realspace import (
 )
 from nqs.errors import InputError
 from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
-from nqs.realspace import burn_in, init_walkers, make_mcmc
-from nqs.realspace.driver import run_realspace
-from nqs.realspace.mcmc import electron_assignment
+from nqs.problems.realspace import run_realspace
+from nqs.realspace.mcmc import electron_assignment, init_walkers
 from nqs.realspace.pretrain import pretrain
-from nqs.sampling.walkers import make_energy_sampler
+from nqs.sampling.walkers import burn_in, make_energy_sampler, make_mcmc
 from nqs.stats import statistics
 from nqs.vmc import clip_local_energy
 

@@ -110,7 +110,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
 
     from hamiltonians.realspace import make_atoms
     from nqs.interrupt import RunInterrupted
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     atoms = make_atoms("He 0 0 0")  # the network and sizes of TINY: compilations are cached
     kw = dict(layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2, eval_steps=4,
@@ -162,7 +162,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
 def test_nonfinite_step_is_rejected(tmp_path, monkeypatch, optimizer):
     from hamiltonians.realspace import make_atoms
     from nqs import walker_driver
-    from nqs.realspace import driver
+    from nqs.problems import realspace as driver
 
     calls = []
     finite = walker_driver.step_is_finite
@@ -244,7 +244,7 @@ def test_presets_and_molecule_names():
 
 def test_device_defaults_and_explicit_flags_win():
     """CPU: a small network; GPU: FermiNet's; SPRING on both; an explicit flag is kept."""
-    from nqs.realspace.defaults import realspace_defaults
+    from nqs.problems.realspace_defaults import realspace_defaults
 
     cpu, gpu = realspace_defaults("cpu"), realspace_defaults("gpu")
     assert (gpu.layers, gpu.hidden, gpu.determinants) == (4, (256, 32), 16)
@@ -264,20 +264,21 @@ def test_kfac_failure_falls_back_with_one_warning(tmp_path, capsys, monkeypatch,
     """KFAC failing (as kfac-jax 0.0.8 on jax 0.11) gives one warning line and a finished run
     with SPRING whose energy respects the variational bound of He."""
     from nqs.optim import scheduled_optimizer
-    from nqs.realspace import train
+    from nqs.problems import realspace as driver
+    from nqs.vmc import WalkerVMC, make_walker_vmc
 
     def broken_kfac(apply, e_loc, **kw):
         if failure == "import":
             raise InputError("KFAC needs jax < 0.11 (kfac-jax 0.0.8); this is jax 0.11.0")
-        vmc = train.make_optax_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
-                                   mcmc_steps=2)
+        vmc = make_walker_vmc(apply, e_loc, scheduled_optimizer("adam", 1e-3, 1000.0),
+                              mcmc_steps=2)
 
         def step(key, state):
             raise TypeError("cannot unpack non-iterable ClosedJaxpr object\nmore detail")
 
-        return train.VMC(vmc.init, step)
+        return WalkerVMC(vmc.init, step)
 
-    monkeypatch.setattr(train, "make_kfac_vmc", broken_kfac)
+    monkeypatch.setattr(driver, "make_kfac_vmc", broken_kfac)
     argv = [a for a in TINY if a not in ("adam", "--optimizer", "--lr", "0.01")]
     rc = _main(["realspace", "--preset", "He", *argv, "--optimizer", "kfac", "--steps", "4",
                 "--out", str(tmp_path / "fb")])
@@ -303,7 +304,7 @@ def test_options_object_and_overrides():
     """``run_realspace(atoms, RealSpaceOptions(...), **overrides)``: bad options are refused
     before anything is built; an unknown name is a TypeError, as for any keyword call."""
     from hamiltonians.realspace import make_atoms
-    from nqs.realspace.driver import RealSpaceOptions, run_realspace
+    from nqs.problems.realspace import RealSpaceOptions, run_realspace
 
     atoms = make_atoms("He 0 0 0")
     base = RealSpaceOptions(n_walkers=16, n_steps=2)

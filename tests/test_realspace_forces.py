@@ -1,4 +1,4 @@
-"""Hellmann-Feynman forces (:mod:`nqs.realspace.forces`): the bare and zero-variance estimators
+"""Hellmann-Feynman forces (:mod:`hamiltonians.realspace_forces`): the bare and zero-variance estimators
 against Gauss's law for the hydrogen 1s cloud, and against central finite differences of the
 energy <psi|H(R)|psi> of a fixed H2 wavefunction (correlated sampling)."""
 
@@ -11,10 +11,10 @@ import pytest
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms, potential_energy
+from hamiltonians.realspace_forces import force_samples, measure_forces, nuclear_forces
+from hamiltonians.realspace_observables import sample_positions
 from nqs.errors import InputError
-from nqs.realspace.forces import force_samples, measure_forces, nuclear_forces
 from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
-from nqs.realspace.observables import sample_positions
 from nqs.stats import statistics
 
 
@@ -159,7 +159,7 @@ def test_forces_of_a_network_fitted_to_hartree_fock(hf_fitted_ferminet) -> None:
     t, w = r.shape[:2]
     rec = measure_forces(r, apply, res.params, atoms)
     flat = jnp.asarray(r.reshape(t * w, 2, 3))
-    from nqs.realspace.forces import grad_log_abs
+    from hamiltonians.realspace_forces import grad_log_abs
 
     _, zv = force_samples(flat, grad_log_abs(apply, res.params, flat), atoms.charges,
                           atoms.positions)

@@ -1,4 +1,4 @@
-"""Real-space observables (:mod:`nqs.realspace.observables`): the hydrogen-atom density against
+"""Real-space observables (:mod:`hamiltonians.realspace_observables`): the hydrogen-atom density against
 the analytic 1s density, the dipole of an atom off the origin, the Hartree-Fock density of
 helium for a network fitted to HF (within error bars), the HF quadratures, and a bad
 ``--observe`` name (``nqs realspace --observe density dipole`` itself runs in
@@ -13,8 +13,7 @@ import pytest
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms
-from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
-from nqs.realspace.observables import (
+from hamiltonians.realspace_observables import (
     axial_density,
     dipole_moment,
     hf_axial_density,
@@ -22,6 +21,7 @@ from nqs.realspace.observables import (
     radial_density,
     sample_positions,
 )
+from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
 
 CENTRE = np.array([0.0, 0.0, 0.5])
 

@@ -33,7 +33,7 @@ def test_spring_direction_minimizes_its_objective():
 
 def test_spring_run_resumes_exactly_and_rejects_bad_momentum(tmp_path):
     from hamiltonians.realspace import make_atoms
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     atoms = make_atoms("He 0 0 0")
     kw = dict(layers=((8, 4),), n_determinants=1, n_walkers=16, mcmc_steps=2, eval_steps=4,

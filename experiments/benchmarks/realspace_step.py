@@ -69,7 +69,7 @@ from nqs.guard import copy_tree
 from nqs.io import write_json_atomic
 from nqs.models.electrons import folx_sparsity, make_network, network_options, with_dtype
 from nqs.models.ferminet import DEFAULT_LAYERS, make_ferminet
-from nqs.realspace.driver import make_vmc_method
+from nqs.problems.realspace import make_vmc_method
 from nqs.realspace.mcmc import init_walkers
 
 HERE = Path(__file__).resolve().parent

@@ -57,7 +57,7 @@ from hamiltonians.realspace import make_atoms, make_local_energy
 from nqs.guard import copy_tree
 from nqs.io import write_json_atomic
 from nqs.models.ferminet import make_ferminet
-from nqs.realspace.driver import make_vmc_method
+from nqs.problems.realspace import make_vmc_method
 from nqs.realspace.mcmc import init_walkers
 
 HERE = Path(__file__).resolve().parent

@@ -109,7 +109,7 @@ def _realspace_step(n_el: int, walkers: int):
 
     from hamiltonians.realspace import make_atoms, make_local_energy
     from nqs.models.ferminet import make_ferminet
-    from nqs.realspace.driver import make_vmc_method
+    from nqs.problems.realspace import make_vmc_method
     from nqs.realspace.mcmc import init_walkers
 
     atoms = make_atoms("; ".join(f"H 0 0 {1.4 * i:.3f}" for i in range(n_el)))
@@ -168,7 +168,7 @@ def baseline_point() -> dict:
 
     import hamiltonians.molecule  # noqa: F401
     import hamiltonians.realspace  # noqa: F401
-    import nqs.realspace.driver  # noqa: F401
+    import nqs.problems.realspace  # noqa: F401
     import nqs.vmc  # noqa: F401
 
     jax.block_until_ready(jax.jit(lambda x: x + 1)(jnp.ones(3)))

@@ -29,7 +29,7 @@ from hamiltonians.realspace import make_atoms, make_local_energy
 from nqs.errors import CheckpointError, InputError
 from nqs.io import load_checkpoint_metadata, write_json_atomic
 from nqs.loop import CHECKPOINT_NAME
-from nqs.realspace.driver import load_network_state, recorded_options
+from nqs.problems.realspace import load_network_state, recorded_options
 from nqs.realspace.mcmc import burn_in, init_walkers, make_mcmc
 from nqs.sampling.walkers import make_energy_sampler
 from nqs.stats import statistics

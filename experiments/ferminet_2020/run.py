@@ -26,7 +26,7 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_atoms
 from nqs.commands.realspace import PRESETS
 from nqs.io import read_jsonl, write_json_atomic
-from nqs.realspace.driver import run_realspace
+from nqs.problems.realspace import run_realspace
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("He", "Li", "Be", "LiH", "H2")

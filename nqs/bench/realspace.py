@@ -168,7 +168,7 @@ def run_realspace_benchmark(
     """Basis-set references and a real-space FermiNet run per job; one record per molecule
     (energies in Hartree, differences in mHa, times in seconds)."""
     from hamiltonians.realspace import make_atoms
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     records = []
     for job in jobs:

@@ -15,7 +15,7 @@ Markov chains read from the checkpoint (the last one written: the final state of
 run, the last checkpoint of an interrupted one). The integrals are checked against the digest
 in the fingerprint.
 
-A run of ``nqs realspace`` loads as a :class:`nqs.realspace.observables.RealSpaceState`
+A run of ``nqs realspace`` loads as a :class:`hamiltonians.realspace_observables.RealSpaceState`
 (network, parameters and walkers; ``measure(["density", "dipole"])``, ``energy()``), its
 system rebuilt from the nuclei and electron counts in the checkpoint.
 
@@ -38,7 +38,7 @@ from nqs.loop import CHECKPOINT_NAME
 class LoadedRun:
     """A run read back: its state, the operator it minimized, its step and metadata."""
 
-    state: Any  # nqs.state.VariationalState (real space: nqs.realspace.observables.RealSpaceState)
+    state: Any  # nqs.state.VariationalState (real space: hamiltonians.realspace_observables.RealSpaceState)
     operator: Any  # the Hamiltonian (a spin model, a MolecularHamiltonian; real space: the atoms)
     kind: str  # "spin", "molecule" or "realspace"
     step: int  # steps done when the checkpoint was written
@@ -63,7 +63,7 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> LoadedRun:
     if not ckpt.is_file():
         raise CheckpointError(f"no checkpoint to load: {ckpt} does not exist")
     meta = load_checkpoint_metadata(ckpt)
-    from nqs.realspace.driver import recorded_options
+    from nqs.problems.realspace import recorded_options
 
     options = recorded_options(meta)
     if "symbols" in options and ("layers" in options
@@ -142,8 +142,8 @@ def _realspace(ckpt: Path, meta: dict[str, Any], seed: int | None) -> LoadedRun:
     from hamiltonians.ecp import load_ecps
     from hamiltonians.molecule import element_charge
     from hamiltonians.realspace import make_atoms
-    from nqs.realspace.driver import load_network_state
-    from nqs.realspace.observables import RealSpaceState
+    from hamiltonians.realspace_observables import RealSpaceState
+    from nqs.problems.realspace import load_network_state
 
     symbols, positions = meta["symbols"], meta["positions"]
     n_el = int(meta["n_alpha"]) + int(meta["n_beta"])

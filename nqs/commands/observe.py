@@ -19,7 +19,7 @@ a_qs>`` in the active orbitals):
   gamma_pq <q|r|p>`` measured as one one-body operator (error bars from the samples; frozen
   core included; needs ``--molecule``, not ``--fcidump``).
 
-Real space (:mod:`nqs.realspace.observables`; positions drawn from the final walkers at the
+Real space (:mod:`hamiltonians.realspace_observables`; positions drawn from the final walkers at the
 final parameters, ``--eval-steps`` measurements):
 
 * ``density``: radial (shell averages of rho(r) about the nucleus) for an atom, axial
@@ -27,7 +27,7 @@ final parameters, ``--eval-steps`` measurements):
   ``--pretrain-basis`` over the same bins (plot: 4 pi r^2 rho(r), or the axial profile);
 * ``dipole``: ``mu = sum_A Z_A R_A - sum_i r_i`` in e bohr;
 * ``forces``: the Hellmann-Feynman force on every nucleus, hartree / bohr, zero-variance
-  estimator beside the bare one (:mod:`nqs.realspace.forces`; all-electron systems only).
+  estimator beside the bare one (:mod:`hamiltonians.realspace_forces`; all-electron systems only).
 
 ``observables.json``: ``{name: {"mean", "error", ...}}`` (:func:`nqs.state.stats_record`; lists
 for several components, with the ``"estimator"`` used) written atomically after the run; a plot

@@ -152,8 +152,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "local energies and reductions stay float64. float32 needs --optimizer adam "
                    "or sr (default: float64)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+    from hamiltonians.realspace_observables import REALSPACE_OBSERVABLES
     from nqs.commands.observe import add_observe_option
-    from nqs.realspace.observables import REALSPACE_OBSERVABLES
 
     add_observe_option(p, REALSPACE_OBSERVABLES)
     p.add_argument("--out", type=Path, default=Path("runs/realspace"),
@@ -278,11 +278,11 @@ def _device_sized(args: argparse.Namespace) -> tuple[str, ...]:
 def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None:
     """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` (a Psiformer:
     :data:`PSIFORMER_SIZED`, and ``--layer-norm``) and ``--momentum`` from
-    :func:`nqs.realspace.defaults.realspace_defaults` for ``platform``; explicit values are
+    :func:`nqs.problems.realspace_defaults.realspace_defaults` for ``platform``; explicit values are
     kept. Returns the line to print (None when every sized option was given)."""
     from dataclasses import replace
 
-    from nqs.realspace.defaults import realspace_defaults
+    from nqs.problems.realspace_defaults import realspace_defaults
 
     d = realspace_defaults(platform)
     psiformer = getattr(args, "ansatz", "ferminet") in ATTENTION_ANSATZE
@@ -391,8 +391,8 @@ def check_sizes(args: argparse.Namespace, n_el: int, walkers: int, layers: int,
 
 def run(args: argparse.Namespace) -> int:
     """Build the system and network from ``args``, run VMC, write the result files."""
+    from hamiltonians.realspace_observables import REALSPACE_OBSERVABLES
     from nqs.commands.observe import check_names
-    from nqs.realspace.observables import REALSPACE_OBSERVABLES
     from nqs.rundir import open_run_dir
 
     _check(args)
@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
     name, atoms, reference, source = resolve_system(args)
     check_charge(atoms)
     if "forces" in args.observe:  # before the run, not after it
-        from nqs.realspace.forces import check_all_electron
+        from hamiltonians.realspace_forces import check_all_electron
 
         check_all_electron(atoms)
     if args.pretrain_basis is None:
@@ -459,7 +459,7 @@ def geometry_line(name: str, atoms, args: argparse.Namespace) -> str:  # noqa: A
 
 def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int:  # noqa: ANN001
     from nqs.io import write_json_atomic
-    from nqs.realspace.driver import run_realspace
+    from nqs.problems.realspace import run_realspace
 
     print(geometry_line(name, atoms, args), flush=True)
     print(f"{name}: {atoms.n_alpha} alpha + {atoms.n_beta} beta electrons; exact energy "
@@ -541,8 +541,8 @@ def _observe(args: argparse.Namespace, name: str, atoms, result) -> None:  # noq
     (``--eval-steps`` measurements), observables.json and the plots."""
     import jax
 
+    from hamiltonians.realspace_observables import measure
     from nqs.commands.observe import realspace_plots, write_observables
-    from nqs.realspace.observables import measure
 
     hf = None
     if "density" in args.observe:

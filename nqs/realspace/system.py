@@ -1,7 +1,7 @@
 """What the real-space engine needs of a system: nuclei, electron counts and a local energy.
 
 The Coulomb Hamiltonian itself is physics (:class:`hamiltonians.realspace.Atoms` implements this
-protocol); the engine (:mod:`nqs.realspace.driver`, the walkers, the FermiNet) only sees the
+protocol); the engine (:mod:`nqs.problems.realspace`, the walkers, the FermiNet) only sees the
 protocol, so the core never imports :mod:`hamiltonians`, as the discrete driver only sees a
 :class:`nqs.operator.DiscreteOperator`.
 """

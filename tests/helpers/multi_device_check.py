@@ -115,7 +115,8 @@ def realspace_checks(out: dict, mesh1, mesh4) -> None:
     from nqs.models.ferminet import make_ferminet
     from nqs.optim import scheduled_optimizer
     from nqs.realspace.mcmc import MCMCState, init_walkers
-    from nqs.realspace.train import VMCState, make_kfac_vmc, make_optax_vmc
+    from nqs.realspace.train import make_kfac_vmc
+    from nqs.vmc import WalkerState, make_walker_vmc
 
     atoms = make_atoms("He 0 0 0", unit="bohr")
     init, apply = make_ferminet(atoms, 1, 1, layers=((4, 2),), n_determinants=1)
@@ -128,7 +129,7 @@ def realspace_checks(out: dict, mesh1, mesh4) -> None:
         vmc = factory(apply, e_loc_fn, mcmc_steps=2, chunk_size=chunk, mesh=mesh)
         fresh = jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), params)  # KFAC donates
         state = vmc.init(key, fresh, walkers, 0.2)
-        shard = VMCState(tree_shardings(state.params, mesh, None),
+        shard = WalkerState(tree_shardings(state.params, mesh, None),
                          tree_shardings(state.opt_state, mesh, None),
                          MCMCState(sample_sharding(mesh), sample_sharding(mesh), replicated(mesh)))
         state = put(state, shard)
@@ -139,7 +140,7 @@ def realspace_checks(out: dict, mesh1, mesh4) -> None:
         return np.asarray(energies), gather(state.params), gather(state.mcmc.r)
 
     def make_sr_vmc(*args, **kw):  # minSR as the driver builds it
-        return make_optax_vmc(*args, scheduled_optimizer("sr", 0.05, 1000.0), **kw)
+        return make_walker_vmc(*args, scheduled_optimizer("sr", 0.05, 1000.0), **kw)
 
     # minSR: one device unchunked vs four devices chunked (3 walkers per device at a time)
     s1, s4c = run(make_sr_vmc, mesh1), run(make_sr_vmc, mesh4, 3)

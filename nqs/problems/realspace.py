@@ -1,14 +1,16 @@
-"""Electrons in real space as a plug-in of the walker driver (:mod:`nqs.walker_driver`).
+"""A run of electrons in real space from its options, on the walker driver (:mod:`nqs.walker_driver`).
 
     result = run_realspace(make_atoms("He 0 0 0"), layers=((16, 4),) * 2, n_determinants=2,
                            optimizer="kfac", n_steps=500, n_walkers=256, out_dir="runs/he")
 
-What is real-space specific stays here: the options (:class:`RealSpaceOptions`, their
+The application's part of real space (the CLI's ``nqs realspace``, ``nqs load``, ``nqs bench-fci
+--realspace`` and the experiments call it): the options (:class:`RealSpaceOptions`, their
 fingerprint), the network and the local energy of the system, the walkers' initial positions
 (:func:`nqs.realspace.mcmc.init_walkers`), the Hartree-Fock pretraining
 (:mod:`nqs.realspace.pretrain`) as the run's ``prepare`` hook, the choice of optimizer with its
-defaults and KFAC's fallback to SPRING (:mod:`nqs.realspace.train`: the KFAC glue), the
-result's fields (:class:`RealSpaceResult`) and reading a network back from a checkpoint
+defaults (:func:`make_vmc_method`, :data:`DEFAULT_LR`) and KFAC's fallback to SPRING
+(:func:`make_vmc_with_fallback`; KFAC's glue is :mod:`nqs.realspace.train`), the result's
+fields (:class:`RealSpaceResult`) and reading a network back from a checkpoint
 (:func:`load_network_state`). The run itself (resume, burn-in, the steps in the shared loop
 with their guard, checkpoints, the final evaluation, the result) is the engine's
 (:func:`nqs.walker_driver.run_walker_vmc`), which documents the files: ``log.jsonl`` (here also
@@ -19,6 +21,7 @@ with their guard, checkpoints, the final evaluation, the result) is the engine's
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -47,32 +50,37 @@ from nqs.models.electrons import (
     with_dtype,
 )
 from nqs.models.ferminet import DEFAULT_LAYERS
+from nqs.optim.optimizer import scheduled_optimizer
 from nqs.parallel import (
     Mesh,
     check_divisible,
     without_global_mesh,
 )
 from nqs.precision import DTYPES
+from nqs.problems.realspace_defaults import FALLBACK_MOMENTUM, FALLBACK_OPTIMIZER
 from nqs.realspace.mcmc import init_walkers
 from nqs.realspace.system import RealSpaceSystem
-from nqs.realspace.train import (  # noqa: F401  (DEFAULT_LR, OPTIMIZERS: re-exported)
-    DEFAULT_LR,
-    OPTIMIZERS,
-    VMC,
-    OptimizerName,
-    VMCState,
-    learning_rate_and_delay,
-    make_vmc_method,
-    make_vmc_with_fallback,
-)
+from nqs.realspace.train import make_kfac_vmc
 from nqs.sampling.walkers import MCMCState
+from nqs.vmc import WalkerState, WalkerVMC, make_walker_vmc
 from nqs.walker_driver import (
+    Fallback,
     WalkerProblem,
     WalkerResult,
     WalkerSettings,
     run_walker_vmc,
     walker_chunk_size,
 )
+
+OPTIMIZERS = ("kfac", "adam", "sr")
+OptimizerName = Literal["kfac", "adam", "sr"]
+
+# Per optimizer: (learning rate, delay of lr / (1 + t / delay)).
+DEFAULT_LR: dict[str, tuple[float, float]] = {
+    "kfac": (0.05, 10000.0),  # FermiNet (Pfau et al. 2020)
+    "adam": (1e-3, 1000.0),
+    "sr": (0.05, 1000.0),
+}
 
 
 @dataclass(kw_only=True)
@@ -287,7 +295,7 @@ def _problem(atoms: RealSpaceSystem, o: RealSpaceOptions, env: RunEnv
     walkers = init_walkers(k_walk, atoms, o.n_walkers)
     chunk_size = walker_chunk_size(o.chunk_size, e_loc_fn, params, walkers, env.mesh)
 
-    def build(name: OptimizerName, mu: float) -> VMC:
+    def build(name: OptimizerName, mu: float) -> WalkerVMC:
         return make_vmc_method(name, apply, e_loc_fn, o.learning_rate, o.lr_delay, o.mcmc_steps,
                                o.clip_scale, o.damping, o.norm_constraint, chunk_size, env.mesh,
                                mu)
@@ -355,7 +363,7 @@ def load_network_state(ckpt: str | Path, atoms: RealSpaceSystem
     n_el = atoms.n_alpha + atoms.n_beta
     w = int(options["n_walkers"])
     mcmc = MCMCState(jnp.zeros((w, n_el, 3)), jnp.zeros(w), jnp.zeros(()))
-    template = {"state": VMCState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
+    template = {"state": WalkerState(init(jax.random.PRNGKey(0)), None, mcmc), "step": 0}
     tree, meta = load_checkpoint_entries(ckpt, template)
     state = tree["state"]
     require_finite(state.params, ckpt, "parameters")
@@ -382,3 +390,74 @@ def _recorded_network(meta: dict[str, Any]) -> dict[str, Any] | None:
     if "layers" in net:
         net["layers"] = tuple(tuple(x) for x in net["layers"])
     return net
+
+
+def make_vmc_method(
+    name: OptimizerName,
+    log_abs_psi_fn: Callable[[Any, jax.Array], Any],
+    local_energy_fn: Callable[[Any, jax.Array], jax.Array],
+    learning_rate: float | None = None,
+    delay: float | None = None,
+    mcmc_steps: int = 10,
+    clip_scale: float = 5.0,
+    damping: float = 1e-3,
+    norm_constraint: float = 1e-3,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    momentum: float = 0.0,
+) -> WalkerVMC:
+    """The pure VMC method of an optimizer name: ``"kfac"``, ``"adam"`` or ``"sr"`` (minSR).
+
+    ``learning_rate`` / ``delay`` default to :data:`DEFAULT_LR`; ``damping`` is KFAC's damping
+    and SR's diagonal shift; ``norm_constraint`` applies to KFAC and SR. ``chunk_size``: walkers
+    per device evaluated at a time; ``mesh``: devices the walkers are split over. ``momentum``:
+    SPRING's mu for ``"sr"`` (0: minSR).
+    """
+    lr, dl = learning_rate_and_delay(name, learning_rate, delay, momentum)
+    if name == "kfac":
+        return make_kfac_vmc(
+            log_abs_psi_fn, local_energy_fn, learning_rate=lr, delay=dl, damping=damping,
+            norm_constraint=norm_constraint, mcmc_steps=mcmc_steps, clip_scale=clip_scale,
+            chunk_size=chunk_size, mesh=mesh,
+        )
+    return make_walker_vmc(
+        log_abs_psi_fn, local_energy_fn,
+        scheduled_optimizer(name, lr, dl, damping, norm_constraint, momentum),
+        mcmc_steps=mcmc_steps, clip_scale=clip_scale, chunk_size=chunk_size, mesh=mesh,
+    )
+
+
+def learning_rate_and_delay(name: str, learning_rate: float | None, delay: float | None,
+                            momentum: float = 0.0) -> tuple[float, float]:
+    """``(lr, delay)`` of optimizer ``name`` (None: :data:`DEFAULT_LR`), checked (InputError)."""
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if momentum != 0 and name != "sr":
+        raise InputError("momentum (SPRING) applies to --optimizer sr only")
+    lr0, delay0 = DEFAULT_LR[name]
+    lr = lr0 if learning_rate is None else float(learning_rate)
+    dl = delay0 if delay is None else float(delay)
+    if not (lr > 0 and math.isfinite(lr)) or not (dl > 0 and math.isfinite(dl)):
+        raise InputError(f"learning rate and delay must be positive, got {lr}, {dl}")
+    return lr, dl
+
+
+def make_vmc_with_fallback(build: Callable[[OptimizerName, float], WalkerVMC],
+                           optimizer: OptimizerName, momentum: float, kfac_fallback: bool
+                           ) -> tuple[WalkerVMC | None, Fallback | None, BaseException | None]:
+    """``(vmc, fallback, error)``: the VMC method of ``optimizer`` built by ``build``; with
+    ``kfac_fallback`` (KFAC only) SPRING to fall back to, and KFAC's error when it failed to
+    build (then ``vmc`` is None)."""
+    fallback = None
+    if optimizer == "kfac" and kfac_fallback:
+        fallback = Fallback(
+            lambda: build(FALLBACK_OPTIMIZER, FALLBACK_MOMENTUM), FALLBACK_OPTIMIZER,
+            FALLBACK_MOMENTUM,
+            lambda reason: f"warning: KFAC failed ({reason}); continuing with SPRING "
+            f"(--optimizer {FALLBACK_OPTIMIZER} --momentum {FALLBACK_MOMENTUM:g})")
+    try:
+        return build(optimizer, momentum), fallback, None
+    except Exception as err:  # kfac-jax's import (or a jax it does not support)
+        if fallback is None:
+            raise
+        return None, fallback, err

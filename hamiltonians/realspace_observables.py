@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from hamiltonians.realspace_forces import check_all_electron, column_statistics, measure_forces
 from nqs.errors import InputError
-from nqs.realspace.forces import check_all_electron, column_statistics, measure_forces
 from nqs.sampling.walkers import MCMCState, make_mcmc
 
 #: Names of the real-space observables of ``nqs realspace --observe``.
@@ -221,7 +221,7 @@ def measure(names: list[str], key: jax.Array, params: Any, log_psi: Callable[[An
     draw of positions (:func:`sample_positions`). ``density``: radial about the nucleus for one
     atom, axial along :func:`molecular_axis` otherwise, with the HF profile of ``hf`` (a
     :class:`nqs.realspace.pretrain.HartreeFock`) over the same bins when given; ``forces``:
-    :func:`nqs.realspace.forces.measure_forces` (all-electron systems only). Records are
+    :func:`hamiltonians.realspace_forces.measure_forces` (all-electron systems only). Records are
     JSON-able: ``mean`` and ``error`` lists, the grid, the unit."""
     for name in names:
         if name not in REALSPACE_OBSERVABLES:
