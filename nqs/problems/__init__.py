@@ -1,6 +1,8 @@
 """Builders shared by the CLI and experiment scripts: standard ansatz and sampler choices.
 
-These take objects and plain values (never a config dict) and return engine objects.
+These take objects and plain values (never a config dict) and return engine objects. A run of
+electrons in real space from its options: :mod:`nqs.problems.realspace` (its device-sized
+defaults: :mod:`nqs.problems.realspace_defaults`).
 """
 
 from __future__ import annotations

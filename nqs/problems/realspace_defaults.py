@@ -36,7 +36,7 @@ class RealSpaceDefaults:
         determinants: determinants. walkers: Markov chains. steps: optimization steps.
         optimizer: ``"sr"``, ``"kfac"`` or ``"adam"``. momentum: SPRING's mu (``"sr"`` only).
         learning_rate: lr of ``lr / (1 + t / delay)`` with this optimizer (None: the
-            optimizer's own default, ``nqs.realspace.train.DEFAULT_LR``).
+            optimizer's own default, ``nqs.problems.realspace.DEFAULT_LR``).
         reason: why these sizes (one phrase, printed).
     """
 
