@@ -89,6 +89,7 @@ class Settings:
     start_pt2: float = 1e-3  # rounds after the first while the target's E_PT2 < -this (Ha)
     start_steps: int = 12000  # Adam steps of the start fit at most
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
+    start_refine_steps: int = 20  # Gauss-Newton steps after the start's Adam fit (0: none)
 
 
 AR_SAMPLES = 100_000
@@ -361,11 +362,15 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     params, fidelity = fit_singles_doubles(
         ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
-        target_fidelity=START_TARGET_FIDELITY, info=info)
+        target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
+        info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     echo(f"  start: fit: {info['fit_steps']} Adam steps over {info['target_size']} "
          f"determinants ({info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")
+    if info.get("refine_steps"):
+        echo(f"  start: refine: {info['refine_steps']} Gauss-Newton steps, fidelity "
+             f"{info['adam_fidelity']:.5f} -> {fidelity:.5f} ({info['refine_s']:.1f} s)")
     echo(f"  start: fitted to {text} (fidelity {fidelity:.4f}, {info['seconds']:.0f} s)")
     if record is not None:
         record.update(info)

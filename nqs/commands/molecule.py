@@ -15,6 +15,7 @@ from nqs.commands.common import (
     fmt_energy,
     is_main,
     nonnegative_float,
+    nonnegative_int,
     positive_float,
     positive_int,
     quiet,
@@ -145,6 +146,9 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-final-lr-fraction", type=float, default=0.01,
                    help="below 1: the start fit's learning rate decays to this fraction of "
                    "1e-2 (cosine); 1: constant (default: 0.01)")
+    p.add_argument("--start-refine-steps", type=nonnegative_int, default=20,
+                   help="Gauss-Newton (Levenberg-Marquardt) steps on the overlap with the "
+                   "start's target after its Adam fit; 0: none (default: 20)")
 
 
 def _add_step_options(p: argparse.ArgumentParser) -> None:
@@ -272,7 +276,8 @@ def _settings(args: argparse.Namespace):
                     start=args.start, start_grow=args.start_grow,
                     start_rounds=args.start_rounds, start_pt2=args.start_pt2,
                     start_steps=args.start_steps,
-                    start_final_lr_fraction=args.start_final_lr_fraction)
+                    start_final_lr_fraction=args.start_final_lr_fraction,
+                    start_refine_steps=args.start_refine_steps)
 
 
 def _echo(msg: str) -> None:
