@@ -269,3 +269,22 @@ def test_bad_monte_carlo_options_exit_2(args, word, capsys, tmp_path):
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert word in err.lower(), err
+
+
+def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
+    """``nqs molecule --init-from RUN``: a new run (here with another learning rate) starts at
+    the parameters of RUN's checkpoint, so its first energy (exact summation) is RUN's final one;
+    a checkpoint of another ansatz size is refused in one line with exit 2."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    base = ["molecule", "--molecule", "H2", "--steps", "3", "--hidden", "8"]
+    assert main([*base, "--out", str(first)]) == 0
+    assert main([*base, "--lr", "1e-3", "--init-from", str(first), "--out", str(second)]) == 0
+    capsys.readouterr()
+    final = json.loads((first / "result.json").read_text())["energy"]
+    log = [json.loads(line) for line in (second / "log.jsonl").read_text().splitlines()]
+    assert abs(log[0]["energy"] - final) < 1e-10
+
+    code = main(["molecule", "--molecule", "H2", "--steps", "1", "--hidden", "16",
+                 "--init-from", str(first), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "checkpoint" in err[0], err

@@ -90,6 +90,9 @@ class Settings:
     start_steps: int = 12000  # Adam steps of the start fit at most
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
     start_refine_steps: int = 20  # Gauss-Newton steps after the start's Adam fit (0: none)
+    # a checkpoint (or run directory) whose parameters start the run, in place of the start
+    # fit: a new run (new optimizer, learning rate, steps) continued from another's state
+    init_from: str | None = None
 
 
 AR_SAMPLES = 100_000
@@ -255,7 +258,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     initial_params = None
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
-    if settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
+    if settings.init_from is not None and not resume:
+        initial_params = params_from_checkpoint(settings.init_from, ansatz, hamiltonian)
+        echo(f"  start: the parameters of {settings.init_from}")
+    elif settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
         initial_params = _fitted_start(ansatz, hamiltonian, settings, echo, start_record)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
@@ -263,6 +269,33 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                      chunk_size=settings.chunk_size, initial_params=initial_params,
                      fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
     return result, mode
+
+
+def params_from_checkpoint(path: str | Path, ansatz, hamiltonian):
+    """The parameters saved in the checkpoint ``path`` (a file, or a run directory holding
+    ``checkpoint.msgpack``), read into the structure of ``ansatz`` on ``hamiltonian``'s space;
+    the rest of that run's state (optimizer, sampler, step) is not read. Raises
+    :class:`nqs.errors.CheckpointError` (one line) for a missing or corrupt file, parameters
+    of another ansatz or size, or non-finite parameters."""
+    import jax
+    import jax.numpy as jnp
+
+    from nqs.io import load_checkpoint_entries, read_checkpoint_state, require_finite
+    from nqs.loop import CHECKPOINT_NAME
+    from nqs.vmc import VMCState
+
+    ckpt = Path(path)
+    if ckpt.is_dir():
+        ckpt = ckpt / CHECKPOINT_NAME
+    template = jax.jit(ansatz.init)(jax.random.PRNGKey(0),
+                                    jnp.asarray(hamiltonian.hilbert.hartree_fock_state()))
+    only_params = VMCState(template, None, None, None, None)
+    # the state under "state" (beside the guard's anchor), or at the root (older files)
+    nested = any(name.startswith("['state']") for name in read_checkpoint_state(ckpt)["names"])
+    tree, _ = load_checkpoint_entries(ckpt, {"state": only_params} if nested else only_params)
+    params = tree["state"].params if nested else tree.params
+    require_finite(params, ckpt, "parameters")
+    return params
 
 
 #: The integrals of a molecule's run, beside its checkpoint (:func:`nqs.commands.load.load_run`).

@@ -149,6 +149,10 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-refine-steps", type=nonnegative_int, default=20,
                    help="Gauss-Newton (Levenberg-Marquardt) steps on the overlap with the "
                    "start's target after its Adam fit; 0: none (default: 20)")
+    p.add_argument("--init-from", metavar="RUN", default=None,
+                   help="start from the parameters of another run's checkpoint (its "
+                   "directory or checkpoint file; same molecule, basis and ansatz) instead of "
+                   "the start fit: a new run with its own optimizer, learning rate and steps")
 
 
 def _add_step_options(p: argparse.ArgumentParser) -> None:
@@ -277,7 +281,7 @@ def _settings(args: argparse.Namespace):
                     start_rounds=args.start_rounds, start_pt2=args.start_pt2,
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction,
-                    start_refine_steps=args.start_refine_steps)
+                    start_refine_steps=args.start_refine_steps, init_from=args.init_from)
 
 
 def _echo(msg: str) -> None:
