@@ -288,3 +288,4 @@ def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
                  "--init-from", str(first), "--out", str(tmp_path / "c")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "checkpoint" in err[0], err
+    assert not list((tmp_path / "c").glob("*"))  # refused before anything was written

@@ -251,17 +251,18 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     from nqs.parallel import is_main_process
 
     hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
-    if (out_dir is not None and is_main_process()
-            and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
-        save_integrals(out_dir, integrals)
     optimizer = make_scheduled_optimizer(settings)
     initial_params = None
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
-    if settings.init_from is not None and not resume:
+    if settings.init_from is not None and not resume:  # refused before --out is written to
         initial_params = params_from_checkpoint(settings.init_from, ansatz, hamiltonian)
         echo(f"  start: the parameters of {settings.init_from}")
-    elif settings.ansatz == "autoregressive" and settings.start != "none" and not resume:
+    if (out_dir is not None and is_main_process()
+            and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
+        save_integrals(out_dir, integrals)
+    if (initial_params is None and settings.ansatz == "autoregressive"
+            and settings.start != "none" and not resume):
         initial_params = _fitted_start(ansatz, hamiltonian, settings, echo, start_record)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
