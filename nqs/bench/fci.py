@@ -234,8 +234,10 @@ def fingerprint(integrals, settings: Settings) -> dict:
     h = hashlib.sha256()
     for a in (integrals.h1, integrals.h2, [integrals.e_core, integrals.n_alpha, integrals.n_beta]):
         h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    # how the run began (the start's refinement, --init-from) does not change the trajectory
+    # from a checkpoint on, and checkpoints from before those options stay resumable
     fp = {k: v for k, v in asdict(settings).items()
-          if k not in ("steps", "chunk_size", "seed", "dtype")}
+          if k not in ("steps", "chunk_size", "seed", "dtype", "start_refine_steps", "init_from")}
     return {"integrals": h.hexdigest()[:16], **fp}
 
 
