@@ -341,11 +341,14 @@ def pretrain(
             (:func:`make_orbital_loss`); 0: values only.
         core_radius: each step also fits every walker with one electron moved within this
             radius (bohr) of a nucleus (module docstring); 0: the walkers only.
+        lr_delay: steps over which the learning rate halves (:data:`LR_DELAY`; > 0).
 
     Returns:
         :class:`PretrainResult`.
     """
     _check(n_steps, scf_fraction, gradient_weight, core_radius)
+    if not lr_delay > 0:
+        raise InputError(f"lr_delay must be > 0, got {lr_delay}")
     t0 = time.perf_counter()
     if hf is None:
         hf = run_hartree_fock(atoms, basis)
