@@ -191,14 +191,57 @@ def test_hf_determinant_energy_equals_pyscf_ecp_rhf():
     assert abs(mean - e_hf) < 3 * err, (mean, err, e_hf)
 
 
+def test_pretraining_reaches_the_hf_kinetic_energy_of_mg():
+    """Mg with ccECP (2 valence electrons, a diffuse 3s): after 600 pretraining steps (CPU-default
+    FermiNet, 128 walkers) the network's energy above PySCF's ECP-RHF determinant, ``1/2
+    <|grad u|^2>`` over ``|psi_net|^2`` with ``u = log|psi_net| - log|psi_HF|`` (exact for
+    ``psi_net = psi_HF e^u``; the nonlocal part differs by < 0.1 mHa here), is below 8 mHa:
+    measured 4.9 +- 0.2 mHa. The former learning-rate decay, ``1e-2 / (1 + t / 200)``, left
+    14.1 +- 0.5 mHa at this budget (and 3.5 mHa, the whole excess of the Mg row of
+    docs/realspace.md, after 3000 steps): the fit is limited by its steps, not its noise."""
+    from nqs.ansatz import sign_and_log
+    from nqs.models.ferminet import make_ferminet, make_ferminet_orbitals
+    from nqs.realspace.mcmc import init_walkers, make_mcmc
+    from nqs.realspace.pretrain import make_hf_log_psi, pretrain, run_hartree_fock
+
+    atoms = make_atoms("Mg 0 0 0", ecp="ccecp")
+    hf = run_hartree_fock(atoms, "ccecp-ccpvdz")
+    kw = dict(layers=((32, 8),) * 2, n_determinants=4)
+    init, apply = make_ferminet(atoms, atoms.n_alpha, atoms.n_beta, **kw)
+    orbitals = make_ferminet_orbitals(atoms, atoms.n_alpha, atoms.n_beta, **kw)
+    res = pretrain(jax.random.PRNGKey(0), init(jax.random.PRNGKey(1)), atoms, orbitals, apply,
+                   init_walkers(jax.random.PRNGKey(2), atoms, 128), n_steps=600, hf=hf,
+                   learning_rate=1e-2)
+    hf_log_psi = make_hf_log_psi(hf)
+
+    def half_grad_u2(r: jax.Array) -> jax.Array:
+        g = jax.grad(lambda x: sign_and_log(apply(res.params, x))[1] - hf_log_psi(None, x)[1])(r)
+        return 0.5 * jnp.sum(g * g)
+
+    excess = jax.jit(jax.vmap(half_grad_u2))
+    mc_init, step = make_mcmc(apply, 10)
+    step = jax.jit(step)
+    mc = mc_init(res.params, res.walkers, 0.5)
+    key, values = jax.random.PRNGKey(3), []
+    for i in range(15):
+        key, k = jax.random.split(key)
+        mc, _ = step(k, res.params, mc)
+        if i >= 5:
+            values.append(np.asarray(excess(mc.r)))
+    per_walker = np.mean(values, axis=0)
+    mean, err = per_walker.mean(), per_walker.std(ddof=1) / np.sqrt(per_walker.size)
+    assert err < 0.001, err
+    assert mean < 0.008, (mean, err)
+
+
 @pytest.mark.slow
 def test_network_fitted_to_hartree_fock_nears_the_ecp_rhf_energy():
     """Be with ccECP: the CPU-default FermiNet after 1000 pretraining steps on PySCF's ECP-RHF
     (ccecp-ccpvdz) and no VMC step, evaluated by the driver. Its local-energy variance is below
-    twice the HF determinant's own (0.05 Ha^2) and its energy within 3 error bars + 10 mHa of
-    ECP-RHF (measured: 6.0 +- 1.6 mHa above, variance 0.062; 3000 steps reach ECP-RHF within
-    the error bar, docs/realspace.md). Fitting the orbital values alone, as before, left it 25
-    to 43 mHa above with variance 0.4 to 1.4 at this budget, and 20 mHa above at 3000 steps."""
+    twice the HF determinant's own (0.05 Ha^2) and its energy within 3 error bars of ECP-RHF
+    (measured: -0.06 +- 1.47 mHa, variance 0.050; with the former rate decay, 1 / (1 + t / 200),
+    6.0 +- 1.6 mHa above, variance 0.062). Fitting the orbital values alone, as before, left it
+    25 to 43 mHa above with variance 0.4 to 1.4 at this budget, and 20 mHa above at 3000 steps."""
     from nqs.problems.realspace import run_realspace
 
     res = run_realspace(make_atoms("Be 0 0 0", ecp="ccecp"), layers=((32, 8),) * 2,
@@ -213,8 +256,7 @@ def test_network_fitted_to_hartree_fock_nears_the_ecp_rhf_energy():
     assert res.hf_energy == pytest.approx(e_hf, abs=1e-6)
     assert res.energy_error < 0.004, res.energy_error
     assert res.variance < 0.1, res.variance
-    assert abs(res.energy - e_hf) < 3 * res.energy_error + 0.010, (res.energy,
-                                                                     res.energy_error, e_hf)
+    assert abs(res.energy - e_hf) < 3 * res.energy_error, (res.energy, res.energy_error, e_hf)
 
 
 @pytest.mark.parametrize("argv, message", [
