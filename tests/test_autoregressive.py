@@ -643,6 +643,11 @@ def test_phase_network_follows_the_size_of_the_space():
     # an explicit choice is kept at any size
     assert resolve_settings(Settings(phase="mlp"), 10**7).phase == "mlp"
     assert resolve_settings(Settings(phase="conditional"), 441).phase == "conditional"
+    # and SR's learning rate: 0.05 up to the cap, 0.01 beyond; an explicit one is kept
+    assert resolve_settings(Settings(sampler="autoregressive"), 44100).learning_rate == 0.05
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).learning_rate == 0.01
+    assert resolve_settings(Settings(learning_rate=0.2), 10**7).learning_rate == 0.2
+    assert resolve_settings(Settings(), 441).learning_rate == 3e-3  # backflow, Adam
 
 
 def test_gauss_newton_refinement_raises_the_start_fidelity():

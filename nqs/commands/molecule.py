@@ -168,7 +168,8 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
                    help="optimizer; auto: sr for the autoregressive ansatz, adam otherwise "
                    "(default: auto)")
     p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: "
-                   "0.05 for the autoregressive ansatz with SR, 3e-3 otherwise)")
+                   "for the autoregressive ansatz with SR 0.05, 0.01 beyond 100000 "
+                   "determinants; 3e-3 otherwise)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
                    help="SR diagonal shift (default: 1e-3)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[64],
