@@ -43,6 +43,7 @@ from nqs.errors import InputError
 from nqs.guard import Guard, check_time_limit
 from nqs.io import (
     load_checkpoint,
+    load_checkpoint_entries,
     load_checkpoint_metadata,
     require_finite,
     to_jsonable,
@@ -394,13 +395,38 @@ def load_checkpoint_state(ckpt: str | Path, ansatz: Ansatz, operator: DiscreteOp
     saved = load_checkpoint_metadata(ckpt)
     init, _ = make_vmc(ansatz, operator, sampler, optimizer, None, False)
     template = gather(jax.jit(init)(jax.random.PRNGKey(int(saved.get("seed", 0)))))
-    if "guard" in saved:
+    if _nested(saved):
         tree, _ = load_checkpoint(ckpt, {"state": template, "anchor": template})
         state = tree["state"]
     else:
         state, _ = load_checkpoint(ckpt, template)
     require_finite(state.params, ckpt, "parameters")
     return state, saved
+
+
+def load_checkpoint_params(ckpt: str | Path, ansatz: Ansatz, x0: jax.Array) -> Params:
+    """Only the parameters of the checkpoint ``ckpt`` (a file, or a run directory holding
+    ``checkpoint.msgpack``), read into the structure of ``ansatz`` (initialized at one
+    configuration ``x0``); the optimizer, sampler and step are not read, so a run with another
+    optimizer can start from them. Raises :class:`CheckpointError` (one line) for a missing or
+    corrupt file, parameters of another ansatz or size, or non-finite parameters."""
+    ckpt = Path(ckpt)
+    if ckpt.is_dir():
+        ckpt = ckpt / CHECKPOINT_NAME
+    only_params = VMCState(jax.jit(ansatz.init)(jax.random.PRNGKey(0), x0), None, None, None,
+                           None)
+    if _nested(load_checkpoint_metadata(ckpt)):
+        params = load_checkpoint_entries(ckpt, {"state": only_params})[0]["state"].params
+    else:
+        params = load_checkpoint_entries(ckpt, only_params)[0].params
+    require_finite(params, ckpt, "parameters")
+    return params
+
+
+def _nested(saved: dict[str, Any]) -> bool:
+    """Whether a checkpoint (its metadata ``saved``) holds the state under ``"state"`` beside
+    the guard's anchor (current files) rather than at its root (files from before the guard)."""
+    return "guard" in saved
 
 
 def _discrete_problem(step: Callable[[VMCState], tuple[VMCState, Any]], out: Path | None,

@@ -273,19 +273,26 @@ def test_singles_doubles_target_is_cisd(lih):
     assert abs(v @ h_v - e_cisd) < 1e-8, (v @ h_v, e_cisd)
 
 
-def test_cisd_start_reaches_the_open_shell_doubles():
-    """The start fits CISD on H2O/STO-3G to a fidelity of 0.99 in 200 steps (a small network).
-    A fidelity loss stalls near 0.97 there: the open-shell doubles (four singly occupied
-    orbitals) start at p ~ exp(-4 hf_logit) and get no gradient from it; the cross-entropy's
-    gradient does not scale with p. The fidelity is recomputed here from the target."""
+def _h2o_sto3g_made32():
+    """``(H2O/STO-3G Hamiltonian, MADE-32 autoregressive ansatz, its parameters from seed 0)``."""
     from hamiltonians.molecule import compute_integrals, from_preset
     from hamiltonians.second_quantized import MolecularHamiltonian
-    from nqs.models.ar_pretrain import fit_singles_doubles, singles_doubles_target
 
     h2o = MolecularHamiltonian(compute_integrals(from_preset("H2O", basis="sto-3g"))[0])
     ansatz = make_autoregressive(h2o.hilbert, "made", hidden=(32,), phase_hidden=(32,))
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(0),
                                   jnp.asarray(h2o.hilbert.hartree_fock_state()))
+    return h2o, ansatz, params
+
+
+def test_cisd_start_reaches_the_open_shell_doubles():
+    """The start fits CISD on H2O/STO-3G to a fidelity of 0.99 in 200 steps (a small network).
+    A fidelity loss stalls near 0.97 there: the open-shell doubles (four singly occupied
+    orbitals) start at p ~ exp(-4 hf_logit) and get no gradient from it; the cross-entropy's
+    gradient does not scale with p. The fidelity is recomputed here from the target."""
+    from nqs.models.ar_pretrain import fit_singles_doubles, singles_doubles_target
+
+    h2o, ansatz, params = _h2o_sto3g_made32()
     params, fidelity = fit_singles_doubles(ansatz, h2o, params, steps=200)
     x, t = singles_doubles_target(h2o)
     psi = np.exp(np.asarray(jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))(
@@ -655,8 +662,6 @@ def test_gauss_newton_refinement_raises_the_start_fidelity():
     residuals' squared sum is ``||psi - t||^2 = 2 - 2 Re<t|psi>`` over the whole sector
     (checked by enumeration), and a few steps cut the infidelity at least in half, and the exact
     energy of the refined state is closer to FCI than the Adam fit's."""
-    from hamiltonians.molecule import compute_integrals, from_preset
-    from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.models.ar_pretrain import (
         _fit_residuals,
         fit_singles_doubles,
@@ -664,10 +669,7 @@ def test_gauss_newton_refinement_raises_the_start_fidelity():
         singles_doubles_target,
     )
 
-    h2o = MolecularHamiltonian(compute_integrals(from_preset("H2O", basis="sto-3g"))[0])
-    ansatz = make_autoregressive(h2o.hilbert, "made", hidden=(32,), phase_hidden=(32,))
-    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0),
-                                  jnp.asarray(h2o.hilbert.hartree_fock_state()))
+    h2o, ansatz, params = _h2o_sto3g_made32()
     params, adam_fidelity = fit_singles_doubles(ansatz, h2o, params, steps=300)
     x, t = singles_doubles_target(h2o)
     full, _, index, dense, e_fci = _dense_hamiltonian(h2o)

@@ -255,7 +255,9 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     records :func:`fingerprint` and a resume with other integrals or settings is refused.
     ``time_limit``: wall seconds of optimization (:func:`nqs.driver.run_vmc`).
     ``start_record`` (a dict) receives the autoregressive start's phases (:func:`_fitted_start`)."""
-    from nqs.driver import run_vmc
+    import jax.numpy as jnp
+
+    from nqs.driver import load_checkpoint_params, run_vmc
     from nqs.parallel import is_main_process
 
     hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
@@ -264,7 +266,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
     if settings.init_from is not None and not resume:  # refused before --out is written to
-        initial_params = params_from_checkpoint(settings.init_from, ansatz, hamiltonian)
+        initial_params = load_checkpoint_params(
+            settings.init_from, ansatz, jnp.asarray(hamiltonian.hilbert.hartree_fock_state()))
         echo(f"  start: the parameters of {settings.init_from}")
     if (out_dir is not None and is_main_process()
             and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
@@ -278,33 +281,6 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                      chunk_size=settings.chunk_size, initial_params=initial_params,
                      fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
     return result, mode
-
-
-def params_from_checkpoint(path: str | Path, ansatz, hamiltonian):
-    """The parameters saved in the checkpoint ``path`` (a file, or a run directory holding
-    ``checkpoint.msgpack``), read into the structure of ``ansatz`` on ``hamiltonian``'s space;
-    the rest of that run's state (optimizer, sampler, step) is not read. Raises
-    :class:`nqs.errors.CheckpointError` (one line) for a missing or corrupt file, parameters
-    of another ansatz or size, or non-finite parameters."""
-    import jax
-    import jax.numpy as jnp
-
-    from nqs.io import load_checkpoint_entries, read_checkpoint_state, require_finite
-    from nqs.loop import CHECKPOINT_NAME
-    from nqs.vmc import VMCState
-
-    ckpt = Path(path)
-    if ckpt.is_dir():
-        ckpt = ckpt / CHECKPOINT_NAME
-    template = jax.jit(ansatz.init)(jax.random.PRNGKey(0),
-                                    jnp.asarray(hamiltonian.hilbert.hartree_fock_state()))
-    only_params = VMCState(template, None, None, None, None)
-    # the state under "state" (beside the guard's anchor), or at the root (older files)
-    nested = any(name.startswith("['state']") for name in read_checkpoint_state(ckpt)["names"])
-    tree, _ = load_checkpoint_entries(ckpt, {"state": only_params} if nested else only_params)
-    params = tree["state"].params if nested else tree.params
-    require_finite(params, ckpt, "parameters")
-    return params
 
 
 #: The integrals of a molecule's run, beside its checkpoint (:func:`nqs.commands.load.load_run`).

@@ -781,13 +781,12 @@ def refine_fit(ansatz: Ansatz, params: Params, x: Any, t: Any, *, steps: int = 3
     # x and t go in as arguments, not as constants of the compiled programs (XLA would fold
     # the sector masks of every target row at compile time)
     @jax.jit
-    def fidelity(theta: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
-        log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(unravel(theta), x)
-        return jnp.abs(jnp.sum(t * jnp.exp(log_psi))) ** 2
-
-    @jax.jit
-    def loss(theta: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
-        return 0.5 * jnp.sum(residuals(unravel(theta), x, t) ** 2)
+    def evaluate(theta: jax.Array, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(half the squared residual, fidelity |<t|psi>|^2) from one pass over x."""
+        r = residuals(unravel(theta), x, t)
+        m = t.shape[0]
+        overlap = jnp.sum(t * (r[:m] + t)) + 1j * jnp.sum(t * r[m:2 * m])  # psi = r + t
+        return 0.5 * jnp.sum(r**2), jnp.abs(overlap) ** 2
 
     @jax.jit
     def direction(theta: jax.Array, lam: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
@@ -801,16 +800,15 @@ def refine_fit(ansatz: Ansatz, params: Params, x: Any, t: Any, *, steps: int = 3
         return delta
 
     theta, lam = theta0, damping
-    current = float(loss(theta, x, t))
-    best_theta, best_fid = theta, float(fidelity(theta, x, t))
+    current, best_fid = (float(v) for v in evaluate(theta, x, t))
+    best_theta = theta
     history, taken = [], 0
     for _ in range(steps):
         taken += 1
         trial = theta + direction(theta, jnp.asarray(lam), x, t)
-        value = float(loss(trial, x, t))
+        value, fid = (float(v) for v in evaluate(trial, x, t))
         if np.isfinite(value) and value < current:
             theta, current, lam = trial, value, max(lam / 3.0, 1e-9)
-            fid = float(fidelity(theta, x, t))
             history.append(fid)
             if fid > best_fid:
                 best_theta, best_fid = theta, fid
