@@ -507,8 +507,9 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
     n_alpha = (n_el_act + mol.spin) // 2
     n_beta = n_el_act - n_alpha
 
+    mo_all = fix_orbital_signs(mf.mo_coeff)
     if n_core == 0 and n_orb_act == n_mo:
-        c = mf.mo_coeff
+        c = mo_all
         h1 = c.T @ mf.get_hcore() @ c
         h2 = ao2mo.restore(1, ao2mo.kernel(mol, c), n_mo)
         e_core = float(mol.energy_nuc())
@@ -517,9 +518,10 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
         from pyscf import mcscf
 
         mc = mcscf.CASCI(mf, n_orb_act, (n_alpha, n_beta))
+        mc.mo_coeff = mo_all  # the fixed signs, not the caller's SCF object changed
         h1, e_core = mc.get_h1eff()
         h2 = ao2mo.restore(1, mc.get_h2eff(), n_orb_act)
-        mo = mf.mo_coeff[:, n_core : n_core + n_orb_act]
+        mo = mo_all[:, n_core : n_core + n_orb_act]
     integrals = MolecularIntegrals(
         h1=np.ascontiguousarray(h1, dtype=np.float64),
         h2=np.ascontiguousarray(h2, dtype=np.float64),
@@ -530,6 +532,41 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
         mo_coeff=np.asarray(mo),
     )
     return screen_integrals(integrals, eri_threshold)
+
+
+def fix_orbital_signs(mo_coeff: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """``mo_coeff [n_ao, n_mo]`` with the sign of each orbital (column) fixed: its first AO
+    coefficient within ``tol`` of the column's largest magnitude is made positive.
+
+    An SCF solver returns each orbital up to a sign, and which sign can change from one process
+    to the next (threaded linear algebra), changing the signs of the determinants and so the
+    wavefunction a network has learned. Degenerate orbitals (the pi pair of N2) stay defined
+    only up to a rotation among themselves.
+    """
+    c = np.array(mo_coeff, dtype=np.float64, copy=True)
+    mag = np.abs(c)
+    first = np.argmax(mag >= mag.max(axis=0, keepdims=True) - tol, axis=0)
+    signs = np.sign(c[first, np.arange(c.shape[1])])
+    return c * np.where(signs == 0, 1.0, signs)
+
+
+def orbital_invariants(integrals: MolecularIntegrals) -> np.ndarray:
+    """What a rotation of the orbitals (sign changes included) leaves unchanged: ``e_core``,
+    the sorted eigenvalues of ``h1`` and of ``h2`` as the symmetric ``[n^2, n^2]`` matrix
+    ``(pq|rs)``, in Hartree (one vector)."""
+    n = integrals.n_orbitals
+    h1 = np.asarray(integrals.h1, dtype=np.float64)
+    h2 = np.asarray(integrals.h2, dtype=np.float64).reshape(n * n, n * n)
+    return np.concatenate([[integrals.e_core], np.linalg.eigvalsh(0.5 * (h1 + h1.T)),
+                           np.linalg.eigvalsh(0.5 * (h2 + h2.T))])
+
+
+def same_hamiltonian(a: MolecularIntegrals, b: MolecularIntegrals, atol: float = 1e-6) -> bool:
+    """Whether ``a`` and ``b`` are one Hamiltonian in two choices of orbitals (signs or
+    rotations): the same sizes and :func:`orbital_invariants` within ``atol`` Hartree."""
+    if (a.n_orbitals, a.n_alpha, a.n_beta) != (b.n_orbitals, b.n_alpha, b.n_beta):
+        return False
+    return bool(np.allclose(orbital_invariants(a), orbital_invariants(b), rtol=0.0, atol=atol))
 
 
 def dipole_one_body(mol: Any, mo_coeff: np.ndarray, core_coeff: np.ndarray | None = None

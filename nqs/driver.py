@@ -556,7 +556,7 @@ def _n_states(operator: DiscreteOperator) -> int:
 
 def _record(info: Any) -> dict:
     """The log fields of a step's ``info`` (the loop adds the step and its times)."""
-    return {
+    record = {
         "energy": float(info.energy),
         "energy_imag": float(info.energy_imag),
         "energy_error": float(info.energy_error),
@@ -566,3 +566,7 @@ def _record(info: Any) -> dict:
         "acceptance": float(info.acceptance),
         "grad_norm": float(info.grad_norm),
     }
+    if getattr(info, "n_unique", None) is not None:  # distinct-configuration samplers
+        record["n_unique"] = int(info.n_unique)
+        record["n_draws"] = int(info.n_draws)
+    return record

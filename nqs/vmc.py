@@ -59,6 +59,9 @@ class StepInfo(NamedTuple):
     acceptance: jax.Array
     grad_norm: jax.Array
     accepted: jax.Array  # False when the step was rejected as non-finite
+    # samplers of distinct configurations (autoregressive): distinct determinants and draws
+    n_unique: Any = None
+    n_draws: Any = None
 
 
 class Estimate(NamedTuple):
@@ -578,7 +581,9 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
             e_unique = packed_local_energy(state.params, x, n_unique)
         if mesh is not None:
             x, w = put((x, w), (sample_sharding(mesh),) * 2)
-        return estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique)
+        new_state, info = estimate_and_finish(state, key, x, w, n_draws, sampler_state,
+                                              e_unique)
+        return new_state, info._replace(n_unique=n_unique, n_draws=n_draws)
 
     step.is_host_step = True
     return step

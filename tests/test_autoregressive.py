@@ -598,6 +598,8 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert abs(log[0]["energy"] - result["e_fci"]) < 1.6e-3 < result["e_hf"] - result["e_fci"]
     assert abs(result["error_mha"]) < 1.6
+    # each step logs its distinct determinants (at most the 4 of H2/STO-3G's sector) and draws
+    assert all(1 <= r["n_unique"] <= 4 and 1 <= r["n_draws"] <= 100_000 for r in log)
 
 
 def test_selected_start_stays_within_its_connection_budget(lih, monkeypatch):

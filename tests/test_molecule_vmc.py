@@ -14,6 +14,7 @@ from hamiltonians.molecule import compute_integrals, from_preset
 from hamiltonians.second_quantized import MolecularHamiltonian
 from nqs.cli import main
 from nqs.exact import make_exact_estimator, sparse_hamiltonian
+from nqs.io import read_jsonl
 from nqs.local_energy import make_local_energy
 from nqs.models.backflow import make_backflow
 from nqs.models.rbm import make_rbm
@@ -289,3 +290,52 @@ def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "checkpoint" in err[0], err
     assert not list((tmp_path / "c").glob("*"))  # refused before anything was written
+
+
+def _flip_orbital(integrals, k: int):
+    """The same integrals with orbital ``k``'s sign flipped (what another SCF run may give)."""
+    from dataclasses import replace
+
+    s = np.ones(integrals.n_orbitals)
+    s[k] = -1.0
+    h1 = integrals.h1 * s[:, None] * s[None, :]
+    h2 = integrals.h2 * np.einsum("p,q,r,s->pqrs", s, s, s, s)
+    return replace(integrals, h1=h1, h2=h2)
+
+
+def test_resume_and_init_from_read_the_runs_own_orbitals(tmp_path, capsys, monkeypatch):
+    """PySCF may return the orbitals with other signs in another process, which changes the
+    signs of the determinants the network learned. A resumed run and ``--init-from`` read the
+    run's own ``integrals.npz`` back when it is the same Hamiltonian in other orbitals: the
+    resumed run continues exactly (the energies of an uninterrupted run), the continued one
+    starts at the final energy; a run of another geometry is refused in one line, exit 2."""
+    import hamiltonians.molecule as molecule
+    from hamiltonians.molecule import orbital_invariants, same_hamiltonian
+
+    base = ["molecule", "--molecule", "H2", "--hidden", "8"]
+    straight, first, second = tmp_path / "s", tmp_path / "a", tmp_path / "b"
+    assert main([*base, "--steps", "5", "--out", str(straight)]) == 0
+    assert main([*base, "--steps", "3", "--out", str(first)]) == 0
+    compute = molecule.compute_integrals
+
+    def flipped(*args, **kwargs):
+        integrals, mf = compute(*args, **kwargs)
+        return _flip_orbital(integrals, 1), mf
+
+    monkeypatch.setattr(molecule, "compute_integrals", flipped)
+    saved = molecule.load_npz(first / "integrals.npz")
+    assert same_hamiltonian(saved, _flip_orbital(saved, 1))
+    assert np.allclose(orbital_invariants(saved), orbital_invariants(_flip_orbital(saved, 1)))
+    assert main([*base, "--steps", "5", "--resume", "--out", str(first)]) == 0
+    assert main([*base, "--steps", "2", "--init-from", str(first), "--out", str(second)]) == 0
+    capsys.readouterr()
+    e_straight = [r["energy"] for r in read_jsonl(straight / "log.jsonl")]
+    e_resumed = [r["energy"] for r in read_jsonl(first / "log.jsonl")]
+    np.testing.assert_allclose(e_resumed, e_straight, rtol=0, atol=1e-10)
+    final = json.loads((first / "result.json").read_text())["energy"]
+    assert abs(read_jsonl(second / "log.jsonl")[0]["energy"] - final) < 1e-10
+
+    code = main(["molecule", "--molecule", "H 0 0 0; H 0 0 0.9", "--hidden", "8", "--steps", "1",
+                 "--init-from", str(first), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "another Hamiltonian" in err[0], err

@@ -260,6 +260,12 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     from nqs.driver import load_checkpoint_params, run_vmc
     from nqs.parallel import is_main_process
 
+    if resume and out_dir is not None:
+        integrals = run_integrals(out_dir, integrals, "the run to resume")
+    elif settings.init_from is not None:
+        source = Path(settings.init_from)
+        integrals = run_integrals(source if source.is_dir() else source.parent, integrals,
+                                  "--init-from")
     hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
     optimizer = make_scheduled_optimizer(settings)
     initial_params = None
@@ -287,6 +293,26 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
 INTEGRALS_NAME = "integrals.npz"
 #: Larger active spaces do not write them (n^4 two-electron integrals: 20 MB at 40 orbitals).
 SAVE_INTEGRALS_MAX_ORBITALS = 40
+
+
+def run_integrals(run_dir: str | Path, integrals, what: str):
+    """The integrals a run in ``run_dir`` was trained on (its ``integrals.npz``), when they are
+    ``integrals`` in other orbital signs or rotations (:func:`hamiltonians.molecule.
+    same_hamiltonian`); ``integrals`` when the run saved none. A network's amplitudes belong to
+    the orbitals it was trained in, and PySCF may return them with other signs in another
+    process, so a resumed or continued run reads them back instead of recomputing them.
+    Raises :class:`InputError` (one line) when the run is of another Hamiltonian."""
+    from hamiltonians.molecule import load_npz, same_hamiltonian
+
+    path = Path(run_dir) / INTEGRALS_NAME
+    if not path.is_file():
+        return integrals
+    saved = load_npz(path)
+    if not same_hamiltonian(saved, integrals):
+        raise InputError(f"{what} ({run_dir}) is a run of another Hamiltonian: its "
+                         f"{INTEGRALS_NAME} is not these integrals in other orbitals (another "
+                         "molecule, geometry, basis or active space)")
+    return saved
 
 
 def save_integrals(out_dir: Path, integrals) -> None:
