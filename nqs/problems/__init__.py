@@ -190,7 +190,10 @@ def molecule_ansatz(
     if kind == "autoregressive":
         from nqs.models.autoregressive import make_autoregressive
 
-        return make_autoregressive(hilbert, backbone, hidden=hidden, phase=phase)
+        # the phase network as wide as the amplitudes': half the error of a fitted H2O/6-31G
+        # start is in its signs
+        return make_autoregressive(hilbert, backbone, hidden=hidden, phase_hidden=hidden,
+                                   phase=phase)
     if kind == "backflow":
         from nqs.models.backflow import make_backflow
 
