@@ -657,6 +657,23 @@ def test_phase_network_follows_the_size_of_the_space():
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).learning_rate == 0.01
     assert resolve_settings(Settings(learning_rate=0.2), 10**7).learning_rate == 0.2
     assert resolve_settings(Settings(), 441).learning_rate == 3e-3  # backflow, Adam
+    # and the width: 128 for the autoregressive ansatz beyond the cap, 64 otherwise; an explicit
+    # one is kept, and the phase network is as wide as the amplitudes'
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).hidden == (128,)
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT).hidden == (64,)
+    assert resolve_settings(Settings(sampler="autoregressive"), 44100).hidden == (64,)
+    assert resolve_settings(Settings(hidden=(32, 16)), 10**7).hidden == (32, 16)
+    from nqs.hilbert import FermionHilbert
+    from nqs.problems import molecule_ansatz
+
+    hilbert = FermionHilbert(4, 2, 2)
+    for phase in ("mlp", "conditional"):
+        ansatz = molecule_ansatz(hilbert, "autoregressive", hidden=(16,), phase=phase)
+        params = ansatz.init(jax.random.PRNGKey(0), jnp.asarray(hilbert.hartree_fock_state()))
+        widths = {leaf.shape[-1] for path, leaf in
+                  jax.tree_util.tree_flatten_with_path(params["params"]["phase"])[0]
+                  if "kernel" in jax.tree_util.keystr(path) or "w0" in jax.tree_util.keystr(path)}
+        assert 16 in widths and 64 not in widths, widths
 
 
 def test_gauss_newton_refinement_raises_the_start_fidelity():

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps per molecule")
     p.add_argument("--steps", type=int, default=None, help="override the per-molecule budgets")
     p.add_argument("--ansatz", choices=("backflow", "rbm"), default="backflow")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64])
+    p.add_argument("--hidden", type=int, nargs="+", default=None)
     p.add_argument("--determinants", type=int, default=1)
     p.add_argument("--optimizer", choices=("adam", "sr", "minsr"), default="adam")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     base = Settings(ansatz=args.ansatz, sampler="exact", optimizer=args.optimizer,
-                    learning_rate=args.lr, hidden=tuple(args.hidden),
+                    learning_rate=args.lr, hidden=None if args.hidden is None else tuple(args.hidden),
                     n_determinants=args.determinants, seed=args.seed, sector=args.sector,
                     diag_shift=args.diag_shift, metric_states=args.metric_states,
                     lr_schedule="constant" if args.final_lr_fraction == 1.0 else "cosine",

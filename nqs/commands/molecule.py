@@ -172,8 +172,10 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
                    "determinants; 3e-3 otherwise)")
     p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
                    help="SR diagonal shift (default: 1e-3)")
-    p.add_argument("--hidden", type=positive_int, nargs="+", default=[64],
-                   help="backflow hidden-layer widths (default: 64)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                   help="hidden-layer widths of the backflow, or of the autoregressive "
+                   "network's amplitudes and phase (default: 64; autoregressive beyond 100000 "
+                   "determinants: 128)")
     p.add_argument("--determinants", type=positive_int, default=1,
                    help="number of backflow determinants (default: 1)")
     p.add_argument("--alpha", type=positive_float, default=2.0,
@@ -270,7 +272,8 @@ def _settings(args: argparse.Namespace):
 
     return Settings(ansatz=args.ansatz, sampler=args.sampler, steps=args.steps,
                     samples=args.samples, optimizer=args.optimizer, learning_rate=args.lr,
-                    diag_shift=args.diag_shift, hidden=tuple(args.hidden),
+                    diag_shift=args.diag_shift,
+                    hidden=None if args.hidden is None else tuple(args.hidden),
                     n_determinants=args.determinants, alpha=args.alpha,
                     init_scale=args.init_scale, seed=args.seed, chains=args.chains,
                     chunk_size=args.chunk_size, lr_schedule=args.lr_schedule,
@@ -340,9 +343,9 @@ def check_job_memory(job, settings, sizes: tuple[int, int, int]) -> None:  # noq
     if settings.ansatz == "rbm":
         n_params = settings.alpha * (2 * n) ** 2 * 2 + 4 * n
     elif settings.ansatz == "autoregressive":  # MADE (or a transformer of similar size) + phase
-        widths = [4 * n, *settings.hidden, 4 * n]
-        n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
-        n_params += (4 * n) ** 2 + (2 * n + 1) * 64 + 65
+        widths = [4 * n, *settings.hidden, 4 * n]  # the phase: as many, and an MLP
+        n_params = 2 * sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        n_params += 2 * (4 * n) ** 2 + (2 * n + 2) * settings.hidden[0]
     else:
         widths = [2 * n, *settings.hidden, n * n_el * settings.n_determinants]
         n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
