@@ -657,11 +657,11 @@ def test_phase_network_follows_the_size_of_the_space():
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).learning_rate == 0.01
     assert resolve_settings(Settings(learning_rate=0.2), 10**7).learning_rate == 0.2
     assert resolve_settings(Settings(), 441).learning_rate == 3e-3  # backflow, Adam
-    # and the width: 128 for the autoregressive ansatz beyond the cap, 64 otherwise; an explicit
-    # one is kept, and the phase network is as wide as the amplitudes'
-    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).hidden == (128,)
+    # and the width: 256 for the autoregressive ansatz, 64 for the backflow; an explicit one
+    # is kept, and the phase network is as wide as the amplitudes'
+    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).hidden == (256,)
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT).hidden == (64,)
-    assert resolve_settings(Settings(sampler="autoregressive"), 44100).hidden == (64,)
+    assert resolve_settings(Settings(sampler="autoregressive"), 44100).hidden == (256,)
     assert resolve_settings(Settings(hidden=(32, 16)), 10**7).hidden == (32, 16)
     from nqs.hilbert import FermionHilbert
     from nqs.problems import molecule_ansatz

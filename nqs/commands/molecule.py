@@ -174,8 +174,8 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
                    help="SR diagonal shift (default: 1e-3)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
                    help="hidden-layer widths of the backflow, or of the autoregressive "
-                   "network's amplitudes and phase (default: 64; autoregressive beyond 100000 "
-                   "determinants: 128)")
+                   "network's amplitudes and phase (default: 64 for the backflow, 256 for the "
+                   "autoregressive ansatz)")
     p.add_argument("--determinants", type=positive_int, default=1,
                    help="number of backflow determinants (default: 1)")
     p.add_argument("--alpha", type=positive_float, default=2.0,
