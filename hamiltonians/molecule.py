@@ -422,7 +422,8 @@ def compute_integrals(
         mf.kernel()
         if not mf.converged:
             raise InputError(f"the SCF of {spec.label} in {spec.basis} did not converge")
-    return _integrals_from_scf(mf, frozen_core, cas, eri_threshold, spec.label), mf
+    return _integrals_from_scf(mf, frozen_core, cas, eri_threshold, spec.label,
+                               fix_signs=True), mf
 
 
 def _check_frozen_or_cas(frozen_core: bool | int, cas: tuple[int, int] | None) -> None:
@@ -486,8 +487,10 @@ def from_pyscf(
 
 
 def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] | None,
-                        eri_threshold: float, label: str) -> MolecularIntegrals:
-    """The integrals of :func:`compute_integrals` in the orbitals ``mf.mo_coeff``."""
+                        eri_threshold: float, label: str,
+                        fix_signs: bool = False) -> MolecularIntegrals:
+    """The integrals of :func:`compute_integrals` in the orbitals ``mf.mo_coeff`` (with
+    :func:`fix_orbital_signs` when ``fix_signs``: the SCF is ours, not the caller's)."""
     from pyscf import ao2mo
     from pyscf.data import elements
 
@@ -507,7 +510,7 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
     n_alpha = (n_el_act + mol.spin) // 2
     n_beta = n_el_act - n_alpha
 
-    mo_all = fix_orbital_signs(mf.mo_coeff)
+    mo_all = fix_orbital_signs(mf.mo_coeff) if fix_signs else np.asarray(mf.mo_coeff)
     if n_core == 0 and n_orb_act == n_mo:
         c = mo_all
         h1 = c.T @ mf.get_hcore() @ c
@@ -518,7 +521,7 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
         from pyscf import mcscf
 
         mc = mcscf.CASCI(mf, n_orb_act, (n_alpha, n_beta))
-        mc.mo_coeff = mo_all  # the fixed signs, not the caller's SCF object changed
+        mc.mo_coeff = mo_all  # the fixed signs, without changing the SCF object
         h1, e_core = mc.get_h1eff()
         h2 = ao2mo.restore(1, mc.get_h2eff(), n_orb_act)
         mo = mo_all[:, n_core : n_core + n_orb_act]

@@ -209,30 +209,22 @@ def test_fcidump_parser_matches_pyscf(tmp_path):
 
 @pytest.mark.parametrize("frozen_core", [False, True])
 def test_orbital_signs_are_fixed(frozen_core):
-    """The integrals of an SCF object do not depend on the signs of its orbitals (another
-    process's SCF may return other signs), with and without a frozen core; the caller's
-    orbitals are not changed. ``same_hamiltonian`` accepts a rotation of the orbitals and
-    refuses another geometry."""
-    from pyscf import gto, scf
+    """The orbitals of a molecule's own SCF are in the fixed gauge (another process's SCF may
+    return other signs), with and without a frozen core; ``fix_orbital_signs`` maps orbitals
+    with flipped signs to the same matrix. ``same_hamiltonian`` accepts a rotation of the
+    orbitals and refuses another geometry."""
+    from hamiltonians.molecule import compute_integrals, fix_orbital_signs, same_hamiltonian
 
-    from hamiltonians.molecule import compute_integrals, same_hamiltonian
-
-    mol = gto.M(atom="Li 0 0 0; H 0 0 1.6", basis="sto-3g", verbose=0)
-    mf = scf.RHF(mol).run()
-    a, _ = compute_integrals(mf, frozen_core=frozen_core)
-    flipped = mf.mo_coeff.copy()
-    flipped[:, [1, 3, 4]] *= -1.0
-    mf.mo_coeff = flipped
-    b, _ = compute_integrals(mf, frozen_core=frozen_core)
-    assert np.array_equal(mf.mo_coeff, flipped)
-    for x, y in ((a.h1, b.h1), (a.h2, b.h2), (a.mo_coeff, b.mo_coeff)):
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+    a, mf = compute_integrals(from_preset("LiH"), frozen_core=frozen_core)
+    np.testing.assert_array_equal(fix_orbital_signs(a.mo_coeff), a.mo_coeff)
+    assert not np.array_equal(np.abs(a.mo_coeff), a.mo_coeff)  # not all positive
+    flipped = mf.mo_coeff * np.where(np.arange(mf.mo_coeff.shape[1]) % 2 == 1, -1.0, 1.0)
+    np.testing.assert_array_equal(fix_orbital_signs(flipped), fix_orbital_signs(mf.mo_coeff))
     # a random rotation of the orbitals is the same Hamiltonian; a stretched bond is not
     n = a.n_orbitals
     u, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(n, n)))
     rotated = replace(a, h1=u.T @ a.h1 @ u,
                       h2=np.einsum("pqrs,pi,qj,rk,sl->ijkl", a.h2, u, u, u, u))
     assert same_hamiltonian(a, rotated)
-    other, _ = compute_integrals(scf.RHF(gto.M(atom="Li 0 0 0; H 0 0 1.7", basis="sto-3g",
-                                                verbose=0)).run(), frozen_core=frozen_core)
+    other, _ = compute_integrals(parse_molecule("Li 0 0 0; H 0 0 1.7"), frozen_core=frozen_core)
     assert not same_hamiltonian(a, other)
