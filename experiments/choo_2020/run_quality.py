@@ -16,7 +16,8 @@ import argparse
 
 import numpy as np
 from diagnose import fci_vector
-from start_quality import energy, state_vector
+from refine_start import describe
+from start_quality import state_vector
 
 import nqs  # noqa: F401  (float64)
 from nqs.commands.load import load_run
@@ -37,15 +38,13 @@ def main() -> None:
             cache = {key: fci_vector(integrals)}
         e_fci, c, h2_eff = cache[key]
         v = state_vector(loaded.state.ansatz, loaded.state.params, integrals, c.shape)
-        e = energy(v, h2_eff, integrals)
-        e_signs = energy(np.abs(v) * np.sign(c), h2_eff, integrals)
+        e, e_signs, fid = describe(v, c, e_fci, h2_eff, integrals)  # mHa, mHa, fidelity
         p = np.abs(v) ** 2 / np.sum(np.abs(v) ** 2)
         overlap = np.vdot(c.ravel(), v.ravel())
-        fid = abs(overlap) ** 2 / np.vdot(v, v).real
         # the global phase of v aligned to FCI's before the signs are compared
         aligned = (v * np.conj(overlap) / abs(overlap)).real
         wrong = float(np.sum(p[np.sign(aligned) != np.sign(c)]))
-        print(f"| {run} | {loaded.step} | {1e3 * (e - e_fci):.3f} | {1e3 * (e_signs - e_fci):.3f} "
+        print(f"| {run} | {loaded.step} | {e:.3f} | {e_signs:.3f} "
               f"| {fid:.6f} | {wrong:.2e} |", flush=True)
 
 
