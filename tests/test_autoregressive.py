@@ -712,3 +712,45 @@ def test_gauss_newton_refinement_raises_the_start_fidelity():
     assert abs(abs(np.vdot(t_all, vector(refined))) ** 2 - fidelity) < 1e-10
     assert 1 - fidelity < 0.5 * (1 - adam_fidelity), (adam_fidelity, fidelity)
     assert energy(refined) - e_fci < energy(params) - e_fci
+
+
+def test_start_fits_the_largest_spin_families_of_a_large_target():
+    """A target larger than ``max_fit`` is fitted on its spin families of largest weight:
+    whole families (so the fitted part stays closed under ``S^2``), a prefix of them by weight,
+    Hartree-Fock first, at most ``max_fit`` determinants, renormalized, with the weight they
+    held recorded. H2O/STO-3G with stretched bonds, two selection rounds."""
+    from hamiltonians.molecule import MoleculeSpec, compute_integrals
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.models import ar_pretrain
+
+    atoms = "O 0 0 0; H 1.8 0 0; H -0.45 1.74 0"
+    h2o = MolecularHamiltonian(compute_integrals(MoleculeSpec(atoms, basis="sto-3g"))[0])
+    x, c = ar_pretrain.selected_target(h2o, rounds=2, pt2_tolerance=0.0)
+    max_fit = len(x) // 3
+    xk, ck, weight = ar_pretrain.truncate_target(x, c, h2o.hilbert, max_fit)
+    assert 0 < len(xk) <= max_fit < len(x)
+    assert np.array_equal(xk[0], x[0]) and np.array_equal(xk[0], h2o.hilbert.hartree_fock_state())
+    assert abs(np.sum(ck**2) - 1) < 1e-12
+    keys, kept_keys = (configuration_keys(a, h2o.hilbert) for a in (x, xk))
+    kept = np.isin(keys, kept_keys)
+    assert abs(weight - np.sum(c[kept] ** 2)) < 1e-12 and 0.99 < weight < 1
+    assert np.allclose(ck, c[kept] / np.sqrt(weight), atol=1e-14)  # order kept too
+    fam = ar_pretrain._spin_families(x, h2o.hilbert)
+    fam_in = set(fam[kept].tolist())
+    assert all(kept[i] for i in range(len(x)) if fam[i] in fam_in)  # whole families
+    w = {f: np.sum(c[fam == f] ** 2) for f in set(fam.tolist())}
+    assert min(w[f] for f in fam_in) >= max(w[f] for f in w if f not in fam_in)
+    assert _s2_in_space(xk)[0]
+
+    same = ar_pretrain.truncate_target(x, c, h2o.hilbert, len(x))
+    assert same[2] == 1.0 and np.array_equal(same[0], x)
+
+    ansatz = make_autoregressive(h2o.hilbert, hidden=(16,), phase_hidden=(8,))
+    params = ansatz.init(jax.random.PRNGKey(0), jnp.asarray(x[0]))
+    info: dict = {}
+    _, fidelity = ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=3, target=(x, c),
+                                                  max_fit=max_fit, info=info)
+    assert (info["target_size"], info["fit_size"]) == (len(x), len(xk))
+    assert abs(info["fit_weight"] - weight) < 1e-12 and 0 < fidelity <= 1
+    with pytest.raises(InputError):
+        ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=1, target=(x, c), max_fit=0)

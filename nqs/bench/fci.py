@@ -92,6 +92,7 @@ class Settings:
     start_steps: int = 12000  # Adam steps of the start fit at most
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
     start_refine_steps: int = 20  # Gauss-Newton steps after the start's Adam fit (0: none)
+    start_fit_max: int | None = None  # determinants the start fits at most (None: 2^17 / orbitals)
     # a checkpoint (or run directory) whose parameters start the run, in place of the start
     # fit: a new run (new optimizer, learning rate, steps) continued from another's state
     init_from: str | None = None
@@ -251,7 +252,8 @@ def fingerprint(integrals, settings: Settings) -> dict:
     # how the run began (the start's refinement, --init-from) does not change the trajectory
     # from a checkpoint on, and checkpoints from before those options stay resumable
     fp = {k: v for k, v in asdict(settings).items()
-          if k not in ("steps", "chunk_size", "seed", "dtype", "start_refine_steps", "init_from")}
+          if k not in ("steps", "chunk_size", "seed", "dtype", "start_refine_steps", "init_from",
+                       "start_fit_max")}
     return {"integrals": h.hexdigest()[:16], **fp}
 
 
@@ -415,10 +417,13 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
-        info=info)
+        max_fit=settings.start_fit_max, info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
-    echo(f"  start: fit: {info['fit_steps']} Adam steps over {info['target_size']} "
-         f"determinants ({info['fit_s']:.1f} s, "
+    fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
+              else f"the {info['fit_size']} determinants of largest weight of "
+                   f"{info['target_size']} (weight {info['fit_weight']:.6f})")
+    echo(f"  start: fit: {info['fit_steps']} Adam steps over {fitted} ("
+         f"{info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")
     if info.get("refine_steps"):
         echo(f"  start: refine: {info['refine_steps']} Gauss-Newton steps, fidelity "

@@ -149,6 +149,10 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-refine-steps", type=nonnegative_int, default=20,
                    help="Gauss-Newton (Levenberg-Marquardt) steps on the overlap with the "
                    "start's target after its Adam fit; 0: none (default: 20)")
+    p.add_argument("--start-fit-max", type=positive_int, default=None, metavar="N",
+                   help="the start fit covers the target's spin families of largest weight "
+                   "up to N determinants (a fit step costs determinants x orbitals) "
+                   "(default: 131072 / orbitals)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="start from the parameters of another run's checkpoint (its "
                    "directory or checkpoint file; same molecule, basis and ansatz) instead of "
@@ -285,7 +289,8 @@ def _settings(args: argparse.Namespace):
                     start_rounds=args.start_rounds, start_pt2=args.start_pt2,
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction,
-                    start_refine_steps=args.start_refine_steps, init_from=args.init_from)
+                    start_refine_steps=args.start_refine_steps,
+                    start_fit_max=args.start_fit_max, init_from=args.init_from)
 
 
 def _echo(msg: str) -> None:

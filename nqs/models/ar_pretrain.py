@@ -91,6 +91,37 @@ PT2_TERMS = 200_000
 #: determinants, max_conn 15436): CISD with the external pass 4.8e8, one round 9.5e8 in all,
 #: 81 CPU seconds and 1.3 GB on a 2-core CPU; a second round would be 2.9e9.
 START_CONNECTIONS = 1_000_000_000
+#: The start fit evaluates the network on every determinant it fits, every Adam step, so its
+#: cost is (determinants x orbitals) per step: it fits the target's largest spin families up
+#: to this many determinant-orbitals (:func:`truncate_target`). H2O/6-31G (13 orbitals, a
+#: 7911-determinant target) is inside it; N2/6-31G frozen core (16 orbitals) three rounds,
+#: 62099 determinants, would take about 0.5 s an Adam step, 100 minutes for the fit, on a
+#: 2-core CPU, and fits its 8192 largest instead.
+FIT_SITE_BUDGET = 1 << 17
+
+
+def truncate_target(x: np.ndarray, t: np.ndarray, hilbert: Any, max_size: int
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(x [k, n_sites], t [k], weight)``: the whole spin families (spatial occupations) of
+    largest weight ``sum t^2`` whose determinants number ``max_size`` at most, in their order
+    in ``x`` (so Hartree-Fock stays row 0), ``t`` renormalized; ``weight``: the ``sum t^2``
+    they held (``t`` normalized). Whole families keep the fitted wavefunction an ``S^2``
+    eigenstate up to the weight left out. ``len(t) <= max_size``: returned as given, weight 1."""
+    x, t = np.asarray(x), np.asarray(t)
+    norm2 = float(np.sum(t**2))
+    if len(t) <= max_size:
+        return x, t, 1.0
+    _, family, sizes = np.unique(_spin_families(x, hilbert), return_inverse=True,
+                                 return_counts=True)
+    family = family.ravel()
+    weights = np.bincount(family, weights=t**2)
+    order = np.argsort(-weights, kind="stable")
+    order = order[np.cumsum(sizes[order]) <= max_size]
+    keep = np.isin(family, order)
+    keep[0] = True  # Hartree-Fock, the largest family in any target this fits
+    kept = float(np.sum(t[keep] ** 2)) / norm2
+    return x[keep], t[keep] / np.sqrt(kept * norm2), kept
+
 
 
 def _why_no_round(size: int, done: int, rounds: int, mc: int, grow: float, spent: int,
@@ -665,6 +696,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
                     target: Any = "cisd", grow: float = 1.0,
                     final_lr_fraction: float = 1.0, rounds: int = 1,
                     pt2_tolerance: float | None = None, refine_steps: int = 0,
+                    max_fit: int | None = None,
                     info: dict | None = None) -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction ``t`` in
     the space S of Hartree-Fock and its singles and doubles by Adam on the cross-entropy
@@ -688,9 +720,13 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     ``(x [m, n_sites], t [m])`` is fitted as given (normalized, row 0 Hartree-Fock).
     ``final_lr_fraction`` < 1: the learning rate decays from ``learning_rate`` to that fraction
     of it over ``steps`` (cosine); 1: constant. ``refine_steps`` > 0: that many Gauss-Newton
-    steps follow the Adam fit (:func:`refine_fit`). ``info`` (a dict) receives
-    ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit, compilation
-    included), ``"target_size"``, ``"adam_fidelity"`` and what :func:`refine_fit` records."""
+    steps follow the Adam fit (:func:`refine_fit`). ``max_fit``: the fit (and the fidelity)
+    covers the target's largest spin families up to that many determinants
+    (:func:`truncate_target`; default ``FIT_SITE_BUDGET // n_orbitals``). ``info`` (a dict)
+    receives ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit,
+    compilation included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the
+    determinants fitted and the target's weight on them), ``"adam_fidelity"`` and what
+    :func:`refine_fit` records."""
 
     targets = {"cisd": singles_doubles_target,
                "selected": functools.partial(selected_target, grow=grow, rounds=rounds,
@@ -706,6 +742,12 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         raise InputError(f"the start fit needs grow >= 0 and 0 < final_lr_fraction <= 1, got "
                          f"{grow} and {final_lr_fraction}")
     x, t = targets[target](operator)
+    target_size = len(t)
+    if max_fit is None:
+        max_fit = max(FIT_SITE_BUDGET // operator.hilbert.n_orbitals, 1)
+    if max_fit < 1:
+        raise InputError(f"the start fit needs at least one determinant, got max_fit {max_fit}")
+    x, t, fit_weight = truncate_target(np.asarray(x), np.asarray(t), operator.hilbert, max_fit)
     x, t = jnp.asarray(x), jnp.asarray(t)
     t_fit = time.perf_counter()
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
@@ -735,7 +777,8 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         params, final = best, best_loss
     fidelity = float(np.exp(-final))
     if info is not None:
-        info.update(fit_steps=taken, fit_s=time.perf_counter() - t_fit, target_size=len(t),
+        info.update(fit_steps=taken, fit_s=time.perf_counter() - t_fit,
+                    target_size=target_size, fit_size=len(t), fit_weight=fit_weight,
                     adam_fidelity=fidelity)
     if refine_steps > 0:
         params, fidelity = refine_fit(ansatz, params, x, t, steps=refine_steps, info=info)
