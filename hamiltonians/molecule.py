@@ -510,7 +510,9 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
     n_alpha = (n_el_act + mol.spin) // 2
     n_beta = n_el_act - n_alpha
 
-    mo_all = fix_orbital_signs(mf.mo_coeff) if fix_signs else np.asarray(mf.mo_coeff)
+    mo_all = np.asarray(mf.mo_coeff)
+    if fix_signs:
+        mo_all = fix_orbital_signs(align_degenerate_orbitals(mo_all, mf.mo_energy, mf.mo_occ))
     if n_core == 0 and n_orb_act == n_mo:
         c = mo_all
         h1 = c.T @ mf.get_hcore() @ c
@@ -537,14 +539,55 @@ def _integrals_from_scf(mf: Any, frozen_core: bool | int, cas: tuple[int, int] |
     return screen_integrals(integrals, eri_threshold)
 
 
+def align_degenerate_orbitals(mo_coeff: np.ndarray, mo_energy: np.ndarray,
+                              mo_occ: np.ndarray, tol: float = 1e-5) -> np.ndarray:
+    """``mo_coeff [n_ao, n_mo]`` with each set of degenerate orbitals (orbital energies within
+    ``tol`` Hartree of their neighbour, the same occupation) rotated among themselves to one
+    basis that does not depend on how the SCF returned them.
+
+    A degenerate set (the pi pair of N2 or C2) is defined only up to a rotation, and the SCF
+    returns a different one from one process to the next; the integrals, the selected start
+    and what a network learns then change with it. Within a set of ``d`` orbitals ``C`` [n_ao,
+    d], the AO of largest coefficient norm (the lowest index among those within 1e-6 of the
+    largest: symmetric AOs tie) fixes the first orbital, the combination with the largest
+    coefficient on that AO; the next AO, from what is left orthogonal to it, the second; and
+    so on. For a molecule along a coordinate axis this gives the symmetry-adapted pi_x and
+    pi_y. Orbital energies and the Hartree-Fock determinant are unchanged (rotations among
+    orbitals of equal energy and occupation).
+    """
+    c = np.array(mo_coeff, dtype=np.float64, copy=True)
+    energy, occ = np.asarray(mo_energy, dtype=float), np.asarray(mo_occ, dtype=float)
+    start = 0
+    for k in range(1, len(energy) + 1):
+        if k < len(energy) and abs(energy[k] - energy[k - 1]) < tol and occ[k] == occ[k - 1]:
+            continue
+        if k - start > 1:
+            block = c[:, start:k]
+            rest = np.eye(k - start)
+            basis = []
+            for _ in range(k - start):
+                rows = block @ rest  # coefficients of the part not yet fixed
+                norms = np.linalg.norm(rows, axis=1)
+                ao = int(np.argmax(norms >= norms.max() * (1 - 1e-6)))
+                u = rest @ rest.T @ block[ao]
+                u /= np.linalg.norm(u)
+                basis.append(u)
+                # what is left: any orthonormal basis of the complement of u (only its span
+                # enters the next choice)
+                rest = np.linalg.svd(rest - np.outer(u, u @ rest))[0][:, : k - start - len(basis)]
+            c[:, start:k] = block @ np.stack(basis, axis=1)
+        start = k
+    return c
+
+
 def fix_orbital_signs(mo_coeff: np.ndarray, tol: float = 1e-6) -> np.ndarray:
     """``mo_coeff [n_ao, n_mo]`` with the sign of each orbital (column) fixed: its first AO
     coefficient within ``tol`` of the column's largest magnitude is made positive.
 
     An SCF solver returns each orbital up to a sign, and which sign can change from one process
     to the next (threaded linear algebra), changing the signs of the determinants and so the
-    wavefunction a network has learned. Degenerate orbitals (the pi pair of N2) stay defined
-    only up to a rotation among themselves.
+    wavefunction a network has learned. Degenerate orbitals (the pi pair of N2) are defined
+    only up to a rotation among themselves: :func:`align_degenerate_orbitals` fixes that.
     """
     c = np.array(mo_coeff, dtype=np.float64, copy=True)
     mag = np.abs(c)

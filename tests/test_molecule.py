@@ -228,3 +228,38 @@ def test_orbital_signs_are_fixed(frozen_core):
     assert same_hamiltonian(a, rotated)
     other, _ = compute_integrals(parse_molecule("Li 0 0 0; H 0 0 1.7"), frozen_core=frozen_core)
     assert not same_hamiltonian(a, other)
+
+
+def test_degenerate_orbitals_do_not_depend_on_the_scf():
+    """N2's pi pairs are degenerate, and an SCF may return any rotation of each pair: the
+    integrals of the molecule's own SCF are the same for every such rotation (1e-10), the pi
+    orbitals come out symmetry adapted (one on the p_x AOs, one on the p_y AOs), the orbital
+    energies and the Hartree-Fock energy are unchanged, and a non-degenerate set is left
+    alone."""
+    from hamiltonians.molecule import _integrals_from_scf, align_degenerate_orbitals
+
+    a, mf = compute_integrals(from_preset("N2"))
+    energy = mf.mo_energy
+    pairs = np.flatnonzero(np.abs(np.diff(energy)) < 1e-5)
+    assert len(pairs) == 2  # occupied and virtual pi
+    rng = np.random.default_rng(3)
+    turned = mf.mo_coeff.copy()
+    for i in pairs:
+        th = rng.uniform(0, 2 * np.pi)
+        turned[:, i : i + 2] = turned[:, i : i + 2] @ np.array([[np.cos(th), -np.sin(th)],
+                                                              [np.sin(th), np.cos(th)]])
+    mf.mo_coeff = turned
+    b = _integrals_from_scf(mf, False, None, 1e-12, "N2", fix_signs=True)
+    np.testing.assert_allclose(b.h1, a.h1, atol=1e-10)
+    np.testing.assert_allclose(b.h2, a.h2, atol=1e-10)
+    assert abs(b.hf_energy() - mf.e_tot) < 1e-9
+    labels = mf.mol.ao_labels()
+    px = np.array(["px" in s for s in labels])
+    py = np.array(["py" in s for s in labels])
+    for i in pairs:
+        pi = a.mo_coeff[:, i : i + 2]
+        assert np.abs(pi[~px, 0]).max() < 1e-8 and np.abs(pi[~py, 1]).max() < 1e-8
+    fock = a.mo_coeff.T @ mf.get_fock() @ a.mo_coeff
+    np.testing.assert_allclose(fock, np.diag(energy), atol=1e-8)
+    lone = mf.mo_coeff[:, :3]
+    np.testing.assert_array_equal(align_degenerate_orbitals(lone, energy[:3], mf.mo_occ[:3]), lone)
