@@ -26,6 +26,7 @@ from nqs.commands.common import (  # noqa: F401  (the argparse types, re-exporte
     seed_int,
 )
 from nqs.errors import CheckpointError, EnvironmentProblem, InputError, RunDiverged
+from nqs.provenance import git_state
 
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
@@ -102,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     prefix = f"nqs {args.command}: error:"
+    # the commit the run starts from (cached), not the one checked out when it writes its result
+    git_state()
     try:
         return _dump_or_run(parser, args, argv, handler)
     except (InputError, CheckpointError) as err:

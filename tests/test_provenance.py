@@ -278,3 +278,14 @@ def test_molecule_run_records_geometry_and_prints_no_none(tmp_path, capsys):
                                                 "unit": "angstrom"}
     assert result["config"]["options"]["steps"] == 2
     assert PROVENANCE_KEYS <= set(result["provenance"])
+
+
+def test_git_commit_is_read_when_the_run_starts():
+    """The commit in a result is the one the run started from: the CLI reads (and caches) it
+    before the command runs, not when the result is written, which for a long run can be
+    after the checkout moved on."""
+    from nqs import cli, provenance
+
+    provenance.git_state.cache_clear()
+    assert cli.main(["spin", "--size", "0"]) == 2
+    assert provenance.git_state.cache_info().currsize == 1
