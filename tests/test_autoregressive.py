@@ -714,13 +714,11 @@ def test_gauss_newton_refinement_raises_the_start_fidelity():
     assert energy(refined) - e_fci < energy(params) - e_fci
 
 
-def test_large_start_targets_are_fitted_in_unbiased_batches():
-    """A target larger than ``max_fit`` is fitted in batches: the spin families of largest
-    weight (whole, a prefix by weight, Hartree-Fock first, half the batch at most) in every
-    batch, the rest drawn uniformly and weighted, so the batch loss averages to the whole
-    target's loss (within 4 standard errors over 400 draws); the batched fit of a short run
-    comes close to the whole fit's fidelity and records its sizes. H2O/STO-3G with
-    stretched bonds, two selection rounds."""
+def test_start_fits_the_largest_spin_families_of_a_large_target():
+    """A target larger than ``max_fit`` is fitted on its spin families of largest weight:
+    whole families (so the fitted part stays closed under ``S^2``), a prefix of them by weight,
+    Hartree-Fock first, at most ``max_fit`` determinants, renormalized, with the weight they
+    held recorded. H2O/STO-3G with stretched bonds, two selection rounds."""
     from hamiltonians.molecule import MoleculeSpec, compute_integrals
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.models import ar_pretrain
@@ -729,40 +727,30 @@ def test_large_start_targets_are_fitted_in_unbiased_batches():
     h2o = MolecularHamiltonian(compute_integrals(MoleculeSpec(atoms, basis="sto-3g"))[0])
     x, c = ar_pretrain.selected_target(h2o, rounds=2, pt2_tolerance=0.0)
     max_fit = len(x) // 3
-    head = ar_pretrain._largest_families(x, c, h2o.hilbert, max_fit // 2)
-    assert head[0] and 0 < head.sum() <= max_fit // 2
+    xk, ck, weight = ar_pretrain.truncate_target(x, c, h2o.hilbert, max_fit)
+    assert 0 < len(xk) <= max_fit < len(x)
+    assert np.array_equal(xk[0], x[0]) and np.array_equal(xk[0], h2o.hilbert.hartree_fock_state())
+    assert abs(np.sum(ck**2) - 1) < 1e-12
+    keys, kept_keys = (configuration_keys(a, h2o.hilbert) for a in (x, xk))
+    kept = np.isin(keys, kept_keys)
+    assert abs(weight - np.sum(c[kept] ** 2)) < 1e-12 and 0.99 < weight < 1
+    assert np.allclose(ck, c[kept] / np.sqrt(weight), atol=1e-14)  # order kept too
     fam = ar_pretrain._spin_families(x, h2o.hilbert)
-    fam_in = set(fam[head].tolist())
-    assert all(head[i] for i in range(len(x)) if fam[i] in fam_in)  # whole families
+    fam_in = set(fam[kept].tolist())
+    assert all(kept[i] for i in range(len(x)) if fam[i] in fam_in)  # whole families
     w = {f: np.sum(c[fam == f] ** 2) for f in set(fam.tolist())}
     assert min(w[f] for f in fam_in) >= max(w[f] for f in w if f not in fam_in)
-    assert _s2_in_space(x[head])[0]
+    assert _s2_in_space(xk)[0]
+
+    same = ar_pretrain.truncate_target(x, c, h2o.hilbert, len(x))
+    assert same[2] == 1.0 and np.array_equal(same[0], x)
 
     ansatz = make_autoregressive(h2o.hilbert, hidden=(16,), phase_hidden=(8,))
-    params = _random_params(ansatz, h2o.hilbert, seed=1)
-    loss = jax.jit(ar_pretrain._batch_loss(ansatz))
-    xj, cj = jnp.asarray(x), jnp.asarray(c)
-    phase_target = jnp.where(cj < 0, jnp.pi, 0.0)
-    whole = float(loss(params, (xj, cj, phase_target, jnp.ones(len(c)), float(len(c)))))
-    tail = np.flatnonzero(~head)
-    n_draw = max_fit - head.sum()
-    mult = jnp.asarray(np.concatenate([np.ones(head.sum()), np.full(n_draw, len(tail) / n_draw)]))
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(400):
-        rows = jnp.asarray(np.concatenate([np.flatnonzero(head), rng.choice(tail, n_draw, replace=False)]))
-        draws.append(float(loss(params, (xj[rows], cj[rows], phase_target[rows], mult, float(len(c))))))
-    assert abs(np.mean(draws) - whole) < 4 * np.std(draws) / np.sqrt(len(draws)) + 1e-12
-    assert np.std(draws) > 0
-
-    start = ansatz.init(jax.random.PRNGKey(0), jnp.asarray(x[0]))
-    fits = {}
-    for size in (len(x), max_fit):
-        info: dict = {}
-        fits[size] = ar_pretrain.fit_singles_doubles(ansatz, h2o, start, steps=300,
-                                                     target=(x, c), max_fit=size, info=info)[1]
-        assert (info["target_size"], info["fit_size"]) == (len(x), size)
-        assert info["fit_batches"] == (size < len(x))
-    assert fits[max_fit] > fits[len(x)] - 0.02, fits
+    params = ansatz.init(jax.random.PRNGKey(0), jnp.asarray(x[0]))
+    info: dict = {}
+    _, fidelity = ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=3, target=(x, c),
+                                                  max_fit=max_fit, info=info)
+    assert (info["target_size"], info["fit_size"]) == (len(x), len(xk))
+    assert abs(info["fit_weight"] - weight) < 1e-12 and 0 < fidelity <= 1
     with pytest.raises(InputError):
-        ar_pretrain.fit_singles_doubles(ansatz, h2o, start, steps=1, target=(x, c), max_fit=0)
+        ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=1, target=(x, c), max_fit=0)

@@ -92,7 +92,7 @@ class Settings:
     start_steps: int = 12000  # Adam steps of the start fit at most
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
     start_refine_steps: int = 20  # Gauss-Newton steps after the start's Adam fit (0: none)
-    start_fit_max: int | None = None  # start fit: batch size past it (None: 2^17 / orbitals)
+    start_fit_max: int | None = None  # determinants the start fits at most (None: 2^17 / orbitals)
     # a checkpoint (or run directory) whose parameters start the run, in place of the start
     # fit: a new run (new optimizer, learning rate, steps) continued from another's state
     init_from: str | None = None
@@ -419,8 +419,9 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
         max_fit=settings.start_fit_max, info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
-    fitted = (f"{info['target_size']} determinants" if not info["fit_batches"]
-              else f"{info['target_size']} determinants in batches of {info['fit_size']}")
+    fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
+              else f"the {info['fit_size']} determinants of largest weight of "
+                   f"{info['target_size']} (weight {info['fit_weight']:.6f})")
     echo(f"  start: fit: {info['fit_steps']} Adam steps over {fitted} ("
          f"{info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")

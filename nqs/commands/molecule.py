@@ -150,9 +150,9 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
                    help="Gauss-Newton (Levenberg-Marquardt) steps on the overlap with the "
                    "start's target after its Adam fit; 0: none (default: 20)")
     p.add_argument("--start-fit-max", type=positive_int, default=None, metavar="N",
-                   help="a start target of more than N determinants is fitted in batches "
-                   "of N (a fit step costs determinants x orbitals) (default: 131072 / "
-                   "orbitals)")
+                   help="the start fit covers the target's spin families of largest weight "
+                   "up to N determinants (a fit step costs determinants x orbitals) "
+                   "(default: 131072 / orbitals)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="start from the parameters of another run's checkpoint (its "
                    "directory or checkpoint file; same molecule, basis and ansatz) instead of "

@@ -92,28 +92,35 @@ PT2_TERMS = 200_000
 #: 81 CPU seconds and 1.3 GB on a 2-core CPU; a second round would be 2.9e9.
 START_CONNECTIONS = 1_000_000_000
 #: The start fit evaluates the network on every determinant it fits, every Adam step, so its
-#: cost is (determinants x orbitals) per step: a target of more than this many
-#: determinant-orbitals is fitted in batches of that size (:func:`_fit_in_batches`). H2O/6-31G
-#: (13 orbitals, a 7911-determinant target) is fitted whole; N2/6-31G frozen core (16 orbitals,
-#: three rounds, 62383 determinants: 0.5 s an Adam step on the whole, 100 minutes for the fit on
-#: a 2-core CPU) in batches of 8192.
+#: cost is (determinants x orbitals) per step: it fits the target's largest spin families up
+#: to this many determinant-orbitals (:func:`truncate_target`). H2O/6-31G (13 orbitals, a
+#: 7911-determinant target) is inside it; N2/6-31G frozen core (16 orbitals) three rounds,
+#: 62099 determinants, would take about 0.5 s an Adam step, 100 minutes for the fit, on a
+#: 2-core CPU, and fits its 8192 largest instead.
 FIT_SITE_BUDGET = 1 << 17
-#: Batched start fits (:func:`_fit_in_batches`) evaluate the whole target's fidelity this often.
-FIT_EVAL_EVERY = 250
 
 
-def _largest_families(x: np.ndarray, t: np.ndarray, hilbert: Any, max_size: int) -> np.ndarray:
-    """A mask [m] of the rows of the spin families of largest ``sum t^2`` whose determinants
-    number ``max_size`` at most (row 0, Hartree-Fock, always)."""
+def truncate_target(x: np.ndarray, t: np.ndarray, hilbert: Any, max_size: int
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(x [k, n_sites], t [k], weight)``: the whole spin families (spatial occupations) of
+    largest weight ``sum t^2`` whose determinants number ``max_size`` at most, in their order
+    in ``x`` (so Hartree-Fock stays row 0), ``t`` renormalized; ``weight``: the ``sum t^2``
+    they held (``t`` normalized). Whole families keep the fitted wavefunction an ``S^2``
+    eigenstate up to the weight left out. ``len(t) <= max_size``: returned as given, weight 1."""
+    x, t = np.asarray(x), np.asarray(t)
+    norm2 = float(np.sum(t**2))
+    if len(t) <= max_size:
+        return x, t, 1.0
     _, family, sizes = np.unique(_spin_families(x, hilbert), return_inverse=True,
                                  return_counts=True)
     family = family.ravel()
-    weights = np.bincount(family, weights=np.asarray(t) ** 2)
+    weights = np.bincount(family, weights=t**2)
     order = np.argsort(-weights, kind="stable")
     order = order[np.cumsum(sizes[order]) <= max_size]
     keep = np.isin(family, order)
-    keep[0] = True  # Hartree-Fock, the largest family in any target
-    return keep
+    keep[0] = True  # Hartree-Fock, the largest family in any target this fits
+    kept = float(np.sum(t[keep] ** 2)) / norm2
+    return x[keep], t[keep] / np.sqrt(kept * norm2), kept
 
 
 
@@ -650,25 +657,6 @@ def _connected_to_hartree_fock(operator: Any):
 PHASE_WEIGHT = 10.0
 
 
-def _batch_loss(ansatz: Ansatz):
-    """``batch_loss(p, (x, t, phase_target, multiplicity, n_target))``: the start fit's loss
-    over a whole normalized target of ``n_target`` determinants (cross-entropy plus the phase
-    errors of :func:`_fit_programs`), estimated from a batch whose rows stand for
-    ``multiplicity`` rows each: unbiased when every row is either always in the batch
-    (multiplicity 1) or drawn uniformly from the others."""
-
-    def batch_loss(p: Params, batch) -> jax.Array:
-        x, t, phase_target, multiplicity, n_target = batch
-        log_psi = jax.vmap(ansatz.log_psi, in_axes=(None, 0))(p, x)
-        cross_entropy = -jnp.sum(multiplicity * t**2 * 2.0 * jnp.real(log_psi))
-        phase_sq = (jnp.imag(log_psi) - phase_target) ** 2
-        phase_error = (PHASE_WEIGHT * jnp.sum(multiplicity * t**2 * phase_sq)
-                       + jnp.sum(multiplicity * phase_sq) / n_target)
-        return cross_entropy + phase_error
-
-    return batch_loss
-
-
 def _fit_programs(ansatz: Ansatz, tx: Any):
     """``(neg_log_fidelity(p, data), update(p, opt_state, data))``: the compiled programs of
     :func:`fit_singles_doubles` (``data = (x, t, phase_target)``)."""
@@ -700,15 +688,7 @@ def _fit_programs(ansatz: Ansatz, tx: Any):
         u, opt_state = tx.update(g, opt_state, p)
         return optax.apply_updates(p, u), opt_state, fid_loss
 
-    batch_loss = _batch_loss(ansatz)
-
-    @jax.jit
-    def update_batch(p, opt_state, batch):
-        g = jax.grad(batch_loss)(p, batch)
-        u, opt_state = tx.update(g, opt_state, p)
-        return optax.apply_updates(p, u), opt_state
-
-    return neg_log_fidelity, update, update_batch
+    return neg_log_fidelity, update
 
 
 def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps: int = 2000,
@@ -740,12 +720,12 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     ``(x [m, n_sites], t [m])`` is fitted as given (normalized, row 0 Hartree-Fock).
     ``final_lr_fraction`` < 1: the learning rate decays from ``learning_rate`` to that fraction
     of it over ``steps`` (cosine); 1: constant. ``refine_steps`` > 0: that many Gauss-Newton
-    steps follow the Adam fit (:func:`refine_fit`). ``max_fit``: a larger target is fitted in
-    batches of that many determinants (:func:`_fit_in_batches`; default ``FIT_SITE_BUDGET //
-    n_orbitals``), without the Gauss-Newton steps (each would pass over the whole target a
-    hundred times). ``info`` (a dict) receives ``"fit_steps"`` (Adam steps taken), ``"fit_s"``
-    (wall seconds of the fit, compilation included), ``"target_size"``, ``"fit_size"``
-    (determinants a step evaluates), ``"fit_batches"``, ``"adam_fidelity"`` and what
+    steps follow the Adam fit (:func:`refine_fit`). ``max_fit``: the fit (and the fidelity)
+    covers the target's largest spin families up to that many determinants
+    (:func:`truncate_target`; default ``FIT_SITE_BUDGET // n_orbitals``). ``info`` (a dict)
+    receives ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit,
+    compilation included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the
+    determinants fitted and the target's weight on them), ``"adam_fidelity"`` and what
     :func:`refine_fit` records."""
 
     targets = {"cisd": singles_doubles_target,
@@ -767,38 +747,19 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         max_fit = max(FIT_SITE_BUDGET // operator.hilbert.n_orbitals, 1)
     if max_fit < 1:
         raise InputError(f"the start fit needs at least one determinant, got max_fit {max_fit}")
-    x, t = np.asarray(x), np.asarray(t)
-    t = t / np.sqrt(np.sum(t**2))
+    x, t, fit_weight = truncate_target(np.asarray(x), np.asarray(t), operator.hilbert, max_fit)
+    x, t = jnp.asarray(x), jnp.asarray(t)
     t_fit = time.perf_counter()
+    phase_target = jnp.where(t < 0, jnp.pi, 0.0)
     tx = optax.adam(learning_rate if final_lr_fraction == 1 else
                     optax.cosine_decay_schedule(learning_rate, steps, alpha=final_lr_fraction))
-    neg_log_fidelity, update, update_batch = _fit_programs(ansatz, tx)
+
     # the target goes in as arguments, not as constants of the compiled programs (XLA would
     # fold the sector masks of every target row at compile time)
-    data = (jnp.asarray(x), jnp.asarray(t), jnp.where(jnp.asarray(t) < 0, jnp.pi, 0.0))
-    batched = len(t) > max_fit
-    if batched:
-        params, best_loss, taken = _fit_in_batches(neg_log_fidelity, update_batch, tx, params,
-                                                   data, operator.hilbert, max_fit, steps,
-                                                   target_fidelity)
-    else:
-        params, best_loss, taken = _fit_whole(neg_log_fidelity, update, tx, params, data, steps,
-                                              target_fidelity)
-    fidelity = float(np.exp(-best_loss))
-    if info is not None:
-        info.update(fit_steps=taken, fit_s=time.perf_counter() - t_fit,
-                    target_size=target_size, fit_size=min(len(t), max_fit),
-                    fit_batches=batched, adam_fidelity=fidelity)
-    if refine_steps > 0 and not batched:
-        params, fidelity = refine_fit(ansatz, params, data[0], data[1], steps=refine_steps,
-                                      info=info)
-    return params, fidelity
+    data = (x, t, phase_target)
 
+    neg_log_fidelity, update = _fit_programs(ansatz, tx)
 
-def _fit_whole(neg_log_fidelity, update, tx, params: Params, data, steps: int,
-               target_fidelity: float) -> tuple[Params, float, int]:
-    """Adam on the whole target each step: ``(params of the best fidelity, -log of it, steps
-    taken)``."""
     opt_state = tx.init(params)
     best, best_loss = params, float(neg_log_fidelity(params, data))
     taken = 0
@@ -814,41 +775,14 @@ def _fit_whole(neg_log_fidelity, update, tx, params: Params, data, steps: int,
     final = float(neg_log_fidelity(params, data))
     if not np.isfinite(final) or final > best_loss + 1e-12:
         params, final = best, best_loss
-    return params, final, taken
-
-
-def _fit_in_batches(neg_log_fidelity, update_batch, tx, params: Params, data, hilbert: Any,
-                    max_fit: int, steps: int, target_fidelity: float
-                    ) -> tuple[Params, float, int]:
-    """Adam on batches of ``max_fit`` determinants of a larger target: the spin families of
-    largest weight up to half of it in every batch, the rest of the batch drawn uniformly
-    (without replacement, a fixed seed) from the other determinants and weighted by how many
-    each stands for, so a step's loss is an unbiased estimate of the whole target's. The
-    fidelity with the whole target is evaluated every :data:`FIT_EVAL_EVERY` steps and at the
-    end: ``(params of the best, -log of it, steps taken)``."""
-    x, t, phase_target = data
-    head = np.flatnonzero(_largest_families(np.asarray(x), np.asarray(t), hilbert,
-                                            max(max_fit // 2, 1)))
-    tail = np.setdiff1d(np.arange(len(t)), head)
-    n_draw = min(max_fit - len(head), len(tail))
-    multiplicity = jnp.asarray(np.concatenate([np.ones(len(head)),
-                                               np.full(n_draw, len(tail) / n_draw)]))
-    rng = np.random.default_rng(0)
-    opt_state = tx.init(params)
-    best, best_loss = params, float(neg_log_fidelity(params, data))
-    taken = 0
-    for _ in range(steps):
-        taken += 1
-        rows = jnp.asarray(np.concatenate([head, rng.choice(tail, n_draw, replace=False)]))
-        batch = (x[rows], t[rows], phase_target[rows], multiplicity, float(len(t)))
-        params, opt_state = update_batch(params, opt_state, batch)
-        if taken % FIT_EVAL_EVERY == 0 or taken == steps:
-            loss = float(neg_log_fidelity(params, data))
-            if np.isfinite(loss) and loss < best_loss:
-                best, best_loss = params, loss
-            if np.exp(-loss) >= target_fidelity:
-                break
-    return best, best_loss, taken
+    fidelity = float(np.exp(-final))
+    if info is not None:
+        info.update(fit_steps=taken, fit_s=time.perf_counter() - t_fit,
+                    target_size=target_size, fit_size=len(t), fit_weight=fit_weight,
+                    adam_fidelity=fidelity)
+    if refine_steps > 0:
+        params, fidelity = refine_fit(ansatz, params, x, t, steps=refine_steps, info=info)
+    return params, fidelity
 
 
 def _fit_residuals(ansatz: Ansatz):
