@@ -752,5 +752,17 @@ def test_start_fits_the_largest_spin_families_of_a_large_target():
                                                   max_fit=max_fit, info=info)
     assert (info["target_size"], info["fit_size"]) == (len(x), len(xk))
     assert abs(info["fit_weight"] - weight) < 1e-12 and 0 < fidelity <= 1
+    assert info["fit_e_var"] is None  # a given target is fitted as given
+
+    # a selected target is H's root again in the kept space: the best vector there
+    info = {}
+    ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=2, target="selected",
+                                    rounds=2, pt2_tolerance=0.0, max_fit=max_fit, info=info)
+    kept_x, kept_c = ar_pretrain.truncate_target(x, c, h2o.hilbert, max_fit)[:2]
+    full, _, index, dense, _ = _dense_hamiltonian(h2o)
+    sel = [index[k] for k in configuration_keys(kept_x, h2o.hilbert)]
+    sub = dense[np.ix_(sel, sel)]
+    assert abs(info["fit_e_var"] - np.linalg.eigvalsh(sub)[0]) < 1e-9
+    assert info["fit_e_var"] < kept_c @ sub @ kept_c - 1e-9  # below the truncated vector
     with pytest.raises(InputError):
         ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=1, target=(x, c), max_fit=0)

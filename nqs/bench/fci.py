@@ -421,7 +421,9 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
               else f"the {info['fit_size']} determinants of largest weight of "
-                   f"{info['target_size']} (weight {info['fit_weight']:.6f})")
+                   f"{info['target_size']} (weight {info['fit_weight']:.6f}"
+                   + (f"; H's root there {info['fit_e_var']:.8f} Ha"
+                      if info["fit_e_var"] is not None else "") + ")")
     echo(f"  start: fit: {info['fit_steps']} Adam steps over {fitted} ("
          f"{info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")

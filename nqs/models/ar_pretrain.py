@@ -722,11 +722,13 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     of it over ``steps`` (cosine); 1: constant. ``refine_steps`` > 0: that many Gauss-Newton
     steps follow the Adam fit (:func:`refine_fit`). ``max_fit``: the fit (and the fidelity)
     covers the target's largest spin families up to that many determinants
-    (:func:`truncate_target`; default ``FIT_SITE_BUDGET // n_orbitals``). ``info`` (a dict)
-    receives ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit,
-    compilation included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the
-    determinants fitted and the target's weight on them), ``"adam_fidelity"`` and what
-    :func:`refine_fit` records."""
+    (:func:`truncate_target`; default ``FIT_SITE_BUDGET // n_orbitals``), and a selected or
+    CISD target is then H's root in that space again. ``info`` (a dict) receives
+    ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit, compilation
+    included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the determinants fitted
+    and the target's weight on them), ``"fit_e_var"`` (H's eigenvalue in the kept space,
+    Hartree; None when nothing was left out), ``"adam_fidelity"`` and what :func:`refine_fit`
+    records."""
 
     targets = {"cisd": singles_doubles_target,
                "selected": functools.partial(selected_target, grow=grow, rounds=rounds,
@@ -748,6 +750,10 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     if max_fit < 1:
         raise InputError(f"the start fit needs at least one determinant, got max_fit {max_fit}")
     x, t, fit_weight = truncate_target(np.asarray(x), np.asarray(t), operator.hilbert, max_fit)
+    fit_e_var = None
+    if fit_weight < 1 and target in ("selected", "cisd"):
+        # the best vector of the kept space: H's root there (whole families: a spin eigenstate)
+        t, fit_e_var, _ = _subspace_ground_state(operator, x, 1 << 20)
     x, t = jnp.asarray(x), jnp.asarray(t)
     t_fit = time.perf_counter()
     phase_target = jnp.where(t < 0, jnp.pi, 0.0)
@@ -779,7 +785,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     if info is not None:
         info.update(fit_steps=taken, fit_s=time.perf_counter() - t_fit,
                     target_size=target_size, fit_size=len(t), fit_weight=fit_weight,
-                    adam_fidelity=fidelity)
+                    fit_e_var=fit_e_var, adam_fidelity=fidelity)
     if refine_steps > 0:
         params, fidelity = refine_fit(ansatz, params, x, t, steps=refine_steps, info=info)
     return params, fidelity
