@@ -764,5 +764,9 @@ def test_start_fits_the_largest_spin_families_of_a_large_target():
     sub = dense[np.ix_(sel, sel)]
     assert abs(info["fit_e_var"] - np.linalg.eigvalsh(sub)[0]) < 1e-9
     assert info["fit_e_var"] < kept_c @ sub @ kept_c - 1e-9  # below the truncated vector
+    info2: dict = {}  # the same for a selected target given as arrays (as the CLI does)
+    ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=2, target=(x, c),
+                                    given_is_root=True, max_fit=max_fit, info=info2)
+    assert abs(info2["fit_e_var"] - info["fit_e_var"]) < 1e-9
     with pytest.raises(InputError):
         ar_pretrain.fit_singles_doubles(ansatz, h2o, params, steps=1, target=(x, c), max_fit=0)

@@ -417,7 +417,8 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
-        max_fit=settings.start_fit_max, info=info)
+        max_fit=settings.start_fit_max, given_is_root=info.get("target") == "selected",
+        info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
               else f"the {info['fit_size']} determinants of largest weight of "

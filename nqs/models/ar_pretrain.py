@@ -696,7 +696,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
                     target: Any = "cisd", grow: float = 1.0,
                     final_lr_fraction: float = 1.0, rounds: int = 1,
                     pt2_tolerance: float | None = None, refine_steps: int = 0,
-                    max_fit: int | None = None,
+                    max_fit: int | None = None, given_is_root: bool = False,
                     info: dict | None = None) -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction ``t`` in
     the space S of Hartree-Fock and its singles and doubles by Adam on the cross-entropy
@@ -723,7 +723,8 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     steps follow the Adam fit (:func:`refine_fit`). ``max_fit``: the fit (and the fidelity)
     covers the target's largest spin families up to that many determinants
     (:func:`truncate_target`; default ``FIT_SITE_BUDGET // n_orbitals``), and a selected or
-    CISD target is then H's root in that space again. ``info`` (a dict) receives
+    CISD target (or a given one with ``given_is_root``: H's root in its space, as
+    :func:`selected_target` returns) is then H's root in that space again. ``info`` (a dict) receives
     ``"fit_steps"`` (Adam steps taken), ``"fit_s"`` (wall seconds of the fit, compilation
     included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the determinants fitted
     and the target's weight on them), ``"fit_e_var"`` (H's eigenvalue in the kept space,
@@ -751,7 +752,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         raise InputError(f"the start fit needs at least one determinant, got max_fit {max_fit}")
     x, t, fit_weight = truncate_target(np.asarray(x), np.asarray(t), operator.hilbert, max_fit)
     fit_e_var = None
-    if fit_weight < 1 and target in ("selected", "cisd"):
+    if fit_weight < 1 and (target in ("selected", "cisd") or given_is_root):
         # the best vector of the kept space: H's root there (whole families: a spin eigenstate)
         t, fit_e_var, _ = _subspace_ground_state(operator, x, 1 << 20)
     x, t = jnp.asarray(x), jnp.asarray(t)
