@@ -94,9 +94,8 @@ START_CONNECTIONS = 1_000_000_000
 #: The start fit evaluates the network on every determinant it fits, every Adam step, so its
 #: cost is (determinants x orbitals) per step: it fits the target's largest spin families up
 #: to this many determinant-orbitals (:func:`truncate_target`). H2O/6-31G (13 orbitals, a
-#: 7911-determinant target) is inside it; N2/6-31G frozen core (16 orbitals) three rounds,
-#: 62099 determinants, would take about 0.5 s an Adam step, 100 minutes for the fit, on a
-#: 2-core CPU, and fits its 8192 largest instead.
+#: 7911-determinant target) is inside it; N2/6-31G frozen core (16 orbitals, three rounds,
+#: 38523 determinants) would take about an hour of fit on a 2-core CPU, and fits 8183.
 FIT_SITE_BUDGET = 1 << 17
 
 
@@ -108,9 +107,9 @@ def truncate_target(x: np.ndarray, t: np.ndarray, hilbert: Any, max_size: int
     they held (``t`` normalized). Whole families keep the fitted wavefunction an ``S^2``
     eigenstate up to the weight left out. ``len(t) <= max_size``: returned as given, weight 1."""
     x, t = np.asarray(x), np.asarray(t)
-    norm2 = float(np.sum(t**2))
     if len(t) <= max_size:
         return x, t, 1.0
+    norm2 = float(np.sum(t**2))
     _, family, sizes = np.unique(_spin_families(x, hilbert), return_inverse=True,
                                  return_counts=True)
     family = family.ravel()
@@ -121,7 +120,6 @@ def truncate_target(x: np.ndarray, t: np.ndarray, hilbert: Any, max_size: int
     keep[0] = True  # Hartree-Fock, the largest family in any target this fits
     kept = float(np.sum(t[keep] ** 2)) / norm2
     return x[keep], t[keep] / np.sqrt(kept * norm2), kept
-
 
 
 def _why_no_round(size: int, done: int, rounds: int, mc: int, grow: float, spent: int,
