@@ -3,9 +3,10 @@
     python experiments/benchmarks/ar_sampling_vs_netket.py                 # N2/6-31G, frozen core
     python experiments/benchmarks/ar_sampling_vs_netket.py --samples 4096 --repeats 2
 
-One state for both codes: the autoregressive ansatz (``nqs.models.autoregressive``, MADE
-backbone) fitted to CISD (``nqs.models.ar_pretrain.fit_singles_doubles``, what ``bench-fci``
-starts from), so the distribution is a realistic one near Hartree-Fock, not the initial delta.
+One state for both codes: the autoregressive ansatz that ``bench-fci`` builds for the space
+(``nqs.models.autoregressive``, MADE backbone, its width and phase network), fitted to CISD
+(``nqs.models.ar_pretrain.fit_singles_doubles``), so the distribution is a realistic one near
+Hartree-Fock, not the initial delta.
 One step's worth of work, timed (``block_until_ready``, median of ``--repeats`` after a compiling
 call):
 
@@ -49,12 +50,12 @@ import numpy as np  # noqa: E402
 import nqs  # noqa: E402, F401  (float64)
 from hamiltonians.molecule import compute_integrals, from_preset  # noqa: E402
 from hamiltonians.second_quantized import MolecularHamiltonian  # noqa: E402
-from nqs.bench.fci import AR_SAMPLES, Settings  # noqa: E402
+from nqs.bench.fci import AR_SAMPLES, Settings, resolve_settings  # noqa: E402
 from nqs.bench.machine import cpu_model  # noqa: E402
 from nqs.io import write_json_atomic  # noqa: E402
 from nqs.models.ar_pretrain import fit_singles_doubles  # noqa: E402
-from nqs.models.autoregressive import make_autoregressive  # noqa: E402
 from nqs.packed_local_energy import make_packed_local_energy  # noqa: E402
+from nqs.problems import molecule_ansatz  # noqa: E402
 from nqs.sampling.autoregressive import AutoregressiveSampler  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -126,7 +127,12 @@ def run(args: argparse.Namespace) -> dict:
     integrals, mf = compute_integrals(spec, frozen_core=args.frozen_core)
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
-    ansatz = make_autoregressive(hilbert, "made", hidden=tuple(args.hidden))
+    # the state bench-fci builds for this space (width, phase network), unless --hidden is given
+    settings = resolve_settings(Settings(ansatz="autoregressive", sampler="autoregressive",
+                                         hidden=args.hidden and tuple(args.hidden)),
+                                hilbert.n_states)
+    ansatz = molecule_ansatz(hilbert, "autoregressive", hidden=settings.hidden,
+                             phase=settings.phase)
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(0),
                                   jnp.asarray(hilbert.hartree_fock_state()))
     t0 = time.perf_counter()
@@ -175,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
               f"distinct/s {rec['speedup_unique_per_s']:.1f}x; load {rec['load_avg'][0]:.1f}",
               flush=True)
     return {"molecule": args.molecule, "basis": args.basis, "frozen_core": args.frozen_core,
+            "hidden": list(settings.hidden), "phase": settings.phase,
             "n_spin_orbitals": hilbert.n_sites, "n_determinants": hilbert.n_states,
             "cisd_fidelity": fidelity, "e_hf": float(mf.e_tot), "records": records,
             "local_energy_check": check}
@@ -226,7 +233,8 @@ def markdown(result: dict, meta: dict) -> str:
     lines = [f"{result['molecule']}/{result['basis']}"
              f"{' with frozen core' if result['frozen_core'] else ''}: "
              f"{result['n_spin_orbitals']} spin orbitals, {result['n_determinants']:.3g} "
-             f"determinants; MADE state fitted to CISD (fidelity {result['cisd_fidelity']:.4f}); "
+             f"determinants; MADE state (width {result['hidden']}, phase {result['phase']}) "
+             f"fitted to CISD (fidelity {result['cisd_fidelity']:.4f}); "
              f"both codes' local energies on {result['local_energy_check']['n']} distinct "
              f"configurations differ by at most "
              f"{result['local_energy_check']['max_abs_diff']:.1e} Ha.",
@@ -253,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--molecule", default="N2")
     p.add_argument("--basis", default="6-31g")
     p.add_argument("--no-frozen-core", dest="frozen_core", action="store_false")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64])
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="MADE and phase widths (default: bench-fci's)")
     p.add_argument("--samples", type=int, default=4096,
                    help="matched variant: nominal samples of both codes")
     p.add_argument("--max-unique", type=int, default=4096)

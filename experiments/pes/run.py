@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", choices=("exact", "autoregressive"), default="exact")
     p.add_argument("--quick", action="store_true", help="4 bond lengths and 30 steps each")
     p.add_argument("--steps", type=int, default=None, help="override the per-molecule budgets")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64])
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="network widths (default: the harness's, 64 backflow, 256 autoregressive)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 3e-3 exact with Adam; the harness's default "
                    "with the autoregressive sampler)")
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             lengths = lengths[:: max(len(lengths) // 4, 1)][:4]
         steps = 30 if args.quick else (args.steps or STEPS[name])
         lr = 3e-3 if args.lr is None and args.sampler == "exact" else args.lr
-        settings = Settings(sampler=args.sampler, steps=steps, hidden=tuple(args.hidden),
+        settings = Settings(sampler=args.sampler, steps=steps,
+                            hidden=tuple(args.hidden) if args.hidden else None,
                             learning_rate=lr, seed=args.seed)
         records = run_benchmark(jobs_for(name, lengths, "sto-3g"), settings, None,
                                 lambda m: print(m, flush=True))
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     method = ("exact summation, backflow, Adam" if args.sampler == "exact"
               else "autoregressive sampling, autoregressive ansatz, SR")
-    note = (f"\n{method}, hidden {tuple(args.hidden)}, lr {args.lr or 'default'}, "
+    hidden = tuple(args.hidden) if args.hidden else "default"
+    note = (f"\n{method}, hidden {hidden}, lr {args.lr or 'default'}, "
             f"{'quick' if args.quick else 'full'} budgets; total {time.perf_counter() - t0:.0f} s "
             f"on {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end).\n")
     print("\n" + text + note)
