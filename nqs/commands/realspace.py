@@ -4,6 +4,7 @@ exact energies."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from hamiltonians.realspace import PRESETS, Preset  # noqa: F401  (re-exported: the presets' old home)
@@ -532,7 +533,9 @@ def _run(args: argparse.Namespace, name: str, atoms, reference, source) -> int: 
     err = result.error_mha
     print(f"E = {result.energy:.6f} +- {result.energy_error:.1e} Ha"
           + ("" if err is None else f", E - E_exact = {err:.2f} mHa")
-          + f"  ({result.time_per_step_s:.3f} s/step); wrote {args.out}/result.json", flush=True)
+          + ("" if not math.isfinite(result.time_per_step_s)  # no optimization steps
+             else f"  ({result.time_per_step_s:.3f} s/step)")
+          + f"; wrote {args.out}/result.json", flush=True)
     return 0
 
 
