@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
     hilbert = hamiltonian.hilbert
     # the state bench-fci builds for this space (width, phase network), unless --hidden is given
     settings = resolve_settings(Settings(ansatz="autoregressive", sampler="autoregressive",
-                                         hidden=args.hidden and tuple(args.hidden)),
+                                         hidden=tuple(args.hidden) if args.hidden else None),
                                 hilbert.n_states)
     ansatz = molecule_ansatz(hilbert, "autoregressive", hidden=settings.hidden,
                              phase=settings.phase)

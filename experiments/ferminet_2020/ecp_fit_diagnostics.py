@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -28,6 +29,7 @@ import nqs  # noqa: F401  (float64)
 from hamiltonians.realspace import make_local_energy
 from nqs.ansatz import sign_and_log
 from nqs.commands.load import load_run
+from nqs.errors import CheckpointError, InputError
 from nqs.realspace.mcmc import init_walkers, make_mcmc
 from nqs.realspace.pretrain import make_hf_log_psi, run_hartree_fock
 
@@ -37,6 +39,8 @@ SHELLS = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 8), (8, np.inf))
 def sample(run_dir: Path, basis: str, n_walkers: int, n_measure: int, seed: int = 1) -> dict:
     """Per sample of ``|psi_HF|^2``: both local energies, ``log w`` and the outermost radius."""
     run = load_run(run_dir)
+    if run.kind != "realspace":
+        raise InputError(f"{run_dir} is a {run.kind} run, not a real-space one")
     atoms, params, log_psi = run.operator, run.state.params, run.state.log_psi
     hf = run_hartree_fock(atoms, basis)
     hf_log_psi = make_hf_log_psi(hf)
@@ -98,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measurements", type=int, default=20)
     p.add_argument("--basis", default="ccecp-ccpvdz", help="the HF the network was fitted to")
     args = p.parse_args(argv)
-    res = analyse(sample(args.run_dir, args.basis, args.walkers, args.measurements))
+    if args.walkers < 2 or args.measurements < 1:
+        p.error("--walkers must be at least 2 and --measurements at least 1")
+    try:
+        res = analyse(sample(args.run_dir, args.basis, args.walkers, args.measurements))
+    except (InputError, CheckpointError) as err:
+        print(f"ecp_fit_diagnostics: error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.run_dir}: E_net - E_HF = {res['total_mha'][0]:.2f} +- {res['total_mha'][1]:.2f} "
           f"mHa = local energies {res['local_energy_term_mha'][0]:.2f} +- "
           f"{res['local_energy_term_mha'][1]:.2f} + density {res['density_term_mha'][0]:.2f} +- "
