@@ -391,7 +391,12 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     import jax
     import jax.numpy as jnp
 
-    from nqs.models.ar_pretrain import fit_singles_doubles, selected_target
+    from nqs.models.ar_pretrain import (
+        FIT_GROWTH_MAX,
+        FIT_ROOT_TOLERANCE,
+        fit_singles_doubles,
+        selected_target,
+    )
 
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
@@ -418,6 +423,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
         max_fit=settings.start_fit_max, given_is_root=info.get("target") == "selected",
+        target_energy=info.get("e_var") if info.get("target") == "selected" else None,
         info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
@@ -425,6 +431,12 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
                    f"{info['target_size']} (weight {info['fit_weight']:.6f}"
                    + (f"; H's root there {info['fit_e_var']:.8f} Ha"
                       if info["fit_e_var"] is not None else "") + ")")
+    if len(info["fit_caps"]) > 1 and info.get("e_var") is not None:
+        grown = ", ".join(f"{kept}: {1e3 * (e - info['e_var']):.2f}"
+                          for _, kept, e in info["fit_caps"])
+        echo(f"  start: fit cap doubled while H's root in the kept determinants was more than "
+             f"{1e3 * FIT_ROOT_TOLERANCE:.1f} mHa above the whole target's (at most "
+             f"{FIT_GROWTH_MAX}x): determinants kept: mHa above ({grown})")
     echo(f"  start: fit: {info['fit_steps']} Adam steps over {fitted} ("
          f"{info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")
