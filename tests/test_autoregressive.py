@@ -815,12 +815,12 @@ def test_single_precision_fit_matches_the_double_precision_fit():
 
 
 def test_fit_cap_grows_until_the_kept_root_nears_the_target_root(monkeypatch):
-    """Without ``max_fit`` the start's cap doubles from ``FIT_SITE_BUDGET // n_orbitals`` while
+    """With ``growth`` 4 the start's cap doubles from ``FIT_SITE_BUDGET // n_orbitals`` while
     H's root in the kept determinants is more than ``FIT_ROOT_TOLERANCE`` above the whole
-    target's, up to ``FIT_GROWTH_MAX`` times (stretched H2O/STO-3G, two selection rounds, the
+    target's, up to 4 times (stretched H2O/STO-3G, two selection rounds, the
     budget set to a tenth of the target): each kept root is H's lowest eigenvalue in its
     space (dense), every cap but the last misses the tolerance, the last meets it or is the
-    largest; a given ``max_fit`` is kept as it is."""
+    largest; with ``growth`` 1 (the default) one cap is tried."""
     from hamiltonians.molecule import MoleculeSpec, compute_integrals
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.models import ar_pretrain
@@ -840,17 +840,19 @@ def test_fit_cap_grows_until_the_kept_root_nears_the_target_root(monkeypatch):
     grown = {}
     for tolerance in (1e-4, 1e-2):
         monkeypatch.setattr(ar_pretrain, "FIT_ROOT_TOLERANCE", tolerance)
-        xk, tk, weight, e_kept, caps = ar_pretrain._fit_space(h2o, x, c, None, True, None)
+        xk, tk, weight, e_kept, caps = ar_pretrain._fit_space(h2o, x, c, None, True, None, 4)
         assert [cap for cap, _, _ in caps] == [base * 2**i for i in range(len(caps))]
         for cap, kept, e in caps:
             xs = ar_pretrain.truncate_target(x, c, h2o.hilbert, cap)[0]
             assert len(xs) == kept and abs(e - root(xs)) < 1e-9
         assert all(e - e_whole > tolerance for _, _, e in caps[:-1])
         assert (caps[-1][2] - e_whole <= tolerance
-                or caps[-1][0] == ar_pretrain.FIT_GROWTH_MAX * base)
+                or caps[-1][0] == 4 * base)
         assert e_kept == caps[-1][2] and len(xk) == caps[-1][1] == len(tk) and weight < 1
         assert abs(root(xk) - e_kept) < 1e-9
         grown[tolerance] = len(caps)
     assert grown[1e-4] > grown[1e-2] >= 1, grown  # the tighter tolerance grew the cap further
-    fixed = ar_pretrain._fit_space(h2o, x, c, base, True, None)[4]
-    assert [cap for cap, _, _ in fixed] == [base]
+    monkeypatch.setattr(ar_pretrain, "FIT_ROOT_TOLERANCE", 1e-4)
+    assert [cap for cap, _, _ in ar_pretrain._fit_space(h2o, x, c, None, True, None)[4]] == [base]
+    fixed = ar_pretrain._fit_space(h2o, x, c, base // 2, True, None, 2)[4]
+    assert [cap for cap, _, _ in fixed] == [base // 2, base]

@@ -93,6 +93,7 @@ class Settings:
     start_final_lr_fraction: float = 0.01  # < 1: cosine decay of the start fit's learning rate
     start_refine_steps: int = 20  # Gauss-Newton steps after the start's Adam fit (0: none)
     start_fit_max: int | None = None  # determinants the start fits at most (None: 2^17 / orbitals)
+    start_fit_growth: int = 1  # the cap doubles up to this multiple while the kept root is high
     # a checkpoint (or run directory) whose parameters start the run, in place of the start
     # fit: a new run (new optimizer, learning rate, steps) continued from another's state
     init_from: str | None = None
@@ -253,7 +254,7 @@ def fingerprint(integrals, settings: Settings) -> dict:
     # from a checkpoint on, and checkpoints from before those options stay resumable
     fp = {k: v for k, v in asdict(settings).items()
           if k not in ("steps", "chunk_size", "seed", "dtype", "start_refine_steps", "init_from",
-                       "start_fit_max")}
+                       "start_fit_max", "start_fit_growth")}
     return {"integrals": h.hexdigest()[:16], **fp}
 
 
@@ -392,7 +393,6 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     import jax.numpy as jnp
 
     from nqs.models.ar_pretrain import (
-        FIT_GROWTH_MAX,
         FIT_ROOT_TOLERANCE,
         fit_singles_doubles,
         selected_target,
@@ -424,7 +424,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
         max_fit=settings.start_fit_max, given_is_root=info.get("target") == "selected",
         target_energy=info.get("e_var") if info.get("target") == "selected" else None,
-        info=info)
+        fit_growth=settings.start_fit_growth, info=info)
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
               else f"the {info['fit_size']} determinants of largest weight of "
@@ -436,7 +436,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
                           for _, kept, e in info["fit_caps"])
         echo(f"  start: fit cap doubled while H's root in the kept determinants was more than "
              f"{1e3 * FIT_ROOT_TOLERANCE:.1f} mHa above the whole target's (at most "
-             f"{FIT_GROWTH_MAX}x): determinants kept: mHa above ({grown})")
+             f"{settings.start_fit_growth}x): determinants kept: mHa above ({grown})")
     echo(f"  start: fit: {info['fit_steps']} Adam steps over {fitted} ("
          f"{info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")

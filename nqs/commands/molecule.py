@@ -153,6 +153,10 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
                    help="the start fit covers the target's spin families of largest weight "
                    "up to N determinants (a fit step costs determinants x orbitals) "
                    "(default: 131072 / orbitals)")
+    p.add_argument("--start-fit-growth", type=positive_int, default=1, metavar="K",
+                   help="the start's fit cap doubles, up to K times --start-fit-max, while H's "
+                   "root in the kept determinants is more than 0.5 mHa above the whole "
+                   "target's (a larger fit needs more --start-steps) (default: 1)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="start from the parameters of another run's checkpoint (its "
                    "directory or checkpoint file; same molecule, basis and ansatz) instead of "
@@ -290,7 +294,8 @@ def _settings(args: argparse.Namespace):
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction,
                     start_refine_steps=args.start_refine_steps,
-                    start_fit_max=args.start_fit_max, init_from=args.init_from)
+                    start_fit_max=args.start_fit_max, start_fit_growth=args.start_fit_growth,
+                    init_from=args.init_from)
 
 
 def _echo(msg: str) -> None:
