@@ -31,7 +31,6 @@ single and double excitations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -114,29 +113,30 @@ class MADE(nn.Module):
     n_beta: int
     hidden: Sequence[int] = (64,)
     hf_logit: float = 8.0
-    dtype: Any = jnp.float64  # of the arithmetic (float32: the start fit's twin, see float32_twin)
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
         n = self.n_orbitals
-        x = jax.nn.one_hot(tokens, N_TOKENS, dtype=self.dtype).reshape(-1)  # [4n]
+        x = jax.nn.one_hot(tokens, N_TOKENS, dtype=jnp.float64).reshape(-1)  # [4n]
         deg_in = np.repeat(np.arange(1, n + 1), N_TOKENS)
         deg_out = deg_in
         h, deg = x, deg_in
         for i, width in enumerate(self.hidden):
             deg_h = np.arange(width) % max(n - 1, 1) + 1
-            mask = jnp.asarray(deg_h[None, :] >= deg[:, None], self.dtype)
+            mask = deg_h[None, :] >= deg[:, None]
             w = self.param(f"w{i}", nn.initializers.lecun_normal(), (h.shape[0], width))
             b = self.param(f"b{i}", nn.initializers.zeros, (width,))
-            h = jnp.tanh(h @ (w * mask) + b)
+            # the arithmetic in the parameters' precision (float32 under nqs.precision)
+            h = jnp.tanh(h.astype(w.dtype) @ jnp.where(mask, w, 0) + b)
             deg = deg_h
-        mask_out = jnp.asarray(deg_out[None, :] > deg[:, None], self.dtype)
-        mask_dir = jnp.asarray(deg_out[None, :] > deg_in[:, None], self.dtype)
+        mask_out = deg_out[None, :] > deg[:, None]
+        mask_dir = deg_out[None, :] > deg_in[:, None]
         w_out = self.param("w_out", nn.initializers.zeros, (h.shape[0], n * N_TOKENS))
         w_dir = self.param("w_direct", nn.initializers.zeros, (n * N_TOKENS, n * N_TOKENS))
         b_out = self.param("b_out", _hf_bias(n, self.n_alpha, self.n_beta, self.hf_logit),
                            (n * N_TOKENS,))
-        logits = h @ (w_out * mask_out) + x @ (w_dir * mask_dir) + b_out
+        logits = (h.astype(w_out.dtype) @ jnp.where(mask_out, w_out, 0)
+                  + x.astype(w_dir.dtype) @ jnp.where(mask_dir, w_dir, 0) + b_out)
         return logits.reshape(n, N_TOKENS)
 
 
@@ -186,14 +186,14 @@ class PhaseMLP(nn.Module):
 
     hidden: Sequence[int] = (64,)
     init_scale: float = 0.1
-    dtype: Any = jnp.float64
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = 2.0 * x.astype(self.dtype) - 1.0
+        # a floating x keeps its precision (float32 under nqs.precision), as do the Dense layers
+        h = 2.0 * (x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float64)) - 1.0
         for width in self.hidden:
-            h = jnp.tanh(nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float64)(h))
-        out = nn.Dense(1, dtype=self.dtype, param_dtype=jnp.float64,
+            h = jnp.tanh(nn.Dense(width, param_dtype=jnp.float64)(h))
+        out = nn.Dense(1, param_dtype=jnp.float64,
                        kernel_init=nn.initializers.normal(self.init_scale / np.sqrt(h.shape[0])))(h)
         return out[0]
 
@@ -214,16 +214,14 @@ class ConditionalPhase(nn.Module):
     n_beta: int
     hidden: Sequence[int] = (64,)
     mlp: nn.Module | None = None
-    dtype: Any = jnp.float64
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         tokens = occupations_to_tokens(x, self.n_orbitals)
         per_token = MADE(self.n_orbitals, self.n_alpha, self.n_beta, tuple(self.hidden),
-                         hf_logit=0.0, dtype=self.dtype,
-                         name="conditional")(tokens)  # [n, 4], zero at start
+                         hf_logit=0.0, name="conditional")(tokens)  # [n, 4], zero at start
         phase = jnp.sum(jnp.take_along_axis(per_token, tokens[:, None], axis=1))
-        mlp = self.mlp if self.mlp is not None else PhaseMLP(tuple(self.hidden), dtype=self.dtype)
+        mlp = self.mlp if self.mlp is not None else PhaseMLP(tuple(self.hidden))
         return phase + mlp(x)
 
 
@@ -314,24 +312,6 @@ def make_autoregressive(
         raise InputError(f"unknown autoregressive phase {phase!r}; choose {' or '.join(PHASES)}")
     module = AutoregressiveState(n, na, nb, net, phase_net)
     return Ansatz(module)
-
-
-def float32_twin(ansatz: Ansatz) -> Ansatz | None:
-    """The same autoregressive MADE state computed in float32 (its parameters are those of
-    ``ansatz`` cast to float32), or None for other states. Three times the speed of float64 on
-    a CPU's vector units; the start fit's Adam phase runs on it (float32 resolves
-    ``log p`` to about 1e-6, below the 5e-5 infidelity the fit stops at), and the Gauss-Newton
-    refinement and VMC run in float64."""
-    module = ansatz.module
-    if not (isinstance(module, AutoregressiveState) and isinstance(module.backbone, MADE)):
-        return None
-    phase = module.phase
-    if isinstance(phase, ConditionalPhase):
-        mlp = phase.mlp.clone(dtype=jnp.float32) if phase.mlp is not None else None
-        phase = phase.clone(dtype=jnp.float32, mlp=mlp)
-    else:
-        phase = phase.clone(dtype=jnp.float32)
-    return Ansatz(module.clone(backbone=module.backbone.clone(dtype=jnp.float32), phase=phase))
 
 
 def is_autoregressive(ansatz: Ansatz) -> bool:
