@@ -789,6 +789,14 @@ def test_float32_network_computes_the_same_state(phase):
     dots = [e for e in jax.make_jaxpr(single)(params, states).jaxpr.eqns
             if e.primitive.name == "dot_general"]
     assert dots and all(e.outvars[0].aval.dtype == jnp.float32 for e in dots)
+    # the sampler takes the float32 state: distinct draws in the sector, with their counts
+    sampler = AutoregressiveSampler(HILBERT, n_samples=10_000, max_unique=128)
+    wrapped = with_dtype(ansatz, "float32")
+    samples, _, info = sampler.sample(jax.random.PRNGKey(1), wrapped, params,
+                                      sampler.init(None, wrapped, params))
+    x = np.asarray(samples.x[: int(info["n_unique"])])
+    assert np.all(x[:, :5].sum(1) == 2) and np.all(x[:, 5:].sum(1) == 3)
+    assert abs(float(np.sum(samples.weights)) - 1) < 1e-12
 
 
 def test_single_precision_fit_matches_the_double_precision_fit():

@@ -138,6 +138,11 @@ class AutoregressiveSampler:
 
 
 def _check_ansatz(ansatz: Ansatz) -> None:
-    if not isinstance(ansatz.module, AutoregressiveState):
+    from nqs.precision import Float32Module
+
+    module = ansatz.module
+    if isinstance(module, Float32Module):  # --dtype float32: the state in float32
+        module = module.module
+    if not isinstance(module, AutoregressiveState):
         raise InputError("the autoregressive sampler needs an autoregressive ansatz "
                          "(nqs.models.autoregressive.make_autoregressive)")
