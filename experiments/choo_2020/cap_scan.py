@@ -1,0 +1,48 @@
+"""H's root in a molecule's start target truncated at several fit caps (no network).
+
+The selected start target of ``bench-fci`` (three CIPSI rounds, PT2 tolerance 1e-3), its
+truncation to the spin families of largest weight at each cap
+(:func:`nqs.models.ar_pretrain.truncate_target`), and H's lowest root in each kept space and in
+the whole target, in mHa above the given FCI energy: what the start fit could at best reach.
+
+    python experiments/choo_2020/cap_scan.py NH3 --fci -56.28354244 --caps 9362 18724 37449
+    python experiments/choo_2020/cap_scan.py N2 --fci -109.10033227 --caps 8192 16384 32768
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import nqs  # noqa: F401  (float64)
+from hamiltonians.molecule import compute_integrals, from_preset
+from hamiltonians.second_quantized import MolecularHamiltonian
+from nqs.models.ar_pretrain import _subspace_ground_state, selected_target, truncate_target
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("molecule", help="a preset name (NH3, N2, ...)")
+    ap.add_argument("--basis", default="6-31g")
+    ap.add_argument("--all-electron", action="store_true", help="do not freeze the core")
+    ap.add_argument("--fci", type=float, required=True, help="the FCI energy (Hartree)")
+    ap.add_argument("--caps", type=int, nargs="+", required=True)
+    args = ap.parse_args()
+    ints, _ = compute_integrals(from_preset(args.molecule, basis=args.basis),
+                                frozen_core=not args.all_electron)
+    hamiltonian = MolecularHamiltonian(ints)
+    t0 = time.time()
+    x, c = selected_target(hamiltonian, rounds=3, pt2_tolerance=1e-3)
+    print("target", len(c), f"{time.time() - t0:.0f} s", flush=True)
+    for cap in args.caps:
+        xs, ts, w = truncate_target(x, c, hamiltonian.hilbert, cap)
+        t1 = time.time()
+        _, e0, _ = _subspace_ground_state(hamiltonian, xs, 1 << 20)
+        print(f"cap {cap}: kept {len(ts)} weight {w:.6f} root {1e3 * (e0 - args.fci):.3f} mHa "
+              f"above FCI ({time.time() - t1:.0f} s)", flush=True)
+    _, e0, _ = _subspace_ground_state(hamiltonian, x, 1 << 20)
+    print(f"whole target {len(c)}: {1e3 * (e0 - args.fci):.3f} mHa", flush=True)
+
+
+if __name__ == "__main__":
+    main()
