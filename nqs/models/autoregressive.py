@@ -315,5 +315,11 @@ def make_autoregressive(
 
 
 def is_autoregressive(ansatz: Ansatz) -> bool:
-    """Whether ``ansatz`` is normalized and samples exactly (:class:`AutoregressiveState`)."""
-    return isinstance(ansatz.module, AutoregressiveState)
+    """Whether ``ansatz`` is normalized and samples exactly (:class:`AutoregressiveState`, also
+    evaluated in float32 by :func:`nqs.precision.with_dtype`)."""
+    from nqs.precision import Float32Module
+
+    module = ansatz.module
+    if isinstance(module, Float32Module):
+        module = module.module
+    return isinstance(module, AutoregressiveState)

@@ -26,7 +26,12 @@ import jax.numpy as jnp
 from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert
-from nqs.models.autoregressive import N_TOKENS, AutoregressiveState, tokens_to_occupations
+from nqs.models.autoregressive import (
+    N_TOKENS,
+    AutoregressiveState,
+    is_autoregressive,
+    tokens_to_occupations,
+)
 from nqs.sampling.base import UNIQUE_DRAWS, Samples
 
 
@@ -138,11 +143,6 @@ class AutoregressiveSampler:
 
 
 def _check_ansatz(ansatz: Ansatz) -> None:
-    from nqs.precision import Float32Module
-
-    module = ansatz.module
-    if isinstance(module, Float32Module):  # --dtype float32: the state in float32
-        module = module.module
-    if not isinstance(module, AutoregressiveState):
+    if not is_autoregressive(ansatz):
         raise InputError("the autoregressive sampler needs an autoregressive ansatz "
                          "(nqs.models.autoregressive.make_autoregressive)")
