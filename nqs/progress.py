@@ -103,6 +103,7 @@ class Progress:
         self._first: tuple[int, float] | None = None  # (steps done, time) after the first step
         self._last_line: tuple[int, float] | None = None
         self._done = self.start
+        self._shown: str | None = None  # the figure of the last step reported
 
     # ---------------------------------------------------------------- output
 
@@ -124,42 +125,57 @@ class Progress:
             return math.nan
         return (now - self._first[1]) / (self._done - self._first[0])
 
-    def step(self, done: int, energy: float | None, error: float | None = None) -> None:
-        """Report that ``done`` steps are finished, the last with this energy estimate."""
+    def step(self, done: int, energy: float | None = None, error: float | None = None, *,
+             text: str | None = None) -> None:
+        """Report that ``done`` steps are finished, the last with this energy estimate (or,
+        for a run that is not a VMC, with ``text`` in its place: ``"fidelity 0.99912"``)."""
         if not self.enabled:
             return
         now = time.perf_counter()
         self._done = int(done)
         if self._first is None:
             self._first = (self._done, now)
+        shown = format_energy(energy, error) if text is None else text
+        self._shown = shown
         if self.mode == "bar":
-            self._bar_step(energy, error)
+            self._bar_step(shown)
             return
         last = self._last_line
         due = (last is None or self._done >= self.total
                or self._done - last[0] >= self.every_steps or now - last[1] >= self.every_seconds)
         if due:
             self._last_line = (self._done, now)
-            self._print(self.line(energy, error, now))
+            self._print(self.line(energy, error, now, text=shown))
 
-    def line(self, energy: float | None, error: float | None, now: float | None = None) -> str:
-        """The plain progress line of the current step."""
+    def line(self, energy: float | None, error: float | None, now: float | None = None, *,
+             text: str | None = None) -> str:
+        """The plain progress line of the current step (``text`` in place of the energy)."""
         now = time.perf_counter() if now is None else now
         per_step = self.seconds_per_step(now)
         eta = per_step * (self.total - self._done) if self._done < self.total else 0.0
         pct = 100.0 * self._done / max(self.total, 1)
         rate = "" if not math.isfinite(per_step) else f"  {per_step:.3g} s/step"
         return (f"{self.desc} step {self._done}/{self.total} ({pct:.0f}%)  "
-                f"{format_energy(energy, error)}  elapsed {_clock(now - self.t0)}  "
+                f"{format_energy(energy, error) if text is None else text}  "
+                f"elapsed {_clock(now - self.t0)}  "
                 f"ETA {_clock(eta)}{rate}")
 
-    def _bar_step(self, energy: float | None, error: float | None) -> None:
+    def _bar_step(self, shown: str) -> None:
         if self._bar is None:
             self._bar = _make_bar(self.total, self.start, self.desc, self.file)
             # elapsed from the start of the run (the first step's compilation included)
             self._bar.start_t -= time.perf_counter() - self.t0
-        self._bar.set_postfix_str(format_energy(energy, error), refresh=False)
+        self._bar.set_postfix_str(shown, refresh=False)
         self._bar.update(self._done - self._bar.n)
+
+    def flush(self) -> None:
+        """Line mode: print the last step reported if its line was held back (a run that
+        stopped before its last step: the start fit at its target fidelity)."""
+        if (self.enabled and self.mode == "lines" and self._shown is not None
+                and (self._last_line is None or self._last_line[0] != self._done)):
+            now = time.perf_counter()
+            self._last_line = (self._done, now)
+            self._print(self.line(None, None, now, text=self._shown))
 
     def close(self) -> None:
         """End the bar (line mode: nothing to do)."""

@@ -595,6 +595,11 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     assert 0 < start["fit_steps"] <= 12000 and start["fidelity"] == pytest.approx(fidelity, abs=1e-4)
     assert re.search(r"start: cisd: [0-9]+ determinants, [0-9.e+]+ connections", out)
     assert re.search(r"start: fit: [0-9]+ Adam steps over [0-9]+ determinants", out)
+    # the fit's progress lines (first and last step at least), with its fidelity and ETA
+    fit_lines = re.findall(r"start: fit step ([0-9]+)/12000 \([0-9]+%\)  fidelity ([0-9.]+)  "
+                           r"elapsed [0-9:]+  ETA", out)
+    assert fit_lines and int(fit_lines[0][0]) == 1
+    assert int(fit_lines[-1][0]) == start["fit_steps"]
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert abs(log[0]["energy"] - result["e_fci"]) < 1.6e-3 < result["e_hf"] - result["e_fci"]
     assert abs(result["error_mha"]) < 1.6
@@ -712,6 +717,26 @@ def test_gauss_newton_refinement_raises_the_start_fidelity():
     assert abs(abs(np.vdot(t_all, vector(refined))) ** 2 - fidelity) < 1e-10
     assert 1 - fidelity < 0.5 * (1 - adam_fidelity), (adam_fidelity, fidelity)
     assert energy(refined) - e_fci < energy(params) - e_fci
+
+
+def test_fit_reports_each_step_of_both_phases():
+    """``progress`` sees every Adam step (1, 2, ... with the planned count and a fidelity in
+    (0, 1]) and then every Gauss-Newton step with the best fidelity so far, which never falls
+    and ends at the fidelity returned."""
+    from nqs.models.ar_pretrain import fit_singles_doubles
+
+    h2o, ansatz, params = _h2o_sto3g_made32()
+    calls = []
+    _, fidelity = fit_singles_doubles(ansatz, h2o, params, steps=6, refine_steps=3,
+                                      progress=lambda *a: calls.append(a))
+    fit = [c for c in calls if c[0] == "fit"]
+    refine = [c for c in calls if c[0] == "refine"]
+    assert [c[1] for c in fit] == list(range(1, 7)) and {c[2] for c in fit} == {6}
+    assert all(0 < c[3] <= 1 for c in fit)
+    assert [c[1] for c in refine] == [1, 2, 3] and {c[2] for c in refine} == {3}
+    best = [c[3] for c in refine]
+    assert best == sorted(best) and best[-1] == pytest.approx(fidelity, abs=1e-12)
+    assert calls == fit + refine
 
 
 def test_start_fits_the_largest_spin_families_of_a_large_target():

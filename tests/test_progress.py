@@ -61,3 +61,24 @@ def test_format_energy() -> None:
     assert format_energy(-1.0, 0.01) == "E = -1.000000 +- 1.0e-02"
     assert format_energy(-1.0, None) == "E = -1.000000"
     assert format_energy(None, None) == "E = None"
+
+
+def test_text_takes_the_place_of_the_energy() -> None:
+    """A run that is not a VMC (the start fit) shows its own figure where the energy goes."""
+    out = io.StringIO()
+    p = Progress(4, 0, file=out, desc="  start: fit", every_fraction=0.5, every_seconds=1e9)
+    for k in range(1, 5):
+        p.step(k, text=f"fidelity {0.9 + 0.01 * k:.5f}")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("  start: fit step 1/4 (25%)  fidelity 0.91000  elapsed ")
+    assert lines[-1].startswith("  start: fit step 4/4 (100%)  fidelity 0.94000  elapsed ")
+    assert "E =" not in out.getvalue()
+    p.flush()  # the last step was printed: nothing more
+    assert len(out.getvalue().splitlines()) == len(lines)
+    early = io.StringIO()
+    p = Progress(100, 0, file=early, every_fraction=0.5, every_seconds=1e9)
+    for k in range(1, 8):  # stops at step 7 of 100 (a fit at its target)
+        p.step(k, text="fidelity 0.99996")
+    p.flush()
+    assert [ln.split("  ")[0] for ln in early.getvalue().splitlines()] == [
+        "VMC step 1/100 (1%)", "VMC step 7/100 (7%)"]

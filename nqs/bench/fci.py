@@ -397,6 +397,8 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         fit_singles_doubles,
         selected_target,
     )
+    from nqs.parallel import is_main_process
+    from nqs.progress import Progress
 
     t0 = time.perf_counter()
     x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
@@ -418,13 +420,28 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         if info["target"] == "first-order":
             text = f"first-order amplitudes ({info['size']} determinants; {info['stopped']})"
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
+    bars: dict[str, Progress] = {}
+
+    def on_step(phase: str, done: int, total: int, fid: float) -> None:
+        # a line now and then (every 10 % or minute) with the fidelity and the ETA: a large
+        # target's fit runs for many minutes
+        if phase not in bars:
+            for bar in bars.values():
+                bar.flush()
+                bar.close()
+            bars[phase] = Progress(total, desc=f"  start: {phase}", enabled=is_main_process())
+        bars[phase].step(done, text=f"fidelity {fid:.5f}")
+
     params, fidelity = fit_singles_doubles(
         ansatz, hamiltonian, params, target=target,
         steps=settings.start_steps, final_lr_fraction=settings.start_final_lr_fraction,
         target_fidelity=START_TARGET_FIDELITY, refine_steps=settings.start_refine_steps,
         max_fit=settings.start_fit_max, given_is_root=info.get("target") == "selected",
         target_energy=info.get("e_var") if info.get("target") == "selected" else None,
-        fit_growth=settings.start_fit_growth, info=info)
+        fit_growth=settings.start_fit_growth, info=info, progress=on_step)
+    for bar in bars.values():
+        bar.flush()
+        bar.close()
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
               else f"the {info['fit_size']} determinants of largest weight of "

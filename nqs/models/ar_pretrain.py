@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -703,8 +704,9 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
                     pt2_tolerance: float | None = None, refine_steps: int = 0,
                     max_fit: int | None = None, given_is_root: bool = False,
                     single_precision: bool = True, target_energy: float | None = None,
-                    fit_growth: int = 1,
-                    info: dict | None = None) -> tuple[Params, float]:
+                    fit_growth: int = 1, info: dict | None = None,
+                    progress: Callable[[str, int, int, float], None] | None = None,
+                    ) -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction ``t`` in
     the space S of Hartree-Fock and its singles and doubles by Adam on the cross-entropy
     ``-sum_{x in S} t(x)^2 log p(x)`` (``p = |psi|^2``, normalized over the sector, so the
@@ -739,7 +741,11 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     the fit, compilation included), ``"target_size"``, ``"fit_size"`` and ``"fit_weight"`` (the
     determinants fitted and the target's weight on them), ``"fit_e_var"`` (H's eigenvalue in
     the kept space, Hartree; None when nothing was left out), ``"fit_caps"`` (``(cap, kept,
-    root)`` per cap tried), ``"adam_fidelity"`` and what :func:`refine_fit` records."""
+    root)`` per cap tried), ``"adam_fidelity"`` and what :func:`refine_fit` records.
+    ``progress(phase, steps_done, steps, fidelity)`` is called after each Adam step (``phase``
+    ``"fit"``, the fidelity of the step's float32 network) and each Gauss-Newton step
+    (``"refine"``, the best fidelity so far): the fit of a large target runs for many minutes,
+    and a console shows how far it is."""
 
     targets = {"cisd": singles_doubles_target,
                "selected": functools.partial(selected_target, grow=grow, rounds=rounds,
@@ -786,6 +792,8 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         loss = float(loss)  # of ``params``, before this update (float32 network)
         if np.isfinite(loss) and loss < best_loss:
             best, best_loss = params, loss
+        if progress is not None:
+            progress("fit", taken, steps, float(np.exp(-loss)))
         if np.exp(-loss) >= target_fidelity:
             break
         params = new_params
@@ -800,7 +808,12 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
                     target_size=target_size, fit_size=len(t), fit_weight=fit_weight,
                     fit_e_var=fit_e_var, fit_caps=caps, adam_fidelity=fidelity)
     if refine_steps > 0:
-        params, fidelity = refine_fit(ansatz, params, x, t, steps=refine_steps, info=info)
+        on_step = None
+        if progress is not None:
+            def on_step(done: int, fid: float) -> None:
+                progress("refine", done, refine_steps, fid)
+        params, fidelity = refine_fit(ansatz, params, x, t, steps=refine_steps, info=info,
+                                      progress=on_step)
     return params, fidelity
 
 
@@ -854,7 +867,8 @@ def _fit_residuals(ansatz: Ansatz):
 
 def refine_fit(ansatz: Ansatz, params: Params, x: Any, t: Any, *, steps: int = 30,
                cg_iterations: int = 100, damping: float = 1e-3,
-               info: dict | None = None) -> tuple[Params, float]:
+               info: dict | None = None,
+               progress: Callable[[int, float], None] | None = None) -> tuple[Params, float]:
     """``(params, fidelity)``: a fitted start refined by Gauss-Newton (Levenberg-Marquardt)
     steps on the overlap's least squares (:func:`_fit_residuals`) over the target's
     determinants ``x [m, n_sites]`` with amplitudes ``t [m]``.
@@ -865,7 +879,9 @@ def refine_fit(ansatz: Ansatz, params: Params, x: Any, t: Any, *, steps: int = 3
     the step is retried). Adam's first-order fit slows to a crawl on the last few 1e-4 of
     infidelity, each of which is worth mHa of energy; the Gauss-Newton steps use the curvature
     there. The parameters of the best fidelity ``|<t|psi>|^2`` are returned. ``info`` receives
-    ``"refine_steps"``, ``"refine_s"`` and ``"refine_fidelity"`` (a list, one per kept step)."""
+    ``"refine_steps"``, ``"refine_s"`` and ``"refine_fidelity"`` (a list, one per kept step).
+    ``progress(steps_done, best_fidelity)`` is called after each step (a console's progress
+    line)."""
     from jax.flatten_util import ravel_pytree
 
     t0 = time.perf_counter()
@@ -910,6 +926,8 @@ def refine_fit(ansatz: Ansatz, params: Params, x: Any, t: Any, *, steps: int = 3
                 best_theta, best_fid = theta, fid
         else:
             lam *= 4.0
+        if progress is not None:
+            progress(taken, best_fid)
     if info is not None:
         info.update(refine_steps=taken, refine_s=time.perf_counter() - t0,
                     refine_fidelity=history)
