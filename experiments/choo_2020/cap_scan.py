@@ -7,6 +7,11 @@ the whole target, in mHa above the given FCI energy: what the start fit could at
 
     python experiments/choo_2020/cap_scan.py NH3 --fci -56.28354244 --caps 9362 18724 37449
     python experiments/choo_2020/cap_scan.py N2 --fci -109.10033227 --caps 8192 16384 32768
+    python experiments/choo_2020/cap_scan.py "N 0 0 0; N 0 0 2.068" --unit bohr --basis cc-pvdz \
+        --fci E_DMRG --caps 5040 10080 20160      # past FCI: --fci takes the DMRG energy
+
+(The selection rounds stop where a pass over the space would pass the start's connection
+budget, as in ``bench-fci``: N2 / cc-pVDZ gets one.)
 """
 
 from __future__ import annotations
@@ -15,20 +20,23 @@ import argparse
 import time
 
 import nqs  # noqa: F401  (float64)
-from hamiltonians.molecule import compute_integrals, from_preset
+from hamiltonians.molecule import compute_integrals, parse_molecule
 from hamiltonians.second_quantized import MolecularHamiltonian
 from nqs.models.ar_pretrain import _subspace_ground_state, selected_target, truncate_target
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("molecule", help="a preset name (NH3, N2, ...)")
+    ap.add_argument("molecule", help="a preset name (NH3, N2, ...) or an atoms string")
+    ap.add_argument("--unit", choices=("angstrom", "bohr"), default="angstrom",
+                    help="unit of an atoms string")
     ap.add_argument("--basis", default="6-31g")
     ap.add_argument("--all-electron", action="store_true", help="do not freeze the core")
-    ap.add_argument("--fci", type=float, required=True, help="the FCI energy (Hartree)")
+    ap.add_argument("--fci", type=float, required=True,
+                    help="the FCI energy (Hartree), or the best reference past FCI")
     ap.add_argument("--caps", type=int, nargs="+", required=True)
     args = ap.parse_args()
-    ints, _ = compute_integrals(from_preset(args.molecule, basis=args.basis),
+    ints, _ = compute_integrals(parse_molecule(args.molecule, basis=args.basis, unit=args.unit),
                                 frozen_core=not args.all_electron)
     hamiltonian = MolecularHamiltonian(ints)
     t0 = time.time()
