@@ -423,13 +423,14 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     bars: dict[str, Progress] = {}
 
     def on_step(phase: str, done: int, total: int, fid: float) -> None:
-        # a line now and then (every 10 % or minute) with the fidelity and the ETA: a large
+        # a line now and then (every 25 % or minute) with the fidelity and the ETA: a large
         # target's fit runs for many minutes
         if phase not in bars:
             for bar in bars.values():
                 bar.flush()
                 bar.close()
-            bars[phase] = Progress(total, desc=f"  start: {phase}", enabled=is_main_process())
+            bars[phase] = Progress(total, desc=f"  start: {phase}", every_fraction=0.25,
+                                   enabled=is_main_process())
         bars[phase].step(done, text=f"fidelity {fid:.5f}")
 
     params, fidelity = fit_singles_doubles(
