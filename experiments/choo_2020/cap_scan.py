@@ -22,6 +22,7 @@ import time
 import nqs  # noqa: F401  (float64)
 from hamiltonians.molecule import compute_integrals, parse_molecule
 from hamiltonians.second_quantized import MolecularHamiltonian
+from nqs.errors import InputError
 from nqs.models.ar_pretrain import _subspace_ground_state, selected_target, truncate_target
 
 
@@ -36,8 +37,14 @@ def main() -> None:
                     help="the FCI energy (Hartree), or the best reference past FCI")
     ap.add_argument("--caps", type=int, nargs="+", required=True)
     args = ap.parse_args()
-    ints, _ = compute_integrals(parse_molecule(args.molecule, basis=args.basis, unit=args.unit),
-                                frozen_core=not args.all_electron)
+    if min(args.caps) < 1:
+        ap.exit(2, f"cap_scan: error: caps must be positive, got {min(args.caps)}\n")
+    try:
+        ints, _ = compute_integrals(parse_molecule(args.molecule, basis=args.basis,
+                                                   unit=args.unit),
+                                    frozen_core=not args.all_electron)
+    except InputError as err:
+        ap.exit(2, f"cap_scan: error: {err}\n")
     hamiltonian = MolecularHamiltonian(ints)
     t0 = time.time()
     x, c = selected_target(hamiltonian, rounds=3, pt2_tolerance=1e-3)

@@ -420,18 +420,21 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         if info["target"] == "first-order":
             text = f"first-order amplitudes ({info['size']} determinants; {info['stopped']})"
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
-    bars: dict[str, Progress] = {}
+    bars: list[tuple[str, Progress]] = []  # the phase whose steps are reported, last
+
+    def end_phase() -> None:
+        if bars:
+            bars[-1][1].flush()
+            bars[-1][1].close()
 
     def on_step(phase: str, done: int, total: int, fid: float) -> None:
         # a line now and then (every 25 % or minute) with the fidelity and the ETA: a large
         # target's fit runs for many minutes
-        if phase not in bars:
-            for bar in bars.values():
-                bar.flush()
-                bar.close()
-            bars[phase] = Progress(total, desc=f"  start: {phase}", every_fraction=0.25,
-                                   enabled=is_main_process())
-        bars[phase].step(done, text=f"fidelity {fid:.5f}")
+        if not bars or bars[-1][0] != phase:
+            end_phase()
+            bars.append((phase, Progress(total, desc=f"  start: {phase}", every_fraction=0.25,
+                                         enabled=is_main_process())))
+        bars[-1][1].step(done, text=f"fidelity {fid:.5f}")
 
     params, fidelity = fit_singles_doubles(
         ansatz, hamiltonian, params, target=target,
@@ -440,9 +443,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
         max_fit=settings.start_fit_max, given_is_root=info.get("target") == "selected",
         target_energy=info.get("e_var") if info.get("target") == "selected" else None,
         fit_growth=settings.start_fit_growth, info=info, progress=on_step)
-    for bar in bars.values():
-        bar.flush()
-        bar.close()
+    end_phase()
     info.update(fidelity=fidelity, seconds=time.perf_counter() - t0)
     fitted = (f"{info['fit_size']} determinants" if info["fit_size"] == info["target_size"]
               else f"the {info['fit_size']} determinants of largest weight of "

@@ -792,9 +792,10 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
         loss = float(loss)  # of ``params``, before this update (float32 network)
         if np.isfinite(loss) and loss < best_loss:
             best, best_loss = params, loss
+        step_fidelity = float(np.exp(-loss))
         if progress is not None:
-            progress("fit", taken, steps, float(np.exp(-loss)))
-        if np.exp(-loss) >= target_fidelity:
+            progress("fit", taken, steps, step_fidelity)
+        if step_fidelity >= target_fidelity:
             break
         params = new_params
     final = float(neg_log_fidelity(params, data))

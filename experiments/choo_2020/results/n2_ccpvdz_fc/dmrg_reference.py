@@ -12,9 +12,15 @@ import time
 
 import nqs  # noqa: F401  (float64)
 from hamiltonians.chem_reference import ReferenceOptions, reference_energies
+from hamiltonians.large_reference import check_bond_dims
 from hamiltonians.molecule import parse_molecule
+from nqs.errors import InputError
 
-dims = tuple(int(a) for a in sys.argv[1:]) or (100, 200, 400)
+try:
+    dims = check_bond_dims(sys.argv[1:] or (100, 200, 400))
+except InputError as err:
+    print(f"dmrg_reference: error: {err}", file=sys.stderr)
+    sys.exit(2)
 spec = parse_molecule("N 0 0 0; N 0 0 2.068", basis="cc-pvdz", unit="bohr")
 t0 = time.time()
 refs = reference_energies(spec, frozen_core=True,
