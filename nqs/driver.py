@@ -142,6 +142,7 @@ def run_vmc(
     callback: Callable[[dict], None] | None = None, jump_sigmas: float | None = 10.0,
     lr_factor: float = 0.3, max_rejections: int = 10, time_limit: float | None = None,
     observables: dict[str, Any] | None = None, observe_every: int = 10,
+    connected_rows: int = 0,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -177,6 +178,12 @@ def run_vmc(
         on another space).
       time_limit: wall seconds for the optimization steps of this call (None: no limit; module
         docstring): the result records ``stopped_by_time_limit``, ``resume`` continues.
+      connected_rows: K > 0, with a sampler of distinct configurations (autoregressive) and
+        SR: the K determinants H connects to each step's draws, of largest first-order
+        amplitude, join the draws as rows of SR with exact weights
+        (:func:`nqs.vmc.make_vmc`), and the guard adapts SR's diagonal shift
+        (Levenberg-Marquardt, :class:`nqs.guard.Guard`): together they lift amplitudes the
+        draws never see. Ignored by other samplers and optimizers.
 
     Raises:
       InputError: a time limit that is not a positive number of seconds; an operator that is
@@ -194,9 +201,11 @@ def run_vmc(
     state = _initial_state(ansatz, operator, sampler, optimizer, seed, initial_params, dedupe)
     chunk_size = _chunk_size(chunk_size, ansatz, operator, sampler, optimizer, state, env.mesh)
     step, state, shardings = _compiled_step(ansatz, operator, sampler, optimizer, state,
-                                            chunk_size, dedupe, packed, env.mesh, n_chains)
+                                            chunk_size, dedupe, packed, env.mesh, n_chains,
+                                            connected_rows)
     meta = _meta(seed, n_steps, ansatz_dtype(ansatz), fingerprint)
-    guard = Guard(jump_sigmas, lr_factor, max_rejections)
+    guard = Guard(jump_sigmas, lr_factor, max_rejections,
+                  adaptive_shift=bool(getattr(step, "takes_shift_scale", False)))
     state, start = (_resume(env, state, shardings, n_steps, meta, guard) if resume
                     else (state, 0))
     logger, history = open_log(env.out, env.main, resume, start)
@@ -271,12 +280,13 @@ def _chunk_size(chunk_size: int | str | None, ansatz: Ansatz, operator: Discrete
 
 def _compiled_step(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
                    optimizer: Optimizer, state: VMCState, chunk_size: int | None,
-                   dedupe: bool, packed: bool, mesh: Mesh, n_chains: int | None
+                   dedupe: bool, packed: bool, mesh: Mesh, n_chains: int | None,
+                   connected_rows: int = 0
                    ) -> tuple[Callable[[VMCState], tuple[VMCState, Any]], VMCState, VMCState]:
     """``(step, state, shardings)``: the VMC step (jitted onto the state's shardings unless it
     is a host step), ``state`` placed on the devices and its shardings over ``mesh``."""
     _, step = make_vmc(ansatz, operator, sampler, optimizer, chunk_size, dedupe, mesh,
-                       packed=packed)
+                       packed=packed, connected_rows=connected_rows)
     shardings = _state_shardings(state, mesh, n_chains)
     if not getattr(step, "is_host_step", False):
         step = jax.jit(step, out_shardings=(shardings, replicated(mesh)))
@@ -438,8 +448,10 @@ def _discrete_problem(step: Callable[[VMCState], tuple[VMCState, Any]], out: Pat
     optimizer and sampler state of the state it goes back to; observables from a key derived
     from the state's (not consumed)."""
 
+    takes_shift = getattr(step, "takes_shift_scale", False)
+
     def run_step(k: int, state: VMCState) -> StepOutcome[VMCState]:
-        new, info = step(state)
+        new, info = step(state, guard.shift_scale) if takes_shift else step(state)
         info = jax.device_get(info)
         return StepOutcome(state, new, _record(info), bool(info.accepted))
 

@@ -94,12 +94,20 @@ class Guard:
     ``err_ref``) by more than ``jump_sigmas`` combined error bars plus 1 % of |E|.
     ``lr_scale`` multiplies every later update (``lr_factor`` per rejection), ``rejections``
     counts consecutive rejections (``max_rejections`` stop the run; ``hint`` says what to
-    change) and ``anchor`` is the state at which the last accepted energy was measured."""
+    change) and ``anchor`` is the state at which the last accepted energy was measured.
+
+    ``adaptive_shift`` (Levenberg-Marquardt on SR's diagonal shift): a step is also rejected
+    when its energy rises above the last accepted one by more than two combined error bars
+    (no 1 % slack); a rejection multiplies ``shift_scale`` (the factor on the shift of the
+    next updates) by 10 instead of scaling the learning rate, an accepted step divides it by
+    10, down to 1 and up to ``MAX_SHIFT_SCALE``."""
 
     jump_sigmas: float | None
     lr_factor: float
     max_rejections: int
     hint: str = "lower --lr (or raise --diag-shift)"
+    adaptive_shift: bool = False
+    shift_scale: float = 1.0
     lr_scale: float = 1.0
     e_ref: float | None = None
     err_ref: float = 0.0
@@ -109,7 +117,7 @@ class Guard:
     def meta(self) -> dict[str, Any]:
         """The JSON-able state for a checkpoint's metadata."""
         return {"lr_scale": self.lr_scale, "e_ref": self.e_ref, "err_ref": self.err_ref,
-                "rejections": self.rejections}
+                "rejections": self.rejections, "shift_scale": self.shift_scale}
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take the state of a checkpoint's metadata (absent: a fresh guard)."""
@@ -118,6 +126,7 @@ class Guard:
         self.e_ref = g.get("e_ref")
         self.err_ref = float(g.get("err_ref") or 0.0)
         self.rejections = int(g.get("rejections", 0))
+        self.shift_scale = float(g.get("shift_scale", 1.0))
 
     def judge(self, energy: float, error: float | None, finite: bool) -> str | None:
         """None to accept a step with this energy +- error (``finite``: its energy, gradient
@@ -133,4 +142,30 @@ class Guard:
             if energy - self.e_ref > allowed:
                 return (f"energy {energy:.6g} jumped above the last accepted {self.e_ref:.6g} "
                         f"by more than {self.jump_sigmas:g} error bars + 1 %")
+        if self.adaptive_shift and self.e_ref is not None:
+            err = float(error) if error is not None and math.isfinite(error) else 0.0
+            ref = self.err_ref if math.isfinite(self.err_ref) else 0.0
+            if energy - self.e_ref > 2.0 * float(np.hypot(err, ref)) + 1e-9:
+                return (f"energy {energy:.8g} rose above the last accepted {self.e_ref:.8g} "
+                        "by more than 2 error bars")
         return None
+
+    def accepted(self) -> None:
+        """After an accepted step: the adaptive shift relaxes (÷ 10, down to 1)."""
+        self.rejections = 0
+        if self.adaptive_shift:
+            self.shift_scale = max(self.shift_scale / 10.0, 1.0)
+
+    def rejected(self) -> str:
+        """After a rejected step: the adaptive shift grows (x 10) or, without it, the
+        learning rate shrinks (x ``lr_factor``); returns what changed, for the message."""
+        self.rejections += 1
+        if self.adaptive_shift:
+            self.shift_scale = min(self.shift_scale * 10.0, MAX_SHIFT_SCALE)
+            return f"diagonal shift x{self.shift_scale:.3g}"
+        self.lr_scale *= self.lr_factor
+        return f"learning rate x{self.lr_scale:.3g}"
+
+
+#: Largest factor the adaptive shift puts on SR's diagonal shift (1e-6 becomes 1 at most).
+MAX_SHIFT_SCALE = 1e6

@@ -211,21 +211,22 @@ def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S
         guard.e_ref = energy
         error = outcome.fields.get("energy_error")
         guard.err_ref = float(error) if error is not None else math.nan
-        guard.rejections = 0
+        guard.accepted()
         guard.anchor = before
         if guard.lr_scale != 1.0:
             after = after._replace(params=scale_update(
                 after.params, before.params, np.float64(guard.lr_scale)))
         return after, None
-    guard.rejections += 1
-    guard.lr_scale *= guard.lr_factor
+    change = guard.rejected()
     # a bad energy condemns the parameters it was measured at (the last update's result): back
     # to the anchor; a bad gradient or update only this step's update: back to the state before
-    back = guard.anchor if not math.isfinite(energy) or "jumped" in reason else before
+    back = guard.anchor if not math.isfinite(energy) or "jumped" in reason or "rose" in reason \
+        else before
     record["rejected"] = True
     record["lr_scale"] = guard.lr_scale
-    echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, "
-         f"learning rate x{guard.lr_scale:.3g}")
+    if guard.adaptive_shift:
+        record["shift_scale"] = guard.shift_scale
+    echo(f"step {k}: rejected ({reason}); back to the last accepted parameters, {change}")
     return problem.restore(after, back), reason
 
 

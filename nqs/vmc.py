@@ -292,6 +292,7 @@ def make_vmc(
     dedupe: bool = False,
     mesh: Mesh | None = None,
     packed: bool = True,
+    connected_rows: int = 0,
 ) -> tuple[Callable[[jax.Array], VMCState], Callable[[VMCState], tuple[VMCState, StepInfo]]]:
     """``(init(key) -> VMCState, step(state) -> (state, info))``.
 
@@ -310,6 +311,14 @@ def make_vmc(
     configurations come from :func:`nqs.packed_local_energy.make_packed_local_energy` (only the
     nonzero connections of the whole batch, packed) instead of ``max_conn`` padded rows per
     sample; the same values to rounding. Ignored by the pure steps and on several devices.
+
+    ``connected_rows`` K > 0 (samplers of distinct configurations with SR): the rows of SR are
+    the distinct draws plus the K determinants H connects to them of largest first-order
+    amplitude (:mod:`nqs.sampling.connected`), all weighted by their exact ``|psi|^2``
+    (renormalized over the rows; the state must be normalized, as the autoregressive one
+    is); the energy and its error bar stay those of the draws. The step then takes
+    ``step(state, shift_scale)``, the factor on SR's diagonal shift
+    (:class:`nqs.guard.Guard`'s adaptive shift).
     """
     tx = optimizer.transformation
 
@@ -327,7 +336,7 @@ def make_vmc(
         return init, _make_exact_step(ansatz, operator, optimizer, chunk_size, finish, mesh)
     if getattr(sampler, "is_unique", False):
         return init, _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish,
-                                       mesh, packed)
+                                       mesh, packed, connected_rows)
     if dedupe:
         return init, _make_deduplicated_step(
             ansatz, operator, sampler, optimizer, chunk_size, finish, mesh, packed
@@ -346,21 +355,27 @@ def make_vmc(
     return init, step
 
 
-def apply_estimate(optimizer: Optimizer, est: Estimate, opt_state: Any, params: Params
-                   ) -> tuple[Params, Any]:
+def apply_estimate(optimizer: Optimizer, est: Estimate, opt_state: Any, params: Params,
+                   shift_scale: jax.Array | None = None) -> tuple[Params, Any]:
     """``(params, opt_state)`` after the optimizer's update of the estimate's gradient (and,
-    when the optimizer needs them, its Jacobian and residuals): the update of every engine."""
+    when the optimizer needs them, its Jacobian and residuals): the update of every engine.
+    ``shift_scale``: multiplies SR's diagonal shift (the guard's adaptive shift,
+    :class:`nqs.guard.Guard`); None leaves it."""
     extra = ({"jacobian": est.jacobian, "residuals": est.residuals}
              if optimizer.needs_jacobian else {})
+    if shift_scale is not None and optimizer.needs_jacobian:
+        extra["shift_scale"] = shift_scale
     return optimizer.apply(real_flat(params)[1](est.grad), opt_state, params, **extra)
 
 
 def _finish_step(optimizer: Optimizer, state: VMCState, key: jax.Array, est: Estimate,
-                 sampler_state: Any, acceptance: jax.Array) -> tuple[VMCState, StepInfo]:
+                 sampler_state: Any, acceptance: jax.Array,
+                 shift_scale: jax.Array | None = None) -> tuple[VMCState, StepInfo]:
     """The new state and the step's info: :func:`apply_estimate`, and the old state kept
     (``info.accepted`` False) when the energy, the gradient or the new parameters are not
     finite."""
-    params, opt_state = apply_estimate(optimizer, est, state.opt_state, state.params)
+    params, opt_state = apply_estimate(optimizer, est, state.opt_state, state.params,
+                                       shift_scale)
     flat_new, _ = real_flat(params)
     ok = (
         jnp.isfinite(est.stats.mean).all()
@@ -545,14 +560,15 @@ def _packed_or_none(packed: bool, mesh: Mesh | None, operator, ansatz):
 
 
 def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, mesh,
-                      packed=True):
+                      packed=True, connected_rows=0):
     """Host-level step for samplers that return distinct configurations with counts
     (:class:`nqs.sampling.autoregressive.AutoregressiveSampler`).
 
     Jitted draw; the host keeps the first ``unique_bucket(n_unique)`` rows (the distinct
     configurations come first); their local energies come from the packed pass (one device) or
     per sample; jitted estimate and update with weights counts / n_draws. The distinct
-    configurations are the rows of the SR Jacobian.
+    configurations are the rows of the SR Jacobian; with ``connected_rows`` (see
+    :func:`make_vmc`) the determinants H connects to them join them, with exact weights.
     """
     from nqs.parallel import n_shards, put, sample_sharding
 
@@ -566,27 +582,94 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
     draw = _make_draw(sampler, ansatz)
 
     @jax.jit
-    def estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique=None):
+    def estimate_and_finish(state, key, x, w, n_draws, sampler_state, e_unique=None,
+                            shift_scale=None):
         samples = Samples(x, w, UNIQUE_DRAWS, n_draws)
         est = estimate(state.params, samples, e_loc=e_unique)
-        return finish(state, key, est, sampler_state, jnp.asarray(1.0))
+        return finish(state, key, est, sampler_state, jnp.asarray(1.0), shift_scale)
 
-    def step(state: VMCState) -> tuple[VMCState, StepInfo]:
+    rows_step = None
+    if connected_rows and optimizer.needs_jacobian:
+        rows_step = _make_connected_rows_step(ansatz, operator, estimate, finish, connected_rows,
+                                              packed_local_energy, n_dev, mesh)
+
+    def step(state: VMCState, shift_scale: float | None = None) -> tuple[VMCState, StepInfo]:
         key, x, w, n_draws, sampler_state, info = draw(state)
         n_unique = int(info["n_unique"])
         bucket = unique_bucket(n_unique, x.shape[0], n_dev)
         x, w = x[:bucket], w[:bucket]
+        scale = None if shift_scale is None else jnp.asarray(shift_scale, jnp.float64)
+        if rows_step is not None:
+            new_state, info = rows_step(state, key, x, w, n_draws, n_unique, sampler_state,
+                                        scale)
+            return new_state, info._replace(n_unique=n_unique, n_draws=n_draws)
         e_unique = None
         if packed_local_energy is not None:
             e_unique = packed_local_energy(state.params, x, n_unique)
         if mesh is not None:
             x, w = put((x, w), (sample_sharding(mesh),) * 2)
         new_state, info = estimate_and_finish(state, key, x, w, n_draws, sampler_state,
-                                              e_unique)
+                                              e_unique, scale)
         return new_state, info._replace(n_unique=n_unique, n_draws=n_draws)
 
     step.is_host_step = True
+    step.takes_shift_scale = rows_step is not None
     return step
+
+
+def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
+                              packed_local_energy, n_dev, mesh):
+    """``rows_step(state, key, x, w, n_draws, n_unique, sampler_state, shift_scale)``: the
+    unique step's estimate and update with the draws' connected determinants as extra rows
+    of SR (:func:`make_vmc`'s ``connected_rows``)."""
+    from nqs.parallel import put, sample_sharding
+    from nqs.sampling.connected import make_connected_rows
+
+    connected = make_connected_rows(operator, n_connected)
+    log_psi_rows = jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))
+    local_energies = jax.jit(batched(make_local_energy(operator, ansatz), None, None))
+
+    @jax.jit
+    def draw_statistics(e_loc, w, n_draws):
+        return unique_statistics(e_loc.astype(jnp.promote_types(e_loc.dtype, jnp.float64)), w,
+                                 n_draws)
+
+    @jax.jit
+    def estimate_and_finish(state, key, x, w, e_loc, stats, sampler_state, shift_scale):
+        est = estimate(state.params, Samples(x, w, 0), e_loc=e_loc)
+        return finish(state, key, est._replace(stats=stats), sampler_state, jnp.asarray(1.0),
+                      shift_scale)
+
+    def energies(params, x, n_valid):
+        if packed_local_energy is not None:
+            return packed_local_energy(params, x, n_valid)
+        return local_energies(params, jnp.asarray(x))
+
+    def rows_step(state, key, x, w, n_draws, n_unique, sampler_state, shift_scale):
+        e_draws = energies(state.params, x, n_unique)
+        stats = draw_statistics(e_draws, w, n_draws)
+        x_draws = np.asarray(x[:n_unique])
+        log_draws = np.asarray(log_psi_rows(state.params, jnp.asarray(x_draws)))
+        y = connected(x_draws, log_draws, float(np.real(stats.mean)))
+        n_rows = n_unique + len(y)
+        bucket = unique_bucket(n_rows, 1 << max(n_rows - 1, 0).bit_length(), n_dev)
+        rows = np.concatenate([x_draws, y.astype(x_draws.dtype)])
+        rows = np.concatenate([rows, np.broadcast_to(rows[:1], (bucket - n_rows,
+                                                                rows.shape[1]))])
+        e_rows = energies(state.params, rows, n_rows) if len(y) else None
+        if e_rows is None:
+            e_rows = e_draws[:n_unique]
+            e_rows = jnp.concatenate([e_rows, jnp.broadcast_to(e_rows[:1], (bucket - n_rows,))])
+        log_p = 2.0 * np.real(np.asarray(log_psi_rows(state.params, jnp.asarray(rows))))
+        p = np.where(np.arange(bucket) < n_rows, np.exp(log_p - log_p[:n_rows].max()), 0.0)
+        w_rows = jnp.asarray(p / p.sum())
+        rows = jnp.asarray(rows)
+        if mesh is not None:
+            rows, w_rows, e_rows = put((rows, w_rows, e_rows), (sample_sharding(mesh),) * 3)
+        return estimate_and_finish(state, key, rows, w_rows, e_rows, stats, sampler_state,
+                                   shift_scale)
+
+    return rows_step
 
 
 def make_energy_evaluator(

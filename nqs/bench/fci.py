@@ -64,7 +64,8 @@ class Settings:
     optimizer: str = "auto"  # adam; sr for the autoregressive ansatz
     # None: 3e-3 (adam, sgd, backflow SR); AR + SR: 0.05, 0.01 beyond EXACT_AUTO_LIMIT det.
     learning_rate: float | None = None
-    diag_shift: float = 1e-3
+    # None: 1e-6 with connected rows (the guard adapts it, Levenberg-Marquardt), else 1e-3
+    diag_shift: float | None = None
     # None: 64 (backflow), 256 (autoregressive: its amplitudes and its phase network)
     hidden: tuple[int, ...] | None = None
     n_determinants: int = 1
@@ -84,6 +85,9 @@ class Settings:
     # conditional beyond EXACT_AUTO_LIMIT determinants, the MLP up to it (resolve_settings)
     phase: str = "auto"
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
+    # autoregressive sampler + SR: determinants H connects to the draws added as rows of SR
+    # (nqs.sampling.connected); None: CONNECTED_ROWS there, 0 otherwise
+    connected_rows: int | None = None
     start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
     # or "none" first (nqs.models.ar_pretrain)
     start_grow: float = 1.0  # selected start: determinants a round adds, times the space
@@ -101,6 +105,10 @@ class Settings:
 
 AR_SAMPLES = 100_000
 AR_HIDDEN = (256,)  # MADE and phase-network width of the autoregressive ansatz
+# connected determinants a step adds to the draws as rows of SR: a truncated fitted start of
+# NH3/STO-3G (6.3 mHa above FCI) falls to 1.2 mHa in 40 steps with 256, stays with none
+# (experiments/choo_2020/lift_start.py)
+CONNECTED_ROWS = 512
 MCMC_SAMPLES = 2048
 
 
@@ -139,8 +147,16 @@ def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
         # 1.97, 1.25 and 0.68 mHa above FCI at widths 64, 128 and 256, of C2 1.17, 0.36 and
         # 0.27 mHa, and SR hardly moves them
         hidden = AR_HIDDEN if ar else (64,)
+    connected = settings.connected_rows
+    if connected is None:
+        connected = CONNECTED_ROWS if (sampler == "autoregressive"
+                                       and optimizer in ("sr", "minsr")) else 0
+    shift = settings.diag_shift
+    if shift is None:
+        shift = 1e-6 if connected else 1e-3
     return replace(settings, ansatz=ansatz, sampler=sampler, optimizer=optimizer,
-                   learning_rate=lr, samples=samples, phase=phase, hidden=tuple(hidden))
+                   learning_rate=lr, samples=samples, phase=phase, hidden=tuple(hidden),
+                   connected_rows=connected, diag_shift=shift)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -152,6 +168,8 @@ def make_scheduled_optimizer(settings: Settings):
     ``"cosine"``: ``lr * (f + (1 - f) (1 + cos(pi t / steps)) / 2)`` at step ``t`` with
     ``f = final_lr_fraction`` (optax's cosine decay), for Adam, SGD, SR and minSR alike.
     """
+    from dataclasses import replace
+
     import optax
 
     from nqs.optim import Optimizer, make_optimizer
@@ -164,6 +182,8 @@ def make_scheduled_optimizer(settings: Settings):
     if settings.lr_schedule not in LR_SCHEDULES:
         raise InputError(f"unknown learning-rate schedule {settings.lr_schedule!r}; "
                          f"choose one of {', '.join(LR_SCHEDULES)}")
+    if settings.diag_shift is None:
+        settings = replace(settings, diag_shift=1e-3)
     sr_mode = {"sr": "auto", "minsr": "minsr"}.get(settings.optimizer)
     base = make_optimizer(settings.optimizer, settings.learning_rate, settings.diag_shift)
     if settings.lr_schedule == "constant":
@@ -296,7 +316,8 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
                      checkpoint_every=checkpoint_every, dedupe=mode == "mcmc",
                      chunk_size=settings.chunk_size, initial_params=initial_params,
-                     fingerprint=fingerprint(integrals, settings), time_limit=time_limit)
+                     fingerprint=fingerprint(integrals, settings), time_limit=time_limit,
+                     connected_rows=settings.connected_rows or 0)
     return result, mode
 
 

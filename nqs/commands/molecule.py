@@ -178,8 +178,14 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: "
                    "for the autoregressive ansatz with SR 0.05, 0.01 beyond 100000 "
                    "determinants; 3e-3 otherwise)")
-    p.add_argument("--diag-shift", type=nonnegative_float, default=1e-3,
-                   help="SR diagonal shift (default: 1e-3)")
+    p.add_argument("--diag-shift", type=nonnegative_float, default=None,
+                   help="SR diagonal shift; with connected rows its floor, raised x10 after a "
+                   "step that raises the energy and lowered /10 after one that does not "
+                   "(default: 1e-6 with connected rows, 1e-3 otherwise)")
+    p.add_argument("--connected-rows", type=nonnegative_int, default=None,
+                   help="autoregressive sampler with SR: determinants H connects to each "
+                   "step's draws, of largest first-order amplitude, added as rows of SR with "
+                   "exact weights; 0: the draws alone (default: 512)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
                    help="hidden-layer widths of the backflow, or of the autoregressive "
                    "network's amplitudes and phase (default: 64 for the backflow, 256 for the "
@@ -289,7 +295,7 @@ def _settings(args: argparse.Namespace):
                     sampling_power=args.sampling_power, sector=args.sector,
                     metric_states=args.metric_states, dtype=args.dtype,
                     backbone=args.backbone, phase=args.phase, max_unique=args.max_unique,
-                    start=args.start, start_grow=args.start_grow,
+                    connected_rows=args.connected_rows, start=args.start, start_grow=args.start_grow,
                     start_rounds=args.start_rounds, start_pt2=args.start_pt2,
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction,
@@ -369,8 +375,8 @@ def check_job_memory(job, settings, sizes: tuple[int, int, int]) -> None:  # noq
         parts = {"the enumerated determinants": (samples * 2 * n, flag),
                  "the sparse Hamiltonian": (samples * conn * 16.0, flag)}
     elif settings.sampler == "autoregressive":  # the cost is in the distinct determinants
-        samples = float(settings.max_unique)
-        flag = "--max-unique"
+        samples = float(settings.max_unique + (settings.connected_rows or 0))
+        flag = "--max-unique or --connected-rows"
         parts = {"samples": (samples * 2 * n * 8.0, flag)}
     else:
         samples = float(settings.samples)

@@ -53,7 +53,8 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto", param_chunk: int | None 
     """Natural-gradient preconditioner; needs ``jacobian`` and ``residuals`` as extra arguments.
 
     Args:
-      diag_shift: lambda, added to the diagonal of S (dense) or of J J^T (minSR).
+      diag_shift: lambda, added to the diagonal of S (dense) or of J J^T (minSR); an extra
+        argument ``shift_scale`` (a scalar, the guard's adaptive shift) multiplies it.
       mode: "dense", "minsr", or "auto" (minSR when parameters outnumber the rows of J).
       param_chunk: minSR on a dense Jacobian builds ``J J^T`` and ``J^T y`` from blocks of this
         many parameter columns (:func:`minsr_kernel`), bounding the temporaries by
@@ -70,8 +71,11 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto", param_chunk: int | None 
         del params
         return SRState()
 
-    def update_fn(updates, state, params=None, *, jacobian=None, residuals=None, **extra):
+    def update_fn(updates, state, params=None, *, jacobian=None, residuals=None,
+                  shift_scale=None, **extra):
         del params, extra
+        # the guard's adaptive shift (Levenberg-Marquardt, nqs.guard.Guard) scales lambda
+        shift = diag_shift if shift_scale is None else diag_shift * shift_scale
         if jacobian is None:
             raise ValueError("sr() needs the per-sample jacobian (and residuals) as extra args")
         grad, unflatten = real_flat(updates)
@@ -80,34 +84,34 @@ def sr(diag_shift: float = 1e-3, mode: SRMode = "auto", param_chunk: int | None 
             if residuals is not None and (
                 mode == "minsr" or (mode == "auto" and n_params > n_rows)
             ):
-                d = natural_gradient_minsr_structured(jacobian, residuals, diag_shift)
+                d = natural_gradient_minsr_structured(jacobian, residuals, shift)
                 return unflatten(jacobian.real_view(d).astype(grad.dtype)), state
             jacobian = jacobian.dense()  # dense SR needs the P x P matrix anyway
         if residuals is None:
             # J spans only part of the samples (a metric from the largest-weight configurations
             # with the exact gradient): g is not J^T eps, so solve with g itself.
             if isinstance(jacobian, HolomorphicJacobian):
-                d = natural_gradient_dense_holomorphic(jacobian.o, grad, diag_shift)
+                d = natural_gradient_dense_holomorphic(jacobian.o, grad, shift)
                 delta = jnp.concatenate([d.real, d.imag])
             else:
-                delta = natural_gradient_woodbury(jacobian, grad, diag_shift)
+                delta = natural_gradient_woodbury(jacobian, grad, shift)
             return unflatten(delta.astype(grad.dtype)), state
         if isinstance(jacobian, HolomorphicJacobian):
             n_rows, n_params = jacobian.o.shape  # the real view has twice both
             use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
             if use_minsr:
-                d = natural_gradient_minsr_holomorphic(jacobian.o, residuals, diag_shift,
+                d = natural_gradient_minsr_holomorphic(jacobian.o, residuals, shift,
                                                        param_chunk)
             else:
-                d = natural_gradient_dense_holomorphic(jacobian.o, grad, diag_shift)
+                d = natural_gradient_dense_holomorphic(jacobian.o, grad, shift)
             delta = jnp.concatenate([d.real, d.imag])
             return unflatten(delta.astype(grad.dtype)), state
         n_rows, n_params = jacobian.shape
         use_minsr = mode == "minsr" or (mode == "auto" and n_params > n_rows)
         if use_minsr:
-            delta = natural_gradient_minsr(jacobian, residuals, diag_shift, param_chunk)
+            delta = natural_gradient_minsr(jacobian, residuals, shift, param_chunk)
         else:
-            delta = natural_gradient_dense(jacobian, grad, diag_shift)
+            delta = natural_gradient_dense(jacobian, grad, shift)
         return unflatten(delta.astype(grad.dtype)), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
