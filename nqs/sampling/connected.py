@@ -36,7 +36,8 @@ def make_connected_rows(operator, n_rows: int
     ``x``: distinct configurations (the draws); ``log_psi``: their log amplitudes (complex
     or real); ``energy`` (Ha): E of the first-order denominators. ``y``: the determinants
     outside ``x`` connected to it by ``operator``, the ``n_rows`` of largest ``|a_y|``
-    (module docstring), largest first. InputError for ``n_rows < 1`` or more than 63 sites.
+    (module docstring) among the ``4 n_rows`` of largest numerator (the diagonal ``<y|H|y>``
+    is computed for those only), largest first. InputError for ``n_rows < 1`` or more than 63 sites.
     """
     hilbert = operator.hilbert
     n_sites = hilbert.n_sites
