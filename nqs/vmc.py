@@ -617,6 +617,11 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
     return step
 
 
+def _pad(n: int) -> int:
+    """A power of two >= ``n``, at least 16 (few compiled shapes)."""
+    return max(16, 1 << max(n - 1, 0).bit_length())
+
+
 def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
                               packed_local_energy, n_dev, mesh):
     """``rows_step(state, key, x, w, n_draws, n_unique, sampler_state, shift_scale)``: the
@@ -652,14 +657,19 @@ def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
         log_draws = np.asarray(log_psi_rows(state.params, jnp.asarray(x_draws)))
         y = connected(x_draws, log_draws, float(np.real(stats.mean)))
         n_rows = n_unique + len(y)
-        bucket = unique_bucket(n_rows, 1 << max(n_rows - 1, 0).bit_length(), n_dev)
+        e_rows = [np.asarray(e_draws[:n_unique])]
+        if len(y):  # the draws' local energies are known: only the new rows' are computed
+            y_bucket = np.concatenate([y, np.broadcast_to(y[:1], (_pad(len(y)) - len(y),
+                                                                  y.shape[1]))])
+            e_rows.append(np.asarray(energies(state.params, y_bucket.astype(x_draws.dtype),
+                                              len(y)))[: len(y)])
+        bucket = -(-_pad(n_rows) // n_dev) * n_dev
         rows = np.concatenate([x_draws, y.astype(x_draws.dtype)])
         rows = np.concatenate([rows, np.broadcast_to(rows[:1], (bucket - n_rows,
                                                                 rows.shape[1]))])
-        e_rows = energies(state.params, rows, n_rows) if len(y) else None
-        if e_rows is None:
-            e_rows = e_draws[:n_unique]
-            e_rows = jnp.concatenate([e_rows, jnp.broadcast_to(e_rows[:1], (bucket - n_rows,))])
+        e_rows = np.concatenate(e_rows)
+        e_rows = jnp.asarray(np.concatenate([e_rows, np.broadcast_to(e_rows[:1],
+                                                                     (bucket - n_rows,))]))
         log_p = 2.0 * np.real(np.asarray(log_psi_rows(state.params, jnp.asarray(rows))))
         p = np.where(np.arange(bucket) < n_rows, np.exp(log_p - log_p[:n_rows].max()), 0.0)
         w_rows = jnp.asarray(p / p.sum())
