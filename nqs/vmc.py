@@ -618,8 +618,11 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
 
 
 def _pad(n: int) -> int:
-    """A power of two >= ``n``, at least 16 (few compiled shapes)."""
-    return max(16, 1 << max(n - 1, 0).bit_length())
+    """Rows kept for ``n``: a power of two up to 128, then a multiple of 128 (few compiled
+    shapes; SR's kernel grows as the square of the rows, so no power-of-two padding there)."""
+    if n <= 128:
+        return max(16, 1 << max(n - 1, 0).bit_length())
+    return -(-n // 128) * 128
 
 
 def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
