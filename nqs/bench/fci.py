@@ -86,8 +86,8 @@ class Settings:
     phase: str = "auto"
     max_unique: int = 1024  # autoregressive sampler: distinct determinants per step at most
     # autoregressive sampler + SR: determinants H connects to the draws added as rows of SR
-    # (nqs.sampling.connected); None: CONNECTED_ROWS there, 0 otherwise
-    connected_rows: int | None = None
+    # (nqs.sampling.connected); 0: the draws alone
+    connected_rows: int = 0
     start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
     # or "none" first (nqs.models.ar_pretrain)
     start_grow: float = 1.0  # selected start: determinants a round adds, times the space
@@ -105,10 +105,6 @@ class Settings:
 
 AR_SAMPLES = 100_000
 AR_HIDDEN = (256,)  # MADE and phase-network width of the autoregressive ansatz
-# connected determinants a step adds to the draws as rows of SR: a truncated fitted start of
-# NH3/STO-3G (6.3 mHa above FCI) falls to 1.2 mHa in 40 steps with 256, stays with none
-# (experiments/choo_2020/lift_start.py)
-CONNECTED_ROWS = 512
 MCMC_SAMPLES = 2048
 
 
@@ -147,10 +143,9 @@ def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
         # 1.97, 1.25 and 0.68 mHa above FCI at widths 64, 128 and 256, of C2 1.17, 0.36 and
         # 0.27 mHa, and SR hardly moves them
         hidden = AR_HIDDEN if ar else (64,)
-    connected = settings.connected_rows
-    if connected is None:
-        connected = CONNECTED_ROWS if (sampler == "autoregressive"
-                                       and optimizer in ("sr", "minsr")) else 0
+    # connected rows act with the autoregressive sampler and SR only
+    connected = settings.connected_rows if (sampler == "autoregressive"
+                                            and optimizer in ("sr", "minsr")) else 0
     shift = settings.diag_shift
     if shift is None:
         shift = 1e-6 if connected else 1e-3
@@ -275,6 +270,8 @@ def fingerprint(integrals, settings: Settings) -> dict:
     fp = {k: v for k, v in asdict(settings).items()
           if k not in ("steps", "chunk_size", "seed", "dtype", "start_refine_steps", "init_from",
                        "start_fit_max", "start_fit_growth")}
+    if not fp.get("connected_rows"):  # off: checkpoints from before the option match
+        fp.pop("connected_rows", None)
     return {"integrals": h.hexdigest()[:16], **fp}
 
 

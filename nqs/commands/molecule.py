@@ -182,10 +182,11 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
                    help="SR diagonal shift; with connected rows its floor, raised x10 after a "
                    "step that raises the energy and lowered /10 after one that does not "
                    "(default: 1e-6 with connected rows, 1e-3 otherwise)")
-    p.add_argument("--connected-rows", type=nonnegative_int, default=None,
+    p.add_argument("--connected-rows", type=nonnegative_int, default=0,
                    help="autoregressive sampler with SR: determinants H connects to each "
                    "step's draws, of largest first-order amplitude, added as rows of SR with "
-                   "exact weights; 0: the draws alone (default: 512)")
+                   "exact weights (e.g. 512; lifts what a truncated start fit left out); 0: "
+                   "the draws alone (default: 0)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
                    help="hidden-layer widths of the backflow, or of the autoregressive "
                    "network's amplitudes and phase (default: 64 for the backflow, 256 for the "
@@ -375,7 +376,7 @@ def check_job_memory(job, settings, sizes: tuple[int, int, int]) -> None:  # noq
         parts = {"the enumerated determinants": (samples * 2 * n, flag),
                  "the sparse Hamiltonian": (samples * conn * 16.0, flag)}
     elif settings.sampler == "autoregressive":  # the cost is in the distinct determinants
-        samples = float(settings.max_unique + (settings.connected_rows or 0))
+        samples = float(settings.max_unique + settings.connected_rows)
         flag = "--max-unique or --connected-rows"
         parts = {"samples": (samples * 2 * n * 8.0, flag)}
     else:
