@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_autoregressive import _random_params
 
 import nqs  # noqa: F401  (float64)
 from nqs.errors import InputError
@@ -28,25 +29,13 @@ def _molecule(name: str, basis: str):
     return MolecularHamiltonian(compute_integrals(from_preset(name, basis=basis))[0])
 
 
-def _random_params(ansatz, hilbert, seed=0, scale=0.3):
-    def make(key):
-        params = ansatz.init(key, jnp.asarray(hilbert.hartree_fock_state()))
-        leaves, tree = jax.tree_util.tree_flatten(params)
-        keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-        return jax.tree_util.tree_unflatten(
-            tree, [leaf + scale * jax.random.normal(k, leaf.shape)
-                   for leaf, k in zip(leaves, keys, strict=True)])
-
-    return jax.jit(make)(jax.random.PRNGKey(seed))
-
-
 def test_connected_rows_are_the_largest_first_order_amplitudes():
     """Against the dense H of LiH/STO-3G: the K determinants outside the draws of largest
     |sum_x H_yx psi_x| / |E - H_yy| among the 4K of largest numerator, in that order."""
     lih = _molecule("LiH", "sto-3g")
     ansatz = make_autoregressive(lih.hilbert, "made", hidden=(16,), phase_hidden=(8,),
                                  hf_logit=2.0)
-    params = _random_params(ansatz, lih.hilbert)
+    params = _random_params(ansatz, lih.hilbert, scale=0.3)
     sh = sparse_hamiltonian(lih)
     n = len(sh.states)
     h = np.zeros((n, n))
@@ -84,7 +73,7 @@ def test_rows_spanning_the_space_give_the_exact_sr_step():
     h2 = _molecule("H2", "6-31g")
     ansatz = make_autoregressive(h2.hilbert, "made", hidden=(16,), phase_hidden=(8,),
                                  hf_logit=2.0)
-    params = _random_params(ansatz, h2.hilbert)
+    params = _random_params(ansatz, h2.hilbert, scale=0.3)
     optimizer = sr_optimizer(0.05, 1e-3, "minsr")
 
     def one_step(sampler, **kw):
