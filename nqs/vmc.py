@@ -653,30 +653,29 @@ def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
             return packed_local_energy(params, x, n_valid)
         return local_energies(params, jnp.asarray(x))
 
+    def padded(a: np.ndarray, size: int) -> np.ndarray:
+        return np.concatenate([a, np.broadcast_to(a[:1], (size - len(a), *a.shape[1:]))])
+
     def rows_step(state, key, x, w, n_draws, n_unique, sampler_state, shift_scale):
+        # every jitted map sees a bucketed shape (the draws' bucket, _pad sizes): no
+        # recompilation as the number of distinct draws changes from step to step
         e_draws = energies(state.params, x, n_unique)
         stats = draw_statistics(e_draws, w, n_draws)
         x_draws = np.asarray(x[:n_unique])
-        log_draws = np.asarray(log_psi_rows(state.params, jnp.asarray(x_draws)))
-        y = connected(x_draws, log_draws, float(np.real(stats.mean)))
+        log_draws = np.asarray(log_psi_rows(state.params, x))[:n_unique]
+        y = connected(x_draws, log_draws, float(np.real(stats.mean))).astype(x_draws.dtype)
         n_rows = n_unique + len(y)
-        e_rows = [np.asarray(e_draws[:n_unique])]
-        if len(y):  # the draws' local energies are known: only the new rows' are computed
-            y_bucket = np.concatenate([y, np.broadcast_to(y[:1], (_pad(len(y)) - len(y),
-                                                                  y.shape[1]))])
-            e_rows.append(np.asarray(energies(state.params, y_bucket.astype(x_draws.dtype),
-                                              len(y)))[: len(y)])
+        e_rows, log_rows = [np.asarray(e_draws[:n_unique])], [log_draws]
+        if len(y):  # the draws' local energies and amplitudes are known: only the new rows'
+            y_bucket = jnp.asarray(padded(y, _pad(len(y))))
+            e_rows.append(np.asarray(energies(state.params, y_bucket, len(y)))[: len(y)])
+            log_rows.append(np.asarray(log_psi_rows(state.params, y_bucket))[: len(y)])
         bucket = -(-_pad(n_rows) // n_dev) * n_dev
-        rows = np.concatenate([x_draws, y.astype(x_draws.dtype)])
-        rows = np.concatenate([rows, np.broadcast_to(rows[:1], (bucket - n_rows,
-                                                                rows.shape[1]))])
-        e_rows = np.concatenate(e_rows)
-        e_rows = jnp.asarray(np.concatenate([e_rows, np.broadcast_to(e_rows[:1],
-                                                                     (bucket - n_rows,))]))
-        log_p = 2.0 * np.real(np.asarray(log_psi_rows(state.params, jnp.asarray(rows))))
-        p = np.where(np.arange(bucket) < n_rows, np.exp(log_p - log_p[:n_rows].max()), 0.0)
-        w_rows = jnp.asarray(p / p.sum())
-        rows = jnp.asarray(rows)
+        rows = jnp.asarray(padded(np.concatenate([x_draws, y]), bucket))
+        e_rows = jnp.asarray(padded(np.concatenate(e_rows), bucket))
+        log_p = 2.0 * np.real(np.concatenate(log_rows))
+        p = np.exp(log_p - log_p.max())
+        w_rows = jnp.asarray(padded(p / p.sum(), bucket) * (np.arange(bucket) < n_rows))
         if mesh is not None:
             rows, w_rows, e_rows = put((rows, w_rows, e_rows), (sample_sharding(mesh),) * 3)
         return estimate_and_finish(state, key, rows, w_rows, e_rows, stats, sampler_state,

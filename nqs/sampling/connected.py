@@ -51,10 +51,17 @@ def make_connected_rows(operator, n_rows: int
     pow2 = np.int64(1) << np.arange(n_sites + 1, dtype=np.int64)
     pow2[n_sites] = 0  # padding site: no flip
 
+    def on_bucket(fn: Callable, a: np.ndarray) -> list[np.ndarray]:
+        # the jitted maps see power-of-two row counts: no recompilation per size
+        size = max(16, 1 << max(len(a) - 1, 0).bit_length())
+        padded = np.concatenate([a, np.broadcast_to(a[:1], (size - len(a), a.shape[1]))])
+        out = fn(jnp.asarray(padded))
+        return [np.asarray(o)[: len(a)] for o in (out if isinstance(out, tuple) else (out,))]
+
     def connected(x: np.ndarray, log_psi: np.ndarray, energy: float) -> np.ndarray:
         x = np.asarray(x)
         keys = configuration_keys(x, hilbert)
-        sites, mels = (np.asarray(a) for a in flips(jnp.asarray(x)))
+        sites, mels = on_bucket(flips, x)
         delta = np.bitwise_xor.reduce(pow2[sites], axis=-1)  # [m, C]: the flipped sites
         log_psi = np.asarray(log_psi)
         amp = np.exp(log_psi - np.max(np.real(log_psi)))  # largest |psi| 1: no overflow
@@ -62,17 +69,19 @@ def make_connected_rows(operator, n_rows: int
         conn = (keys[:, None] ^ delta)[keep]
         contrib = (mels * amp[:, None])[keep]
         if conn.size == 0:
-            return np.zeros((0, n_sites))
+            return np.zeros((0, n_sites), x.dtype)
         uniq, inverse = np.unique(conn, return_inverse=True)
         a = np.bincount(inverse, weights=contrib.real, minlength=len(uniq)).astype(complex)
         if np.iscomplexobj(contrib):
             a += 1j * np.bincount(inverse, weights=contrib.imag, minlength=len(uniq))
         outside = ~np.isin(uniq, keys)
         uniq, a = uniq[outside], np.abs(a[outside])
+        if uniq.size == 0:
+            return np.zeros((0, n_sites), x.dtype)
         # the diagonal only for the candidates of largest numerator
         pre = np.argsort(-a, kind="stable")[: _PRESELECT * int(n_rows)]
         y = configurations_from_keys(uniq[pre], hilbert)
-        h_yy = np.asarray(diagonal(jnp.asarray(y)))
+        (h_yy,) = on_bucket(diagonal, y)
         score = a[pre] / np.maximum(np.abs(float(energy) - h_yy), 1e-3)
         best = np.argsort(-score, kind="stable")[: int(n_rows)]
         return y[best[score[best] > 0]]
