@@ -211,11 +211,19 @@ def test_gradient_matches_finite_differences(lih, phase):
     assert abs(fd - grad @ direction) < 1e-6 * max(1.0, abs(fd)), (fd, grad @ direction)
 
 
-def test_method_follows_the_size_of_the_space():
+def test_method_follows_the_choices_and_the_size_of_the_space():
     from nqs.problems import EXACT_AUTO_LIMIT, molecule_method
 
-    assert molecule_method(441) == ("backflow", "exact")
+    # auto: the autoregressive ansatz and sampler at every size
+    assert molecule_method(441) == ("autoregressive", "autoregressive")
     assert molecule_method(EXACT_AUTO_LIMIT + 1) == ("autoregressive", "autoregressive")
+    # an explicit exact or Metropolis sampler takes the backflow; an explicit backflow sums
+    # exactly up to the cap and samples by Metropolis beyond it
+    assert molecule_method(441, sampler="exact") == ("backflow", "exact")
+    assert molecule_method(441, ansatz="backflow") == ("backflow", "exact")
+    assert molecule_method(EXACT_AUTO_LIMIT + 1, ansatz="rbm") == ("rbm", "mcmc")
+    assert molecule_method(441, ansatz="autoregressive", sampler="exact") == (
+        "autoregressive", "exact")
     assert molecule_method(441, sampler="autoregressive") == ("autoregressive", "autoregressive")
     assert molecule_method(10**7, sampler="mcmc") == ("backflow", "mcmc")
     with pytest.raises(InputError, match="autoregressive ansatz"):
@@ -653,20 +661,20 @@ def test_phase_network_follows_the_size_of_the_space():
     assert Settings().phase == "auto"
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).phase == "conditional"
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT).phase == "mlp"
-    assert resolve_settings(Settings(sampler="autoregressive"), 44100).phase == "mlp"
+    assert resolve_settings(Settings(), 44100).phase == "mlp"
     # an explicit choice is kept at any size
     assert resolve_settings(Settings(phase="mlp"), 10**7).phase == "mlp"
     assert resolve_settings(Settings(phase="conditional"), 441).phase == "conditional"
     # and SR's learning rate: 0.05 up to the cap, 0.01 beyond; an explicit one is kept
-    assert resolve_settings(Settings(sampler="autoregressive"), 44100).learning_rate == 0.05
+    assert resolve_settings(Settings(), 44100).learning_rate == 0.05
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).learning_rate == 0.01
     assert resolve_settings(Settings(learning_rate=0.2), 10**7).learning_rate == 0.2
-    assert resolve_settings(Settings(), 441).learning_rate == 3e-3  # backflow, Adam
+    assert resolve_settings(Settings(sampler="exact"), 441).learning_rate == 3e-3  # backflow
     # and the width: 256 for the autoregressive ansatz, 64 for the backflow; an explicit one
     # is kept, and the phase network is as wide as the amplitudes'
     assert resolve_settings(Settings(), EXACT_AUTO_LIMIT + 1).hidden == (256,)
-    assert resolve_settings(Settings(), EXACT_AUTO_LIMIT).hidden == (64,)
-    assert resolve_settings(Settings(sampler="autoregressive"), 44100).hidden == (256,)
+    assert resolve_settings(Settings(ansatz="backflow"), EXACT_AUTO_LIMIT).hidden == (64,)
+    assert resolve_settings(Settings(), 44100).hidden == (256,)
     assert resolve_settings(Settings(hidden=(32, 16)), 10**7).hidden == (32, 16)
     from nqs.hilbert import FermionHilbert
     from nqs.problems import molecule_ansatz

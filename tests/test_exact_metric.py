@@ -64,7 +64,7 @@ def test_sr_with_subset_metric_reaches_fci(tmp_path):
 
     integrals, _ = compute_integrals(from_preset("H2"))
     e_fci, _ = fci_from_integrals(integrals)
-    settings = Settings(steps=60, optimizer="sr", learning_rate=0.1, diag_shift=0.1,
+    settings = Settings(steps=60, sampler="exact", optimizer="sr", learning_rate=0.1, diag_shift=0.1,
                         metric_states=2, hidden=(8,))  # 2 of the 4 determinants
     result, mode = solve(integrals, settings, tmp_path, lambda m: None)
     assert mode == "exact"

@@ -34,7 +34,8 @@ def test_h2_vmc_reaches_fci(tmp_path):
 
     integrals, _ = compute_integrals(from_preset("H2"))
     e_fci, _ = fci_from_integrals(integrals)
-    result, mode = solve(integrals, Settings(steps=150), tmp_path, lambda m: None)
+    result, mode = solve(integrals, Settings(steps=150, sampler="exact"), tmp_path,
+                         lambda m: None)
     assert mode == "exact"
     assert result.energy >= e_fci - 1e-9  # variational
     assert (result.energy - e_fci) * 1e3 < 0.1
@@ -123,7 +124,7 @@ def test_bench_fci_writes_results(tmp_path, capsys):
                 "e_nqs", "e_nqs_error", "error_mha", "chemical_accuracy", "sampler",
                 "nqs_wall_time_s", "wall_time_s"):
         assert key in records[0]
-    assert records[0]["sampler"] == "exact"
+    assert records[0]["sampler"] == "autoregressive"  # the default at every size
     assert records[0]["reference"] == "fci" and records[0]["e_ref"] == records[0]["e_fci"]
     assert records[0]["nqs_wall_time_s"] < records[0]["wall_time_s"]
     for name in ("results.md", "errors.png", "times.png"):
@@ -221,7 +222,8 @@ def test_cosine_schedule_decays_the_step():
 
     from nqs.bench.fci import Settings, make_scheduled_optimizer
 
-    settings = Settings(learning_rate=1e-2, steps=10, lr_schedule="cosine", final_lr_fraction=0.2)
+    settings = Settings(optimizer="adam", learning_rate=1e-2, steps=10, lr_schedule="cosine",
+                        final_lr_fraction=0.2)
     tx = make_scheduled_optimizer(settings).transformation
     params = jnp.zeros(3)
     state = tx.init(params)

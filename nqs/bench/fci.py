@@ -56,8 +56,8 @@ class Job:
 class Settings:
     """How each molecule is solved (the same for every molecule of a run)."""
 
-    ansatz: str = "auto"  # backflow up to EXACT_AUTO_LIMIT determinants, else autoregressive
-    sampler: str = "auto"  # exact / autoregressive to match (nqs.problems.molecule_method)
+    ansatz: str = "auto"  # autoregressive; backflow with an explicit exact / mcmc sampler
+    sampler: str = "auto"  # to match the ansatz (nqs.problems.molecule_method)
     steps: int = 600
     samples: int | None = None  # None: 2048 (mcmc) or 100000 draws (autoregressive)
     chains: int = 16

@@ -110,13 +110,14 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ansatz", choices=("auto", "backflow", "rbm", "autoregressive"),
                    default="auto",
                    help="neural-network backflow determinant(s), complex RBM (Choo et al. "
-                   "2020), or autoregressive (exact sampling); auto: backflow up to 100000 "
-                   "determinants, autoregressive beyond (default: auto)")
+                   "2020), or autoregressive (exact sampling, fitted to selected CI first); auto: "
+                   "autoregressive, or backflow with --sampler exact or mcmc (default: auto)")
     p.add_argument("--sampler", choices=("auto", "exact", "mcmc", "autoregressive"),
                    default="auto",
                    help="exact summation over all determinants, Metropolis electron hops, or "
-                   "exact autoregressive draws; auto: exact up to 100000 determinants, "
-                   "autoregressive beyond (default: auto)")
+                   "exact autoregressive draws; auto: autoregressive for the autoregressive "
+                   "ansatz, else exact up to 100000 determinants and mcmc beyond (default: "
+                   "auto)")
     p.add_argument("--backbone", choices=("made", "transformer"), default="made",
                    help="autoregressive ansatz: masked MLP (MADE, widths --hidden) or causal "
                    "transformer (default: made)")

@@ -144,21 +144,23 @@ MOLECULE_SAMPLERS = ("auto", "exact", "mcmc", "autoregressive")
 
 def molecule_method(n_determinants: int, ansatz: str = "auto", sampler: str = "auto"
                     ) -> tuple[str, str]:
-    """``(ansatz, sampler)`` with ``"auto"`` resolved from the size of the space.
+    """``(ansatz, sampler)`` with ``"auto"`` resolved.
 
-    Up to ``EXACT_AUTO_LIMIT`` determinants: backflow with exact summation; beyond it: the
-    autoregressive ansatz with exact autoregressive sampling. An explicit choice of one picks
-    the other to match (``mcmc`` samples a backflow state, ``autoregressive`` either way).
+    Both ``"auto"``: the autoregressive ansatz with exact autoregressive sampling and its
+    selected-CI start, at every size (at its defaults it reaches chemical accuracy on small
+    molecules where backflow with exact summation at its defaults does not: O2 and NO open
+    shells, CH4; ``docs/molecules.md``). An explicit choice of one picks the other to match:
+    ``exact`` or ``mcmc`` take a backflow state, and ``backflow`` or ``rbm`` sum exactly up to
+    ``EXACT_AUTO_LIMIT`` determinants and use Metropolis beyond it.
     """
     if ansatz not in MOLECULE_ANSATZE:
         raise InputError(f"unknown ansatz {ansatz!r}; choose {', '.join(MOLECULE_ANSATZE)}")
     if sampler not in MOLECULE_SAMPLERS:
         raise InputError(f"unknown sampler {sampler!r}; choose {', '.join(MOLECULE_SAMPLERS)}")
-    small = n_determinants <= EXACT_AUTO_LIMIT
     if ansatz == "auto":
-        sampled = sampler == "autoregressive" or (sampler == "auto" and not small)
-        ansatz = "autoregressive" if sampled else "backflow"
+        ansatz = "autoregressive" if sampler in ("auto", "autoregressive") else "backflow"
     if sampler == "auto":
+        small = n_determinants <= EXACT_AUTO_LIMIT
         sampler = ("autoregressive" if ansatz == "autoregressive"
                    else "exact" if small else "mcmc")
     if sampler == "autoregressive" and ansatz != "autoregressive":
