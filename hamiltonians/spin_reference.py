@@ -37,6 +37,9 @@ _HEISENBERG_CHAIN_TABLE: dict[int, float] = {20: -8.904386529876, 80: -35.462076
 # Periodic L x L square-lattice Heisenberg model beyond Lanczos here, energy per site
 # (docs/references.md: exact diagonalization, Schulz, Ziman & Poilblanc 1996).
 _HEISENBERG_SQUARE_PER_SITE: dict[int, float] = {6: -0.678872}
+# Periodic L x L square-lattice J1-J2 model, energy per site in units of J1 > 0, keyed by
+# (L, J2 / J1) (docs/references.md: exact diagonalization, Schulz, Ziman & Poilblanc 1996).
+_J1J2_SQUARE_PER_SITE: dict[tuple[int, float], float] = {(6, 0.5): -0.503810}
 
 
 def tfim_chain_energy(length: int, h: float, J: float = 1.0) -> float:
@@ -172,8 +175,9 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     Sources: ``"free fermions"`` (periodic TFIM chain), ``"Bethe ansatz (tabulated)"``
     (periodic Heisenberg chain of a tabulated length, S^z = 0 sector or full space, either
     Marshall sign; XXZ with delta = 1 and J1J2 with j2 = 0 included),
-    ``"exact diagonalization (tabulated, 6 digits)"`` (periodic 6x6 square-lattice Heisenberg
-    model, J > 0: -0.678872 J per site, docs/references.md), ``"exact diagonalization (Lanczos)"``
+    ``"exact diagonalization (tabulated, 6 digits)"`` (periodic 6x6 square lattice, J > 0:
+    Heisenberg -0.678872 J per site, J1-J2 at J2 / J1 = 0.5 -0.503810 J1 per site;
+    docs/references.md), ``"exact diagonalization (Lanczos)"``
     (up to :data:`MAX_AUTO_LANCZOS_STATES` states), else ``(None, "none")``.
     """
     lat = model.lattice
@@ -206,6 +210,18 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
             J = model.j1 if isinstance(model, J1J2) else model.J
             if J > 0:
                 return per_site * J * lat.n_sites, "exact diagonalization (tabulated, 6 digits)"
+    elif (
+        isinstance(model, J1J2)
+        and lat.kind == "square"
+        and lat.pbc
+        and len(set(lat.extent)) == 1
+        and model.hilbert.total_sz in (0, None)
+        and model.j1 > 0
+    ):
+        per_site = _J1J2_SQUARE_PER_SITE.get((int(lat.extent[0]), model.j2 / model.j1))
+        if per_site is not None:
+            return (per_site * model.j1 * lat.n_sites,
+                    "exact diagonalization (tabulated, 6 digits)")
     hi = model.hilbert
     if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
         return lanczos_ground_state(model), "exact diagonalization (Lanczos)"

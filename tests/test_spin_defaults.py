@@ -72,4 +72,12 @@ def test_6x6_reference_is_the_tabulated_one():
 
     e, source = exact_energy(Heisenberg(square(6), marshall_sign=True))
     assert abs(e / 36 - (-0.678872)) < 1e-12 and "tabulated" in source
-    assert exact_energy(J1J2(square(6), j2=0.5))[0] is None  # no tabulated J2 > 0 value
+    # J1-J2 at J2 / J1 = 0.5 (either Marshall sign, any J1 > 0); no other ratio is tabulated,
+    # and 36 spins are beyond Lanczos here
+    for marshall in (False, True):
+        e, source = exact_energy(J1J2(square(6), j2=0.5, marshall_sign=marshall))
+        assert abs(e / 36 - (-0.503810)) < 1e-12 and "tabulated" in source
+    e, _ = exact_energy(J1J2(square(6), j1=2.0, j2=1.0))
+    assert abs(e / 36 - 2 * (-0.503810)) < 1e-12
+    assert exact_energy(J1J2(square(6), j2=0.4))[0] is None
+    assert exact_energy(J1J2(square(6, pbc=False), j2=0.5))[0] is None
