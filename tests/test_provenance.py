@@ -259,6 +259,9 @@ def test_above_hartree_fock():
 
     assert above_hartree_fock(-1.0, -1.1) is True and above_hartree_fock(-1.2, -1.1) is False
     assert above_hartree_fock(-1.0, None) is None and above_hartree_fock(float("nan"), -1.1) is None
+    # He / STO-3G (one determinant): E(NQS) = E(HF) up to the last bit is not above it
+    assert above_hartree_fock(-2.8077839575399737, -2.807783957539974) is False
+    assert above_hartree_fock(-2.8077839, -2.8077840) is True
 
 
 def test_molecule_run_records_geometry_and_prints_no_none(tmp_path, capsys):

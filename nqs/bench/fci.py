@@ -586,12 +586,18 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
     }
 
 
+ABOVE_HF_TOLERANCE = 1e-8
+"""Hartree: a final energy this close above E(HF) is E(HF) itself (a space of one determinant,
+He or the H atom, gives E(NQS) = E(HF) = E(FCI) up to the last bits)."""
+
+
 def above_hartree_fock(energy: float, e_hf: float | None) -> bool | None:
-    """Whether a final energy lies above Hartree-Fock (a failed run: the state has not even
-    reached the mean-field energy); None when E(HF) is unknown."""
+    """Whether a final energy lies above Hartree-Fock by more than ``ABOVE_HF_TOLERANCE`` (a
+    failed run: the state has not even reached the mean-field energy); None when E(HF) is
+    unknown."""
     if e_hf is None or energy is None or not np.isfinite(energy):
         return None
-    return bool(energy > e_hf)
+    return bool(energy > e_hf + ABOVE_HF_TOLERANCE)
 
 
 ABOVE_HF_WARNING = ("WARNING: E(NQS) is above E(HF): the optimization failed (try more steps, "
