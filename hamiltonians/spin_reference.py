@@ -34,12 +34,10 @@ DENSE_MAX_STATES = 64
 # Periodic Heisenberg chain, H = J sum S_i.S_j with S = sigma/2, J = 1 (references.md).
 # L=20: exact diagonalisation, agrees with the Bethe ansatz; L=80: Bethe ansatz.
 _HEISENBERG_CHAIN_TABLE: dict[int, float] = {20: -8.904386529876, 80: -35.4620761497}
-# Periodic L x L square-lattice Heisenberg model beyond Lanczos here, energy per site
-# (docs/references.md: exact diagonalization, Schulz, Ziman & Poilblanc 1996).
-_HEISENBERG_SQUARE_PER_SITE: dict[int, float] = {6: -0.678872}
-# Periodic L x L square-lattice J1-J2 model, energy per site in units of J1 > 0, keyed by
-# (L, J2 / J1) (docs/references.md: exact diagonalization, Schulz, Ziman & Poilblanc 1996).
-_J1J2_SQUARE_PER_SITE: dict[tuple[int, float], float] = {(6, 0.5): -0.503810}
+# Periodic L x L square-lattice Heisenberg (J2 = 0) and J1-J2 models beyond Lanczos here,
+# energy per site in units of J1 > 0, keyed by (L, J2 / J1) (docs/references.md: exact
+# diagonalization, Schulz, Ziman & Poilblanc 1996).
+_SQUARE_PER_SITE: dict[tuple[int, float], float] = {(6, 0.0): -0.678872, (6, 0.5): -0.503810}
 
 
 def tfim_chain_energy(length: int, h: float, J: float = 1.0) -> float:
@@ -199,29 +197,18 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
             return value, "Bethe ansatz (tabulated)"
     elif (
         isinstance(model, Heisenberg | XXZ | J1J2)
-        and _is_plain_heisenberg(model)
+        and not (isinstance(model, XXZ) and model.delta != 1.0)
         and lat.kind == "square"
         and lat.pbc
         and len(set(lat.extent)) == 1
         and model.hilbert.total_sz in (0, None)
     ):
-        per_site = _HEISENBERG_SQUARE_PER_SITE.get(int(lat.extent[0]))
-        if per_site is not None:
-            J = model.j1 if isinstance(model, J1J2) else model.J
-            if J > 0:
+        J = model.j1 if isinstance(model, J1J2) else model.J
+        if J > 0:
+            ratio = model.j2 / model.j1 if isinstance(model, J1J2) else 0.0
+            per_site = _SQUARE_PER_SITE.get((int(lat.extent[0]), ratio))
+            if per_site is not None:
                 return per_site * J * lat.n_sites, "exact diagonalization (tabulated, 6 digits)"
-    elif (
-        isinstance(model, J1J2)
-        and lat.kind == "square"
-        and lat.pbc
-        and len(set(lat.extent)) == 1
-        and model.hilbert.total_sz in (0, None)
-        and model.j1 > 0
-    ):
-        per_site = _J1J2_SQUARE_PER_SITE.get((int(lat.extent[0]), model.j2 / model.j1))
-        if per_site is not None:
-            return (per_site * model.j1 * lat.n_sites,
-                    "exact diagonalization (tabulated, 6 digits)")
     hi = model.hilbert
     if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
         return lanczos_ground_state(model), "exact diagonalization (Lanczos)"

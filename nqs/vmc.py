@@ -631,7 +631,7 @@ def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
     unique step's estimate and update with the draws' connected determinants as extra rows
     of SR (:func:`make_vmc`'s ``connected_rows``)."""
     from nqs.parallel import put, sample_sharding
-    from nqs.sampling.connected import make_connected_rows
+    from nqs.sampling.connected import make_connected_rows, pad_rows
 
     connected = make_connected_rows(operator, n_connected)
     log_psi_rows = jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))
@@ -653,9 +653,6 @@ def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
             return packed_local_energy(params, x, n_valid)
         return local_energies(params, jnp.asarray(x))
 
-    def padded(a: np.ndarray, size: int) -> np.ndarray:
-        return np.concatenate([a, np.broadcast_to(a[:1], (size - len(a), *a.shape[1:]))])
-
     def rows_step(state, key, x, w, n_draws, n_unique, sampler_state, shift_scale):
         # every jitted map sees a bucketed shape (the draws' bucket, _pad sizes): no
         # recompilation as the number of distinct draws changes from step to step
@@ -667,15 +664,15 @@ def _make_connected_rows_step(ansatz, operator, estimate, finish, n_connected,
         n_rows = n_unique + len(y)
         e_rows, log_rows = [np.asarray(e_draws[:n_unique])], [log_draws]
         if len(y):  # the draws' local energies and amplitudes are known: only the new rows'
-            y_bucket = jnp.asarray(padded(y, _pad(len(y))))
+            y_bucket = jnp.asarray(pad_rows(y, _pad(len(y))))
             e_rows.append(np.asarray(energies(state.params, y_bucket, len(y)))[: len(y)])
             log_rows.append(np.asarray(log_psi_rows(state.params, y_bucket))[: len(y)])
         bucket = -(-_pad(n_rows) // n_dev) * n_dev
-        rows = jnp.asarray(padded(np.concatenate([x_draws, y]), bucket))
-        e_rows = jnp.asarray(padded(np.concatenate(e_rows), bucket))
+        rows = jnp.asarray(pad_rows(np.concatenate([x_draws, y]), bucket))
+        e_rows = jnp.asarray(pad_rows(np.concatenate(e_rows), bucket))
         log_p = 2.0 * np.real(np.concatenate(log_rows))
         p = np.exp(log_p - log_p.max())
-        w_rows = jnp.asarray(padded(p / p.sum(), bucket) * (np.arange(bucket) < n_rows))
+        w_rows = jnp.asarray(pad_rows(p / p.sum(), bucket) * (np.arange(bucket) < n_rows))
         if mesh is not None:
             rows, w_rows, e_rows = put((rows, w_rows, e_rows), (sample_sharding(mesh),) * 3)
         return estimate_and_finish(state, key, rows, w_rows, e_rows, stats, sampler_state,

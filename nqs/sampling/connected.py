@@ -29,6 +29,12 @@ from nqs.exact import MAX_INT_KEY_SITES, configuration_keys, configurations_from
 _PRESELECT = 4
 
 
+def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """``a [m, ...]`` with copies of its first row appended up to ``size`` rows (a bucketed
+    shape for a jitted map; the copies' results are discarded or given weight 0)."""
+    return np.concatenate([a, np.broadcast_to(a[:1], (size - len(a), *a.shape[1:]))])
+
+
 def make_connected_rows(operator, n_rows: int
                         ) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
     """``connected(x [m, n_sites], log_psi [m], energy) -> y [k, n_sites]``, ``k <= n_rows``.
@@ -54,8 +60,7 @@ def make_connected_rows(operator, n_rows: int
     def on_bucket(fn: Callable, a: np.ndarray) -> list[np.ndarray]:
         # the jitted maps see power-of-two row counts: no recompilation per size
         size = max(16, 1 << max(len(a) - 1, 0).bit_length())
-        padded = np.concatenate([a, np.broadcast_to(a[:1], (size - len(a), a.shape[1]))])
-        out = fn(jnp.asarray(padded))
+        out = fn(jnp.asarray(pad_rows(a, size)))
         return [np.asarray(o)[: len(a)] for o in (out if isinstance(out, tuple) else (out,))]
 
     def connected(x: np.ndarray, log_psi: np.ndarray, energy: float) -> np.ndarray:
