@@ -40,8 +40,10 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     the lattice (``rbm-symm`` on periodic bipartite 2D lattices, ``rbm`` otherwise), its
     symmetries (space group for ``rbm-symm``, translations otherwise), ``alpha``
     (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, else 1), the learning-rate schedule
-    (cosine for a symmetric ansatz, else constant) and the final evaluation's sampler calls
-    (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4). Options given explicitly stay."""
+    (cosine for a symmetric ansatz, else constant), the final evaluation's sampler calls
+    (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4) and real parameters for the
+    GCNN of a sign-free Hamiltonian (:func:`_sign_free`; half the cost of complex ones).
+    Options given explicitly stay."""
     if getattr(args, "ansatz", "auto") == "auto":
         args.ansatz = "rbm-symm" if _symmetric_default(args) else "rbm"
     if getattr(args, "symmetries", "auto") == "auto":
@@ -52,6 +54,8 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.lr_schedule = "cosine" if args.ansatz in SYMMETRIC else "constant"
     if getattr(args, "eval_batches", None) is None:
         args.eval_batches = AUTO_EVAL_BATCHES if args.ansatz in SYMMETRIC else 4
+    if getattr(args, "real", None) is None:
+        args.real = args.ansatz == "gcnn" and _sign_free(args)
     if not hasattr(args, "final_lr_fraction"):
         args.final_lr_fraction = 0.1
     return args
@@ -161,8 +165,11 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=positive_float, default=None,
                    help="hidden-unit density M/N (an integer for rbm-symm) (default: "
                    f"{AUTO_SYMM_ALPHA} for rbm-symm, 1 otherwise)")
-    p.add_argument("--real", action="store_true",
-                   help="real RBM parameters (default: complex)")
+    p.add_argument("--real", action=argparse.BooleanOptionalAction, default=None,
+                   help="real network parameters (a positive wavefunction) or complex (any "
+                   "sign). Default: real for the GCNN where the Hamiltonian is sign-free in "
+                   "the chosen basis (Ising with h >= 0; Heisenberg, XXZ, or J1-J2 at J2 = 0, "
+                   "with the Marshall sign on a bipartite lattice), complex otherwise")
 
 
 def _add_sampler_options(p: argparse.ArgumentParser) -> None:
@@ -303,6 +310,25 @@ def _symmetric_default(args: argparse.Namespace) -> bool:
     return args.lattice == "honeycomb" or (args.lattice == "square" and args.size % 2 == 0)
 
 
+def _sign_free(args: argparse.Namespace) -> bool:
+    """Whether every off-diagonal element of H is <= 0 in the basis the run uses, so that its
+    ground state is positive (Perron-Frobenius) and real parameters lose nothing: the Ising
+    model with h >= 0, and the Heisenberg, XXZ and unfrustrated (J2 = 0) J1-J2 models with the
+    Marshall sign on a bipartite lattice."""
+    if args.size <= 0:
+        return False
+    if args.model == "ising":
+        return args.h >= 0
+    if args.model == "j1j2" and args.j2 != 0:
+        return False
+    marshall = _marshall_default(args) if args.marshall is None else args.marshall
+    if not marshall:
+        return False
+    from hamiltonians.lattice import make_lattice
+
+    return make_lattice(args.lattice, args.size, pbc=not args.open).is_bipartite
+
+
 def _marshall_default(args: argparse.Namespace) -> bool:
     """Marshall sign on for Heisenberg-type models on bipartite lattices."""
     from hamiltonians.lattice import make_lattice
@@ -372,7 +398,10 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     exact, source = exact_energy(model)
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
-    print(f"ansatz {args.ansatz} (alpha {args.alpha:g}, {args.symmetries}), {args.samples} "
+    shape = (f"{args.layers} layers x {args.features} features" if args.ansatz == "gcnn"
+             else f"alpha {args.alpha:g}")
+    numbers = "" if args.ansatz == "vit" else (", real" if args.real else ", complex")
+    print(f"ansatz {args.ansatz} ({shape}, {args.symmetries}{numbers}), {args.samples} "
           f"samples x {args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
           f"{args.diag_shift:g}, final energy from {args.eval_batches} x {args.samples} samples",
           flush=True)
@@ -441,6 +470,7 @@ def _summary(args: argparse.Namespace, model, energy: float, vscore: float,  # n
                        else None),
         "vit": ({"patch": args.patch, "embed": args.embed, "depth": args.depth,
                  "heads": args.heads} if args.ansatz == "vit" else None),
+        "real": None if args.ansatz == "vit" else bool(args.real),
         "project": args.project,
         "parity": args.parity,
         "optimizer": args.optimizer,
