@@ -33,9 +33,17 @@ def test_defaults_follow_the_lattice():
         for size in range(2, 7):
             a = _args("--model", "heisenberg", "--lattice", lattice, "--size", str(size))
             bipartite = make_lattice(lattice, size, pbc=True).is_bipartite
-            assert (a.ansatz == "rbm-symm") == bipartite, (lattice, size)
+            # not bipartite: the GCNN learns the sign structure (complex, translations)
+            assert a.ansatz == ("rbm-symm" if bipartite else "gcnn"), (lattice, size)
+            if not bipartite:
+                assert (a.symmetries, a.real, a.lr_schedule) == \
+                    ("translations", False, "cosine")
+            ising = _args("--lattice", lattice, "--size", str(size))
+            assert ising.ansatz == ("rbm-symm" if bipartite else "rbm"), (lattice, size)
     opened = _args("--lattice", "square", "--size", "3", "--open")
     assert opened.ansatz == "rbm"
+    assert _args("--model", "xxz", "--lattice", "triangular", "--size", "4",
+                 "--open").ansatz == "rbm"
     given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",
                   "--lr-schedule", "constant")
     assert (given.ansatz, given.symmetries, given.alpha, given.lr_schedule) == \
