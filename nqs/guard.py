@@ -91,7 +91,12 @@ class Guard:
 
     A step is rejected when it is not finite (energy, gradient or new parameters) or, with
     ``jump_sigmas``, when its energy rises above the last accepted one (``e_ref`` +-
-    ``err_ref``) by more than ``jump_sigmas`` combined error bars plus 1 % of |E|.
+    ``err_ref``) by more than ``jump_sigmas`` combined error bars plus 1 % of |E|, or moves
+    either way by more than ``jump_sigmas`` of the last accepted error bars plus 1 % while
+    its own error bar grew more than :data:`ERROR_GROWTH` times (plus 1 % of |E|): a state
+    collapsing onto a few configurations whose local energies diverge (the plain RBM on the
+    triangular XXZ model went from -3.447 +- 0.009 to -4.06 +- 0.73, then 63 +- 173, then
+    -2e14 after 283 steps).
     ``lr_scale`` multiplies every later update (``lr_factor`` per rejection), ``rejections``
     counts consecutive rejections (``max_rejections`` stop the run; ``hint`` says what to
     change) and ``anchor`` is the state at which the last accepted energy was measured.
@@ -139,6 +144,15 @@ class Guard:
             err = err if math.isfinite(err) else 0.0
             allowed = (self.jump_sigmas * float(np.hypot(err, self.err_ref))
                        + 1e-2 * abs(self.e_ref) + 1e-8)
+            # an error bar that exploded while the energy moved: a state collapsing onto a
+            # few configurations whose local energies diverge (then the step's own error bar
+            # would excuse any jump, so the move is measured in the last accepted one's)
+            floor = 1e-2 * abs(self.e_ref) + 1e-8
+            if (abs(energy - self.e_ref) > self.jump_sigmas * self.err_ref + floor
+                    and err > ERROR_GROWTH * self.err_ref + floor):
+                return (f"energy {energy:.6g} +- {err:.3g} moved from the last accepted "
+                        f"{self.e_ref:.6g} +- {self.err_ref:.3g}, its error bar grown more "
+                        f"than {ERROR_GROWTH:g}x: a collapsed estimate")
             if energy - self.e_ref > allowed:
                 return (f"energy {energy:.6g} jumped above the last accepted {self.e_ref:.6g} "
                         f"by more than {self.jump_sigmas:g} error bars + 1 %")
@@ -167,5 +181,8 @@ class Guard:
         return f"learning rate x{self.lr_scale:.3g}"
 
 
+#: How much an error bar may grow in one step, with the energy moving by more than the jump
+#: allowance, before the step counts as a collapsed estimate (:meth:`Guard.judge`).
+ERROR_GROWTH = 30.0
 #: Largest factor the adaptive shift puts on SR's diagonal shift (1e-6 becomes 1 at most).
 MAX_SHIFT_SCALE = 1e6

@@ -248,7 +248,16 @@ def test_guard_rejects_jumps_and_non_finite_steps():
     g.e_ref, g.err_ref = -10.0, 0.1
     assert g.judge(-9.0, 0.1, True) is None  # 1.0 < 10 * 0.14 + 0.1
     assert "jumped" in g.judge(-7.0, 0.1, True)
-    assert g.judge(-20.0, 0.1, True) is None  # going down is never a jump
+    assert g.judge(-20.0, 0.1, True) is None  # going down with a sound error bar is no jump
+    assert g.judge(-20.0, 2.5, True) is None  # nor with a grown one (2.5 < 30 * 0.1 + 0.1)
+    # an error bar grown past 30x while the energy moved: a collapsed estimate, either way
+    assert "collapsed" in g.judge(-20.0, 4.0, True)
+    assert "collapsed" in g.judge(0.0, 4.0, True)
+    assert g.judge(-10.05, 4.0, True) is None  # (the energy did not move: an outlier)
+    c = Guard(jump_sigmas=10.0, lr_factor=0.3, max_rejections=5, e_ref=-3.447, err_ref=0.009)
+    assert "collapsed" in c.judge(-4.058, 0.732, True)  # the triangular XXZ RBM's steps
+    assert "collapsed" in c.judge(63.5, 173.0, True)
+    assert c.judge(-3.46, 0.05, True) is None
     assert "non-finite" in g.judge(float("nan"), 0.1, True)
     assert "non-finite" in g.judge(-10.0, 0.1, False)
     assert Guard(None, 0.5, 3, e_ref=-10.0).judge(1e6, 0.1, True) is None  # jump test off

@@ -414,8 +414,10 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     print(f"{model.describe()}: exact energy {known}", flush=True)
     shape = (f"{args.layers} layers x {args.features} features" if args.ansatz == "gcnn"
              else f"alpha {args.alpha:g}")
+    group = (f", {args.symmetries}" if args.ansatz in ("gcnn", "rbm-symm") or args.project
+             else "")
     numbers = "" if args.ansatz == "vit" else (", real" if args.real else ", complex")
-    print(f"ansatz {args.ansatz} ({shape}, {args.symmetries}{numbers}), {args.samples} "
+    print(f"ansatz {args.ansatz} ({shape}{group}{numbers}), {args.samples} "
           f"samples x {args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
           f"{args.diag_shift:g}, final energy from {args.eval_batches} x {args.samples} samples",
           flush=True)
