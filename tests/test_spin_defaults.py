@@ -18,9 +18,13 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_defaults_follow_the_lattice():
-    chain = _args("--model", "heisenberg")
+    chain = _args("--model", "ising")
     assert (chain.ansatz, chain.alpha, chain.lr_schedule, chain.eval_batches) == \
-        ("rbm", 1.0, "constant", 4)  # the Carleo-Troyer chain settings stay
+        ("rbm", 1.0, "constant", 4)  # the Carleo-Troyer TFIM chain settings stay
+    for model in ("heisenberg", "xxz", "j1j2"):  # exchange chains: the symmetric RBM
+        a = _args("--model", model, "--size", "16")
+        assert (a.ansatz, a.symmetries, a.lr_schedule) == ("rbm-symm", "space-group", "cosine")
+        assert _args("--model", model, "--size", "16", "--open").ansatz == "rbm"
     for lattice in ("square", "honeycomb"):
         a = _args("--model", "heisenberg", "--lattice", lattice, "--size", "4")
         assert (a.ansatz, a.symmetries, a.alpha, a.lr_schedule, a.eval_batches) == \
@@ -49,7 +53,7 @@ def test_defaults_follow_the_lattice():
     assert (given.ansatz, given.symmetries, given.alpha, given.lr_schedule) == \
         ("gcnn", "translations", 2.0, "constant")
     # constant-rate fingerprints keep their old keys; a schedule adds its own
-    assert "lr_schedule" not in spin.fingerprint(chain)
+    assert "lr_schedule" not in spin.fingerprint(chain)  # (the Ising chain's constant rate)
     assert spin.fingerprint(_args("--lattice", "square"))["lr_schedule"] == "cosine"
 
 
