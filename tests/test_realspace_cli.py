@@ -250,6 +250,10 @@ def test_device_defaults_and_explicit_flags_win():
     assert (gpu.layers, gpu.hidden, gpu.determinants) == (4, (256, 32), 16)
     assert cpu.hidden[0] * cpu.layers < gpu.hidden[0] * gpu.layers and cpu.walkers <= gpu.walkers
     assert cpu.optimizer == gpu.optimizer == "sr" and cpu.momentum > 0
+    # CPU steps grow with the electrons past two (H, He: 400; Li: 1200); GPU steps do not
+    assert [realspace_defaults("cpu", n).steps for n in (1, 2, 3, 10)] == [400, 400, 1200, 4000]
+    assert realspace_defaults("cpu").steps == 400
+    assert realspace_defaults("gpu", 10).steps == gpu.steps
     args = _parser().parse_args(["realspace", "--preset", "He", "--walkers", "64"])
     line = realspace_cmd.apply_device_defaults(args, "cpu")
     assert args.walkers == 64 and args.layers == cpu.layers and args.momentum == cpu.momentum

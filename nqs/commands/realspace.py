@@ -169,7 +169,7 @@ def resolve_options(args: argparse.Namespace) -> None:
     so the written file reruns the same network on another machine."""
     import jax
 
-    apply_device_defaults(args, jax.default_backend())
+    apply_device_defaults(args, jax.default_backend(), resolve_system(args)[1].n_electrons)
 
 
 def resolve_system(args: argparse.Namespace):  # noqa: ANN201
@@ -276,16 +276,18 @@ def _device_sized(args: argparse.Namespace) -> tuple[str, ...]:
             else DEVICE_SIZED)
 
 
-def apply_device_defaults(args: argparse.Namespace, platform: str) -> str | None:
+def apply_device_defaults(args: argparse.Namespace, platform: str,
+                          n_electrons: int | None = None) -> str | None:
     """Fill the options left unset (``None``) among :data:`DEVICE_SIZED` (a Psiformer:
     :data:`PSIFORMER_SIZED`, and ``--layer-norm``) and ``--momentum`` from
-    :func:`nqs.problems.realspace_defaults.realspace_defaults` for ``platform``; explicit values are
-    kept. Returns the line to print (None when every sized option was given)."""
+    :func:`nqs.problems.realspace_defaults.realspace_defaults` for ``platform`` and a system of
+    ``n_electrons``; explicit values are kept. Returns the line to print (None when every sized
+    option was given)."""
     from dataclasses import replace
 
     from nqs.problems.realspace_defaults import realspace_defaults
 
-    d = realspace_defaults(platform)
+    d = realspace_defaults(platform, n_electrons)
     psiformer = getattr(args, "ansatz", "ferminet") in ATTENTION_ANSATZE
     unset = tuple(name for name in _device_sized(args) if getattr(args, name) is None)
     if args.optimizer is None:
@@ -411,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     setup_parallel(args)
     import jax
 
-    chosen = apply_device_defaults(args, jax.default_backend())
+    chosen = apply_device_defaults(args, jax.default_backend(), atoms.n_electrons)
     if chosen is not None and is_main():
         print(chosen, flush=True)
     psiformer = None

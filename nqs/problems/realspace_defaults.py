@@ -73,18 +73,28 @@ class RealSpaceDefaults:
         return ", ".join(parts[n] for n in names if n in parts)
 
 
-def realspace_defaults(platform: str) -> RealSpaceDefaults:
-    """The default run sizes for a jax ``platform`` (``jax.default_backend()``).
+#: CPU optimization steps per electron past two electrons (:func:`realspace_defaults`).
+CPU_STEPS_PER_ELECTRON = 400
 
-    ``"cpu"``: a small FermiNet (2 x (32, 8), 4 determinants), 256 walkers, 400 steps of SPRING
-    at lr 0.2; anything else (``"gpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``): FermiNet's network
-    (4 x (256, 32), 16 determinants), 1024 walkers, 1000 steps of SPRING at its default lr.
+
+def realspace_defaults(platform: str, n_electrons: int | None = None) -> RealSpaceDefaults:
+    """The default run sizes for a jax ``platform`` (``jax.default_backend()``) and a system of
+    ``n_electrons`` (None: sized as for two).
+
+    ``"cpu"``: a small FermiNet (2 x (32, 8), 4 determinants), 256 walkers, SPRING at lr 0.2
+    for 400 steps with one or two electrons (H and He converge within 0.1 mHa) and
+    :data:`CPU_STEPS_PER_ELECTRON` per electron past that (the Li atom was 8.6 mHa above exact
+    after 400 steps, 0.3 mHa after 1200-1600); anything else (``"gpu"``, ``"cuda"``,
+    ``"rocm"``, ``"tpu"``): FermiNet's network (4 x (256, 32), 16 determinants), 1024
+    walkers, 1000 steps of SPRING at its default lr.
     A Psiformer (``--ansatz psiformer``) takes the same layers, determinants, walkers, steps and
     optimizer, with 2 heads of width 32 on a CPU and the paper's 4 heads of width 256 elsewhere.
     """
     if platform.lower() == "cpu":
+        n = 2 if n_electrons is None else int(n_electrons)
         return RealSpaceDefaults(
-            platform="cpu", layers=2, hidden=(32, 8), determinants=4, walkers=256, steps=400,
+            platform="cpu", layers=2, hidden=(32, 8), determinants=4, walkers=256,
+            steps=400 if n <= 2 else CPU_STEPS_PER_ELECTRON * n,
             optimizer=FALLBACK_OPTIMIZER, momentum=FALLBACK_MOMENTUM, learning_rate=0.2,
             reason="a CPU: a small network (the paper's takes seconds per step here)",
             heads=2, width=32,
