@@ -142,12 +142,11 @@ class Guard:
         if self.jump_sigmas is not None and self.e_ref is not None:
             err = float(error) if error is not None else 0.0
             err = err if math.isfinite(err) else 0.0
-            allowed = (self.jump_sigmas * float(np.hypot(err, self.err_ref))
-                       + 1e-2 * abs(self.e_ref) + 1e-8)
+            floor = 1e-2 * abs(self.e_ref) + 1e-8
+            allowed = self.jump_sigmas * float(np.hypot(err, self.err_ref)) + floor
             # an error bar that exploded while the energy moved: a state collapsing onto a
             # few configurations whose local energies diverge (then the step's own error bar
             # would excuse any jump, so the move is measured in the last accepted one's)
-            floor = 1e-2 * abs(self.e_ref) + 1e-8
             if (abs(energy - self.e_ref) > self.jump_sigmas * self.err_ref + floor
                     and err > ERROR_GROWTH * self.err_ref + floor):
                 return (f"energy {energy:.6g} +- {err:.3g} moved from the last accepted "

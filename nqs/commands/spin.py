@@ -334,19 +334,14 @@ def _sign_free(args: argparse.Namespace) -> bool:
     """Whether every off-diagonal element of H is <= 0 in the basis the run uses, so that its
     ground state is positive (Perron-Frobenius) and real parameters lose nothing: the Ising
     model with h >= 0, and the Heisenberg, XXZ and unfrustrated (J2 = 0) J1-J2 models with the
-    Marshall sign on a bipartite lattice."""
+    Marshall sign (which exists only on a bipartite lattice: the lattice refuses it elsewhere)."""
     if args.size <= 0:
         return False
     if args.model == "ising":
         return args.h >= 0
     if args.model == "j1j2" and args.j2 != 0:
         return False
-    marshall = _marshall_default(args) if args.marshall is None else args.marshall
-    if not marshall:
-        return False
-    from hamiltonians.lattice import make_lattice
-
-    return make_lattice(args.lattice, args.size, pbc=not args.open).is_bipartite
+    return _marshall_default(args) if args.marshall is None else bool(args.marshall)
 
 
 def _marshall_default(args: argparse.Namespace) -> bool:
