@@ -295,10 +295,13 @@ class Lattice:
 
         ``C_4v`` (8) on the square lattice, ``C_6v`` (12) on the triangular and honeycomb
         lattices (about a site, resp. a hexagon centre), the reflection on the chain. Elements
-        that coincide on a small torus are kept once. Open lattices: the identity only.
+        that coincide on a small torus are kept once. Open lattices: the elements of that point
+        group, about the patch's centre, that map its sites onto its sites (``C_4v`` on an
+        ``L x L`` square, ``C_2v`` on a triangular or honeycomb rhombus, the reflection on a
+        chain).
         """
         if not self.pbc:
-            return np.arange(self.n_sites, dtype=np.int64)[None, :]
+            return self._open_point_group()
         geo = self.geometry
         vec = np.asarray(geo.vectors)
         basis = np.asarray(geo.basis)
@@ -316,6 +319,20 @@ class Lattice:
             if np.any(sub < 0):
                 raise InputError(f"the point group does not map the {self.describe()} to itself")
             perms.append(self._site_index(cells % np.asarray(self.extent), sub))
+        return _unique_rows(np.asarray(perms, dtype=np.int64))
+
+    def _open_point_group(self) -> np.ndarray:
+        """The point-group elements (about the centroid) that permute an open patch's sites."""
+        pos = self.positions
+        centre = pos.mean(axis=0)
+        perms = []
+        for mat in self.geometry.point_group_matrices():
+            moved = (pos - centre) @ mat.T + centre
+            dist = np.linalg.norm(moved[:, None, :] - pos[None, :, :], axis=-1)
+            target = np.argmin(dist, axis=1)
+            if np.all(dist[np.arange(self.n_sites), target] < _TOL) and \
+                    len(np.unique(target)) == self.n_sites:
+                perms.append(target)
         return _unique_rows(np.asarray(perms, dtype=np.int64))
 
     def space_group(self) -> np.ndarray:

@@ -21,7 +21,9 @@ shell's, around the pure step):
   :class:`nqs.interrupt.RunInterrupted`;
 * **time limit**: ``time_limit`` seconds of optimization steps in this call: the step that
   passes it is the last, it is checkpointed, the final evaluation follows and the result records
-  ``stopped_by_time_limit``; ``resume=True`` continues the run.
+  ``stopped_by_time_limit``; ``resume=True`` continues the run;
+* **plateau**: with a :class:`nqs.plateau.Plateau`, the step after which the accepted energies
+  have stopped falling is the last in the same way (``stopped_on_plateau``).
 
 Progress (:class:`nqs.progress.Progress`): a tqdm bar on a terminal or in Jupyter, plain lines
 in a log file, with a line for the compilation and one for the final evaluation.
@@ -76,6 +78,7 @@ from nqs.parallel import (
     tree_shardings,
     without_global_mesh,
 )
+from nqs.plateau import Plateau
 from nqs.precision import ansatz_dtype
 from nqs.progress import Progress
 from nqs.sampling.base import Sampler
@@ -90,7 +93,7 @@ class VMCResult(RunResult):
     SUMMARY: ClassVar[tuple[str, ...]] = (
         "energy", "energy_error", "variance", "exact_energy", "relative_error", "n_parameters",
         "n_samples", "steps", "steps_planned", "time_limit_s", "stopped_by_time_limit",
-        "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices", "n_processes",
+        "stopped_on_plateau", "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices", "n_processes",
         "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype")
 
     n_samples: int
@@ -142,7 +145,7 @@ def run_vmc(
     callback: Callable[[dict], None] | None = None, jump_sigmas: float | None = 10.0,
     lr_factor: float = 0.3, max_rejections: int = 10, time_limit: float | None = None,
     observables: dict[str, Any] | None = None, observe_every: int = 10,
-    connected_rows: int = 0,
+    connected_rows: int = 0, plateau: Plateau | None = None,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
@@ -178,6 +181,9 @@ def run_vmc(
         on another space).
       time_limit: wall seconds for the optimization steps of this call (None: no limit; module
         docstring): the result records ``stopped_by_time_limit``, ``resume`` continues.
+      plateau: stop after the step at which the accepted energies stop falling
+        (:class:`nqs.plateau.Plateau`; None: every step); the result records
+        ``stopped_on_plateau``.
       connected_rows: K > 0, with a sampler of distinct configurations (autoregressive) and
         SR: the K determinants H connects to each step's draws, of largest first-order
         amplitude, join the draws as rows of SR with exact weights
@@ -214,7 +220,8 @@ def run_vmc(
     problem = _discrete_problem(step, env.out, env.main, meta, guard, observe, observe_every)
     steps = run_steps(problem, state, start, n_steps, guard=guard,
                       io=LoopIO(history, logger, bar, env.echo, t_run, callback),
-                      checkpoint_every=checkpoint_every, time_limit=time_limit)
+                      checkpoint_every=checkpoint_every, time_limit=time_limit,
+                      plateau=plateau)
     unique = bool(getattr(sampler, "is_unique", False))
     final = _final_estimate(ansatz, operator, sampler, steps.state, history, n_eval_batches,
                             chunk_size, env.mesh, packed and (dedupe or unique), bar)
@@ -319,6 +326,7 @@ def _result(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler,
         dtype=meta["dtype"],
         steps_planned=meta["n_steps_planned"],
         time_limit_s=None if time_limit is None else float(time_limit),
+        stopped_on_plateau=steps.on_plateau,
         ansatz=ansatz,
         sampler=sampler,
         sampler_state=gather(state.sampler_state),

@@ -17,6 +17,8 @@ does the rest, the same way for spins, molecules and electrons in real space:
 * a checkpoint every ``checkpoint_every`` steps, after the last, at the time limit and on
   SIGINT / SIGTERM (then :class:`nqs.interrupt.RunInterrupted`);
 * ``time_limit`` seconds of steps: the step that passes it is the last (process 0's clock);
+* a :class:`nqs.plateau.Plateau`: the step after which the accepted energies stop falling is
+  the last (checkpointed; a resumed run already on its plateau takes no step);
 * progress (:class:`nqs.progress.Progress`) and a ``callback`` per record.
 
 :func:`resume` reads a checkpoint back for both drivers: the options it was written with must
@@ -58,6 +60,7 @@ from nqs.parallel import (
     process_zero_decides,
     put,
 )
+from nqs.plateau import Plateau, accepted_energies
 from nqs.progress import Progress
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
@@ -111,6 +114,7 @@ class Steps(Generic[S]):
     n_timed: int
     loop_time: float
     start: int = 0
+    on_plateau: bool = False
 
     @property
     def time_per_step(self) -> float:
@@ -137,12 +141,15 @@ class LoopIO:
 
 
 def run_steps(problem: StepProblem[S], state: S, start: int, n_steps: int, *, guard: Guard,
-              io: LoopIO, checkpoint_every: int, time_limit: float | None = None) -> Steps[S]:
+              io: LoopIO, checkpoint_every: int, time_limit: float | None = None,
+              plateau: Plateau | None = None) -> Steps[S]:
     """Steps ``start .. n_steps - 1`` of ``problem`` from ``state`` (or until ``time_limit``
-    seconds have passed): logged, judged by ``guard``, checkpointed (module docstring). The
-    progress bar and the log are closed when the loop ends, also on an error."""
+    seconds have passed, or the energy is on a ``plateau``): logged, judged by ``guard``,
+    checkpointed (module docstring). The progress bar and the log are closed when the loop
+    ends, also on an error."""
     try:
-        return _loop(problem, state, start, n_steps, guard, io, checkpoint_every, time_limit)
+        return _loop(problem, state, start, n_steps, guard, io, checkpoint_every, time_limit,
+                     plateau)
     finally:
         io.progress.close()
         if io.logger is not None:
@@ -150,9 +157,14 @@ def run_steps(problem: StepProblem[S], state: S, start: int, n_steps: int, *, gu
 
 
 def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Guard, io: LoopIO,
-          checkpoint_every: int, time_limit: float | None) -> Steps[S]:
+          checkpoint_every: int, time_limit: float | None, plateau: Plateau | None) -> Steps[S]:
     t_loop = time.perf_counter()
     t_steps, n_timed, done = 0.0, 0, start
+    if start < n_steps and _on_plateau(plateau, io.history):  # resumed after a plateau stop
+        io.echo(f"the energy was already on a plateau ({plateau.describe()}) at step {start}; "
+                "no further steps")
+        return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop, start, True)
+    flat = False
     if start < n_steps:
         io.progress.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step "
                           "includes it)")
@@ -170,6 +182,9 @@ def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Gu
             # every process stops after the same step (process 0's clock decides)
             out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
                 time.perf_counter() - t_loop > time_limit)
+            if plateau is not None and k + 1 < n_steps and not out_of_time:
+                flat = process_zero_decides(_on_plateau(plateau, io.history + [record]))
+                out_of_time = flat  # the same end: observed, checkpointed, the last step
             if problem.observe is not None and ((k + 1) % problem.observe_every == 0
                                                 or k + 1 == n_steps or out_of_time):
                 record["observables"] = problem.observe(state)
@@ -192,10 +207,16 @@ def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Gu
             if io.callback is not None:
                 io.callback(record)
             if out_of_time:
-                io.echo(f"time limit of {time_limit:g} s reached after step {k + 1} of {n_steps}"
+                what = (f"the energy is on a plateau ({plateau.describe()})" if flat
+                        else f"time limit of {time_limit:g} s reached")
+                io.echo(f"{what} after step {k + 1} of {n_steps}"
                         + ("; checkpointed" if problem.checkpoint is not None else ""))
                 break
-    return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop, start)
+    return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop, start, flat)
+
+
+def _on_plateau(plateau: Plateau | None, history: list[dict]) -> bool:
+    return plateau is not None and plateau.reached(accepted_energies(history))
 
 
 def _judge(problem: StepProblem[S], guard: Guard, k: int, outcome: StepOutcome[S],
@@ -435,11 +456,13 @@ class RunResult:
     peak_memory_source: str | None = None
     steps_planned: int | None = None
     time_limit_s: float | None = None
+    stopped_on_plateau: bool = False  # the energy stopped falling (nqs.plateau)
 
     @property
     def stopped_by_time_limit(self) -> bool:
         """Whether the optimization stopped at ``time_limit_s`` before ``steps_planned``."""
-        return self.steps_planned is not None and self.steps < self.steps_planned
+        return (self.steps_planned is not None and self.steps < self.steps_planned
+                and not self.stopped_on_plateau)
 
     @property
     def reference(self) -> float | None:

@@ -63,14 +63,18 @@ def test_symmetries_preserve_bonds_and_form_a_group(lat: Lattice, name: str) -> 
             assert a[b].tobytes() in keys
     if lat.pbc:
         assert len(group) == len(_netket_graph(lat, name).space_group())
-    else:
-        assert len(group) == 1
+    else:  # the patch's own symmetries about its centre: all of its graph automorphisms
+        assert len(group) == len(_netket_graph(lat, name).automorphisms())
+        assert len(group) == (8 if lat.kind == "square" else 4)
 
 
 def test_group_orders() -> None:
     assert len(square(4).point_group()) == 8 and len(square(4).space_group()) == 128
     assert len(triangular(4).point_group()) == 12 and len(triangular(4).space_group()) == 192
     assert len(honeycomb(3).point_group()) == 12 and len(honeycomb(3).space_group()) == 108
+    # an open chain's reflection about its centre
+    chain = Lattice("chain", (5,), False).point_group()
+    assert chain.tolist() == [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]]
     # the C6 rotation about a hexagon centre swaps the honeycomb sublattices
     rot = honeycomb(3).point_group()[1]
     sub = honeycomb(3).sublattice

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nqs.bench.fci import PLATEAU_TOLERANCE
 from nqs.commands.common import (
     add_dtype_option,
     add_parallel_options,
@@ -99,6 +100,11 @@ def _solver_options(p: argparse.ArgumentParser, steps: int, per: str = "") -> No
     p.add_argument("--steps", type=positive_int, default=steps,
                    help=f"optimization steps (default: {steps})")
     add_time_limit_option(p, per)
+    p.add_argument("--plateau", type=nonnegative_float, default=PLATEAU_TOLERANCE,
+                   metavar="HARTREE",
+                   help="stop once the means of 25 accepted steps have fallen by no more than "
+                   "this in 150 steps (result.json: stopped_on_plateau); 0: run every step "
+                   f"(default: {PLATEAU_TOLERANCE:g})")
     _add_step_options(p)
     _add_schedule_and_sampling_options(p)
     add_dtype_option(p)
@@ -303,7 +309,7 @@ def _settings(args: argparse.Namespace):
                     start_final_lr_fraction=args.start_final_lr_fraction,
                     start_refine_steps=args.start_refine_steps,
                     start_fit_max=args.start_fit_max, start_fit_growth=args.start_fit_growth,
-                    init_from=args.init_from)
+                    init_from=args.init_from, plateau=args.plateau)
 
 
 def _echo(msg: str) -> None:
