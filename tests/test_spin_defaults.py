@@ -24,7 +24,10 @@ def test_defaults_follow_the_lattice():
     for model in ("heisenberg", "xxz", "j1j2"):  # exchange chains: the symmetric RBM
         a = _args("--model", model, "--size", "16")
         assert (a.ansatz, a.symmetries, a.lr_schedule) == ("rbm-symm", "space-group", "cosine")
-        assert _args("--model", model, "--size", "16", "--open").ansatz == "rbm"
+        opened = _args("--model", model, "--size", "16", "--open")
+        # the open chain's point group is its reflection: 32 filters for 4 hidden units a site
+        assert (opened.ansatz, opened.symmetries, opened.alpha) == ("rbm-symm", "space-group",
+                                                                    32.0)
     for lattice in ("square", "honeycomb"):
         a = _args("--model", "heisenberg", "--lattice", lattice, "--size", "4")
         assert (a.ansatz, a.symmetries, a.alpha, a.lr_schedule, a.eval_batches) == \
@@ -44,8 +47,16 @@ def test_defaults_follow_the_lattice():
                     ("translations", False, "cosine")
             ising = _args("--lattice", lattice, "--size", str(size))
             assert ising.ansatz == ("rbm-symm" if bipartite else "rbm"), (lattice, size)
-    opened = _args("--lattice", "square", "--size", "3", "--open")
-    assert opened.ansatz == "rbm"
+    # open lattices: the patch's point group for the exchange models where bipartite, with at
+    # least 4 hidden units a site; the open Ising model and the open triangular lattice: RBM
+    for lattice, size, alpha in (("square", 3, 8.0), ("square", 4, 8.0), ("square", 6, 18.0),
+                                 ("honeycomb", 3, 18.0), ("chain", 15, 30.0)):
+        a = _args("--model", "heisenberg", "--lattice", lattice, "--size", str(size), "--open")
+        assert (a.ansatz, a.alpha, a.lr_schedule) == ("rbm-symm", alpha, "cosine"), lattice
+        n_sites = make_lattice(lattice, size, pbc=False).n_sites
+        n_group = len(make_lattice(lattice, size, pbc=False).point_group())
+        assert a.alpha * n_group >= spin.OPEN_HIDDEN_PER_SITE * n_sites
+        assert _args("--lattice", lattice, "--size", str(size), "--open").ansatz == "rbm"
     assert _args("--model", "xxz", "--lattice", "triangular", "--size", "4",
                  "--open").ansatz == "rbm"
     given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",
@@ -69,6 +80,20 @@ def test_default_2d_ansatz_reaches_exact_energy(tmp_path, capsys):
     assert res["lr_schedule"] == "cosine"
     assert res["energy"] >= res["exact_energy"] - 1e-9  # variational
     assert res["relative_error"] < 2e-3, res["relative_error"]
+
+
+def test_open_chain_default_reaches_exact_energy(tmp_path, capsys):
+    # the open Heisenberg chain of 8 by exact summation: the default symmetric RBM over its
+    # reflection (16 filters); 60 steps reach 7.8e-5 (tolerance 1e-3)
+    out = tmp_path / "open"
+    code = main(["spin", "--model", "heisenberg", "--size", "8", "--open", "--sampler", "exact",
+                 "--steps", "60", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "point group" in capsys.readouterr().out
+    res = json.loads((out / "result.json").read_text())
+    assert (res["ansatz"], res["alpha"]) == ("rbm-symm", 16)
+    assert res["energy"] >= res["exact_energy"] - 1e-9  # variational
+    assert res["relative_error"] < 1e-3, res["relative_error"]
 
 
 @pytest.mark.parametrize("bad", ["1.5", "2"])
