@@ -98,6 +98,7 @@ BAD = [
     (["--molecule", "H2", "--basis", "no-such-basis"], "basis"),
     (["--molecule", "H2", "--cas", "2", "8"], "cas"),
     (["--fcidump", "/nonexistent/FCIDUMP"], "fcidump"),
+    (["--molecule", "H2", "--plateau", "-1e-5"], "plateau"),
 ]
 
 
@@ -111,6 +112,18 @@ def test_bad_molecule_input_one_line_exit_2(args, word, capsys, tmp_path):
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert word in err.lower(), err
+
+
+def test_molecule_stops_on_its_plateau(tmp_path, capsys):
+    """H2's fitted start is exact: the energy is flat from the first step, and the run ends
+    after 25 + 150 steps instead of 400, checkpointed, with the record saying why."""
+    code = main(["molecule", "--molecule", "H2", "--steps", "400", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "on a plateau" in out and "after step 175 of 400" in out
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["steps"] == 175 and res["stopped_on_plateau"] and not res["stopped_by_time_limit"]
+    assert abs(res["error_mha"]) < 0.1
 
 
 def test_bench_fci_writes_results(tmp_path, capsys):

@@ -52,6 +52,11 @@ class Job:
     eri_threshold: float | None = None  # None: hamiltonians.molecule.ERI_SCREENING_THRESHOLD
 
 
+#: ``--plateau`` of the molecule commands: a fitted start is often where SR leaves it
+#: (docs/molecules.md), and a fall below this in 150 steps is far below chemical accuracy.
+PLATEAU_TOLERANCE = 2e-5
+
+
 @dataclass(frozen=True)
 class Settings:
     """How each molecule is solved (the same for every molecule of a run)."""
@@ -102,12 +107,8 @@ class Settings:
     # fit: a new run (new optimizer, learning rate, steps) continued from another's state
     init_from: str | None = None
     # stop once the 25-step energy means fall by no more than this (Ha) in 150 steps; 0: never
-    plateau: float = 0.0
+    plateau: float = PLATEAU_TOLERANCE
 
-
-#: ``--plateau`` of the molecule commands: a fitted start is often where SR leaves it
-#: (docs/molecules.md), and a fall below this in 150 steps is far below chemical accuracy.
-PLATEAU_TOLERANCE = 2e-5
 
 AR_SAMPLES = 100_000
 AR_HIDDEN = (256,)  # MADE and phase-network width of the autoregressive ansatz
