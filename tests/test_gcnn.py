@@ -174,13 +174,21 @@ def _reference_gcnn(params, x, perms, product):
     return jax.scipy.special.logsumexp(out.astype(jnp.complex128))
 
 
-def test_gcnn_gradients_equal_plain_autodiff() -> None:
-    """The custom VJPs of the dense layers against autodiff of the gather form."""
-    from nqs.models.gcnn import group_tables
+@pytest.mark.parametrize("case", ["honeycomb-point", "square-space", "triangular-space",
+                                  "honeycomb-space"])
+def test_gcnn_gradients_equal_plain_autodiff(case: str) -> None:
+    """The custom VJPs of the dense layers, and the space groups' layers through the
+    translations' characters (complex parameters), against autodiff of the gather form."""
+    from nqs.models.gcnn import fourier_tables, group_tables
 
-    lat = honeycomb(2)
-    perms = lat.point_group()  # C6v about a hexagon centre: 12 elements, both sublattices
-    product, _ = group_tables(tuple(tuple(int(v) for v in r) for r in perms))
+    lat = {"honeycomb-point": honeycomb(2), "square-space": square(4),
+           "triangular-space": triangular(3), "honeycomb-space": honeycomb(2)}[case]
+    # C6v about a hexagon centre (12 elements, both sublattices), or the whole space group
+    perms = lat.point_group() if case.endswith("point") else lat.space_group()
+    syms = tuple(tuple(int(v) for v in r) for r in perms)
+    product, _ = group_tables(syms)
+    tables = fourier_tables(syms)
+    assert (tables is not None and tables[0] > 1) == case.endswith("space")
     ansatz = make_gcnn(perms, (3, 2, 2))
     xs = _configs(lat.n_sites, n=3)
     params = ansatz.init(jax.random.PRNGKey(5), xs[0])
