@@ -236,17 +236,24 @@ def _characters(t_product: np.ndarray) -> np.ndarray | None:
     return chars
 
 
+def _kernel_hat(kernel: jax.Array, tables: tuple[int, np.ndarray, np.ndarray]) -> jax.Array:
+    """``w_hat[j, (p', c), (p, f)] = sum_s chi_j(s) kernel[p^-1 s p', c, f]``."""
+    n_p, chars, kernel_at = tables
+    c, f = kernel.shape[1], kernel.shape[2]
+    w = kernel[kernel_at]  # [p, s, p', c, f]
+    return jnp.einsum("js,psqcf->jqcpf", chars, w).reshape(len(chars), n_p * c, n_p * f)
+
+
 def _fourier_convolve(h: jax.Array, kernel: jax.Array,
                       tables: tuple[int, np.ndarray, np.ndarray]) -> jax.Array:
     """The group convolution of one ``h [G, C]`` through ``T``'s characters: ``h`` to
     ``T``-Fourier space (``[T, n_p C]``), one ``[n_p C, n_p F]`` product per character, back:
     ``2 T^2 n_p (C + F) + T n_p^2 C F`` multiply-adds instead of ``G^2 C F``."""
-    n_p, chars, kernel_at = tables
+    n_p, chars, _ = tables
     n_t = chars.shape[0]
-    c, f = kernel.shape[1], kernel.shape[2]
-    w = kernel[kernel_at]  # [p, s, p', c, f]
-    w_hat = jnp.einsum("js,psqcf->jqcpf", chars, w).reshape(n_t, n_p * c, n_p * f)
-    h_hat = jnp.conj(chars) @ h.reshape(n_t, n_p * c)  # [j, (p', c)]
+    f = kernel.shape[2]
+    w_hat = _kernel_hat(kernel, tables)
+    h_hat = jnp.conj(chars) @ h.reshape(n_t, -1)  # [j, (p', c)]
     out_hat = jnp.einsum("jq,jqr->jr", h_hat, w_hat)
     out = (chars.T @ out_hat) / n_t  # [t, (p, f)]
     if not (jnp.iscomplexobj(h) or jnp.iscomplexobj(kernel)):
@@ -254,16 +261,23 @@ def _fourier_convolve(h: jax.Array, kernel: jax.Array,
     return out.reshape(n_t * n_p, f)
 
 
+def _fourier_path(symmetries: Symmetries, kernel: jax.Array
+                  ) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """:func:`fourier_tables` where they pay: complex layers over a space group. For real
+    layers the characters' complex arithmetic costs more than the dense real product saves
+    (4x4 space group: 0.6x the dense speed); over the translations alone the dense product is
+    as fast (complex, 4x4: 0.9-1.0x); over space groups it is not (complex: 2.1x faster on the
+    square 4x4, 2.9x on the triangular)."""
+    tables = fourier_tables(symmetries) if jnp.iscomplexobj(kernel) else None
+    return tables if tables is not None and tables[0] > 1 else None
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _convolve(h: jax.Array, kernel: jax.Array, symmetries: Symmetries) -> jax.Array:
     """``out[g, f] = sum_{m, c} kernel[m, c, f] h[g m, c]`` for one ``h [G, C]``: ``[G, F]``
     (through the translations' characters when the group factors, :func:`fourier_tables`)."""
-    # complex layers over a space group only: for real ones the characters' complex arithmetic
-    # costs more than the dense real product saves (4x4 space group: 0.6x the dense speed),
-    # over the translations alone the dense product is as fast (complex, 4x4: 0.9-1.0x), over
-    # space groups it is not (complex: 2.1x faster on the square 4x4, 2.9x on the triangular)
-    tables = fourier_tables(symmetries) if jnp.iscomplexobj(kernel) else None
-    if tables is not None and tables[0] > 1:
+    tables = _fourier_path(symmetries, kernel)
+    if tables is not None:
         return _fourier_convolve(h, kernel, tables)
     _, _, _, kernel_index = _layer_tables(symmetries)
     n_g = h.shape[0]
@@ -277,7 +291,14 @@ def _convolve_fwd(h, kernel, symmetries):
 def _convolve_bwd(symmetries, res, g):
     h, kernel = res
     _, _, product, kernel_index = _layer_tables(symmetries)
-    dh = (_expanded_kernel(kernel, kernel_index) @ g.reshape(-1)).reshape(h.shape)
+    tables = _fourier_path(symmetries, kernel)
+    if tables is not None:  # the transpose of the forward's three linear maps
+        chars = tables[1]
+        g_hat = (chars / len(chars)) @ g.reshape(len(chars), -1)  # [j, (p, f)]
+        dh_hat = jnp.einsum("jqr,jr->jq", _kernel_hat(kernel, tables), g_hat)
+        dh = (jnp.conj(chars).T @ dh_hat).reshape(h.shape)
+    else:
+        dh = (_expanded_kernel(kernel, kernel_index) @ g.reshape(-1)).reshape(h.shape)
     dkernel = jnp.einsum("gmc,gf->mcf", h[product], g)
     return dh, dkernel
 
