@@ -164,7 +164,7 @@ def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Gu
         io.echo(f"the energy was already on a plateau ({plateau.describe()}) at step {start}; "
                 "no further steps")
         return Steps(state, done, t_steps, n_timed, time.perf_counter() - t_loop, start, True)
-    flat = False
+    flat = False  # the last step ended on the plateau
     if start < n_steps:
         io.progress.phase(f"steps {start}..{n_steps - 1}; compiling the step (the first step "
                           "includes it)")
@@ -182,11 +182,11 @@ def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Gu
             # every process stops after the same step (process 0's clock decides)
             out_of_time = time_limit is not None and k + 1 < n_steps and process_zero_decides(
                 time.perf_counter() - t_loop > time_limit)
-            if plateau is not None and k + 1 < n_steps and not out_of_time:
-                flat = process_zero_decides(_on_plateau(plateau, io.history + [record]))
-                out_of_time = flat  # the same end: observed, checkpointed, the last step
+            flat = (plateau is not None and k + 1 < n_steps and not out_of_time
+                    and process_zero_decides(_on_plateau(plateau, io.history + [record])))
+            last = out_of_time or flat  # observed, checkpointed and echoed alike
             if problem.observe is not None and ((k + 1) % problem.observe_every == 0
-                                                or k + 1 == n_steps or out_of_time):
+                                                or k + 1 == n_steps or last):
                 record["observables"] = problem.observe(state)
             io.history.append(record)
             if io.logger is not None:
@@ -199,14 +199,14 @@ def _loop(problem: StepProblem[S], state: S, start: int, n_steps: int, guard: Gu
             signum = pending()
             if problem.checkpoint is not None and (
                     (k + 1) % checkpoint_every == 0 or k + 1 == n_steps
-                    or signum is not None or out_of_time):
+                    or signum is not None or last):
                 problem.checkpoint(state, k + 1)
             io.progress.step(k + 1, record["energy"], record["energy_error"])
             if signum is not None:
                 raise RunInterrupted(signum, k + 1, problem.checkpoint_path)
             if io.callback is not None:
                 io.callback(record)
-            if out_of_time:
+            if last:
                 what = (f"the energy is on a plateau ({plateau.describe()})" if flat
                         else f"time limit of {time_limit:g} s reached")
                 io.echo(f"{what} after step {k + 1} of {n_steps}"
