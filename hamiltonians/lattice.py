@@ -322,16 +322,17 @@ class Lattice:
         return _unique_rows(np.asarray(perms, dtype=np.int64))
 
     def _open_point_group(self) -> np.ndarray:
-        """The point-group elements (about the centroid) that permute an open patch's sites."""
+        """The point-group elements (about the centroid) that permute an open patch's sites
+        (nearest sites from a k-d tree: memory linear in the sites)."""
+        from scipy.spatial import cKDTree
+
         pos = self.positions
         centre = pos.mean(axis=0)
+        tree = cKDTree(pos)
         perms = []
         for mat in self.geometry.point_group_matrices():
-            moved = (pos - centre) @ mat.T + centre
-            dist = np.linalg.norm(moved[:, None, :] - pos[None, :, :], axis=-1)
-            target = np.argmin(dist, axis=1)
-            if np.all(dist[np.arange(self.n_sites), target] < _TOL) and \
-                    len(np.unique(target)) == self.n_sites:
+            dist, target = tree.query((pos - centre) @ mat.T + centre)
+            if np.all(dist < _TOL) and len(np.unique(target)) == self.n_sites:
                 perms.append(target)
         return _unique_rows(np.asarray(perms, dtype=np.int64))
 

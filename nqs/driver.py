@@ -93,8 +93,8 @@ class VMCResult(RunResult):
     SUMMARY: ClassVar[tuple[str, ...]] = (
         "energy", "energy_error", "variance", "exact_energy", "relative_error", "n_parameters",
         "n_samples", "steps", "steps_planned", "time_limit_s", "stopped_by_time_limit",
-        "stopped_on_plateau", "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices", "n_processes",
-        "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype")
+        "stopped_on_plateau", "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices",
+        "n_processes", "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype")
 
     n_samples: int
     exact_energy: float | None = None

@@ -43,6 +43,9 @@ BAD_SPIN = [
     (["--lattice", "kagome"], "lattice"),
     (["--model", "heisenberg", "--lattice", "honeycomb", "--size", "1"], "cells"),
     (["--ansatz", "gcnn", "--features", "0"], "features"),
+    # an open lattice past the site limit: its point group (for the default alpha) does not
+    # run out of memory first
+    (["--model", "heisenberg", "--lattice", "square", "--size", "1000", "--open"], "spins"),
 ]
 
 

@@ -44,7 +44,8 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     included, the GCNN for exchange models on periodic 2D lattices that are not bipartite,
     ``rbm`` otherwise), its
     symmetries (space group for ``rbm-symm``, translations otherwise), ``alpha``
-    (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, else 1), the learning-rate schedule
+    (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, more on an open lattice: :func:`_symm_alpha`;
+    else 1), the learning-rate schedule
     (cosine for a symmetric ansatz, else constant), the final evaluation's sampler calls
     (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4) and real parameters for the
     GCNN of a sign-free Hamiltonian (:func:`_sign_free`; half the cost of complex ones).

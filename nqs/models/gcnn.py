@@ -259,9 +259,7 @@ def _fourier_convolve(h: jax.Array, kernel: jax.Array,
     w_hat = _kernel_hat(kernel, tables)
     h_hat = jnp.conj(chars) @ h.reshape(n_t, -1)  # [j, (p', c)]
     out_hat = jnp.einsum("jq,jqr->jr", h_hat, w_hat)
-    out = (chars.T @ out_hat) / n_t  # [t, (p, f)]
-    if not (jnp.iscomplexobj(h) or jnp.iscomplexobj(kernel)):
-        out = out.real
+    out = (chars.T @ out_hat) / n_t  # [t, (p, f)]; complex layers only (_fourier_path)
     return out.reshape(n_t * n_p, f)
 
 
