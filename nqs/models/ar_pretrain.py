@@ -6,9 +6,9 @@ optimization from there has to discover the sign of every excitation from noise.
 in the space S of Hartree-Fock and the determinants H connects to it gives those signs (and
 sizes) for the singles and doubles:
 
-* ``"cisd"``: the lowest eigenvector of H restricted to S that holds Hartree-Fock (CISD in the
+* ``"cisd"``: the lowest eigenvector of H restricted to S with the target spin (CISD in the
   RHF orbitals; one ``flips`` per determinant of S and a sparse Lanczos solve for a few roots:
-  at a stretched bond the lowest root of S can be a high-spin state without Hartree-Fock);
+  at a stretched bond the lowest root of S can be a high-spin state);
 * ``"selected"`` (what ``bench-fci`` and ``nqs molecule`` use): CISD grown by selection
   rounds (CIPSI / heat-bath style, :func:`selected_target`; rounds after the first while the
   space's own PT2 estimate is large): the triples and quadruples of largest first-order
@@ -67,8 +67,8 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20, spin: float |
     """``(x [m, n_sites], c [m])``: the lowest eigenvector of H in the space of Hartree-Fock
     and every determinant H connects to it (CISD; with the spin partners of its determinants
     for an open-shell Hartree-Fock) that has spin ``spin`` (default ``|N_alpha - N_beta| / 2``)
-    and holds Hartree-Fock (the lowest of its symmetry, not a high-spin state of a stretched
-    bond: :func:`_lowest_root_with_hartree_fock`), normalized, ``c(HF) > 0``.
+    (not a high-spin state of a stretched bond: :func:`_target_root`), normalized,
+    ``c(HF) > 0``.
 
     Unlike the first-order amplitudes it gives the singles (driven by the doubles) and the
     relative signs of near-degenerate excitations. Cost: one ``flips`` per determinant of the
@@ -190,8 +190,8 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
 
     Spin: S (CISD too, for an open-shell Hartree-Fock) holds whole spatial occupations, so it
     is closed under ``S^2`` and H's roots there are ``S^2`` eigenstates; the target is the lowest
-    root of spin ``spin`` (default ``|N_alpha - N_beta| / 2``) that holds Hartree-Fock
-    (:func:`_lowest_root_with_hartree_fock`). The partners count
+    root of spin ``spin`` (default ``|N_alpha - N_beta| / 2``), whatever its spatial symmetry
+    (:func:`_target_root`). The partners count
     against the budget, not against ``grow``: when they would take a round's space past it,
     the spatial occupations of lowest ``|t|`` are left out whole (``info["dropped"]``), so the
     space stays closed and the budget holds.
@@ -391,8 +391,8 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
                            external: bool = False, screen: float = 1e-7,
                            spin: float | None = None):
     """``(c [m], E0, (keys_ext, v_ext))``: the lowest eigenvector of spin ``spin``
-    (:func:`_target_spin`; molecules) that holds Hartree-Fock (row 0
-    of ``xs``; ``c[0] > 0``, normalized, :func:`_lowest_root_with_hartree_fock`) and its
+    (:func:`_target_spin`; molecules; else the lowest that holds Hartree-Fock, row 0 of
+    ``xs``; ``c[0] > 0``, normalized, :func:`_target_root`) and its
     eigenvalue of H restricted to the distinct configurations ``xs`` [m, n_sites]; with
     ``external``, also the keys (:func:`nqs.exact.configuration_keys`) of the configurations
     outside ``xs`` that H connects to it and ``v(x) = sum_{y in xs} H_xy c(y)`` over the terms
@@ -423,10 +423,10 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     hilbert = operator.hilbert
     if hasattr(hilbert, "n_alpha"):
         target = _target_spin(hilbert, spin)
-        e0, c = _lowest_root_with_hartree_fock(
+        e0, c = _target_root(
             h, m, lambda v: _s2_expectations(xs, v, hilbert), target * (target + 1))
     else:
-        e0, c = _lowest_root_with_hartree_fock(h, m)
+        e0, c = _target_root(h, m)
     c = c / np.linalg.norm(c)
     if not external:
         return c, e0, (keys[:0], np.zeros(0))
@@ -451,44 +451,51 @@ HF_WEIGHT_MIN = 1e-3
 N_ROOTS = 8
 
 
-def _lowest_root_with_hartree_fock(h: Any, m: int, s2: Any = None, s2_target: float = 0.0
-                                   ) -> tuple[float, np.ndarray]:
-    """``(E, c)``: the lowest eigenpair of the sparse ``h`` [m, m] (row 0: Hartree-Fock) with
-    ``c(HF)^2 >= HF_WEIGHT_MIN``, ``c(HF) > 0``, normalized; with ``s2`` (``v [m, k] -> <S^2>
-    [k]``), the lowest of those with ``|<S^2> - s2_target| <= S2_TOLERANCE`` (in a space closed
-    under ``S^2`` every nondegenerate root is an ``S^2`` eigenstate), or if none has Hartree-Fock,
-    the lowest of that spin.
+def _target_root(h: Any, m: int, s2: Any = None, s2_target: float = 0.0
+                 ) -> tuple[float, np.ndarray]:
+    """``(E, c)``: the start's root of the sparse ``h`` [m, m] (row 0: Hartree-Fock),
+    normalized, ``c(HF) > 0`` (the largest component positive when Hartree-Fock has no
+    weight). With ``s2`` (``v [m, k] -> <S^2> [k]``): the lowest root with ``|<S^2> -
+    s2_target| <= S2_TOLERANCE`` (in a space closed under ``S^2`` every nondegenerate root is an
+    ``S^2`` eigenstate), whatever its Hartree-Fock weight. Without: the lowest with ``c(HF)^2
+    >= HF_WEIGHT_MIN``.
 
-    Not simply the lowest root: a truncated space holds states of other symmetries than
-    Hartree-Fock's, and when a bond is stretched the lowest of them can be one, with
-    ``c(HF) = 0``. For N2/STO-3G at 2.0 A the lowest CISD root is the quintet (``<S^2> = 6``,
-    19 mHa below the CISD singlet); the selected space grown from it and the state fitted to
-    that stay in the quintet, and VMC from there converged 26 mHa above the singlet FCI.
-    If no root of the ``4 N_ROOTS`` lowest qualifies: the lowest of the target spin, else the
-    lowest with Hartree-Fock, else the one of largest ``c(HF)^2``.
+    Not simply the lowest root: when a bond is stretched the lowest root of a truncated space
+    can be a high-spin state. For N2/STO-3G at 2.0 A the lowest CISD root is the quintet
+    (``<S^2> = 6``, 19 mHa below the CISD singlet); the selected space grown from it and the
+    state fitted to that stay in the quintet, and VMC from there converged 26 mHa above the
+    singlet FCI. Not the root that holds Hartree-Fock either: when the ground state has
+    another spatial symmetry than the Hartree-Fock determinant, that root is an excited state
+    (square H4 / STO-3G at 1.2 A: 149 mHa above FCI; a ring of 8 H at 1.3 A: 87 mHa), and VMC
+    from a state of one symmetry stays in it. CISD around Hartree-Fock describes the states of
+    Hartree-Fock's symmetry best, so a root of another symmetry that is still the lowest is
+    the better start.
+    If no root of the ``4 N_ROOTS`` lowest qualifies: the lowest with Hartree-Fock, else the
+    one of largest ``c(HF)^2``.
     """
     from scipy.sparse.linalg import eigsh
 
     def choices(w, v):
-        spin_ok = (np.ones(len(w), bool) if s2 is None
-                   else np.abs(s2(v) - s2_target) <= S2_TOLERANCE)
-        return spin_ok, spin_ok & (v[0] ** 2 >= HF_WEIGHT_MIN)
+        if s2 is not None:
+            return np.abs(s2(v) - s2_target) <= S2_TOLERANCE
+        return v[0] ** 2 >= HF_WEIGHT_MIN
 
     if m <= 2 * N_ROOTS:
         w, v = np.linalg.eigh(h.toarray())
     else:
         v0 = np.eye(1, m)[0] + 1e-3
         w, v = eigsh(h, k=N_ROOTS, which="SA", v0=v0)
-        if not np.any(choices(w, v)[1]) and m > 8 * N_ROOTS:
+        if not np.any(choices(w, v)) and m > 8 * N_ROOTS:
             w, v = eigsh(h, k=4 * N_ROOTS, which="SA", v0=v0)
         order = np.argsort(w)
         w, v = w[order], v[:, order]
-    spin_ok, ok = choices(w, v)
+    ok = choices(w, v)
     if not np.any(ok):
-        ok = spin_ok if np.any(spin_ok) else v[0] ** 2 >= HF_WEIGHT_MIN
+        ok = v[0] ** 2 >= HF_WEIGHT_MIN
     i = int(np.flatnonzero(ok)[0]) if np.any(ok) else int(np.argmax(v[0] ** 2))
-    c = v[:, i] * (np.sign(v[0, i]) or 1.0)
-    return float(w[i]), c
+    c = v[:, i]
+    pivot = 0 if c[0] ** 2 >= HF_WEIGHT_MIN else int(np.argmax(np.abs(c)))
+    return float(w[i]), c * (np.sign(c[pivot]) or 1.0)
 
 
 #: A root counts as having the target spin when its ``<S^2>`` is within this of ``S(S+1)``.
