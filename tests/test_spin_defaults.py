@@ -40,11 +40,17 @@ def test_defaults_follow_the_lattice():
         for size in range(2, 7):
             a = _args("--model", "heisenberg", "--lattice", lattice, "--size", str(size))
             bipartite = make_lattice(lattice, size, pbc=True).is_bipartite
-            # not bipartite: the GCNN learns the sign structure (complex, translations)
+            # not bipartite: the GCNN learns the sign structure (complex), over the space
+            # group where its step is affordable on this CPU (100 steps), else the translations
             assert a.ansatz == ("rbm-symm" if bipartite else "gcnn"), (lattice, size)
             if not bipartite:
-                assert (a.symmetries, a.real, a.lr_schedule) == \
-                    ("translations", False, "cosine")
+                small = make_lattice(lattice, size, pbc=True).n_sites <= \
+                    spin.SPACE_GROUP_CPU_SITES
+                assert (a.symmetries, a.steps, a.real, a.lr_schedule) == \
+                    (("space-group", spin.SPACE_GROUP_CPU_STEPS) if small
+                     else ("translations", spin.AUTO_STEPS)) + (False, "cosine"), (lattice, size)
+            else:
+                assert a.steps == spin.AUTO_STEPS
             ising = _args("--lattice", lattice, "--size", str(size))
             assert ising.ansatz == ("rbm-symm" if bipartite else "rbm"), (lattice, size)
     # open lattices: the patch's point group for the exchange models where bipartite, with at
@@ -61,8 +67,13 @@ def test_defaults_follow_the_lattice():
                  "--open").ansatz == "rbm"
     given = _args("--lattice", "square", "--ansatz", "gcnn", "--alpha", "2",
                   "--lr-schedule", "constant")
-    assert (given.ansatz, given.symmetries, given.alpha, given.lr_schedule) == \
-        ("gcnn", "translations", 2.0, "constant")
+    assert (given.ansatz, given.symmetries, given.alpha, given.lr_schedule, given.steps) == \
+        ("gcnn", "translations", 2.0, "constant", spin.AUTO_STEPS)
+    chosen = _args("--model", "heisenberg", "--lattice", "triangular", "--size", "4",
+                   "--symmetries", "translations", "--steps", "50")
+    assert (chosen.ansatz, chosen.symmetries, chosen.steps) == ("gcnn", "translations", 50)
+    assert _args("--lattice", "square", "--ansatz", "gcnn", "--symmetries",
+                 "space-group").steps == spin.SPACE_GROUP_CPU_STEPS
     # constant-rate fingerprints keep their old keys; a schedule adds its own
     assert "lr_schedule" not in spin.fingerprint(chain)  # (the Ising chain's constant rate)
     assert spin.fingerprint(_args("--lattice", "square"))["lr_schedule"] == "cosine"

@@ -33,6 +33,14 @@ AUTO_SYMM_ALPHA = 8
 OPEN_HIDDEN_PER_SITE = 4
 """``rbm-symm`` on an open lattice, whose point group is small (2 to 8 elements): at least this
 many hidden units (filters x group elements) per site."""
+SPACE_GROUP_CPU_SITES = 16
+"""On a CPU the default GCNN of a frustrated lattice goes over the space group up to this many
+sites, over the translations past it: its step costs about 20x the translations' (triangular
+4x4: 6.1 s, relative error 6.5e-4 in 100 steps against 9.6e-3 in 300; 6x6: 34 s a step)."""
+AUTO_STEPS = 300
+"""``--steps`` when not given, but for a space-group GCNN on a CPU: :data:`SPACE_GROUP_CPU_STEPS`."""
+SPACE_GROUP_CPU_STEPS = 100
+"""``--steps`` of a space-group GCNN on a CPU (triangular 4x4: 1e-3 by step 30, 11 minutes)."""
 AUTO_EVAL_BATCHES = 16
 """``--eval-batches`` of the symmetric ansatze when not given (a final error bar below 1e-4 E)."""
 SYMMETRIC = ("rbm-symm", "gcnn", "vit")
@@ -43,7 +51,9 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     the lattice (``rbm-symm`` on periodic bipartite lattices, chains of the exchange models
     included, the GCNN for exchange models on periodic 2D lattices that are not bipartite,
     ``rbm`` otherwise), its
-    symmetries (space group for ``rbm-symm``, translations otherwise), ``alpha``
+    symmetries (space group for ``rbm-symm`` and for the GCNN of a frustrated lattice,
+    :func:`_frustrated_space_group`; translations otherwise), the steps (:data:`AUTO_STEPS`;
+    :data:`SPACE_GROUP_CPU_STEPS` for a space-group GCNN on a CPU), ``alpha``
     (:data:`AUTO_SYMM_ALPHA` for ``rbm-symm``, more on an open lattice: :func:`_symm_alpha`;
     else 1), the learning-rate schedule
     (cosine for a symmetric ansatz, else constant), the final evaluation's sampler calls
@@ -54,7 +64,12 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.ansatz = ("rbm-symm" if _symmetric_default(args)
                        else "gcnn" if _frustrated_default(args) else "rbm")
     if getattr(args, "symmetries", "auto") == "auto":
-        args.symmetries = "space-group" if args.ansatz == "rbm-symm" else "translations"
+        space_group = args.ansatz == "rbm-symm" or (
+            args.ansatz == "gcnn" and _frustrated_default(args) and _frustrated_space_group(args))
+        args.symmetries = "space-group" if space_group else "translations"
+    if getattr(args, "steps", AUTO_STEPS) is None:
+        args.steps = (SPACE_GROUP_CPU_STEPS if args.ansatz == "gcnn"
+                      and args.symmetries == "space-group" and _on_cpu() else AUTO_STEPS)
     if getattr(args, "alpha", None) is None:
         args.alpha = float(_symm_alpha(args)) if args.ansatz == "rbm-symm" else 1.0
     if getattr(args, "lr_schedule", "auto") == "auto":
@@ -165,7 +180,9 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
                    help="symmetry group of rbm-symm, the GCNN and --project: the lattice "
                    "translations, or translations times point group (G^2 times costlier per "
                    "GCNN layer; on an open lattice: the patch's point group); auto: "
-                   "space-group for rbm-symm, translations otherwise (default: auto)")
+                   "space-group for rbm-symm and for the GCNN on the triangular lattice (on a "
+                   f"CPU up to {SPACE_GROUP_CPU_SITES} sites), translations otherwise "
+                   "(default: auto)")
     p.add_argument("--project", action="store_true",
                    help="project the ansatz on the trivial irrep of --symmetries (momentum zero, "
                    "fully symmetric; costs one evaluation per group element)")
@@ -202,8 +219,9 @@ def _add_sampler_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Steps, optimizer and schedule, final evaluation, seed, observables, files, precision and devices."""
-    p.add_argument("--steps", type=positive_int, default=300,
-                   help="optimization steps (default: 300)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"optimization steps (default: {AUTO_STEPS}; {SPACE_GROUP_CPU_STEPS} for "
+                   "a space-group GCNN on a CPU)")
     add_time_limit_option(p)
     p.add_argument("--optimizer", choices=("sr", "minsr", "adam", "sgd"), default="sr",
                    help="sr: stochastic reconfiguration (dense, or minSR when parameters "
@@ -346,14 +364,34 @@ def _symm_alpha(args: argparse.Namespace) -> int:
 
 
 def _frustrated_default(args: argparse.Namespace) -> bool:
-    """The GCNN (over the translations) is the default for the exchange models (Heisenberg,
-    XXZ, J1-J2) on periodic 2D lattices that are not bipartite (triangular, square with odd
-    L): no Marshall sign exists there, the network must learn the sign structure, and the
-    plain RBM stays far from the ground state (triangular 4x4 Heisenberg: relative error
-    3.7e-2 against 9.6e-3 for the GCNN, docs/spins.md). Decided from the geometry alone."""
+    """The GCNN is the default for the exchange models (Heisenberg, XXZ, J1-J2) on periodic 2D
+    lattices that are not bipartite (triangular, square with odd L): no Marshall sign exists
+    there, the network must learn the sign structure, and the plain RBM stays far from the
+    ground state (triangular 4x4 Heisenberg: relative error 3.7e-2 against 9.6e-3 for the
+    GCNN over the translations and 6.5e-4 over the space group, docs/spins.md; its group:
+    :func:`_frustrated_space_group`). Decided from the geometry alone."""
     if args.model == "ising" or args.lattice == "chain" or args.open or args.size <= 0:
         return False
     return not _symmetric_default(args)  # (odd chains and odd squares: no S^z = 0 sector)
+
+
+def _frustrated_space_group(args: argparse.Namespace) -> bool:
+    """The frustrated lattice's GCNN goes over the space group (the translations times the
+    point group), except on a CPU past :data:`SPACE_GROUP_CPU_SITES` sites. The frustrated
+    models need the point group: triangular 4x4 Heisenberg, relative error 6.5e-4 in 100 steps
+    (11 min) over the space group, 9.6e-3 in 300 (2 min) over the translations."""
+    from hamiltonians.lattice import make_lattice
+
+    if not _on_cpu():
+        return True
+    return make_lattice(args.lattice, args.size, pbc=True).n_sites <= SPACE_GROUP_CPU_SITES
+
+
+def _on_cpu() -> bool:
+    """Whether JAX computes on the CPU (no accelerator)."""
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 def _sign_free(args: argparse.Namespace) -> bool:
