@@ -33,6 +33,11 @@ AUTO_SYMM_ALPHA = 8
 OPEN_HIDDEN_PER_SITE = 4
 """``rbm-symm`` on an open lattice, whose point group is small (2 to 8 elements): at least this
 many hidden units (filters x group elements) per site."""
+MARSHALL_J2_MAX = 0.5
+"""On periodic 2D lattices the J1-J2 model gets the symmetric RBM (with the Marshall sign) up to
+this J2 / J1 and the GCNN past it: the Marshall sign is close to the ground state's in the Neel
+phase and not in the stripe phase, where the symmetric RBM collapsed onto one configuration
+(4x4, J2 = 0.8: relative error 0.83) or diverged (J2 = 1)."""
 SPACE_GROUP_CPU_SITES = 16
 """On a CPU the default GCNN of a frustrated lattice goes over the space group up to this many
 sites, over the translations past it: its step costs about 20x the translations' (triangular
@@ -162,7 +167,8 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
                    "periodic bipartite lattices (square with even L, honeycomb; even chains "
                    "of the exchange models) and for the exchange models on open bipartite "
                    "ones, gcnn for the exchange models on other periodic 2D lattices "
-                   "(triangular), rbm otherwise (default: auto)")
+                   f"(triangular) and for J1-J2 past J2 = {MARSHALL_J2_MAX:g}, rbm otherwise "
+                   "(default: auto)")
     p.add_argument("--features", type=positive_int, default=4,
                    help="GCNN channels per layer (default: 4)")
     p.add_argument("--layers", type=positive_int, default=2,
@@ -180,7 +186,7 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
                    help="symmetry group of rbm-symm, the GCNN and --project: the lattice "
                    "translations, or translations times point group (G^2 times costlier per "
                    "GCNN layer; on an open lattice: the patch's point group); auto: "
-                   "space-group for rbm-symm and for the GCNN on the triangular lattice (on a "
+                   "space-group for rbm-symm and for the default GCNN of frustrated lattices (on a "
                    f"CPU up to {SPACE_GROUP_CPU_SITES} sites), translations otherwise "
                    "(default: auto)")
     p.add_argument("--project", action="store_true",
@@ -345,6 +351,8 @@ def _symmetric_default(args: argparse.Namespace) -> bool:
         return args.model != "ising" and args.lattice != "triangular"
     if args.lattice == "chain":
         return args.model != "ising" and args.size % 2 == 0
+    if args.model == "j1j2" and args.j2 > MARSHALL_J2_MAX:
+        return False  # the GCNN over the space group (_frustrated_default)
     return args.lattice == "honeycomb" or (args.lattice == "square" and args.size % 2 == 0)
 
 
@@ -365,8 +373,10 @@ def _symm_alpha(args: argparse.Namespace) -> int:
 
 def _frustrated_default(args: argparse.Namespace) -> bool:
     """The GCNN is the default for the exchange models (Heisenberg, XXZ, J1-J2) on periodic 2D
-    lattices that are not bipartite (triangular, square with odd L): no Marshall sign exists
-    there, the network must learn the sign structure, and the plain RBM stays far from the
+    lattices that are not bipartite (triangular, square with odd L), and for the J1-J2 model
+    past :data:`MARSHALL_J2_MAX` on the others: no Marshall sign exists there (or it is far
+    from the ground state's), the network must learn the sign structure, and the plain RBM
+    stays far from the
     ground state (triangular 4x4 Heisenberg: relative error 3.7e-2 against 9.6e-3 for the
     GCNN over the translations and 6.5e-4 over the space group, docs/spins.md; its group:
     :func:`_frustrated_space_group`). Decided from the geometry alone."""
