@@ -215,6 +215,47 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     return None, "none"
 
 
+#: :func:`symmetric_ground_energy` works on ``[G, n_states]`` index tables up to this size.
+MAX_SYMMETRIC_WORK = 20_000_000
+
+
+def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
+    """Lowest energy of ``model`` among the states invariant under the site permutations
+    ``perms`` ``[G, n_sites]`` (a group, identity included): the trivial irrep, which a
+    symmetric ansatz (``rbm-symm``, the GCNN, a projection on the trivial irrep) spans, in the
+    basis the model is written in (the Marshall sign included). Lanczos on
+    ``A = P H P + c (1 - P)``, ``P = (1 / G) sum_g U_g`` and ``c`` above ``||H||``, so the
+    lowest eigenvalue of ``A`` is the lowest of ``H`` on the invariant states. None when
+    ``G * n_states`` passes :data:`MAX_SYMMETRIC_WORK` (memory of the index tables)."""
+    perms = np.asarray(perms, dtype=np.int64)
+    states = model.hilbert.all_states()
+    n_states, n = states.shape
+    if len(perms) * n_states > MAX_SYMMETRIC_WORK:
+        return None
+    weights = np.left_shift(np.int64(1), np.arange(n - 1, -1, -1, dtype=np.int64))
+    codes = (states < 0).astype(np.int64) @ weights
+    order = np.argsort(codes)
+    sorted_codes = codes[order]
+    images = np.stack([order[np.searchsorted(sorted_codes, (states[:, g] < 0).astype(np.int64)
+                                             @ weights)] for g in perms])  # [G, n_states]
+    mat = model_sparse(model)
+    shift = float(np.max(np.abs(mat).sum(axis=1))) + 1.0
+
+    def project(v: np.ndarray) -> np.ndarray:
+        return np.mean(v[images], axis=0)
+
+    def apply(v: np.ndarray) -> np.ndarray:
+        v = np.ravel(v)
+        pv = project(v)
+        return project(mat @ pv) + shift * (v - pv)
+
+    op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=np.float64)
+    v0 = project(np.random.default_rng(0).standard_normal(n_states)) + 1e-3
+    if n_states <= DENSE_MAX_STATES:
+        dense = np.stack([apply(e) for e in np.eye(n_states)], axis=1)
+        return float(np.linalg.eigvalsh(0.5 * (dense + dense.T))[0])
+    return float(spla.eigsh(op, k=1, which="SA", v0=v0, return_eigenvectors=False)[0])
+
 def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
     if isinstance(model, XXZ):
         return model.delta == 1.0

@@ -179,3 +179,34 @@ def test_real_gcnn_reaches_exact_energy_where_sign_free(tmp_path, capsys):
     assert res["real"] is True
     assert res["energy"] >= res["exact_energy"] - 1e-9
     assert res["relative_error"] < 2e-3, res["relative_error"]
+
+
+def test_symmetric_ground_energy_is_the_lowest_invariant_state(tmp_path, capsys):
+    # the lowest energy over the states a symmetric ansatz spans (its group's trivial irrep):
+    # over the translations it equals the momentum-zero sector's Lanczos (separate code), over
+    # the space group it lies at or above; where the ground state is invariant it equals E0
+    from hamiltonians.lattice import chain, square
+    from hamiltonians.spin import J1J2, Heisenberg
+    from hamiltonians.spin_reference import (
+        lanczos_ground_state,
+        momentum_sector_energies,
+        symmetric_ground_energy,
+    )
+
+    model = J1J2(chain(12), j2=1.0, marshall_sign=True)
+    e0 = lanczos_ground_state(model)
+    e_t = symmetric_ground_energy(model, model.lattice.translations())
+    e_sg = symmetric_ground_energy(model, model.lattice.space_group())
+    assert abs(e_t - momentum_sector_energies(model)[0]) < 1e-9
+    assert e0 < e_t - 0.1 and e_sg >= e_t - 1e-9  # (E0 -5.896, invariant -5.725)
+    heisenberg = Heisenberg(square(4), marshall_sign=True)
+    assert abs(symmetric_ground_energy(heisenberg, heisenberg.lattice.space_group())
+               - lanczos_ground_state(heisenberg)) < 1e-9
+    # the run says so and records it
+    out = tmp_path / "c"
+    code = main(["spin", "--model", "j1j2", "--lattice", "chain", "--size", "12", "--j2", "1.0",
+                 "--steps", "2", "--eval-batches", "1", "--out", str(out)])
+    assert code == 0
+    assert "not invariant under the ansatz's symmetries" in capsys.readouterr().out
+    res = json.loads((out / "result.json").read_text())
+    assert abs(res["exact_energy_symmetric"] - e_sg) < 1e-9

@@ -487,6 +487,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     exact, source = exact_energy(model)
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
+    symmetric = _symmetric_reference(model, ansatz, exact, source)
     shape = (f"{args.layers} layers x {args.features} features" if args.ansatz == "gcnn"
              else f"alpha {args.alpha:g}")
     group = (f", {args.symmetries}" if args.ansatz in ("gcnn", "rbm-symm") or args.project
@@ -517,7 +518,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
     summary = (result.summary() | _summary(args, model, result.energy, vscore, e_inf, source)
-               | run_record(args))
+               | {"exact_energy_symmetric": symmetric} | run_record(args))
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
@@ -540,6 +541,26 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         flush=True,
     )
     return 0
+
+
+def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
+                         source: str) -> float | None:
+    """The lowest energy a symmetric ansatz can reach (its group's trivial irrep,
+    :func:`hamiltonians.spin_reference.symmetric_ground_energy`) where the exact energy comes
+    from Lanczos; printed when the ground state lies outside it (J1-J2 chain of 16 at J2 = 0.8:
+    1.5 % above, honeycomb 3x3 at J2 = 0.8 over the space group: 2.7 %). None otherwise."""
+    from hamiltonians.spin_reference import symmetric_ground_energy
+
+    if exact is None or "Lanczos" not in source or ansatz.symmetries is None:
+        return None
+    symmetric = symmetric_ground_energy(model, ansatz.symmetries)
+    if symmetric is not None and symmetric - exact > 1e-8 * max(1.0, abs(exact)):
+        print(f"note: the ground state is not invariant under the ansatz's symmetries; the "
+              f"lowest invariant state is {symmetric:.10f} (relative "
+              f"{(symmetric - exact) / abs(exact):.2e} above), which this ansatz cannot pass: "
+              f"--ansatz rbm, or --symmetries translations where the point group is the cause",
+              flush=True)
+    return symmetric
 
 
 def _summary(args: argparse.Namespace, model, energy: float, vscore: float,  # noqa: ANN001
