@@ -390,11 +390,10 @@ def _frustrated_space_group(args: argparse.Namespace) -> bool:
     point group), except on a CPU past :data:`SPACE_GROUP_CPU_SITES` sites. The frustrated
     models need the point group: triangular 4x4 Heisenberg, relative error 6.5e-4 in 100 steps
     (11 min) over the space group, 9.6e-3 in 300 (2 min) over the translations."""
-    from hamiltonians.lattice import make_lattice
-
     if not _on_cpu():
         return True
-    return make_lattice(args.lattice, args.size, pbc=True).n_sites <= SPACE_GROUP_CPU_SITES
+    cells = args.size if args.lattice == "chain" else args.size ** 2
+    return cells * (2 if args.lattice == "honeycomb" else 1) <= SPACE_GROUP_CPU_SITES
 
 
 def _on_cpu() -> bool:
@@ -487,7 +486,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     exact, source = exact_energy(model)
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
-    symmetric = _symmetric_reference(model, ansatz, exact, source)
+    symmetric = (_symmetric_reference(model, ansatz, exact, source)
+                 if args.ansatz in ("rbm-symm", "gcnn") or args.project else None)
     shape = (f"{args.layers} layers x {args.features} features" if args.ansatz == "gcnn"
              else f"alpha {args.alpha:g}")
     group = (f", {args.symmetries}" if args.ansatz in ("gcnn", "rbm-symm") or args.project
@@ -545,7 +545,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
 
 def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
                          source: str) -> float | None:
-    """The lowest energy a symmetric ansatz can reach (its group's trivial irrep,
+    """The lowest energy an ansatz invariant under its group can reach (the trivial irrep:
+    ``rbm-symm``, the GCNN, ``--project``;
     :func:`hamiltonians.spin_reference.symmetric_ground_energy`) where the exact energy comes
     from Lanczos; printed when the ground state lies outside it (J1-J2 chain of 16 at J2 = 0.8:
     1.5 % above, honeycomb 3x3 at J2 = 0.8 over the space group: 2.7 %). None otherwise."""
