@@ -100,15 +100,7 @@ def model_sparse(model: SpinModel) -> sp.csr_matrix:
     """
     states = model.hilbert.all_states()
     n_states, n = states.shape
-    weights = np.left_shift(np.int64(1), np.arange(n - 1, -1, -1, dtype=np.int64))
-    codes = (states < 0).astype(np.int64) @ weights
-    order = np.argsort(codes)
-    sorted_codes = codes[order]
-
-    def index(c: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(sorted_codes, c)
-        return order[pos]
-
+    weights, codes, index = _code_index(states)
     rows = [np.arange(n_states)]
     x = states
     if isinstance(model, TransverseFieldIsing):
@@ -132,6 +124,22 @@ def model_sparse(model: SpinModel) -> sp.csr_matrix:
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_states, n_states),
     )
+
+
+def _code_index(states: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+    """``(weights [n], codes [n_states], index)`` of a basis ``states [n_states, n]``: a
+    configuration's code is its bit string (site 0 most significant, bit 1 = down), ``index``
+    maps codes of basis states to their rows (``searchsorted``)."""
+    n = states.shape[1]
+    weights = np.left_shift(np.int64(1), np.arange(n - 1, -1, -1, dtype=np.int64))
+    codes = (states < 0).astype(np.int64) @ weights
+    order = np.argsort(codes)
+    sorted_codes = codes[order]
+
+    def index(c: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_codes, c)]
+
+    return weights, codes, index
 
 
 def lanczos_ground_state(model: SpinModel, k: int = 1, return_vector: bool = False) -> Any:
@@ -232,12 +240,9 @@ def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
     n_states, n = states.shape
     if len(perms) * n_states > MAX_SYMMETRIC_WORK:
         return None
-    weights = np.left_shift(np.int64(1), np.arange(n - 1, -1, -1, dtype=np.int64))
-    codes = (states < 0).astype(np.int64) @ weights
-    order = np.argsort(codes)
-    sorted_codes = codes[order]
-    images = np.stack([order[np.searchsorted(sorted_codes, (states[:, g] < 0).astype(np.int64)
-                                             @ weights)] for g in perms])  # [G, n_states]
+    weights, _, index = _code_index(states)
+    images = np.stack([index((states[:, g] < 0).astype(np.int64) @ weights)
+                       for g in perms])  # [G, n_states]
     mat = model_sparse(model)
     shift = float(np.max(np.abs(mat).sum(axis=1))) + 1.0
 
@@ -249,11 +254,11 @@ def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
         pv = project(v)
         return project(mat @ pv) + shift * (v - pv)
 
-    op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=np.float64)
-    v0 = project(np.random.default_rng(0).standard_normal(n_states)) + 1e-3
     if n_states <= DENSE_MAX_STATES:
         dense = np.stack([apply(e) for e in np.eye(n_states)], axis=1)
         return float(np.linalg.eigvalsh(0.5 * (dense + dense.T))[0])
+    op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=np.float64)
+    v0 = project(np.random.default_rng(0).standard_normal(n_states)) + 1e-3
     return float(spla.eigsh(op, k=1, which="SA", v0=v0, return_eigenvectors=False)[0])
 
 def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
