@@ -136,6 +136,10 @@ class Ansatz:
         whose components the group permutes (the spin correlations) are then measured from
         one representative per orbit (:mod:`nqs.reduced`). None (the default): no symmetry is
         assumed.
+      real_log_psi: ``log psi`` is real for every configuration and parameter (a positive
+        wavefunction of real parameters, e.g. the real GCNN): SR's Jacobian then has one row
+        per sample instead of its real and imaginary parts (a quarter of minSR's kernel).
+        False is always safe.
     """
 
     module: nn.Module
@@ -143,6 +147,7 @@ class Ansatz:
     holomorphic: bool = False
     jacobian_structure: JacobianStructure | None = None
     symmetries: tuple[tuple[int, ...], ...] | None = None
+    real_log_psi: bool = False
 
     def init(self, key: jax.Array, x: jax.Array) -> Params:
         """Parameters for configurations shaped like ``x`` [n_sites]."""
@@ -155,7 +160,8 @@ class Ansatz:
     def without_fast_path(self) -> Ansatz:
         """The same wavefunction evaluated by the generic path (tests compare both): no cached
         ratios and no factored Jacobian."""
-        return Ansatz(self.module, None, self.holomorphic, symmetries=self.symmetries)
+        return Ansatz(self.module, None, self.holomorphic, symmetries=self.symmetries,
+                      real_log_psi=self.real_log_psi)
 
 
 def n_parameters(params: Params) -> int:

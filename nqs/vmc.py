@@ -127,7 +127,8 @@ def make_estimator(
     """
     return make_energy_estimator(
         ansatz.log_psi, make_local_energy(operator, ansatz), needs_jacobian=needs_jacobian,
-        holomorphic=ansatz.holomorphic, structure=ansatz.jacobian_structure,
+        real=ansatz.real_log_psi, holomorphic=ansatz.holomorphic,
+        structure=ansatz.jacobian_structure,
         chunk_size=chunk_size, mesh=mesh)
 
 
@@ -235,7 +236,8 @@ def _energy_gradient(log_psi: Callable[[Params, jax.Array], jax.Array], params: 
     flat, unflatten = real_flat(params)
 
     def log_psi_flat(v: jax.Array, x: jax.Array) -> jax.Array:
-        return log_psi(unflatten(v), x)
+        out = log_psi(unflatten(v), x)
+        return jnp.real(out) if real else out  # a real log psi may come in a complex dtype
 
     if not needs_jacobian:
         def surrogate(v: jax.Array) -> jax.Array:
@@ -254,7 +256,9 @@ def _energy_gradient(log_psi: Callable[[Params, jax.Array], jax.Array], params: 
     else:
         jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh, real=real)
     scaled = jnp.sqrt(w) * centred
-    residuals = 2.0 * (scaled if real else jnp.concatenate([scaled.real, scaled.imag]))
+    # a real log psi has no imaginary rows: the imaginary part of E_loc has nothing to meet
+    residuals = 2.0 * (jnp.real(scaled) if real else jnp.concatenate([scaled.real,
+                                                                       scaled.imag]))
     return transpose_dot(jacobian, residuals), jacobian, residuals
 
 

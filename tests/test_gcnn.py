@@ -174,12 +174,14 @@ def _reference_gcnn(params, x, perms, product):
     return jax.scipy.special.logsumexp(out.astype(jnp.complex128))
 
 
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
 @pytest.mark.parametrize("case", ["honeycomb-point", "square-space", "triangular-space",
                                   "honeycomb-space"])
-def test_gcnn_gradients_equal_plain_autodiff(case: str) -> None:
+def test_gcnn_gradients_equal_plain_autodiff(case: str, dtype) -> None:
     """The custom VJPs of the dense layers, and the space groups' layers through the
-    translations' characters (complex parameters), against autodiff of the gather form."""
-    from nqs.models.gcnn import fourier_tables, group_tables
+    translations' characters (complex parameters; real ones in real arithmetic), against
+    autodiff of the gather form."""
+    from nqs.models.gcnn import fourier_tables, group_tables, real_fourier_tables
 
     lat = {"honeycomb-point": honeycomb(2), "square-space": square(4),
            "triangular-space": triangular(3), "honeycomb-space": honeycomb(2)}[case]
@@ -189,7 +191,8 @@ def test_gcnn_gradients_equal_plain_autodiff(case: str) -> None:
     product, _ = group_tables(syms)
     tables = fourier_tables(syms)
     assert (tables is not None and tables[0] > 1) == case.endswith("space")
-    ansatz = make_gcnn(perms, (3, 2, 2))
+    assert (real_fourier_tables(syms) is not None) == case.endswith("space")
+    ansatz = make_gcnn(perms, (3, 2, 2), param_dtype=dtype)
     xs = _configs(lat.n_sites, n=3)
     params = ansatz.init(jax.random.PRNGKey(5), xs[0])
 
@@ -204,4 +207,33 @@ def test_gcnn_gradients_equal_plain_autodiff(case: str) -> None:
     ours, ref, v_ours, v_ref = jax.jit(jax.vmap(jacobians, (None, 0)))(params, xs)
     np.testing.assert_allclose(v_ours, v_ref, atol=1e-10)
     for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_real_log_psi_sr_update_equals_the_real_view() -> None:
+    """A real GCNN declares a real log psi: SR with one Jacobian row per sample gives the same
+    gradient and update as the real view's [Re; Im] rows (whose imaginary rows are 0)."""
+    import dataclasses
+
+    from nqs.sampling.base import Samples
+    from nqs.vmc import apply_estimate, make_estimator
+
+    model = Heisenberg(square(2, pbc=False), marshall_sign=True)
+    lat = model.lattice
+    ansatz = make_gcnn(lat.point_group(), (3, 2), param_dtype=jnp.float64)
+    assert ansatz.real_log_psi
+    complex_view = dataclasses.replace(ansatz, real_log_psi=False)
+    xs = model.hilbert.all_states().astype(jnp.float64)
+    samples = Samples(xs, jnp.full((len(xs),), 1.0 / len(xs)), 0)
+    params = ansatz.init(jax.random.PRNGKey(3), xs[0])
+    optimizer = sr_optimizer(0.05, 0.01)
+    updates = []
+    for a in (ansatz, complex_view):
+        est = make_estimator(a, model, needs_jacobian=True)(params, samples)
+        assert est.jacobian.shape[0] == (len(xs) if a.real_log_psi else 2 * len(xs))
+        new, _ = apply_estimate(optimizer, est, optimizer.transformation.init(params), params)
+        updates.append((est.grad, new))
+    np.testing.assert_allclose(updates[0][0], updates[1][0], atol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(updates[0][1]),
+                    jax.tree_util.tree_leaves(updates[1][1]), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-10)

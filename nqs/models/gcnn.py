@@ -21,7 +21,13 @@ on CPUs). A complex convolution over a space group (``g = t p``: translations ti
 group) goes through the translations' characters instead (:func:`fourier_tables`): every
 ``[T, T]`` block of the expanded kernel is a convolution over the abelian ``T``, so ``h`` is
 transformed to ``T``'s Fourier space, multiplied by one ``[n_p C, n_p F]`` matrix per
-character and transformed back, ``2 T^2 n_p (C + F) + T n_p^2 C F`` multiply-adds.
+character and transformed back, ``2 T^2 n_p (C + F) + T n_p^2 C F`` multiply-adds. A real
+convolution over a space group does the same in real arithmetic (:func:`real_fourier_tables`):
+the Fourier coefficients of a real ``h`` at conjugate characters are conjugate, so one real
+``[T, T]`` transform holds them all, a real ``[n_p C, n_p F]`` block multiplies each real
+character's and a ``[2 n_p C, 2 n_p F]`` block (a complex product in real arithmetic) each
+conjugate pair's: about ``2 T^2 n_p (C + F) + 2 T n_p^2 C F`` real multiply-adds against the
+dense ``T^2 n_p^2 C F``.
 
 Use :func:`make_gcnn`.
 """
@@ -29,7 +35,7 @@ Use :func:`make_gcnn`.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -265,23 +271,122 @@ def _fourier_convolve(h: jax.Array, kernel: jax.Array,
 
 def _fourier_path(symmetries: Symmetries, kernel: jax.Array
                   ) -> tuple[int, np.ndarray, np.ndarray] | None:
-    """:func:`fourier_tables` where they pay: complex layers over a space group. For real
-    layers the characters' complex arithmetic costs more than the dense real product saves
-    (4x4 space group: 0.6x the dense speed; in real arithmetic on half the characters 1.4x at
-    32 configurations, 0.65x at 8704); over the translations alone the dense product is
-    as fast (complex, 4x4: 0.9-1.0x); over space groups it is not (complex: 2.1x faster on the
-    square 4x4, 2.9x on the triangular)."""
+    """:func:`fourier_tables` where they pay: complex layers over a space group. Over the
+    translations alone the dense product is as fast (complex, 4x4: 0.9-1.0x); over space
+    groups it is not (complex: 2.1x faster on the square 4x4, 2.9x on the triangular)."""
     tables = fourier_tables(symmetries) if jnp.iscomplexobj(kernel) else None
     return tables if tables is not None and tables[0] > 1 else None
+
+
+class RealFourier(NamedTuple):
+    """Tables of a real group convolution through the translations' characters.
+
+    With ``T`` translations, ``n_real`` real characters (``chi = chi*``) and ``n_pair`` pairs of
+    conjugate ones (``n_real + 2 n_pair = T``), each pair represented by one of its characters:
+
+    * ``forward [T, T]``: rows ``chi_j`` (real ``j``), ``Re chi_j`` and ``-Im chi_j`` (pairs), so
+      that ``forward @ h`` holds the real and imaginary parts of ``sum_t chi_j(t)* h[t]``;
+    * ``inverse [T, T]``: its inverse, ``h[t] = sum_j chi_j(t) h_hat[j] / T`` written with one
+      character of each pair (weight 2, real part);
+    * ``chars_re [n_real + n_pair, T]``, ``chars_im [n_pair, T]``: the characters the kernel's
+      blocks are built from (real ones first);
+    * ``n_p``, ``kernel_at`` as in :func:`fourier_tables`.
+    """
+
+    n_p: int
+    forward: np.ndarray
+    inverse: np.ndarray
+    chars_re: np.ndarray
+    chars_im: np.ndarray
+    kernel_at: np.ndarray
+    n_real: int
+
+
+@functools.lru_cache(maxsize=32)
+def real_fourier_tables(symmetries: Symmetries) -> RealFourier | None:
+    """:class:`RealFourier` of a space group (``n_p > 1``, as :func:`fourier_tables`), else
+    None."""
+    tables = fourier_tables(symmetries)
+    if tables is None or tables[0] == 1:
+        return None
+    n_p, chars, kernel_at = tables
+    n_t = len(chars)
+    # the conjugate of a character is another character (rows are distinct): find its row
+    distance = np.abs(chars[:, None, :] - np.conj(chars)[None, :, :]).sum(-1)  # [j, k]
+    conjugate = np.argmin(distance, axis=0)  # conjugate[k]: row of chi_k*
+    if not np.allclose(chars[conjugate], np.conj(chars), atol=1e-8):
+        return None
+    real = np.flatnonzero(conjugate == np.arange(n_t))
+    pairs = np.flatnonzero(conjugate > np.arange(n_t))
+    forward = np.concatenate([chars[real].real, chars[pairs].real, -chars[pairs].imag])
+    inverse = np.concatenate([chars[real].real, 2 * chars[pairs].real,
+                              -2 * chars[pairs].imag]).T / n_t
+    if not np.allclose(inverse @ forward, np.eye(n_t), atol=1e-10):
+        return None
+    return RealFourier(n_p, forward, inverse, chars[np.concatenate([real, pairs])].real,
+                       chars[pairs].imag, kernel_at, len(real))
+
+
+def _real_kernel_blocks(kernel: jax.Array, tables: RealFourier) -> tuple[jax.Array, jax.Array]:
+    """``(w_real [n_real, n_p C, n_p F], w_pair [n_pair, 2 n_p C, 2 n_p F])``: the kernel's
+    Fourier blocks ``w_hat[j] = sum_s chi_j(s) kernel[p^-1 s p']`` of the real characters, and
+    of each pair's character as the real matrix ``[[Re, Im], [-Im, Re]]`` (row vector
+    ``[a, b]`` times it is ``(a + ib) w_hat`` as ``[Re, Im]``)."""
+    n_p, c, f = tables.n_p, kernel.shape[1], kernel.shape[2]
+    w = kernel[tables.kernel_at]  # [p, s, p', c, f]
+
+    def hat(chars: np.ndarray) -> jax.Array:
+        return jnp.einsum("js,psqcf->jqcpf", chars.astype(np.float64), w).reshape(
+            len(chars), n_p * c, n_p * f)
+
+    w_re, w_im = hat(tables.chars_re), hat(tables.chars_im)
+    a = w_re[tables.n_real:]
+    w_pair = jnp.concatenate([jnp.concatenate([a, w_im], 2),
+                              jnp.concatenate([-w_im, a], 2)], 1)
+    return w_re[:tables.n_real], w_pair
+
+
+def _real_blocks_apply(v: jax.Array, w_real: jax.Array, w_pair: jax.Array, n_real: int,
+                       transpose: bool) -> jax.Array:
+    """The block-diagonal product of ``v [T, k]`` in :class:`RealFourier`'s row order (real
+    characters, then the pairs' real parts, then their imaginary parts); ``transpose``: with
+    the transposed blocks (the backward pass)."""
+    spec = "jr,jqr->jq" if transpose else "jq,jqr->jr"
+    n_pair = w_pair.shape[0]
+    out_real = jnp.einsum(spec, v[:n_real], w_real)
+    pair_in = jnp.concatenate([v[n_real:n_real + n_pair], v[n_real + n_pair:]], axis=1)
+    out_pair = jnp.einsum(spec, pair_in, w_pair)  # [n_pair, 2 k']
+    half = out_pair.shape[1] // 2
+    return jnp.concatenate([out_real, out_pair[:, :half], out_pair[:, half:]], axis=0)
+
+
+def _real_fourier_convolve(h: jax.Array, kernel: jax.Array, tables: RealFourier) -> jax.Array:
+    """The real group convolution of one ``h [G, C]`` through :class:`RealFourier`."""
+    n_t = tables.forward.shape[0]
+    h_hat = tables.forward @ h.reshape(n_t, -1)  # [T, n_p C]
+    out_hat = _real_blocks_apply(h_hat, *_real_kernel_blocks(kernel, tables), tables.n_real,
+                                 transpose=False)
+    return (tables.inverse @ out_hat).reshape(h.shape[0], kernel.shape[2])
+
+
+def _real_fourier_path(symmetries: Symmetries, kernel: jax.Array) -> RealFourier | None:
+    """:func:`real_fourier_tables` for real layers: over the 4x4 square space group 2.6-4.4x
+    the dense speed at 32 configurations (the sampler's batch), as fast at 8704 (local
+    energies); larger groups gain more (the dense product grows as ``G^2``)."""
+    return None if jnp.iscomplexobj(kernel) else real_fourier_tables(symmetries)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _convolve(h: jax.Array, kernel: jax.Array, symmetries: Symmetries) -> jax.Array:
     """``out[g, f] = sum_{m, c} kernel[m, c, f] h[g m, c]`` for one ``h [G, C]``: ``[G, F]``
-    (through the translations' characters when the group factors, :func:`fourier_tables`)."""
+    (through the translations' characters when the group factors, :func:`fourier_tables`,
+    :func:`real_fourier_tables`)."""
     tables = _fourier_path(symmetries, kernel)
     if tables is not None:
         return _fourier_convolve(h, kernel, tables)
+    real_tables = _real_fourier_path(symmetries, kernel)
+    if real_tables is not None:
+        return _real_fourier_convolve(h, kernel, real_tables)
     _, _, _, kernel_index = _layer_tables(symmetries)
     n_g = h.shape[0]
     return (h.reshape(-1) @ _expanded_kernel(kernel, kernel_index)).reshape(n_g, -1)
@@ -300,13 +405,54 @@ def _convolve_bwd(symmetries, res, g):
         g_hat = (chars / len(chars)) @ g.reshape(len(chars), -1)  # [j, (p, f)]
         dh_hat = jnp.einsum("jqr,jr->jq", _kernel_hat(kernel, tables), g_hat)
         dh = (jnp.conj(chars).T @ dh_hat).reshape(h.shape)
+    elif (real_tables := _real_fourier_path(symmetries, kernel)) is not None:
+        g_hat = real_tables.inverse.T @ g.reshape(real_tables.forward.shape[0], -1)
+        dh_hat = _real_blocks_apply(g_hat, *_real_kernel_blocks(kernel, real_tables),
+                                    real_tables.n_real, transpose=True)
+        dh = (real_tables.forward.T @ dh_hat).reshape(h.shape)
     else:
         dh = (_expanded_kernel(kernel, kernel_index) @ g.reshape(-1)).reshape(h.shape)
-    dkernel = jnp.einsum("gmc,gf->mcf", h[product], g)
-    return dh, dkernel
+    return dh, _kernel_gradient(h, g, product)
 
 
 _convolve.defvjp(_convolve_fwd, _convolve_bwd)
+
+# Per-configuration kernel gradients are taken a few configurations at a time: vmapped over a
+# whole batch, XLA's CPU backend runs the [G, G C] x [G, F] contraction as a batched product
+# of tiny matrices, 2-3x slower (4x4 space group, 512 configurations: 118 ms against 40 ms).
+_KERNEL_GRADIENT_BLOCK = 16
+
+
+def _kernel_gradient_one(h: jax.Array, g: jax.Array, product: np.ndarray) -> jax.Array:
+    """``dkernel[m, c, f] = sum_g h[g m, c] g[g, f]`` of one configuration: ``[G, C, F]``."""
+    return jnp.einsum("gmc,gf->mcf", h[product], g)
+
+
+def _kernel_gradient(h: jax.Array, g: jax.Array, product: np.ndarray) -> jax.Array:
+    """:func:`_kernel_gradient_one`, batched (under vmap) in blocks of
+    ``_KERNEL_GRADIENT_BLOCK`` configurations."""
+
+    @jax.custom_batching.custom_vmap
+    def gradient(h: jax.Array, g: jax.Array) -> jax.Array:
+        return _kernel_gradient_one(h, g, product)
+
+    @gradient.def_vmap
+    def gradient_batched(axis_size: int, in_batched: list[bool], h: jax.Array, g: jax.Array):
+        h, g = (x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+                for x, batched in zip((h, g), in_batched, strict=True))
+        block = min(_KERNEL_GRADIENT_BLOCK, axis_size)
+        n_blocks = -(-axis_size // block)
+        pad = n_blocks * block - axis_size
+
+        def blocks(x: jax.Array) -> jax.Array:
+            x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+            return x.reshape((n_blocks, block) + x.shape[1:])
+
+        one = functools.partial(_kernel_gradient_one, product=product)
+        out = jax.lax.map(lambda hg: jax.vmap(one)(*hg), (blocks(h), blocks(g)))
+        return out.reshape((n_blocks * block,) + out.shape[2:])[:axis_size], True
+
+    return gradient(h, g)
 
 
 def _complex_logsumexp(z: jax.Array) -> jax.Array:
@@ -339,4 +485,5 @@ def make_gcnn(
         raise InputError(f"GCNN features must be positive integers, got {features}")
     syms = tuple(tuple(int(v) for v in row) for row in perms)
     group_tables(syms)  # validates the group now, not at the first trace
-    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False, symmetries=syms)
+    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False, symmetries=syms,
+                  real_log_psi=not jnp.issubdtype(param_dtype, jnp.complexfloating))
