@@ -254,6 +254,16 @@ def test_git_state_outside_a_checkout(tmp_path, monkeypatch):
         provenance.git_state.cache_clear()
 
 
+def test_below_fci():
+    from nqs.bench.fci import below_fci
+
+    # F2 / STO-3G at bench-fci defaults: 5.9e-7 Ha below FCI with an error bar of 1.4e-7
+    assert below_fci(-196.04963851, 1.43e-7, -196.04963792, "fci") is True
+    assert below_fci(-196.04963800, 1.43e-7, -196.04963792, "fci") is False
+    assert below_fci(-1.2, 1e-3, -1.1, "dmrg") is None and below_fci(-1.2, 1e-3, None, "fci") is None
+    assert below_fci(-1.1 - 1e-9, 0.0, -1.1, "fci") is False  # rounding of an exact state
+
+
 def test_above_hartree_fock():
     from nqs.bench.fci import above_hartree_fock
 

@@ -582,6 +582,8 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
         else (e_ccsd_t - e_ref) * 1e3,
         "chemical_accuracy": None if error is None else bool(abs(error) < CHEMICAL_ACCURACY_MHA),
         "above_hf": above_hartree_fock(result.energy, refs.get("e_hf")),
+        "below_fci": below_fci(result.energy, result.energy_error, e_ref,
+                               refs.get("reference", "fci")),
         "sampler": mode,
         "ansatz": settings.ansatz,
         "optimizer": settings.optimizer,
@@ -613,6 +615,28 @@ def above_hartree_fock(energy: float, e_hf: float | None) -> bool | None:
 ABOVE_HF_WARNING = ("WARNING: E(NQS) is above E(HF): the optimization failed (try more steps, "
                     "a smaller --lr, or --sampler exact on a small space)")
 
+BELOW_FCI_SIGMAS = 3.0
+"""Error bars by which a final energy may lie below E(FCI) before its error bar is called
+underestimated."""
+
+
+def below_fci(energy: float, error: float | None, e_fci: float | None,
+              reference: str) -> bool | None:
+    """Whether a final energy lies below an FCI reference by more than ``BELOW_FCI_SIGMAS``
+    error bars (plus ``ABOVE_HF_TOLERANCE`` of rounding). A variational energy cannot: its
+    sampled error bar is then underestimated (the draws missed rare determinants whose local
+    energies dominate the variance). None without an FCI reference (DMRG and selected CI are
+    estimates, not bounds)."""
+    if reference != "fci" or e_fci is None or energy is None or not np.isfinite(energy):
+        return None
+    sigma = 0.0 if error is None or not np.isfinite(error) else float(error)
+    return bool(energy < e_fci - BELOW_FCI_SIGMAS * sigma - ABOVE_HF_TOLERANCE)
+
+
+BELOW_FCI_NOTE = ("NOTE: E(NQS) is below E(FCI) by more than 3 error bars; a variational "
+                  "energy cannot be, so its sampled error bar is underestimated (rare "
+                  "determinants missed by the draws): more --samples give a truer one")
+
 
 def _fmt(value, digits: int = 8) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -621,8 +645,9 @@ def _fmt(value, digits: int = 8) -> str:
 def _summary_line(r: dict) -> str:
     return (f"  {r['name']}: E(NQS) = {r['e_nqs']:.8f} +- {r['e_nqs_error']:.1e}, "
             f"E(NQS) - E({r.get('reference', 'fci').upper()}) = {_fmt(r['error_mha'], 4)} mHa "
-            f"({r['sampler']}), {r['wall_time_s']:.0f} s" + (f"\n  {r['name']}: {ABOVE_HF_WARNING}"
-                                                            if r.get("above_hf") else ""))
+            f"({r['sampler']}), {r['wall_time_s']:.0f} s"
+            + (f"\n  {r['name']}: {ABOVE_HF_WARNING}" if r.get("above_hf") else "")
+            + (f"\n  {r['name']}: {BELOW_FCI_NOTE}" if r.get("below_fci") else ""))
 
 
 def _reference_cell(r: dict) -> str:

@@ -460,8 +460,10 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
                   observe: list[str] | None = None) -> int:
     from nqs.bench.fci import (
         ABOVE_HF_WARNING,
+        BELOW_FCI_NOTE,
         _reference_text,
         above_hartree_fock,
+        below_fci,
         load_job,
         n_determinants,
         resolve_settings,
@@ -480,9 +482,10 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
                          time_limit=args.time_limit, start_record=start)
     resolved = resolve_settings(settings, n_determinants(integrals))
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
+    below = below_fci(result.energy, result.energy_error, e_ref, method)
     summary = result.summary() | {
         "name": job.name, "basis": basis, "sampler": mode, "ansatz": resolved.ansatz,
-        "optimizer": resolved.optimizer, "above_hf": above_hf,
+        "optimizer": resolved.optimizer, "above_hf": above_hf, "below_fci": below,
         "n_spin_orbitals": 2 * integrals.n_orbitals, "n_electrons": integrals.n_electrons,
         "e_hf": refs.get("e_hf"), "e_ccsd_t": refs.get("e_ccsd_t"), "e_fci": refs.get("e_fci"),
         "e_ref": e_ref, "e_ref_error": refs.get("e_ref_error"), "reference": method,
@@ -503,6 +506,8 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
           + f" ({mode}); wrote {args.out}/result.json")
     if above_hf:
         _echo(ABOVE_HF_WARNING)
+    if below:
+        _echo(BELOW_FCI_NOTE)
     return 0
 
 
@@ -608,7 +613,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # noqa: ANN001
-    from nqs.bench.fci import ABOVE_HF_WARNING, markdown_table, plot_errors, plot_wall_times, run_benchmark
+    from nqs.bench.fci import (
+        ABOVE_HF_WARNING,
+        BELOW_FCI_NOTE,
+        markdown_table,
+        plot_errors,
+        plot_wall_times,
+        run_benchmark,
+    )
     from nqs.io import write_json_atomic, write_text_atomic
 
     for job in jobs:
@@ -632,6 +644,9 @@ def _run_bench(args: argparse.Namespace, jobs, settings, reference) -> int:  # n
     failed = [r["name"] for r in records if r.get("above_hf")]
     if failed:
         note += f"\n\n**{', '.join(failed)}: {ABOVE_HF_WARNING}**"
+    below = [r["name"] for r in records if r.get("below_fci")]
+    if below:
+        note += f"\n\n{', '.join(below)}: {BELOW_FCI_NOTE}"
     print("\n" + table + "\n" + note)
     write_json_atomic(args.out / "results.json", records)
     write_text_atomic(args.out / "results.md", table + "\n" + note + "\n")
