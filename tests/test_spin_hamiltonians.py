@@ -20,6 +20,7 @@ from hamiltonians.spin_reference import (
     model_sparse,
     netket_sparse,
     tfim_chain_energy,
+    tfim_open_chain_energy,
 )
 from nqs.errors import InputError
 from nqs.operator import DiscreteOperator, to_sparse
@@ -168,6 +169,18 @@ def test_tfim_free_fermions_other_couplings(length: int, h: float, J: float) -> 
     assert abs(tfim_chain_energy(length, h, J) - lanczos_ground_state(model)) < 1e-9
 
 
+@pytest.mark.parametrize(("length", "h", "J"), [(2, 1.0, 1.0), (5, 0.5, 1.0), (8, 2.0, -1.0),
+                                              (11, -0.7, 0.3), (12, 1.0, 1.0)])
+def test_tfim_open_chain_free_fermions_vs_lanczos(length: int, h: float, J: float) -> None:
+    model = TransverseFieldIsing(chain(length, pbc=False), h=h, J=J)
+    exact = lanczos_ground_state(model)
+    assert abs(tfim_open_chain_energy(length, h, J) - exact) < 1e-9
+    # past Lanczos's reach the open chain still has its exact energy
+    big = TransverseFieldIsing(chain(32, pbc=False), h=h, J=J)
+    assert exact_energy(big) == (pytest.approx(tfim_open_chain_energy(32, h, J)),
+                                 "free fermions")
+
+
 def test_tfim_reference_values() -> None:
     assert tfim_chain_energy(16, 1.0) == pytest.approx(-20.404594474756657, abs=1e-12)
     for h, e_per_site in [(0.5, -1.063544409973), (1.0, -1.273321360724), (2.0, -2.127088819947)]:
@@ -189,7 +202,9 @@ def test_tfim_formula_domain() -> None:
     assert source == "exact diagonalization (Lanczos)"
     assert e == pytest.approx(np.linalg.eigvalsh(netket_sparse(model).toarray())[0])
     e, source = exact_energy(TransverseFieldIsing(chain(8, pbc=False), h=1.0))
-    assert source == "exact diagonalization (Lanczos)"
+    assert source == "free fermions"  # the open chain has its own free-fermion solution
+    assert e == pytest.approx(lanczos_ground_state(TransverseFieldIsing(chain(8, pbc=False),
+                                                                        h=1.0)))
 
 
 def test_heisenberg_chain_10_dense_netket() -> None:
