@@ -258,6 +258,12 @@ def test_guard_rejects_jumps_and_non_finite_steps():
     assert "collapsed" in c.judge(-4.058, 0.732, True)  # the triangular XXZ RBM's steps
     assert "collapsed" in c.judge(63.5, 173.0, True)
     assert c.judge(-3.46, 0.05, True) is None
+    # a rise excused only by its own error bar grown past 10x (the J1-J2 4x4 at J2 = 0.3)
+    r = Guard(jump_sigmas=10.0, lr_factor=0.3, max_rejections=5, e_ref=-8.55741, err_ref=0.0457)
+    assert "rose" in r.judge(-6.86109, 0.939, True)
+    assert r.judge(-8.3, 0.939, True) is None  # within 10 of its error bars + 1 %: noise
+    assert r.judge(-9.5, 0.939, True) is None  # going down: not a rise
+    assert r.judge(-7.9, 0.3, True) is None  # a rise whose error bar grew 6.6x: the jump test
     assert "non-finite" in g.judge(float("nan"), 0.1, True)
     assert "non-finite" in g.judge(-10.0, 0.1, False)
     assert Guard(None, 0.5, 3, e_ref=-10.0).judge(1e6, 0.1, True) is None  # jump test off
