@@ -1,5 +1,5 @@
-# 2-core Intel Xeon, 2026-12-06, all defaults, one at a time (code of commits 6e39f02 to
-# 3256105: no change to the VMC path in between); consoles beside this file (progress
+# 2-core Intel Xeon, 2026-12-06, all defaults, one at a time (m11-m16 at 6e39f02, m17-m20 with
+# the guard's rise test of 3256105, which rejected no step of theirs); consoles beside this file (progress
 # lines dropped). Errors against FCI in mHa; CCSD(T)'s error in brackets.
 . .venv/bin/activate
 nqs bench-fci --molecule BeH2="Be 0 0 0; H 0 0 1.326; H 0 0 -1.326" --out beh2                     # m11: 0.022 (0.18), 54 s
