@@ -50,6 +50,13 @@ AUTO_EVAL_BATCHES = 16
 """``--eval-batches`` of the symmetric ansatze when not given (a final error bar below 1e-4 E)."""
 SYMMETRIC = ("rbm-symm", "gcnn", "vit")
 
+CPU_CHUNK = 64
+"""Samples whose local energies and log-derivatives are evaluated at a time on a CPU with
+``--chunk-size auto`` and Markov chains: blocks whose intermediates stay in the cache. Steps
+1.2-1.5x faster for the GCNN and rbm-symm, the same for the RBM (2-core Intel Xeon,
+2026-12-06: the triangular 4x4 space-group GCNN 6.5 -> 4.3 s, rbm-symm on the 4x4 0.27 ->
+0.24 s)."""
+
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the ``auto`` / unset options of ``args`` in place (and return it): the ansatz from
@@ -396,6 +403,14 @@ def _frustrated_space_group(args: argparse.Namespace) -> bool:
     return cells * (2 if args.lattice == "honeycomb" else 1) <= SPACE_GROUP_CPU_SITES
 
 
+def _chunk_size(args: argparse.Namespace) -> int | str | None:
+    """``--chunk-size``, with ``auto`` on a CPU with Markov chains :data:`CPU_CHUNK` samples at
+    a time (fewer samples: no chunking); elsewhere ``auto`` is sized to the device memory."""
+    if args.chunk_size == "auto" and args.sampler == "mcmc" and _on_cpu():
+        return CPU_CHUNK if args.samples > CPU_CHUNK else None
+    return args.chunk_size
+
+
 def _on_cpu() -> bool:
     """Whether JAX computes on the CPU (no accelerator)."""
     import jax
@@ -510,7 +525,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         exact_energy=exact,
-        chunk_size=args.chunk_size,
+        chunk_size=_chunk_size(args),
         fingerprint=fingerprint(args),
         time_limit=args.time_limit,
         n_eval_batches=args.eval_batches,
