@@ -135,7 +135,7 @@ def nqs_defaults(size: int, samples: int) -> tuple[bool, int | None]:
     cli = parser.parse_args(["spin", "--model", "heisenberg", "--lattice", "square", "--size",
                              str(size), "--ansatz", "gcnn", "--samples", str(samples)])
     cli = spin.resolve_defaults(cli)
-    chunk = spin._chunk_size(cli)
+    chunk = spin.resolve_chunk_size(cli)
     return bool(cli.real), (chunk if isinstance(chunk, int) else None)
 
 

@@ -403,7 +403,7 @@ def _frustrated_space_group(args: argparse.Namespace) -> bool:
     return cells * (2 if args.lattice == "honeycomb" else 1) <= SPACE_GROUP_CPU_SITES
 
 
-def _chunk_size(args: argparse.Namespace) -> int | str | None:
+def resolve_chunk_size(args: argparse.Namespace) -> int | str | None:
     """``--chunk-size``, with ``auto`` on a CPU with Markov chains :data:`CPU_CHUNK` samples at
     a time (fewer samples: no chunking); elsewhere ``auto`` is sized to the device memory."""
     if args.chunk_size == "auto" and args.sampler == "mcmc" and _on_cpu():
@@ -525,7 +525,7 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         exact_energy=exact,
-        chunk_size=_chunk_size(args),
+        chunk_size=resolve_chunk_size(args),
         fingerprint=fingerprint(args),
         time_limit=args.time_limit,
         n_eval_batches=args.eval_batches,

@@ -44,6 +44,7 @@ import numpy as np
 
 from nqs.ansatz import Ansatz
 from nqs.errors import InputError
+from nqs.parallel import chunked_map
 
 Symmetries = tuple[tuple[int, ...], ...]
 
@@ -440,17 +441,9 @@ def _kernel_gradient(h: jax.Array, g: jax.Array, product: np.ndarray) -> jax.Arr
     def gradient_batched(axis_size: int, in_batched: list[bool], h: jax.Array, g: jax.Array):
         h, g = (x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
                 for x, batched in zip((h, g), in_batched, strict=True))
-        block = min(_KERNEL_GRADIENT_BLOCK, axis_size)
-        n_blocks = -(-axis_size // block)
-        pad = n_blocks * block - axis_size
-
-        def blocks(x: jax.Array) -> jax.Array:
-            x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-            return x.reshape((n_blocks, block) + x.shape[1:])
-
-        one = functools.partial(_kernel_gradient_one, product=product)
-        out = jax.lax.map(lambda hg: jax.vmap(one)(*hg), (blocks(h), blocks(g)))
-        return out.reshape((n_blocks * block,) + out.shape[2:])[:axis_size], True
+        one = chunked_map(lambda _, hg: _kernel_gradient_one(*hg, product),
+                          _KERNEL_GRADIENT_BLOCK)
+        return one(None, (h, g)), True
 
     return gradient(h, g)
 
