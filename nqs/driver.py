@@ -82,8 +82,15 @@ from nqs.plateau import Plateau
 from nqs.precision import ansatz_dtype
 from nqs.progress import Progress
 from nqs.sampling.base import Sampler
+from nqs.sampling.exact import ExactSampler
 from nqs.state import VariationalState, make_observer
 from nqs.vmc import VMCState, make_energy_evaluator, make_vmc, per_sample_functions
+
+#: Monte Carlo runs on spaces up to this many configurations end with an exact final energy
+#: (the 4x4 Heisenberg model's 12870, a molecule's 1e5 determinants) ...
+EXACT_FINAL_MAX_STATES = 200_000
+#: ... when H has at most this many nonzero elements (16 bytes each: 320 MB)
+EXACT_FINAL_MAX_ELEMENTS = 20_000_000
 
 
 @dataclass(kw_only=True)
@@ -94,11 +101,13 @@ class VMCResult(RunResult):
         "energy", "energy_error", "variance", "exact_energy", "relative_error", "n_parameters",
         "n_samples", "steps", "steps_planned", "time_limit_s", "stopped_by_time_limit",
         "stopped_on_plateau", "wall_time_s", "time_per_step_s", "exact_sampling", "n_devices",
-        "n_processes", "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype")
+        "n_processes", "chunk_size", "peak_memory_bytes", "peak_memory_source", "dtype",
+        "final_exact_sum")
 
     n_samples: int
     exact_energy: float | None = None
     exact_sampling: bool = False
+    final_exact_sum: bool = False
     ansatz: Any = field(default=None, repr=False)
     sampler: Any = field(default=None, repr=False)
     sampler_state: Any = field(default=None, repr=False)
@@ -146,12 +155,17 @@ def run_vmc(
     lr_factor: float = 0.3, max_rejections: int = 10, time_limit: float | None = None,
     observables: dict[str, Any] | None = None, observe_every: int = 10,
     connected_rows: int = 0, plateau: Plateau | None = None,
+    exact_final_max: int = EXACT_FINAL_MAX_STATES,
 ) -> VMCResult:
     """Optimize ``ansatz`` for ``operator`` by VMC for ``n_steps`` steps, then evaluate.
 
     Args:
       n_eval_batches: sampler calls with the final parameters for the final energy (1 if exact);
         0 skips the evaluation and reports the last step's estimate.
+      exact_final_max: a Monte Carlo run's final energy is summed exactly over the space, with
+        no sampling error (``final_exact_sum`` in the result), when the space has at most this
+        many configurations and H at most ``EXACT_FINAL_MAX_ELEMENTS`` nonzero elements
+        (:func:`exact_final_applies`); 0: always sampled.
       chunk_size: evaluate samples in chunks of this many rows per device (bounds memory);
         ``"auto"`` picks one from the device memory and XLA's estimate of the memory per sample
         (:func:`nqs.parallel.auto_chunk_size`); None: no chunking.
@@ -223,10 +237,36 @@ def run_vmc(
                       checkpoint_every=checkpoint_every, time_limit=time_limit,
                       plateau=plateau)
     unique = bool(getattr(sampler, "is_unique", False))
-    final = _final_estimate(ansatz, operator, sampler, steps.state, history, n_eval_batches,
+    exact_final = n_eval_batches > 0 and exact_final_applies(operator, sampler, exact_final_max)
+    final = _final_estimate(ansatz, operator, ExactSampler(operator.hilbert) if exact_final
+                            else sampler, steps.state, history, n_eval_batches,
                             chunk_size, env.mesh, packed and (dedupe or unique), bar)
-    return _result(ansatz, operator, sampler, steps, final, history, exact_energy, meta,
-                   time_limit, t_run, marshall, env.mesh, chunk_size)
+    result = _result(ansatz, operator, sampler, steps, final, history, exact_energy, meta,
+                     time_limit, t_run, marshall, env.mesh, chunk_size)
+    result.final_exact_sum = exact_final or result.exact_sampling
+    return result
+
+
+def exact_final_applies(operator: DiscreteOperator, sampler: Sampler, max_states: int) -> bool:
+    """Whether a run of ``sampler`` (not exact summation itself) can end with an exact final
+    energy: the space the sampler draws from is ``operator.hilbert`` (a sampler over a sector
+    of it could leave amplitudes elsewhere untrained), it has 1 to ``max_states``
+    configurations on at most ``MAX_INT_KEY_SITES`` sites, and its states times the operator's
+    connections per state are at most ``EXACT_FINAL_MAX_ELEMENTS``."""
+    from nqs.exact import MAX_INT_KEY_SITES
+
+    if max_states <= 0 or getattr(sampler, "is_exact", False):
+        return False
+    hilbert = operator.hilbert
+    drawn_from = getattr(sampler, "hilbert", None)
+    if drawn_from is not None and drawn_from != hilbert:
+        return False
+    n = _n_states(operator)
+    if not 0 < n <= max_states or hilbert.n_sites > MAX_INT_KEY_SITES:
+        return False
+    x0 = hilbert.random_state(jax.random.PRNGKey(0), 1)
+    _, mels = jax.eval_shape(jax.vmap(operator.flips), x0)
+    return n * int(mels.shape[-1]) <= EXACT_FINAL_MAX_ELEMENTS
 
 
 def _meta(seed: int, n_steps: int, dtype: str, fingerprint: dict[str, Any] | None
@@ -358,9 +398,12 @@ def _final_estimate(ansatz: Ansatz, operator: DiscreteOperator, sampler: Sampler
     calls, or with none the last step's estimate (parameters before its update).
     Raises :class:`RunDiverged` for a non-finite energy."""
     if n_eval_batches > 0:
-        calls = 1 if getattr(sampler, "is_exact", False) else n_eval_batches
-        bar.phase(f"final evaluation ({calls} sampler call{'s' if calls > 1 else ''} at the "
-                  "final parameters)")
+        if getattr(sampler, "is_exact", False):
+            bar.phase(f"final evaluation (exact sum over the {_n_states(operator)} "
+                      "configurations at the final parameters)")
+        else:
+            bar.phase(f"final evaluation ({n_eval_batches} sampler call"
+                      f"{'s' if n_eval_batches > 1 else ''} at the final parameters)")
         energy, error, variance = _final_energy(
             ansatz, operator, sampler, state, n_eval_batches, chunk_size, mesh, packed=packed)
     else:

@@ -471,3 +471,12 @@ def unique_statistics(values: jax.Array, weights: jax.Array, n_draws: jax.Array)
     error = jnp.sqrt(variance / jnp.asarray(n_draws, variance.dtype))
     return Stats(mean, error, variance, jnp.asarray(0.5, variance.dtype),
                  jnp.asarray(jnp.nan, variance.dtype))
+
+
+def format_estimate(value: float, error: float | None, exact_sum: bool = False,
+                    digits: int = 8) -> str:
+    """An estimate for the console and tables: ``-1.13728383 +- 1.2e-05``, or
+    ``-1.13728383 (exact sum)`` for an expectation value summed over the whole space."""
+    if exact_sum:
+        return f"{value:.{digits}f} (exact sum)"
+    return f"{value:.{digits}f} +- {'-' if error is None else f'{error:.1e}'}"

@@ -131,3 +131,39 @@ def test_time_limit_must_be_positive_and_finite(limit):
     model, ansatz, sampler = _problem(4, 64)
     with pytest.raises(InputError, match="time limit"):
         run_vmc(ansatz, model, sampler, make_optimizer("adam", 0.01), 2, time_limit=limit)
+
+
+def test_sampled_run_on_a_small_space_ends_with_the_exact_energy_of_its_parameters():
+    """A Metropolis run on 64 configurations: its final energy is <H> of the final parameters
+    summed over the space (no error bar); with ``exact_final_max=0`` it is drawn instead."""
+    from nqs.exact import make_exact_energy, sparse_hamiltonian
+
+    model, ansatz, sampler = _problem(6, 256)
+    opt = sr_optimizer(0.05, 1e-2)
+    result = run_vmc(ansatz, model, sampler, opt, 10, seed=3, progress=False)
+    exact_of_params, _ = make_exact_energy(ansatz, sparse_hamiltonian(model))(result.params)
+    assert result.final_exact_sum and result.energy_error == 0.0
+    assert result.energy == pytest.approx(float(np.real(exact_of_params)), abs=1e-10)
+    assert result.summary()["final_exact_sum"] is True
+    sampled = run_vmc(ansatz, model, sampler, opt, 10, seed=3, progress=False,
+                      exact_final_max=0)
+    assert not sampled.final_exact_sum and sampled.energy_error > 0
+    assert abs(sampled.energy - result.energy) < 5 * sampled.energy_error
+
+
+def test_exact_final_needs_the_samplers_own_small_space():
+    """Not when the space passes the cap, nor when the sampler draws from another space than
+    the operator's (amplitudes outside the sampled sector were never trained)."""
+    from hamiltonians.spin import Heisenberg
+    from nqs.driver import exact_final_applies
+    from nqs.hilbert import SpinHilbert
+    from nqs.sampling import ExactSampler
+
+    model, _, sampler = _problem(6)
+    assert exact_final_applies(model, sampler, 64)
+    assert not exact_final_applies(model, sampler, 63)  # 2^6 configurations
+    assert not exact_final_applies(model, ExactSampler(model.hilbert), 64)  # exact already
+    heisenberg = Heisenberg(chain(6))
+    other = MetropolisSampler(SpinHilbert(6), LocalRule(), n_chains=16, n_samples=64)
+    assert heisenberg.hilbert != other.hilbert
+    assert not exact_final_applies(heisenberg, other, 10**6)

@@ -289,8 +289,10 @@ def test_bad_monte_carlo_options_exit_2(args, word, capsys, tmp_path):
 
 def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
     """``nqs molecule --init-from RUN``: a new run (here with another learning rate) starts at
-    the parameters of RUN's checkpoint, so its first energy (exact summation) is RUN's final one;
-    a checkpoint of another ansatz size is refused in one line with exit 2."""
+    the parameters of RUN's checkpoint, so its first energy is RUN's final one (to 1e-9: the
+    final one is summed over all 4 determinants, the step's over the 2 that 1e5 draws find, the
+    others weighing about 1e-10); a checkpoint of another ansatz size is refused in one line
+    with exit 2."""
     first, second = tmp_path / "a", tmp_path / "b"
     base = ["molecule", "--molecule", "H2", "--steps", "3", "--hidden", "8"]
     assert main([*base, "--out", str(first)]) == 0
@@ -298,7 +300,7 @@ def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
     capsys.readouterr()
     final = json.loads((first / "result.json").read_text())["energy"]
     log = [json.loads(line) for line in (second / "log.jsonl").read_text().splitlines()]
-    assert abs(log[0]["energy"] - final) < 1e-10
+    assert abs(log[0]["energy"] - final) < 1e-9
 
     code = main(["molecule", "--molecule", "H2", "--steps", "1", "--hidden", "16",
                  "--init-from", str(first), "--out", str(tmp_path / "c")])

@@ -577,6 +577,7 @@ def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
         "ref_cached": refs.get("ref_cached"),
         "e_nqs": result.energy,
         "e_nqs_error": result.energy_error,
+        "final_exact_sum": result.final_exact_sum,
         "error_mha": error,
         "ccsd_t_error_mha": None if (e_ref is None or e_ccsd_t is None)
         else (e_ccsd_t - e_ref) * 1e3,
@@ -643,7 +644,10 @@ def _fmt(value, digits: int = 8) -> str:
 
 
 def _summary_line(r: dict) -> str:
-    return (f"  {r['name']}: E(NQS) = {r['e_nqs']:.8f} +- {r['e_nqs_error']:.1e}, "
+    from nqs.stats import format_estimate
+
+    estimate = format_estimate(r["e_nqs"], r["e_nqs_error"], bool(r.get("final_exact_sum")))
+    return (f"  {r['name']}: E(NQS) = {estimate}, "
             f"E(NQS) - E({r.get('reference', 'fci').upper()}) = {_fmt(r['error_mha'], 4)} mHa "
             f"({r['sampler']}), {r['wall_time_s']:.0f} s"
             + (f"\n  {r['name']}: {ABOVE_HF_WARNING}" if r.get("above_hf") else "")
@@ -671,15 +675,17 @@ def markdown_table(records: list[dict]) -> str:
     head = ("| molecule | basis | spin orb. | electrons | determinants | E(HF) | E(CCSD(T)) | "
             "E(ref) | reference | E(NQS) | E(NQS)-E(ref) mHa | chem. acc. | sampler | ref s | "
             "NQS s | time s |")
+    from nqs.stats import format_estimate
+
     lines = [head, "|" + "---|" * 16]
     for r in records:
-        err = "-" if r["e_nqs_error"] is None else f"{r['e_nqs_error']:.1e}"
         acc = {True: "yes", False: "no", None: "-"}[r["chemical_accuracy"]]
         lines.append(
             f"| {r['name']} | {r['basis']} | {r['n_spin_orbitals']} | {r['n_electrons']} | "
             f"{r['n_determinants']} | {_fmt(r['e_hf'])} | {_fmt(r['e_ccsd_t'])} | "
             f"{_fmt(r.get('e_ref', r.get('e_fci')))} | {_reference_cell(r)} | "
-            f"{r['e_nqs']:.8f} +- {err} | {_fmt(r['error_mha'], 4)} | "
+            f"{format_estimate(r['e_nqs'], r['e_nqs_error'], bool(r.get('final_exact_sum')))} | "
+            f"{_fmt(r['error_mha'], 4)} | "
             f"{acc} | {r['sampler']} | {_seconds(r.get('ref_wall_time_s'))} | "
             f"{_seconds(r.get('nqs_wall_time_s'))} | {r['wall_time_s']:.0f} |"
         )

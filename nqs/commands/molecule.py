@@ -500,8 +500,11 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
                args.out / "convergence.png")
     if observe:
         _observe(args.out, job, integrals, result, observe, f"{job.name} / {basis}")
+    from nqs.stats import format_estimate
+
     err = summary["error_mha"]
-    _echo(f"E(NQS) = {result.energy:.8f} +- {result.energy_error:.1e} Ha"
+    _echo(f"E(NQS) = {format_estimate(result.energy, result.energy_error, result.final_exact_sum)}"
+          " Ha"
           + ("" if err is None else f", E(NQS) - E({method.upper()}) = {err:.4f} mHa")
           + f" ({mode}); wrote {args.out}/result.json")
     if above_hf:

@@ -546,11 +546,13 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
         path = write_observables(args.out, records)
         spin_plots(args.out, records, model)
         print(f"measured {', '.join(records)}; wrote {path}", flush=True)
+    from nqs.stats import format_estimate
+
     rel = result.relative_error
     versus = "no exact energy" if exact is None or rel is None \
         else f"exact {exact:.10f}, relative error {rel:.2e}"
     print(
-        f"E = {result.energy:.8f} +- {result.energy_error:.2e}  "
+        f"E = {format_estimate(result.energy, result.energy_error, result.final_exact_sum)}  "
         f"({versus}, V-score {vscore:.2e})  "
         f"{result.time_per_step_s:.3f} s/step; wrote {args.out}/result.json",
         flush=True,
