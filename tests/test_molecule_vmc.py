@@ -350,7 +350,8 @@ def test_resume_and_init_from_read_the_runs_own_orbitals(tmp_path, capsys, monke
     e_resumed = [r["energy"] for r in read_jsonl(first / "log.jsonl")]
     np.testing.assert_allclose(e_resumed, e_straight, rtol=0, atol=1e-10)
     final = json.loads((first / "result.json").read_text())["energy"]
-    assert abs(read_jsonl(second / "log.jsonl")[0]["energy"] - final) < 1e-10
+    # the final energy is summed over all 4 determinants, the step's over those drawn
+    assert abs(read_jsonl(second / "log.jsonl")[0]["energy"] - final) < 1e-9
 
     code = main(["molecule", "--molecule", "H 0 0 0; H 0 0 0.9", "--hidden", "8", "--steps", "1",
                  "--init-from", str(first), "--out", str(tmp_path / "c")])
