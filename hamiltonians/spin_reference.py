@@ -244,13 +244,16 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
 MAX_SYMMETRIC_WORK = 20_000_000
 
 
-def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
-    """Lowest energy of ``model`` among the states invariant under the site permutations
-    ``perms`` ``[G, n_sites]`` (a group, identity included): the trivial irrep, which a
-    symmetric ansatz (``rbm-symm``, the GCNN, a projection on the trivial irrep) spans, in the
-    basis the model is written in (the Marshall sign included). Lanczos on
-    ``A = P H P + c (1 - P)``, ``P = (1 / G) sum_g U_g`` and ``c`` above ``||H||``, so the
-    lowest eigenvalue of ``A`` is the lowest of ``H`` on the invariant states. None when
+def symmetric_ground_energy(model: SpinModel, perms: Any, characters: Any = None
+                            ) -> float | None:
+    """Lowest energy of ``model`` among the states of the one-dimensional irrep with
+    ``characters`` ``[G]`` (None: all ones, the states invariant) of the site permutations
+    ``perms`` ``[G, n_sites]`` (a group, identity included): the states a projection on that
+    irrep spans (``rbm-symm``, the GCNN and ``--project`` the trivial one, ``--momentum`` a
+    momentum), in the basis the model is written in (the Marshall sign included). Lanczos on
+    ``A = P H P + c (1 - P)``, ``(P v)(x) = (1 / G) sum_g chi_g v(x . g)`` (the map of
+    :class:`nqs.models.symmetry.SymmetryProjected`, a Hermitian projector) and ``c`` above
+    ``||H||``, so the lowest eigenvalue of ``A`` is the lowest of ``H`` in the irrep. None when
     ``G * n_states`` passes :data:`MAX_SYMMETRIC_WORK` (memory of the index tables)."""
     perms = np.asarray(perms, dtype=np.int64)
     states = model.hilbert.all_states()
@@ -262,9 +265,11 @@ def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
                        for g in perms])  # [G, n_states]
     mat = model_sparse(model)
     shift = float(np.max(np.abs(mat).sum(axis=1))) + 1.0
+    chars = None if characters is None else np.asarray(characters, dtype=complex)[:, None]
+    dtype = np.float64 if chars is None else np.complex128
 
     def project(v: np.ndarray) -> np.ndarray:
-        return np.mean(v[images], axis=0)
+        return np.mean(v[images] if chars is None else chars * v[images], axis=0)
 
     def apply(v: np.ndarray) -> np.ndarray:
         v = np.ravel(v)
@@ -272,11 +277,32 @@ def symmetric_ground_energy(model: SpinModel, perms: Any) -> float | None:
         return project(mat @ pv) + shift * (v - pv)
 
     if n_states <= DENSE_MAX_STATES:
-        dense = np.stack([apply(e) for e in np.eye(n_states)], axis=1)
-        return float(np.linalg.eigvalsh(0.5 * (dense + dense.T))[0])
-    op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=np.float64)
-    v0 = project(np.random.default_rng(0).standard_normal(n_states)) + 1e-3
-    return float(spla.eigsh(op, k=1, which="SA", v0=v0, return_eigenvectors=False)[0])
+        dense = np.stack([apply(e.astype(dtype)) for e in np.eye(n_states)], axis=1)
+        return float(np.linalg.eigvalsh(0.5 * (dense + dense.conj().T))[0])
+    op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=dtype)
+    v0 = project(np.random.default_rng(0).standard_normal(n_states).astype(dtype)) + 1e-3
+    return float(np.real(spla.eigsh(op, k=1, which="SA", v0=v0,
+                                    return_eigenvectors=False)[0]))
+
+
+def ground_state_momentum(model: SpinModel) -> tuple[tuple[int, ...], float] | None:
+    """``(k, E_k)``: the momentum (integers, units of ``2 pi / L`` per lattice direction, as
+    ``nqs spin --momentum`` takes them) whose sector holds the lowest energy of ``model`` on
+    a periodic lattice, and that energy (:func:`momentum_sector_energies` over every momentum;
+    the first of equal ones). None on an open lattice or past :data:`MAX_MOMENTUM_SITES`."""
+    import itertools
+
+    lattice = model.lattice
+    if not getattr(lattice, "pbc", False) or lattice.n_sites > MAX_MOMENTUM_SITES:
+        return None
+    best: tuple[tuple[int, ...], float] | None = None
+    for k in itertools.product(*(range(n) for n in lattice.extent)):
+        energies = momentum_sector_energies(model, k)
+        if len(energies) and (best is None
+                              or energies[0] < best[1] - 1e-9 * max(1.0, abs(best[1]))):
+            best = (tuple(int(v) for v in k), float(energies[0]))
+    return best
+
 
 def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
     if isinstance(model, XXZ):

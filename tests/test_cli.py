@@ -46,6 +46,12 @@ BAD_SPIN = [
     # an open lattice past the site limit: its point group (for the default alpha) does not
     # run out of memory first
     (["--model", "heisenberg", "--lattice", "square", "--size", "1000", "--open"], "spins"),
+    (["--model", "heisenberg", "--size", "6", "--momentum", "3", "--ansatz", "rbm-symm"],
+     "momentum zero"),
+    (["--model", "heisenberg", "--size", "6", "--momentum", "1", "2"], "one per lattice direction"),
+    (["--model", "heisenberg", "--size", "6", "--momentum", "1", "--open"], "open lattice"),
+    (["--model", "heisenberg", "--size", "6", "--momentum", "1", "--symmetries", "space-group"],
+     "translations"),
 ]
 
 

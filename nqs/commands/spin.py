@@ -72,6 +72,13 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     (:data:`AUTO_EVAL_BATCHES` for a symmetric ansatz, else 4) and real parameters for the
     GCNN of a sign-free Hamiltonian (:func:`_sign_free`; half the cost of complex ones).
     Options given explicitly stay."""
+    if getattr(args, "momentum", None) is not None:
+        # a momentum is projected on a plain RBM over the translations
+        args.project = True
+        if getattr(args, "ansatz", "auto") == "auto":
+            args.ansatz = "rbm"
+        if getattr(args, "symmetries", "auto") == "auto":
+            args.symmetries = "translations"
     if getattr(args, "ansatz", "auto") == "auto":
         args.ansatz = ("rbm-symm" if _symmetric_default(args)
                        else "gcnn" if _frustrated_default(args) else "rbm")
@@ -199,6 +206,12 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", action="store_true",
                    help="project the ansatz on the trivial irrep of --symmetries (momentum zero, "
                    "fully symmetric; costs one evaluation per group element)")
+    p.add_argument("--momentum", type=int, nargs="+", default=None, metavar="K",
+                   help="project on the momentum k = 2 pi K / L per lattice direction (one "
+                   "integer per direction) instead of zero: implies --project over the "
+                   "translations and, with --ansatz auto, the plain RBM. For ground states "
+                   "outside momentum zero (the run's note names the momentum where Lanczos "
+                   "gives it)")
     p.add_argument("--parity", choices=("none", "even", "odd"), default="none",
                    help="project the ansatz on a spin-flip parity (default: none)")
     p.add_argument("--alpha", type=positive_float, default=None,
@@ -484,8 +497,9 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
                                     complex_params=not args.real, features=args.features,
                                     layers=args.layers, symmetries=args.symmetries,
                                     project=args.project, parity=args.parity,
-                                    patch=args.patch, embed=args.embed, depth=args.depth,
-                                    heads=args.heads), args.dtype)
+                                    momentum=_momentum(args), patch=args.patch,
+                                    embed=args.embed, depth=args.depth, heads=args.heads),
+                         args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
                            args.ratio_dtype)
     return model, ansatz, sampler
@@ -509,6 +523,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
              else "")
     if group and args.open:  # an open lattice has no translations
         group = ", point group" if args.symmetries == "space-group" else ", no symmetries"
+    if _momentum(args) is not None:
+        group += f", momentum {' '.join(map(str, _momentum(args)))} (2 pi / L)"
     numbers = "" if args.ansatz == "vit" else (", real" if args.real else ", complex")
     print(f"ansatz {args.ansatz} ({shape}{group}{numbers}), {args.samples} "
           f"samples x {args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
@@ -560,6 +576,12 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     return 0
 
 
+def _momentum(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """``--momentum`` as a tuple (None: momentum zero or not projected)."""
+    momentum = getattr(args, "momentum", None)
+    return None if momentum is None else tuple(int(k) for k in momentum)
+
+
 def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
                          source: str) -> float | None:
     """The lowest energy an ansatz invariant under its group can reach (the trivial irrep:
@@ -567,17 +589,23 @@ def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
     :func:`hamiltonians.spin_reference.symmetric_ground_energy`) where the exact energy comes
     from Lanczos; printed when the ground state lies outside it (J1-J2 chain of 16 at J2 = 0.8:
     1.5 % above, honeycomb 3x3 at J2 = 0.8 over the space group: 2.7 %). None otherwise."""
-    from hamiltonians.spin_reference import symmetric_ground_energy
+    from hamiltonians.spin_reference import ground_state_momentum, symmetric_ground_energy
 
     if exact is None or "Lanczos" not in source or ansatz.symmetries is None:
         return None
-    symmetric = symmetric_ground_energy(model, ansatz.symmetries)
+    characters = getattr(ansatz.module, "characters", None)  # a momentum's, else trivial
+    symmetric = symmetric_ground_energy(model, ansatz.symmetries, characters)
     if symmetric is not None and symmetric - exact > 1e-8 * max(1.0, abs(exact)):
-        print(f"note: the ground state is not invariant under the ansatz's symmetries; the "
-              f"lowest invariant state is {symmetric:.10f} (relative "
-              f"{(symmetric - exact) / abs(exact):.2e} above), which this ansatz cannot pass: "
-              f"--ansatz rbm, or --symmetries translations where the point group is the cause",
-              flush=True)
+        momentum = ground_state_momentum(model)
+        sector = "its irrep" if characters is not None else "invariant"
+        if momentum is not None and any(momentum[0]) and momentum[1] - exact < 1e-8 * abs(exact):
+            k = " ".join(map(str, momentum[0]))
+            hint = f"the ground state has momentum {k} (2 pi / L): --momentum {k}"
+        else:
+            hint = "--ansatz rbm, or --symmetries translations where the point group is the cause"
+        print(f"note: the ground state is not in the ansatz's symmetry sector; the lowest state "
+              f"{sector} is {symmetric:.10f} (relative {(symmetric - exact) / abs(exact):.2e} "
+              f"above), which this ansatz cannot pass: {hint}", flush=True)
     return symmetric
 
 
@@ -604,6 +632,7 @@ def _summary(args: argparse.Namespace, model, energy: float, vscore: float,  # n
                  "heads": args.heads} if args.ansatz == "vit" else None),
         "real": None if args.ansatz == "vit" else bool(args.real),
         "project": args.project,
+        "momentum": None if _momentum(args) is None else list(_momentum(args)),
         "parity": args.parity,
         "optimizer": args.optimizer,
         "lr": args.lr,

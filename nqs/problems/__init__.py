@@ -44,6 +44,7 @@ def spin_ansatz(
     symmetries: str = "translations",
     project: bool = False,
     parity: str = "none",
+    momentum: tuple[int, ...] | None = None,
     patch: int = 2,
     embed: int = 8,
     depth: int = 2,
@@ -59,6 +60,10 @@ def spin_ansatz(
     ``project``: wrap the ansatz in the projection on the trivial irrep of ``symmetries``
     (:mod:`nqs.models.symmetry`); ``parity``: also project on a spin-flip parity (``none``,
     ``even``, ``odd``). The GCNN is invariant by construction and is not projected again.
+    ``momentum``: project on this momentum instead (integers ``k_d``, units of ``2 pi / L_d``
+    per lattice direction; characters ``exp(2 pi i sum_d k_d s_d / L_d)`` of the
+    translations): an ``rbm`` or ``vit`` with ``project`` over ``"translations"`` of a
+    periodic lattice (rbm-symm and the GCNN are momentum zero by construction).
     """
     import jax.numpy as jnp
 
@@ -92,10 +97,37 @@ def spin_ansatz(
                                  heads=heads)
     else:
         raise InputError(f"unknown ansatz {kind!r}; choose {', '.join(SPIN_ANSATZE)}")
+    characters = None
+    if momentum is not None:
+        characters = _momentum_characters(model.lattice, kind, project, symmetries, momentum)
     if project or parity != "none":
         identity = np.arange(n)[None, :]
-        ansatz = make_projected(ansatz, group if project else identity, parity=parity)
+        ansatz = make_projected(ansatz, group if project else identity, characters=characters,
+                                parity=parity)
     return ansatz
+
+
+def _momentum_characters(lattice, kind: str, project: bool, symmetries: str,
+                         momentum: tuple[int, ...]) -> tuple[complex, ...]:
+    """The translations' characters of ``momentum``, after refusing (InputError) what cannot
+    take one: an invariant ansatz, no projection, another group, an open lattice, or a
+    momentum with the wrong number of components."""
+    from nqs.models.symmetry import momentum_characters
+
+    if kind in ("rbm-symm", "gcnn"):
+        raise InputError(f"{kind} is invariant under translations (momentum zero); project an "
+                         "rbm or vit on a momentum (--ansatz rbm --momentum ...)")
+    if not project or symmetries != "translations":
+        raise InputError("a momentum is an irrep of the translations: it needs --project over "
+                         "--symmetries translations")
+    if not getattr(lattice, "pbc", False):
+        raise InputError("an open lattice has no translations, hence no momentum")
+    extent = tuple(int(v) for v in lattice.extent)
+    if len(momentum) != len(extent):
+        raise InputError(f"--momentum needs {len(extent)} integer(s), one per lattice direction "
+                         f"of the {'x'.join(map(str, extent))} cells, got {len(momentum)}")
+    return momentum_characters(lattice.translations(), extent,
+                               tuple(int(k) % n for k, n in zip(momentum, extent, strict=True)))
 
 
 def spin_sampler(
