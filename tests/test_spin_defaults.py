@@ -246,3 +246,9 @@ def test_ground_state_momentum_and_a_run_projected_on_it(tmp_path, capsys):
     res = json.loads((tmp_path / "b" / "result.json").read_text())
     assert res["momentum"] == [3] and res["ansatz"] == "rbm" and res["project"]
     assert res["energy"] < e_invariant - 0.3, res["energy"]  # measured -2.675
+    # the checkpoint records the momentum: loaded, the state is projected on it again
+    from nqs.commands.load import load_state
+
+    loaded = load_state(tmp_path / "b")
+    np.testing.assert_allclose(loaded.ansatz.module.characters,
+                               momentum_characters(translations, (6,), (3,)), atol=1e-12)

@@ -348,6 +348,8 @@ def fingerprint(args: argparse.Namespace) -> dict:
             "optimizer", "lr", "diag_shift", "features", "layers", "symmetries", "project",
             "parity", "patch", "embed", "depth", "heads")
     fp = {k: getattr(args, k) for k in keys}
+    if _momentum(args) is not None:  # (checkpoints of momentum-zero runs predate the key)
+        fp["momentum"] = list(_momentum(args))
     if args.lr_schedule != "constant":  # (checkpoints of constant-rate runs predate the key)
         fp |= {"lr_schedule": args.lr_schedule, "final_lr_fraction": args.final_lr_fraction}
     return fp
