@@ -6,11 +6,20 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from nqs.ansatz import Ansatz, Params
+from nqs.hilbert import apply_flips
 from nqs.operator import DiscreteOperator, connected_configurations, matches_terms
+from nqs.parallel import chunked_map, n_shards
 
 LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
+
+CPU_PASS_ROWS = 512
+"""Rows a pass of :func:`make_batch_local_energy` evaluates on a CPU: the space-group GCNN
+(4 x 4 features) on the J1-J2 6x6 lattice takes 0.95 s for 256 configurations at 512, 1.08 s
+at 128 and at 2048, 1.7 s at 9280 (64 samples' rows), against 2.2 s for every row of 64
+samples at a time (2-core Intel Xeon, 2026-12-06)."""
 
 
 def make_local_energy(operator: DiscreteOperator, ansatz: Ansatz) -> LocalEnergyFn:
@@ -70,3 +79,72 @@ def make_local_energy(operator: DiscreteOperator, ansatz: Ansatz) -> LocalEnergy
         return jnp.sum(mels * jnp.exp(log_psi_conn - log_psi_x))
 
     return local_energy_generic
+
+
+def make_batch_local_energy(
+    operator: DiscreteOperator,
+    ansatz: Ansatz,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    rows_per_pass: int | None = None,
+) -> Callable[[Params, jax.Array], jax.Array]:
+    """``local_energies(params, xs [B, n_sites]) -> [B]``, traceable (inside a jitted step).
+
+    With the ansatz's cached ratios (the RBM), or samples split over several devices: the
+    per-sample :func:`make_local_energy` mapped ``chunk_size`` samples at a time. Otherwise (a
+    full evaluation of log psi per connected configuration: GCNN, ViT, projected states) only
+    the rows that need it are evaluated: those with a nonzero matrix element and a flipped site
+    (a Heisenberg bond with parallel spins, and the diagonal, are not), packed over the whole
+    batch and taken ``rows_per_pass`` at a time by a loop whose trip count is their number
+    over it. The J1-J2 model on the 6x6 lattice needs about half of its 145 rows a sample, the
+    Heisenberg model about three quarters of its ``2 n_sites + 1``. Same value as the
+    per-sample path to rounding (``tests/test_batch_local_energy.py``).
+
+    ``rows_per_pass`` (default): :data:`CPU_PASS_ROWS` on a CPU (whose caches favour small
+    passes), else the rows of ``chunk_size`` samples (``B / 8`` samples without it), at most
+    the rows of ``chunk_size`` samples either way (the memory bound ``chunk_size`` sets).
+    """
+    per_sample = make_local_energy(operator, ansatz)
+    if ansatz.local_updates is not None or n_shards(mesh) > 1:
+        return chunked_map(per_sample, chunk_size, mesh)
+    n_sites = operator.hilbert.n_sites
+    flip_constant = operator.hilbert.flip_constant
+    if rows_per_pass is None and jax.default_backend() == "cpu":
+        rows_per_pass = CPU_PASS_ROWS
+    log_psi_batch = chunked_map(ansatz.log_psi, chunk_size)
+    log_psi_rows = jax.vmap(ansatz.log_psi, in_axes=(None, 0))
+
+    def local_energies(params: Params, xs: jax.Array) -> jax.Array:
+        n_batch = xs.shape[0]
+        sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
+        n_conn = mels.shape[1]
+        diagonal = jnp.all(sites >= n_sites, axis=-1)
+        needs = ((mels != 0) & ~diagonal).reshape(-1)
+        total = n_batch * n_conn
+        pass_rows = (chunk_size or -(-n_batch // 8)) * n_conn
+        if rows_per_pass is not None:
+            pass_rows = min(pass_rows, max(1, int(rows_per_pass)))
+        pass_rows = min(pass_rows, total)
+        n_padded = -(-total // pass_rows) * pass_rows
+        order = jnp.nonzero(needs, size=n_padded, fill_value=-1)[0]  # needed rows first
+        n_passes = -(-jnp.sum(needs) // pass_rows)
+        flat_sites = sites.reshape(total, -1)
+        flat_mels = mels.reshape(total)
+        log_psi_x = log_psi_batch(params, xs)
+        e_diag = jnp.sum(jnp.where(diagonal, mels, 0), axis=-1)
+        acc = e_diag.astype(jnp.result_type(e_diag.dtype, log_psi_x.dtype))
+
+        def one_pass(i: jax.Array, acc: jax.Array) -> jax.Array:
+            rows = jax.lax.dynamic_slice(order, (i * pass_rows,), (pass_rows,))
+            valid = rows >= 0
+            rows = jnp.where(valid, rows, 0)
+            sample = rows // n_conn
+            x_conn = jax.vmap(lambda x, s: apply_flips(x, s, flip_constant))(
+                xs[sample], flat_sites[rows])
+            log_ratio = jnp.where(valid, log_psi_rows(params, x_conn) - log_psi_x[sample], 0)
+            # padding rows (row 0, mel 0) add 0 to sample 0
+            return acc.at[sample].add(jnp.where(valid, flat_mels[rows], 0) * jnp.exp(log_ratio))
+
+        return jax.lax.fori_loop(0, n_passes, one_pass, acc)
+
+    return local_energies

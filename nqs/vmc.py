@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nqs.ansatz import Ansatz, JacobianStructure, Params, log_abs
-from nqs.local_energy import make_local_energy
+from nqs.local_energy import make_batch_local_energy, make_local_energy
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import is_complex_tree, real_flat
 from nqs.optim.jacobian import (  # noqa: F401  (centred_jacobian_rows, sr_jacobian: re-exported)
@@ -129,7 +129,8 @@ def make_estimator(
         ansatz.log_psi, make_local_energy(operator, ansatz), needs_jacobian=needs_jacobian,
         real=ansatz.real_log_psi, holomorphic=ansatz.holomorphic,
         structure=ansatz.jacobian_structure,
-        chunk_size=chunk_size, mesh=mesh)
+        chunk_size=chunk_size, mesh=mesh,
+        batch_local_energy=make_batch_local_energy(operator, ansatz, chunk_size, mesh))
 
 
 def make_energy_estimator(
@@ -143,6 +144,7 @@ def make_energy_estimator(
     clip_scale: float = 0.0,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    batch_local_energy: Callable[[Params, jax.Array], jax.Array] | None = None,
 ) -> Callable[..., Estimate]:
     """``estimate(params, samples, inverse=None, draw_weights=None, e_loc=None) -> Estimate``
     for the energy, every engine's estimator (spins, molecules, electrons in real space).
@@ -156,7 +158,8 @@ def make_energy_estimator(
 
     ``e_loc`` [n] (optional): the local energies of ``samples.x``, computed by the caller
     (:func:`nqs.packed_local_energy.make_packed_local_energy` in the host-level molecular
-    step); otherwise they are computed here per sample.
+    step); otherwise they are computed here, by ``batch_local_energy(params, xs [n, ...])``
+    when given (:func:`nqs.local_energy.make_batch_local_energy`), else per sample.
 
     With ``inverse`` [n_draws], ``samples`` holds the distinct configurations of a Markov-chain
     draw with weights count/n_draws, and ``inverse`` maps each draw to its distinct
@@ -169,7 +172,8 @@ def make_energy_estimator(
     local sums plus an all-reduce (XLA's SPMD partitioner), so the result is the same as on one
     device up to the order of floating-point additions.
     """
-    batch_local_energy = batched(local_energy, chunk_size, mesh)
+    if batch_local_energy is None:
+        batch_local_energy = batched(local_energy, chunk_size, mesh)
 
     def estimate(params: Params, samples: Samples, inverse: jax.Array | None = None,
                  draw_weights: jax.Array | None = None,
@@ -730,7 +734,7 @@ def make_energy_evaluator(
     if packed_applies(packed, mesh):
         return _make_packed_evaluator(ansatz, operator, sampler)
 
-    local_energy = batched(make_local_energy(operator, ansatz), chunk_size, mesh)
+    local_energy = make_batch_local_energy(operator, ansatz, chunk_size, mesh)
 
     def evaluate(params: Params, sampler_state: Any, key: jax.Array):
         samples, sampler_state, _ = sampler.sample(key, ansatz, params, sampler_state)
