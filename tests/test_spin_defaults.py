@@ -53,11 +53,15 @@ def test_defaults_follow_the_lattice():
                 assert a.steps == spin.AUTO_STEPS
             ising = _args("--lattice", lattice, "--size", str(size))
             assert ising.ansatz == ("rbm-symm" if bipartite else "rbm"), (lattice, size)
-    # J1-J2 past J2 = 0.5 (the stripe phase, where the Marshall sign is far from the ground
-    # state's): the GCNN, over the space group where affordable; up to 0.5 the symmetric RBM
-    for size, j2, expected in ((4, "0.5", ("rbm-symm", "space-group", spin.AUTO_STEPS)),
+    # J1-J2 from J2 = 0.5 on (the frustrated point and the stripe phase, where the Marshall
+    # sign is far from the ground state's): the GCNN, over the space group where affordable;
+    # below 0.5 the symmetric RBM
+    for size, j2, expected in ((4, "0.45", ("rbm-symm", "space-group", spin.AUTO_STEPS)),
+                               (4, "0.5", ("gcnn", "space-group", spin.SPACE_GROUP_CPU_STEPS)),
+                               (6, "0.5", ("gcnn", "space-group", spin.SPACE_GROUP_CPU_STEPS)),
                                (4, "0.8", ("gcnn", "space-group", spin.SPACE_GROUP_CPU_STEPS)),
-                               (6, "1.0", ("gcnn", "translations", spin.AUTO_STEPS))):
+                               (6, "1.0", ("gcnn", "space-group", spin.SPACE_GROUP_CPU_STEPS)),
+                               (8, "1.0", ("gcnn", "translations", spin.AUTO_STEPS))):
         a = _args("--model", "j1j2", "--lattice", "square", "--size", str(size), "--j2", j2)
         assert (a.ansatz, a.symmetries, a.steps) == expected, (size, j2)
         assert a.real is False

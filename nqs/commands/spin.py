@@ -33,15 +33,20 @@ AUTO_SYMM_ALPHA = 8
 OPEN_HIDDEN_PER_SITE = 4
 """``rbm-symm`` on an open lattice, whose point group is small (2 to 8 elements): at least this
 many hidden units (filters x group elements) per site."""
-MARSHALL_J2_MAX = 0.5
-"""On periodic 2D lattices the J1-J2 model gets the symmetric RBM (with the Marshall sign) up to
-this J2 / J1 and the GCNN past it: the Marshall sign is close to the ground state's in the Neel
-phase and not in the stripe phase, where the symmetric RBM collapsed onto one configuration
-(4x4, J2 = 0.8: relative error 0.83) or diverged (J2 = 1)."""
-SPACE_GROUP_CPU_SITES = 16
+FRUSTRATED_J2 = 0.5
+"""On periodic 2D lattices the J1-J2 model gets the symmetric RBM (with the Marshall sign) below
+this J2 / J1 and the GCNN from it on: the Marshall sign is close to the ground state's deep in
+the Neel phase and not near or in the stripe phase, where the symmetric RBM collapsed onto one
+configuration (4x4, J2 = 0.8: relative error 0.83) or diverged (J2 = 1). At J2 = 0.5 it stalls
+at 4.3e-3 on the 4x4 (exact summation; 5.0e-3 sampled) and 8.3e-3 on the 6x6, where the complex
+space-group GCNN reaches 2.0e-3 and about 3e-3."""
+SPACE_GROUP_CPU_SITES = 36
 """On a CPU the default GCNN of a frustrated lattice goes over the space group up to this many
-sites, over the translations past it: its step costs about 20x the translations' (triangular
-4x4: 6.1 s, relative error 6.5e-4 in 100 steps against 9.6e-3 in 300; 6x6: 34 s a step)."""
+sites (the 6x6 lattices), over the translations past it. The space group costs more per step
+(2-core Intel Xeon: triangular 4x4 6.1 s against 0.34 s; J1-J2 6x6 11 s against 1.4 s,
+triangular 6x6 about 15 s) and is worth it: triangular 4x4 6.5e-4 in 100 steps against 9.6e-3
+in 300; J1-J2 6x6 at J2 = 0.5 3.1e-3 after 400 steps against 1.7e-2 after 300 over the
+translations."""
 AUTO_STEPS = 300
 """``--steps`` when not given, but for a space-group GCNN on a CPU: :data:`SPACE_GROUP_CPU_STEPS`."""
 SPACE_GROUP_CPU_STEPS = 100
@@ -181,7 +186,7 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
                    "periodic bipartite lattices (square with even L, honeycomb; even chains "
                    "of the exchange models) and for the exchange models on open bipartite "
                    "ones, gcnn for the exchange models on other periodic 2D lattices "
-                   f"(triangular) and for J1-J2 past J2 = {MARSHALL_J2_MAX:g}, rbm otherwise "
+                   f"(triangular) and for J1-J2 from J2 = {FRUSTRATED_J2:g}, rbm otherwise "
                    "(default: auto)")
     p.add_argument("--features", type=positive_int, default=4,
                    help="GCNN channels per layer (default: 4)")
@@ -373,7 +378,7 @@ def _symmetric_default(args: argparse.Namespace) -> bool:
         return args.model != "ising" and args.lattice != "triangular"
     if args.lattice == "chain":
         return args.model != "ising" and args.size % 2 == 0
-    if args.model == "j1j2" and args.j2 > MARSHALL_J2_MAX:
+    if args.model == "j1j2" and args.j2 >= FRUSTRATED_J2:
         return False  # the GCNN over the space group (_frustrated_default)
     return args.lattice == "honeycomb" or (args.lattice == "square" and args.size % 2 == 0)
 
@@ -396,7 +401,7 @@ def _symm_alpha(args: argparse.Namespace) -> int:
 def _frustrated_default(args: argparse.Namespace) -> bool:
     """The GCNN is the default for the exchange models (Heisenberg, XXZ, J1-J2) on periodic 2D
     lattices that are not bipartite (triangular, square with odd L), and for the J1-J2 model
-    past :data:`MARSHALL_J2_MAX` on the others: no Marshall sign exists there (or it is far
+    from :data:`FRUSTRATED_J2` on the others: no Marshall sign exists there (or it is far
     from the ground state's), the network must learn the sign structure, and the plain RBM
     stays far from the
     ground state (triangular 4x4 Heisenberg: relative error 3.7e-2 against 9.6e-3 for the
