@@ -115,6 +115,7 @@ def make_batch_local_energy(
     log_psi_rows = jax.vmap(ansatz.log_psi, in_axes=(None, 0))
 
     def local_energies(params: Params, xs: jax.Array) -> jax.Array:
+        xs = jnp.asarray(xs)  # a host array cannot be indexed by the loop's traced rows
         n_batch = xs.shape[0]
         sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
         n_conn = mels.shape[1]
