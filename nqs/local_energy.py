@@ -10,7 +10,7 @@ from jax.sharding import Mesh
 
 from nqs.ansatz import Ansatz, Params
 from nqs.hilbert import apply_flips
-from nqs.operator import DiscreteOperator, connected_configurations, matches_terms
+from nqs.operator import DiscreteOperator, connected_configurations, matches_terms, split_rows
 from nqs.parallel import chunked_map, n_shards
 
 LocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
@@ -104,9 +104,8 @@ def make_batch_local_energy(
     passes), else the rows of ``chunk_size`` samples (``B / 8`` samples without it), at most
     the rows of ``chunk_size`` samples either way (the memory bound ``chunk_size`` sets).
     """
-    per_sample = make_local_energy(operator, ansatz)
     if ansatz.local_updates is not None or n_shards(mesh) > 1:
-        return chunked_map(per_sample, chunk_size, mesh)
+        return chunked_map(make_local_energy(operator, ansatz), chunk_size, mesh)
     n_sites = operator.hilbert.n_sites
     flip_constant = operator.hilbert.flip_constant
     if rows_per_pass is None and jax.default_backend() == "cpu":
@@ -119,8 +118,8 @@ def make_batch_local_energy(
         n_batch = xs.shape[0]
         sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
         n_conn = mels.shape[1]
-        diagonal = jnp.all(sites >= n_sites, axis=-1)
-        needs = ((mels != 0) & ~diagonal).reshape(-1)
+        needs, e_diag = split_rows(sites, mels, n_sites)
+        needs = needs.reshape(-1)
         total = n_batch * n_conn
         pass_rows = (chunk_size or -(-n_batch // 8)) * n_conn
         if rows_per_pass is not None:
@@ -132,7 +131,6 @@ def make_batch_local_energy(
         flat_sites = sites.reshape(total, -1)
         flat_mels = mels.reshape(total)
         log_psi_x = log_psi_batch(params, xs)
-        e_diag = jnp.sum(jnp.where(diagonal, mels, 0), axis=-1)
         acc = e_diag.astype(jnp.result_type(e_diag.dtype, log_psi_x.dtype))
 
         def one_pass(i: jax.Array, acc: jax.Array) -> jax.Array:

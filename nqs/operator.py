@@ -164,6 +164,14 @@ def connected_configurations(operator: DiscreteOperator, x: jax.Array) -> tuple[
     return x_conn, mels
 
 
+def split_rows(sites: jax.Array, mels: jax.Array, n_sites: int) -> tuple[jax.Array, jax.Array]:
+    """``(needs [..., C], e_diag [...])`` of ``flips`` output ``sites [..., C, k]``, ``mels [..., C]``:
+    the rows that need the ansatz (a nonzero element and a flipped site; an all-padding row is
+    the diagonal, whose ratio is 1) and the sum of the diagonal rows' elements."""
+    diagonal = jnp.all(sites >= n_sites, axis=-1)
+    return (mels != 0) & ~diagonal, jnp.sum(jnp.where(diagonal, mels, 0), axis=-1)
+
+
 def to_sparse(operator: DiscreteOperator, batch_size: int = 4096) -> sp.csr_matrix:
     """The operator as a sparse matrix in the basis ``operator.hilbert.all_states()``.
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from nqs.ansatz import Ansatz, Params
 from nqs.hilbert import apply_flips
-from nqs.operator import DiscreteOperator
+from nqs.operator import DiscreteOperator, split_rows
 
 BatchLocalEnergyFn = Callable[[Params, jax.Array], jax.Array]
 
@@ -87,10 +87,10 @@ def make_packed_local_energy(
     @jax.jit
     def first_pass(params: Params, xs: jax.Array, n_valid: jax.Array):
         sites, mels = jax.vmap(operator.flips)(xs)  # [B, C, k], [B, C]
-        diagonal = jnp.all(sites >= n_sites, axis=-1)
-        real_sample = (jnp.arange(xs.shape[0]) < n_valid)[:, None]  # padding samples: no rows
-        needs_ansatz = (mels != 0) & ~diagonal & real_sample
-        e_diag = jnp.sum(jnp.where(diagonal & real_sample, mels, 0), axis=-1)
+        real_sample = jnp.arange(xs.shape[0]) < n_valid  # padding samples: no rows, value 0
+        needs_ansatz, e_diag = split_rows(sites, mels, n_sites)
+        needs_ansatz = needs_ansatz & real_sample[:, None]
+        e_diag = jnp.where(real_sample, e_diag, 0)
         if fast is not None:
             tables = fast.prepare(params)  # parameter-only tables, once per batch
             per_sample = (tables, jax.vmap(fast.init_cache, in_axes=(None, 0))(tables, xs))
