@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from nqs.ansatz import Ansatz, Params
 from nqs.errors import InputError
+from nqs.hilbert import MAX_INT_KEY_SITES
 from nqs.operator import DiscreteOperator
 from nqs.optim.flat import real_flat
 from nqs.optim.jacobian import centred_jacobian_rows, sr_jacobian
@@ -56,8 +57,6 @@ class SparseHamiltonian(NamedTuple):
     vals: np.ndarray  # [nnz]
 
 
-#: Most sites an int64 configuration key holds (bit i = site i; bit 63 would be the sign).
-MAX_INT_KEY_SITES = 63
 
 
 def configuration_keys(x: np.ndarray, hilbert) -> np.ndarray:

@@ -26,6 +26,9 @@ from nqs.errors import InputError
 
 MAX_ENUMERATED_STATES = 2_000_000
 
+#: Most sites an int64 configuration key holds (bit i = site i; bit 63 would be the sign).
+MAX_INT_KEY_SITES = 63
+
 
 @dataclass(frozen=True)
 class SpinHilbert:
