@@ -12,7 +12,8 @@ call):
 
 * **nqs**: ``AutoregressiveSampler`` (exact draws down the autoregressive tree, returned as the
   distinct determinants with their counts), then the packed local energies
-  (``nqs.packed_local_energy``) of the distinct determinants only;
+  (``nqs.packed_local_energy``: ``log psi`` once per distinct connected determinant) of the
+  distinct draws only, padded to the power-of-two bucket the VMC step uses;
 * **NetKet**: ``netket.experimental.operator.from_pyscf_molecule`` with ``MCState`` on
   ``MetropolisFermionHop`` (spin-symmetric hops on the complete graph of orbitals; NetKet has
   no autoregressive model that keeps N_alpha and N_beta), the same model as ``apply_fun``, then
@@ -57,6 +58,7 @@ from nqs.models.ar_pretrain import fit_singles_doubles  # noqa: E402
 from nqs.packed_local_energy import make_packed_local_energy  # noqa: E402
 from nqs.problems import molecule_ansatz  # noqa: E402
 from nqs.sampling.autoregressive import AutoregressiveSampler  # noqa: E402
+from nqs.vmc import unique_bucket  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NETKET_DEFAULT_SAMPLES = 1000  # MCState's default n_samples
@@ -88,8 +90,10 @@ def nqs_call(hamiltonian, ansatz, params, n_draws: int, max_unique: int, chunk_r
         key[0], k = jax.random.split(key[0])
         samples, _, info = sample(k)
         n_unique = int(info["n_unique"])
-        el = e_loc(params, samples.x, n_unique)
-        w = samples.weights
+        # as the VMC step does: the distinct draws padded to a power-of-two bucket
+        bucket = unique_bucket(n_unique, samples.x.shape[0])
+        el = e_loc(params, samples.x[:bucket], n_unique)
+        w = samples.weights[:bucket]
         return n_unique, float(jnp.real(jnp.sum(w * el))), float(samples.n_draws)
 
     return call
