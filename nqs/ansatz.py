@@ -140,6 +140,12 @@ class Ansatz:
         wavefunction of real parameters, e.g. the real GCNN): SR's Jacobian then has one row
         per sample instead of its real and imaginary parts (a quarter of minSR's kernel).
         False is always safe.
+      amplitude_phase: optional ``(amplitude, phase)``, the names of the two submodules that
+        hold every parameter (real ones) when ``Re log psi`` depends on the first alone and
+        ``Im log psi`` on the second alone (the autoregressive state: ``("backbone",
+        "phase")``). SR's real-view Jacobian is then block diagonal and is kept as its two
+        blocks (:class:`nqs.optim.jacobian.SplitJacobian`: a quarter of minSR's kernel).
+        None is always safe.
     """
 
     module: nn.Module
@@ -148,6 +154,7 @@ class Ansatz:
     jacobian_structure: JacobianStructure | None = None
     symmetries: tuple[tuple[int, ...], ...] | None = None
     real_log_psi: bool = False
+    amplitude_phase: tuple[str, str] | None = None
 
     def init(self, key: jax.Array, x: jax.Array) -> Params:
         """Parameters for configurations shaped like ``x`` [n_sites]."""
@@ -159,7 +166,7 @@ class Ansatz:
 
     def without_fast_path(self) -> Ansatz:
         """The same wavefunction evaluated by the generic path (tests compare both): no cached
-        ratios and no factored Jacobian."""
+        ratios and no factored or split Jacobian."""
         return Ansatz(self.module, None, self.holomorphic, symmetries=self.symmetries,
                       real_log_psi=self.real_log_psi)
 

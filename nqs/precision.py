@@ -147,7 +147,7 @@ def with_dtype(ansatz: Ansatz, dtype: str) -> Ansatz:
     structure = ansatz.jacobian_structure
     return Ansatz(Float32Module(ansatz.module), fast, ansatz.holomorphic,
                   None if structure is None else _float32_structure(structure),
-                  ansatz.symmetries, ansatz.real_log_psi)
+                  ansatz.symmetries, ansatz.real_log_psi, ansatz.amplitude_phase)
 
 
 def ansatz_dtype(ansatz: Ansatz) -> str:

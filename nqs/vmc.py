@@ -26,6 +26,7 @@ from nqs.optim.flat import is_complex_tree, real_flat
 from nqs.optim.jacobian import (  # noqa: F401  (centred_jacobian_rows, sr_jacobian: re-exported)
     centred_jacobian_rows,
     holomorphic_jacobian,
+    split_jacobian,
     sr_jacobian,
     structured_jacobian,
     transpose_dot,
@@ -128,7 +129,7 @@ def make_estimator(
     return make_energy_estimator(
         ansatz.log_psi, make_local_energy(operator, ansatz), needs_jacobian=needs_jacobian,
         real=ansatz.real_log_psi, holomorphic=ansatz.holomorphic,
-        structure=ansatz.jacobian_structure,
+        structure=ansatz.jacobian_structure, amplitude_phase=ansatz.amplitude_phase,
         chunk_size=chunk_size, mesh=mesh,
         batch_local_energy=make_batch_local_energy(operator, ansatz, chunk_size, mesh))
 
@@ -141,6 +142,7 @@ def make_energy_estimator(
     real: bool = False,
     holomorphic: bool = False,
     structure: JacobianStructure | None = None,
+    amplitude_phase: tuple[str, str] | None = None,
     clip_scale: float = 0.0,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
@@ -152,9 +154,10 @@ def make_energy_estimator(
     ``log_psi(params, x)`` and ``local_energy(params, x)`` are per sample. ``real``: log psi
     is real (log|psi| of a real wavefunction, real parameters): the Jacobian then has one row
     per sample, ``[n, P]``, instead of the real view's ``[2n, P]``. ``holomorphic`` /
-    ``structure``: see :class:`nqs.ansatz.Ansatz`. ``clip_scale > 0``: the gradient (and the
-    SR residuals) use local energies clipped by :func:`clip_local_energy`, centred on their
-    own weighted mean; the statistics keep the unclipped ones.
+    ``structure`` / ``amplitude_phase``: see :class:`nqs.ansatz.Ansatz`. ``clip_scale > 0``:
+    the gradient (and the SR residuals) use local energies clipped by
+    :func:`clip_local_energy`, centred on their own weighted mean; the statistics keep the
+    unclipped ones.
 
     ``e_loc`` [n] (optional): the local energies of ``samples.x``, computed by the caller
     (:func:`nqs.packed_local_energy.make_packed_local_energy` in the host-level molecular
@@ -191,7 +194,8 @@ def make_energy_estimator(
         centred = centred_energies(e_loc, samples.weights, stats.mean, clip_scale)
         grad, jacobian, residuals = _energy_gradient(
             log_psi, params, samples, centred, needs_jacobian=needs_jacobian, real=real,
-            holomorphic=holomorphic, structure=structure, chunk_size=chunk_size, mesh=mesh)
+            holomorphic=holomorphic, structure=structure, chunk_size=chunk_size, mesh=mesh,
+            amplitude_phase=amplitude_phase)
         return Estimate(stats, grad, jacobian, residuals)
 
     return estimate
@@ -231,7 +235,8 @@ def energy_surrogate(logs: jax.Array, weights: jax.Array, centred: jax.Array) ->
 def _energy_gradient(log_psi: Callable[[Params, jax.Array], jax.Array], params: Params,
                      samples: Samples, centred: jax.Array, *, needs_jacobian: bool, real: bool,
                      holomorphic: bool, structure: JacobianStructure | None,
-                     chunk_size: int | None, mesh: Mesh | None
+                     chunk_size: int | None, mesh: Mesh | None,
+                     amplitude_phase: tuple[str, str] | None = None,
                      ) -> tuple[jax.Array, Any, jax.Array | None]:
     """``(grad [P], jacobian, residuals)`` in the real flat view: the gradient from one
     backward pass of :func:`energy_surrogate`, or (``needs_jacobian``) ``J^T eps`` with the
@@ -257,6 +262,10 @@ def _energy_gradient(log_psi: Callable[[Params, jax.Array], jax.Array], params: 
                                        chunk_size, mesh)
     elif holomorphic:  # complex O [n, P_c]: half the size of the real view
         jacobian = holomorphic_jacobian(log_psi, params, samples.x, w, chunk_size, mesh)
+    elif amplitude_phase is not None and real_params and not real:
+        # block-diagonal real view: the amplitude and phase blocks apart
+        jacobian = split_jacobian(log_psi, params, amplitude_phase, samples.x, w, chunk_size,
+                                  mesh)
     else:
         jacobian = sr_jacobian(log_psi_flat, flat, samples.x, w, chunk_size, mesh, real=real)
     scaled = jnp.sqrt(w) * centred
@@ -551,10 +560,13 @@ def _make_draw(sampler: Sampler, ansatz: Ansatz) -> Callable:
 
 
 def unique_bucket(n_unique: int, capacity: int, n_dev: int = 1) -> int:
-    """Rows kept of a sampler buffer holding ``n_unique`` distinct configurations first: a power
-    of two, at least 16, at most ``capacity``, rounded up to a multiple of ``n_dev`` (few
-    compiled shapes, no work on the empty rows past it)."""
-    bucket = min(max(16, 1 << max(n_unique - 1, 0).bit_length()), capacity)
+    """Rows kept of a sampler buffer holding ``n_unique`` distinct configurations first: the
+    smallest of 16, 24, 32, 48, ... (powers of two and 1.5 times them) that holds them, at most
+    ``capacity``, rounded up to a multiple of ``n_dev`` (few compiled shapes, at most a third
+    of the rows padding: SR's kernel costs the square of the rows)."""
+    power = 1 << max(n_unique - 1, 0).bit_length()
+    bucket = 3 * power // 4 if 3 * power // 4 >= n_unique else power
+    bucket = min(max(16, bucket), capacity)
     return -(-bucket // n_dev) * n_dev
 
 

@@ -311,7 +311,8 @@ def make_autoregressive(
     else:
         raise InputError(f"unknown autoregressive phase {phase!r}; choose {' or '.join(PHASES)}")
     module = AutoregressiveState(n, na, nb, net, phase_net)
-    return Ansatz(module)
+    # log|psi| = log p / 2 from the backbone alone, the phase from the phase network alone
+    return Ansatz(module, amplitude_phase=("backbone", "phase"))
 
 
 def is_autoregressive(ansatz: Ansatz) -> bool:

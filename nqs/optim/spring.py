@@ -24,6 +24,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from nqs.errors import InputError
+from nqs.optim.jacobian import SplitJacobian
 from nqs.optim.sr import natural_gradient_minsr, natural_gradient_spring
 
 
@@ -94,6 +95,8 @@ def spring(
                   *, jacobian: jax.Array, residuals: jax.Array, **extra):
         del params, extra
         grad, unravel = ravel_pytree(updates)
+        if isinstance(jacobian, SplitJacobian):  # SPRING's momentum couples the two blocks
+            jacobian = jacobian.dense()
         previous = state.previous
         if momentum > 0:
             delta = natural_gradient_spring(jacobian, residuals, previous, diag_shift, momentum)
