@@ -575,7 +575,7 @@ def _log_values(ansatz: Ansatz, params: Params, x: jax.Array) -> jax.Array:
 
 
 def _trim_unique(samples: Samples, n_unique: int) -> Samples:
-    """The first rows of a buffer of distinct draws, up to a power-of-two bucket holding the
+    """The first rows of a buffer of distinct draws, up to the bucket holding the
     ``n_unique`` distinct ones (the rest has weight 0; few compiled shapes, as in the VMC
     step: :func:`nqs.vmc.unique_bucket`)."""
     from nqs.vmc import unique_bucket

@@ -316,7 +316,7 @@ def make_vmc(
     Without ``dedupe`` the step is pure: jit it. With ``dedupe=True`` (Monte Carlo samplers whose
     draws repeat, e.g. near-Hartree-Fock molecular states) the step is a host function around
     jitted pieces: the draws are reduced to distinct configurations with counts (padded to a
-    power-of-two bucket so few shapes are compiled) and each is evaluated once.
+    bucket, :func:`unique_bucket`, so few shapes are compiled) and each is evaluated once.
 
     A step whose energy or gradient is not finite is rejected: parameters, optimizer state and
     sampler state stay at their last good values and ``info.accepted`` is False.
@@ -477,8 +477,8 @@ def distinct_draws(x: np.ndarray, w_draws: np.ndarray, hilbert: Any,
     ``x`` [n_draws, n_sites] and ``w_draws`` [n_draws] are host arrays. ``w_unique`` holds the
     summed weights of each configuration's draws (counts / n_draws for uniform weights);
     ``x_unique[inverse] == x``. The distinct rows are padded (with copies of the first, weight
-    0) to a power-of-two bucket, at least 16, at most ``n_draws``, rounded up to a multiple of
-    ``n_dev``, so that few shapes are compiled.
+    0) to :func:`unique_bucket` (16, 24, 32, 48, ..., at most ``n_draws``, a multiple of
+    ``n_dev``), so that few shapes are compiled.
     """
     from nqs.exact import configuration_keys
 

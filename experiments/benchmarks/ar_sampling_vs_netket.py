@@ -13,7 +13,7 @@ call):
 * **nqs**: ``AutoregressiveSampler`` (exact draws down the autoregressive tree, returned as the
   distinct determinants with their counts), then the packed local energies
   (``nqs.packed_local_energy``: ``log psi`` once per distinct connected determinant) of the
-  distinct draws only, padded to the power-of-two bucket the VMC step uses;
+  distinct draws only, padded to the bucket the VMC step uses (``unique_bucket``);
 * **NetKet**: ``netket.experimental.operator.from_pyscf_molecule`` with ``MCState`` on
   ``MetropolisFermionHop`` (spin-symmetric hops on the complete graph of orbitals; NetKet has
   no autoregressive model that keeps N_alpha and N_beta), the same model as ``apply_fun``, then
@@ -90,7 +90,7 @@ def nqs_call(hamiltonian, ansatz, params, n_draws: int, max_unique: int, chunk_r
         key[0], k = jax.random.split(key[0])
         samples, _, info = sample(k)
         n_unique = int(info["n_unique"])
-        # as the VMC step does: the distinct draws padded to a power-of-two bucket
+        # as the VMC step does: the distinct draws padded to its bucket
         bucket = unique_bucket(n_unique, samples.x.shape[0])
         el = e_loc(params, samples.x[:bucket], n_unique)
         w = samples.weights[:bucket]

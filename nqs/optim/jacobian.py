@@ -188,6 +188,15 @@ jax.tree_util.register_dataclass(
 )
 
 
+def centred_rows(rows: jax.Array, weights: jax.Array) -> jax.Array:
+    """``sqrt(w_i) (rows_i - sum_j w_j rows_j)`` for real ``rows [n, P]``, in float64 whatever
+    the network's dtype (float64 reductions in J J^T and J^T eps). The mean is a plain weighted
+    sum: with the walkers' uniform power-of-two weights it is their mean to the bit."""
+    rows = rows.astype(jnp.promote_types(rows.dtype, jnp.float64))
+    w = weights.astype(rows.dtype)[:, None]
+    return jnp.sqrt(w) * (rows - jnp.sum(w * rows, axis=0)[None])
+
+
 def split_jacobian(
     log_psi: Callable[[Params, jax.Array], jax.Array],
     params: Params,
@@ -222,11 +231,6 @@ def split_jacobian(
 
     a, b = chunked_map(lambda _, x: row(x), chunk_size, mesh)(None, xs)
 
-    def centred(rows: jax.Array) -> jax.Array:
-        rows = rows.astype(jnp.promote_types(rows.dtype, jnp.float64))
-        w = weights.astype(rows.dtype)[:, None]
-        return jnp.sqrt(w) * (rows - jnp.sum(w * rows, axis=0)[None])
-
     # which columns of the real flat view (ravel order of the whole tree) hold either group
     mask_tree = joined(jax.tree_util.tree_map(lambda t: np.ones(t.size, bool), inner[amp_name]),
                        jax.tree_util.tree_map(lambda t: np.zeros(t.size, bool),
@@ -236,7 +240,7 @@ def split_jacobian(
     starts = np.concatenate([[0], edges])
     stops = np.concatenate([edges, [mask.size]])
     runs = tuple((int(e - b0), bool(mask[b0])) for b0, e in zip(starts, stops, strict=True))
-    return SplitJacobian(centred(a), centred(b), runs)
+    return SplitJacobian(centred_rows(a, weights), centred_rows(b, weights), runs)
 
 
 Jacobian = jax.Array | HolomorphicJacobian | StructuredJacobian | SplitJacobian
@@ -328,12 +332,7 @@ def centred_jacobian_rows(
 
     jac = chunked_map(jac_one, chunk_size, mesh)(flat, xs)  # [n, (2,) P]
     if real:
-        # float64 reductions (J J^T, J^T eps) whatever the network's dtype; the mean as a
-        # plain weighted sum: with the walkers' uniform power-of-two weights it is their
-        # mean to the bit
-        jac = jac.astype(jnp.promote_types(jac.dtype, jnp.float64))
-        w = weights.astype(jac.dtype)[:, None]
-        return jnp.sqrt(w) * (jac - jnp.sum(w * jac, axis=0)[None])
+        return centred_rows(jac, weights)
     jac = jac - jnp.einsum("i,ijk->jk", weights, jac)[None]
     return jnp.sqrt(weights)[:, None, None] * jac
 
