@@ -237,3 +237,56 @@ def test_real_log_psi_sr_update_equals_the_real_view() -> None:
     for a, b in zip(jax.tree_util.tree_leaves(updates[0][1]),
                     jax.tree_util.tree_leaves(updates[1][1]), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_selu_equals_jax_selu() -> None:
+    """The GCNN's SELU (exp(z) - 1 instead of expm1) has jax.nn.selu's values and derivative,
+    at 0 and deep in the negative side too."""
+    from nqs.models.gcnn import selu
+
+    z = jnp.asarray([-800.0, -30.0, -1.0, -1e-9, 0.0, 1e-9, 0.5, 40.0])
+    np.testing.assert_allclose(selu(z), jax.nn.selu(z), rtol=0, atol=1e-15)
+    grad = jax.vmap(jax.grad(selu))(z)
+    # absolute: jax's expm1 derivative is expm1(z) + 1, rounded near 1 (1e-16 absolute)
+    np.testing.assert_allclose(grad, jax.vmap(jax.grad(jax.nn.selu))(z), rtol=1e-12, atol=1e-15)
+
+
+def _dot_dtypes(jaxpr) -> set:
+    """The operand dtypes of every dot_general in a jaxpr and its sub-jaxprs."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.update(str(v.aval.dtype) for v in eqn.invars)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found |= _dot_dtypes(inner)
+    return found
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
+def test_float32_space_group_gcnn_stays_float32(dtype) -> None:
+    """``--dtype float32`` on a space-group GCNN (the layers through the translations'
+    characters): every product of log psi and of its per-sample gradient runs in single
+    precision (a float64 table would promote it), the values within float32 rounding."""
+    from nqs.precision import with_dtype
+
+    lat = square(4)
+    ansatz = make_gcnn(lat.space_group(), (4, 4), param_dtype=dtype)
+    single = with_dtype(ansatz, "float32")
+    xs = _configs(lat.n_sites, n=4)
+    params = ansatz.init(jax.random.PRNGKey(2), xs[0])
+
+    def grad_row(p, x):
+        return jax.grad(lambda q: jnp.real(single.log_psi(q, x)))(p)
+
+    for fn in (single.log_psi, grad_row):
+        dtypes = _dot_dtypes(jax.make_jaxpr(fn)(params, xs[0]).jaxpr)
+        assert dtypes and dtypes <= {"float32", "complex64"}, dtypes
+    np.testing.assert_allclose(_batched(single)(params, xs), _batched(ansatz)(params, xs),
+                               atol=1e-4)
+    g32 = jax.vmap(grad_row, (None, 0))(params, xs)
+    g64 = jax.vmap(jax.grad(lambda q, x: jnp.real(ansatz.log_psi(q, x))), (None, 0))(params, xs)
+    for a, b in zip(jax.tree_util.tree_leaves(g32), jax.tree_util.tree_leaves(g64), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-6)

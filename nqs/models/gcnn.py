@@ -86,11 +86,25 @@ def group_tables(symmetries: Symmetries) -> tuple[np.ndarray, np.ndarray]:
     return product, inverse
 
 
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(z: jax.Array) -> jax.Array:
+    """``jax.nn.selu`` with ``exp(z) - 1`` on the negative side instead of ``expm1``: XLA's CPU
+    ``expm1`` is not vectorized, and the activation took 40% of the 4x4 space-group GCNN's
+    forward pass (512 configurations: 3.2 ms -> 2.5 ms). Same values to 5e-16 absolute (the
+    relative accuracy of ``expm1`` near 0 does not matter beside the layer's O(1) terms), same
+    derivative (``1`` for ``z > 0``, ``alpha exp(z)`` at and below 0)."""
+    negative = jnp.where(z > 0, jnp.zeros_like(z), z)  # exp never sees the positive side
+    return _SELU_SCALE * jnp.where(z > 0, z, _SELU_ALPHA * (jnp.exp(negative) - 1))
+
+
 def reim_selu(z: jax.Array) -> jax.Array:
     """SELU of the real and imaginary parts separately (plain SELU for real ``z``)."""
     if jnp.iscomplexobj(z):
-        return jax.nn.selu(z.real) + 1j * jax.nn.selu(z.imag)
-    return jax.nn.selu(z)
+        return selu(z.real) + 1j * selu(z.imag)
+    return selu(z)
 
 
 class GCNN(nn.Module):
@@ -247,12 +261,21 @@ def _characters(t_product: np.ndarray) -> np.ndarray | None:
     return chars
 
 
+def _as(table: np.ndarray, like: jax.Array) -> jax.Array:
+    """A constant table (characters, transforms) in the precision of the operand ``like``: a
+    float64 table would promote a float32 network's layer (``--dtype float32``) to float64."""
+    real = jnp.finfo(like.dtype).dtype  # float32 or float64, for real and complex operands
+    return jnp.asarray(table, jnp.result_type(real, jnp.complex64)
+                       if jnp.iscomplexobj(table) else real)
+
+
 def _kernel_hat(kernel: jax.Array, tables: tuple[int, np.ndarray, np.ndarray]) -> jax.Array:
     """``w_hat[j, (p', c), (p, f)] = sum_s chi_j(s) kernel[p^-1 s p', c, f]``."""
     n_p, chars, kernel_at = tables
     c, f = kernel.shape[1], kernel.shape[2]
     w = kernel[kernel_at]  # [p, s, p', c, f]
-    return jnp.einsum("js,psqcf->jqcpf", chars, w).reshape(len(chars), n_p * c, n_p * f)
+    return jnp.einsum("js,psqcf->jqcpf", _as(chars, w), w).reshape(len(chars), n_p * c,
+                                                                  n_p * f)
 
 
 def _fourier_convolve(h: jax.Array, kernel: jax.Array,
@@ -264,9 +287,9 @@ def _fourier_convolve(h: jax.Array, kernel: jax.Array,
     n_t = chars.shape[0]
     f = kernel.shape[2]
     w_hat = _kernel_hat(kernel, tables)
-    h_hat = jnp.conj(chars) @ h.reshape(n_t, -1)  # [j, (p', c)]
+    h_hat = _as(np.conj(chars), h) @ h.reshape(n_t, -1)  # [j, (p', c)]
     out_hat = jnp.einsum("jq,jqr->jr", h_hat, w_hat)
-    out = (chars.T @ out_hat) / n_t  # [t, (p, f)]; complex layers only (_fourier_path)
+    out = (_as(chars.T / n_t, out_hat) @ out_hat)  # [t, (p, f)]; complex layers only
     return out.reshape(n_t * n_p, f)
 
 
@@ -337,7 +360,7 @@ def _real_kernel_blocks(kernel: jax.Array, tables: RealFourier) -> tuple[jax.Arr
     w = kernel[tables.kernel_at]  # [p, s, p', c, f]
 
     def hat(chars: np.ndarray) -> jax.Array:
-        return jnp.einsum("js,psqcf->jqcpf", chars.astype(np.float64), w).reshape(
+        return jnp.einsum("js,psqcf->jqcpf", _as(chars, w), w).reshape(
             len(chars), n_p * c, n_p * f)
 
     w_re, w_im = hat(tables.chars_re), hat(tables.chars_im)
@@ -364,10 +387,10 @@ def _real_blocks_apply(v: jax.Array, w_real: jax.Array, w_pair: jax.Array, n_rea
 def _real_fourier_convolve(h: jax.Array, kernel: jax.Array, tables: RealFourier) -> jax.Array:
     """The real group convolution of one ``h [G, C]`` through :class:`RealFourier`."""
     n_t = tables.forward.shape[0]
-    h_hat = tables.forward @ h.reshape(n_t, -1)  # [T, n_p C]
+    h_hat = _as(tables.forward, h) @ h.reshape(n_t, -1)  # [T, n_p C]
     out_hat = _real_blocks_apply(h_hat, *_real_kernel_blocks(kernel, tables), tables.n_real,
                                  transpose=False)
-    return (tables.inverse @ out_hat).reshape(h.shape[0], kernel.shape[2])
+    return (_as(tables.inverse, out_hat) @ out_hat).reshape(h.shape[0], kernel.shape[2])
 
 
 def _real_fourier_path(symmetries: Symmetries, kernel: jax.Array) -> RealFourier | None:
@@ -403,14 +426,14 @@ def _convolve_bwd(symmetries, res, g):
     tables = _fourier_path(symmetries, kernel)
     if tables is not None:  # the transpose of the forward's three linear maps
         chars = tables[1]
-        g_hat = (chars / len(chars)) @ g.reshape(len(chars), -1)  # [j, (p, f)]
+        g_hat = _as(chars / len(chars), g) @ g.reshape(len(chars), -1)  # [j, (p, f)]
         dh_hat = jnp.einsum("jqr,jr->jq", _kernel_hat(kernel, tables), g_hat)
-        dh = (jnp.conj(chars).T @ dh_hat).reshape(h.shape)
+        dh = (_as(np.conj(chars).T, dh_hat) @ dh_hat).reshape(h.shape)
     elif (real_tables := _real_fourier_path(symmetries, kernel)) is not None:
-        g_hat = real_tables.inverse.T @ g.reshape(real_tables.forward.shape[0], -1)
+        g_hat = _as(real_tables.inverse.T, g) @ g.reshape(real_tables.forward.shape[0], -1)
         dh_hat = _real_blocks_apply(g_hat, *_real_kernel_blocks(kernel, real_tables),
                                     real_tables.n_real, transpose=True)
-        dh = (real_tables.forward.T @ dh_hat).reshape(h.shape)
+        dh = (_as(real_tables.forward.T, dh_hat) @ dh_hat).reshape(h.shape)
     else:
         dh = (_expanded_kernel(kernel, kernel_index) @ g.reshape(-1)).reshape(h.shape)
     return dh, _kernel_gradient(h, g, product)
