@@ -160,13 +160,16 @@ def test_v_score_and_energy_zero() -> None:
 
 def _reference_gcnn(params, x, perms, product):
     """The GCNN written with gathers and plain autodiff (the definition in nqs.models.gcnn)."""
-    from nqs.models.gcnn import reim_selu
+    from nqs.models.gcnn import kernel_from_hat, reim_selu
 
     p = params["params"]
     h = x[perms].astype(p["embed_kernel"].dtype) @ p["embed_kernel"] + p["embed_bias"]
     layer = 0
-    while f"conv{layer}_kernel" in p:
-        k = p[f"conv{layer}_kernel"]
+    while f"conv{layer}_bias" in p:
+        k = p.get(f"conv{layer}_kernel")
+        if k is None:  # held in the translations' Fourier basis: plain autodiff through it
+            k = kernel_from_hat(p[f"conv{layer}_kernel_hat"],
+                                tuple(tuple(int(v) for v in r) for r in perms))
         gathered = reim_selu(h)[product]  # [g, m, c] = sigma(h)[g m, c]
         h = jnp.einsum("gmc,mcf->gf", gathered, k) + p[f"conv{layer}_bias"]
         layer += 1

@@ -119,7 +119,10 @@ class GCNN(nn.Module):
 
     Parameters: ``embed_kernel [n_sites, F_1]``, ``embed_bias [F_1]``, and per convolution
     ``conv{l}_kernel [G, F_l, F_{l+1}]``, ``conv{l}_bias [F_{l+1}]`` (LeCun-normal kernels,
-    zero biases).
+    zero biases). Over a space group (:func:`kernel_basis`) the kernel is held in the
+    translations' Fourier basis instead, ``conv{l}_kernel_hat`` (same shape; the kernel is
+    :func:`kernel_from_hat` of it): the same functions and, the basis being orthonormal, the
+    same SR updates, with per-sample kernel gradients at a fraction of the cost.
     """
 
     symmetries: Symmetries
@@ -139,10 +142,16 @@ class GCNN(nn.Module):
         w0 = self.param("embed_kernel", init, (n_sites, f0), self.param_dtype)
         b0 = self.param("embed_bias", zeros, (f0,), self.param_dtype)
         h = _embed(x.astype(w0.dtype), w0, self.symmetries) + b0  # [G, F_1]
+        hat = kernel_basis(self.symmetries, jnp.iscomplexobj(jnp.zeros((), self.param_dtype)))
         for layer, f in enumerate(self.features[1:]):
             c = h.shape[-1]
-            kernel = self.param(f"conv{layer}_kernel", init, (n_g, c, f), self.param_dtype)
             bias = self.param(f"conv{layer}_bias", zeros, (f,), self.param_dtype)
+            if hat is not None:  # the same LeCun-normal law: the basis is orthonormal
+                kernel_hat = self.param(f"conv{layer}_kernel_hat", init, (n_g, c, f),
+                                        self.param_dtype)
+                h = _convolve_hat(reim_selu(h), kernel_hat, self.symmetries) + bias
+                continue
+            kernel = self.param(f"conv{layer}_kernel", init, (n_g, c, f), self.param_dtype)
             h = _convolve(reim_selu(h), kernel, self.symmetries) + bias
         out = jnp.sum(h, axis=-1)  # [G]
         if jnp.iscomplexobj(out):
@@ -314,7 +323,9 @@ class RealFourier(NamedTuple):
       character of each pair (weight 2, real part);
     * ``chars_re [n_real + n_pair, T]``, ``chars_im [n_pair, T]``: the characters the kernel's
       blocks are built from (real ones first);
-    * ``n_p``, ``kernel_at`` as in :func:`fourier_tables`.
+    * ``n_p``, ``kernel_at`` as in :func:`fourier_tables`;
+    * ``rows [n_real + n_pair]``: the row of :func:`fourier_tables`' ``chars`` of each real
+      character and each pair's representative.
     """
 
     n_p: int
@@ -324,6 +335,7 @@ class RealFourier(NamedTuple):
     chars_im: np.ndarray
     kernel_at: np.ndarray
     n_real: int
+    rows: np.ndarray
 
 
 @functools.lru_cache(maxsize=32)
@@ -347,8 +359,9 @@ def real_fourier_tables(symmetries: Symmetries) -> RealFourier | None:
                               -2 * chars[pairs].imag]).T / n_t
     if not np.allclose(inverse @ forward, np.eye(n_t), atol=1e-10):
         return None
-    return RealFourier(n_p, forward, inverse, chars[np.concatenate([real, pairs])].real,
-                       chars[pairs].imag, kernel_at, len(real))
+    rows = np.concatenate([real, pairs])
+    return RealFourier(n_p, forward, inverse, chars[rows].real, chars[pairs].imag, kernel_at,
+                       len(real), rows)
 
 
 def _real_kernel_blocks(kernel: jax.Array, tables: RealFourier) -> tuple[jax.Array, jax.Array]:
@@ -405,6 +418,11 @@ def _convolve(h: jax.Array, kernel: jax.Array, symmetries: Symmetries) -> jax.Ar
     """``out[g, f] = sum_{m, c} kernel[m, c, f] h[g m, c]`` for one ``h [G, C]``: ``[G, F]``
     (through the translations' characters when the group factors, :func:`fourier_tables`,
     :func:`real_fourier_tables`)."""
+    return _convolve_primal(h, kernel, symmetries)
+
+
+def _convolve_primal(h: jax.Array, kernel: jax.Array, symmetries: Symmetries) -> jax.Array:
+    """The body of :func:`_convolve` (and of :func:`_convolve_hat`)."""
     tables = _fourier_path(symmetries, kernel)
     if tables is not None:
         return _fourier_convolve(h, kernel, tables)
@@ -422,7 +440,15 @@ def _convolve_fwd(h, kernel, symmetries):
 
 def _convolve_bwd(symmetries, res, g):
     h, kernel = res
-    _, _, product, kernel_index = _layer_tables(symmetries)
+    product = _layer_tables(symmetries)[2]
+    return _input_gradient(h, kernel, g, symmetries), _kernel_gradient(h, g, product)
+
+
+def _input_gradient(h: jax.Array, kernel: jax.Array, g: jax.Array,
+                    symmetries: Symmetries) -> jax.Array:
+    """The cotangent of a convolution's input ``h [G, C]`` from that of its output
+    ``g [G, F]`` (the transpose of :func:`_convolve_primal` in ``h``)."""
+    kernel_index = _layer_tables(symmetries)[3]
     tables = _fourier_path(symmetries, kernel)
     if tables is not None:  # the transpose of the forward's three linear maps
         chars = tables[1]
@@ -436,10 +462,131 @@ def _convolve_bwd(symmetries, res, g):
         dh = (_as(real_tables.forward.T, dh_hat) @ dh_hat).reshape(h.shape)
     else:
         dh = (_expanded_kernel(kernel, kernel_index) @ g.reshape(-1)).reshape(h.shape)
-    return dh, _kernel_gradient(h, g, product)
+    return dh
 
 
 _convolve.defvjp(_convolve_fwd, _convolve_bwd)
+
+
+class KernelBasis(NamedTuple):
+    """The translations' Fourier basis of a space group's convolution kernels.
+
+    With ``g = t p`` (:func:`fourier_tables`) and the point group ``P`` a subgroup, a kernel
+    ``K[(s, q), c, f]`` (``s`` a translation, ``q`` a point-group element) is held as
+    ``K_hat[(j, q), c, f]``, ``K = B K_hat`` along ``s``, ``B [T, T]`` orthonormal:
+    ``chi_j(s)* / sqrt(T)`` for complex kernels; for real ones the rows of
+    :class:`RealFourier`'s ``forward`` scaled to unit norm (``B`` is their transpose). Then the
+    gradient of one configuration in ``K_hat`` is ``B^T dK`` with
+
+        (B^T dK)[j, q] ~ D_q[j] = sum_p A_{p q}[sigma_p(j)] B_p[sigma_p(j)],
+
+    ``A`` the character transform of the layer's input (``sum_t chi_k(t)* h[(t, r)]``), ``B``
+    that of the output's cotangent (``sum_t chi_k(t) g[(t, p)]``) and ``sigma_p`` the
+    permutation of the characters by the point group, ``chi_{sigma_p(j)}(u) =
+    chi_j(p^-1 u p)``: ``T n_p^2 C F`` products instead of the ``G^2 C F`` of the gathered
+    dense gradient, and no ``[G, G, C]`` gather per configuration.
+
+    Fields: ``chars [T, T]``, ``sigma [n_p, T]``, ``point_product [n_p, n_p]`` (index of ``p
+    q``), ``to_kernel [T, T]`` (``B``, complex for complex kernels), ``rows [R]`` (the
+    characters whose ``D`` the kernel needs: all, or for a real kernel the real ones and one
+    of each conjugate pair) and ``n_real``.
+    """
+
+    chars: np.ndarray
+    sigma: np.ndarray
+    point_product: np.ndarray
+    to_kernel: np.ndarray
+    rows: np.ndarray
+    n_real: int
+
+
+@functools.lru_cache(maxsize=64)
+def kernel_basis(symmetries: Symmetries, complex_kernel: bool) -> KernelBasis | None:
+    """:class:`KernelBasis` of a space group whose layers go through the translations'
+    characters (:func:`fourier_tables` with ``n_p > 1``; for real kernels also
+    :func:`real_fourier_tables`) and whose point group is a subgroup; else None (the kernel
+    stays in the group basis)."""
+    tables = fourier_tables(symmetries)
+    if tables is None or tables[0] == 1:
+        return None
+    n_p, chars, _ = tables
+    product, inverse = group_tables(symmetries)
+    n_t = len(chars)
+    point_product = product[:n_p, :n_p]
+    if np.any(point_product >= n_p):
+        return None  # the coset representatives are not a group
+    # p^-1 u p for every point p and translation u (T is normal: again a translation)
+    left = product[inverse[:n_p]][:, np.arange(n_t) * n_p]  # [p, u]: index of p^-1 u
+    conjugated = product[left, np.arange(n_p)[:, None]]
+    if np.any(conjugated % n_p):
+        return None
+    conjugated //= n_p
+    sigma = np.empty((n_p, n_t), dtype=np.int32)
+    for p in range(n_p):
+        moved = chars[:, conjugated[p]]  # [j, u] = chi_j(p^-1 u p)
+        match = np.abs(moved[:, None, :] - chars[None, :, :]).max(-1) < 1e-8  # [j, k]
+        if not np.all(match.sum(1) == 1):
+            return None
+        sigma[p] = np.argmax(match, axis=1)
+    if complex_kernel:
+        return KernelBasis(chars, sigma, point_product.astype(np.int32),
+                           np.conj(chars).T / np.sqrt(n_t), np.arange(n_t), n_t)
+    real = real_fourier_tables(symmetries)
+    if real is None:
+        return None
+    norms = np.sqrt(np.sum(real.forward**2, axis=1, keepdims=True))
+    return KernelBasis(chars, sigma, point_product.astype(np.int32), (real.forward / norms).T,
+                       real.rows, real.n_real)
+
+
+def kernel_from_hat(kernel_hat: jax.Array, symmetries: Symmetries) -> jax.Array:
+    """The group-basis kernel ``[G, C, F]`` of a Fourier-basis ``kernel_hat [G, C, F]``
+    (:class:`KernelBasis`)."""
+    basis = kernel_basis(symmetries, bool(jnp.iscomplexobj(kernel_hat)))
+    n_t = basis.chars.shape[0]
+    return (_as(basis.to_kernel, kernel_hat) @ kernel_hat.reshape(n_t, -1)).reshape(
+        kernel_hat.shape)
+
+
+def _kernel_hat_gradient(h: jax.Array, g: jax.Array, basis: KernelBasis, real: bool
+                         ) -> jax.Array:
+    """The cotangent of ``kernel_hat`` ``[G, C, F]`` of one configuration (:class:`KernelBasis`):
+    layer input ``h [G, C]``, output cotangent ``g [G, F]``."""
+    n_t = basis.chars.shape[0]
+    n_p = basis.point_product.shape[0]
+    chars = _as(basis.chars, h)
+    a = (jnp.conj(chars) @ h.reshape(n_t, -1)).reshape(n_t, n_p, -1)  # [k, r, c]
+    b = (chars @ g.reshape(n_t, -1)).reshape(n_t, n_p, -1)  # [k, p, f]
+    sigma = basis.sigma[:, basis.rows]  # [p, j]
+    a_moved = a[sigma[:, :, None], basis.point_product[:, None, :]]  # [p, j, q, c]
+    b_moved = b[sigma, np.arange(n_p)[:, None]]  # [p, j, f]
+    d = jnp.sum(a_moved[..., None] * b_moved[:, :, None, None, :], axis=0) / np.sqrt(n_t)
+    if real:  # the unit rows of RealFourier's forward: chi_j, sqrt(2) Re chi_j, -sqrt(2) Im chi_j
+        pair = np.sqrt(2.0) * d[basis.n_real:]
+        d = jnp.concatenate([d[:basis.n_real].real, pair.real, pair.imag])
+    return d.reshape(h.shape[0], h.shape[1], g.shape[1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _convolve_hat(h: jax.Array, kernel_hat: jax.Array, symmetries: Symmetries) -> jax.Array:
+    """:func:`_convolve` with the kernel in the Fourier basis (:class:`KernelBasis`)."""
+    return _convolve_primal(h, kernel_from_hat(kernel_hat, symmetries), symmetries)
+
+
+def _convolve_hat_fwd(h, kernel_hat, symmetries):
+    kernel = kernel_from_hat(kernel_hat, symmetries)
+    return _convolve_primal(h, kernel, symmetries), (h, kernel)
+
+
+def _convolve_hat_bwd(symmetries, res, g):
+    h, kernel = res
+    real = not jnp.iscomplexobj(kernel)
+    basis = kernel_basis(symmetries, not real)
+    return (_input_gradient(h, kernel, g, symmetries),
+            _kernel_hat_gradient(h, g, basis, real).astype(kernel.dtype))
+
+
+_convolve_hat.defvjp(_convolve_hat_fwd, _convolve_hat_bwd)
 
 # Per-configuration kernel gradients are taken a few configurations at a time: vmapped over a
 # whole batch, XLA's CPU backend runs the [G, G C] x [G, F] contraction as a batched product
