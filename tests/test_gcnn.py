@@ -184,7 +184,7 @@ def test_gcnn_gradients_equal_plain_autodiff(case: str, dtype) -> None:
     """The custom VJPs of the dense layers, and the space groups' layers through the
     translations' characters (complex parameters; real ones in real arithmetic), against
     autodiff of the gather form."""
-    from nqs.models.gcnn import fourier_tables, group_tables, real_fourier_tables
+    from nqs.models.gcnn import fourier_tables, group_tables, kernel_basis, real_fourier_tables
 
     lat = {"honeycomb-point": honeycomb(2), "square-space": square(4),
            "triangular-space": triangular(3), "honeycomb-space": honeycomb(2)}[case]
@@ -195,6 +195,8 @@ def test_gcnn_gradients_equal_plain_autodiff(case: str, dtype) -> None:
     tables = fourier_tables(syms)
     assert (tables is not None and tables[0] > 1) == case.endswith("space")
     assert (real_fourier_tables(syms) is not None) == case.endswith("space")
+    # space groups: the kernels in the translations' Fourier basis, their custom VJP tested
+    assert (kernel_basis(syms, dtype == jnp.complex128) is not None) == case.endswith("space")
     ansatz = make_gcnn(perms, (3, 2, 2), param_dtype=dtype)
     xs = _configs(lat.n_sites, n=3)
     params = ansatz.init(jax.random.PRNGKey(5), xs[0])
@@ -293,3 +295,41 @@ def test_float32_space_group_gcnn_stays_float32(dtype) -> None:
     g64 = jax.vmap(jax.grad(lambda q, x: jnp.real(ansatz.log_psi(q, x))), (None, 0))(params, xs)
     for a, b in zip(jax.tree_util.tree_leaves(g32), jax.tree_util.tree_leaves(g64), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
+def test_fourier_basis_kernels_give_the_same_state_and_sr_update(dtype) -> None:
+    """The kernels in the translations' Fourier basis (an orthonormal change of parameters):
+    the same log psi as the group-basis kernel ``kernel_from_hat(kernel_hat)``, and the same
+    minSR step once mapped back (SR is invariant under orthonormal reparametrization)."""
+    from nqs.models.gcnn import kernel_from_hat
+    from nqs.sampling.base import Samples
+    from nqs.vmc import apply_estimate, make_estimator
+
+    model = Heisenberg(triangular(3))
+    syms = tuple(tuple(int(v) for v in r) for r in model.lattice.space_group())
+    fourier = make_gcnn(syms, (3, 2), param_dtype=dtype)
+    plain = make_gcnn(syms, (3, 2), param_dtype=dtype, fourier_kernels=False)
+    xs = _configs(model.lattice.n_sites, n=24, seed=4)
+    p_hat = fourier.init(jax.random.PRNGKey(7), xs[0])
+    assert "conv0_kernel_hat" in p_hat["params"]
+
+    def to_plain(p):
+        inner = dict(p["params"])
+        inner["conv0_kernel"] = kernel_from_hat(inner.pop("conv0_kernel_hat"), syms)
+        return {"params": inner}
+
+    p_plain = to_plain(p_hat)
+    np.testing.assert_allclose(_batched(fourier)(p_hat, xs), _batched(plain)(p_plain, xs),
+                               atol=1e-12)
+    samples = Samples(xs, jnp.full((len(xs),), 1.0 / len(xs)), 4)
+    optimizer = sr_optimizer(0.05, 1e-3)
+    new = []
+    for ansatz, params in ((fourier, p_hat), (plain, p_plain)):
+        est = make_estimator(ansatz, model, needs_jacobian=True)(params, samples)
+        new.append(apply_estimate(optimizer, est, optimizer.transformation.init(params),
+                                  params)[0])
+    mapped = to_plain(new[0])
+    for a, b in zip(jax.tree_util.tree_leaves(mapped), jax.tree_util.tree_leaves(new[1]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-9)

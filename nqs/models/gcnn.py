@@ -116,6 +116,8 @@ class GCNN(nn.Module):
       features: channels per layer, ``(F_1, ..., F_L)``: one embedding and ``L - 1`` group
         convolutions.
       param_dtype: ``jnp.complex128`` (default) or ``jnp.float64`` (real, positive psi).
+      fourier_kernels: hold the kernels in the translations' Fourier basis where
+        :func:`kernel_basis` allows (False: always in the group basis).
 
     Parameters: ``embed_kernel [n_sites, F_1]``, ``embed_bias [F_1]``, and per convolution
     ``conv{l}_kernel [G, F_l, F_{l+1}]``, ``conv{l}_bias [F_{l+1}]`` (LeCun-normal kernels,
@@ -128,6 +130,7 @@ class GCNN(nn.Module):
     symmetries: Symmetries
     features: tuple[int, ...] = (4, 4)
     param_dtype: Any = jnp.complex128
+    fourier_kernels: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -142,17 +145,16 @@ class GCNN(nn.Module):
         w0 = self.param("embed_kernel", init, (n_sites, f0), self.param_dtype)
         b0 = self.param("embed_bias", zeros, (f0,), self.param_dtype)
         h = _embed(x.astype(w0.dtype), w0, self.symmetries) + b0  # [G, F_1]
-        hat = kernel_basis(self.symmetries, jnp.iscomplexobj(jnp.zeros((), self.param_dtype)))
+        hat = kernel_basis(self.symmetries, jnp.iscomplexobj(jnp.zeros((), self.param_dtype))
+                           ) if self.fourier_kernels else None
         for layer, f in enumerate(self.features[1:]):
             c = h.shape[-1]
+            # the same LeCun-normal law in either basis (the Fourier basis is orthonormal)
+            name = f"conv{layer}_kernel" + ("_hat" if hat is not None else "")
+            kernel = self.param(name, init, (n_g, c, f), self.param_dtype)
             bias = self.param(f"conv{layer}_bias", zeros, (f,), self.param_dtype)
-            if hat is not None:  # the same LeCun-normal law: the basis is orthonormal
-                kernel_hat = self.param(f"conv{layer}_kernel_hat", init, (n_g, c, f),
-                                        self.param_dtype)
-                h = _convolve_hat(reim_selu(h), kernel_hat, self.symmetries) + bias
-                continue
-            kernel = self.param(f"conv{layer}_kernel", init, (n_g, c, f), self.param_dtype)
-            h = _convolve(reim_selu(h), kernel, self.symmetries) + bias
+            convolve = _convolve_hat if hat is not None else _convolve
+            h = convolve(reim_selu(h), kernel, self.symmetries) + bias
         out = jnp.sum(h, axis=-1)  # [G]
         if jnp.iscomplexobj(out):
             return _complex_logsumexp(out)
@@ -630,6 +632,7 @@ def make_gcnn(
     *,
     layers: int | None = None,
     param_dtype: Any = jnp.complex128,
+    fourier_kernels: bool = True,
 ) -> Ansatz:
     """A :class:`GCNN` ansatz (generic path: no cached ratios).
 
@@ -639,6 +642,9 @@ def make_gcnn(
       features: channels per layer; an int with ``layers`` means ``(features,) * layers``.
       layers: number of layers when ``features`` is an int.
       param_dtype: complex128 (any sign structure) or float64 (positive psi).
+      fourier_kernels: the kernels of a space group in the translations' Fourier basis
+        (:class:`KernelBasis`; the same functions and SR updates, cheaper per-sample
+        gradients); False keeps the group basis.
     """
     perms = check_permutations(symmetries)
     if isinstance(features, int | np.integer):
@@ -648,5 +654,6 @@ def make_gcnn(
         raise InputError(f"GCNN features must be positive integers, got {features}")
     syms = tuple(tuple(int(v) for v in row) for row in perms)
     group_tables(syms)  # validates the group now, not at the first trace
-    return Ansatz(GCNN(syms, features, param_dtype), holomorphic=False, symmetries=syms,
+    return Ansatz(GCNN(syms, features, param_dtype, fourier_kernels), holomorphic=False,
+                  symmetries=syms,
                   real_log_psi=not jnp.issubdtype(param_dtype, jnp.complexfloating))
