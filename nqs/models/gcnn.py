@@ -145,8 +145,8 @@ class GCNN(nn.Module):
         w0 = self.param("embed_kernel", init, (n_sites, f0), self.param_dtype)
         b0 = self.param("embed_bias", zeros, (f0,), self.param_dtype)
         h = _embed(x.astype(w0.dtype), w0, self.symmetries) + b0  # [G, F_1]
-        hat = kernel_basis(self.symmetries, jnp.iscomplexobj(jnp.zeros((), self.param_dtype))
-                           ) if self.fourier_kernels else None
+        complex_params = bool(jnp.issubdtype(self.param_dtype, jnp.complexfloating))
+        hat = kernel_basis(self.symmetries, complex_params) if self.fourier_kernels else None
         for layer, f in enumerate(self.features[1:]):
             c = h.shape[-1]
             # the same LeCun-normal law in either basis (the Fourier basis is orthonormal)
