@@ -26,12 +26,15 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import jax
 
 import nqs  # noqa: F401  (float64)
+from nqs.commands.common import positive_int
+from nqs.errors import InputError
 from nqs.io import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -51,13 +54,15 @@ def step_parts(spin_argv: list[str], dtype: str):
     args = build_parser().parse_args(["spin", *spin_argv, "--dtype", dtype])
     model, ansatz, sampler = build_problem(args)
     chunk = resolve_chunk_size(args)
+    # off the CPU the driver sizes "auto" to the device's memory; here all samples at once
     chunk = None if chunk == "auto" else chunk
     optimizer = spin_optimizer(args)
     x0 = model.hilbert.random_state(jax.random.PRNGKey(0), 1)[0]
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(1), x0)
     state = sampler.init(jax.random.PRNGKey(2), ansatz, params)
-    sample = jax.jit(lambda key, s: sampler.sample(key, ansatz, params, s)[0])
-    samples = sample(jax.random.PRNGKey(3), state)
+    # parameters are arguments everywhere, as in the driver's step (constants could be folded)
+    sample = jax.jit(lambda p, key, s: sampler.sample(key, ansatz, p, s)[0])
+    samples = sample(params, jax.random.PRNGKey(3), state)
     samples = samples._replace(n_chains=int(samples.n_chains))  # static again (a jit output)
     local_energies = jax.jit(make_batch_local_energy(model, ansatz, chunk))
     e_loc = local_energies(params, samples.x)
@@ -69,7 +74,8 @@ def step_parts(spin_argv: list[str], dtype: str):
     opt_state = optimizer.transformation.init(params)
     update = jax.jit(lambda e, o, p: apply_estimate(optimizer, e, o, p))
     parts = {
-        "sampling": lambda: jax.block_until_ready(sample(jax.random.PRNGKey(4), state).x),
+        "sampling": lambda: jax.block_until_ready(
+            sample(params, jax.random.PRNGKey(4), state).x),
         "local energies": lambda: jax.block_until_ready(local_energies(params, samples.x)),
         "jacobian": lambda: jax.block_until_ready(
             estimate(params, samples.x, samples.weights, e_loc).grad),
@@ -82,13 +88,17 @@ def step_parts(spin_argv: list[str], dtype: str):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=positive_int, default=3)
     ap.add_argument("--tag", default=None)
     ap.add_argument("spin", nargs=argparse.REMAINDER, help="nqs spin options, after --")
     args = ap.parse_args(argv)
     spin_argv = [a for a in args.spin if a != "--"]
     tag = args.tag or "_".join(a.lstrip("-") for a in spin_argv).replace(".", "p") or "defaults"
-    built = {d: step_parts(spin_argv, d) for d in DTYPES}
+    try:
+        built = {d: step_parts(spin_argv, d) for d in DTYPES}
+    except InputError as err:  # nonsense options: one line, as nqs spin gives it
+        print(f"spin_step_precision.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     times: dict[str, dict[str, list[float]]] = {d: {p: [] for p in PARTS} for d in DTYPES}
     for _ in range(args.rounds):
         for d in DTYPES:
