@@ -465,10 +465,17 @@ def unique_statistics(values: jax.Array, weights: jax.Array, n_draws: jax.Array)
     returned by :class:`nqs.sampling.autoregressive.AutoregressiveSampler`. The draws are
     independent, so ``error_of_mean = sqrt(variance / n_draws)``, ``tau_corr = 1/2`` and
     ``r_hat = nan`` (there are no chains).
+
+    Importance-weighted draws (tempered, ``weights`` = counts x p/Q, normalized) give
+    ``n_draws`` per row [n]: the plain draws each row's weight stands for, ``sum_y c_y r_y /
+    r_x``; the error is then the self-normalized importance-sampling (delta-method) one,
+    ``sqrt(sum_x w_x |f_x - mean|^2 / n_x)``, which a scalar ``n_draws`` reduces to.
     """
     mean = jnp.sum(weights * values)
-    variance = jnp.sum(weights * jnp.abs(values - mean) ** 2)
-    error = jnp.sqrt(variance / jnp.asarray(n_draws, variance.dtype))
+    deviation = jnp.abs(values - mean) ** 2
+    variance = jnp.sum(weights * deviation)
+    n = jnp.asarray(n_draws, variance.dtype)
+    error = jnp.sqrt(variance / n if n.ndim == 0 else jnp.sum(weights * deviation / n))
     return Stats(mean, error, variance, jnp.asarray(0.5, variance.dtype),
                  jnp.asarray(jnp.nan, variance.dtype))
 

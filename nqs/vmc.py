@@ -617,24 +617,30 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
         key, x, w, n_draws, sampler_state, info = draw(state)
         n_unique = int(info["n_unique"])
         bucket = unique_bucket(n_unique, x.shape[0], n_dev)
-        x, w = x[:bucket], w[:bucket]
+        x, w, n_draws = x[:bucket], w[:bucket], _rows(n_draws, bucket)
         scale = None if shift_scale is None else jnp.asarray(shift_scale, jnp.float64)
         if rows_step is not None:
-            new_state, info = rows_step(state, key, x, w, n_draws, n_unique, sampler_state,
-                                        scale)
-            return new_state, info._replace(n_unique=n_unique, n_draws=n_draws)
+            new_state, step_info = rows_step(state, key, x, w, n_draws, n_unique,
+                                             sampler_state, scale)
+            return new_state, step_info._replace(n_unique=n_unique, n_draws=info["n_draws"])
         e_unique = None
         if packed_local_energy is not None:
             e_unique = packed_local_energy(state.params, x, n_unique)
         if mesh is not None:
             x, w = put((x, w), (sample_sharding(mesh),) * 2)
-        new_state, info = estimate_and_finish(state, key, x, w, n_draws, sampler_state,
-                                              e_unique, scale)
-        return new_state, info._replace(n_unique=n_unique, n_draws=n_draws)
+        new_state, step_info = estimate_and_finish(state, key, x, w, n_draws, sampler_state,
+                                                   e_unique, scale)
+        return new_state, step_info._replace(n_unique=n_unique, n_draws=info["n_draws"])
 
     step.is_host_step = True
     step.takes_shift_scale = rows_step is not None
     return step
+
+
+def _rows(n_draws: jax.Array, bucket: int) -> jax.Array:
+    """A sampler's ``n_draws`` for the first ``bucket`` rows: a scalar as it is, per-row draws
+    (importance-weighted draws) cut like the rows."""
+    return n_draws if jnp.ndim(n_draws) == 0 else n_draws[:bucket]
 
 
 def _pad(n: int) -> int:
@@ -803,7 +809,7 @@ def _make_unique_evaluator(ansatz, operator, sampler, chunk_size, mesh, packed):
         x, w, n_draws, sampler_state, n_unique = draw(params, sampler_state, key)
         n_unique = int(n_unique)
         bucket = unique_bucket(n_unique, x.shape[0])
-        x, w = x[:bucket], w[:bucket]
+        x, w, n_draws = x[:bucket], w[:bucket], _rows(n_draws, bucket)
         if packed_local_energy is not None:
             e_loc = packed_local_energy(params, x, n_unique)
         else:

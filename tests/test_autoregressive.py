@@ -123,6 +123,67 @@ def test_sampler_halves_the_draws_when_the_buffer_is_full():
     assert float(state) == float(info["n_draws"])  # buffer more than half full: no growth
 
 
+def _tempered_log_q(ansatz, params, states, power):
+    """log Q(x) of the tempered autoregressive distribution, from the conditionals directly."""
+    from nqs.models.autoregressive import AutoregressiveState, occupations_to_tokens
+
+    def one(x):
+        tokens = occupations_to_tokens(x, HILBERT.n_orbitals)
+        logp = ansatz.module.apply(params, tokens,
+                                   method=AutoregressiveState.conditional_log_probs)
+        log_q = jax.nn.log_softmax(power * logp, axis=-1)
+        return jnp.sum(jnp.take_along_axis(log_q, tokens[:, None], axis=1))
+
+    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(states)))
+
+
+def test_tempered_draws_follow_q_and_carry_exact_weights():
+    """power q < 1: counts match the tempered distribution Q (chi-square), and each distinct
+    determinant's weight is its count times p / Q, normalized (p from log psi, Q from the
+    conditionals: independent of the walk's own sums)."""
+    ansatz = make_autoregressive(HILBERT, "made", hidden=(16,), phase_hidden=(8,), hf_logit=2.0)
+    params = _random_params(ansatz, HILBERT, scale=0.3)
+    states, p_exact = _exact_probabilities(ansatz, params, HILBERT)
+    q_exact = np.exp(_tempered_log_q(ansatz, params, states, 0.4))
+    assert abs(q_exact.sum() - 1.0) < 1e-10
+    sampler = AutoregressiveSampler(HILBERT, n_samples=200_000, max_unique=128, power=0.4)
+    samples, _, info = jax.jit(lambda key, s: sampler.sample(key, ansatz, params, s))(
+        jax.random.PRNGKey(3), sampler.init(None, ansatz, params))
+    n, n_draws = int(info["n_unique"]), float(info["n_draws"])
+    assert n_draws == 200_000
+    index = {k: i for i, k in enumerate(configuration_keys(states, HILBERT))}
+    rows = [index[k] for k in configuration_keys(np.asarray(samples.x[:n]), HILBERT)]
+    # the counts, recovered from the weights and the exact ratio p / Q
+    ratio = p_exact[rows] / q_exact[rows]
+    w = np.asarray(samples.weights[:n])
+    counts = w / ratio
+    counts *= n_draws / counts.sum()
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # whole draws: exact ratios
+    observed = np.zeros(len(states))
+    observed[rows] = np.round(counts)
+    expected = q_exact * n_draws
+    chi2 = np.sum((observed - expected) ** 2 / expected)
+    dof = len(states) - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), chi2
+    # tempering reaches further: more distinct determinants than plain draws of the same count
+    def distinct(power):
+        few = AutoregressiveSampler(HILBERT, n_samples=300, max_unique=128, power=power)
+        _, _, few_info = jax.jit(lambda key, s: few.sample(key, ansatz, params, s))(
+            jax.random.PRNGKey(5), few.init(None, ansatz, params))
+        return int(few_info["n_unique"])
+
+    assert distinct(0.4) > distinct(1.0)
+    # per-row draws: each row's weight stands for sum_y c_y r_y / r_x plain draws
+    c = np.round(counts)
+    np.testing.assert_allclose(np.asarray(samples.n_draws[:n]), (c @ ratio) / ratio, rtol=1e-8)
+
+
+def test_tempered_sampler_rejects_a_power_outside_0_1():
+    for power in (0.0, 1.5, -1.0):
+        with pytest.raises(InputError, match="sampling power"):
+            AutoregressiveSampler(HILBERT, power=power)
+
+
 @pytest.fixture(scope="module")
 def lih():
     from hamiltonians.molecule import compute_integrals, from_preset
@@ -155,6 +216,14 @@ def test_unique_estimator_converges_to_exact_energy(lih):
         assert abs(float(np.real(est.stats.mean)) - float(np.real(e_exact))) < 5 * err
         errors.append(err)
     assert 5 < errors[0] / errors[1] < 20  # sqrt(100) = 10
+    # tempered draws (power 0.5), reweighted: the same energy within their (Kish) error bar
+    tempered = AutoregressiveSampler(lih.hilbert, n_samples=100_000, max_unique=256, power=0.5)
+    samples, _, _ = jax.jit(lambda key, state: tempered.sample(key, ansatz, params, state))(
+        jax.random.PRNGKey(7), jnp.asarray(100_000.0))
+    est = estimate(params, samples.x, samples.weights, samples.n_draws)
+    err = float(est.stats.error_of_mean)
+    assert 0 < err < 5 * errors[1]
+    assert abs(float(np.real(est.stats.mean)) - float(np.real(e_exact))) < 5 * err
 
 
 def test_conditional_phase_starts_as_its_mlp():
@@ -917,3 +986,31 @@ def test_fit_cap_grows_until_the_kept_root_nears_the_target_root(monkeypatch):
     assert [cap for cap, _, _ in ar_pretrain._fit_space(h2o, x, c, None, True, None)[4]] == [base]
     fixed = ar_pretrain._fit_space(h2o, x, c, base // 2, True, None, 2)[4]
     assert [cap for cap, _, _ in fixed] == [base // 2, base]
+
+
+def test_sampled_final_energy_uses_tempered_draws(lih):
+    """A run's sampled final energy (past the exact cap) draws an autoregressive state with
+    tempered conditionals, reweighted: the exact energy within its error bar; other samplers
+    are left as they are."""
+    from nqs.driver import FINAL_SAMPLING_POWER, final_sampler
+    from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
+    from nqs.vmc import make_energy_evaluator
+
+    plain = AutoregressiveSampler(lih.hilbert, n_samples=100_000, max_unique=256)
+    tempered = final_sampler(plain)
+    assert tempered.power == FINAL_SAMPLING_POWER < 1 and tempered.max_unique == 256
+    chosen = AutoregressiveSampler(lih.hilbert, power=0.7)
+    assert final_sampler(chosen) is chosen
+    from nqs.problems import molecule_sampler
+
+    metropolis, _ = molecule_sampler(lih.hilbert, "mcmc", 8, 2)
+    assert final_sampler(metropolis) is metropolis
+
+    ansatz = make_autoregressive(lih.hilbert, "made", hidden=(16,), phase_hidden=(8,),
+                                 hf_logit=2.0)
+    params = _random_params(ansatz, lih.hilbert, scale=0.05)
+    e_exact, _ = jax.jit(exact_energy_fn(ansatz))(params, exact_data(sparse_hamiltonian(lih)))
+    evaluate = make_energy_evaluator(ansatz, lih, tempered, packed=True)
+    stats, _, _ = evaluate(params, tempered.init(None, ansatz, params), jax.random.PRNGKey(2))
+    err = float(stats.error_of_mean)
+    assert 0 < err and abs(float(np.real(stats.mean)) - float(np.real(e_exact))) < 5 * err

@@ -230,8 +230,10 @@ def _add_schedule_and_sampling_options(p: argparse.ArgumentParser) -> None:
                    "from the K largest-weight determinants and precondition the exact "
                    "gradient with it (default: all determinants)")
     p.add_argument("--sampling-power", type=positive_float, default=1.0,
-                   help="Metropolis samples |psi|^(2q) for this q in (0, 1], reweighted to "
-                   "|psi|^2 (default: 1)")
+                   help="q in (0, 1]: Metropolis samples |psi|^(2q), the autoregressive "
+                   "sampler its conditionals raised to q; both reweighted exactly to |psi|^2 "
+                   "(a sampled final energy of the autoregressive sampler always uses 0.5) "
+                   "(default: 1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -266,7 +266,8 @@ def molecule_sampler(
     distribution peaked on the Hartree-Fock determinant).
     ``kind="autoregressive"``: exact draws from an autoregressive ansatz, ``n_samples`` draws
     at most per step in at most ``max_unique`` distinct determinants
-    (:class:`nqs.sampling.autoregressive.AutoregressiveSampler`).
+    (:class:`nqs.sampling.autoregressive.AutoregressiveSampler`; ``power`` < 1: its
+    conditionals raised to q, reweighted exactly to ``|psi|^2``).
     """
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
@@ -274,17 +275,18 @@ def molecule_sampler(
 
     if kind not in MOLECULE_SAMPLERS:
         raise InputError(f"unknown sampler {kind!r}; choose {', '.join(MOLECULE_SAMPLERS)}")
+    if not 0.0 < power <= 1.0:
+        raise InputError(f"the sampling power must be in (0, 1], got {power}")
     if kind == "autoregressive":
         from nqs.sampling.autoregressive import AutoregressiveSampler
 
         if n_samples <= 0 or max_unique <= 0:
             raise InputError("samples and the number of distinct samples must be positive "
                              "integers")
-        return AutoregressiveSampler(hilbert, int(n_samples), int(max_unique)), "autoregressive"
+        return (AutoregressiveSampler(hilbert, int(n_samples), int(max_unique), float(power)),
+                "autoregressive")
     if rule not in MOLECULE_RULES:
         raise InputError(f"unknown Metropolis rule {rule!r}; choose {' or '.join(MOLECULE_RULES)}")
-    if not 0.0 < power <= 1.0:
-        raise InputError(f"the sampling power must be in (0, 1], got {power}")
     if kind == "exact" or (kind == "auto" and hilbert.n_states <= EXACT_AUTO_LIMIT):
         return ExactSampler(hilbert), "exact"
     if n_samples <= 0 or n_chains <= 0:

@@ -27,8 +27,9 @@ class Samples(NamedTuple):
     n_chains: number of Markov chains the rows come from (row = sample_index * n_chains + chain);
       0 for exact enumeration (no Monte Carlo error); ``UNIQUE_DRAWS`` (-1) for independent
       exact draws reduced to distinct configurations with weights = counts / n_draws.
-    n_draws: with ``UNIQUE_DRAWS``, the number of draws the counts add up to (0-d array);
-      None otherwise.
+    n_draws: with ``UNIQUE_DRAWS``, the number of draws the counts add up to (0-d array), or
+      for importance-weighted draws the plain draws each row's weight stands for ([n], see
+      :func:`nqs.stats.unique_statistics`); None otherwise.
     """
 
     x: jax.Array
