@@ -89,11 +89,11 @@ def main() -> None:
 
     name = args.name or Path(args.run).name
     out = HERE / "results" / f"tempered_estimates_{name}"
-    record = {"run": args.run, "determinants": int(c.size), "e_exact": e_exact, "e_fci": e_fci,
+    record = {"run": name, "determinants": int(c.size), "e_exact": e_exact, "e_fci": e_fci,
               "samples": args.samples, "max_unique": args.max_unique, "repeats": args.repeats,
               "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    lines = [f"# Sampled energies against the exact energy: {args.run}", "",
+    lines = [f"# Sampled energies against the exact energy: {name}", "",
              f"{c.size} determinants; the state's exact energy {e_exact:.8f} Ha, "
              f"{1e3 * (e_exact - e_fci):.3f} mHa above FCI. {args.repeats} independent "
              f"estimates per sampling power q, at most {args.samples} draws in "
