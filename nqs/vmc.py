@@ -633,7 +633,9 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
         return new_state, step_info._replace(n_unique=n_unique, n_draws=info["n_draws"])
 
     step.is_host_step = True
-    step.takes_shift_scale = rows_step is not None
+    # rows beyond |psi|^2's reach (connected rows, tempered draws) need a small diagonal
+    # shift, which the guard then adapts (Levenberg-Marquardt)
+    step.takes_shift_scale = rows_step is not None or float(getattr(sampler, "power", 1.0)) < 1
     return step
 
 
