@@ -20,8 +20,8 @@ normalized autoregressive distribution ``Q(x) = prod_k q_k`` that reaches furthe
 tail of small amplitudes (the determinants a fitted state barely holds). Both ``log p(x)`` and
 ``log Q(x)`` are summed along the walk, so each distinct determinant carries the exact
 importance weight ``counts(x) p(x) / Q(x)``, normalized (self-normalized importance
-sampling: unbiased as the draws grow). ``Samples.n_draws`` is then per row [max_unique]: the plain draws its
-weight stands for, ``sum_y c_y r_y / r_x`` (``r = p / Q``), which gives the
+sampling: unbiased as the draws grow). ``Samples.n_draws`` is then per row [max_unique]: the
+plain draws its weight stands for, ``sum_y c_y r_y / r_x`` (``r = p / Q``), which gives the
 importance-sampling error bar (:func:`nqs.stats.unique_statistics`).
 """
 
@@ -166,15 +166,14 @@ class AutoregressiveSampler:
         # per-sample local energies of the whole buffer stay finite
         tokens = jnp.where((counts > 0)[:, None], tokens, tokens[:1])
         if power == 1.0:
-            weights, n_effective = counts / n_draws, n_draws
+            weights, row_draws = counts / n_draws, n_draws
         else:
             r = jnp.where(counts > 0, jnp.exp(log_r - jnp.max(jnp.where(counts > 0, log_r,
                                                                          -jnp.inf))), 0.0)
             cr = counts * r
             weights = cr / jnp.sum(cr)
-            n_effective = jnp.where(counts > 0, jnp.sum(cr) / jnp.where(counts > 0, r, 1.0),
-                                    1.0)
-        samples = Samples(tokens_to_occupations(tokens), weights, UNIQUE_DRAWS, n_effective)
+            row_draws = jnp.where(counts > 0, jnp.sum(cr) / jnp.where(counts > 0, r, 1.0), 1.0)
+        samples = Samples(tokens_to_occupations(tokens), weights, UNIQUE_DRAWS, row_draws)
         info = {"acceptance": jnp.asarray(1.0), "n_unique": n_unique, "n_draws": n_draws}
         return samples, next_state, info
 
