@@ -315,6 +315,8 @@ def test_method_follows_the_choices_and_the_size_of_the_space():
     (["--sampler", "autoregressive", "--start-rounds", "0"], "start-rounds"),
     (["--sampler", "autoregressive", "--start-final-lr-fraction", "0"], "start-final-lr"),
     (["--sampler", "autoregressive", "--phase", "signs"], "phase"),
+    (["--sampler", "autoregressive", "--sampling-power", "1.5"], "sampling power"),
+    (["--sampler", "autoregressive", "--sampling-power", "0"], "sampling-power"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
 def test_bad_sampling_options_one_line_exit_2(args, word, capsys, tmp_path):
     from nqs.cli import main
