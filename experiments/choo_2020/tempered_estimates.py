@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +28,17 @@ from start_quality import energy, fci_vector, state_vector
 
 import nqs  # noqa: F401  (float64)
 from nqs.commands.load import load_run
-from nqs.errors import InputError
+from nqs.errors import CheckpointError, InputError
 from nqs.sampling.autoregressive import AutoregressiveSampler
 from nqs.vmc import make_energy_evaluator
 
 HERE = Path(__file__).resolve().parent
+
+
+def _fail(message: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"tempered_estimates.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
@@ -44,11 +51,15 @@ def main() -> None:
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     if args.repeats < 2 or args.samples < 1 or args.max_unique < 4:
-        raise SystemExit("error: --repeats >= 2, --samples >= 1 and --max-unique >= 4 needed")
-
-    loaded = load_run(args.run)
+        _fail("--repeats >= 2, --samples >= 1 and --max-unique >= 4 needed")
+    if not all(0.0 < q <= 1.0 for q in args.powers):
+        _fail(f"every sampling power must be in (0, 1], got {args.powers}")
+    try:
+        loaded = load_run(args.run)
+    except (CheckpointError, InputError) as err:
+        _fail(str(err))
     if loaded.kind != "molecule":
-        raise SystemExit(f"error: {args.run} is not a molecule run")
+        _fail(f"{args.run} is not a molecule run")
     integrals, operator = loaded.model, loaded.operator
     ansatz, params = loaded.state.ansatz, loaded.state.params
     t0 = time.perf_counter()
@@ -63,7 +74,7 @@ def main() -> None:
         try:
             sampler = AutoregressiveSampler(operator.hilbert, args.samples, args.max_unique, power)
         except InputError as err:
-            raise SystemExit(f"error: {err}") from None
+            _fail(str(err))
         evaluate = make_energy_evaluator(ansatz, operator, sampler, packed=True)
         state = sampler.init(None, ansatz, params)
         for k in range(3):  # the draw count settles to what the buffer holds
