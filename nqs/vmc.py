@@ -586,7 +586,8 @@ def _make_unique_step(ansatz, operator, sampler, optimizer, chunk_size, finish, 
 
     Jitted draw; the host keeps the first ``unique_bucket(n_unique)`` rows (the distinct
     configurations come first); their local energies come from the packed pass (one device) or
-    per sample; jitted estimate and update with weights counts / n_draws. The distinct
+    per sample; jitted estimate and update with the sampler's weights (counts / n_draws, or
+    importance weights of tempered draws with per-row ``n_draws``, cut like the rows). The distinct
     configurations are the rows of the SR Jacobian; with ``connected_rows`` (see
     :func:`make_vmc`) the determinants H connects to them join them, with exact weights.
     """
