@@ -302,11 +302,26 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
         source = Path(settings.init_from)
         integrals = run_integrals(source if source.is_dir() else source.parent, integrals,
                                   "--init-from")
-    hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo)
-    optimizer = make_scheduled_optimizer(settings)
-    initial_params = None
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
+    prior = None
+    if resume and out_dir is not None:
+        prior = load_prior(out_dir)
+    elif settings.init_from is not None:
+        source = Path(settings.init_from)
+        prior = load_prior(source if source.is_dir() else source.parent)
+    elif (settings.start == "prior"
+          and resolve_settings(settings, n_determinants(integrals)).ansatz == "autoregressive"):
+        from hamiltonians.second_quantized import MolecularHamiltonian
+
+        prior = _prior_start(MolecularHamiltonian(integrals), settings, echo, start_record)
+    if settings.start == "prior" and resume and prior is None:
+        raise InputError(f"the run to resume ({out_dir}) has no {PRIOR_NAME}: it was not "
+                         "started with --start prior")
+    hamiltonian, sampler, ansatz, mode, settings = build_problem(integrals, settings, echo,
+                                                                 prior=prior)
+    optimizer = make_scheduled_optimizer(settings)
+    initial_params = None
     if settings.init_from is not None and not resume:  # refused before --out is written to
         initial_params = load_checkpoint_params(
             settings.init_from, ansatz, jnp.asarray(hamiltonian.hilbert.hartree_fock_state()))
@@ -314,8 +329,10 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
     if (out_dir is not None and is_main_process()
             and integrals.n_orbitals <= SAVE_INTEGRALS_MAX_ORBITALS):  # the state is loadable
         save_integrals(out_dir, integrals)
+        if prior is not None:
+            save_prior(out_dir, prior)
     if (initial_params is None and settings.ansatz == "autoregressive"
-            and settings.start != "none" and not resume):
+            and settings.start in ("selected", "cisd") and not resume):
         initial_params = _fitted_start(ansatz, hamiltonian, settings, echo, start_record)
     result = run_vmc(ansatz, hamiltonian, sampler, optimizer, settings.steps, seed=settings.seed,
                      out_dir=out_dir, resume=resume, exact_energy=exact_energy, echo=echo,
@@ -366,9 +383,40 @@ def save_integrals(out_dir: Path, integrals) -> None:
     write_bytes_atomic(Path(out_dir) / INTEGRALS_NAME, buf.getvalue())
 
 
-def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = lambda _: None):
+#: The selected-CI vector under a ``--start prior`` state (:mod:`nqs.models.ci_prior`), beside
+#: its checkpoint: the state is the network's parameters and this table.
+PRIOR_NAME = "prior.npz"
+
+
+def save_prior(out_dir: Path, table) -> None:
+    """``out_dir/prior.npz`` (atomically)."""
+    import io
+
+    from nqs.io import write_bytes_atomic
+    from nqs.models.ci_prior import table_arrays
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **table_arrays(table))
+    write_bytes_atomic(Path(out_dir) / PRIOR_NAME, buf.getvalue())
+
+
+def load_prior(run_dir: str | Path):
+    """The table a run's state is built on (:data:`PRIOR_NAME`), or None if it has none."""
+    from nqs.models.ci_prior import table_from_arrays
+
+    path = Path(run_dir) / PRIOR_NAME
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return table_from_arrays({k: data[k] for k in data.files})
+
+
+def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = lambda _: None,
+                  prior=None):
     """``(hamiltonian, sampler, ansatz, mode, resolved settings)`` of one set of integrals:
-    what :func:`solve` runs and :func:`nqs.commands.load.load_run` rebuilds."""
+    what :func:`solve` runs and :func:`nqs.commands.load.load_run` rebuilds. ``prior``: the
+    :class:`nqs.models.ci_prior.DeterminantTable` of an autoregressive state's prior."""
     from hamiltonians.second_quantized import MolecularHamiltonian
     from nqs.precision import check_dtype, with_dtype
     from nqs.problems import molecule_ansatz, molecule_sampler
@@ -396,18 +444,61 @@ def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = l
     ansatz = molecule_ansatz(hilbert, settings.ansatz, alpha=settings.alpha,
                              hidden=settings.hidden, n_determinants=settings.n_determinants,
                              init_scale=init_scale, backbone=settings.backbone,
-                             phase=settings.phase)
+                             phase=settings.phase, prior=prior)
     ansatz = with_dtype(ansatz, settings.dtype)
     return hamiltonian, sampler, ansatz, mode, settings
 
 
-START_TARGETS = ("selected", "cisd", "none")
+START_TARGETS = ("selected", "cisd", "prior", "none")
 #: The start fit stops early at this fidelity with its target. An infidelity of 1e-3 is
 #: already several mHa (C2/STO-3G: 2.4e-3 is 14 mHa above FCI), so the fit runs its decaying
 #: learning rate to the end unless it is nearly exact.
 START_TARGET_FIDELITY = 0.99995
 _START_TEXT = {"selected": "CISD grown by CIPSI selection rounds",  # with their count
                "cisd": "CISD over HF and its singles and doubles"}
+
+
+def _selected_start_target(hamiltonian, settings: Settings, echo: Callable[[str], None],
+                           info: dict) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """``((x, c), text)``: the selected-CI start target
+    (:func:`nqs.models.ar_pretrain.selected_target` with the settings' rounds), its phases
+    echoed and recorded in ``info``, and a line that says what it is."""
+    from nqs.models.ar_pretrain import selected_target
+
+    target = selected_target(hamiltonian, grow=settings.start_grow, rounds=settings.start_rounds,
+                             pt2_tolerance=settings.start_pt2, info=info)
+    for ph in info["phases"]:
+        echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
+             f"{ph['connections']:.3g} connections"
+             + (f", {ph['external']} outside" if "external" in ph else "")
+             + (f", <S^2> {ph['s2']:.2g}" if "s2" in ph else "")
+             + f" ({ph['seconds']:.1f} s)")
+    pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
+    text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "
+            f"determinants; PT2 estimates {pt2 or '-'} mHa; stopped: {info['stopped']})")
+    if info["target"] == "first-order":
+        text = f"first-order amplitudes ({info['size']} determinants; {info['stopped']})"
+    return target, text
+
+
+def _prior_start(hamiltonian, settings: Settings, echo: Callable[[str], None],
+                 record: dict | None = None):
+    """The :class:`nqs.models.ci_prior.DeterminantTable` of the selected-CI start target: the
+    autoregressive state starts as that vector exactly (``--start prior``). ``record``
+    receives the target's phases, as :func:`_fitted_start`'s."""
+    from nqs.models.ci_prior import make_table
+
+    t0 = time.perf_counter()
+    info: dict = {"start": "prior"}
+    (x, c), text = _selected_start_target(hamiltonian, settings, echo, info)
+    table = make_table(np.asarray(x), np.asarray(c), hamiltonian.hilbert.n_orbitals)
+    info.update(seconds=time.perf_counter() - t0)
+    e_var = info.get("e_var")
+    echo(f"  start: the state is {text} under the network's correction (zero at the start"
+         + (f"; its energy {e_var:.8f} Ha" if e_var is not None else "") + ")")
+    if record is not None:
+        record.update(info)
+    return table
 
 
 def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str], None],
@@ -419,11 +510,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     import jax
     import jax.numpy as jnp
 
-    from nqs.models.ar_pretrain import (
-        FIT_ROOT_TOLERANCE,
-        fit_singles_doubles,
-        selected_target,
-    )
+    from nqs.models.ar_pretrain import FIT_ROOT_TOLERANCE, fit_singles_doubles
     from nqs.parallel import is_main_process
     from nqs.progress import Progress
 
@@ -432,20 +519,7 @@ def _fitted_start(ansatz, hamiltonian, settings: Settings, echo: Callable[[str],
     target, text = settings.start, _START_TEXT[settings.start]
     info: dict = {"start": settings.start}
     if settings.start == "selected":
-        target = selected_target(hamiltonian, grow=settings.start_grow,
-                                 rounds=settings.start_rounds,
-                                 pt2_tolerance=settings.start_pt2, info=info)
-        for ph in info["phases"]:
-            echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
-                 f"{ph['connections']:.3g} connections"
-                 + (f", {ph['external']} outside" if "external" in ph else "")
-                 + (f", <S^2> {ph['s2']:.2g}" if "s2" in ph else "")
-                 + f" ({ph['seconds']:.1f} s)")
-        pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
-        text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "
-                f"determinants; PT2 estimates {pt2 or '-'} mHa; stopped: {info['stopped']})")
-        if info["target"] == "first-order":
-            text = f"first-order amplitudes ({info['size']} determinants; {info['stopped']})"
+        target, text = _selected_start_target(hamiltonian, settings, echo, info)
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed), x0)
     bars: list[tuple[str, Progress]] = []  # the phase whose steps are reported, last
 

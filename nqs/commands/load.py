@@ -115,6 +115,7 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
         Settings,
         build_problem,
         fingerprint,
+        load_prior,
         make_scheduled_optimizer,
     )
 
@@ -131,7 +132,8 @@ def _molecule(ckpt: Path, fp: dict[str, Any], meta: dict[str, Any]) -> tuple:
         values["hidden"] = tuple(values["hidden"])
     settings = Settings(**values, seed=int(meta.get("seed", 0)),
                         dtype=meta.get("dtype", "float64"))
-    hamiltonian, sampler, ansatz, _, settings = build_problem(integrals, settings)
+    hamiltonian, sampler, ansatz, _, settings = build_problem(integrals, settings,
+                                                              prior=load_prior(ckpt.parent))
     if fingerprint(integrals, settings)["integrals"] != fp["integrals"]:
         raise CheckpointError(f"{path} does not hold the integrals of checkpoint {ckpt} "
                               "(their digest differs)")

@@ -136,10 +136,11 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
     """The autoregressive start: the selected-CI or CISD wavefunction fitted before VMC."""
-    p.add_argument("--start", choices=("selected", "cisd", "none"), default="selected",
+    p.add_argument("--start", choices=("selected", "cisd", "prior", "none"), default="selected",
                    help="autoregressive: the wavefunction the state is fitted to before VMC: "
-                   "CISD grown by CIPSI selection rounds (selected), CISD, or none "
-                   "(default: selected)")
+                   "CISD grown by CIPSI selection rounds (selected), CISD, or none; prior: "
+                   "the state starts as the selected vector exactly, with the network as its "
+                   "correction (no fit) (default: selected)")
     p.add_argument("--start-grow", type=float, default=1.0,
                    help="selected start: determinants a selection round adds, as a multiple "
                    "of the space so far (default: 1)")

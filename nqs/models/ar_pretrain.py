@@ -430,19 +430,51 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     c = c / np.linalg.norm(c)
     if not external:
         return c, e0, (keys[:0], np.zeros(0))
+    return c, e0, external_numerators(operator, xs, c, max_rows, screen)
+
+
+def external_numerators(operator: Any, xs: np.ndarray, c: np.ndarray,
+                        max_rows: int = 1 << 20, screen: float = 1e-7
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys [k], v [k])``: the configurations outside ``xs`` [m, n_sites] that H connects to
+    it (keys of :func:`nqs.exact.configuration_keys`) and ``v(x) = sum_{y in xs} H_xy c(y)``
+    over the terms above ``screen``. One pass over the ``m max_conn`` connections."""
+    from nqs.exact import configuration_keys
+
+    keys = configuration_keys(xs, operator.hilbert)
+    sorted_keys = np.sort(keys)
     ext_k, ext_v = [], []
     for src, k_new, mel in _connection_blocks(operator, xs, keys, max_rows):
         contribution = mel * c[src]
+        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
         # heat-bath screening: a connection below ``screen`` cannot make a determinant's t
         # matter, and dropping it bounds the memory (a pass over N2/cc-pVDZ CISD has ~1e8)
-        out = (np.abs(contribution) > screen) & ~located(k_new)[1]
+        out = (np.abs(contribution) > screen) & (sorted_keys[pos] != k_new)
         ext_k.append(k_new[out])
         ext_v.append(contribution[out])
     ext_k = np.concatenate(ext_k)
     if len(ext_k) == 0:
-        return c, e0, (keys[:0], np.zeros(0))
+        return keys[:0], np.zeros(0)
     distinct, inverse = np.unique(ext_k, return_inverse=True)
-    return c, e0, (distinct, np.bincount(inverse.ravel(), weights=np.concatenate(ext_v)))
+    return distinct, np.bincount(inverse.ravel(), weights=np.concatenate(ext_v))
+
+
+def first_order_amplitudes(operator: Any, xs: np.ndarray, c: np.ndarray, e0: float,
+                           n_keep: int, max_rows: int = 1 << 20
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """``(y [k, n_sites], a [k])``, ``k <= n_keep``: the determinants outside ``xs`` of largest
+    Epstein-Nesbet first-order amplitude ``a(y) = v(y) / (E0 - H_yy)`` of the vector ``c`` on
+    ``xs`` (energy ``e0``; :func:`external_numerators`), largest first."""
+    from nqs.exact import configurations_from_keys
+
+    ext_k, ext_v = external_numerators(operator, xs, c, max_rows)
+    if len(ext_k) == 0 or n_keep < 1:
+        return xs[:0], np.zeros(0)
+    pre = np.argsort(-np.abs(ext_v))[: 4 * n_keep]  # as _select: numerators first, then |a|
+    y = configurations_from_keys(ext_k[pre], operator.hilbert)
+    a = ext_v[pre] / np.minimum(e0 - _diagonal(operator, y), -1e-3)
+    top = np.argsort(-np.abs(a))[:n_keep]
+    return y[top], a[top]
 
 
 #: A root of a truncated space counts as Hartree-Fock's state when ``c(HF)^2`` reaches this.

@@ -40,6 +40,7 @@ import numpy as np
 from nqs.ansatz import Ansatz
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert
+from nqs.models.ci_prior import DeterminantTable, PriorBackbone, PriorPhase
 
 N_TOKENS = 4  # empty, alpha, beta, double
 BACKBONES = ("made", "transformer")
@@ -277,6 +278,7 @@ def make_autoregressive(
     phase_hidden: Sequence[int] = (64,),
     hf_logit: float = 8.0,
     phase: str = "mlp",
+    prior: DeterminantTable | None = None,
 ) -> Ansatz:
     """Autoregressive state on ``hilbert`` (see the module docstring).
 
@@ -287,12 +289,19 @@ def make_autoregressive(
       hf_logit: initial preference of each orbital for its Hartree-Fock token (logit units).
       phase: ``"mlp"`` (:class:`PhaseMLP` of the occupations) or ``"conditional"``
         (:class:`ConditionalPhase`: per-orbital phases from a masked MLP plus that MLP).
+      prior: a selected-CI vector the state starts from exactly (:mod:`nqs.models.ci_prior`):
+        the backbone's logits (no Hartree-Fock bias then) correct the vector's conditionals,
+        and the phase network gives the phases outside it.
     """
     if not isinstance(hilbert, FermionHilbert):
         raise InputError("the autoregressive ansatz is for molecular (fermion) Hilbert spaces")
     n, na, nb = hilbert.n_orbitals, hilbert.n_alpha, hilbert.n_beta
     if any(int(h) <= 0 for h in hidden) or any(int(h) <= 0 for h in phase_hidden):
         raise InputError("hidden-layer widths must be positive integers")
+    if prior is not None:
+        if prior.n_orbitals != n:
+            raise InputError(f"the prior has {prior.n_orbitals} orbitals, the space {n}")
+        hf_logit = 0.0  # the prior starts the state at its vector, not at Hartree-Fock
     if backbone == "made":
         net = MADE(n, na, nb, tuple(int(h) for h in hidden), hf_logit)
     elif backbone == "transformer":
@@ -310,6 +319,8 @@ def make_autoregressive(
         phase_net = ConditionalPhase(n, na, nb, widths, PhaseMLP(widths))
     else:
         raise InputError(f"unknown autoregressive phase {phase!r}; choose {' or '.join(PHASES)}")
+    if prior is not None:
+        net, phase_net = PriorBackbone(net, prior), PriorPhase(phase_net, prior)
     module = AutoregressiveState(n, na, nb, net, phase_net)
     # log|psi| = log p / 2 from the backbone alone, the phase from the phase network alone
     return Ansatz(module, amplitude_phase=("backbone", "phase"))

@@ -8,6 +8,7 @@ defaults: :mod:`nqs.problems.realspace_defaults`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from nqs.ansatz import Ansatz
 from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, SpinHilbert
 from nqs.sampling.base import Sampler
+
+if TYPE_CHECKING:
+    from nqs.models.ci_prior import DeterminantTable
 
 SPIN_ANSATZE = ("rbm", "rbm-symm", "gcnn", "vit")
 """Ansatz kinds of :func:`spin_ansatz` (``nqs spin --ansatz``)."""
@@ -211,6 +215,7 @@ def molecule_ansatz(
     init_scale: float = 0.05,
     backbone: str = "made",
     phase: str = "mlp",
+    prior: DeterminantTable | None = None,
 ) -> Ansatz:
     """Neural backflow determinant(s) (``"backflow"``), complex RBM (``"rbm"``, Choo et al.),
     or an autoregressive state (``"autoregressive"``: ``backbone`` ``"made"`` with ``hidden``
@@ -227,7 +232,7 @@ def molecule_ansatz(
         # the phase network as wide as the amplitudes': half the error of a fitted H2O/6-31G
         # start is in its signs
         return make_autoregressive(hilbert, backbone, hidden=hidden, phase_hidden=hidden,
-                                   phase=phase)
+                                   phase=phase, prior=prior)
     if kind == "backflow":
         from nqs.models.backflow import make_backflow
 

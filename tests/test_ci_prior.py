@@ -1,0 +1,139 @@
+"""The selected-CI prior of the autoregressive state (nqs.models.ci_prior, ``--start prior``)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nqs  # noqa: F401  (float64)
+from nqs.errors import InputError
+from nqs.exact import configuration_keys
+from nqs.hilbert import FermionHilbert
+from nqs.models.autoregressive import make_autoregressive
+from nqs.models.ci_prior import (
+    PRIOR_FLOOR,
+    make_table,
+    prior_conditionals,
+    table_arrays,
+    table_from_arrays,
+)
+
+HILBERT = FermionHilbert(5, 2, 2)
+
+
+def _random_vector(hilbert, size, seed=0):
+    """A random normalized vector on ``size`` distinct determinants of the sector."""
+    rng = np.random.default_rng(seed)
+    states = np.asarray(hilbert.all_states())
+    rows = rng.choice(len(states), size, replace=False)
+    t = rng.normal(size=size)
+    return states[rows], t / np.linalg.norm(t)
+
+
+def _psi(ansatz, params, states):
+    log_psi = jax.jit(jax.vmap(ansatz.log_psi, in_axes=(None, 0)))(params, jnp.asarray(states))
+    return np.exp(np.asarray(log_psi))
+
+
+@pytest.mark.parametrize("backbone,phase", [("made", "mlp"), ("transformer", "conditional")])
+def test_prior_state_starts_as_its_vector(backbone, phase):
+    """At the start the state is the vector: psi = t on its determinants (up to the floor's
+    share), normalized over the sector, every other determinant at a floor-sized amplitude."""
+    x, t = _random_vector(HILBERT, 30)
+    table = make_table(x, t, HILBERT.n_orbitals)
+    ansatz = make_autoregressive(HILBERT, backbone, hidden=(16,), d_model=8, n_heads=2,
+                                 n_layers=1, phase_hidden=(8,), phase=phase, prior=table)
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(0), jnp.asarray(HILBERT.hartree_fock_state()))
+    states = np.asarray(HILBERT.all_states())
+    psi = _psi(ansatz, params, states)
+    assert abs(np.sum(np.abs(psi) ** 2) - 1.0) < 1e-12
+    index = {k: i for i, k in enumerate(configuration_keys(states, HILBERT))}
+    rows = np.array([index[k] for k in configuration_keys(x, HILBERT)])
+    outside = np.ones(len(states), bool)
+    outside[rows] = False
+    leak = np.sum(np.abs(psi[outside]) ** 2)
+    assert 0 < leak < 20 * HILBERT.n_orbitals * PRIOR_FLOOR
+    # inside: the vector's magnitudes and signs (the phase network is not used there)
+    assert np.max(np.abs(psi[rows] - t)) < 1e-6
+
+
+def test_conditionals_multiply_to_the_squared_vector():
+    x, t = _random_vector(HILBERT, 40, seed=1)
+    table = make_table(x, t, HILBERT.n_orbitals)
+    n = HILBERT.n_orbitals
+    tokens = (x[:, :n] + 2 * x[:, n:]).astype(np.int32)
+    pi = jax.jit(jax.vmap(lambda tk: prior_conditionals(table, tk)))(jnp.asarray(tokens))
+    chosen = np.take_along_axis(np.asarray(pi), tokens[:, :, None], axis=2)[..., 0]
+    np.testing.assert_allclose(np.prod(chosen, axis=1), t**2, rtol=1e-12, atol=1e-15)
+    # each conditional of a prefix the vector holds sums to one
+    np.testing.assert_allclose(np.asarray(pi).sum(axis=-1), 1.0, rtol=1e-12)
+    # the table survives its arrays bit for bit (the run's prior.npz)
+    again = table_from_arrays(table_arrays(table))
+    assert np.array_equal(again.cumulative, table.cumulative)
+    assert np.array_equal(again.keys, table.keys)
+
+
+def test_prior_gradient_matches_finite_differences():
+    """d log psi / d theta of a moved prior state against central differences, inside and
+    outside the vector."""
+    x, t = _random_vector(HILBERT, 20, seed=2)
+    ansatz = make_autoregressive(HILBERT, "made", hidden=(8,), phase_hidden=(8,),
+                                 prior=make_table(x, t, HILBERT.n_orbitals))
+    params = jax.jit(ansatz.init)(jax.random.PRNGKey(1), jnp.asarray(HILBERT.hartree_fock_state()))
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    flat = flat + 0.3 * jax.random.normal(jax.random.PRNGKey(2), flat.shape)
+    states = jnp.asarray(np.asarray(HILBERT.all_states())[::7])
+
+    def f(v):
+        return jnp.sum(jnp.real(jax.vmap(ansatz.log_psi, in_axes=(None, 0))(unravel(v), states))
+                       * jnp.arange(1, len(states) + 1))
+
+    grad = jax.grad(f)(flat)
+    rng = np.random.default_rng(3)
+    for i in rng.choice(flat.size, 12, replace=False):
+        e = jnp.zeros_like(flat).at[i].set(1e-6)
+        fd = (f(flat + e) - f(flat - e)) / 2e-6
+        assert abs(float(fd) - float(grad[i])) < 1e-5 * max(1.0, abs(float(fd)))
+
+
+def test_too_many_orbitals_or_repeats_are_one_line_errors():
+    big = FermionHilbert(33, 1, 1)
+    x = np.asarray(big.hartree_fock_state())[None]
+    with pytest.raises(InputError, match="at most 32"):
+        make_table(x, np.ones(1), 33)
+    x, t = _random_vector(HILBERT, 3)
+    with pytest.raises(InputError, match="distinct"):
+        make_table(np.concatenate([x, x[:1]]), np.r_[t, 1.0], HILBERT.n_orbitals)
+
+
+def test_prior_start_end_to_end_and_resume(tmp_path, capsys):
+    """``nqs molecule --start prior`` on H2O/STO-3G (sampled): the first step's energy is the
+    selected vector's own (its eigenvalue in its space), the run writes ``prior.npz``, a
+    resumed run continues exactly where an uninterrupted one goes, and the run loads back."""
+    from nqs.cli import main
+    from nqs.commands.load import load_run
+
+    common = ["molecule", "--molecule", "H2O", "--sampler", "autoregressive", "--hidden", "16",
+              "--start", "prior", "--start-rounds", "1", "--samples", "20000"]
+    straight, first = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*common, "--steps", "4", "--out", str(straight)]) == 0
+    out = capsys.readouterr().out
+    assert "under the network's correction" in out
+    result = json.loads((straight / "result.json").read_text())
+    e_var = result["start"]["e_var"]
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert abs(log[0]["energy"] - e_var) < 1e-6
+    assert (straight / "prior.npz").is_file()
+    assert main([*common, "--steps", "2", "--out", str(first)]) == 0
+    assert main([*common, "--steps", "4", "--out", str(first), "--resume"]) == 0
+    resumed = [json.loads(line) for line in (first / "log.jsonl").read_text().splitlines()]
+    assert [r["energy"] for r in resumed] == [r["energy"] for r in log]
+    loaded = load_run(straight)  # with its prior: the checkpoint's state, not the network's
+    hf = jnp.asarray(loaded.operator.hilbert.hartree_fock_state())[None]
+    assert loaded.step == 4
+    # Hartree-Fock's weight in the vector (~0.97), not the bare network's (~4^-7)
+    assert np.abs(_psi(loaded.state.ansatz, loaded.state.params, hf)[0]) ** 2 > 0.9
