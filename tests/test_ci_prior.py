@@ -41,8 +41,8 @@ def _psi(ansatz, params, states):
 
 @pytest.mark.parametrize("backbone,phase", [("made", "mlp"), ("transformer", "conditional")])
 def test_prior_state_starts_as_its_vector(backbone, phase):
-    """At the start the state is the vector: psi = t on its determinants (up to the floor's
-    share), normalized over the sector, every other determinant at a floor-sized amplitude."""
+    """At the start the state is the vector: psi = t on its determinants (up to the floor),
+    normalized over the sector, every other determinant at a floor-sized amplitude."""
     x, t = _random_vector(HILBERT, 30)
     table = make_table(x, t, HILBERT.n_orbitals)
     ansatz = make_autoregressive(HILBERT, backbone, hidden=(16,), d_model=8, n_heads=2,
@@ -57,8 +57,10 @@ def test_prior_state_starts_as_its_vector(backbone, phase):
     outside[rows] = False
     leak = np.sum(np.abs(psi[outside]) ** 2)
     assert 0 < leak < 20 * HILBERT.n_orbitals * PRIOR_FLOOR
-    # inside: the vector's magnitudes and signs (the phase network is not used there)
-    assert np.max(np.abs(psi[rows] - t)) < 1e-6
+    # inside: the vector's magnitudes and signs (the phase network is not used there), up to
+    # the floor's share of each conditional
+    assert np.max(np.abs(psi[rows] - t)) < 1e-3
+    assert abs(np.vdot(t, psi[rows])) ** 2 > 1 - 1e-4
 
 
 def test_conditionals_multiply_to_the_squared_vector():
@@ -112,13 +114,14 @@ def test_too_many_orbitals_or_repeats_are_one_line_errors():
 
 def test_prior_start_end_to_end_and_resume(tmp_path, capsys):
     """``nqs molecule --start prior`` on H2O/STO-3G (sampled): the first step's energy is the
-    selected vector's own (its eigenvalue in its space), the run writes ``prior.npz``, a
+    selected vector's own (its eigenvalue in its space) within 0.1 mHa, the run writes ``prior.npz``, a
     resumed run continues exactly where an uninterrupted one goes, and the run loads back."""
     from nqs.cli import main
     from nqs.commands.load import load_run
 
     common = ["molecule", "--molecule", "H2O", "--sampler", "autoregressive", "--hidden", "16",
-              "--start", "prior", "--start-rounds", "1", "--samples", "20000"]
+              "--start", "prior", "--start-rounds", "1", "--samples", "20000",
+              "--prior-fit-steps", "0"]
     straight, first = tmp_path / "straight", tmp_path / "resumed"
     assert main([*common, "--steps", "4", "--out", str(straight)]) == 0
     out = capsys.readouterr().out
@@ -126,7 +129,7 @@ def test_prior_start_end_to_end_and_resume(tmp_path, capsys):
     result = json.loads((straight / "result.json").read_text())
     e_var = result["start"]["e_var"]
     log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
-    assert abs(log[0]["energy"] - e_var) < 1e-6
+    assert abs(log[0]["energy"] - e_var) < 1e-4  # the floor's share and sampling
     assert (straight / "prior.npz").is_file()
     assert main([*common, "--steps", "2", "--out", str(first)]) == 0
     assert main([*common, "--steps", "4", "--out", str(first), "--resume"]) == 0
@@ -137,3 +140,34 @@ def test_prior_start_end_to_end_and_resume(tmp_path, capsys):
     assert loaded.step == 4
     # Hartree-Fock's weight in the vector (~0.97), not the bare network's (~4^-7)
     assert np.abs(_psi(loaded.state.ansatz, loaded.state.params, hf)[0]) ** 2 > 0.9
+
+
+def test_first_order_fit_lowers_the_energy_below_the_vector():
+    """N2 / STO-3G (14400 determinants, exact energies) from a small selected vector (CISD and
+    one quarter-sized round, 4.1 mHa above FCI): the prior state is the vector's energy up to
+    the floor's share, and the network's fit to the first-order amplitudes outside it takes
+    the exact energy below the vector's by more than 2 mHa (1.68 mHa above FCI)."""
+    from pyscf.fci import direct_spin1
+
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.bench.fci import Settings, _first_order_fit, _prior_start, build_problem
+    from nqs.exact import exact_data, exact_energy_fn, sparse_hamiltonian
+
+    integrals, _ = compute_integrals(from_preset("N2", basis="sto-3g"))
+    e_fci = direct_spin1.FCI().kernel(integrals.h1, integrals.h2, integrals.n_orbitals,
+                                      (integrals.n_alpha, integrals.n_beta),
+                                      ecore=integrals.e_core)[0]
+    settings = Settings(ansatz="autoregressive", sampler="autoregressive", hidden=(32,),
+                        start="prior", start_rounds=1, start_grow=0.25, prior_fit_steps=300,
+                        prior_external=2000)
+    table, target = _prior_start(MolecularHamiltonian(integrals), settings, lambda _: None)
+    hamiltonian, _, ansatz, _, _ = build_problem(integrals, settings, prior=table)
+    energy = jax.jit(exact_energy_fn(ansatz))
+    data = exact_data(sparse_hamiltonian(hamiltonian))
+    x0 = jnp.asarray(hamiltonian.hilbert.hartree_fock_state())
+    e_prior = float(np.real(energy(jax.jit(ansatz.init)(jax.random.PRNGKey(0), x0), data)[0]))
+    assert 3e-3 < target[2] - e_fci and abs(e_prior - target[2]) < 1e-4
+    fitted = _first_order_fit(ansatz, hamiltonian, target, settings, lambda _: None)
+    e_fit = float(np.real(energy(fitted, data)[0]))
+    assert e_fci < e_fit < e_prior - 2e-3

@@ -141,6 +141,15 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
                    "CISD grown by CIPSI selection rounds (selected), CISD, or none; prior: "
                    "the state starts as the selected vector exactly, with the network as its "
                    "correction (no fit) (default: selected)")
+    p.add_argument("--prior-external", type=positive_int, default=8192, metavar="N",
+                   help="--start prior: the network is fitted to the first-order amplitudes of "
+                   "the N determinants outside the vector of largest amplitude (default: 8192)")
+    p.add_argument("--prior-fit-rows", type=positive_int, default=1 << 16, metavar="N",
+                   help="--start prior: the vector's N determinants of largest weight join "
+                   "that fit; the fit drains the rest of the vector (default: 65536)")
+    p.add_argument("--prior-fit-steps", type=nonnegative_int, default=1000, metavar="N",
+                   help="--start prior: Adam steps of that fit; 0: no fit, the state starts "
+                   "as the vector (default: 1000)")
     p.add_argument("--start-grow", type=float, default=1.0,
                    help="selected start: determinants a selection round adds, as a multiple "
                    "of the space so far (default: 1)")
@@ -312,6 +321,8 @@ def _settings(args: argparse.Namespace):
                     start_final_lr_fraction=args.start_final_lr_fraction,
                     start_refine_steps=args.start_refine_steps,
                     start_fit_max=args.start_fit_max, start_fit_growth=args.start_fit_growth,
+                    prior_external=args.prior_external, prior_fit_rows=args.prior_fit_rows,
+                    prior_fit_steps=args.prior_fit_steps,
                     init_from=args.init_from, plateau=args.plateau)
 
 
