@@ -580,7 +580,8 @@ def _first_order_fit(ansatz, hamiltonian, target, settings: Settings,
     # no early stop: the vector alone already has fidelity 1 / (1 + sum a^2) with the target
     params, fidelity = fit_singles_doubles(
         ansatz, hamiltonian, params, target=(xt, tt), steps=settings.prior_fit_steps,
-        learning_rate=PRIOR_FIT_LEARNING_RATE, final_lr_fraction=settings.start_final_lr_fraction, target_fidelity=2.0,
+        learning_rate=PRIOR_FIT_LEARNING_RATE,
+        final_lr_fraction=settings.start_final_lr_fraction, target_fidelity=2.0,
         max_fit=len(tt), info=info, progress=progress.on_step)
     progress.end_phase()
     echo(f"  start: first-order fit: {info['fit_steps']} Adam steps over {len(tt)} "
