@@ -683,7 +683,7 @@ def test_sampled_h2_starts_at_fci(tmp_path, capsys):
     from nqs.cli import main
 
     code = main(["molecule", "--molecule", "H2", "--sampler", "autoregressive", "--steps", "3",
-                 "--hidden", "16", "--out", str(tmp_path)])
+                 "--hidden", "16", "--start", "selected", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
     fidelity = float(re.search(r"start: fitted to CISD grown by [0-9]+ CIPSI selection "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +93,10 @@ class Settings:
     # autoregressive sampler + SR: determinants H connects to the draws added as rows of SR
     # (nqs.sampling.connected); 0: the draws alone
     connected_rows: int = 0
-    start: str = "selected"  # autoregressive: fit "selected" (CISD + one CIPSI round), "cisd"
-    # or "none" first (nqs.models.ar_pretrain)
+    # autoregressive: "prior" (the selected-CI vector under the network, nqs.models.ci_prior),
+    # fit "selected" (CISD + CIPSI rounds), "cisd" or "none" first (nqs.models.ar_pretrain);
+    # "auto": prior up to 32 orbitals, selected beyond
+    start: str = "auto"
     start_grow: float = 1.0  # selected start: determinants a round adds, times the space
     start_rounds: int = 3  # selected start: selection rounds at most
     start_pt2: float = 1e-3  # rounds after the first while the target's E_PT2 < -this (Ha)
@@ -104,10 +106,11 @@ class Settings:
     start_fit_max: int | None = None  # determinants the start fits at most (None: 2^17 / orbitals)
     start_fit_growth: int = 1  # the cap doubles up to this multiple while the kept root is high
     # --start prior: the network fitted to the first-order amplitudes of this many
-    # determinants outside the vector, beside the vector's prior_fit_rows of largest weight,
-    # for prior_fit_steps Adam steps (0: the network starts at zero, the state is the vector)
+    # determinants outside the vector, beside prior_fit_rows of the vector's in each step (a
+    # third of them its largest, the rest drawn), for prior_fit_steps Adam steps (0: the
+    # network starts at zero, the state is the vector)
     prior_external: int = 8192
-    prior_fit_rows: int = 1 << 16
+    prior_fit_rows: int = 6144
     prior_fit_steps: int = 1000
     # a checkpoint (or run directory) whose parameters start the run, in place of the start
     # fit: a new run (new optimizer, learning rate, steps) continued from another's state
@@ -121,12 +124,15 @@ AR_HIDDEN = (256,)  # MADE and phase-network width of the autoregressive ansatz
 MCMC_SAMPLES = 2048
 
 
-def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
+def resolve_settings(settings: Settings, n_determinants: int,
+                     n_orbitals: int | None = None) -> Settings:
     """``settings`` with every ``auto`` / None choice made for a space of ``n_determinants``
-    (ansatz and sampler by :func:`nqs.problems.molecule_method`, then the optimizer, learning
-    rate, sample count and autoregressive phase network that go with them)."""
-    from dataclasses import replace
+    over ``n_orbitals`` spatial orbitals (ansatz and sampler by
+    :func:`nqs.problems.molecule_method`, then the optimizer, learning rate, sample count,
+    autoregressive phase network and start that go with them; the start stays ``auto`` when
+    ``n_orbitals`` is not given)."""
 
+    from nqs.models.ci_prior import MAX_PRIOR_ORBITALS
     from nqs.problems import EXACT_AUTO_LIMIT, molecule_method
 
     ansatz, sampler = molecule_method(n_determinants, settings.ansatz, settings.sampler)
@@ -162,7 +168,13 @@ def resolve_settings(settings: Settings, n_determinants: int) -> Settings:
     shift = settings.diag_shift
     if shift is None:
         shift = 1e-6 if connected else 1e-3
-    return replace(settings, ansatz=ansatz, sampler=sampler, optimizer=optimizer,
+    start = settings.start
+    if start == "auto" and n_orbitals is not None:
+        # the selected vector itself under the network (no fit of it): N2 / 6-31G fc starts
+        # 1.29 mHa above FCI, where the fitted start (its 8183 largest of 38523) is 6.8; the
+        # table's keys hold 32 orbitals
+        start = "prior" if n_orbitals <= MAX_PRIOR_ORBITALS else "selected"
+    return replace(settings, start=start, ansatz=ansatz, sampler=sampler, optimizer=optimizer,
                    learning_rate=lr, samples=samples, phase=phase, hidden=tuple(hidden),
                    connected_rows=connected, diag_shift=shift)
 
@@ -176,7 +188,6 @@ def make_scheduled_optimizer(settings: Settings):
     ``"cosine"``: ``lr * (f + (1 - f) (1 + cos(pi t / steps)) / 2)`` at step ``t`` with
     ``f = final_lr_fraction`` (optax's cosine decay), for Adam, SGD, SR and minSR alike.
     """
-    from dataclasses import replace
 
     import optax
 
@@ -311,6 +322,9 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
                                   "--init-from")
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
+    if settings.start == "auto":
+        settings = replace(settings, start=resolve_settings(
+            settings, n_determinants(integrals), integrals.n_orbitals).start)
     prior = prior_target = None
     if resume and out_dir is not None:
         prior = load_prior(out_dir)
@@ -435,7 +449,7 @@ def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = l
     check_dtype(settings.dtype)
     hamiltonian = MolecularHamiltonian(integrals)
     hilbert = hamiltonian.hilbert
-    settings = resolve_settings(settings, hilbert.n_states)
+    settings = resolve_settings(settings, hilbert.n_states, hilbert.n_orbitals)
     sampler, mode = molecule_sampler(hilbert, settings.sampler, settings.samples, settings.chains,
                                      rule=settings.rule, power=settings.sampling_power,
                                      integrals=integrals, max_unique=settings.max_unique)
@@ -460,7 +474,7 @@ def build_problem(integrals, settings: Settings, echo: Callable[[str], None] = l
     return hamiltonian, sampler, ansatz, mode, settings
 
 
-START_TARGETS = ("selected", "cisd", "prior", "none")
+START_TARGETS = ("auto", "selected", "cisd", "prior", "none")
 #: The start fit stops early at this fidelity with its target. An infidelity of 1e-3 is
 #: already several mHa (C2/STO-3G: 2.4e-3 is 14 mHa above FCI), so the fit runs its decaying
 #: learning rate to the end unless it is nearly exact.
@@ -551,11 +565,12 @@ def _first_order_fit(ansatz, hamiltonian, target, settings: Settings,
     amplitudes outside its vector: ``target = (x, c, E0)``, the selected vector and its
     energy. The :data:`Settings.prior_external` determinants outside ``x`` of largest
     Epstein-Nesbet amplitude ``a(y) = sum_x H_yx c(x) / (E0 - H_yy)``
-    (:func:`nqs.models.ar_pretrain.first_order_amplitudes`) join the vector's
-    :data:`Settings.prior_fit_rows` of largest weight, and the network is fitted to
-    ``c + a`` (normalized) by the start fit's cross-entropy and phase loss, for
-    :data:`Settings.prior_fit_steps` Adam steps. The vector's own conditionals and signs stay
-    the prior's; what the fit moves is where the state leaves the vector."""
+    (:func:`nqs.models.ar_pretrain.first_order_amplitudes`) join the vector, and the network
+    is fitted to ``c + a`` (normalized) by the start fit's cross-entropy and phase loss, for
+    :data:`Settings.prior_fit_steps` Adam steps, each over the first-order determinants and
+    :data:`Settings.prior_fit_rows` of the vector's (a third its largest, the rest drawn).
+    The vector's own conditionals and signs stay the prior's; what the fit moves is where the
+    state leaves the vector."""
     import jax
     import jax.numpy as jnp
 
@@ -567,11 +582,18 @@ def _first_order_fit(ansatz, hamiltonian, target, settings: Settings,
     if len(a) == 0:  # the vector spans every determinant H connects it to
         echo("  start: first order: no determinant outside the vector; no fit")
         return None
-    keep = np.sort(np.argsort(-np.abs(c), kind="stable")[: settings.prior_fit_rows])  # HF first
-    xt, tt = np.concatenate([x[keep], y]), np.concatenate([c[keep], a])
+    # rows: the vector's largest (Hartree-Fock first) and the first-order ones in every step,
+    # the rest of the vector drawn (minibatch): the cross-entropy over the whole vector holds
+    # each of its determinants, where a fit that left some out would drain them
+    order = np.argsort(-np.abs(c), kind="stable")
+    n_top = max(settings.prior_fit_rows // 3, 1)
+    xt = np.concatenate([x[order[:n_top]], y, x[order[n_top:]]])
+    tt = np.concatenate([c[order[:n_top]], a, c[order[n_top:]]])
     tt = tt / np.linalg.norm(tt)
+    n_drawn = settings.prior_fit_rows - n_top
     echo(f"  start: first order: {len(a)} determinants outside the vector (sum a^2 "
-         f"{np.sum(a**2):.3g}) beside its {len(keep)} of largest weight "
+         f"{np.sum(a**2):.3g}); each fit step sees them, the vector's {n_top} of largest weight "
+         f"and {min(n_drawn, len(c) - n_top)} of its other {len(c) - n_top} "
          f"({time.perf_counter() - t0:.1f} s)")
     params = jax.jit(ansatz.init)(jax.random.PRNGKey(settings.seed),
                                   jnp.asarray(hamiltonian.hilbert.hartree_fock_state()))
@@ -582,10 +604,11 @@ def _first_order_fit(ansatz, hamiltonian, target, settings: Settings,
         ansatz, hamiltonian, params, target=(xt, tt), steps=settings.prior_fit_steps,
         learning_rate=PRIOR_FIT_LEARNING_RATE,
         final_lr_fraction=settings.start_final_lr_fraction, target_fidelity=2.0,
-        max_fit=len(tt), info=info, progress=progress.on_step)
+        max_fit=len(tt), info=info, progress=progress.on_step,
+        minibatch=(n_top + len(a), n_drawn))
     progress.end_phase()
-    echo(f"  start: first-order fit: {info['fit_steps']} Adam steps over {len(tt)} "
-         f"determinants, fidelity {fidelity:.6f} ({info['fit_s']:.1f} s, "
+    echo(f"  start: first-order fit: {info['fit_steps']} Adam steps, fidelity {fidelity:.6f} "
+         f"with the {len(tt)} determinants ({info['fit_s']:.1f} s, "
          f"{1e3 * info['fit_s'] / max(info['fit_steps'], 1):.1f} ms a step)")
     if record is not None:
         record.update(first_order={"external": len(a), "external_weight": float(np.sum(a**2)),
@@ -704,7 +727,7 @@ def n_determinants(integrals) -> int:
 
 def _record(job, basis, integrals, n_det, refs, result, mode, wall, settings,
             nqs_wall=None) -> dict:
-    settings = resolve_settings(settings, n_det)
+    settings = resolve_settings(settings, n_det, integrals.n_orbitals)
     e_ref = refs.get("e_ref")
     e_ccsd_t = refs.get("e_ccsd_t")
     error = None if e_ref is None else (result.energy - e_ref) * 1e3
@@ -910,7 +933,6 @@ def plot_errors(records: list[dict], path: Path) -> None:
 def suite_jobs(suite: str, basis: str, frozen_core: bool, cas,
                eri_threshold: float | None = None) -> list[Job]:
     """The molecules of a named suite as jobs (``eri_threshold``: None for the default)."""
-    from dataclasses import replace
 
     from hamiltonians.molecule import from_preset
 

@@ -136,17 +136,19 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
     """The autoregressive start: the selected-CI or CISD wavefunction fitted before VMC."""
-    p.add_argument("--start", choices=("selected", "cisd", "prior", "none"), default="selected",
-                   help="autoregressive: the wavefunction the state is fitted to before VMC: "
-                   "CISD grown by CIPSI selection rounds (selected), CISD, or none; prior: "
-                   "the state starts as the selected vector exactly, with the network as its "
-                   "correction (no fit) (default: selected)")
+    p.add_argument("--start", choices=("auto", "prior", "selected", "cisd", "none"),
+                   default="auto",
+                   help="autoregressive: prior: the state is CISD grown by CIPSI selection "
+                   "rounds exactly, under the network (fitted to the first-order amplitudes "
+                   "outside it); selected, cisd: the network fitted to that vector, or to CISD; "
+                   "none: no start; auto: prior up to 32 orbitals, selected beyond "
+                   "(default: auto)")
     p.add_argument("--prior-external", type=positive_int, default=8192, metavar="N",
                    help="--start prior: the network is fitted to the first-order amplitudes of "
                    "the N determinants outside the vector of largest amplitude (default: 8192)")
-    p.add_argument("--prior-fit-rows", type=positive_int, default=1 << 16, metavar="N",
-                   help="--start prior: the vector's N determinants of largest weight join "
-                   "that fit; the fit drains the rest of the vector (default: 65536)")
+    p.add_argument("--prior-fit-rows", type=positive_int, default=6144, metavar="N",
+                   help="--start prior: each step of that fit sees N of the vector's "
+                   "determinants, a third of them its largest, the rest drawn (default: 6144)")
     p.add_argument("--prior-fit-steps", type=nonnegative_int, default=1000, metavar="N",
                    help="--start prior: Adam steps of that fit; 0: no fit, the state starts "
                    "as the vector (default: 1000)")
@@ -375,7 +377,7 @@ def check_job_memory(job, settings, sizes: tuple[int, int, int]) -> None:  # noq
 
     n, na, nb = sizes
     n_states = float(comb(n, na) * comb(n, nb))
-    settings = resolve_settings(settings, int(n_states))
+    settings = resolve_settings(settings, int(n_states), n)
     exact = settings.sampler == "exact"
     n_el = na + nb
     if settings.ansatz == "rbm":
@@ -494,7 +496,7 @@ def _run_molecule(args: argparse.Namespace, job, settings, reference,  # noqa: A
     result, mode = solve(integrals, settings, args.out, _echo, resume=args.resume,
                          exact_energy=e_ref, checkpoint_every=args.checkpoint_every,
                          time_limit=args.time_limit, start_record=start)
-    resolved = resolve_settings(settings, n_determinants(integrals))
+    resolved = resolve_settings(settings, n_determinants(integrals), integrals.n_orbitals)
     above_hf = above_hartree_fock(result.energy, refs.get("e_hf"))
     below = below_fci(result.energy, result.energy_error, e_ref, method)
     summary = result.summary() | {

@@ -745,6 +745,7 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
                     single_precision: bool = True, target_energy: float | None = None,
                     fit_growth: int = 1, info: dict | None = None,
                     progress: Callable[[str, int, int, float], None] | None = None,
+                    minibatch: tuple[int, int] | None = None,
                     ) -> tuple[Params, float]:
     """``(params, fidelity)``: an autoregressive ``ansatz`` fitted to a wavefunction ``t`` in
     the space S of Hartree-Fock and its singles and doubles by Adam on the cross-entropy
@@ -784,7 +785,13 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     ``progress(phase, steps_done, steps, fidelity)`` is called after each Adam step (``phase``
     ``"fit"``, the fidelity of the step's float32 network) and each Gauss-Newton step
     (``"refine"``, the best fidelity so far): the fit of a large target runs for many minutes,
-    and a console shows how far it is."""
+    and a console shows how far it is.
+
+    ``minibatch = (n_fixed, n_drawn)``: each Adam step sees the target's first ``n_fixed`` rows
+    and ``n_drawn`` of the others drawn uniformly without replacement, their ``t^2`` scaled by
+    (others / ``n_drawn``) (an unbiased cross-entropy); the fidelity reported then is the whole
+    target's every 50 steps, and the parameters kept are the last ones unless the start's are
+    better."""
 
     targets = {"cisd": singles_doubles_target,
                "selected": functools.partial(selected_target, grow=grow, rounds=rounds,
@@ -825,12 +832,26 @@ def fit_singles_doubles(ansatz: Ansatz, operator: Any, params: Params, *, steps:
     opt_state = tx.init(params)
     best, best_loss = params, float(neg_log_fidelity(params, data))
     taken = 0
+    drawn = minibatch is not None and minibatch[1] < len(t) - minibatch[0]
+    if drawn:
+        n_fixed, n_drawn = int(minibatch[0]), int(minibatch[1])
+        n_rest = len(t) - n_fixed
+        rng = np.random.default_rng(0)
+        scale = jnp.asarray(np.r_[np.ones(n_fixed), np.full(n_drawn, np.sqrt(n_rest / n_drawn))])
+        loss = best_loss
     for _ in range(steps):
         taken += 1
-        new_params, opt_state, loss = update(params, opt_state, data)
-        loss = float(loss)  # of ``params``, before this update (float32 network)
-        if np.isfinite(loss) and loss < best_loss:
-            best, best_loss = params, loss
+        if drawn:
+            idx = np.r_[np.arange(n_fixed), n_fixed + rng.choice(n_rest, n_drawn, replace=False)]
+            new_params, opt_state, _ = update(
+                params, opt_state, (x[idx], t[idx] * scale, phase_target[idx]))
+            if taken % 50 == 0:
+                loss = float(neg_log_fidelity(params, data))
+        else:
+            new_params, opt_state, loss = update(params, opt_state, data)
+            loss = float(loss)  # of ``params``, before this update (float32 network)
+            if np.isfinite(loss) and loss < best_loss:
+                best, best_loss = params, loss
         step_fidelity = float(np.exp(-loss))
         if progress is not None:
             progress("fit", taken, steps, step_fidelity)
