@@ -294,7 +294,10 @@ def test_init_from_continues_from_another_runs_parameters(tmp_path, capsys):
     others weighing about 1e-10); a checkpoint of another ansatz size is refused in one line
     with exit 2."""
     first, second = tmp_path / "a", tmp_path / "b"
-    base = ["molecule", "--molecule", "H2", "--steps", "3", "--hidden", "8"]
+    # the fitted start: the selected vector's prior would give the two other determinants a
+    # floor-sized weight (1e-6), which the step's 1e5 draws do not see
+    base = ["molecule", "--molecule", "H2", "--steps", "3", "--hidden", "8", "--start",
+            "selected"]
     assert main([*base, "--out", str(first)]) == 0
     assert main([*base, "--lr", "1e-3", "--init-from", str(first), "--out", str(second)]) == 0
     capsys.readouterr()
