@@ -332,7 +332,7 @@ def test_resume_and_init_from_read_the_runs_own_orbitals(tmp_path, capsys, monke
     import hamiltonians.molecule as molecule
     from hamiltonians.molecule import orbital_invariants, same_hamiltonian
 
-    base = ["molecule", "--molecule", "H2", "--hidden", "8"]
+    base = ["molecule", "--molecule", "H2", "--hidden", "8", "--start", "selected"]  # see above
     straight, first, second = tmp_path / "s", tmp_path / "a", tmp_path / "b"
     assert main([*base, "--steps", "5", "--out", str(straight)]) == 0
     assert main([*base, "--steps", "3", "--out", str(first)]) == 0

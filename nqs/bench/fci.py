@@ -320,6 +320,9 @@ def solve(integrals, settings: Settings, out_dir: Path | None, echo: Callable[[s
         source = Path(settings.init_from)
         integrals = run_integrals(source if source.is_dir() else source.parent, integrals,
                                   "--init-from")
+    from nqs.precision import check_dtype
+
+    check_dtype(settings.dtype)  # before anything is computed
     if settings.start not in START_TARGETS:
         raise InputError(f"unknown start {settings.start!r}; choose {', '.join(START_TARGETS)}")
     if settings.start == "auto":

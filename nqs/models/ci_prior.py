@@ -64,6 +64,7 @@ class DeterminantTable:
 
     @property
     def size(self) -> int:
+        """Determinants in the vector."""
         return int(self.keys.shape[0])
 
 
