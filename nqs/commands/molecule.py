@@ -135,7 +135,8 @@ def _add_ansatz_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
-    """The autoregressive start: the selected-CI or CISD wavefunction fitted before VMC."""
+    """The autoregressive start: the selected-CI vector under the network (its prior), or the
+    network fitted to it or to CISD before VMC."""
     p.add_argument("--start", choices=("auto", "prior", "selected", "cisd", "none"),
                    default="auto",
                    help="autoregressive: prior: the state is CISD grown by CIPSI selection "
