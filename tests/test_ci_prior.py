@@ -171,3 +171,24 @@ def test_first_order_fit_lowers_the_energy_below_the_vector():
     fitted = _first_order_fit(ansatz, hamiltonian, target, settings, lambda _: None)
     e_fit = float(np.real(energy(fitted, data)[0]))
     assert e_fci < e_fit < e_prior - 2e-3
+
+
+def test_first_order_amplitudes_from_part_of_the_vector_stay_outside_it(monkeypatch):
+    """When a pass over the whole vector is too long, the numerators come from its largest
+    determinants; the determinants returned are still outside the whole vector, and the
+    largest amplitudes match the full pass's where both see the same sources."""
+    import nqs.models.ar_pretrain as ar_pretrain
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+
+    integrals, _ = compute_integrals(from_preset("N2", basis="sto-3g"))
+    hamiltonian = MolecularHamiltonian(integrals)
+    info: dict = {}
+    x, c = ar_pretrain.selected_target(hamiltonian, rounds=1, grow=0.25, info=info)
+    x, c = np.asarray(x), np.asarray(c)
+    full_y, full_a = ar_pretrain.first_order_amplitudes(hamiltonian, x, c, info["e_var"], 500)
+    monkeypatch.setattr(ar_pretrain, "MAX_ROUND_ROWS", 20 * int(hamiltonian.max_conn))
+    y, a = ar_pretrain.first_order_amplitudes(hamiltonian, x, c, info["e_var"], 500)
+    inside = set(configuration_keys(x, hamiltonian.hilbert).tolist())
+    assert len(a) > 0 and not inside & set(configuration_keys(y, hamiltonian.hilbert).tolist())
+    assert np.sum(a**2) < 2 * np.sum(full_a**2)  # the 20 largest carry most of the numerators

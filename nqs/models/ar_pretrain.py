@@ -409,7 +409,7 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     sorted_keys = keys[order]
 
     def located(k_new):
-        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
+        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(sorted_keys) - 1)
         return pos, sorted_keys[pos] == k_new
 
     rows, cols, vals = [], [], []
@@ -449,7 +449,7 @@ def external_numerators(operator: Any, xs: np.ndarray, c: np.ndarray,
     ext_k, ext_v = [], []
     for src, k_new, mel in _connection_blocks(operator, xs, keys, max_rows):
         contribution = mel * c[src]
-        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(keys) - 1)
+        pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(sorted_keys) - 1)
         # heat-bath screening: a connection below ``screen`` cannot make a determinant's t
         # matter, and dropping it bounds the memory (a pass over N2/cc-pVDZ CISD has ~1e8)
         out = (np.abs(contribution) > screen) & (sorted_keys[pos] != k_new)
