@@ -329,41 +329,96 @@ def sci_from_integrals(
     ``select_cutoff = ci_coeff_cutoff = c``; the lowest root with ``<S^2> = S (S + 1)`` is kept
     (one root first, ``nroots`` roots if that one has another spin).
     """
-    from pyscf.fci import selected_ci
-
     cuts = check_sci_cutoffs(cutoffs)
-    n, nelec = integrals.n_orbitals, (integrals.n_alpha, integrals.n_beta)
-    s = abs(integrals.spin) / 2
-    target = s * (s + 1)
     t0 = time.perf_counter()
     energies: list[float] = []
     sizes: list[tuple[int, int]] = []
     s2_last = float("nan")
     ci0 = None
     for cut in cuts:
-        best = None
-        for roots in (1, max(1, nroots)):
-            solver = selected_ci.SCI()
-            solver.verbose = 0
-            solver.select_cutoff = cut
-            solver.ci_coeff_cutoff = cut
-            solver.conv_tol = tol
-            e, c = solver.kernel(integrals.h1, integrals.h2, n, nelec, ecore=integrals.e_core,
-                                 nroots=roots, ci0=ci0 if roots == 1 else None)
-            es, cs = (np.atleast_1d(e), [c]) if roots == 1 else (np.asarray(e), list(c))
-            states = [(float(ei), float(solver.spin_square(ci, n, nelec)[0]), ci)
-                      for ei, ci in zip(es, cs, strict=True)]
-            ok = [st for st in states if abs(st[1] - target) < 1e-3]
-            if ok:
-                best = min(ok, key=lambda st: st[0])
-                break
-        if best is None:
-            raise RuntimeError(f"selected CI found no state with S^2 = {target}")
-        energies.append(best[0])
-        s2_last = best[1]
-        ci0 = best[2]
+        e, s2_last, ci0 = _sci_root(integrals, cut, nroots, tol, ci0)
+        energies.append(e)
         sizes.append((len(ci0._strs[0]), len(ci0._strs[1])))
     error = abs(energies[-1] - energies[-2]) if len(energies) > 1 else float("nan")
     return SCIResult(energy=energies[-1], error=error, s2=s2_last, cutoffs=cuts,
                      energies=tuple(energies), n_strings=tuple(sizes),
+                     wall_time_s=time.perf_counter() - t0)
+
+
+def _sci_root(integrals: MolecularIntegrals, cut: float, nroots: int, tol: float, ci0=None):
+    """``(energy, <S^2>, SCIvector)``: PySCF's selected CI at cutoff ``cut``
+    (``select_cutoff = ci_coeff_cutoff``), its lowest root with ``<S^2> = S (S + 1)`` (one root
+    first from ``ci0``, ``nroots`` roots if that one has another spin)."""
+    from pyscf.fci import selected_ci
+
+    n, nelec = integrals.n_orbitals, (integrals.n_alpha, integrals.n_beta)
+    s = abs(integrals.spin) / 2
+    target = s * (s + 1)
+    for roots in (1, max(1, nroots)):
+        solver = selected_ci.SCI()
+        solver.verbose = 0
+        solver.select_cutoff = cut
+        solver.ci_coeff_cutoff = cut
+        solver.conv_tol = tol
+        e, c = solver.kernel(integrals.h1, integrals.h2, n, nelec, ecore=integrals.e_core,
+                             nroots=roots, ci0=ci0 if roots == 1 else None)
+        es, cs = (np.atleast_1d(e), [c]) if roots == 1 else (np.asarray(e), list(c))
+        states = [(float(ei), float(solver.spin_square(ci, n, nelec)[0]), ci)
+                  for ei, ci in zip(es, cs, strict=True)]
+        ok = [st for st in states if abs(st[1] - target) < 1e-3]
+        if ok:
+            return min(ok, key=lambda st: st[0])
+    raise RuntimeError(f"selected CI found no state with S^2 = {target}")
+
+
+#: :func:`sci_vector` keeps the determinants of ``|c|`` above this (the vector normalized): what
+#: it drops changes the norm by less than 1e-12 per million of them.
+SCI_VECTOR_DROP = 1e-9
+
+
+@dataclass(frozen=True)
+class SCIVector:
+    """A selected-CI vector as determinants: ``x`` [m, 2 n_orbitals] occupations (alpha sites,
+    then beta, ``docs/conventions.md``), ``c`` [m] its normalized amplitudes (``c(HF) > 0``,
+    PySCF's determinant signs are the project's), ``energy`` (Hartree, H's root in the
+    product space of ``n_strings`` = (alpha, beta) selected strings), ``s2`` its ``<S^2>``."""
+
+    x: np.ndarray
+    c: np.ndarray
+    energy: float
+    s2: float
+    n_strings: tuple[int, int]
+    cutoff: float
+    wall_time_s: float
+
+
+def sci_vector(integrals: MolecularIntegrals, cutoff: float, nroots: int = 4,
+               tol: float = 1e-8) -> SCIVector:
+    """PySCF's selected CI of ``integrals`` at ``cutoff`` (``select_cutoff =
+    ci_coeff_cutoff``; its string selection is heat-bath-like, ``|H_ij c_j| > cutoff``, in
+    compiled code) as determinants: every ``(alpha string, beta string)`` of the product space
+    with ``|c| >`` :data:`SCI_VECTOR_DROP`. Cost on the 2-core CPU: N2 / cc-pVDZ frozen core
+    (4.3e9 determinants) at 1e-3, 408 s for 1054 x 1054 strings, 324506 determinants, 10.7 mHa
+    above DMRG."""
+    (cut,) = check_sci_cutoffs([cutoff])
+    t0 = time.perf_counter()
+    e, s2, ci = _sci_root(integrals, cut, nroots, tol)
+    n = integrals.n_orbitals
+    amp = np.asarray(ci, dtype=np.float64)
+    amp = amp / np.linalg.norm(amp)
+    ia, ib = np.nonzero(np.abs(amp) > SCI_VECTOR_DROP)
+    strs_a, strs_b = (np.asarray(s, dtype=np.int64) for s in ci._strs)
+    bits = np.arange(n, dtype=np.int64)
+    x = np.concatenate([(strs_a[ia, None] >> bits) & 1, (strs_b[ib, None] >> bits) & 1], axis=1)
+    c = amp[ia, ib]
+    order = np.argsort(-np.abs(c), kind="stable")  # the largest first: Hartree-Fock, usually
+    x, c = x[order].astype(np.float64), c[order] / np.linalg.norm(c)
+    hf = np.zeros(2 * n)
+    hf[: integrals.n_alpha] = 1.0
+    hf[n: n + integrals.n_beta] = 1.0
+    at_hf = np.nonzero(np.all(x == hf, axis=1))[0]
+    if len(at_hf) and c[at_hf[0]] < 0:
+        c = -c
+    return SCIVector(x=x, c=c, energy=float(e), s2=float(s2),
+                     n_strings=(len(strs_a), len(strs_b)), cutoff=cut,
                      wall_time_s=time.perf_counter() - t0)

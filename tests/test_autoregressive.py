@@ -313,6 +313,8 @@ def test_method_follows_the_choices_and_the_size_of_the_space():
     (["--sampler", "autoregressive", "--start-grow", "-1"], "start-grow"),
     (["--sampler", "autoregressive", "--start-pt2", "-1e-3"], "start-pt2"),
     (["--sampler", "autoregressive", "--start-rounds", "0"], "start-rounds"),
+    (["--sampler", "autoregressive", "--start-sci-cutoff", "0"], "start-sci-cutoff"),
+    (["--sampler", "autoregressive", "--start-selection", "hci"], "start-selection"),
     (["--sampler", "autoregressive", "--start-final-lr-fraction", "0"], "start-final-lr"),
     (["--sampler", "autoregressive", "--phase", "signs"], "phase"),
     (["--sampler", "autoregressive", "--sampling-power", "1.5"], "sampling power"),

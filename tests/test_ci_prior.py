@@ -194,3 +194,62 @@ def test_first_order_amplitudes_from_part_of_the_vector_stay_outside_it(monkeypa
     inside = set(configuration_keys(x, hamiltonian.hilbert).tolist())
     assert len(a) > 0 and not inside & set(configuration_keys(y, hamiltonian.hilbert).tolist())
     assert np.sum(a**2) < 2 * np.sum(full_a**2)  # the 20 largest carry most of the numerators
+
+
+def test_pyscf_start_is_its_vector_in_the_project_conventions(tmp_path, capsys):
+    """``--start-selection pyscf`` on H2O / STO-3G (sampled) at a cutoff that leaves most of
+    the space out: the vector, written in the project's determinant order and signs, has
+    PySCF's energy under the project's own Hamiltonian (so no determinant's sign is lost), and
+    the run's first energy is that vector's."""
+    import scipy.sparse as sparse
+
+    from hamiltonians.large_reference import sci_vector
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.cli import main
+    from nqs.exact import sparse_hamiltonian
+
+    integrals, _ = compute_integrals(from_preset("H2O"))
+    v = sci_vector(integrals, 2e-2)
+    op = MolecularHamiltonian(integrals)
+    h = sparse_hamiltonian(op)
+    states = np.asarray(h.states)
+    assert 10 < len(v.c) < len(states) // 4
+    full = np.zeros(len(states))
+    where = {k: i for i, k in enumerate(configuration_keys(states, op.hilbert))}
+    full[[where[k] for k in configuration_keys(v.x, op.hilbert)]] = v.c
+    matrix = sparse.csr_matrix((h.vals, (h.rows, h.cols)), shape=(len(states),) * 2)
+    assert float(full @ (matrix @ full)) == pytest.approx(v.energy, abs=1e-10)
+    assert np.linalg.norm(v.c) == pytest.approx(1.0, abs=1e-12)
+    hf = np.asarray(op.hilbert.hartree_fock_state())
+    assert v.c[np.all(v.x == hf, axis=1)][0] > 0
+
+    out = tmp_path / "run"
+    assert main(["molecule", "--molecule", "H2O", "--sampler", "autoregressive",
+                 "--hidden", "16", "--start", "prior", "--start-selection", "pyscf",
+                 "--start-sci-cutoff", "2e-2", "--samples", "20000", "--prior-fit-steps", "0",
+                 "--steps", "1", "--out", str(out)]) == 0
+    assert "pyscf selected CI" in capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["start"]["selection"] == "pyscf"
+    assert result["start"]["e_var"] == pytest.approx(v.energy, abs=1e-9)
+    first = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert abs(first["energy"] - v.energy) < 1e-4  # the floor's share and sampling
+
+
+def test_auto_selection_takes_pyscf_only_past_cipsi_rounds():
+    """``auto``: CIPSI for H2O / 6-31G-sized sectors, PySCF's selected CI for N2 / cc-pVDZ
+    frozen core (26 orbitals, CISD 15436 determinants, max_conn 15436); a wrong name is one
+    line."""
+    from types import SimpleNamespace
+
+    from nqs.bench.fci import _cisd_size, choose_selection
+
+    n2_dz = SimpleNamespace(hilbert=FermionHilbert(26, 5, 5), max_conn=15436)
+    h2o = SimpleNamespace(hilbert=FermionHilbert(13, 5, 5), max_conn=2000)
+    assert _cisd_size(n2_dz.hilbert) == 15436
+    assert choose_selection(n2_dz, "auto", 1.0) == "pyscf"
+    assert choose_selection(h2o, "auto", 1.0) == "cipsi"
+    assert choose_selection(h2o, "pyscf", 1.0) == "pyscf"
+    with pytest.raises(InputError, match="unknown selection"):
+        choose_selection(h2o, "heat-bath", 1.0)

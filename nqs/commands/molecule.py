@@ -161,6 +161,13 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-pt2", type=float, default=1e-3, metavar="HARTREE",
                    help="selected start: rounds after the first only while the target's "
                    "Epstein-Nesbet PT2 estimate is below -HARTREE (default: 1e-3)")
+    p.add_argument("--start-selection", choices=("auto", "cipsi", "pyscf"), default="auto",
+                   help="the selected start vector: cipsi (CISD grown by selection rounds), "
+                   "pyscf (PySCF's selected CI at --start-sci-cutoff); auto: cipsi while a pass over "
+                   "its first round's space fits in 2e8 connections, pyscf beyond (default: auto)")
+    p.add_argument("--start-sci-cutoff", type=float, default=1e-3, metavar="C",
+                   help="--start-selection pyscf: the selection and coefficient cutoff, in (0, 1) "
+                   "(default: 1e-3)")
     p.add_argument("--start-steps", type=positive_int, default=12000,
                    help="Adam steps of the start fit at most (default: 12000)")
     p.add_argument("--start-final-lr-fraction", type=float, default=0.01,
@@ -320,6 +327,7 @@ def _settings(args: argparse.Namespace):
                     backbone=args.backbone, phase=args.phase, max_unique=args.max_unique,
                     connected_rows=args.connected_rows, start=args.start, start_grow=args.start_grow,
                     start_rounds=args.start_rounds, start_pt2=args.start_pt2,
+                    start_selection=args.start_selection, start_sci_cutoff=args.start_sci_cutoff,
                     start_steps=args.start_steps,
                     start_final_lr_fraction=args.start_final_lr_fraction,
                     start_refine_steps=args.start_refine_steps,
@@ -464,6 +472,8 @@ def check_settings(settings) -> None:  # noqa: ANN001
         raise InputError(f"--start-grow must be >= 0, got {settings.start_grow}")
     if not settings.start_pt2 >= 0:
         raise InputError(f"--start-pt2 must be >= 0, got {settings.start_pt2}")
+    if not 0 < settings.start_sci_cutoff < 1:
+        raise InputError(f"--start-sci-cutoff must be in (0, 1), got {settings.start_sci_cutoff}")
     if not 0.0 < settings.start_final_lr_fraction <= 1.0:
         raise InputError(f"--start-final-lr-fraction must be in (0, 1], "
                          f"got {settings.start_final_lr_fraction}")
