@@ -82,19 +82,21 @@ def singles_doubles_target(operator: Any, max_rows: int = 1 << 20, spin: float |
 
 
 #: Rounds after the first only while a pass over the space, ``|S| * max_conn`` connections,
-#: stays below this (cost: about 1e6 connections a second on the 2-core CPU; N2/cc-pVDZ's CISD
-#: space alone is 4.8e8). CH4 / 6-31G fc: its two-round space (34970 determinants, 1.8e8) is
-#: 2.10 mHa above FCI, the third round's (121289) 0.38 mHa, in about 3 minutes more.
-MAX_ROUND_ROWS = 200_000_000
+#: stays below this. Cost on the 2-core CPU: 1e7 to 3e7 connections a second, and memory for
+#: the distinct external determinants (:data:`MERGE_EVERY`) and the connections inside the
+#: space. N2 / cc-pVDZ fc: its third round starts from a pass over 264834 determinants (4.1e9
+#: connections); CH4 / 6-31G fc: its two-round space (34970 determinants, 1.8e8) is 2.10 mHa
+#: above FCI, the third round's (121289) 0.38 mHa.
+MAX_ROUND_ROWS = 5_000_000_000
 #: The PT2 estimate sums the external determinants of largest ``|sum_y H_xy c(y)|``, this many
 #: at most (a lower bound on ``|E_PT2|``: every term is negative when ``H_xx > E0``).
 PT2_TERMS = 200_000
 #: Connections the selected start enumerates at most, all passes together (a pass over a
 #: space S is ``|S| max_conn`` of them): a phase that would pass it is skipped, CISD for the
-#: first-order amplitudes, a round for the space so far. N2/cc-pVDZ frozen core (CISD 15436
-#: determinants, max_conn 15436): CISD with the external pass 4.8e8, one round 9.5e8 in all,
-#: 81 CPU seconds and 1.3 GB on a 2-core CPU; a second round would be 2.9e9.
-START_CONNECTIONS = 1_000_000_000
+#: first-order amplitudes, a round for the space so far. N2 / cc-pVDZ frozen core (CISD 15436
+#: determinants, max_conn 15436): CISD and three rounds (614772 determinants, 0.8 mHa below
+#: CCSD(T)) enumerate 2.0e10.
+START_CONNECTIONS = 20_000_000_000
 #: The start fit evaluates the network on every determinant it fits, every Adam step, so its
 #: cost is (determinants x orbitals) per step: it fits the target's largest spin families up
 #: to this many determinant-orbitals (:func:`truncate_target`). H2O/6-31G (13 orbitals, a
@@ -412,16 +414,22 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
         pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(sorted_keys) - 1)
         return pos, sorted_keys[pos] == k_new
 
+    # CSR built block by block (the blocks come in row order), int32 columns: N2 / cc-pVDZ fc's
+    # third-round space (614772 determinants) holds ~1e8 connections inside it
+    m = len(xs)
     rows, cols, vals = [], [], []
     for src, k_new, mel in _connection_blocks(operator, xs, keys, max_rows):
         pos, inside = located(k_new)
-        rows.append(src[inside])
-        cols.append(order[pos[inside]])
+        rows.append(src[inside].astype(np.int32))
+        cols.append(order[pos[inside]].astype(np.int32))
         vals.append(mel[inside])
-    m = len(xs)
-    h = sps.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=(m, m)).tocsr()
-    h = 0.5 * (h + h.T)  # repeated rows of a determinant are summed; symmetric to rounding
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(np.concatenate(rows), minlength=m))])
+    del rows
+    h = sps.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr), shape=(m, m))
+    del cols, vals
+    # repeated rows of a determinant are summed; H is symmetric to rounding, and is used as
+    # (H + H^T) / 2 without forming it
+    h = _symmetric_part(h)
     hilbert = operator.hilbert
     if hasattr(hilbert, "n_alpha"):
         target = _target_spin(hilbert, spin)
@@ -435,6 +443,40 @@ def _subspace_ground_state(operator: Any, xs: np.ndarray, max_rows: int,
     return c, e0, external_numerators(operator, xs, c, max_rows, screen)
 
 
+def _symmetric_part(h: Any) -> Any:
+    """``(h + h^T) / 2`` of a square sparse ``h`` as a linear operator (no copy of ``h``);
+    ``toarray()`` gives it dense."""
+    from scipy.sparse.linalg import LinearOperator
+
+    class _Symmetric(LinearOperator):
+        def __init__(self) -> None:
+            super().__init__(dtype=h.dtype, shape=h.shape)
+
+        def _matvec(self, v):
+            return 0.5 * (h @ v + h.T @ v)
+
+        def _matmat(self, v):
+            return 0.5 * (h @ v + h.T @ v)
+
+        def toarray(self) -> np.ndarray:
+            dense = h.toarray()
+            return 0.5 * (dense + dense.T)
+
+    return _Symmetric()
+
+
+#: :func:`external_numerators` merges its connections into the distinct determinants every
+#: this many (so its memory is the distinct ones plus one buffer, not every connection: a pass
+#: over N2 / cc-pVDZ fc's second-round space keeps ~1e9 of them for 3e7 determinants).
+MERGE_EVERY = 1 << 26
+
+
+def _merge_numerators(keys: list, values: list) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``keys`` (concatenated) with their ``values`` summed."""
+    distinct, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    return distinct, np.bincount(inverse.ravel(), weights=np.concatenate(values))
+
+
 def external_numerators(operator: Any, xs: np.ndarray, c: np.ndarray,
                         max_rows: int = 1 << 20, screen: float = 1e-7,
                         space: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -446,7 +488,7 @@ def external_numerators(operator: Any, xs: np.ndarray, c: np.ndarray,
 
     keys = configuration_keys(xs, operator.hilbert)
     sorted_keys = np.sort(keys if space is None else configuration_keys(space, operator.hilbert))
-    ext_k, ext_v = [], []
+    ext_k, ext_v, buffered = [keys[:0]], [np.zeros(0)], 0
     for src, k_new, mel in _connection_blocks(operator, xs, keys, max_rows):
         contribution = mel * c[src]
         pos = np.clip(np.searchsorted(sorted_keys, k_new), 0, len(sorted_keys) - 1)
@@ -455,11 +497,11 @@ def external_numerators(operator: Any, xs: np.ndarray, c: np.ndarray,
         out = (np.abs(contribution) > screen) & (sorted_keys[pos] != k_new)
         ext_k.append(k_new[out])
         ext_v.append(contribution[out])
-    ext_k = np.concatenate(ext_k)
-    if len(ext_k) == 0:
-        return keys[:0], np.zeros(0)
-    distinct, inverse = np.unique(ext_k, return_inverse=True)
-    return distinct, np.bincount(inverse.ravel(), weights=np.concatenate(ext_v))
+        buffered += int(np.count_nonzero(out))
+        if buffered >= MERGE_EVERY:
+            merged = _merge_numerators(ext_k, ext_v)
+            ext_k, ext_v, buffered = [merged[0]], [merged[1]], 0
+    return _merge_numerators(ext_k, ext_v)
 
 
 def first_order_amplitudes(operator: Any, xs: np.ndarray, c: np.ndarray, e0: float,
