@@ -253,3 +253,44 @@ def test_auto_selection_takes_pyscf_only_past_cipsi_rounds():
     assert choose_selection(h2o, "pyscf", 1.0) == "pyscf"
     with pytest.raises(InputError, match="unknown selection"):
         choose_selection(h2o, "heat-bath", 1.0)
+
+
+def test_selected_vector_is_h_root_in_its_space_and_merging_changes_nothing(monkeypatch):
+    """N2 / STO-3G, CISD and one round: the vector's Rayleigh quotient under the whole sparse
+    Hamiltonian is the selection's E0, and H c has no component inside the space beyond E0 c
+    (the block-built CSR and its symmetric part are H's block); the external numerators are
+    the same when their connections are merged every few entries."""
+    import scipy.sparse as sparse
+
+    import nqs.models.ar_pretrain as ar_pretrain
+    from hamiltonians.molecule import compute_integrals, from_preset
+    from hamiltonians.second_quantized import MolecularHamiltonian
+    from nqs.exact import sparse_hamiltonian
+
+    integrals, _ = compute_integrals(from_preset("N2", basis="sto-3g"))
+    op = MolecularHamiltonian(integrals)
+    info: dict = {}
+    x, c = ar_pretrain.selected_target(op, rounds=1, grow=0.25, info=info)
+    x, c = np.asarray(x), np.asarray(c)
+    h = sparse_hamiltonian(op)
+    states = np.asarray(h.states)
+    where = {k: i for i, k in enumerate(configuration_keys(states, op.hilbert))}
+    index = np.array([where[k] for k in configuration_keys(x, op.hilbert)])
+    full = np.zeros(len(states))
+    full[index] = c
+    matrix = sparse.csr_matrix((h.vals, (h.rows, h.cols)), shape=(len(states),) * 2)
+    h_c = matrix @ full
+    assert 100 < len(c) < len(states) // 10
+    assert float(full @ h_c) == pytest.approx(info["e_var"], abs=1e-10)
+    np.testing.assert_allclose(h_c[index], info["e_var"] * c, atol=1e-8)
+
+    keys, values = ar_pretrain.external_numerators(op, x, c)
+    monkeypatch.setattr(ar_pretrain, "MERGE_EVERY", 97)
+    merged_keys, merged_values = ar_pretrain.external_numerators(op, x, c, max_rows=4096)
+    np.testing.assert_array_equal(merged_keys, keys)
+    np.testing.assert_allclose(merged_values, values, rtol=0, atol=1e-13)
+    outside = np.setdiff1d(np.arange(len(states)), index)
+    # the numerators are H c outside the space (above the screen)
+    expected = h_c[outside][np.abs(h_c[outside]) > 1e-6]
+    got = values[np.abs(values) > 1e-6]
+    np.testing.assert_allclose(np.sort(got), np.sort(expected), atol=1e-9)
