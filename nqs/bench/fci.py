@@ -534,14 +534,15 @@ def _selected_start_target(hamiltonian, settings: Settings, echo: Callable[[str]
 
     if choose_selection(hamiltonian, settings.start_selection, settings.start_grow) == "pyscf":
         return _pyscf_start_target(hamiltonian, settings, echo, info)
-    target = selected_target(hamiltonian, grow=settings.start_grow, rounds=settings.start_rounds,
-                             pt2_tolerance=settings.start_pt2, info=info)
-    for ph in info["phases"]:
+    def on_phase(ph: dict) -> None:
         echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
              f"{ph['connections']:.3g} connections"
              + (f", {ph['external']} outside" if "external" in ph else "")
              + (f", <S^2> {ph['s2']:.2g}" if "s2" in ph else "")
              + f" ({ph['seconds']:.1f} s)")
+
+    target = selected_target(hamiltonian, grow=settings.start_grow, rounds=settings.start_rounds,
+                             pt2_tolerance=settings.start_pt2, info=info, on_phase=on_phase)
     pt2 = ", ".join(f"{1e3 * e:.2f}" for e in info["e_pt2"])
     text = (f"CISD grown by {info['rounds']} CIPSI selection round(s) ({info['size']} "
             f"determinants; PT2 estimates {pt2 or '-'} mHa; stopped: {info['stopped']})")

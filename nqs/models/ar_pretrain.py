@@ -179,7 +179,9 @@ def _solve_logged(operator: Any, xs: np.ndarray, max_rows: int, spin: float | No
 def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
                     rounds: int = 1, pt2_tolerance: float | None = None,
                     info: dict | None = None, budget: float = START_CONNECTIONS,
-                    spin: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    spin: float | None = None,
+                    on_phase: Callable[[dict], None] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(x [m, n_sites], c [m])``: CISD grown by selection rounds (CIPSI / heat-bath
     style), normalized, ``c(HF) > 0``.
 
@@ -218,10 +220,11 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
     estimated), ``"connections"`` (enumerated), ``"stopped"`` (why no further round),
     ``"phases"`` (one dict per phase: name, seconds, size, connections, ``<S^2>`` of its root),
     ``"s2"`` (``<S^2>`` of the target) and ``"dropped"`` (spatial occupations the budget left
-    out).
+    out). ``on_phase`` receives each phase's dict as it ends (a console line: a large space's
+    selection runs for many minutes).
     """
     mc = int(operator.max_conn)
-    log = _PhaseLog()
+    log = _PhaseLog(on_phase)
     space = _connected_to_hartree_fock(operator)
     xs = np.concatenate([space[0], _spin_complete(space[0], space[0], operator.hilbert)[0]])
     log.add("space", len(xs), 0)
@@ -259,7 +262,8 @@ def selected_target(operator: Any, max_rows: int = 1 << 20, grow: float = 1.0,
 class _PhaseLog:
     """Wall time, size and connections of each phase of the start (:func:`selected_target`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_phase: Callable[[dict], None] | None = None) -> None:
+        self.on_phase = on_phase
         self.phases: list[dict] = []
         self.connections = 0
         self._t = time.perf_counter()
@@ -275,7 +279,9 @@ class _PhaseLog:
             entry["s2"] = float(s2)
         self.phases.append(entry)
         self.connections += int(connections)
-        self._t = now
+        if self.on_phase is not None:
+            self.on_phase(entry)
+        self._t = time.perf_counter()
 
 
 def _selected_info(info: dict | None, log: _PhaseLog, xs: np.ndarray, c: np.ndarray,
