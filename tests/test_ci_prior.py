@@ -238,17 +238,20 @@ def test_pyscf_start_is_its_vector_in_the_project_conventions(tmp_path, capsys):
 
 
 def test_auto_selection_takes_pyscf_only_past_cipsi_rounds():
-    """``auto``: CIPSI for H2O / 6-31G-sized sectors, PySCF's selected CI for N2 / cc-pVDZ
-    frozen core (26 orbitals, CISD 15436 determinants, max_conn 15436); a wrong name is one
-    line."""
+    """``auto``: CIPSI for H2O / 6-31G and N2 / cc-pVDZ frozen core (26 orbitals, CISD 15436
+    determinants, max_conn 15436: a pass over its first round is 4.8e8 connections), PySCF's
+    selected CI where that pass is past MAX_ROUND_ROWS (40 orbitals, 7 + 7 electrons: CISD
+    76000, 1.2e10); a wrong name is one line."""
     from types import SimpleNamespace
 
     from nqs.bench.fci import _cisd_size, choose_selection
 
     n2_dz = SimpleNamespace(hilbert=FermionHilbert(26, 5, 5), max_conn=15436)
+    big = SimpleNamespace(hilbert=FermionHilbert(40, 7, 7), max_conn=76000)
     h2o = SimpleNamespace(hilbert=FermionHilbert(13, 5, 5), max_conn=2000)
-    assert _cisd_size(n2_dz.hilbert) == 15436
-    assert choose_selection(n2_dz, "auto", 1.0) == "pyscf"
+    assert _cisd_size(n2_dz.hilbert) == 15436 and _cisd_size(big.hilbert) == 76000
+    assert choose_selection(n2_dz, "auto", 1.0) == "cipsi"
+    assert choose_selection(big, "auto", 1.0) == "pyscf"
     assert choose_selection(h2o, "auto", 1.0) == "cipsi"
     assert choose_selection(h2o, "pyscf", 1.0) == "pyscf"
     with pytest.raises(InputError, match="unknown selection"):
