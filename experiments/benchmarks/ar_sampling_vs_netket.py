@@ -248,8 +248,9 @@ def markdown(result: dict, meta: dict) -> str:
              f"{' with frozen core' if result['frozen_core'] else ''}: "
              f"{result['n_spin_orbitals']} spin orbitals, {result['n_determinants']:.3g} "
              f"determinants; MADE state (width {result['hidden']}, phase {result['phase']}) "
-             f"fitted to CISD (fidelity {result['cisd_fidelity']:.4f}); "
-             f"both codes' local energies on {result['local_energy_check']['n']} distinct "
+             + ("on the selected-CI vector (bench-fci's start, `--prior`); " if result.get("prior")
+                else f"fitted to CISD (fidelity {result['cisd_fidelity']:.4f}); ")
+             + f"both codes' local energies on {result['local_energy_check']['n']} distinct "
              f"configurations differ by at most "
              f"{result['local_energy_check']['max_abs_diff']:.1e} Ha.",
              "",
