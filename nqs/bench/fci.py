@@ -516,7 +516,9 @@ def choose_selection(hamiltonian, selection: str, grow: float) -> str:
 
 def _cisd_size(hilbert) -> int:
     """Hartree-Fock, its singles and its doubles in the sector: ``1 + sum_s N_s V_s +
-    sum_s C(N_s, 2) C(V_s, 2) + N_a V_a N_b V_b`` (``V_s = n_orbitals - N_s``)."""
+    sum_s C(N_s, 2) C(V_s, 2) + N_a V_a N_b V_b`` (``V_s = n_orbitals - N_s``; a
+    :class:`hamiltonians.second_quantized.MolecularHamiltonian`'s ``n_candidates``, from the
+    sector alone)."""
     from math import comb
 
     n, na, nb = hilbert.n_orbitals, hilbert.n_alpha, hilbert.n_beta
@@ -533,7 +535,9 @@ def _selected_start_target(hamiltonian, settings: Settings, echo: Callable[[str]
     from nqs.models.ar_pretrain import selected_target
 
     if choose_selection(hamiltonian, settings.start_selection, settings.start_grow) == "pyscf":
-        return _pyscf_start_target(hamiltonian, settings, echo, info)
+        why = ("" if settings.start_selection == "pyscf" else " (a pass over CIPSI's first "
+               "round would pass MAX_ROUND_ROWS connections)")
+        return _pyscf_start_target(hamiltonian, settings, echo, info, why)
     def on_phase(ph: dict) -> None:
         echo(f"  start: {ph['phase']}: {ph['size']} determinants, "
              f"{ph['connections']:.3g} connections"
@@ -552,13 +556,12 @@ def _selected_start_target(hamiltonian, settings: Settings, echo: Callable[[str]
 
 
 def _pyscf_start_target(hamiltonian, settings: Settings, echo: Callable[[str], None],
-                        info: dict) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+                        info: dict, why: str = "") -> tuple[tuple[np.ndarray, np.ndarray], str]:
     """``((x, c), text)`` of :func:`hamiltonians.large_reference.sci_vector` at
     ``settings.start_sci_cutoff``, recorded in ``info`` as :func:`selected_target`'s (one phase)."""
     from hamiltonians.large_reference import sci_vector
 
-    echo(f"  start: PySCF's selected CI at cutoff {settings.start_sci_cutoff:g} (a pass over the CISD "
-         "space's connections would not leave room for CIPSI rounds)")
+    echo(f"  start: PySCF's selected CI at cutoff {settings.start_sci_cutoff:g}{why}")
     v = sci_vector(hamiltonian.integrals, settings.start_sci_cutoff)
     na, nb = v.n_strings
     info.update(target="selected", selection="pyscf", cutoff=v.cutoff, n_strings=[na, nb],

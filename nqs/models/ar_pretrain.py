@@ -458,10 +458,7 @@ def _symmetric_part(h: Any) -> Any:
         def __init__(self) -> None:
             super().__init__(dtype=h.dtype, shape=h.shape)
 
-        def _matvec(self, v):
-            return 0.5 * (h @ v + h.T @ v)
-
-        def _matmat(self, v):
+        def _matmat(self, v):  # matvec too: scipy calls it with one column
             return 0.5 * (h @ v + h.T @ v)
 
         def toarray(self) -> np.ndarray:
