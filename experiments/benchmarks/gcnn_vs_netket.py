@@ -139,6 +139,28 @@ def nqs_defaults(size: int, samples: int) -> tuple[bool, int | None]:
     return bool(cli.real), (chunk if isinstance(chunk, int) else None)
 
 
+def settings(size: int, samples: int) -> tuple[tuple[str, bool, bool, int | None], ...]:
+    """The compared settings: ``(name, nqs complex, NetKet complex, nqs chunk size)``."""
+    default_real, default_chunk = nqs_defaults(size, samples)
+    return (("matched complex", True, True, None), ("matched real", False, False, None),
+            ("defaults", not default_real, False, default_chunk))
+
+
+def compare(model: Heisenberg, perms: np.ndarray, symmetries: str, args: argparse.Namespace,
+            setting: tuple[str, bool, bool, int | None]) -> dict:
+    """Both codes' step at one of :func:`settings`, timed in turn: one result row."""
+    name, our_complex, nk_complex, chunk = setting
+    ours, ours_p = nqs_step(model, perms, our_complex, args, chunk)
+    theirs, theirs_p = netket_step(model, symmetries, nk_complex, args)
+    times = timed_rounds({"nqs": ours, "netket": theirs}, args.repeats)
+    t_ours, t_theirs = pystats.median(times["nqs"]), pystats.median(times["netket"])
+    return {"setting": name, "nqs_s": t_ours, "netket_s": t_theirs,
+            "ratio": t_theirs / t_ours, "nqs_params": ours_p, "netket_params": theirs_p,
+            "netket_param_dtype": "complex128" if nk_complex else "float64",
+            "nqs_param_dtype": "complex128" if our_complex else "float64",
+            "nqs_chunk_size": chunk, "times": times, "load_average": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=4)
@@ -163,22 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     lat = model.lattice
     perms = lat.translations() if args.symmetries == "translations" else lat.space_group()
     load0 = os.getloadavg()[0]
-    rows = []
-    default_real, default_chunk = nqs_defaults(args.size, args.samples)
-    settings = (("matched complex", True, True, None), ("matched real", False, False, None),
-                ("defaults", not default_real, False, default_chunk))
-    for setting, our_complex, nk_complex, chunk in settings:
-        ours, ours_p = nqs_step(model, perms, our_complex, args, chunk)
-        theirs, theirs_p = netket_step(model, args.symmetries, nk_complex, args)
-        times = timed_rounds({"nqs": ours, "netket": theirs}, args.repeats)
-        t_ours, t_theirs = pystats.median(times["nqs"]), pystats.median(times["netket"])
-        rows.append({"setting": setting, "nqs_s": t_ours, "netket_s": t_theirs,
-                     "ratio": t_theirs / t_ours, "nqs_params": ours_p,
-                     "netket_params": theirs_p, "netket_param_dtype":
-                     "complex128" if nk_complex else "float64",
-                     "nqs_param_dtype": "complex128" if our_complex else "float64",
-                     "nqs_chunk_size": chunk,
-                     "times": times, "load_average": os.getloadavg()[0]})
+    rows = [compare(model, perms, args.symmetries, args, setting)
+            for setting in settings(args.size, args.samples)]
     head = (f"Heisenberg {args.size}x{args.size} (Marshall, S^z=0), GCNN over "
             f"{args.symmetries} ({len(perms)} elements), {args.layers} layers x "
             f"{args.features} features, {args.samples} samples, {args.chains} chains, "

@@ -8,14 +8,15 @@
   CLI's defaults (1e5 draws, 1024 distinct).
 * ``gcnn`` (issue 16): one VMC step (Metropolis exchange, local energies, SR, update) of the GCNN
   of ``gcnn_vs_netket.py`` (Heisenberg, Marshall sign, translations, ``--features`` channels,
-  ``--layers`` layers, 512 samples on 32 chains, complex parameters) on the L x L lattices of
-  ``--sizes``; median of ``--repeats`` steps after two warm-up steps.
+  ``--layers`` layers, 512 samples on 32 chains) on the L x L lattices of ``--sizes``, in nqs
+  and in NetKet side by side (``gcnn_vs_netket.compare``: matched complex, matched real, and
+  each code's defaults; median of ``--repeats`` steps of each in turn after two warm-up steps).
+  NetKet travels as wheels (``experiments/ferminet_2020/make_wheels.sh``); where it does not
+  import, nqs alone is timed.
 
-NetKet is not on the GPU machine (no package index there), so only nqs is timed; its CPU
-counterparts are in ``experiments/benchmarks/results``. Writes ``OUT/bench.json`` (after
-each figure) and ``OUT/bench.md``; each part stops at ``--time-limit`` seconds (counted from the
-start), keeping what it has measured. The ``ar`` part first: the GCNN figures were measured in
-the first lent session (docs/benchmarks.md), the ``ar`` one not yet.
+Writes ``OUT/bench.json`` (after each figure) and ``OUT/bench.md``; each part stops at
+``--time-limit`` seconds (counted from the start), keeping what it has measured. Default part:
+``gcnn`` (issue 13, whose figure ``ar`` is, is resolved; ``--parts ar gcnn`` runs both).
 
     python experiments/gpu/bench.py --out /tmp/gpu/bench --parts ar gcnn
 """
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
 
 from ar_sampling_vs_netket import nqs_call  # noqa: E402
-from gcnn_vs_netket import nqs_step  # noqa: E402
+from gcnn_vs_netket import compare, nqs_step, settings, timed_rounds  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -96,43 +97,52 @@ def bench_ar(args: argparse.Namespace, rows: list[dict], save) -> None:
 
 
 def bench_gcnn(args: argparse.Namespace, rows: list[dict], save) -> None:
-    """Median time of one GCNN VMC step (nqs) on L x L Heisenberg lattices."""
+    """One GCNN VMC step on L x L Heisenberg lattices: nqs and NetKet side by side when NetKet
+    imports (carried as wheels), each setting of ``gcnn_vs_netket.settings``; else nqs alone."""
     from hamiltonians.lattice import square
     from hamiltonians.spin import Heisenberg
 
+    try:
+        import netket  # noqa: F401
+        have_netket = True
+    except Exception as exc:  # noqa: BLE001 - any import failure: time nqs alone
+        print(f"gcnn: NetKet does not import ({type(exc).__name__}: {exc}); nqs alone",
+              flush=True)
+        have_netket = False
     opts = argparse.Namespace(chains=32, samples=512, discard=4, features=args.features,
-                              layers=args.layers, lr=0.02, diag_shift=0.01, seed=0)
+                              layers=args.layers, lr=0.02, diag_shift=0.01, seed=0,
+                              repeats=args.repeats)
     for size in args.sizes:
-        if left(args) < 15:
-            break
         model = Heisenberg(square(size), marshall_sign=True)
-        step, n_params = nqs_step(model, model.lattice.translations(), True, opts)
-        t = time.perf_counter()
-        step()
-        first = time.perf_counter() - t
-        step()
-        times = []
-        for _ in range(args.repeats):
-            if times and left(args) < 2 * times[-1]:
-                break
+        perms = model.lattice.translations()
+        for setting in (settings(size, opts.samples) if have_netket else
+                        (("matched complex", True, True, None),)):
+            if left(args) < 20:
+                return
             t = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t)
-        if not times:
-            break
-        s = statistics.median(times)
-        rows.append({"part": "gcnn", "setting": f"{size}x{size} translations complex",
-                     "n_params": n_params, "samples": 512, "s_per_step": s,
-                     "first_call_s": first, "repeats": len(times)})
-        save()
-        print(f"gcnn {size}x{size}: {s:.4f} s/step ({n_params} parameters, first call "
-              f"{first:.1f} s)", flush=True)
+            if have_netket:
+                row = compare(model, perms, "translations", opts, setting)
+            else:
+                step, n_params = nqs_step(model, perms, True, opts)
+                times = timed_rounds({"nqs": step}, args.repeats)
+                row = {"setting": setting[0], "nqs_s": statistics.median(times["nqs"]),
+                       "nqs_params": n_params, "times": times}
+            row.update(part="gcnn", size=size, samples=opts.samples,
+                       s_per_step=row["nqs_s"], wall_s=time.perf_counter() - t,
+                       setting=f"{size}x{size} translations, {setting[0]}")
+            rows.append(row)
+            save()
+            print(f"gcnn {row['setting']}: nqs {row['nqs_s']:.4f} s/step"
+                  + (f", NetKet {row['netket_s']:.4f} s/step, NetKet / nqs {row['ratio']:.2f}"
+                     if "ratio" in row else "")
+                  + f" ({row['nqs_params']} parameters; {row['wall_s']:.0f} s with compiling)",
+                  flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the parts, write ``bench.json`` / ``bench.md`` under ``--out``."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", nargs="+", choices=("ar", "gcnn"), default=["ar", "gcnn"])
+    p.add_argument("--parts", nargs="+", choices=("ar", "gcnn"), default=["gcnn"])
     p.add_argument("--fcidump", type=Path, default=ROOT / ".gpu_inputs" / "n2_631g_fc.fcidump")
     p.add_argument("--hidden", type=int, nargs="+", default=[64])
     p.add_argument("--fit-steps", type=int, default=2000)
@@ -169,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         elif r["part"] == "ar":
             fig = (f"{r['unique_per_s']:.4g} unique/s ({r['unique']:.0f} unique of "
                    f"{r['draws']:.3g} draws, {r['s_per_call']:.4f} s per call)")
+        elif "ratio" in r:
+            fig = (f"nqs {r['nqs_s']:.4f} s/step, NetKet {r['netket_s']:.4f} s/step: "
+                   f"NetKet / nqs **{r['ratio']:.2f}x** ({r['nqs_params']} parameters)")
         else:
-            fig = f"{r['s_per_step']:.4f} s/step ({r['n_params']} parameters)"
+            fig = f"nqs {r['s_per_step']:.4f} s/step ({r['nqs_params']} parameters)"
         lines.append(f"| {r['part']} | {r.get('setting', '')} | {fig} |")
     (args.out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

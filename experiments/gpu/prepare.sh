@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What to run on the CPU machine before a lent GPU session (experiments/gpu/README.md):
-# wheels (flax, optax, folx and a trimmed PySCF tree) into .whl/, the FCIDUMP files into
-# .gpu_inputs/, and, with RESUME_FROM=DIR, an earlier call's .tgz files into .gpu_inputs/resume/.
+# wheels (flax, optax, folx and a trimmed PySCF tree) into .whl/, NetKet's into .whl_netket/,
+# the FCIDUMP files into .gpu_inputs/, and, with RESUME_FROM=DIR, an earlier call's .tgz files into .gpu_inputs/resume/.
 # Prints the size of what will travel (under 64 MiB in all).
 #
 #   bash experiments/gpu/prepare.sh                       # from the repository root
@@ -10,7 +10,7 @@
 set -eu
 py=${PYTHON:-.venv/bin/python}
 [ -x "$py" ] || py=python3
-[ -f .whl/pyscf_trim.tgz ] || bash experiments/ferminet_2020/make_wheels.sh
+{ [ -f .whl/pyscf_trim.tgz ] && ls .whl_netket/netket-*.whl > /dev/null 2>&1; } || bash experiments/ferminet_2020/make_wheels.sh
 PYTHONPATH=$PWD "$py" experiments/gpu/prepare.py
 rm -rf .gpu_inputs/resume  # no stale checkpoints: only RESUME_FROM's are resumed
 if [ -n "${RESUME_FROM:-}" ]; then
@@ -25,9 +25,12 @@ if [ -n "${RESUME_FROM:-}" ]; then
     tar czf ".gpu_inputs/resume/run_$job.tgz" -C "$RESUME_FROM" "runs/$job"
   done
 fi
-{ git check-ignore -q .whl/x && git check-ignore -q .gpu_inputs/x; } || { echo ".whl or .gpu_inputs is not git-ignored"; exit 1; }
+{ git check-ignore -q .whl/x && git check-ignore -q .whl_netket/x && git check-ignore -q .gpu_inputs/x; } \
+  || { echo ".whl, .whl_netket or .gpu_inputs is not git-ignored"; exit 1; }
 tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 carried=$(du -cb .whl .gpu_inputs | tail -1 | cut -f1)
+netket=$(du -cb .whl_netket | tail -1 | cut -f1)
 echo "travels: tracked files $((tracked / 1048576)) MiB + carried .whl .gpu_inputs" \
-  "$((carried / 1048576)) MiB = $(((tracked + carried) / 1048576)) MiB (limit 64 MiB)"
-du -sh .whl .gpu_inputs .gpu_inputs/* 2>/dev/null
+  "$((carried / 1048576)) MiB (+ .whl_netket $((netket / 1048576)) MiB when the call runs the" \
+  "benchmarks) = $(((tracked + carried + netket) / 1048576)) MiB (limit 64 MiB)"
+du -sh .whl .whl_netket .gpu_inputs .gpu_inputs/* 2>/dev/null

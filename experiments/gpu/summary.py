@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"({b['unique']:.0f} unique of {b['draws']:.3g} draws, "
                          f"{b['s_per_call']:.4f} s per call)")
         else:
-            lines.append(f"bench gcnn {b['setting']}: {b['s_per_step']:.4f} s/step "
-                         f"({b['n_params']} parameters)")
+            vs = (f", NetKet {b['netket_s']:.4f} s/step, NetKet / nqs {b['ratio']:.2f}x"
+                  if "ratio" in b else "")
+            lines.append(f"bench gcnn {b['setting']}: nqs {b['s_per_step']:.4f} s/step{vs} "
+                         f"({b['nqs_params']} parameters)")
     rs = sorted((work / "bench" / "realspace_step").glob("*.md"))
     for md in rs:
         lines.append(f"bench realspace_step ({md.name}):")
