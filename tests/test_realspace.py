@@ -342,6 +342,53 @@ def test_pretraining_loss_decreases():
     assert res.hf.energy == pytest.approx(-7.86, abs=0.01)  # RHF/STO-3G at 3.015 bohr
 
 
+def test_pretraining_in_walker_chunks_is_the_same_fit():
+    """``chunk_size`` (the run's, on a CPU chosen by :func:`nqs.walker_driver.walker_chunk_size`)
+    changes how the Metropolis moves evaluate the walkers, not the fit: same losses, walkers
+    and parameters to rounding."""
+    a = make_atoms(LIH)
+    kw = dict(layers=TINY, n_determinants=2)
+    init, apply = make_ferminet(a, a.n_alpha, a.n_beta, **kw)
+    orbitals = make_ferminet_orbitals(a, a.n_alpha, a.n_beta, **kw)
+    params = init(jax.random.PRNGKey(5))
+    walkers = init_walkers(jax.random.PRNGKey(6), a, 24)
+    runs = [pretrain(jax.random.PRNGKey(7), params, a, orbitals, apply, walkers, n_steps=5,
+                     basis="sto-3g", learning_rate=1e-2, chunk_size=chunk)
+            for chunk in (None, 8)]
+    np.testing.assert_allclose(runs[1].losses, runs[0].losses, rtol=1e-10)
+    np.testing.assert_allclose(runs[1].walkers, runs[0].walkers, atol=1e-10)
+    for x, y in zip(jax.tree_util.tree_leaves(runs[1].params),
+                    jax.tree_util.tree_leaves(runs[0].params), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-10)
+
+
+def test_auto_walker_chunk_on_a_cpu_fits_the_cache_budget():
+    """``--chunk-size auto`` on a CPU: blocks of at most ``CPU_CHUNK_BYTES`` of local-energy
+    intermediates (a power of two), no chunking when all walkers fit; explicit sizes kept."""
+    from nqs.parallel import bytes_per_sample, make_mesh
+    from nqs.walker_driver import CPU_CHUNK_BYTES, walker_chunk_size
+
+    assert jax.default_backend() == "cpu"
+    mesh = make_mesh(jax.devices()[:1])
+    params = {"w": jnp.ones(3)}
+
+    def heavy(p, r):  # ~ 2 MB of intermediates a walker (a sort materializes its input)
+        m = jnp.outer(r.ravel(), jnp.arange(40_000.0)) * p["w"][0]
+        return jnp.sum(jnp.sort(m, axis=1))
+
+    def light(p, r):
+        return jnp.sum(r**2) * p["w"][0]
+
+    walkers = jnp.ones((256, 2, 3))
+    per = bytes_per_sample(heavy, params, walkers[0])
+    chunk = walker_chunk_size("auto", heavy, params, walkers, mesh)
+    assert chunk is not None and chunk & (chunk - 1) == 0
+    assert chunk * per <= CPU_CHUNK_BYTES < 2 * chunk * per
+    assert walker_chunk_size("auto", light, params, walkers, mesh) is None
+    assert walker_chunk_size(None, heavy, params, walkers, mesh) is None
+    assert walker_chunk_size(32, heavy, params, walkers, mesh) == 32
+
+
 @pytest.mark.parametrize("full_det", [False, True])
 def test_pretraining_loss_values_and_own_derivatives(full_det):
     """The pretraining loss of orbitals ``c Phi`` (HF's, scaled by ``c``) is ``(c - 1)^2`` times

@@ -119,8 +119,9 @@ def add_parallel_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chunk-size", type=chunk_size_arg, default="auto",
                    help="samples (walkers) per device whose local energies and gradients are "
                    "evaluated at a time, to bound memory: auto (fit the device memory from an "
-                   "estimate of the memory per sample; nqs spin on a CPU with Markov chains: 64, "
-                   "cache-sized blocks), none, or a number (default: auto)")
+                   "estimate of the memory per sample; on a CPU cache-sized blocks: nqs spin "
+                   "with Markov chains 64, nqs realspace up to 8 MB of local-energy "
+                   "intermediates), none, or a number (default: auto)")
     g.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
                    help="multi-process run: address of process 0 (with --num-processes and "
                    "--process-id)")

@@ -304,7 +304,7 @@ def _problem(atoms: RealSpaceSystem, o: RealSpaceOptions, env: RunEnv
                                                       o.kfac_fallback)
     meta = {"seed": int(o.seed), "dtype": o.dtype, "n_steps_planned": int(o.n_steps),
             "fingerprint": o.fingerprint(atoms)}
-    prepare = (_pretraining(atoms, o, k_pre, apply, orbitals, env.echo)
+    prepare = (_pretraining(atoms, o, k_pre, apply, orbitals, env.echo, chunk_size)
                if o.pretrain_steps > 0 else None)
     return WalkerProblem(apply, e_loc_fn, vmc, params, walkers, (k_pre, k_opt, k_burn, k_run,
                                                                  k_eval), meta, o.optimizer,
@@ -315,7 +315,8 @@ def _problem(atoms: RealSpaceSystem, o: RealSpaceOptions, env: RunEnv
 def _pretraining(atoms: RealSpaceSystem, o: RealSpaceOptions, k_pre: jax.Array,
                  apply: Callable[[Any, jax.Array], Any],
                  orbitals: Callable[[Any, jax.Array], list[jax.Array]] | None,
-                 echo: Callable[[str], None]) -> Callable[..., tuple[Any, jax.Array, dict]]:
+                 echo: Callable[[str], None], chunk_size: int | None = None
+                 ) -> Callable[..., tuple[Any, jax.Array, dict]]:
     """The run's ``prepare`` hook: Hartree-Fock pretraining of the network's ``orbitals``
     (:func:`nqs.realspace.pretrain.pretrain`), its losses logged, ``hf_energy`` recorded."""
 
@@ -325,7 +326,8 @@ def _pretraining(atoms: RealSpaceSystem, o: RealSpaceOptions, k_pre: jax.Array,
 
         pre = pretrain(k_pre, params, atoms, orbitals, apply, walkers,
                        n_steps=o.pretrain_steps, basis=o.pretrain_basis,
-                       learning_rate=o.pretrain_lr, mcmc_steps=o.mcmc_steps)
+                       learning_rate=o.pretrain_lr, mcmc_steps=o.mcmc_steps,
+                       chunk_size=chunk_size)
         hf_energy = pre.hf.energy
         echo(f"pretrained {o.pretrain_steps} steps on HF/{o.pretrain_basis} (E_HF = "
              f"{hf_energy:.6f}): loss {pre.losses[0]:.3e} -> {pre.losses[-1]:.3e} "

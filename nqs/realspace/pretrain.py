@@ -318,6 +318,7 @@ def pretrain(
     gradient_weight: float = 1.0,
     core_radius: float = 1.0,
     lr_delay: float = LR_DELAY,
+    chunk_size: int | None = None,
 ) -> PretrainResult:
     """Fit the network orbitals (values and derivatives) to HF orbitals with Adam.
 
@@ -342,6 +343,8 @@ def pretrain(
         core_radius: each step also fits every walker with one electron moved within this
             radius (bohr) of a nucleus (module docstring); 0: the walkers only.
         lr_delay: steps over which the learning rate halves (:data:`LR_DELAY`; > 0).
+        chunk_size: walkers whose ``log|psi|`` the Metropolis moves evaluate at a time
+            (None: all; the run's ``--chunk-size``).
 
     Returns:
         :class:`PretrainResult`.
@@ -357,7 +360,7 @@ def pretrain(
     r_test = jnp.asarray(walkers[0])
     full = full and len(orbitals_fn(params, r_test)) == 1
     mcmc_init, mcmc_step = make_mcmc(_mixture(log_abs_psi_fn, hf_fn, scf_fraction),
-                                     n_steps=mcmc_steps)
+                                     n_steps=mcmc_steps, chunk_size=chunk_size)
     # decaying slowly: over long runs the loss's noise (fresh walkers each step) sets its floor
     optimizer = optax.adam(lambda t: learning_rate / (1.0 + t / lr_delay))
 
