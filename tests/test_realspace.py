@@ -313,13 +313,18 @@ def test_shared_estimator_clipped_gradient_by_hand():
 # ---------------------------------------------------------------- pretraining and VMC
 
 
-def test_pretraining_loss_decreases():
+def _tiny_lih(n_walkers: int):
+    """LiH with a tiny FermiNet (2 determinants): ``(atoms, apply, orbitals, params, walkers)``."""
     a = make_atoms(LIH)
     kw = dict(layers=TINY, n_determinants=2)
     init, apply = make_ferminet(a, a.n_alpha, a.n_beta, **kw)
     orbitals = make_ferminet_orbitals(a, a.n_alpha, a.n_beta, **kw)
-    params = init(jax.random.PRNGKey(5))
-    walkers = init_walkers(jax.random.PRNGKey(6), a, 64)
+    return (a, apply, orbitals, init(jax.random.PRNGKey(5)),
+            init_walkers(jax.random.PRNGKey(6), a, n_walkers))
+
+
+def test_pretraining_loss_decreases():
+    a, apply, orbitals, params, walkers = _tiny_lih(64)
     res = pretrain(
         jax.random.PRNGKey(7),
         params,
@@ -346,12 +351,7 @@ def test_pretraining_in_walker_chunks_is_the_same_fit():
     """``chunk_size`` (the run's, on a CPU chosen by :func:`nqs.walker_driver.walker_chunk_size`)
     changes how the Metropolis moves evaluate the walkers, not the fit: same losses, walkers
     and parameters to rounding."""
-    a = make_atoms(LIH)
-    kw = dict(layers=TINY, n_determinants=2)
-    init, apply = make_ferminet(a, a.n_alpha, a.n_beta, **kw)
-    orbitals = make_ferminet_orbitals(a, a.n_alpha, a.n_beta, **kw)
-    params = init(jax.random.PRNGKey(5))
-    walkers = init_walkers(jax.random.PRNGKey(6), a, 24)
+    a, apply, orbitals, params, walkers = _tiny_lih(24)
     runs = [pretrain(jax.random.PRNGKey(7), params, a, orbitals, apply, walkers, n_steps=5,
                      basis="sto-3g", learning_rate=1e-2, chunk_size=chunk)
             for chunk in (None, 8)]
