@@ -241,7 +241,8 @@ def walker_chunk_size(chunk_size: int | str | None, e_loc_fn: Callable[[Any, jax
     chunk = auto_chunk_size(max(per_walker, 4 * 8 * n_parameters(params)), n, mesh)
     if jax.default_backend() == "cpu":
         cache = auto_chunk_size(per_walker, n, mesh, budget_bytes=CPU_CHUNK_BYTES, fraction=1.0)
-        chunk = cache if chunk is None else chunk if cache is None else min(chunk, cache)
+        bounds = [c for c in (chunk, cache) if c is not None]
+        chunk = min(bounds) if bounds else None
     return chunk
 
 
