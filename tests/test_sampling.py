@@ -13,6 +13,7 @@ from nqs.errors import InputError
 from nqs.hilbert import FermionHilbert, SpinHilbert, state_index
 from nqs.models.rbm import make_rbm, make_rbm_symm, translation_group
 from nqs.sampling import (
+    AntiparallelExchangeRule,
     ExactSampler,
     ExchangeRule,
     HopRule,
@@ -76,6 +77,10 @@ def all_pairs(n):
 CASES = {
     "local": (SpinHilbert(6), LocalRule(), 0.4),
     "exchange": (SpinHilbert(8, total_sz=0), ExchangeRule(all_pairs(8)), 0.25),
+    # asymmetric: every proposal moves, with the Hastings ratio n(x) / n(x') of unequal pairs
+    "antiparallel": (SpinHilbert(8, total_sz=0), AntiparallelExchangeRule(all_pairs(8)), 0.25),
+    "antiparallel_ring": (SpinHilbert(8, total_sz=2), AntiparallelExchangeRule(ring_bonds(8)),
+                          0.25),
     "hop_fermion": (FermionHilbert(4, 2, 1), default_rule(FermionHilbert(4, 2, 1)), 0.4),
     "pair_hop_fermion": (
         FermionHilbert(4, 2, 2),

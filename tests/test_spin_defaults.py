@@ -172,6 +172,22 @@ def test_gcnn_real_exactly_where_the_hamiltonian_is_sign_free(argv):
     assert _args(*argv, "--ansatz", "rbm").real is False
 
 
+def test_exchange_moves_follow_the_ansatz():
+    # networks that evaluate log psi for each proposal exchange antiparallel spins only; the
+    # RBMs keep every bond (their per-pattern tables); single flips without a fixed S^z
+    from nqs.sampling.rules import AntiparallelExchangeRule, ExchangeRule, LocalRule
+
+    base = ("--model", "heisenberg", "--lattice", "square", "--size", "4")
+    for ansatz, rule in (("gcnn", AntiparallelExchangeRule), ("vit", AntiparallelExchangeRule),
+                         ("rbm", ExchangeRule), ("rbm-symm", ExchangeRule)):
+        sampler = spin.build_problem(_args(*base, "--ansatz", ansatz))[2]
+        assert type(sampler.rule) is rule, ansatz
+    projected = spin.build_problem(_args(*base, "--ansatz", "rbm", "--project"))[2]
+    assert type(projected.rule) is AntiparallelExchangeRule
+    ising = spin.build_problem(_args("--model", "ising", "--ansatz", "gcnn", "--size", "8"))[2]
+    assert type(ising.rule) is LocalRule
+
+
 def test_real_gcnn_reaches_exact_energy_where_sign_free(tmp_path, capsys):
     # honeycomb 2x2 cells with the Marshall sign (sign-free): the default GCNN is real and
     # reaches the ground state by exact summation

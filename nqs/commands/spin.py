@@ -485,7 +485,7 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
     from hamiltonians.spin import make_spin_model
     from nqs.errors import InputError
     from nqs.precision import with_dtype
-    from nqs.problems import spin_ansatz, spin_sampler
+    from nqs.problems import exchange_antiparallel, spin_ansatz, spin_sampler
 
     resolve_defaults(args)
     model = make_spin_model(
@@ -511,7 +511,7 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
                                     embed=args.embed, depth=args.depth, heads=args.heads),
                          args.dtype)
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
-                           args.ratio_dtype)
+                           args.ratio_dtype, antiparallel=exchange_antiparallel(ansatz))
     return model, ansatz, sampler
 
 

@@ -8,7 +8,7 @@ defaults: :mod:`nqs.problems.realspace_defaults`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,16 +136,18 @@ def _momentum_characters(lattice, kind: str, project: bool, symmetries: str,
 
 def spin_sampler(
     model, kind: str, n_samples: int, n_chains: int, n_discard_sweeps: int = 4,
-    ratio_dtype: str = "float64",
+    ratio_dtype: str = "float64", antiparallel: bool = False,
 ) -> Sampler:
     """Metropolis (single flips, or bond exchanges in a fixed-S^z sector) or exact enumeration.
 
     ``ratio_dtype``: precision of the Metropolis acceptance ratios on the per-pattern path
     (:class:`nqs.sampling.metropolis.MetropolisSampler`); ignored by the exact sampler.
+    ``antiparallel``: exchange only antiparallel bonds
+    (:class:`nqs.sampling.rules.AntiparallelExchangeRule`; see :func:`exchange_antiparallel`).
     """
     from nqs.sampling.exact import ExactSampler
     from nqs.sampling.metropolis import MetropolisSampler
-    from nqs.sampling.rules import ExchangeRule, LocalRule
+    from nqs.sampling.rules import AntiparallelExchangeRule, ExchangeRule, LocalRule
 
     hilbert: SpinHilbert = model.hilbert
     if n_samples <= 0 or n_chains <= 0:
@@ -158,11 +160,21 @@ def spin_sampler(
         rule = LocalRule()
     else:
         bonds = np.asarray(model.lattice.bonds)
-        rule = ExchangeRule(bonds)
+        rule = AntiparallelExchangeRule(bonds) if antiparallel else ExchangeRule(bonds)
     if n_discard_sweeps < 0:
         raise InputError(f"discarded sweeps must be >= 0, got {n_discard_sweeps}")
     return MetropolisSampler(hilbert, rule, n_chains=min(n_chains, n_samples), n_samples=n_samples,
                              n_discard_sweeps=n_discard_sweeps, ratio_dtype=ratio_dtype)
+
+
+def exchange_antiparallel(ansatz: Any) -> bool:
+    """Whether the exchange sampler of ``ansatz`` draws antiparallel bonds only: yes for a
+    network that evaluates ``log psi`` for every proposal (GCNN, ViT, projected states), where
+    an exchange of parallel spins would cost a whole evaluation for the identity move; no for
+    the RBMs, whose per-pattern tables make each exchange cheap only for a fixed list of moves
+    (:class:`nqs.ansatz.TermUpdates`)."""
+    fast = getattr(ansatz, "local_updates", None)
+    return fast is None or fast.terms is None
 
 
 def fermion_hop_groups(hilbert: FermionHilbert) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -5,6 +5,7 @@ from nqs.sampling.base import Sampler, Samples
 from nqs.sampling.exact import ExactSampler, batched_log_psi, born_weights
 from nqs.sampling.metropolis import MetropolisSampler, MetropolisState
 from nqs.sampling.rules import (
+    AntiparallelExchangeRule,
     ConnectedRule,
     ExchangeRule,
     HopRule,
@@ -16,6 +17,7 @@ from nqs.sampling.rules import (
 from nqs.sampling.walkers import MCMCState, WalkerSampler
 
 __all__ = [
+    "AntiparallelExchangeRule",
     "ConnectedRule",
     "ExactSampler",
     "ExchangeRule",
