@@ -80,7 +80,7 @@ CASES = {
     # asymmetric: every proposal moves, with the Hastings ratio n(x) / n(x') of unequal pairs
     "antiparallel": (SpinHilbert(8, total_sz=0), AntiparallelExchangeRule(all_pairs(8)), 0.25),
     "antiparallel_ring": (SpinHilbert(8, total_sz=2), AntiparallelExchangeRule(ring_bonds(8)),
-                          0.25),
+                          0.15),
     "hop_fermion": (FermionHilbert(4, 2, 1), default_rule(FermionHilbert(4, 2, 1)), 0.4),
     "pair_hop_fermion": (
         FermionHilbert(4, 2, 2),

@@ -165,7 +165,8 @@ def _sample(
     n_sites = sampler.hilbert.n_sites
     # rules with state-independent randomness draw a whole sweep's proposals at once
     symmetric = getattr(rule, "symmetric", True)
-    predrawn = symmetric and hasattr(rule, "draw") and hasattr(rule, "propose_drawn")
+    predrawn = hasattr(rule, "draw") and hasattr(
+        rule, "propose_drawn" if symmetric else "propose_drawn_with_log_ratio")
     power = float(sampler.power)
 
     # parameter-only tables (e.g. the RBM's cosh / sinh of the weights): once per call
@@ -192,7 +193,8 @@ def _sample(
         x, log_psi, aux, n_acc = carry
         noise, log_u = inputs
         if not symmetric:  # Metropolis-Hastings: log q(x' -> x) - log q(x -> x')
-            sites, log_q = rule.propose_with_log_ratio(noise, x)
+            sites, log_q = (rule.propose_drawn_with_log_ratio(noise, x) if predrawn
+                            else rule.propose_with_log_ratio(noise, x))
         elif predrawn:
             sites, log_q = rule.propose_drawn(noise, x), 0.0
         else:

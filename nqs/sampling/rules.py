@@ -15,7 +15,8 @@ Rules whose random choice does not depend on the state (:class:`LocalRule`,
     sites = rule.propose_drawn(noise[s], x)           # deterministic, for step s
 
 which the Metropolis sampler uses to draw the random numbers of a whole sweep at once (a
-per-step ``jax.random`` call costs as much as the RBM ratio itself). Their moves are also a
+per-step ``jax.random`` call costs as much as the RBM ratio itself); the asymmetric
+:class:`AntiparallelExchangeRule` offers ``propose_drawn_with_log_ratio(noise[s], x)`` likewise. Their moves are also a
 static list of spin-flip patterns (:class:`nqs.operator.FlipTerms`):
 
     terms = rule.flip_terms(n_sites)                  # FlipTerms [T, k]
@@ -165,18 +166,32 @@ class AntiparallelExchangeRule:
         pairs = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))
         return x[pairs[:, 0]] != x[pairs[:, 1]]
 
-    def propose_with_log_ratio(self, key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(sites int32 [2], log q(x'->x) - log q(x->x'))`` for one ``x [n_sites]``."""
+    def draw(self, key: jax.Array, n_steps: int, n_sites: int) -> jax.Array:
+        """Uniform numbers in ``[0, 1)`` of ``n_steps`` proposals, float64 ``[n_steps]``."""
+        del n_sites
+        return jax.random.uniform(key, (n_steps,), dtype=jnp.float64)
+
+    def propose_drawn_with_log_ratio(self, noise: jax.Array, x: jax.Array
+                                     ) -> tuple[jax.Array, jax.Array]:
+        """``(sites int32 [2], log q(x'->x) - log q(x->x'))`` for one ``x [n_sites]`` from one
+        proposal's pre-drawn uniform ``noise`` (see ``draw``): the ``floor(noise n(x))``-th
+        unequal pair."""
         n_sites = x.shape[-1]
         unequal = self._unequal(x)
         n_x = jnp.sum(unequal)
-        pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[_random_true(key, unequal)]
+        k = jnp.minimum(jnp.floor(noise * n_x).astype(jnp.int32), n_x - 1)
+        chosen = jnp.argmax(jnp.cumsum(unequal) > k)
+        pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[chosen]
         sites = jnp.where(n_x > 0, pair, jnp.full((2,), n_sites, jnp.int32))
         x_new = x.at[sites].set(x[sites[::-1]], mode="drop")
         n_new = jnp.sum(self._unequal(x_new))
         log_ratio = jnp.where(
             n_x > 0, jnp.log(jnp.maximum(n_x, 1)) - jnp.log(jnp.maximum(n_new, 1)), 0.0)
         return sites, log_ratio
+
+    def propose_with_log_ratio(self, key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(sites int32 [2], log q(x'->x) - log q(x->x'))`` for one ``x [n_sites]``."""
+        return self.propose_drawn_with_log_ratio(self.draw(key, 1, x.shape[-1])[0], x)
 
     def propose(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """Flipped sites, int32 ``[k]`` (``n_sites`` = padding), for one ``x [n_sites]``."""
