@@ -15,8 +15,9 @@ Three settings (NetKet's GCNN always in its default ``mode="auto"``):
   wavefunction, exact for this model with the Marshall sign up to the network's expressivity;
 * ``defaults``: each code's default GCNN for this model (nqs: what ``nqs spin --ansatz gcnn``
   resolves, real parameters since the model is sign-free with the Marshall sign, and on a CPU
-  64 samples evaluated at a time; NetKet: real parameters, no chunking). The matched settings
-  evaluate all samples at once in both codes.
+  64 samples evaluated at a time, exchanges of antiparallel spins only; NetKet: real
+  parameters, no chunking, exchanges on all bonds). The matched settings evaluate all samples
+  at once in both codes, both with exchanges on all bonds.
 
 The codes are called in turn (one timed step of each, then the next round), so a change of
 machine load affects both alike. Compilation is excluded (one warm-up step each). Reported: the
@@ -51,21 +52,28 @@ from nqs.ansatz import n_parameters
 from nqs.bench.machine import cpu_model
 from nqs.models.gcnn import make_gcnn
 from nqs.optim import sr_optimizer
+from nqs.problems import exchange_antiparallel
 from nqs.sampling.metropolis import MetropolisSampler
-from nqs.sampling.rules import ExchangeRule
+from nqs.sampling.rules import AntiparallelExchangeRule, ExchangeRule
 from nqs.vmc import make_vmc
 
 
 def nqs_step(model: Heisenberg, perms: np.ndarray, complex_params: bool,
-             args: argparse.Namespace, chunk_size: int | None = None):
+             args: argparse.Namespace, chunk_size: int | None = None,
+             default_moves: bool = False):
     """A jitted nqs VMC step and its state: ``(step_fn() -> energy, n_params)``; ``chunk_size``
-    samples evaluated at a time (None: all at once)."""
+    samples evaluated at a time (None: all at once). Exchange moves on all bonds (NetKet's
+    rule), or with ``default_moves`` the moves ``nqs spin`` takes for this ansatz
+    (:func:`nqs.problems.exchange_antiparallel`: antiparallel bonds only for the GCNN)."""
     n = model.hilbert.n_sites
-    sampler = MetropolisSampler(model.hilbert, ExchangeRule(np.asarray(model.lattice.bonds)),
-                                n_chains=args.chains, n_samples=args.samples, sweep_size=n,
-                                n_discard_sweeps=args.discard)
     ansatz = make_gcnn(perms, args.features, layers=args.layers,
                        param_dtype=jnp.complex128 if complex_params else jnp.float64)
+    bonds = np.asarray(model.lattice.bonds)
+    rule = (AntiparallelExchangeRule(bonds) if default_moves and exchange_antiparallel(ansatz)
+            else ExchangeRule(bonds))
+    sampler = MetropolisSampler(model.hilbert, rule, n_chains=args.chains,
+                                n_samples=args.samples, sweep_size=n,
+                                n_discard_sweeps=args.discard)
     init, step = make_vmc(ansatz, model, sampler, sr_optimizer(args.lr, args.diag_shift),
                           chunk_size=chunk_size)
     step = jax.jit(step)
@@ -150,7 +158,8 @@ def compare(model: Heisenberg, perms: np.ndarray, symmetries: str, args: argpars
             setting: tuple[str, bool, bool, int | None]) -> dict:
     """Both codes' step at one of :func:`settings`, timed in turn: one result row."""
     name, our_complex, nk_complex, chunk = setting
-    ours, ours_p = nqs_step(model, perms, our_complex, args, chunk)
+    ours, ours_p = nqs_step(model, perms, our_complex, args, chunk,
+                            default_moves=name == "defaults")
     theirs, theirs_p = netket_step(model, symmetries, nk_complex, args)
     times = timed_rounds({"nqs": ours, "netket": theirs}, args.repeats)
     t_ours, t_theirs = pystats.median(times["nqs"]), pystats.median(times["netket"])

@@ -16,8 +16,8 @@ Rules whose random choice does not depend on the state (:class:`LocalRule`,
 
 which the Metropolis sampler uses to draw the random numbers of a whole sweep at once (a
 per-step ``jax.random`` call costs as much as the RBM ratio itself); the asymmetric
-:class:`AntiparallelExchangeRule` offers ``propose_drawn_with_log_ratio(noise[s], x)`` likewise. Their moves are also a
-static list of spin-flip patterns (:class:`nqs.operator.FlipTerms`):
+:class:`AntiparallelExchangeRule` offers ``propose_drawn_with_log_ratio(noise[s], x)`` likewise.
+The moves of the first two are also a static list of spin-flip patterns (:class:`nqs.operator.FlipTerms`):
 
     terms = rule.flip_terms(n_sites)                  # FlipTerms [T, k]
     t = rule.term_index(noise[s])                     # the pattern step s proposes
