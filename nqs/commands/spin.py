@@ -536,8 +536,10 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     if _momentum(args) is not None:
         group += f", momentum {' '.join(map(str, _momentum(args)))} (2 pi / L)"
     numbers = "" if args.ansatz == "vit" else (", real" if args.real else ", complex")
-    print(f"ansatz {args.ansatz} ({shape}{group}{numbers}), {args.samples} "
-          f"samples x {args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
+    moves = sampler_moves(sampler)
+    moves = f" ({moves})" if moves else ""
+    print(f"ansatz {args.ansatz} ({shape}{group}{numbers}), {args.samples} samples{moves} x "
+          f"{args.steps} steps, {args.optimizer} lr {args.lr:g} ({args.lr_schedule}), diag shift "
           f"{args.diag_shift:g}, final energy from {args.eval_batches} x {args.samples} samples",
           flush=True)
     result = run_vmc(
@@ -559,7 +561,8 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     e_inf = infinite_temperature_energy(model)
     vscore = v_score(result.energy, result.variance, model.hilbert.n_sites, e_inf)
     summary = (result.summary() | _summary(args, model, result.energy, vscore, e_inf, source)
-               | {"exact_energy_symmetric": symmetric} | run_record(args))
+               | {"exact_energy_symmetric": symmetric, "moves": sampler_moves(sampler)}
+               | run_record(args))
     if not is_main():  # process 0 writes the files
         return 0
     write_json_atomic(args.out / "result.json", summary)
@@ -617,6 +620,16 @@ def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
               f"{sector} is {symmetric:.10f} (relative {(symmetric - exact) / abs(exact):.2e} "
               f"above), which this ansatz cannot pass: {hint}", flush=True)
     return symmetric
+
+
+def sampler_moves(sampler) -> str | None:  # noqa: ANN001
+    """The Metropolis moves of ``sampler`` in words (``result.json``'s ``moves``); None for
+    exact enumeration."""
+    from nqs.sampling.rules import AntiparallelExchangeRule, ExchangeRule, LocalRule
+
+    rule = getattr(sampler, "rule", None)
+    return {LocalRule: "single flips", ExchangeRule: "exchanges on all bonds",
+            AntiparallelExchangeRule: "exchanges of antiparallel spins"}.get(type(rule))
 
 
 def _summary(args: argparse.Namespace, model, energy: float, vscore: float,  # noqa: ANN001
