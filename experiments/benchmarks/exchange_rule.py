@@ -14,9 +14,11 @@ Reported per rule: the share of proposals that move (the antiparallel bonds of t
 configurations for the rule over all bonds), the accepted moves per proposal (identity moves
 not counted), the spread (standard deviation) of the per-call energy means, which is the noise
 a VMC step sees, the median wall time of a call, and the cost of a given precision,
-``spread^2 x seconds per call``, relative to the rule over all bonds (below 1: cheaper).
-(``Var(E_loc) / spread^2`` is not reported as an effective sample size: the GCNN's local
-energies are heavy-tailed, and their variance over 40 calls is too noisy for it.)
+``spread^2 x seconds per call``, relative to the rule over all bonds (below 1: cheaper). The
+same for the nearest-neighbour correlation ``zz`` (mean ``s_i s_j`` over the bonds): it is
+bounded, so its spread measures the mixing of the chains; the GCNN's local energies are
+heavy-tailed, and the spread of their call means over 100 calls is itself uncertain by tens of
+percent.
 
     python experiments/benchmarks/exchange_rule.py                       # triangular 4x4
     python experiments/benchmarks/exchange_rule.py --lattice square --size 6 --model j1j2
@@ -55,17 +57,31 @@ def _moving_share(x: np.ndarray, bonds: np.ndarray) -> float:
     return float(np.mean(x[:, bonds[:, 0]] != x[:, bonds[:, 1]]))
 
 
-def measure(args: argparse.Namespace) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = str(Path(tmp) / "run")
+def _trained(args: argparse.Namespace, run_dir: str) -> tuple:
+    """``(load_run of the trained state, training seconds)``; an existing ``run_dir`` with a
+    finished run is reused (``--run``)."""
+    t0 = time.perf_counter()
+    if not (Path(run_dir) / "result.json").exists():
         cmd = ["spin", "--model", args.model, "--lattice", args.lattice, "--size",
                str(args.size), "--steps", str(args.train_steps), "--seed", "0",
                "--out", run_dir]
-        t0 = time.perf_counter()
         if nqs_main(cmd) not in (0, None):
             raise SystemExit("the training run failed")
-        train_s = time.perf_counter() - t0
-        run = load_run(run_dir)
+    return load_run(run_dir), time.perf_counter() - t0
+
+
+def _zz(x: np.ndarray, bonds: np.ndarray) -> float:
+    """Mean nearest-neighbour correlation ``s_i s_j`` over the bonds and samples: bounded, so
+    the spread of its call means measures the chains' mixing without the local energy's tails."""
+    return float(np.mean(x[:, bonds[:, 0]] * x[:, bonds[:, 1]]))
+
+
+def measure(args: argparse.Namespace) -> dict:
+    if args.run:
+        run, train_s = _trained(args, args.run)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run, train_s = _trained(args, str(Path(tmp) / "run"))
     state, model = run.state, run.model
     bonds = np.asarray(model.lattice.bonds)
     samplers = {name: MetropolisSampler(state.hilbert, rule(bonds), n_chains=128,
@@ -74,8 +90,8 @@ def measure(args: argparse.Namespace) -> dict:
     states = {name: VariationalState(state.ansatz, state.params, s, key=jax.random.PRNGKey(i),
                                      marshall_sublattice=state.marshall_sublattice)
               for i, (name, s) in enumerate(samplers.items())}
-    rows = {name: {"means": [], "variances": [], "seconds": [], "acceptance": [], "moving": []}
-            for name in RULES}
+    rows = {name: {"means": [], "variances": [], "seconds": [], "acceptance": [], "moving": [],
+                   "zz": []} for name in RULES}
     for vs in states.values():  # compile and thermalize
         for _ in range(3):
             vs.sample()
@@ -91,6 +107,7 @@ def measure(args: argparse.Namespace) -> dict:
             proposed = 128 * (4 + 1024 // 128) * state.hilbert.n_sites
             rows[name]["acceptance"].append(accepted / proposed)
             rows[name]["moving"].append(_moving_share(np.asarray(samples.x), bonds))
+            rows[name]["zz"].append(_zz(np.asarray(samples.x), bonds))
             stats = vs.expect(run.operator)
             rows[name]["means"].append(float(jnp.real(stats.mean)))
             rows[name]["variances"].append(float(stats.variance))
@@ -101,17 +118,19 @@ def measure(args: argparse.Namespace) -> dict:
            "load_average": os.getloadavg()[0], "rules": {}}
     for name, r in rows.items():
         moving = float(np.mean(r["moving"])) if name == "all bonds" else 1.0
-        spread = float(np.std(r["means"], ddof=1))
         out["rules"][name] = {
             "moving_share": moving,
             "accepted_moves": float(np.mean(r["acceptance"])) - (1.0 - moving),
-            "energy": float(np.mean(r["means"])), "call_spread": spread,
+            "energy": float(np.mean(r["means"])),
+            "call_spread": float(np.std(r["means"], ddof=1)),
+            "zz": float(np.mean(r["zz"])), "zz_spread": float(np.std(r["zz"], ddof=1)),
             "local_variance": float(np.mean(r["variances"])),
             "call_s": pystats.median(r["seconds"])}
     base = out["rules"]["all bonds"]
     for r in out["rules"].values():
-        r["relative_cost"] = (r["call_spread"] ** 2 * r["call_s"]
-                              / (base["call_spread"] ** 2 * base["call_s"]))
+        for key in ("call_spread", "zz_spread"):
+            r[key.replace("spread", "cost")] = (r[key] ** 2 * r["call_s"]
+                                                / (base[key] ** 2 * base["call_s"]))
     return out
 
 
@@ -122,13 +141,15 @@ def table(out: dict) -> str:
              f"ansatz {out['ansatz']} after {out['train_steps']} steps; {out['calls']} calls of "
              f"1024 samples (128 chains, 4 discarded sweeps); {out['cpu']}, load "
              f"{out['load_average']:.2f}", "",
-             "| rule | proposals that move | accepted moves / proposal | E (mean of calls) "
-             "| spread of call means | s / call | cost of a precision (spread^2 x time) |",
-             "|---|---|---|---|---|---|---|"]
+             "| rule | proposals that move | accepted moves / proposal | s / call "
+             "| zz: mean, spread of call means | relative cost (zz) "
+             "| E: mean, spread of call means | relative cost (E) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in out["rules"].items():
         lines.append(f"| {name} | {r['moving_share']:.3f} | {r['accepted_moves']:.3f} | "
-                     f"{r['energy']:.5f} | {r['call_spread']:.2e} | {r['call_s']:.3f} | "
-                     f"{r['relative_cost']:.2f} |")
+                     f"{r['call_s']:.3f} | {r['zz']:.5f}, {r['zz_spread']:.2e} | "
+                     f"{r['zz_cost']:.2f} | {r['energy']:.5f}, {r['call_spread']:.2e} | "
+                     f"{r['call_cost']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                                                              "honeycomb"))
     p.add_argument("--size", type=int, default=4)
     p.add_argument("--train-steps", type=int, default=100)
-    p.add_argument("--calls", type=int, default=40)
+    p.add_argument("--calls", type=int, default=100)
+    p.add_argument("--run", default=None,
+                   help="directory of the trained run: reused when it holds a finished run, "
+                   "else trained there (default: a temporary directory)")
     p.add_argument("--out", default="experiments/benchmarks/results/exchange_rule")
     args = p.parse_args(argv)
     out = measure(args)

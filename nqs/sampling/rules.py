@@ -139,7 +139,6 @@ class ExchangeRule:
             raise InputError(f"exchange pair site out of range for {hilbert.n_sites} sites")
 
 
-
 @dataclass(frozen=True)
 class AntiparallelExchangeRule:
     """Exchange the values on a uniformly random pair of *unequal* sites (asymmetric, ``k = 2``).
