@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                    "else trained there (default: a temporary directory)")
     p.add_argument("--out", default="experiments/benchmarks/results/exchange_rule")
     args = p.parse_args(argv)
+    if args.calls < 2 or args.train_steps < 1 or args.size < 1:
+        p.error("--calls must be >= 2 (a spread needs two calls), --train-steps and --size >= 1")
     out = measure(args)
     text = table(out)
     print(text)

@@ -160,9 +160,8 @@ class AntiparallelExchangeRule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "pairs", ExchangeRule(self.pairs).pairs)  # same validation
 
-    def _unequal(self, x: jax.Array) -> jax.Array:
-        """bool ``[n_pairs]``: the pairs whose two values differ."""
-        pairs = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))
+    def _unequal(self, x: jax.Array, pairs: jax.Array) -> jax.Array:
+        """bool ``[n_pairs]``: the pairs (int32 ``[n_pairs, 2]``) whose two values differ."""
         return x[pairs[:, 0]] != x[pairs[:, 1]]
 
     def draw(self, key: jax.Array, n_steps: int, n_sites: int) -> jax.Array:
@@ -176,14 +175,14 @@ class AntiparallelExchangeRule:
         proposal's pre-drawn uniform ``noise`` (see ``draw``): the ``floor(noise n(x))``-th
         unequal pair."""
         n_sites = x.shape[-1]
-        unequal = self._unequal(x)
+        pairs = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))
+        unequal = self._unequal(x, pairs)
         n_x = jnp.sum(unequal)
         k = jnp.minimum(jnp.floor(noise * n_x).astype(jnp.int32), n_x - 1)
         chosen = jnp.argmax(jnp.cumsum(unequal) > k)
-        pair = jnp.asarray(np.asarray(self.pairs, dtype=np.int32))[chosen]
-        sites = jnp.where(n_x > 0, pair, jnp.full((2,), n_sites, jnp.int32))
+        sites = jnp.where(n_x > 0, pairs[chosen], jnp.full((2,), n_sites, jnp.int32))
         x_new = x.at[sites].set(x[sites[::-1]], mode="drop")
-        n_new = jnp.sum(self._unequal(x_new))
+        n_new = jnp.sum(self._unequal(x_new, pairs))
         log_ratio = jnp.where(
             n_x > 0, jnp.log(jnp.maximum(n_x, 1)) - jnp.log(jnp.maximum(n_new, 1)), 0.0)
         return sites, log_ratio
