@@ -52,6 +52,8 @@ BAD_SPIN = [
     (["--model", "heisenberg", "--size", "6", "--momentum", "1", "--open"], "open lattice"),
     (["--model", "heisenberg", "--size", "6", "--momentum", "1", "--symmetries", "space-group"],
      "translations"),
+    (["--model", "ising", "--moves", "antiparallel"], "single"),
+    (["--model", "heisenberg", "--moves", "pairs"], "moves"),
 ]
 
 

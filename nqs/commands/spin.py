@@ -27,6 +27,8 @@ from nqs.commands.common import (
 from nqs.commands.observe import SPIN_OBSERVABLES, add_observe_option
 
 MODELS = ("ising", "heisenberg", "xxz", "j1j2")
+MOVES = ("auto", "all", "antiparallel")
+"""``--moves``: the exchanges of the fixed-S^z Metropolis chains (:func:`build_problem`)."""
 
 AUTO_SYMM_ALPHA = 8
 """``--alpha`` of ``rbm-symm`` when not given (filters per translation orbit)."""
@@ -245,6 +247,13 @@ def _add_sampler_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discard-sweeps", type=nonnegative_int, default=4,
                    help="thermalization sweeps discarded before each step's samples; chains "
                    "continue from the previous step (default: 4)")
+    p.add_argument("--moves", choices=MOVES, default="auto",
+                   help="exchange moves of the fixed-S^z chains: 'all' draws any bond (a bond "
+                   "of parallel spins is the identity move), 'antiparallel' only bonds whose "
+                   "spins differ (every proposal moves; Metropolis-Hastings ratio); 'auto': "
+                   "antiparallel for networks that evaluate log psi per proposal (gcnn, vit, "
+                   "--project), all bonds for the RBMs, whose per-pattern tables make an "
+                   "identity move cheap (default: auto)")
     p.add_argument("--ratio-dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the Metropolis acceptance ratios (RBM per-pattern tables; "
                    "float32: faster sampling, log-ratio error ~1e-6; samples, log psi and "
@@ -356,6 +365,8 @@ def fingerprint(args: argparse.Namespace) -> dict:
             "optimizer", "lr", "diag_shift", "features", "layers", "symmetries", "project",
             "parity", "patch", "embed", "depth", "heads")
     fp = {k: getattr(args, k) for k in keys}
+    if args.moves != "auto":  # (checkpoints of runs with the automatic moves predate the key)
+        fp["moves"] = args.moves
     if _momentum(args) is not None:  # (checkpoints of momentum-zero runs predate the key)
         fp["momentum"] = list(_momentum(args))
     if args.lr_schedule != "constant":  # (checkpoints of constant-rate runs predate the key)
@@ -510,8 +521,13 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
                                     momentum=_momentum(args), patch=args.patch,
                                     embed=args.embed, depth=args.depth, heads=args.heads),
                          args.dtype)
+    if args.moves != "auto" and model.hilbert.total_sz is None:
+        raise InputError(f"--moves {args.moves}: the {args.model} model's chains flip single "
+                         "spins (no fixed S^z sector), they make no exchanges")
+    antiparallel = (exchange_antiparallel(ansatz) if args.moves == "auto"
+                    else args.moves == "antiparallel")
     sampler = spin_sampler(model, args.sampler, args.samples, args.chains, args.discard_sweeps,
-                           args.ratio_dtype, antiparallel=exchange_antiparallel(ansatz))
+                           args.ratio_dtype, antiparallel=antiparallel)
     return model, ansatz, sampler
 
 
