@@ -20,8 +20,18 @@ bounded, so its spread measures the mixing of the chains; the GCNN's local energ
 heavy-tailed, and the spread of their call means over 100 calls is itself uncertain by tens of
 percent.
 
+With ``--sweeps T`` the same trained state is measured on long chains instead: per rule,
+``--repeats`` draws of 64 chains x T consecutive sweeps (after ``--burn`` thermalizing sweeps),
+and the integrated autocorrelation time (Sokal, in sweeps; :func:`nqs.stats.integrated_time`)
+of the local energy and of ``zz`` per draw. The cost of an independent sample is
+``2 tau x seconds per sweep``; reported relative to the rule over all bonds, with the spread
+of ``tau`` over the draws. This separates the mixing from the spread of a few hundred call
+means, which the heavy tails of the local energy make noisy.
+
     python experiments/benchmarks/exchange_rule.py                       # triangular 4x4
     python experiments/benchmarks/exchange_rule.py --lattice square --size 6 --model j1j2
+    python experiments/benchmarks/exchange_rule.py --sweeps 400 --run runs/tri --out \
+        experiments/benchmarks/results/exchange_rule_tau
 
 Writes ``experiments/benchmarks/results/exchange_rule.{md,json}`` (``--out``).
 """
@@ -134,6 +144,84 @@ def measure(args: argparse.Namespace) -> dict:
     return out
 
 
+TAU_CHAINS = 64
+
+
+def autocorrelation(args: argparse.Namespace) -> dict:
+    """Integrated autocorrelation times of ``E_loc`` and ``zz`` on long chains (``--sweeps``)."""
+    from nqs.stats import integrated_time
+
+    if args.run:
+        run, train_s = _trained(args, args.run)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run, train_s = _trained(args, str(Path(tmp) / "run"))
+    state, model = run.state, run.model
+    bonds = np.asarray(model.lattice.bonds)
+    out = {"model": args.model, "lattice": args.lattice, "size": args.size,
+           "ansatz": type(state.ansatz.module).__name__, "train_steps": args.train_steps,
+           "train_s": train_s, "chains": TAU_CHAINS, "sweeps": args.sweeps,
+           "repeats": args.repeats, "burn": args.burn, "cpu": cpu_model(),
+           "jax": jax.__version__, "devices": str(jax.devices()[0]), "rules": {}}
+    for i, (name, rule) in enumerate(RULES.items()):
+        sampler = MetropolisSampler(state.hilbert, rule(bonds), n_chains=TAU_CHAINS,
+                                    n_samples=TAU_CHAINS * args.sweeps, n_discard_sweeps=0)
+        burn = MetropolisSampler(state.hilbert, rule(bonds), n_chains=TAU_CHAINS,
+                                 n_samples=TAU_CHAINS, n_discard_sweeps=args.burn)
+        vs = VariationalState(state.ansatz, state.params, burn, key=jax.random.PRNGKey(10 + i),
+                              marshall_sublattice=state.marshall_sublattice)
+        jax.block_until_ready(vs.sample().x)  # thermalize (and compile the short sampler)
+        vs.sampler = sampler
+        jax.block_until_ready(vs.sample().x)  # compile the long one (its draw discarded)
+        r = {"tau_e": [], "tau_zz": [], "energy": [], "error": [], "sweep_s": [], "zz": []}
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            samples = vs.sample()
+            jax.block_until_ready(samples.x)
+            r["sweep_s"].append((time.perf_counter() - t) / args.sweeps)
+            stats = vs.expect(run.operator)
+            x = np.asarray(samples.x)
+            zz = np.mean(x[:, bonds[:, 0]] * x[:, bonds[:, 1]], axis=1)  # rows: sweep * chains
+            r["tau_e"].append(float(stats.tau_corr))
+            r["tau_zz"].append(float(integrated_time(
+                jnp.asarray(zz.reshape(args.sweeps, TAU_CHAINS)))))
+            r["energy"].append(float(jnp.real(stats.mean)))
+            r["error"].append(float(stats.error_of_mean))
+            r["zz"].append(float(np.mean(zz)))
+        out["rules"][name] = {
+            "tau_e": float(np.mean(r["tau_e"])), "tau_e_spread": float(np.std(r["tau_e"])),
+            "tau_zz": float(np.mean(r["tau_zz"])), "tau_zz_spread": float(np.std(r["tau_zz"])),
+            "energy": float(np.mean(r["energy"])),
+            "error": float(np.sqrt(np.mean(np.square(r["error"])) / args.repeats)),
+            "zz": float(np.mean(r["zz"])), "sweep_s": pystats.median(r["sweep_s"]),
+            "per_repeat": r}
+    base = out["rules"]["all bonds"]
+    for r in out["rules"].values():
+        for key in ("tau_e", "tau_zz"):
+            r[key.replace("tau", "cost")] = (r[key] * r["sweep_s"]
+                                            / (base[key] * base["sweep_s"]))
+    out["load_average"] = os.getloadavg()[0]
+    return out
+
+
+def tau_table(out: dict) -> str:
+    where = (f"the {out['size']}-site chain" if out["lattice"] == "chain"
+             else f"the periodic {out['size']}x{out['size']} {out['lattice']} lattice")
+    lines = [f"{out['model']} on {where}, ansatz {out['ansatz']} after {out['train_steps']} "
+             f"steps; {out['repeats']} draws of {out['chains']} chains x {out['sweeps']} sweeps "
+             f"(after {out['burn']} thermalizing sweeps); {out['cpu']}, load "
+             f"{out['load_average']:.2f}", "",
+             "| rule | ms / sweep (64 chains) | tau zz (sweeps) | relative cost (zz) "
+             "| tau E (sweeps) | relative cost (E) | E |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in out["rules"].items():
+        lines.append(f"| {name} | {1e3 * r['sweep_s']:.2f} | {r['tau_zz']:.2f} +- "
+                     f"{r['tau_zz_spread']:.2f} | {r['cost_zz']:.2f} | {r['tau_e']:.2f} +- "
+                     f"{r['tau_e_spread']:.2f} | {r['cost_e']:.2f} | {r['energy']:.5f} +- "
+                     f"{r['error']:.5f} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(out: dict) -> str:
     where = (f"the {out['size']}-site chain" if out["lattice"] == "chain"
              else f"the periodic {out['size']}x{out['size']} {out['lattice']} lattice")
@@ -164,12 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", default=None,
                    help="directory of the trained run: reused when it holds a finished run, "
                    "else trained there (default: a temporary directory)")
+    p.add_argument("--sweeps", type=int, default=0,
+                   help="measure autocorrelation times on chains of this many sweeps instead "
+                   "of the spread of call means (default: 0, the call means)")
+    p.add_argument("--repeats", type=int, default=4, help="draws per rule with --sweeps")
+    p.add_argument("--burn", type=int, default=200, help="thermalizing sweeps with --sweeps")
     p.add_argument("--out", default="experiments/benchmarks/results/exchange_rule")
     args = p.parse_args(argv)
     if args.calls < 2 or args.train_steps < 1 or args.size < 1:
         p.error("--calls must be >= 2 (a spread needs two calls), --train-steps and --size >= 1")
-    out = measure(args)
-    text = table(out)
+    if args.sweeps and (args.sweeps < 20 or args.repeats < 1 or args.burn < 0):
+        p.error("--sweeps must be >= 20, --repeats >= 1 and --burn >= 0")
+    out = autocorrelation(args) if args.sweeps else measure(args)
+    text = tau_table(out) if args.sweeps else table(out)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".md").write_text(text)
