@@ -8,7 +8,8 @@ Three sources, best first:
   (from ``references.md``);
 * exact diagonalisation (Lanczos, ``scipy.sparse.linalg.eigsh``) of the model's sparse matrix
   for small systems (at most :data:`MAX_LANCZOS_SPINS` spins and
-  :data:`MAX_AUTO_LANCZOS_STATES` states).
+  :data:`MAX_AUTO_LANCZOS_STATES` states), and past that on periodic lattices in each lattice
+  momentum sector (:mod:`hamiltonians.momentum_sectors`; :func:`momentum_sectors_fit`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from hamiltonians.momentum_sectors import MAX_MOMENTUM_SITES, ground_state_momentum
 from hamiltonians.spin import J1J2, XXZ, Heisenberg, SpinModel, TransverseFieldIsing
 from nqs.errors import InputError
 from nqs.hilbert import MAX_ENUMERATED_STATES
+from nqs.threads import single_blas_thread
 
 MAX_LANCZOS_SPINS = 26
 """``lanczos_ground_state`` refuses larger systems."""
@@ -180,7 +183,8 @@ def lanczos_ground_state(model: SpinModel, k: int = 1, return_vector: bool = Fal
         evals, evecs = evals[:k], evecs[:, :k]
     else:
         v0 = np.random.default_rng(0).standard_normal(n_states)
-        evals, evecs = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=True)
+        with single_blas_thread():
+            evals, evecs = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=True)
     order = np.argsort(evals)
     evals = np.asarray(evals, dtype=np.float64)[order]
     energies: Any = float(evals[0]) if k == 1 else evals
@@ -199,7 +203,9 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     ``"exact diagonalization (tabulated, 6 digits)"`` (periodic 6x6 square lattice, J > 0:
     Heisenberg -0.678872 J per site, J1-J2 at J2 / J1 = 0.5 -0.503810 J1 per site;
     docs/references.md), ``"exact diagonalization (Lanczos)"``
-    (up to :data:`MAX_AUTO_LANCZOS_STATES` states), else ``(None, "none")``.
+    (up to :data:`MAX_AUTO_LANCZOS_STATES` states), ``"exact diagonalization (Lanczos, momentum
+    sectors)"`` (periodic lattices up to :data:`MAX_MOMENTUM_STATES` states, the lowest over
+    the momenta: :func:`momentum_sectors_fit`), else ``(None, "none")``.
     """
     lat = model.lattice
     if isinstance(model, TransverseFieldIsing):
@@ -237,7 +243,30 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     hi = model.hilbert
     if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
         return lanczos_ground_state(model), "exact diagonalization (Lanczos)"
+    if momentum_sectors_fit(model):
+        _, energy = ground_state_momentum(model)
+        return energy, "exact diagonalization (Lanczos, momentum sectors)"
     return None, "none"
+
+
+MAX_MOMENTUM_STATES = 4_000_000
+""":func:`exact_energy` goes through momentum sectors for S^z sectors (or full spaces) up to
+this many states: the chains of 24 spins in S^z = 0 (2.7e6 states; 1 to 2.5 minutes on the
+2-core machine, the 13 momenta of one sign). The chain of 26 (1.0e7) would take several times
+that, the 5x5 transverse-field Ising model (3.4e7) more than 12 minutes."""
+
+
+def momentum_sectors_fit(model: SpinModel) -> bool:
+    """Whether :func:`exact_energy` finds the ground state of ``model`` in its momentum
+    sectors (:mod:`hamiltonians.momentum_sectors`): a periodic lattice of at most
+    :data:`MAX_MOMENTUM_SITES` spins, at most :data:`MAX_MOMENTUM_STATES` states, and sectors of
+    at most about :data:`MAX_AUTO_LANCZOS_STATES` each."""
+    lat, hi = model.lattice, model.hilbert
+    if not getattr(lat, "pbc", False) or hi.n_sites > MAX_MOMENTUM_SITES:
+        return False
+    n_translations = int(np.prod(lat.extent))
+    return (hi.n_states <= MAX_MOMENTUM_STATES
+            and hi.n_states <= MAX_AUTO_LANCZOS_STATES * n_translations)
 
 
 #: :func:`symmetric_ground_energy` works on ``[G, n_states]`` index tables up to this size.
@@ -256,10 +285,10 @@ def symmetric_ground_energy(model: SpinModel, perms: Any, characters: Any = None
     ``||H||``, so the lowest eigenvalue of ``A`` is the lowest of ``H`` in the irrep. None when
     ``G * n_states`` passes :data:`MAX_SYMMETRIC_WORK` (memory of the index tables)."""
     perms = np.asarray(perms, dtype=np.int64)
+    if len(perms) * model.hilbert.n_states > MAX_SYMMETRIC_WORK:
+        return None
     states = model.hilbert.all_states()
     n_states, n = states.shape
-    if len(perms) * n_states > MAX_SYMMETRIC_WORK:
-        return None
     weights, _, index = _code_index(states)
     images = np.stack([index((states[:, g] < 0).astype(np.int64) @ weights)
                        for g in perms])  # [G, n_states]
@@ -281,27 +310,9 @@ def symmetric_ground_energy(model: SpinModel, perms: Any, characters: Any = None
         return float(np.linalg.eigvalsh(0.5 * (dense + dense.conj().T))[0])
     op = spla.LinearOperator((n_states, n_states), matvec=apply, dtype=dtype)
     v0 = project(np.random.default_rng(0).standard_normal(n_states).astype(dtype)) + 1e-3
-    return float(np.real(spla.eigsh(op, k=1, which="SA", v0=v0,
-                                    return_eigenvectors=False)[0]))
-
-
-def ground_state_momentum(model: SpinModel) -> tuple[tuple[int, ...], float] | None:
-    """``(k, E_k)``: the momentum (integers, units of ``2 pi / L`` per lattice direction, as
-    ``nqs spin --momentum`` takes them) whose sector holds the lowest energy of ``model`` on
-    a periodic lattice, and that energy (:func:`momentum_sector_energies` over every momentum;
-    the first of equal ones). None on an open lattice or past :data:`MAX_MOMENTUM_SITES`."""
-    import itertools
-
-    lattice = model.lattice
-    if not getattr(lattice, "pbc", False) or lattice.n_sites > MAX_MOMENTUM_SITES:
-        return None
-    best: tuple[tuple[int, ...], float] | None = None
-    for k in itertools.product(*(range(n) for n in lattice.extent)):
-        energies = momentum_sector_energies(model, k)
-        if len(energies) and (best is None
-                              or energies[0] < best[1] - 1e-9 * max(1.0, abs(best[1]))):
-            best = (tuple(int(v) for v in k), float(energies[0]))
-    return best
+    with single_blas_thread():
+        return float(np.real(spla.eigsh(op, k=1, which="SA", v0=v0,
+                                        return_eigenvectors=False)[0]))
 
 
 def _is_plain_heisenberg(model: Heisenberg | XXZ | J1J2) -> bool:
@@ -324,114 +335,3 @@ def infinite_temperature_energy(model: SpinModel) -> float:
         return float(-model.J * np.count_nonzero(b[:, 0] == b[:, 1]))
     b = model._bonds
     return float(0.25 * np.sum(model._jz[b[:, 0] == b[:, 1]]))
-
-
-MAX_MOMENTUM_SITES = 26
-"""``momentum_sector_energies`` enumerates at most ``2^26`` configurations."""
-
-
-def _sector_codes(n: int, total_sz: int | None) -> np.ndarray:
-    """Bit codes (site 0 most significant, bit 1 = spin down) of the sector, ascending, int64."""
-    out = []
-    chunk = 1 << 22
-    n_down = None if total_sz is None else (n - total_sz) // 2
-    for start in range(0, 1 << n, chunk):
-        c = np.arange(start, min(start + chunk, 1 << n), dtype=np.int64)
-        if n_down is None:
-            out.append(c)
-            continue
-        pop = np.zeros(len(c), dtype=np.int64)
-        v = c.copy()
-        while np.any(v):
-            pop += v & 1
-            v >>= 1
-        out.append(c[pop == n_down])
-    return np.concatenate(out)
-
-
-def momentum_sector_energies(model: SpinModel, momentum: tuple[int, ...] | None = None,
-                             k: int = 1) -> np.ndarray:
-    """Lowest ``k`` energies in the sector of lattice momentum ``momentum`` (integers ``m_d``:
-    ``K_d = 2 pi m_d / L_d``; default zero) and the model's S^z sector, by Lanczos on the
-    basis of momentum states (one representative per translation orbit: about ``1 / n_cells``
-    of the S^z sector, so memory and time drop by that factor).
-
-    The momentum state of a representative ``r`` is ``sum_t chi_t^* T_t |r>`` with
-    ``chi_t = exp(2 pi i sum_d m_d s_d / L_d)`` for the translation by ``s``; orbits whose
-    stabilizer has a character != 1 do not exist at that momentum. Needs a periodic lattice and
-    at most :data:`MAX_MOMENTUM_SITES` spins. Returns an ascending array ``[k]`` (fewer when the
-    sector is smaller).
-    """
-    lat = model.lattice
-    if not lat.pbc:
-        raise InputError("momentum sectors need a periodic lattice")
-    n = lat.n_sites
-    if n > MAX_MOMENTUM_SITES:
-        raise InputError(
-            f"momentum sectors are limited to {MAX_MOMENTUM_SITES} spins, the model has {n}"
-        )
-    momentum = (0,) * lat.ndim if momentum is None else tuple(int(m) for m in momentum)
-    if len(momentum) != lat.ndim:
-        raise InputError(f"a momentum needs {lat.ndim} integers, got {momentum}")
-    trans = lat.translations()
-    shifts = np.stack(np.unravel_index(np.arange(len(trans)), lat.extent), axis=1)
-    chars = np.exp(2j * np.pi * (shifts * np.asarray(momentum) / np.asarray(lat.extent)).sum(1))
-    codes = _sector_codes(n, model.hilbert.total_sz)
-    shift_of_site = n - 1 - np.arange(n)
-    # rep(c) = min_t T_t c, t_star(c) a translation with T_t c = rep, stab(c) = |{t: T_t c = c}|
-    rep = codes.copy()
-    t_star = np.zeros(len(codes), dtype=np.int64)
-    stab = np.zeros(len(codes), dtype=np.int64)
-    char_sum = np.zeros(len(codes), dtype=complex)
-    for t, perm in enumerate(trans):
-        moved = np.zeros_like(codes)
-        for i in range(n):
-            moved |= ((codes >> shift_of_site[i]) & 1) << shift_of_site[perm[i]]
-        better = moved < rep
-        rep[better] = moved[better]
-        t_star[better] = t
-        same = moved == codes
-        stab += same
-        char_sum[same] += chars[t]
-    is_rep = (rep == codes) & (np.abs(char_sum) > 1e-8)
-    reps = codes[is_rep]
-    n_reps = len(reps)
-    if n_reps == 0:
-        return np.zeros(0)
-    index_of_code = np.full(len(codes), -1, dtype=np.int64)
-    index_of_code[np.flatnonzero(is_rep)] = np.arange(n_reps)
-    # every code -> (index of its representative among reps or -1, t_star, stabilizer size)
-    rep_pos = np.searchsorted(codes, rep)
-    target = index_of_code[rep_pos]
-    r_stab = stab[is_rep]
-    x = 1 - 2 * ((reps[:, None] >> shift_of_site[None, :]) & 1)  # [n_reps, n] spins +-1
-    rows, cols, vals = [np.arange(n_reps)], [np.arange(n_reps)], []
-    if isinstance(model, TransverseFieldIsing):
-        b = lat.bonds
-        vals.append(-model.J * np.sum(x[:, b[:, 0]] * x[:, b[:, 1]], axis=1).astype(complex))
-        flips = [((1 << shift_of_site[i]), np.arange(n_reps), -model.h) for i in range(n)]
-    else:
-        b, jz, jxy = model._bonds, model._jz, model._jxy
-        vals.append((0.25 * (x[:, b[:, 0]] * x[:, b[:, 1]]) @ jz).astype(complex))
-        flips = []
-        for (i, j), coupling in zip(b.tolist(), jxy, strict=True):
-            anti = np.nonzero(x[:, i] != x[:, j])[0]
-            flips.append(((1 << shift_of_site[i]) | (1 << shift_of_site[j]), anti,
-                          0.5 * coupling))
-    for mask, src, mel in flips:
-        new = reps[src] ^ mask
-        pos = np.searchsorted(codes, new)
-        dst = target[pos]
-        ok = dst >= 0
-        src, pos, dst = src[ok], pos[ok], dst[ok]
-        rows.append(dst)
-        cols.append(src)
-        vals.append(mel * np.conj(chars[t_star[pos]]) * np.sqrt(r_stab[dst] / r_stab[src]))
-    mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                        shape=(n_reps, n_reps))
-    if n_reps <= DENSE_MAX_STATES or k >= n_reps - 1:
-        evals = np.linalg.eigvalsh(mat.toarray())[:k]
-    else:
-        v0 = np.random.default_rng(0).standard_normal(n_reps).astype(complex)
-        evals = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=False)
-    return np.sort(np.real(evals))

@@ -140,7 +140,8 @@ def test_momentum_sectors_split_the_spectrum(model) -> None:
     """The spectra of all momentum sectors together are the spectrum of the S^z sector."""
     import itertools
 
-    from hamiltonians.spin_reference import model_sparse, momentum_sector_energies
+    from hamiltonians.momentum_sectors import momentum_sector_energies
+    from hamiltonians.spin_reference import model_sparse
 
     full = np.linalg.eigvalsh(model_sparse(model).toarray())
     parts = [momentum_sector_energies(model, m, k=len(full))
@@ -149,7 +150,7 @@ def test_momentum_sectors_split_the_spectrum(model) -> None:
 
 
 def test_momentum_zero_ground_state_4x4() -> None:
-    from hamiltonians.spin_reference import momentum_sector_energies
+    from hamiltonians.momentum_sectors import momentum_sector_energies
 
     # docs/references.md: -11.228483208 (exact diagonalization)
     e = momentum_sector_energies(Heisenberg(square(4), marshall_sign=True))

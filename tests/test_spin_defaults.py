@@ -245,12 +245,9 @@ def test_symmetric_ground_energy_is_the_lowest_invariant_state(tmp_path, capsys)
     # over the translations it equals the momentum-zero sector's Lanczos (separate code), over
     # the space group it lies at or above; where the ground state is invariant it equals E0
     from hamiltonians.lattice import chain, square
+    from hamiltonians.momentum_sectors import momentum_sector_energies
     from hamiltonians.spin import J1J2, Heisenberg
-    from hamiltonians.spin_reference import (
-        lanczos_ground_state,
-        momentum_sector_energies,
-        symmetric_ground_energy,
-    )
+    from hamiltonians.spin_reference import lanczos_ground_state, symmetric_ground_energy
 
     model = J1J2(chain(12), j2=1.0, marshall_sign=True)
     e0 = lanczos_ground_state(model)
@@ -277,13 +274,9 @@ def test_ground_state_momentum_and_a_run_projected_on_it(tmp_path, capsys):
     characters) equals the momentum-state Lanczos (separate code) at every k. An invariant
     ansatz's run names the momentum; a run with it passes the lowest invariant state."""
     from hamiltonians.lattice import chain
+    from hamiltonians.momentum_sectors import ground_state_momentum, momentum_sector_energies
     from hamiltonians.spin import Heisenberg
-    from hamiltonians.spin_reference import (
-        ground_state_momentum,
-        lanczos_ground_state,
-        momentum_sector_energies,
-        symmetric_ground_energy,
-    )
+    from hamiltonians.spin_reference import lanczos_ground_state, symmetric_ground_energy
     from nqs.models.symmetry import momentum_characters
 
     model = Heisenberg(chain(6))

@@ -533,11 +533,19 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
 
 def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001
          observables: dict | None = None) -> int:
-    from hamiltonians.spin_reference import exact_energy, infinite_temperature_energy
+    from hamiltonians.spin_reference import (
+        MAX_AUTO_LANCZOS_STATES,
+        exact_energy,
+        infinite_temperature_energy,
+        momentum_sectors_fit,
+    )
     from nqs.driver import run_vmc
     from nqs.io import write_json_atomic
     from nqs.stats import v_score
 
+    if momentum_sectors_fit(model) and model.hilbert.n_states > MAX_AUTO_LANCZOS_STATES:
+        print(f"exact energy: Lanczos in the momentum sectors of {model.hilbert.n_states} "
+              "states (a minute or two)", flush=True)
     exact, source = exact_energy(model)
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
@@ -618,7 +626,8 @@ def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
     :func:`hamiltonians.spin_reference.symmetric_ground_energy`) where the exact energy comes
     from Lanczos; printed when the ground state lies outside it (J1-J2 chain of 16 at J2 = 0.8:
     1.5 % above, honeycomb 3x3 at J2 = 0.8 over the space group: 2.7 %). None otherwise."""
-    from hamiltonians.spin_reference import ground_state_momentum, symmetric_ground_energy
+    from hamiltonians.momentum_sectors import ground_state_momentum
+    from hamiltonians.spin_reference import symmetric_ground_energy
 
     if exact is None or "Lanczos" not in source or ansatz.symmetries is None:
         return None

@@ -1,0 +1,63 @@
+"""Momentum-sector exact diagonalisation: the translation of bit codes, and exact_energy's
+momentum path against Lanczos on the whole sector."""
+
+import numpy as np
+import pytest
+
+import hamiltonians.spin_reference as ref
+from hamiltonians.lattice import Lattice, chain, honeycomb, square, triangular
+from hamiltonians.momentum_sectors import permute_codes, sector_codes, translation_orbits
+from hamiltonians.spin import J1J2, XXZ, Heisenberg, TransverseFieldIsing
+
+
+@pytest.mark.parametrize("lat", [chain(9), square(3), triangular(3), honeycomb(2),
+                                 Lattice("square", (2, 4))], ids=lambda lat: lat.describe())
+def test_translated_codes_equal_the_site_by_site_permutation(lat) -> None:
+    n = lat.n_sites
+    codes = np.random.default_rng(0).integers(0, 1 << n, 500, dtype=np.int64)
+    bit = n - 1 - np.arange(n)
+    for perm in lat.translations():
+        slow = np.zeros_like(codes)
+        for i in range(n):  # the bit of site i moves to the bit of site perm[i]
+            slow |= ((codes >> bit[i]) & 1) << bit[perm[i]]
+        np.testing.assert_array_equal(permute_codes(codes, perm, n), slow)
+
+
+def test_orbits_partition_the_sector() -> None:
+    model = Heisenberg(chain(10))
+    orbits = translation_orbits(model)
+    np.testing.assert_array_equal(orbits.codes, sector_codes(10, 0))
+    assert len(orbits.codes) == 252
+    # every code's representative is the smallest of its orbit, reached by t_star
+    trans = model.lattice.translations()
+    for c, pos, t in zip(orbits.codes, orbits.rep_pos, orbits.t_star, strict=True):
+        images = [permute_codes(np.array([c]), perm, 10)[0] for perm in trans]
+        assert orbits.codes[pos] == min(images) == images[t]
+    # orbit sizes (T / stabilizer) add up to the sector
+    stab = np.array([bin(int(s)).count("1") for s in orbits.stabilizer])
+    assert np.sum(10 // stab) == 252
+
+
+@pytest.mark.parametrize("model", [
+    XXZ(chain(12), delta=2.0),
+    J1J2(chain(12), j2=1.0, marshall_sign=True),  # ground state outside momentum zero
+    Heisenberg(chain(10)),  # no Marshall sign: momentum pi
+    TransverseFieldIsing(square(3), h=2.0),  # full space, no S^z
+    J1J2(honeycomb(2), j2=0.3),
+    XXZ(triangular(4), delta=0.5),
+], ids=lambda m: m.describe())
+def test_exact_energy_through_momentum_sectors_equals_lanczos(model, monkeypatch) -> None:
+    full = ref.lanczos_ground_state(model)
+    monkeypatch.setattr(ref, "MAX_AUTO_LANCZOS_STATES", model.hilbert.n_states // 2)
+    energy, source = ref.exact_energy(model)
+    assert source == "exact diagonalization (Lanczos, momentum sectors)"
+    assert energy == pytest.approx(full, abs=1e-9)
+
+
+def test_momentum_path_limits(monkeypatch) -> None:
+    # open lattices and sectors still too large per momentum stay without a reference
+    monkeypatch.setattr(ref, "MAX_AUTO_LANCZOS_STATES", 100)
+    assert not ref.momentum_sectors_fit(XXZ(chain(12, pbc=False), delta=2.0))
+    assert not ref.momentum_sectors_fit(XXZ(chain(16), delta=2.0))  # 12870 / 16 > 100
+    assert ref.exact_energy(XXZ(chain(16), delta=2.0)) == (None, "none")
+    assert ref.momentum_sectors_fit(XXZ(chain(12), delta=2.0))  # 924 / 12 <= 100
