@@ -61,3 +61,12 @@ def test_momentum_path_limits(monkeypatch) -> None:
     assert not ref.momentum_sectors_fit(XXZ(chain(16), delta=2.0))  # 12870 / 16 > 100
     assert ref.exact_energy(XXZ(chain(16), delta=2.0)) == (None, "none")
     assert ref.momentum_sectors_fit(XXZ(chain(12), delta=2.0))  # 924 / 12 <= 100
+
+
+def test_majumdar_ghosh_chain_through_momentum_sectors(monkeypatch) -> None:
+    # J2 = J1 / 2: the dimer product states are exact ground states, E0 = -3 N / 8 (the chain
+    # of 24, beyond the full sector's limit, gives -9.000000000000014 in a few minutes)
+    monkeypatch.setattr(ref, "MAX_AUTO_LANCZOS_STATES", 100)
+    energy, source = ref.exact_energy(J1J2(chain(12), j2=0.5))
+    assert "momentum sectors" in source
+    assert energy == pytest.approx(-4.5, abs=1e-10)
