@@ -21,7 +21,8 @@ heavy-tailed, and the spread of their call means over 100 calls is itself uncert
 percent.
 
 With ``--sweeps T`` the same trained state is measured on long chains instead: per rule,
-``--repeats`` draws of 64 chains x T consecutive sweeps (after ``--burn`` thermalizing sweeps),
+``--repeats`` draws of 64 chains x T consecutive sweeps (after ``--burn`` thermalizing sweeps;
+the rules' draws taken in turn),
 and the integrated autocorrelation time (Sokal, in sweeps; :func:`nqs.stats.integrated_time`)
 of the local energy and of ``zz`` per draw. The cost of an independent sample is
 ``2 tau x seconds per sweep``; reported relative to the rule over all bonds, with the spread
@@ -163,18 +164,22 @@ def autocorrelation(args: argparse.Namespace) -> dict:
            "train_s": train_s, "chains": TAU_CHAINS, "sweeps": args.sweeps,
            "repeats": args.repeats, "burn": args.burn, "cpu": cpu_model(),
            "jax": jax.__version__, "devices": str(jax.devices()[0]), "rules": {}}
+    states, rows = {}, {}
     for i, (name, rule) in enumerate(RULES.items()):
-        sampler = MetropolisSampler(state.hilbert, rule(bonds), n_chains=TAU_CHAINS,
-                                    n_samples=TAU_CHAINS * args.sweeps, n_discard_sweeps=0)
         burn = MetropolisSampler(state.hilbert, rule(bonds), n_chains=TAU_CHAINS,
                                  n_samples=TAU_CHAINS, n_discard_sweeps=args.burn)
         vs = VariationalState(state.ansatz, state.params, burn, key=jax.random.PRNGKey(10 + i),
                               marshall_sublattice=state.marshall_sublattice)
         jax.block_until_ready(vs.sample().x)  # thermalize (and compile the short sampler)
-        vs.sampler = sampler
+        vs.sampler = MetropolisSampler(state.hilbert, rule(bonds), n_chains=TAU_CHAINS,
+                                       n_samples=TAU_CHAINS * args.sweeps, n_discard_sweeps=0)
         jax.block_until_ready(vs.sample().x)  # compile the long one (its draw discarded)
-        r = {"tau_e": [], "tau_zz": [], "energy": [], "error": [], "sweep_s": [], "zz": []}
-        for _ in range(args.repeats):
+        states[name] = vs
+        rows[name] = {"tau_e": [], "tau_zz": [], "energy": [], "error": [], "sweep_s": [],
+                      "zz": []}
+    for _ in range(args.repeats):
+        for name, vs in states.items():  # in turn: load changes affect both alike
+            r = rows[name]
             t = time.perf_counter()
             samples = vs.sample()
             jax.block_until_ready(samples.x)
@@ -188,6 +193,7 @@ def autocorrelation(args: argparse.Namespace) -> dict:
             r["energy"].append(float(jnp.real(stats.mean)))
             r["error"].append(float(stats.error_of_mean))
             r["zz"].append(float(np.mean(zz)))
+    for name, r in rows.items():
         out["rules"][name] = {
             "tau_e": float(np.mean(r["tau_e"])), "tau_e_spread": float(np.std(r["tau_e"])),
             "tau_zz": float(np.mean(r["tau_zz"])), "tau_zz_spread": float(np.std(r["tau_zz"])),
