@@ -81,6 +81,14 @@ def _trained(args: argparse.Namespace, run_dir: str) -> tuple:
     return load_run(run_dir), time.perf_counter() - t0
 
 
+def _trained_state(args: argparse.Namespace) -> tuple:
+    """:func:`_trained` in ``--run``, else in a temporary directory (the state stays loaded)."""
+    if args.run:
+        return _trained(args, args.run)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _trained(args, str(Path(tmp) / "run"))
+
+
 def _zz(x: np.ndarray, bonds: np.ndarray) -> float:
     """Mean nearest-neighbour correlation ``s_i s_j`` over the bonds and samples: bounded, so
     the spread of its call means measures the chains' mixing without the local energy's tails."""
@@ -88,11 +96,7 @@ def _zz(x: np.ndarray, bonds: np.ndarray) -> float:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    if args.run:
-        run, train_s = _trained(args, args.run)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            run, train_s = _trained(args, str(Path(tmp) / "run"))
+    run, train_s = _trained_state(args)
     state, model = run.state, run.model
     bonds = np.asarray(model.lattice.bonds)
     samplers = {name: MetropolisSampler(state.hilbert, rule(bonds), n_chains=128,
@@ -152,11 +156,7 @@ def autocorrelation(args: argparse.Namespace) -> dict:
     """Integrated autocorrelation times of ``E_loc`` and ``zz`` on long chains (``--sweeps``)."""
     from nqs.stats import integrated_time
 
-    if args.run:
-        run, train_s = _trained(args, args.run)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            run, train_s = _trained(args, str(Path(tmp) / "run"))
+    run, train_s = _trained_state(args)
     state, model = run.state, run.model
     bonds = np.asarray(model.lattice.bonds)
     out = {"model": args.model, "lattice": args.lattice, "size": args.size,
@@ -210,10 +210,13 @@ def autocorrelation(args: argparse.Namespace) -> dict:
     return out
 
 
+def _where(out: dict) -> str:
+    return (f"the {out['size']}-site chain" if out["lattice"] == "chain"
+            else f"the periodic {out['size']}x{out['size']} {out['lattice']} lattice")
+
+
 def tau_table(out: dict) -> str:
-    where = (f"the {out['size']}-site chain" if out["lattice"] == "chain"
-             else f"the periodic {out['size']}x{out['size']} {out['lattice']} lattice")
-    lines = [f"{out['model']} on {where}, ansatz {out['ansatz']} after {out['train_steps']} "
+    lines = [f"{out['model']} on {_where(out)}, ansatz {out['ansatz']} after {out['train_steps']} "
              f"steps; {out['repeats']} draws of {out['chains']} chains x {out['sweeps']} sweeps "
              f"(after {out['burn']} thermalizing sweeps); {out['cpu']}, load "
              f"{out['load_average']:.2f}", "",
@@ -229,9 +232,7 @@ def tau_table(out: dict) -> str:
 
 
 def table(out: dict) -> str:
-    where = (f"the {out['size']}-site chain" if out["lattice"] == "chain"
-             else f"the periodic {out['size']}x{out['size']} {out['lattice']} lattice")
-    lines = [f"{out['model']} on {where}, "
+    lines = [f"{out['model']} on {_where(out)}, "
              f"ansatz {out['ansatz']} after {out['train_steps']} steps; {out['calls']} calls of "
              f"1024 samples (128 chains, 4 discarded sweeps); {out['cpu']}, load "
              f"{out['load_average']:.2f}", "",
