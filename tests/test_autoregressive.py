@@ -460,7 +460,7 @@ def test_start_target_of_square_h4_has_the_ground_state_symmetry():
 
     from hamiltonians.molecule import MoleculeSpec, compute_integrals
     from hamiltonians.second_quantized import MolecularHamiltonian
-    from nqs.models.ar_pretrain import selected_target
+    from nqs.models.ar_pretrain import HF_WEIGHT_MIN, selected_target
 
     atoms = "H 0 0 0; H 1.2 0 0; H 0 1.2 0; H 1.2 1.2 0"
     ints = compute_integrals(MoleculeSpec(atoms, basis="sto-3g"))[0]
@@ -472,8 +472,11 @@ def test_start_target_of_square_h4_has_the_ground_state_symmetry():
     x, c = selected_target(h4, rounds=3, pt2_tolerance=1e-3, info=info)
     assert abs(_energy_in_own_space(h4, x, c) - e_fci) < 1e-8
     assert abs(info["e_var"] - e_fci) < 1e-8 and abs(info["s2"]) < 1e-8
-    assert abs(c[0] ** 2 - civec[0, 0] ** 2) < 1e-6, (c[0], civec[0, 0])  # x[0]: Hartree-Fock
-    assert np.max(np.abs(c)) == c[np.argmax(np.abs(c))]  # largest > 0
+    # x[0] is Hartree-Fock; the selected space misses weights ~1e-6 (its energy is FCI's to
+    # 1e-8, second order in them), so the coefficients agree to about 1e-5
+    assert abs(abs(c[0]) - abs(civec[0, 0])) < 1e-4, (c[0], civec[0, 0])
+    # the sign: c(HF) > 0 where Hartree-Fock has weight, else the largest coefficient > 0
+    assert c[0] > 0 if c[0] ** 2 >= HF_WEIGHT_MIN else np.max(np.abs(c)) == np.max(c)
 
 def _dense_hamiltonian(operator):
     """``(sparse H, configuration keys, key -> row, dense H, E_FCI)`` of a small molecule."""
