@@ -12,11 +12,19 @@ lattice and sector (:func:`translation_orbits`) and serve every momentum; since 
 Hamiltonians here are real in the S^z basis, ``K`` and ``-K`` hold the same spectrum and
 :func:`ground_state_momentum` diagonalises one of each pair.
 
+A model with no positive off-diagonal element in the S^z basis (stoquastic: the
+transverse-field Ising model, the Heisenberg and XXZ models of a bipartite lattice in the
+Marshall basis) has a ground state at zero momentum: by Perron-Frobenius it has a ground state
+``v >= 0``, and ``sum_t T_t v`` is nonzero, nonnegative, translation invariant and still a ground
+state. :func:`stoquastic_form` finds such a form of a model (same spectrum), and
+:func:`ground_energy` then diagonalises one sector instead of all.
+
 Codes: site 0 is the most significant bit, a set bit is a down spin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -135,6 +143,9 @@ def _sector_matrix(model: SpinModel, orbits: TranslationOrbits, momentum: tuple[
     """``H`` in the basis of the momentum states of ``momentum`` (None: the sector is empty)."""
     chars = np.exp(2j * np.pi * (orbits.shifts * np.asarray(momentum)
                                  / np.asarray(orbits.extent)).sum(1))
+    if np.all(np.abs(chars.imag) < 1e-12):  # momenta 0 and pi: a real matrix, half the work
+        chars = np.real(chars).round()
+    dtype = chars.dtype
     bits = (orbits.stabilizer[:, None] >> np.arange(len(chars))) & 1  # [n_orbits, T]
     char_sum = bits @ chars
     alive = np.abs(char_sum) > 1e-8
@@ -151,11 +162,11 @@ def _sector_matrix(model: SpinModel, orbits: TranslationOrbits, momentum: tuple[
     rows, cols, vals = [np.arange(n_reps)], [np.arange(n_reps)], []
     if isinstance(model, TransverseFieldIsing):
         b = model.lattice.bonds
-        vals.append(-model.J * np.sum(x[:, b[:, 0]] * x[:, b[:, 1]], axis=1).astype(complex))
+        vals.append(-model.J * np.sum(x[:, b[:, 0]] * x[:, b[:, 1]], axis=1).astype(dtype))
         flips = [((1 << int(bit[i])), np.arange(n_reps), -model.h) for i in range(n)]
     else:
         b, jz, jxy = model._bonds, model._jz, model._jxy
-        vals.append((0.25 * (x[:, b[:, 0]] * x[:, b[:, 1]]) @ jz).astype(complex))
+        vals.append((0.25 * (x[:, b[:, 0]] * x[:, b[:, 1]]) @ jz).astype(dtype))
         flips = [((1 << int(bit[i])) | (1 << int(bit[j])), np.nonzero(x[:, i] != x[:, j])[0],
                   0.5 * coupling)
                  for (i, j), coupling in zip(b.tolist(), jxy, strict=True)]
@@ -191,10 +202,42 @@ def momentum_sector_energies(model: SpinModel, momentum: tuple[int, ...] | None 
     n_reps = mat.shape[0]
     if n_reps <= DENSE_MAX_REPS or k >= n_reps - 1:
         return np.sort(np.linalg.eigvalsh(mat.toarray())[:k])
-    v0 = np.random.default_rng(0).standard_normal(n_reps).astype(complex)
+    v0 = np.random.default_rng(0).standard_normal(n_reps).astype(mat.dtype)
     with single_blas_thread():
         evals = spla.eigsh(mat, k=k, which="SA", v0=v0, return_eigenvectors=False)
     return np.sort(np.real(evals))
+
+
+def stoquastic_form(model: SpinModel) -> SpinModel | None:
+    """``model``, or a model of the same spectrum, whose off-diagonal elements in the S^z basis
+    are all <= 0 (module docstring); None when neither is. The transverse-field Ising model with
+    ``h < 0`` becomes ``h > 0`` (the rotation by ``prod_i sigma^z_i``); an S.S model without the
+    Marshall sign gets it when that makes every exchange ``Jxy <= 0`` (a bipartite lattice whose
+    bonds all join the two sublattices, or same-sublattice bonds with ``Jxy <= 0``)."""
+    if isinstance(model, TransverseFieldIsing):
+        return model if model.h >= 0 else dataclasses.replace(model, h=-model.h)
+    if np.all(model._jxy <= 0):
+        return model
+    if not model.marshall_sign and model.lattice.is_bipartite:
+        rotated = dataclasses.replace(model, marshall_sign=True)
+        if np.all(rotated._jxy <= 0):
+            return rotated
+    return None
+
+
+def ground_energy(model: SpinModel) -> float | None:
+    """The ground-state energy of ``model`` on a periodic lattice of at most
+    :data:`MAX_MOMENTUM_SITES` spins: Lanczos in the zero-momentum sector of its
+    :func:`stoquastic_form` when it has one, else the lowest over the momenta
+    (:func:`ground_state_momentum`). None on an open lattice or past the site limit."""
+    lattice = model.lattice
+    if not getattr(lattice, "pbc", False) or lattice.n_sites > MAX_MOMENTUM_SITES:
+        return None
+    stoquastic = stoquastic_form(model)
+    if stoquastic is not None:
+        return float(momentum_sector_energies(stoquastic)[0])
+    found = ground_state_momentum(model)
+    return None if found is None else found[1]
 
 
 def ground_state_momentum(model: SpinModel) -> tuple[tuple[int, ...], float] | None:
@@ -202,11 +245,13 @@ def ground_state_momentum(model: SpinModel) -> tuple[tuple[int, ...], float] | N
     ``nqs spin --momentum`` takes them) whose sector holds the lowest energy of ``model`` on
     a periodic lattice, and that energy (:func:`momentum_sector_energies` over the momenta,
     ``-k`` skipped where ``k`` was done: a real Hamiltonian gives them one spectrum; the first
-    of equal ones in the order of ``itertools.product``). None on an open lattice or past
-    :data:`MAX_MOMENTUM_SITES`."""
+    of equal ones in the order of ``itertools.product``; zero momentum alone for a stoquastic
+    model). None on an open lattice or past :data:`MAX_MOMENTUM_SITES`."""
     lattice = model.lattice
     if not getattr(lattice, "pbc", False) or lattice.n_sites > MAX_MOMENTUM_SITES:
         return None
+    if stoquastic_form(model) is model:  # a ground state at zero momentum, the first momentum
+        return (0,) * lattice.ndim, float(momentum_sector_energies(model)[0])
     orbits = translation_orbits(model)
     best: tuple[tuple[int, ...], float] | None = None
     done: set[tuple[int, ...]] = set()

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from hamiltonians.momentum_sectors import MAX_MOMENTUM_SITES, ground_state_momentum
+from hamiltonians.momentum_sectors import MAX_MOMENTUM_SITES, ground_energy, stoquastic_form
 from hamiltonians.spin import J1J2, XXZ, Heisenberg, SpinModel, TransverseFieldIsing
 from nqs.errors import InputError
 from nqs.hilbert import MAX_ENUMERATED_STATES
@@ -205,7 +205,8 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     docs/references.md), ``"exact diagonalization (Lanczos)"``
     (up to :data:`MAX_AUTO_LANCZOS_STATES` states), ``"exact diagonalization (Lanczos, momentum
     sectors)"`` (periodic lattices up to :data:`MAX_MOMENTUM_STATES` states, the lowest over
-    the momenta: :func:`momentum_sectors_fit`), else ``(None, "none")``.
+    the momenta, or up to :data:`MAX_STOQUASTIC_MOMENTUM_STATES` at zero momentum for a model
+    with a stoquastic form: :func:`momentum_sectors_fit`), else ``(None, "none")``.
     """
     lat = model.lattice
     if isinstance(model, TransverseFieldIsing):
@@ -244,29 +245,35 @@ def exact_energy(model: SpinModel) -> tuple[float | None, str]:
     if hi.n_sites <= MAX_LANCZOS_SPINS and hi.n_states <= MAX_AUTO_LANCZOS_STATES:
         return lanczos_ground_state(model), "exact diagonalization (Lanczos)"
     if momentum_sectors_fit(model):
-        _, energy = ground_state_momentum(model)
-        return energy, "exact diagonalization (Lanczos, momentum sectors)"
+        return ground_energy(model), "exact diagonalization (Lanczos, momentum sectors)"
     return None, "none"
 
 
 MAX_MOMENTUM_STATES = 4_000_000
 """:func:`exact_energy` goes through momentum sectors for S^z sectors (or full spaces) up to
 this many states: the chains of 24 spins in S^z = 0 (2.7e6 states; 1 to 2.5 minutes on the
-2-core machine, the 13 momenta of one sign). The chain of 26 (1.0e7) would take several times
-that, the 5x5 transverse-field Ising model (3.4e7) more than 12 minutes."""
+2-core machine, the 13 momenta of one sign)."""
+
+MAX_STOQUASTIC_MOMENTUM_STATES = 1 << 25
+""":func:`exact_energy`'s limit for models with a stoquastic form
+(:func:`hamiltonians.momentum_sectors.stoquastic_form`), whose ground state is found in the one
+zero-momentum sector: the 5x5 transverse-field Ising model (3.4e7 states, 1.3e6 at zero
+momentum; 84 s and 4.2 GB on the 2-core machine), the Heisenberg chain of 26 in S^z = 0 (13 s)."""
 
 
 def momentum_sectors_fit(model: SpinModel) -> bool:
     """Whether :func:`exact_energy` finds the ground state of ``model`` in its momentum
     sectors (:mod:`hamiltonians.momentum_sectors`): a periodic lattice of at most
-    :data:`MAX_MOMENTUM_SITES` spins, at most :data:`MAX_MOMENTUM_STATES` states, and sectors of
+    :data:`MAX_MOMENTUM_SITES` spins, at most :data:`MAX_MOMENTUM_STATES` states
+    (:data:`MAX_STOQUASTIC_MOMENTUM_STATES` for a model with a stoquastic form), and sectors of
     at most about :data:`MAX_AUTO_LANCZOS_STATES` each."""
     lat, hi = model.lattice, model.hilbert
     if not getattr(lat, "pbc", False) or hi.n_sites > MAX_MOMENTUM_SITES:
         return False
     n_translations = int(np.prod(lat.extent))
-    return (hi.n_states <= MAX_MOMENTUM_STATES
-            and hi.n_states <= MAX_AUTO_LANCZOS_STATES * n_translations)
+    limit = (MAX_STOQUASTIC_MOMENTUM_STATES if stoquastic_form(model) is not None
+             else MAX_MOMENTUM_STATES)
+    return hi.n_states <= limit and hi.n_states <= MAX_AUTO_LANCZOS_STATES * n_translations
 
 
 #: :func:`symmetric_ground_energy` works on ``[G, n_states]`` index tables up to this size.

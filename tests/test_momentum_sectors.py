@@ -4,6 +4,7 @@ momentum path against Lanczos on the whole sector."""
 import numpy as np
 import pytest
 
+import hamiltonians.momentum_sectors as ms
 import hamiltonians.spin_reference as ref
 from hamiltonians.lattice import Lattice, chain, honeycomb, square, triangular
 from hamiltonians.momentum_sectors import permute_codes, sector_codes, translation_orbits
@@ -45,6 +46,8 @@ def test_orbits_partition_the_sector() -> None:
     TransverseFieldIsing(square(3), h=2.0),  # full space, no S^z
     J1J2(honeycomb(2), j2=0.3),
     XXZ(triangular(4), delta=0.5),
+    TransverseFieldIsing(Lattice("square", (2, 4)), h=-1.5, J=-1.0),  # stoquastic for h > 0
+    Heisenberg(Lattice("square", (2, 4)), J=-1.0),  # ferromagnet: stoquastic as it stands
 ], ids=lambda m: m.describe())
 def test_exact_energy_through_momentum_sectors_equals_lanczos(model, monkeypatch) -> None:
     full = ref.lanczos_ground_state(model)
@@ -70,3 +73,37 @@ def test_majumdar_ghosh_chain_through_momentum_sectors(monkeypatch) -> None:
     energy, source = ref.exact_energy(J1J2(chain(12), j2=0.5))
     assert "momentum sectors" in source
     assert energy == pytest.approx(-4.5, abs=1e-10)
+
+
+def test_stoquastic_forms() -> None:
+    tfim = TransverseFieldIsing(square(3), h=-2.0)
+    assert ms.stoquastic_form(tfim).h == 2.0
+    plain = Heisenberg(chain(10))
+    assert ms.stoquastic_form(plain).marshall_sign  # rotated: same spectrum
+    marshall = Heisenberg(chain(10), marshall_sign=True)
+    assert ms.stoquastic_form(marshall) is marshall
+    # frustration leaves a positive exchange in every basis
+    assert ms.stoquastic_form(J1J2(square(4), j2=0.5, marshall_sign=True)) is None
+    assert ms.stoquastic_form(Heisenberg(triangular(3))) is None
+    assert ms.stoquastic_form(Heisenberg(chain(9))) is None  # odd ring: not bipartite
+
+
+@pytest.mark.parametrize("model", [
+    TransverseFieldIsing(square(3), h=2.5),
+    Heisenberg(chain(12), marshall_sign=True),
+    XXZ(Lattice("square", (2, 4)), delta=0.5, marshall_sign=True),
+], ids=lambda m: m.describe())
+def test_stoquastic_ground_state_is_at_zero_momentum(model, monkeypatch) -> None:
+    # the shortcut (zero momentum only) against the search over every momentum
+    k, energy = ms.ground_state_momentum(model)
+    monkeypatch.setattr(ms, "stoquastic_form", lambda model: None)
+    k_all, energy_all = ms.ground_state_momentum(model)
+    assert k == k_all == (0,) * model.lattice.ndim
+    assert energy == pytest.approx(energy_all, abs=1e-9)
+
+
+def test_stoquastic_models_get_the_larger_momentum_limit(monkeypatch) -> None:
+    monkeypatch.setattr(ref, "MAX_MOMENTUM_STATES", 100)
+    monkeypatch.setattr(ref, "MAX_STOQUASTIC_MOMENTUM_STATES", 1000)
+    assert ref.momentum_sectors_fit(Heisenberg(chain(12)))  # 924 states, stoquastic form
+    assert not ref.momentum_sectors_fit(J1J2(chain(12), j2=0.3))  # frustrated: 924 > 100
