@@ -258,10 +258,10 @@ def test_symmetric_ground_energy_is_the_lowest_invariant_state(tmp_path, capsys)
     heisenberg = Heisenberg(square(4), marshall_sign=True)
     assert abs(symmetric_ground_energy(heisenberg, heisenberg.lattice.space_group())
                - lanczos_ground_state(heisenberg)) < 1e-9
-    # the run says so and records it
+    # a run with the symmetric ansatz asked for says so and records it
     out = tmp_path / "c"
     code = main(["spin", "--model", "j1j2", "--lattice", "chain", "--size", "12", "--j2", "1.0",
-                 "--steps", "2", "--eval-batches", "1", "--out", str(out)])
+                 "--ansatz", "rbm-symm", "--steps", "2", "--eval-batches", "1", "--out", str(out)])
     assert code == 0
     assert "not in the ansatz's symmetry sector" in capsys.readouterr().out
     res = json.loads((out / "result.json").read_text())
@@ -292,7 +292,7 @@ def test_ground_state_momentum_and_a_run_projected_on_it(tmp_path, capsys):
     e_invariant = symmetric_ground_energy(model, translations)  # -2.118, E0 -2.803
     base = ["spin", "--model", "heisenberg", "--size", "6", "--no-marshall", "--samples", "256",
             "--eval-batches", "1"]
-    assert main([*base, "--steps", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--ansatz", "rbm-symm", "--steps", "2", "--out", str(tmp_path / "a")]) == 0
     assert "the ground state has momentum 3 (2 pi / L): --momentum 3" in capsys.readouterr().out
     assert main([*base, "--steps", "40", "--momentum", "3", "--out", str(tmp_path / "b")]) == 0
     res = json.loads((tmp_path / "b" / "result.json").read_text())
@@ -304,3 +304,34 @@ def test_ground_state_momentum_and_a_run_projected_on_it(tmp_path, capsys):
     loaded = load_state(tmp_path / "b")
     np.testing.assert_allclose(loaded.ansatz.module.characters,
                                momentum_characters(translations, (6,), (3,)), atol=1e-12)
+    # at defaults (no --ansatz, --symmetries, --momentum) the run takes that momentum itself
+    assert main([*base, "--steps", "2", "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "instead of the default rbm-symm over the space group: a plain RBM projected on the " \
+           "ground state's momentum 3 (--momentum 3)" in out
+    res = json.loads((tmp_path / "d" / "result.json").read_text())
+    assert res["momentum"] == [3] and res["ansatz"] == "rbm" and res["project"]
+    assert abs(res["exact_energy_symmetric"] - e0) < 1e-9  # the sector holds the ground state
+
+
+def test_default_symmetries_that_miss_the_ground_state_fall_back(tmp_path, capsys):
+    """The periodic 2x2 triangular Heisenberg model (a tetrahedron: its singlet ground states
+    are not invariant under the point group): the default GCNN goes over the translations
+    alone, whose sector holds the ground state; asked for explicitly, the space group stays
+    (with the note). A loaded run rebuilds the chosen ansatz."""
+    from nqs.commands.load import load_run
+
+    base = ["spin", "--model", "heisenberg", "--lattice", "triangular", "--size", "2",
+            "--samples", "64", "--eval-batches", "1", "--steps", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "no state invariant under the space group reaches the ground state" in out
+    assert "the gcnn goes over the translations alone" in out
+    res = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert res["symmetries"] == "translations" and res["ansatz"] == "gcnn"
+    assert abs(res["exact_energy_symmetric"] - res["exact_energy"]) < 1e-9
+    assert len(load_run(tmp_path / "a").state.ansatz.symmetries) == 4  # translations
+    assert main([*base, "--symmetries", "space-group", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "not in the ansatz's symmetry sector" in out and "instead of the default" not in out
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["symmetries"] == "space-group"

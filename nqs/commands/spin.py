@@ -4,6 +4,7 @@ energy."""
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 from nqs.commands.common import (
@@ -480,14 +481,79 @@ def run(args: argparse.Namespace) -> int:
     from nqs.commands.observe import spin_operators
     from nqs.rundir import open_run_dir
 
+    given = copy.copy(args)  # the options as given, before the defaults fill them
     resolve_defaults(args)
     setup_parallel(args)
     check_sizes(args)
     model, ansatz, sampler = build_problem(args)
+    reference = None
+    if _sector_is_default(given):
+        reference, change = choose_sector(args, given, model)
+        if change is not None:
+            print(f"note: {change}", flush=True)
+            check_sizes(args)
+            model, ansatz, sampler = build_problem(args)
     optimizer = spin_optimizer(args)
     observables = spin_operators(args.observe, model)  # bad names: InputError before --out
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
-        return _run(args, model, ansatz, sampler, optimizer, observables)
+        return _run(args, model, ansatz, sampler, optimizer, observables, reference)
+
+
+def _sector_is_default(given: argparse.Namespace) -> bool:
+    """Whether the run's symmetry sector is the defaults' choice: no ``--ansatz``,
+    ``--symmetries``, ``--project`` or ``--momentum`` given."""
+    return (getattr(given, "ansatz", "auto") == "auto"
+            and getattr(given, "symmetries", "auto") == "auto"
+            and not getattr(given, "project", False)
+            and getattr(given, "momentum", None) is None)
+
+
+def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # noqa: ANN001
+                  ) -> tuple[tuple[float | None, str], str | None]:
+    """``((exact, source), change)``: the model's exact energy, and where the default ansatz
+    is symmetric (``rbm-symm``, the GCNN) and Lanczos shows that no state invariant under its
+    group reaches the ground state, ``args`` changed in place to the first default whose
+    sector holds it, in words (else None): the translations alone (the point group was the
+    cause), the ground state's momentum (the plain RBM projected on it, as ``--momentum``), or
+    the plain RBM. ``given``: the options before :func:`resolve_defaults` (re-resolved for the
+    new choice). Small systems only: past Lanczos (or the symmetric sector's work limit) the
+    defaults stay as they are. The Heisenberg triangular 2x2 (its singlets not invariant under
+    the point group) goes over the translations; the J1-J2 chain of 12 at J2 = 1, ground state
+    at momentum pi, to ``--momentum 6``."""
+    from hamiltonians.momentum_sectors import ground_state_momentum
+    from hamiltonians.spin_reference import symmetric_ground_energy
+
+    exact, source = _exact_reference(model)
+    if exact is None or "Lanczos" not in source or args.ansatz not in ("rbm-symm", "gcnn"):
+        return (exact, source), None
+    lattice = model.lattice
+    tol = 1e-8 * max(1.0, abs(exact))
+
+    def holds(perms) -> bool | None:  # noqa: ANN001
+        energy = symmetric_ground_energy(model, perms)
+        return None if energy is None else energy - exact <= tol
+
+    group = lattice.space_group() if args.symmetries == "space-group" else lattice.translations()
+    if holds(group) is not False:  # it holds the ground state, or too large to tell
+        return (exact, source), None
+    chosen = copy.copy(given)
+    was = f"{args.ansatz} over the {args.symmetries.replace('-', ' ')}"
+    name = "the space group" if args.symmetries == "space-group" else "the translations"
+    if args.symmetries == "space-group" and holds(lattice.translations()):
+        chosen.symmetries = "translations"
+        change = f"the {args.ansatz} goes over the translations alone"
+    else:
+        momentum = ground_state_momentum(model)
+        if momentum is not None and any(momentum[0]) and momentum[1] - exact <= tol:
+            chosen.momentum = list(momentum[0])
+            k = " ".join(map(str, momentum[0]))
+            change = f"a plain RBM projected on the ground state's momentum {k} (--momentum {k})"
+        else:
+            chosen.ansatz = "rbm"
+            change = "a plain RBM (no symmetry)"
+    vars(args).update(vars(resolve_defaults(chosen)))
+    return (exact, source), (f"no state invariant under {name} reaches the ground state "
+                             f"(Lanczos); instead of the default {was}: {change}")
 
 
 def build_problem(args: argparse.Namespace):  # noqa: ANN201
@@ -531,22 +597,30 @@ def build_problem(args: argparse.Namespace):  # noqa: ANN201
     return model, ansatz, sampler
 
 
-def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001
-         observables: dict | None = None) -> int:
+def _exact_reference(model) -> tuple[float | None, str]:  # noqa: ANN001
+    """:func:`hamiltonians.spin_reference.exact_energy`, saying first when it will take
+    minutes (the momentum sectors)."""
     from hamiltonians.spin_reference import (
         MAX_AUTO_LANCZOS_STATES,
         exact_energy,
-        infinite_temperature_energy,
         momentum_sectors_fit,
     )
-    from nqs.driver import run_vmc
-    from nqs.io import write_json_atomic
-    from nqs.stats import v_score
 
     if momentum_sectors_fit(model) and model.hilbert.n_states > MAX_AUTO_LANCZOS_STATES:
         print(f"exact energy: Lanczos in the momentum sectors of {model.hilbert.n_states} "
               "states (a minute or two)", flush=True)
-    exact, source = exact_energy(model)
+    return exact_energy(model)
+
+
+def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001
+         observables: dict | None = None,
+         reference: tuple[float | None, str] | None = None) -> int:
+    from hamiltonians.spin_reference import infinite_temperature_energy
+    from nqs.driver import run_vmc
+    from nqs.io import write_json_atomic
+    from nqs.stats import v_score
+
+    exact, source = _exact_reference(model) if reference is None else reference
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
     symmetric = (_symmetric_reference(model, ansatz, exact, source)
