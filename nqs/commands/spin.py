@@ -486,9 +486,9 @@ def run(args: argparse.Namespace) -> int:
     setup_parallel(args)
     check_sizes(args)
     model, ansatz, sampler = build_problem(args)
-    reference = None
+    reference = symmetric = None
     if _sector_is_default(given):
-        reference, change = choose_sector(args, given, model)
+        reference, change, symmetric = choose_sector(args, given, model)
         if change is not None:
             print(f"note: {change}", flush=True)
             check_sizes(args)
@@ -496,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
     optimizer = spin_optimizer(args)
     observables = spin_operators(args.observe, model)  # bad names: InputError before --out
     with open_run_dir(args.out, args.resume, args.overwrite, is_main()):
-        return _run(args, model, ansatz, sampler, optimizer, observables, reference)
+        return _run(args, model, ansatz, sampler, optimizer, observables, reference, symmetric)
 
 
 def _sector_is_default(given: argparse.Namespace) -> bool:
@@ -509,13 +509,14 @@ def _sector_is_default(given: argparse.Namespace) -> bool:
 
 
 def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # noqa: ANN001
-                  ) -> tuple[tuple[float | None, str], str | None]:
-    """``((exact, source), change)``: the model's exact energy, and where the default ansatz
+                  ) -> tuple[tuple[float | None, str], str | None, float | None]:
+    """``((exact, source), change, symmetric)``: the model's exact energy, and where the default ansatz
     is symmetric (``rbm-symm``, the GCNN) and Lanczos shows that no state invariant under its
     group reaches the ground state, ``args`` changed in place to the first default whose
     sector holds it, in words (else None): the translations alone (the point group was the
     cause), the ground state's momentum (the plain RBM projected on it, as ``--momentum``), or
-    the plain RBM. ``given``: the options before :func:`resolve_defaults` (re-resolved for the
+    the plain RBM; ``symmetric``: the lowest energy invariant under the group when it stays
+    (None when not computed). ``given``: the options before :func:`resolve_defaults` (re-resolved for the
     new choice). Small systems only: past Lanczos (or the symmetric sector's work limit) the
     defaults stay as they are. The Heisenberg triangular 2x2 (its singlets not invariant under
     the point group) goes over the translations; the J1-J2 chain of 12 at J2 = 1, ground state
@@ -525,21 +526,22 @@ def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # 
 
     exact, source = _exact_reference(model)
     if exact is None or "Lanczos" not in source or args.ansatz not in ("rbm-symm", "gcnn"):
-        return (exact, source), None
+        return (exact, source), None, None
     lattice = model.lattice
     tol = 1e-8 * max(1.0, abs(exact))
 
-    def holds(perms) -> bool | None:  # noqa: ANN001
-        energy = symmetric_ground_energy(model, perms)
+    def holds(energy: float | None) -> bool | None:
         return None if energy is None else energy - exact <= tol
 
     group = lattice.space_group() if args.symmetries == "space-group" else lattice.translations()
-    if holds(group) is not False:  # it holds the ground state, or too large to tell
-        return (exact, source), None
+    symmetric = symmetric_ground_energy(model, group)
+    if holds(symmetric) is not False:  # it holds the ground state, or too large to tell
+        return (exact, source), None, symmetric
     chosen = copy.copy(given)
     was = f"{args.ansatz} over the {args.symmetries.replace('-', ' ')}"
     name = "the space group" if args.symmetries == "space-group" else "the translations"
-    if args.symmetries == "space-group" and holds(lattice.translations()):
+    if (args.symmetries == "space-group"
+            and holds(symmetric_ground_energy(model, lattice.translations()))):
         chosen.symmetries = "translations"
         change = f"the {args.ansatz} goes over the translations alone"
     else:
@@ -553,7 +555,7 @@ def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # 
             change = "a plain RBM (no symmetry)"
     vars(args).update(vars(resolve_defaults(chosen)))
     return (exact, source), (f"no state invariant under {name} reaches the ground state "
-                             f"(Lanczos); instead of the default {was}: {change}")
+                             f"(Lanczos); instead of the default {was}: {change}"), None
 
 
 def build_problem(args: argparse.Namespace):  # noqa: ANN201
@@ -614,7 +616,8 @@ def _exact_reference(model) -> tuple[float | None, str]:  # noqa: ANN001
 
 def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: ANN001
          observables: dict | None = None,
-         reference: tuple[float | None, str] | None = None) -> int:
+         reference: tuple[float | None, str] | None = None,
+         symmetric: float | None = None) -> int:
     from hamiltonians.spin_reference import infinite_temperature_energy
     from nqs.driver import run_vmc
     from nqs.io import write_json_atomic
@@ -623,8 +626,9 @@ def _run(args: argparse.Namespace, model, ansatz, sampler, optimizer,  # noqa: A
     exact, source = _exact_reference(model) if reference is None else reference
     known = f"{fmt_energy(exact, 10)} ({source})" if exact is not None else "not known for this size"
     print(f"{model.describe()}: exact energy {known}", flush=True)
-    symmetric = (_symmetric_reference(model, ansatz, exact, source)
-                 if args.ansatz in ("rbm-symm", "gcnn") or args.project else None)
+    if symmetric is None:  # (choose_sector's, where it kept the group and computed it)
+        symmetric = (_symmetric_reference(model, ansatz, exact, source)
+                     if args.ansatz in ("rbm-symm", "gcnn") or args.project else None)
     shape = (f"{args.layers} layers x {args.features} features" if args.ansatz == "gcnn"
              else f"alpha {args.alpha:g}")
     group = (f", {args.symmetries}" if args.ansatz in ("gcnn", "rbm-symm") or args.project
