@@ -190,7 +190,10 @@ def test_resume_with_other_dtype_is_an_error(tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["dtype"] == "float32"
     assert load_checkpoint_metadata(out / "checkpoint.msgpack")["dtype"] == "float32"
     capsys.readouterr()
-    code = main([*common, "--steps", "2", "--resume"])  # default float64
+    code = main([*common, "--steps", "2", "--resume", "--dtype", "float64"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "float32" in err[0] and "float64" in err[0]
+    # without --dtype (auto) the resumed run keeps the checkpoint's
+    assert main([*common, "--steps", "2", "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["dtype"] == "float32"

@@ -335,3 +335,23 @@ def test_default_symmetries_that_miss_the_ground_state_fall_back(tmp_path, capsy
     out = capsys.readouterr().out
     assert "not in the ansatz's symmetry sector" in out and "instead of the default" not in out
     assert json.loads((tmp_path / "b" / "result.json").read_text())["symmetries"] == "space-group"
+
+
+def test_dtype_default_is_float32_for_the_gcnn_only(tmp_path, capsys):
+    """``--dtype auto``: float32 for the GCNN, float64 for the others; an explicit choice
+    stays; a resumed run keeps its checkpoint's dtype (runs from before the auto default)."""
+    assert _args("--model", "heisenberg", "--lattice", "triangular", "--size", "4").dtype == \
+        spin.GCNN_DTYPE == "float32"
+    assert _args("--model", "heisenberg", "--lattice", "square", "--size", "4").dtype == \
+        "float64"  # rbm-symm
+    assert _args("--model", "heisenberg", "--lattice", "triangular", "--size", "4",
+                 "--dtype", "float64").dtype == "float64"
+    base = ["spin", "--model", "heisenberg", "--lattice", "triangular", "--size", "2",
+            "--symmetries", "translations", "--samples", "64", "--eval-batches", "1"]
+    out = tmp_path / "a"
+    assert main([*base, "--dtype", "float64", "--steps", "1", "--out", str(out)]) == 0
+    assert main([*base, "--steps", "2", "--out", str(out), "--resume"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["dtype"] == "float64" and res["steps"] == 2
+    assert main([*base, "--steps", "1", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["dtype"] == "float32"

@@ -134,15 +134,18 @@ def add_parallel_options(p: argparse.ArgumentParser) -> None:
                    "jax.distributed.initialize() with no arguments")
 
 
-def add_dtype_option(p: argparse.ArgumentParser) -> None:
-    """Add ``--dtype`` (network precision of the discrete engine, :mod:`nqs.precision`)."""
+def add_dtype_option(p: argparse.ArgumentParser, auto: str | None = None) -> None:
+    """Add ``--dtype`` (network precision of the discrete engine, :mod:`nqs.precision`);
+    ``auto``: the words for an ``auto`` choice, then the default (resolved by the command)."""
     from nqs.precision import DTYPES
 
-    p.add_argument("--dtype", choices=DTYPES, default="float64",
+    p.add_argument("--dtype", choices=(*DTYPES, "auto") if auto else DTYPES,
+                   default="auto" if auto else "float64",
                    help="precision of the network: float32 evaluates it (and the RBM's cached "
                    "tables) in float32 / complex64 from a float64 master copy of the "
                    "parameters; log psi, determinants, local energies, statistics, gradients "
-                   "and the SR solve stay float64 (default: float64)")
+                   "and the SR solve stay float64 (default: "
+                   + (f"auto, {auto})" if auto else "float64)"))
 
 
 def setup_parallel(args: argparse.Namespace) -> None:
