@@ -15,7 +15,8 @@ Three settings (NetKet's GCNN always in its default ``mode="auto"``):
   wavefunction, exact for this model with the Marshall sign up to the network's expressivity;
 * ``defaults``: each code's default GCNN for this model (nqs: what ``nqs spin --ansatz gcnn``
   resolves, real parameters since the model is sign-free with the Marshall sign, and on a CPU
-  64 samples evaluated at a time, exchanges of antiparallel spins only; NetKet: real
+  64 samples evaluated at a time, exchanges of antiparallel spins only, the network in
+  float32 (sums and SR in float64); NetKet: real
   parameters, no chunking, exchanges on all bonds). The matched settings evaluate all samples
   at once in both codes, both with exchanges on all bonds.
 
@@ -52,6 +53,7 @@ from nqs.ansatz import n_parameters
 from nqs.bench.machine import cpu_model
 from nqs.models.gcnn import make_gcnn
 from nqs.optim import sr_optimizer
+from nqs.precision import with_dtype
 from nqs.problems import exchange_antiparallel
 from nqs.sampling.metropolis import MetropolisSampler
 from nqs.sampling.rules import AntiparallelExchangeRule, ExchangeRule
@@ -60,14 +62,16 @@ from nqs.vmc import make_vmc
 
 def nqs_step(model: Heisenberg, perms: np.ndarray, complex_params: bool,
              args: argparse.Namespace, chunk_size: int | None = None,
-             default_moves: bool = False):
+             default_moves: bool = False, dtype: str = "float64"):
     """A jitted nqs VMC step and its state: ``(step_fn() -> energy, n_params)``; ``chunk_size``
     samples evaluated at a time (None: all at once). Exchange moves on all bonds (NetKet's
     rule), or with ``default_moves`` the moves ``nqs spin`` takes for this ansatz
-    (:func:`nqs.problems.exchange_antiparallel`: antiparallel bonds only for the GCNN)."""
+    (:func:`nqs.problems.exchange_antiparallel`: antiparallel bonds only for the GCNN);
+    ``dtype``: the network's precision (:func:`nqs.precision.with_dtype`)."""
     n = model.hilbert.n_sites
-    ansatz = make_gcnn(perms, args.features, layers=args.layers,
-                       param_dtype=jnp.complex128 if complex_params else jnp.float64)
+    ansatz = with_dtype(make_gcnn(perms, args.features, layers=args.layers,
+                                  param_dtype=jnp.complex128 if complex_params else jnp.float64),
+                        dtype)
     bonds = np.asarray(model.lattice.bonds)
     rule = (AntiparallelExchangeRule(bonds) if default_moves and exchange_antiparallel(ansatz)
             else ExchangeRule(bonds))
@@ -133,8 +137,8 @@ def timed_rounds(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
     return times
 
 
-def nqs_defaults(size: int, samples: int) -> tuple[bool, int | None]:
-    """``(real, chunk_size)`` that ``nqs spin --model heisenberg --lattice square --ansatz gcnn``
+def nqs_defaults(size: int, samples: int) -> tuple[bool, int | None, str]:
+    """``(real, chunk_size, dtype)`` that ``nqs spin --model heisenberg --lattice square --ansatz gcnn``
     resolves to (the CLI's own rules, not a copy of them)."""
     from nqs.commands import spin
 
@@ -144,22 +148,25 @@ def nqs_defaults(size: int, samples: int) -> tuple[bool, int | None]:
                              str(size), "--ansatz", "gcnn", "--samples", str(samples)])
     cli = spin.resolve_defaults(cli)
     chunk = spin.resolve_chunk_size(cli)
-    return bool(cli.real), (chunk if isinstance(chunk, int) else None)
+    return bool(cli.real), (chunk if isinstance(chunk, int) else None), cli.dtype
 
 
-def settings(size: int, samples: int) -> tuple[tuple[str, bool, bool, int | None], ...]:
-    """The compared settings: ``(name, nqs complex, NetKet complex, nqs chunk size)``."""
-    default_real, default_chunk = nqs_defaults(size, samples)
-    return (("matched complex", True, True, None), ("matched real", False, False, None),
-            ("defaults", not default_real, False, default_chunk))
+def settings(size: int, samples: int
+             ) -> tuple[tuple[str, bool, bool, int | None, str], ...]:
+    """The compared settings: ``(name, nqs complex, NetKet complex, nqs chunk size, nqs
+    network dtype)``."""
+    default_real, default_chunk, default_dtype = nqs_defaults(size, samples)
+    return (("matched complex", True, True, None, "float64"),
+            ("matched real", False, False, None, "float64"),
+            ("defaults", not default_real, False, default_chunk, default_dtype))
 
 
 def compare(model: Heisenberg, perms: np.ndarray, symmetries: str, args: argparse.Namespace,
-            setting: tuple[str, bool, bool, int | None]) -> dict:
+            setting: tuple[str, bool, bool, int | None, str]) -> dict:
     """Both codes' step at one of :func:`settings`, timed in turn: one result row."""
-    name, our_complex, nk_complex, chunk = setting
+    name, our_complex, nk_complex, chunk, dtype = setting
     ours, ours_p = nqs_step(model, perms, our_complex, args, chunk,
-                            default_moves=name == "defaults")
+                            default_moves=name == "defaults", dtype=dtype)
     theirs, theirs_p = netket_step(model, symmetries, nk_complex, args)
     times = timed_rounds({"nqs": ours, "netket": theirs}, args.repeats)
     t_ours, t_theirs = pystats.median(times["nqs"]), pystats.median(times["netket"])
@@ -167,7 +174,8 @@ def compare(model: Heisenberg, perms: np.ndarray, symmetries: str, args: argpars
             "ratio": t_theirs / t_ours, "nqs_params": ours_p, "netket_params": theirs_p,
             "netket_param_dtype": "complex128" if nk_complex else "float64",
             "nqs_param_dtype": "complex128" if our_complex else "float64",
-            "nqs_chunk_size": chunk, "times": times, "load_average": os.getloadavg()[0]}
+            "nqs_chunk_size": chunk, "nqs_network_dtype": dtype, "times": times,
+            "load_average": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines.append(f"| {r['setting']} | {r['nqs_s']:.3f} | {r['netket_s']:.3f} | "
                      f"{r['ratio']:.2f} | {r['nqs_params']} / {r['netket_params']} | "
-                     f"{r['nqs_param_dtype']} / {r['netket_param_dtype']} | "
+                     f"{r['nqs_param_dtype']}"
+                     + (" (network float32)" if r["nqs_network_dtype"] == "float32" else "")
+                     + f" / {r['netket_param_dtype']} | "
                      f"{r['load_average']:.1f} |")
     text = "\n".join(lines)
     print(text)
