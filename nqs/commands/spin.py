@@ -533,14 +533,15 @@ def _sector_is_default(given: argparse.Namespace) -> bool:
 
 def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # noqa: ANN001
                   ) -> tuple[tuple[float | None, str], str | None, float | None]:
-    """``((exact, source), change, symmetric)``: the model's exact energy, and where the default ansatz
-    is symmetric (``rbm-symm``, the GCNN) and Lanczos shows that no state invariant under its
-    group reaches the ground state, ``args`` changed in place to the first default whose
-    sector holds it, in words (else None): the translations alone (the point group was the
-    cause), the ground state's momentum (the plain RBM projected on it, as ``--momentum``), or
-    the plain RBM; ``symmetric``: the lowest energy invariant under the group when it stays
-    (None when not computed). ``given``: the options before :func:`resolve_defaults` (re-resolved for the
-    new choice). Small systems only: past Lanczos (or the symmetric sector's work limit) the
+    """``((exact, source), change, symmetric)``: the model's exact energy; where the default
+    ansatz is symmetric (``rbm-symm``, the GCNN) and Lanczos shows that no state invariant
+    under its group reaches the ground state, ``args`` changed in place to the first default
+    whose sector holds it, and ``change`` says which in words (else None): the translations
+    alone (the point group was the cause; on an open lattice no symmetry), the ground state's
+    momentum (the plain RBM projected on it, as ``--momentum``), or the plain RBM;
+    ``symmetric``: the lowest energy invariant under the group when it stays (None when not
+    computed). ``given``: the options before :func:`resolve_defaults` (re-resolved for the new
+    choice). Small systems only: past Lanczos (or the symmetric sector's work limit) the
     defaults stay as they are. The Heisenberg triangular 2x2 (its singlets not invariant under
     the point group) goes over the translations; the J1-J2 chain of 12 at J2 = 1, ground state
     at momentum pi, to ``--momentum 6``."""
@@ -566,7 +567,8 @@ def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # 
     if (args.symmetries == "space-group"
             and holds(symmetric_ground_energy(model, lattice.translations()))):
         chosen.symmetries = "translations"
-        change = f"the {args.ansatz} goes over the translations alone"
+        change = (f"the {args.ansatz} goes over the translations alone" if lattice.pbc
+                  else f"the {args.ansatz} without the point group")
     else:
         momentum = ground_state_momentum(model)
         if momentum is not None and any(momentum[0]) and momentum[1] - exact <= tol:
