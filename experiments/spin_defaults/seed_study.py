@@ -114,7 +114,11 @@ def main() -> None:
                 out = args.out / f"{name}_s{seed}"
                 if not (out / "result.json").is_file():
                     print(f"== {name}, seed {seed}", flush=True)
-                    run_one(out, [*common, *options, "--seed", str(seed)])
+                    try:
+                        run_one(out, [*common, *options, "--seed", str(seed)])
+                    except subprocess.CalledProcessError as err:
+                        sys.exit(f"seed_study.py: the run {name}, seed {seed} failed (exit "
+                                 f"{err.returncode}): see {out / 'console.txt'}")
     summary = summarize(args.out, names, args.seeds)
     summary["command"] = shlex.join(common)
     summary["variant_options"] = {name: shlex.join(o) for name, o in args.variant}

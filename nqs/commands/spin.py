@@ -545,35 +545,29 @@ def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # 
     defaults stay as they are. The Heisenberg triangular 2x2 (its singlets not invariant under
     the point group) goes over the translations; the J1-J2 chain of 12 at J2 = 1, ground state
     at momentum pi, to ``--momentum 6``."""
-    from hamiltonians.momentum_sectors import ground_state_momentum
     from hamiltonians.spin_reference import symmetric_ground_energy
 
     exact, source = _exact_reference(model)
     if exact is None or "Lanczos" not in source or args.ansatz not in ("rbm-symm", "gcnn"):
         return (exact, source), None, None
     lattice = model.lattice
-    tol = 1e-8 * max(1.0, abs(exact))
-
-    def holds(energy: float | None) -> bool | None:
-        return None if energy is None else energy - exact <= tol
-
     group = lattice.space_group() if args.symmetries == "space-group" else lattice.translations()
     symmetric = symmetric_ground_energy(model, group)
-    if holds(symmetric) is not False:  # it holds the ground state, or too large to tell
+    if _reaches(symmetric, exact) is not False:  # it holds the ground state, or too large to tell
         return (exact, source), None, symmetric
     chosen = copy.copy(given)
     was = f"{args.ansatz} over the {args.symmetries.replace('-', ' ')}"
     name = "the space group" if args.symmetries == "space-group" else "the translations"
     if (args.symmetries == "space-group"
-            and holds(symmetric_ground_energy(model, lattice.translations()))):
+            and _reaches(symmetric_ground_energy(model, lattice.translations()), exact)):
         chosen.symmetries = "translations"
         change = (f"the {args.ansatz} goes over the translations alone" if lattice.pbc
                   else f"the {args.ansatz} without the point group")
     else:
-        momentum = ground_state_momentum(model)
-        if momentum is not None and any(momentum[0]) and momentum[1] - exact <= tol:
-            chosen.momentum = list(momentum[0])
-            k = " ".join(map(str, momentum[0]))
+        momentum = _ground_momentum(model, exact)
+        if momentum is not None:
+            chosen.momentum = list(momentum)
+            k = " ".join(map(str, momentum))
             change = f"a plain RBM projected on the ground state's momentum {k} (--momentum {k})"
         else:
             chosen.ansatz = "rbm"
@@ -581,6 +575,23 @@ def choose_sector(args: argparse.Namespace, given: argparse.Namespace, model  # 
     vars(args).update(vars(resolve_defaults(chosen)))
     return (exact, source), (f"no state invariant under {name} reaches the ground state "
                              f"(Lanczos); instead of the default {was}: {change}"), None
+
+
+def _reaches(energy: float | None, exact: float) -> bool | None:
+    """Whether a sector whose lowest energy is ``energy`` holds the ground state ``exact``
+    (to 1e-8 relative); None when the sector's energy is not known."""
+    return None if energy is None else energy - exact <= 1e-8 * max(1.0, abs(exact))
+
+
+def _ground_momentum(model, exact: float) -> tuple[int, ...] | None:  # noqa: ANN001
+    """The momentum of the ground state where it is not zero and its sector reaches ``exact``
+    (:func:`hamiltonians.momentum_sectors.ground_state_momentum`), else None."""
+    from hamiltonians.momentum_sectors import ground_state_momentum
+
+    found = ground_state_momentum(model)
+    if found is None or not any(found[0]) or not _reaches(found[1], exact):
+        return None
+    return found[0]
 
 
 def build_problem(args: argparse.Namespace):  # noqa: ANN201
@@ -729,18 +740,17 @@ def _symmetric_reference(model, ansatz, exact: float | None,  # noqa: ANN001
     :func:`hamiltonians.spin_reference.symmetric_ground_energy`) where the exact energy comes
     from Lanczos; printed when the ground state lies outside it (J1-J2 chain of 16 at J2 = 0.8:
     1.5 % above, honeycomb 3x3 at J2 = 0.8 over the space group: 2.7 %). None otherwise."""
-    from hamiltonians.momentum_sectors import ground_state_momentum
     from hamiltonians.spin_reference import symmetric_ground_energy
 
     if exact is None or "Lanczos" not in source or ansatz.symmetries is None:
         return None
     characters = getattr(ansatz.module, "characters", None)  # a momentum's, else trivial
     symmetric = symmetric_ground_energy(model, ansatz.symmetries, characters)
-    if symmetric is not None and symmetric - exact > 1e-8 * max(1.0, abs(exact)):
-        momentum = ground_state_momentum(model)
+    if _reaches(symmetric, exact) is False:
+        momentum = _ground_momentum(model, exact)
         sector = "its irrep" if characters is not None else "invariant"
-        if momentum is not None and any(momentum[0]) and momentum[1] - exact < 1e-8 * abs(exact):
-            k = " ".join(map(str, momentum[0]))
+        if momentum is not None:
+            k = " ".join(map(str, momentum))
             hint = f"the ground state has momentum {k} (2 pi / L): --momentum {k}"
         else:
             hint = "--ansatz rbm, or --symmetries translations where the point group is the cause"
